@@ -1,0 +1,569 @@
+//! HTTP/1.x heads and message framing for the forward proxy (RFC 9112), on top of `httparse`.
+//!
+//! The worker's `http_proxy` server fills a buffer and calls [`parse_request`]; it then decides
+//! where the body ends with [`RequestHead::body_framing`] and relays chunked bodies byte for byte
+//! while [`ChunkedTracker`] watches for their end. Heads sent on are rebuilt by
+//! [`write_request_head`] and [`write_response_head`], which drop hop-by-hop headers.
+
+use crate::{HostPort, Parsed};
+
+/// The most header lines a head may carry; more is answered with 431.
+pub const MAX_HEADERS: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    pub target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub headers: Vec<Header>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub minor_version: u8,
+    pub code: u16,
+    pub reason: String,
+    pub headers: Vec<Header>,
+}
+
+/// Where a message body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Only for responses: the body runs until the upstream closes.
+    UntilClose,
+}
+
+/// Where a request goes, as its request-target says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestTarget {
+    /// `CONNECT host:port`.
+    Tunnel(HostPort),
+    /// `GET http://host[:port]/path`: `path` is the origin-form to send upstream.
+    Forward { upstream: HostPort, path: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("malformed head: {0}")]
+    Malformed(&'static str),
+    #[error("too many header lines")]
+    TooManyHeaders,
+    #[error("unsupported http version")]
+    UnsupportedVersion,
+    #[error("invalid request target")]
+    InvalidTarget,
+    #[error("unsupported scheme in request target")]
+    UnsupportedScheme,
+    #[error("invalid content-length")]
+    InvalidContentLength,
+    #[error("request carries both transfer-encoding and content-length")]
+    ConflictingFraming,
+    #[error("unsupported transfer-encoding")]
+    UnsupportedTransferEncoding,
+}
+
+fn map_httparse(error: httparse::Error) -> HeadError {
+    match error {
+        httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
+        httparse::Error::Version => HeadError::UnsupportedVersion,
+        httparse::Error::HeaderName => HeadError::Malformed("invalid header name"),
+        httparse::Error::HeaderValue => HeadError::Malformed("invalid header value"),
+        httparse::Error::NewLine => HeadError::Malformed("invalid line ending"),
+        httparse::Error::Status => HeadError::Malformed("invalid status"),
+        httparse::Error::Token => HeadError::Malformed("invalid token"),
+    }
+}
+
+fn copy_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|h| Header { name: h.name.to_string(), value: h.value.to_vec() })
+        .collect()
+}
+
+/// Parses a request head from the start of `buf`.
+pub fn parse_request(buf: &[u8]) -> Result<Parsed<RequestHead>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf).map_err(map_httparse)? {
+        httparse::Status::Partial => Ok(Parsed::Partial),
+        httparse::Status::Complete(used) => {
+            // httparse only returns Complete with method, path and version set.
+            let head = RequestHead {
+                method: request.method.unwrap_or_default().to_string(),
+                target: request.path.unwrap_or_default().to_string(),
+                minor_version: request.version.unwrap_or_default(),
+                headers: copy_headers(request.headers),
+            };
+            Ok(Parsed::Complete(head, used))
+        }
+    }
+}
+
+/// Parses a response head from the start of `buf`.
+pub fn parse_response(buf: &[u8]) -> Result<Parsed<ResponseHead>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf).map_err(map_httparse)? {
+        httparse::Status::Partial => Ok(Parsed::Partial),
+        httparse::Status::Complete(used) => {
+            let head = ResponseHead {
+                minor_version: response.version.unwrap_or_default(),
+                code: response.code.unwrap_or_default(),
+                reason: response.reason.unwrap_or_default().to_string(),
+                headers: copy_headers(response.headers),
+            };
+            Ok(Parsed::Complete(head, used))
+        }
+    }
+}
+
+fn header_values<'a>(headers: &'a [Header], name: &str) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(&name))
+        .map(|h| h.value.as_slice())
+}
+
+/// Comma-separated tokens of every header line called `name`, trimmed.
+fn header_tokens<'a>(headers: &'a [Header], name: &str) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    header_values(headers, name)
+        .flat_map(|value| value.split(|&b| b == b','))
+        .map(|token| token.trim_ascii())
+        .filter(|token| !token.is_empty())
+}
+
+fn has_token(headers: &[Header], name: &str, token: &str) -> bool {
+    header_tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Keep-alive as the peer asked for it: HTTP/1.1 unless `close`, HTTP/1.0 only with `keep-alive`.
+/// Proxy clients still send `Proxy-Connection`, so it counts as `Connection`.
+fn wants_keep_alive(minor_version: u8, headers: &[Header]) -> bool {
+    let says = |token| has_token(headers, "connection", token) || has_token(headers, "proxy-connection", token);
+    if minor_version == 0 { says("keep-alive") } else { !says("close") }
+}
+
+fn content_length(headers: &[Header]) -> Result<Option<u64>, HeadError> {
+    let mut found = None;
+    for value in header_values(headers, "content-length") {
+        // A list such as `5, 5` is allowed when every member is equal (RFC 9110 8.6).
+        for part in value.split(|&b| b == b',') {
+            let text = std::str::from_utf8(part.trim_ascii()).map_err(|_| HeadError::InvalidContentLength)?;
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HeadError::InvalidContentLength);
+            }
+            let length: u64 = text.parse().map_err(|_| HeadError::InvalidContentLength)?;
+            if found.is_some_and(|previous| previous != length) {
+                return Err(HeadError::InvalidContentLength);
+            }
+            found = Some(length);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether transfer-encoding ends in `chunked`; any other coding we cannot frame.
+fn is_chunked(headers: &[Header]) -> Result<Option<bool>, HeadError> {
+    let codings: Vec<&[u8]> = header_tokens(headers, "transfer-encoding").collect();
+    match codings.last() {
+        None => Ok(None),
+        Some(last) if last.eq_ignore_ascii_case(b"chunked") => Ok(Some(true)),
+        Some(_) => Ok(Some(false)),
+    }
+}
+
+impl RequestHead {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        header_values(&self.headers, name).next()
+    }
+
+    pub fn keep_alive(&self) -> bool {
+        wants_keep_alive(self.minor_version, &self.headers)
+    }
+
+    pub fn is_connect(&self) -> bool {
+        self.method.eq_ignore_ascii_case("CONNECT")
+    }
+
+    /// Where the request body ends. A request with both framings is refused rather than
+    /// guessed at, since the two readings are how request smuggling works.
+    pub fn body_framing(&self) -> Result<BodyFraming, HeadError> {
+        let length = content_length(&self.headers)?;
+        match is_chunked(&self.headers)? {
+            Some(_) if length.is_some() => Err(HeadError::ConflictingFraming),
+            Some(true) => Ok(BodyFraming::Chunked),
+            Some(false) => Err(HeadError::UnsupportedTransferEncoding),
+            None => Ok(match length {
+                Some(0) | None => BodyFraming::Empty,
+                Some(n) => BodyFraming::Length(n),
+            }),
+        }
+    }
+
+    /// Reads the request-target of a proxy request: an authority for CONNECT, an absolute
+    /// `http://` URI otherwise.
+    pub fn proxy_target(&self) -> Result<RequestTarget, HeadError> {
+        if self.is_connect() {
+            let upstream = HostPort::parse_authority(&self.target, None).ok_or(HeadError::InvalidTarget)?;
+            return Ok(RequestTarget::Tunnel(upstream));
+        }
+        let Some(scheme_end) = self.target.find("://") else {
+            return Err(HeadError::InvalidTarget);
+        };
+        if !self.target[..scheme_end].eq_ignore_ascii_case("http") {
+            return Err(HeadError::UnsupportedScheme);
+        }
+        let rest = &self.target[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        // Credentials in the URI are not ours to pass on, and `@` makes authorities ambiguous.
+        if authority.contains('@') {
+            return Err(HeadError::InvalidTarget);
+        }
+        let upstream = HostPort::parse_authority(authority, Some(80)).ok_or(HeadError::InvalidTarget)?;
+        let path = match &rest[authority_end..] {
+            "" => "/".to_string(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.split('#').next().unwrap_or("/").to_string(),
+        };
+        Ok(RequestTarget::Forward { upstream, path })
+    }
+}
+
+impl ResponseHead {
+    pub fn keep_alive(&self) -> bool {
+        wants_keep_alive(self.minor_version, &self.headers)
+    }
+
+    /// Where the response body ends, given the method of the request it answers.
+    pub fn body_framing(&self, request_method: &str) -> Result<BodyFraming, HeadError> {
+        if request_method.eq_ignore_ascii_case("HEAD")
+            || (100..200).contains(&self.code)
+            || self.code == 204
+            || self.code == 304
+        {
+            return Ok(BodyFraming::Empty);
+        }
+        match is_chunked(&self.headers)? {
+            Some(true) => return Ok(BodyFraming::Chunked),
+            Some(false) => return Ok(BodyFraming::UntilClose),
+            None => {}
+        }
+        Ok(match content_length(&self.headers)? {
+            Some(0) => BodyFraming::Empty,
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::UntilClose,
+        })
+    }
+}
+
+/// Headers that describe one hop and are never passed on (RFC 9110 7.6.1), plus the proxy
+/// credentials that were meant for us.
+fn is_hop_by_hop(name: &str, connection_listed: &[&[u8]]) -> bool {
+    const HOP_BY_HOP: [&str; 8] = [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    ];
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || connection_listed.iter().any(|listed| listed.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+fn write_end_to_end_headers(headers: &[Header], out: &mut Vec<u8>) {
+    let listed: Vec<&[u8]> = header_tokens(headers, "connection").collect();
+    for header in headers.iter().filter(|h| !is_hop_by_hop(&h.name, &listed)) {
+        out.extend_from_slice(header.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&header.value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Writes the head to send upstream for a forwarded request: origin-form target, the client's
+/// HTTP version, end-to-end headers, a `Host` when the client gave none, and our own connection
+/// choice.
+pub fn write_request_head(head: &RequestHead, path: &str, upstream: &HostPort, keep_alive: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(if head.minor_version == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
+    if head.header("host").is_none() {
+        out.extend_from_slice(b"Host: ");
+        out.extend_from_slice(upstream.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    write_end_to_end_headers(&head.headers, out);
+    out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
+}
+
+/// Writes the head to send back to the client: its HTTP version, end-to-end headers and our
+/// own connection choice (`close` while draining or when the body runs until close).
+pub fn write_response_head(head: &ResponseHead, client_minor_version: u8, keep_alive: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(if client_minor_version == 0 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(head.code.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    write_end_to_end_headers(&head.headers, out);
+    out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    #[error("invalid chunk size line")]
+    InvalidSize,
+    #[error("chunk data not followed by CRLF")]
+    MissingCrlf,
+    #[error("chunk extension or trailer too long")]
+    TooLong,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size { digits: u8 },
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerLineStart,
+    TrailerLine,
+    TrailerLf { last: bool },
+    Done,
+}
+
+/// Watches a chunked body pass through unchanged and says where it ends (RFC 9112 7.1).
+#[derive(Debug, Clone)]
+pub struct ChunkedTracker {
+    state: ChunkState,
+    size: u64,
+    remaining: u64,
+    side_bytes: usize,
+}
+
+/// Bytes of chunk extensions and trailers we accept in one body.
+const MAX_CHUNK_SIDE_BYTES: usize = 64 * 1024;
+
+impl Default for ChunkedTracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkedTracker {
+    pub fn new() -> Self {
+        ChunkedTracker { state: ChunkState::Size { digits: 0 }, size: 0, remaining: 0, side_bytes: 0 }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Consumes as much of `input` as belongs to the body; returns how many bytes that was.
+    /// When fewer than `input.len()` are used, the body has ended.
+    pub fn advance(&mut self, input: &[u8]) -> Result<usize, ChunkError> {
+        let mut used = 0;
+        while used < input.len() && self.state != ChunkState::Done {
+            if self.state == ChunkState::Data {
+                let take = (self.remaining.min((input.len() - used) as u64)) as usize;
+                used += take;
+                self.remaining -= take as u64;
+                if self.remaining == 0 {
+                    self.state = ChunkState::DataCr;
+                }
+                continue;
+            }
+            let byte = input[used];
+            used += 1;
+            self.state = self.step(byte)?;
+        }
+        Ok(used)
+    }
+
+    fn count_side_byte(&mut self) -> Result<(), ChunkError> {
+        self.side_bytes += 1;
+        if self.side_bytes > MAX_CHUNK_SIDE_BYTES { Err(ChunkError::TooLong) } else { Ok(()) }
+    }
+
+    fn step(&mut self, byte: u8) -> Result<ChunkState, ChunkError> {
+        use ChunkState::*;
+        Ok(match self.state {
+            Size { digits } => match byte {
+                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' if digits < 16 => {
+                    let value = (byte as char).to_digit(16).unwrap_or_default() as u64;
+                    self.size = (self.size << 4) | value;
+                    Size { digits: digits + 1 }
+                }
+                b';' | b' ' | b'\t' if digits > 0 => Extension,
+                b'\r' if digits > 0 => SizeLf,
+                _ => return Err(ChunkError::InvalidSize),
+            },
+            Extension => {
+                self.count_side_byte()?;
+                if byte == b'\r' { SizeLf } else { Extension }
+            }
+            SizeLf => {
+                if byte != b'\n' {
+                    return Err(ChunkError::InvalidSize);
+                }
+                if self.size == 0 {
+                    TrailerLineStart
+                } else {
+                    self.remaining = self.size;
+                    self.size = 0;
+                    Data
+                }
+            }
+            DataCr if byte == b'\r' => DataLf,
+            DataLf if byte == b'\n' => Size { digits: 0 },
+            DataCr | DataLf => return Err(ChunkError::MissingCrlf),
+            TrailerLineStart if byte == b'\r' => TrailerLf { last: true },
+            TrailerLineStart | TrailerLine => {
+                self.count_side_byte()?;
+                if byte == b'\r' { TrailerLf { last: false } } else { TrailerLine }
+            }
+            TrailerLf { last } => match (byte, last) {
+                (b'\n', true) => Done,
+                (b'\n', false) => TrailerLineStart,
+                _ => return Err(ChunkError::MissingCrlf),
+            },
+            Data | Done => unreachable!("handled by advance"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Host;
+
+    fn request(text: &str) -> RequestHead {
+        match parse_request(text.as_bytes()) {
+            Ok(Parsed::Complete(head, used)) => {
+                assert_eq!(used, text.len());
+                head
+            }
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_request_is_partial() {
+        let text = b"GET http://a.example/x?y HTTP/1.1\r\nHost: a.example\r\nX: 1\r\n\r\n";
+        for cut in 0..text.len() {
+            assert_eq!(parse_request(&text[..cut]), Ok(Parsed::Partial), "prefix {cut}");
+        }
+        assert!(matches!(parse_request(text), Ok(Parsed::Complete(_, n)) if n == text.len()));
+    }
+
+    #[test]
+    fn proxy_targets() {
+        let check = |line: &str, want: Result<(&str, &str), HeadError>| {
+            let head = request(&format!("{line} HTTP/1.1\r\n\r\n"));
+            let got = head.proxy_target().map(|t| match t {
+                RequestTarget::Tunnel(hp) => (hp.to_string(), String::new()),
+                RequestTarget::Forward { upstream, path } => (upstream.to_string(), path),
+            });
+            let want = want.map(|(a, b)| (a.to_string(), b.to_string()));
+            assert_eq!(got, want, "{line}");
+        };
+        check("GET http://a.example/x?y", Ok(("a.example:80", "/x?y")));
+        check("GET http://a.example", Ok(("a.example:80", "/")));
+        check("GET http://a.example?q=1", Ok(("a.example:80", "/?q=1")));
+        check("GET HTTP://[::1]:8080/p#frag", Ok(("[::1]:8080", "/p")));
+        check("CONNECT a.example:443", Ok(("a.example:443", "")));
+        check("CONNECT a.example", Err(HeadError::InvalidTarget));
+        check("GET /x", Err(HeadError::InvalidTarget));
+        check("GET ftp://a.example/", Err(HeadError::UnsupportedScheme));
+        check("GET http://user@a.example/", Err(HeadError::InvalidTarget));
+    }
+
+    #[test]
+    fn request_framing() {
+        let check = |headers: &str, want: Result<BodyFraming, HeadError>| {
+            let head = request(&format!("POST http://a/ HTTP/1.1\r\n{headers}\r\n"));
+            assert_eq!(head.body_framing(), want, "{headers}");
+        };
+        check("", Ok(BodyFraming::Empty));
+        check("Content-Length: 0\r\n", Ok(BodyFraming::Empty));
+        check("Content-Length: 12\r\n", Ok(BodyFraming::Length(12)));
+        check("Content-Length: 12, 12\r\n", Ok(BodyFraming::Length(12)));
+        check("Content-Length: 12\r\nContent-Length: 13\r\n", Err(HeadError::InvalidContentLength));
+        check("Content-Length: -1\r\n", Err(HeadError::InvalidContentLength));
+        check("Transfer-Encoding: gzip, chunked\r\n", Ok(BodyFraming::Chunked));
+        check("Transfer-Encoding: gzip\r\n", Err(HeadError::UnsupportedTransferEncoding));
+        check("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n", Err(HeadError::ConflictingFraming));
+    }
+
+    #[test]
+    fn response_framing_and_keep_alive() {
+        let response = |text: &str| match parse_response(text.as_bytes()) {
+            Ok(Parsed::Complete(head, _)) => head,
+            other => panic!("{other:?}"),
+        };
+        let ok = response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(ok.body_framing("GET"), Ok(BodyFraming::Length(5)));
+        assert_eq!(ok.body_framing("HEAD"), Ok(BodyFraming::Empty));
+        assert!(ok.keep_alive());
+        let close = response("HTTP/1.0 200 OK\r\n\r\n");
+        assert_eq!(close.body_framing("GET"), Ok(BodyFraming::UntilClose));
+        assert!(!close.keep_alive());
+        let no_content = response("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        assert_eq!(no_content.body_framing("GET"), Ok(BodyFraming::Empty));
+        assert!(!no_content.keep_alive());
+    }
+
+    #[test]
+    fn forwarded_head_drops_hop_by_hop_headers() {
+        let head = request(
+            "GET http://a.example:81/x HTTP/1.1\r\nProxy-Connection: keep-alive\r\nConnection: x-secret\r\nX-Secret: 1\r\nProxy-Authorization: Basic Zm9v\r\nAccept: */*\r\n\r\n",
+        );
+        let upstream = HostPort { host: Host::Domain("a.example".into()), port: 81 };
+        let mut out = Vec::new();
+        write_request_head(&head, "/x", &upstream, true, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /x HTTP/1.1\r\nHost: a.example:81\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    fn run_chunked(body: &[u8], step: usize) -> Result<usize, ChunkError> {
+        let mut tracker = ChunkedTracker::new();
+        let mut offset = 0;
+        while offset < body.len() && !tracker.is_done() {
+            let end = (offset + step).min(body.len());
+            offset += tracker.advance(&body[offset..end])?;
+        }
+        Ok(if tracker.is_done() { offset } else { usize::MAX })
+    }
+
+    #[test]
+    fn chunked_bodies_end_where_they_should_at_any_split() {
+        let body = b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        for step in 1..body.len() {
+            assert_eq!(run_chunked(body, step), Ok(end), "step {step}");
+        }
+        assert_eq!(run_chunked(b"0\r\n\r\n", 1), Ok(5));
+        assert_eq!(run_chunked(b"5\r\nhelloXX", 3), Err(ChunkError::MissingCrlf));
+        assert_eq!(run_chunked(b"zz\r\n", 3), Err(ChunkError::InvalidSize));
+        assert_eq!(run_chunked(b"11111111111111111\r\n", 3), Err(ChunkError::InvalidSize));
+    }
+}

@@ -1,0 +1,222 @@
+//! SOCKS5 negotiation (RFC 1928): the client greeting, the request and our replies.
+//!
+//! The worker's `socks_proxy` server reads into a buffer and calls [`parse_greeting`] and then
+//! [`parse_request`]; it answers with [`encode_method_choice`] and [`encode_reply`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::{Host, HostPort, Parsed};
+
+pub const VERSION: u8 = 5;
+pub const METHOD_NO_AUTH: u8 = 0x00;
+pub const METHOD_USER_PASSWORD: u8 = 0x02;
+pub const METHOD_NONE_ACCEPTABLE: u8 = 0xff;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Connect,
+    Bind,
+    UdpAssociate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub command: Command,
+    pub target: HostPort,
+}
+
+/// Reply codes of RFC 1928 section 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reply {
+    Succeeded = 0x00,
+    GeneralFailure = 0x01,
+    NotAllowed = 0x02,
+    NetworkUnreachable = 0x03,
+    HostUnreachable = 0x04,
+    ConnectionRefused = 0x05,
+    TtlExpired = 0x06,
+    CommandNotSupported = 0x07,
+    AddressTypeNotSupported = 0x08,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Socks5Error {
+    #[error("not a socks5 message (version {0})")]
+    Version(u8),
+    #[error("no authentication methods offered")]
+    NoMethods,
+    #[error("unknown command {0}")]
+    UnknownCommand(u8),
+    #[error("unknown address type {0}")]
+    UnknownAddressType(u8),
+    #[error("invalid domain name")]
+    InvalidDomain,
+    #[error("reserved byte is not zero")]
+    Reserved,
+}
+
+impl Socks5Error {
+    /// The reply that tells the client what was wrong with its request.
+    pub fn reply(&self) -> Reply {
+        match self {
+            Socks5Error::UnknownCommand(_) => Reply::CommandNotSupported,
+            Socks5Error::UnknownAddressType(_) => Reply::AddressTypeNotSupported,
+            _ => Reply::GeneralFailure,
+        }
+    }
+}
+
+/// Parses `VER NMETHODS METHODS...`; answers the offered methods.
+pub fn parse_greeting(buf: &[u8]) -> Result<Parsed<Vec<u8>>, Socks5Error> {
+    let [version, count, rest @ ..] = buf else {
+        return match buf.first() {
+            Some(&v) if v != VERSION => Err(Socks5Error::Version(v)),
+            _ => Ok(Parsed::Partial),
+        };
+    };
+    if *version != VERSION {
+        return Err(Socks5Error::Version(*version));
+    }
+    if *count == 0 {
+        return Err(Socks5Error::NoMethods);
+    }
+    match rest.get(..*count as usize) {
+        Some(methods) => Ok(Parsed::Complete(methods.to_vec(), 2 + *count as usize)),
+        None => Ok(Parsed::Partial),
+    }
+}
+
+pub fn encode_method_choice(method: u8) -> [u8; 2] {
+    [VERSION, method]
+}
+
+/// Parses `VER CMD RSV ATYP DST.ADDR DST.PORT`.
+pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request>, Socks5Error> {
+    if let Some(&version) = buf.first()
+        && version != VERSION
+    {
+        return Err(Socks5Error::Version(version));
+    }
+    let [_, command, reserved, address_type, rest @ ..] = buf else {
+        return Ok(Parsed::Partial);
+    };
+    let command = match command {
+        1 => Command::Connect,
+        2 => Command::Bind,
+        3 => Command::UdpAssociate,
+        other => return Err(Socks5Error::UnknownCommand(*other)),
+    };
+    if *reserved != 0 {
+        return Err(Socks5Error::Reserved);
+    }
+    let (host, address_len) = match address_type {
+        1 => match rest.get(..4) {
+            Some(b) => (Host::Ip(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))), 4),
+            None => return Ok(Parsed::Partial),
+        },
+        4 => match rest.get(..16) {
+            Some(b) => {
+                let octets: [u8; 16] = b.try_into().unwrap_or_default();
+                (Host::Ip(IpAddr::V6(Ipv6Addr::from(octets))), 16)
+            }
+            None => return Ok(Parsed::Partial),
+        },
+        3 => {
+            let Some(&len) = rest.first() else {
+                return Ok(Parsed::Partial);
+            };
+            let Some(name) = rest.get(1..1 + len as usize) else {
+                return Ok(Parsed::Partial);
+            };
+            let name = std::str::from_utf8(name).map_err(|_| Socks5Error::InvalidDomain)?;
+            // Some clients put an address literal in the domain field.
+            let host = Host::parse_uri_host(name).ok_or(Socks5Error::InvalidDomain)?;
+            (host, 1 + len as usize)
+        }
+        other => return Err(Socks5Error::UnknownAddressType(*other)),
+    };
+    let Some(port) = rest.get(address_len..address_len + 2) else {
+        return Ok(Parsed::Partial);
+    };
+    let port = u16::from_be_bytes([port[0], port[1]]);
+    let used = 4 + address_len + 2;
+    Ok(Parsed::Complete(Request { command, target: HostPort { host, port } }, used))
+}
+
+/// Encodes `VER REP RSV ATYP BND.ADDR BND.PORT`.
+pub fn encode_reply(reply: Reply, bound: Option<SocketAddr>) -> Vec<u8> {
+    let bound = bound.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+    let mut out = vec![VERSION, reply as u8, 0];
+    match bound.ip() {
+        IpAddr::V4(v4) => {
+            out.push(1);
+            out.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            out.push(4);
+            out.extend_from_slice(&v6.octets());
+        }
+    }
+    out.extend_from_slice(&bound.port().to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_request(wire: &[u8], want: Result<(&str, Command), Socks5Error>) {
+        for cut in 0..wire.len() {
+            let partial = parse_request(&wire[..cut]);
+            assert!(
+                matches!(partial, Ok(Parsed::Partial)) || partial.is_err() && want.is_err(),
+                "prefix {cut} of {wire:?} gave {partial:?}"
+            );
+        }
+        let got = parse_request(wire).map(|p| match p {
+            Parsed::Complete(req, used) => {
+                assert_eq!(used, wire.len());
+                (req.target.to_string(), req.command)
+            }
+            Parsed::Partial => panic!("whole request is partial"),
+        });
+        let want = want.map(|(t, c)| (t.to_string(), c));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn requests() {
+        check_request(&[5, 1, 0, 1, 127, 0, 0, 1, 0, 80], Ok(("127.0.0.1:80", Command::Connect)));
+        let mut v6 = vec![5, 1, 0, 4];
+        v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        v6.extend_from_slice(&[1, 187]);
+        check_request(&v6, Ok(("[::1]:443", Command::Connect)));
+        let mut domain = vec![5, 3, 0, 3, 9];
+        domain.extend_from_slice(b"Localhost");
+        domain.extend_from_slice(&[0x1f, 0x90]);
+        check_request(&domain, Ok(("localhost:8080", Command::UdpAssociate)));
+        check_request(&[5, 9, 0, 1, 1, 1, 1, 1, 0, 1], Err(Socks5Error::UnknownCommand(9)));
+        check_request(&[5, 1, 0, 7, 1, 1, 1, 1, 0, 1], Err(Socks5Error::UnknownAddressType(7)));
+        check_request(&[4, 1, 0, 1], Err(Socks5Error::Version(4)));
+        check_request(&[5, 1, 0, 3, 3, b'a', b' ', b'b', 0, 1], Err(Socks5Error::InvalidDomain));
+    }
+
+    #[test]
+    fn greetings() {
+        assert_eq!(parse_greeting(&[5]), Ok(Parsed::Partial));
+        assert_eq!(parse_greeting(&[5, 2, 0]), Ok(Parsed::Partial));
+        assert_eq!(parse_greeting(&[5, 2, 0, 2, 9]), Ok(Parsed::Complete(vec![0, 2], 4)));
+        assert_eq!(parse_greeting(&[4]), Err(Socks5Error::Version(4)));
+        assert_eq!(parse_greeting(&[5, 0]), Err(Socks5Error::NoMethods));
+    }
+
+    #[test]
+    fn replies() {
+        let addr: SocketAddr = "[::1]:1080".parse().unwrap();
+        let wire = encode_reply(Reply::Succeeded, Some(addr));
+        assert_eq!(wire.len(), 4 + 16 + 2);
+        assert_eq!(&wire[..4], &[5, 0, 0, 4]);
+        assert_eq!(encode_reply(Reply::NotAllowed, None), vec![5, 2, 0, 1, 0, 0, 0, 0, 0, 0]);
+    }
+}

@@ -1,0 +1,113 @@
+//! Config of `type: direct_fixed`: connect straight to the target, from fixed bind addresses,
+//! after the egress network filter allows it.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+use crate::types::{HumanDuration, NetworkAcl};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectFixedConfig {
+    pub name: String,
+    pub resolver: String,
+    #[serde(default)]
+    pub resolve_strategy: ResolveStrategy,
+    #[serde(default, alias = "egress_net_filter")]
+    pub egress_network_filter: Option<NetworkAcl>,
+    /// Local addresses to connect from; one is picked at random per connection.
+    #[serde(default)]
+    pub bind_ip: Vec<IpAddr>,
+    #[serde(default)]
+    pub no_ipv4: bool,
+    #[serde(default)]
+    pub no_ipv6: bool,
+    #[serde(default)]
+    pub tcp_connect: TcpConnectConfig,
+}
+
+fn default_max_retry() -> usize {
+    2
+}
+fn default_each_timeout() -> HumanDuration {
+    HumanDuration::secs(30)
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConnectConfig {
+    /// Further addresses tried after the first one fails.
+    #[serde(default = "default_max_retry")]
+    pub max_retry: usize,
+    #[serde(default = "default_each_timeout")]
+    pub each_timeout: HumanDuration,
+}
+
+impl Default for TcpConnectConfig {
+    fn default() -> Self {
+        TcpConnectConfig { max_retry: default_max_retry(), each_timeout: default_each_timeout() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum QueryStrategy {
+    #[default]
+    #[serde(rename = "ipv4first", alias = "ipv4_first")]
+    Ipv4First,
+    #[serde(rename = "ipv6first", alias = "ipv6_first")]
+    Ipv6First,
+    #[serde(rename = "ipv4only", alias = "ipv4_only")]
+    Ipv4Only,
+    #[serde(rename = "ipv6only", alias = "ipv6_only")]
+    Ipv6Only,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum PickStrategy {
+    #[default]
+    #[serde(rename = "first")]
+    First,
+    #[serde(rename = "random")]
+    Random,
+}
+
+/// `resolve_strategy`: a query strategy alone (`IPv4First`), or `{query, pick}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResolveStrategy {
+    pub query: QueryStrategy,
+    pub pick: PickStrategy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveStrategyMap {
+    #[serde(default)]
+    query: QueryStrategy,
+    #[serde(default)]
+    pick: PickStrategy,
+}
+
+impl<'de> Deserialize<'de> for ResolveStrategy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrategyVisitor;
+        impl<'de> Visitor<'de> for StrategyVisitor {
+            type Value = ResolveStrategy;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a query strategy such as IPv4First, or a map with query and pick")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ResolveStrategy, E> {
+                let normalized = crate::config::normalize_key(text);
+                let query = QueryStrategy::deserialize(de::value::StrDeserializer::<E>::new(&normalized))?;
+                Ok(ResolveStrategy { query, pick: PickStrategy::default() })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ResolveStrategy, A::Error> {
+                let raw = ResolveStrategyMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ResolveStrategy { query: raw.query, pick: raw.pick })
+            }
+        }
+        deserializer.deserialize_any(StrategyVisitor)
+    }
+}

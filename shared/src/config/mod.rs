@@ -1,0 +1,318 @@
+//! The config model and its loader, compatible with g3proxy's `main.yml`.
+//!
+//! Loading goes: entry file → marked YAML tree ([`yaml`]) → module lists expanded from inline
+//! maps, files and directories → each entry decoded into its typed struct ([`de`]) → references
+//! between modules checked. Every error names the file, the YAML path and the line.
+
+mod de;
+mod error;
+pub mod escapers;
+pub mod resolvers;
+mod runtime;
+pub mod servers;
+mod source;
+mod yaml;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::ConfigError;
+pub use escapers::EscaperConfig;
+pub use resolvers::ResolverConfig;
+pub use runtime::{RuntimeConfig, SchedAffinity, WorkerConfig};
+pub use servers::ServerConfig;
+pub use source::{ConfigBundle, find_entry};
+pub use yaml::normalize_key;
+
+use de::decode;
+use source::{DiskSource, Source};
+use yaml::{Node, Value, parse_documents};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub entry: PathBuf,
+    pub runtime: RuntimeConfig,
+    pub worker: Option<WorkerConfig>,
+    pub resolvers: Vec<ResolverConfig>,
+    pub escapers: Vec<EscaperConfig>,
+    pub servers: Vec<ServerConfig>,
+    /// Names only: user groups and auditors are not run by this build, and a server that
+    /// refers to one is refused rather than served without its checks.
+    pub user_groups: Vec<String>,
+    pub auditors: Vec<String>,
+}
+
+impl Config {
+    /// Worker processes in a generation: `worker.thread_number`, one per CPU by default, or a
+    /// single worker when there is no `worker` section.
+    pub fn worker_count(&self) -> usize {
+        match &self.worker {
+            None => 1,
+            Some(worker) => worker.thread_number.unwrap_or_else(cpu_count).max(1),
+        }
+    }
+
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.name() == name)
+    }
+}
+
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Loads the config at `path` (a file, or a directory holding `main.yml`) from disk, and the
+/// snapshot of every file it read.
+pub fn load(path: &Path) -> Result<(Config, ConfigBundle), ConfigError> {
+    let mut source = DiskSource::new(find_entry(path)?);
+    let config = Loader::new(&mut source).load()?;
+    Ok((config, source.into_bundle()))
+}
+
+/// Loads a config from a snapshot taken by [`load`].
+pub fn load_bundle(bundle: &ConfigBundle) -> Result<Config, ConfigError> {
+    let mut source = bundle;
+    Loader::new(&mut source).load()
+}
+
+pub(crate) fn type_error(type_node: &Node, path: &str, message: String) -> ConfigError {
+    ConfigError::at(&type_node.file, &format!("{path}.type"), type_node.line, message)
+}
+
+/// One module entry and where it was written.
+struct Entry {
+    node: Node,
+    path: String,
+}
+
+struct Loader<'a, S: Source> {
+    source: &'a mut S,
+    base_dir: PathBuf,
+    extension: Option<String>,
+}
+
+impl<'a, S: Source> Loader<'a, S> {
+    fn new(source: &'a mut S) -> Self {
+        let entry = source.entry().to_path_buf();
+        let base_dir = entry.parent().map(Path::to_path_buf).unwrap_or_default();
+        let extension = entry.extension().map(|e| e.to_string_lossy().into_owned());
+        Loader { source, base_dir, extension }
+    }
+
+    /// How a file is named in errors: relative to the main config's directory when inside it.
+    fn shown_name(&self, path: &Path) -> Arc<str> {
+        path.strip_prefix(&self.base_dir).unwrap_or(path).display().to_string().into()
+    }
+
+    fn read_documents(&mut self, path: &Path) -> Result<Vec<Node>, ConfigError> {
+        let shown = self.shown_name(path);
+        let text = self.source.read(path).map_err(|e| ConfigError::file(&shown, e))?;
+        parse_documents(&text, shown)
+    }
+
+    fn load(&mut self) -> Result<Config, ConfigError> {
+        let entry = self.source.entry().to_path_buf();
+        let mut runtime = None;
+        let mut worker = None;
+        let mut sections: HashMap<&'static str, Vec<Entry>> = HashMap::new();
+        for document in self.read_documents(&entry)? {
+            let entries = match &document.value {
+                Value::Map(entries) => entries,
+                Value::Null => continue,
+                _ => return Err(ConfigError::at(&document.file, "", document.line, "the main config must be a mapping")),
+            };
+            for (key, value) in entries {
+                let name = normalize_key(key.as_str().unwrap_or_default());
+                let section = match name.as_str() {
+                    "runtime" => {
+                        runtime = Some(decode::<RuntimeConfig>(value, "runtime")?);
+                        continue;
+                    }
+                    "worker" => {
+                        worker = Some(decode::<WorkerConfig>(value, "worker")?);
+                        continue;
+                    }
+                    // Accepted for compatibility; this build logs to stderr and emits no metrics yet.
+                    "log" | "stat" | "controller" => continue,
+                    "resolver" => "resolver",
+                    "escaper" => "escaper",
+                    "server" => "server",
+                    "user_group" | "user" => "user_group",
+                    "auditor" => "auditor",
+                    _ => return Err(ConfigError::at(&key.file, &name, key.line, format!("invalid key {name}"))),
+                };
+                let expanded = self.expand_module(section, value)?;
+                sections.entry(section).or_default().extend(expanded);
+            }
+        }
+        let mut take = |section| sections.remove(section).unwrap_or_default();
+        let (resolver_entries, escaper_entries, server_entries) = (take("resolver"), take("escaper"), take("server"));
+        let (user_group_entries, auditor_entries) = (take("user_group"), take("auditor"));
+
+        let resolvers = decode_typed(&resolver_entries, resolvers::decode)?;
+        let escapers = decode_typed(&escaper_entries, escapers::decode)?;
+        let servers = decode_typed(&server_entries, servers::decode)?;
+        let user_groups = entry_names(&user_group_entries)?;
+        let auditors = entry_names(&auditor_entries)?;
+
+        let config = Config {
+            entry,
+            runtime: runtime.unwrap_or_default(),
+            worker,
+            resolvers: resolvers.iter().map(|(c, _)| c.clone()).collect(),
+            escapers: escapers.iter().map(|(c, _)| c.clone()).collect(),
+            servers: servers.iter().map(|(c, _)| c.clone()).collect(),
+            user_groups: user_groups.iter().map(|(n, _)| n.clone()).collect(),
+            auditors: auditors.iter().map(|(n, _)| n.clone()).collect(),
+        };
+        check_unique("resolver", resolvers.iter().map(|(c, e)| (c.name(), *e)))?;
+        check_unique("escaper", escapers.iter().map(|(c, e)| (c.name(), *e)))?;
+        check_unique("server", servers.iter().map(|(c, e)| (c.name(), *e)))?;
+        check_unique("user_group", user_groups.iter().map(|(n, e)| (n.as_str(), *e)))?;
+        check_unique("auditor", auditors.iter().map(|(n, e)| (n.as_str(), *e)))?;
+        check_references(&config, &escapers, &servers)?;
+        Ok(config)
+    }
+
+    /// A module list may be one map, a path, or a list mixing maps and paths; a path names a
+    /// file of YAML documents or a directory of files with the main config's extension.
+    fn expand_module(&mut self, section: &str, value: &Node) -> Result<Vec<Entry>, ConfigError> {
+        let items: Vec<(usize, &Node)> = match &value.value {
+            Value::Seq(items) => items.iter().enumerate().collect(),
+            Value::Null => Vec::new(),
+            _ => vec![(0, value)],
+        };
+        let mut entries = Vec::new();
+        for (index, item) in items {
+            let path = format!("{section}[{index}]");
+            match &item.value {
+                Value::Map(_) => entries.push(Entry { node: item.clone(), path }),
+                Value::Scalar { text, .. } => entries.extend(self.include(section, text, item, &path)?),
+                Value::Null => {}
+                Value::Seq(_) => return Err(ConfigError::at(&item.file, &path, item.line, "expected a mapping or a path")),
+            }
+        }
+        Ok(entries)
+    }
+
+    fn include(&mut self, section: &str, relative: &str, item: &Node, path: &str) -> Result<Vec<Entry>, ConfigError> {
+        let target = self.base_dir.join(relative);
+        let files = if self.source.is_dir(&target) {
+            let listed = self.source.list(&target).map_err(|e| ConfigError::at(&item.file, path, item.line, e))?;
+            let wanted = self.extension.clone();
+            listed.into_iter().filter(|f| f.extension().map(|e| e.to_string_lossy().into_owned()) == wanted).collect()
+        } else {
+            vec![target]
+        };
+        let mut entries = Vec::new();
+        for file in files {
+            for (index, document) in self.read_documents(&file)?.into_iter().enumerate() {
+                match document.value {
+                    Value::Map(_) => entries.push(Entry { node: document, path: format!("{section}[{index}]") }),
+                    Value::Null => {}
+                    _ => {
+                        return Err(ConfigError::at(&document.file, section, document.line, format!("each document must be one {section} mapping")));
+                    }
+                }
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// Where an entry was written, kept for errors found after decoding.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    node: &'a Node,
+    path: &'a str,
+}
+
+impl Origin<'_> {
+    fn error(&self, key: &str, message: String) -> ConfigError {
+        let line = self.node.get(key).map_or(self.node.line, |n| n.line);
+        ConfigError::at(&self.node.file, &format!("{}.{key}", self.path), line, message)
+    }
+}
+
+type TypedDecoder<T> = fn(&str, &Node, &Node, &str) -> Result<T, ConfigError>;
+
+/// Reads `type`, then decodes the rest of the entry as that type.
+fn decode_typed<T>(entries: &[Entry], decoder: TypedDecoder<T>) -> Result<Vec<(T, Origin<'_>)>, ConfigError> {
+    let mut decoded = Vec::new();
+    for entry in entries {
+        let Value::Map(fields) = &entry.node.value else { continue };
+        let type_node = entry
+            .node
+            .get("type")
+            .ok_or_else(|| ConfigError::at(&entry.node.file, &entry.path, entry.node.line, "missing field `type`"))?;
+        let type_name = type_node
+            .as_str()
+            .map(normalize_key)
+            .ok_or_else(|| ConfigError::at(&type_node.file, &format!("{}.type", entry.path), type_node.line, "type must be a name"))?;
+        let rest: Vec<(Node, Node)> =
+            fields.iter().filter(|(k, _)| k.as_str().map(normalize_key).as_deref() != Some("type")).cloned().collect();
+        let node = Node { value: Value::Map(rest), line: entry.node.line, file: entry.node.file.clone() };
+        let config = decoder(&type_name, type_node, &node, &entry.path)?;
+        decoded.push((config, Origin { node: &entry.node, path: &entry.path }));
+    }
+    Ok(decoded)
+}
+
+fn entry_names(entries: &[Entry]) -> Result<Vec<(String, Origin<'_>)>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| match entry.node.get("name").and_then(Node::as_str) {
+            Some(name) => Ok((name.to_string(), Origin { node: &entry.node, path: &entry.path })),
+            None => Err(ConfigError::at(&entry.node.file, &entry.path, entry.node.line, "missing field `name`")),
+        })
+        .collect()
+}
+
+fn check_unique<'a>(kind: &str, names: impl Iterator<Item = (&'a str, Origin<'a>)>) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (name, origin) in names {
+        if !seen.insert(name) {
+            return Err(origin.error("name", format!("duplicate {kind} name {name:?}")));
+        }
+    }
+    Ok(())
+}
+
+fn check_references(config: &Config, escapers: &[(EscaperConfig, Origin)], servers: &[(ServerConfig, Origin)]) -> Result<(), ConfigError> {
+    let resolver_names: HashSet<&str> = config.resolvers.iter().map(|r| r.name()).collect();
+    let escaper_names: HashSet<&str> = config.escapers.iter().map(|e| e.name()).collect();
+    for (escaper, origin) in escapers {
+        if let Some(resolver) = escaper.resolver()
+            && !resolver_names.contains(resolver)
+        {
+            return Err(origin.error("resolver", format!("resolver {resolver:?} does not exist")));
+        }
+    }
+    let mut listen_addresses = HashMap::new();
+    for (server, origin) in servers {
+        if !escaper_names.contains(server.escaper()) {
+            return Err(origin.error("escaper", format!("escaper {:?} does not exist", server.escaper())));
+        }
+        if let Some(group) = server.user_group() {
+            let message = if config.user_groups.iter().any(|g| g == group) {
+                format!("user group {group:?} exists, but this build cannot authenticate users yet; refusing to serve without it")
+            } else {
+                format!("user group {group:?} does not exist")
+            };
+            return Err(origin.error("user_group", message));
+        }
+        if let Some(auditor) = server.auditor() {
+            return Err(origin.error("auditor", format!("auditor {auditor:?}: this build cannot audit yet; refusing to serve without it")));
+        }
+        if let Some(listen) = server.listen()
+            && let Some(other) = listen_addresses.insert(listen.address, server.name())
+        {
+            return Err(origin.error("listen", format!("{} is already the listen address of server {other:?}", listen.address)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

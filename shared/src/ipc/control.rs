@@ -1,0 +1,89 @@
+//! Control socket messages: `g3proxy-ctl` → supervisor, and a successor supervisor → the one
+//! it replaces (the outside-systemd handoff).
+
+use serde::{Deserialize, Serialize};
+
+use super::worker::{ListenerEntry, ServerStats, WorkerState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleKind {
+    Server,
+    Escaper,
+    Resolver,
+    UserGroup,
+    Auditor,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtlRequest {
+    Version,
+    Offline,
+    CancelShutdown,
+    ForceQuit { server: String },
+    ForceQuitAll,
+    List { kind: ModuleKind },
+    ServerStatus { name: String },
+    Fleet,
+    Reload,
+    Upgrade,
+    /// A successor supervisor asks for every listener (answered with `HandoffListeners`).
+    HandoffBegin { successor_pid: u32 },
+    /// The successor's generation is ready: drain ours and leave.
+    HandoffCommit,
+    /// The successor failed: keep serving as before.
+    HandoffAbort { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub online: bool,
+    pub alive_tasks: u64,
+    pub total_conn: u64,
+    pub total_task: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub pid: u32,
+    pub index: usize,
+    pub state: WorkerState,
+    pub alive_tasks: u64,
+    pub oldest_task_age_secs: Option<u64>,
+    pub servers: Vec<ServerStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationRow {
+    pub generation: u64,
+    /// `starting`, `current`, `draining`, or `adopted` for workers a predecessor left.
+    pub state: String,
+    pub binary: String,
+    pub version: String,
+    pub drain_deadline_unix_secs: Option<u64>,
+    pub workers: Vec<WorkerRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    pub group: String,
+    pub supervisor_pid: u32,
+    pub supervisor_version: String,
+    pub state: String,
+    pub generations: Vec<GenerationRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtlResponse {
+    /// g3proxy-ctl prints `notice: <text>`.
+    Notice(String),
+    Version(String),
+    Names(Vec<String>),
+    ServerStatus(ServerStatus),
+    Fleet(FleetStatus),
+    Error(String),
+    /// Every listener of the old supervisor; descriptors ride in the same frame.
+    HandoffListeners { entries: Vec<ListenerEntry>, worker_pids: Vec<u32> },
+}

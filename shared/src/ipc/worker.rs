@@ -1,0 +1,91 @@
+//! Supervisor ↔ worker messages, over the socketpair a worker is spawned with, and over a
+//! worker's own control socket (used by a successor supervisor to adopt workers left behind).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigBundle;
+
+/// One listening socket handed to a worker. The descriptors ride in the same frame as
+/// SCM_RIGHTS, in the order of these entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEntry {
+    pub server: String,
+    pub address: SocketAddr,
+    /// With `listen_in_worker`, the worker slot this SO_REUSEPORT socket belongs to.
+    pub slot: Option<usize>,
+    /// Which of the address's `instance` sockets this is.
+    pub instance: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStart {
+    pub generation: u64,
+    pub worker_index: usize,
+    pub worker_count: usize,
+    pub group: String,
+    pub control_dir: PathBuf,
+    pub config: ConfigBundle,
+    pub listeners: Vec<ListenerEntry>,
+    pub cpus: Option<Vec<usize>>,
+    pub runtime_threads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToWorker {
+    Start(Box<WorkerStart>),
+    /// Stop accepting now; finish running tasks; exit when none is left or at the deadline.
+    Drain { deadline_unix_secs: u64 },
+    /// Close every task now and exit.
+    ForceQuit,
+    Status { id: u64 },
+    /// The supervisor is going away on purpose (systemd restart): keep accepting, and drain
+    /// if no successor adopts this worker within `offline_delay_millis`.
+    SupervisorLeaving { offline_delay_millis: u64 },
+    /// From a successor supervisor: the listeners this worker holds, with descriptors.
+    ShareListeners { id: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    Serving,
+    Draining,
+    /// Its supervisor is gone; still accepting until a successor takes over.
+    Orphaned,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStats {
+    pub name: String,
+    pub online: bool,
+    pub alive_tasks: u64,
+    pub total_conn: u64,
+    pub total_task: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub pid: u32,
+    pub generation: u64,
+    pub worker_index: usize,
+    pub version: String,
+    pub state: WorkerState,
+    pub alive_tasks: u64,
+    pub oldest_task_age_secs: Option<u64>,
+    pub drain_deadline_unix_secs: Option<u64>,
+    pub servers: Vec<ServerStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromWorker {
+    Ready { pid: u32, version: String },
+    StartFailed { error: String },
+    Status { id: u64, status: WorkerStatus },
+    /// Answer to `ShareListeners`; the descriptors ride in the same frame.
+    Listeners { id: u64, entries: Vec<ListenerEntry>, worker_count: usize },
+}

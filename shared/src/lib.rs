@@ -1,0 +1,12 @@
+//! What every g3proxy process shares: the typed config model and its loader ([`config`]), the
+//! messages that cross process boundaries ([`ipc`]) and common value types ([`types`]).
+//!
+//! The config model is plain data. The supervisor loads it to validate and to bind listeners;
+//! each worker loads the same snapshot ([`config::ConfigBundle`]) to build its runtime objects.
+
+pub mod config;
+pub mod ipc;
+pub mod types;
+
+/// The version every binary of this build reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
