@@ -1,1 +1,88 @@
-fn main() {}
+//! `g3proxy-worker`: the proxy engine of one generation. Started only by the supervisor, with
+//! one end of a socketpair (`--ipc-fd N`) on which it receives its start message: the config
+//! snapshot and the listening sockets (SCM_RIGHTS). It never binds a listener itself.
+//!
+//! Path of a connection: accept ([`servers`]) → server task → escaper ([`escapers`]) → resolver
+//! ([`resolvers`]) → upstream, with bytes moved by [`relay`]. [`lifecycle`] runs the worker's
+//! life: READY, serving, draining, exit; [`control`] lets a successor supervisor adopt it.
+
+mod context;
+mod control;
+mod error;
+mod escapers;
+mod lifecycle;
+mod logs;
+mod relay;
+mod resolvers;
+mod servers;
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+
+use g3proxy_shared::ipc::worker::{FromWorker, ToWorker, WorkerStart};
+use g3proxy_shared::ipc::{self, fd_passing};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let fd: RawFd = match args.as_slice() {
+        [flag] if flag == "-V" || flag == "--version" => {
+            println!("g3proxy-worker {}", g3proxy_shared::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        [flag, fd] if flag == "--ipc-fd" && fd.parse::<RawFd>().is_ok_and(|fd| fd > 2) => fd.parse().unwrap_or_default(),
+        _ => {
+            eprintln!("g3proxy-worker is started by the g3proxy supervisor (it needs --ipc-fd), not by hand");
+            return ExitCode::from(2);
+        }
+    };
+    // The supervisor handed us this end of the socketpair and nothing else owns it.
+    let link = unsafe { UnixStream::from_raw_fd(fd) };
+    let mut buffer = Vec::new();
+    let (start, fds) = match fd_passing::recv_frame(&link, &mut buffer) {
+        Ok(Some((payload, fds))) => match ipc::decode::<ToWorker>(&payload) {
+            Ok(ToWorker::Start(start)) => (*start, fds),
+            Ok(other) => return fail(&link, format!("expected a start message, got {other:?}")),
+            Err(e) => return fail(&link, e.to_string()),
+        },
+        Ok(None) => return fail(&link, "supervisor closed the link before starting us".into()),
+        Err(e) => return fail(&link, format!("reading the start message: {e}")),
+    };
+    logs::init(start.generation, start.worker_index, start.verbosity);
+    if let Some(cpus) = &start.cpus {
+        pin_to_cpus(cpus);
+    }
+    let runtime = match build_runtime(&start) {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&link, format!("cannot build the runtime: {e}")),
+    };
+    runtime.block_on(lifecycle::run(start, fds, link, buffer))
+}
+
+fn build_runtime(start: &WorkerStart) -> std::io::Result<tokio::runtime::Runtime> {
+    if start.runtime_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(start.runtime_threads).enable_all().build()
+    }
+}
+
+fn pin_to_cpus(cpus: &[usize]) {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        if set.set(cpu).is_err() {
+            warn!("cpu {cpu} is out of range for sched_affinity");
+        }
+    }
+    if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+        warn!("sched_affinity {cpus:?} failed: {e}");
+    }
+}
+
+fn fail(link: &UnixStream, error: String) -> ExitCode {
+    warn!("cannot start: {error}");
+    if let Ok(frame) = ipc::encode(&FromWorker::StartFailed { error }) {
+        let _ = fd_passing::send_frame(link, &frame, &[]);
+    }
+    ExitCode::FAILURE
+}

@@ -7,6 +7,7 @@
 //! wrong. Listening sockets ride along as SCM_RIGHTS on the frame that lists them.
 
 pub mod control;
+pub mod fd_passing;
 pub mod worker;
 
 use serde::de::DeserializeOwned;
@@ -70,5 +71,26 @@ mod tests {
         let future = br#"{"version": 9, "message": {"teleport": {}}}"#;
         let error = decode::<CtlRequest>(future).unwrap_err().to_string();
         assert!(error.contains("protocol 9, we speak 1"), "{error}");
+    }
+}
+
+/// Reads one frame from an async stream into `buffer`; `None` at a clean end of stream.
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+    use g3proxy_proto::{Parsed, frame};
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Parsed::Complete(payload, used) = frame::decode(buffer).map_err(std::io::Error::other)? {
+            let payload = payload.to_vec();
+            buffer.drain(..used);
+            return Ok(Some(payload));
+        }
+        buffer.reserve(16 * 1024);
+        if reader.read_buf(buffer).await? == 0 {
+            return if buffer.is_empty() {
+                Ok(None)
+            } else {
+                Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "peer closed mid-frame"))
+            };
+        }
     }
 }

@@ -31,6 +31,8 @@ pub struct WorkerStart {
     pub listeners: Vec<ListenerEntry>,
     pub cpus: Option<Vec<usize>>,
     pub runtime_threads: usize,
+    /// Process-log verbosity, as the supervisor's `-v` count: 0 warn, 1 info, 2 debug.
+    pub verbosity: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,4 +90,15 @@ pub enum FromWorker {
     Status { id: u64, status: WorkerStatus },
     /// Answer to `ShareListeners`; the descriptors ride in the same frame.
     Listeners { id: u64, entries: Vec<ListenerEntry>, worker_count: usize },
+}
+
+/// A worker's own control socket, through which a successor supervisor adopts it:
+/// `<control_dir>/<group>_worker_<pid>.sock`.
+pub fn worker_socket_path(control_dir: &std::path::Path, group: &str, pid: u32) -> PathBuf {
+    control_dir.join(format!("{group}_worker_{pid}.sock"))
+}
+
+/// The pid in a worker control socket's file name, if `file_name` is one of `group`'s.
+pub fn parse_worker_socket_name(file_name: &str, group: &str) -> Option<u32> {
+    file_name.strip_prefix(group)?.strip_prefix("_worker_")?.strip_suffix(".sock")?.parse().ok()
 }

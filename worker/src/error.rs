@@ -1,0 +1,83 @@
+//! The one error of a proxy task, saying who failed: the client, the upstream, the resolver,
+//! a policy, or us. Servers turn it into an HTTP status or a SOCKS reply and a log line.
+
+use std::io;
+use std::net::IpAddr;
+
+use g3proxy_proto::socks5::Reply;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("client: {0}")]
+    Client(String),
+    #[error("client i/o: {0}")]
+    ClientIo(io::Error),
+    #[error("client: request head too large")]
+    ClientHeadTooLarge,
+    #[error("client: {0}")]
+    ClientSocks(g3proxy_proto::socks5::Socks5Error),
+    #[error("client timed out during {0}")]
+    ClientTimeout(&'static str),
+    #[error("resolver: {0}")]
+    Resolver(String),
+    #[error("policy: {0}")]
+    Policy(String),
+    #[error("upstream refused the connection: {0}")]
+    UpstreamRefused(io::Error),
+    #[error("upstream connect timed out")]
+    UpstreamConnectTimeout,
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(io::Error),
+    #[error("upstream i/o: {0}")]
+    UpstreamIo(io::Error),
+    #[error("upstream protocol: {0}")]
+    UpstreamProtocol(String),
+    #[error("upstream timed out during {0}")]
+    UpstreamTimeout(&'static str),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl TaskError {
+    pub fn forbidden_ip(ip: IpAddr) -> Self {
+        TaskError::Policy(format!("egress to {ip} is forbidden"))
+    }
+
+    /// The HTTP status a proxy answers with, g3proxy's custom codes included.
+    pub fn http_status(&self) -> (u16, &'static str) {
+        match self {
+            TaskError::Client(_) | TaskError::ClientIo(_) | TaskError::ClientSocks(_) => (400, "Bad Request"),
+            TaskError::ClientHeadTooLarge => (431, "Request Header Fields Too Large"),
+            TaskError::ClientTimeout(_) => (408, "Request Timeout"),
+            TaskError::Policy(_) => (403, "Forbidden"),
+            TaskError::Resolver(_) => (530, "Resolve Failed"),
+            TaskError::UpstreamRefused(_) => (521, "Web Server Is Down"),
+            TaskError::UpstreamConnectTimeout => (522, "Connection Timed Out"),
+            TaskError::UpstreamUnreachable(_) => (523, "Origin Is Unreachable"),
+            TaskError::UpstreamTimeout(_) => (504, "Gateway Timeout"),
+            TaskError::UpstreamIo(_) | TaskError::UpstreamProtocol(_) => (502, "Bad Gateway"),
+            TaskError::Internal(_) => (500, "Internal Server Error"),
+        }
+    }
+
+    pub fn socks_reply(&self) -> Reply {
+        match self {
+            TaskError::Policy(_) => Reply::NotAllowed,
+            TaskError::Resolver(_) => Reply::HostUnreachable,
+            TaskError::UpstreamRefused(_) => Reply::ConnectionRefused,
+            TaskError::UpstreamConnectTimeout => Reply::TtlExpired,
+            TaskError::UpstreamUnreachable(_) => Reply::NetworkUnreachable,
+            _ => Reply::GeneralFailure,
+        }
+    }
+
+    /// Connect errors sorted by what they say about the upstream.
+    pub fn from_connect(error: io::Error) -> Self {
+        match error.kind() {
+            io::ErrorKind::ConnectionRefused => TaskError::UpstreamRefused(error),
+            io::ErrorKind::TimedOut => TaskError::UpstreamConnectTimeout,
+            io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => TaskError::UpstreamUnreachable(error),
+            _ => TaskError::UpstreamUnreachable(error),
+        }
+    }
+}

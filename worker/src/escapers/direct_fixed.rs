@@ -1,0 +1,79 @@
+//! `type: direct_fixed`: resolve, check every address against the egress network filter, then
+//! connect straight to the target from a configured bind address.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use g3proxy_proto::{Host, HostPort};
+use g3proxy_shared::config::escapers::{DirectFixedConfig, PickStrategy};
+use g3proxy_shared::types::NetworkAcl;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::error::TaskError;
+use crate::resolvers::Resolver;
+
+pub struct DirectFixedEscaper {
+    config: DirectFixedConfig,
+    egress: NetworkAcl,
+    resolver: Arc<Resolver>,
+}
+
+/// A cheap per-call random number: good enough to spread connections over bind addresses.
+fn random_index(len: usize) -> usize {
+    use std::hash::{BuildHasher, RandomState};
+    (RandomState::new().hash_one(std::time::Instant::now()) as usize) % len.max(1)
+}
+
+impl DirectFixedEscaper {
+    pub fn new(config: DirectFixedConfig, resolver: Arc<Resolver>) -> Self {
+        let egress = NetworkAcl::egress(config.egress_network_filter.as_ref());
+        DirectFixedEscaper { config, egress, resolver }
+    }
+
+    async fn candidates(&self, target: &HostPort) -> Result<Vec<IpAddr>, TaskError> {
+        let mut addresses = match &target.host {
+            Host::Ip(ip) => vec![ip.to_canonical()],
+            Host::Domain(domain) => self.resolver.resolve(domain, self.config.resolve_strategy.query).await?,
+        };
+        addresses.retain(|ip| !(self.config.no_ipv4 && ip.is_ipv4() || self.config.no_ipv6 && ip.is_ipv6()));
+        let Some(&first) = addresses.first() else {
+            return Err(TaskError::Resolver(format!("{}: no usable address", target.host)));
+        };
+        addresses.retain(|ip| self.egress.check(*ip).is_permitted());
+        if addresses.is_empty() {
+            return Err(TaskError::forbidden_ip(first));
+        }
+        if self.config.resolve_strategy.pick == PickStrategy::Random {
+            let start = random_index(addresses.len());
+            addresses.rotate_left(start);
+        }
+        Ok(addresses)
+    }
+
+    fn bind_address(&self, target: IpAddr) -> Option<IpAddr> {
+        let same_family: Vec<IpAddr> = self.config.bind_ip.iter().copied().filter(|ip| ip.is_ipv4() == target.is_ipv4()).collect();
+        (!same_family.is_empty()).then(|| same_family[random_index(same_family.len())])
+    }
+
+    pub async fn connect(&self, target: &HostPort) -> Result<TcpStream, TaskError> {
+        let addresses = self.candidates(target).await?;
+        let attempts = self.config.tcp_connect.max_retry + 1;
+        let mut last_error = TaskError::UpstreamConnectTimeout;
+        for ip in addresses.into_iter().take(attempts) {
+            let address = SocketAddr::new(ip, target.port);
+            let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| TaskError::Internal(e.to_string()))?;
+            if let Some(bind) = self.bind_address(ip) {
+                socket.bind(SocketAddr::new(bind, 0)).map_err(|e| TaskError::Internal(format!("bind {bind}: {e}")))?;
+            }
+            match tokio::time::timeout(self.config.tcp_connect.each_timeout.0, socket.connect(address)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Ok(Err(error)) => last_error = TaskError::from_connect(error),
+                Err(_) => last_error = TaskError::UpstreamConnectTimeout,
+            }
+        }
+        Err(last_error)
+    }
+}

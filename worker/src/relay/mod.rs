@@ -1,0 +1,260 @@
+//! The one relay path of every tunnel (HTTP CONNECT, SOCKS5 CONNECT): copies both ways, ends
+//! on idleness (`task_idle_check_interval` × `task_idle_max_count`) or force-quit, counts bytes.
+//!
+//! A buffer is held only while data flows: each direction waits for readiness with no memory,
+//! borrows a buffer for the burst, and gives it back when the socket runs dry. An idle tunnel
+//! costs its two sockets and a task, not two copy buffers.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use g3proxy_proto::http1::{BodyFraming, ChunkedTracker};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::context::Phase;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    pub idle_check_interval: Duration,
+    pub idle_max_count: u32,
+    pub buffer_size: usize,
+}
+
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// Both sides closed their sending half.
+    Closed,
+    Idle,
+    ForceQuit,
+    ClientError(io::Error),
+    UpstreamError(io::Error),
+}
+
+#[derive(Debug)]
+pub struct RelayOutcome {
+    pub client_to_upstream: u64,
+    pub upstream_to_client: u64,
+    pub end: RelayEnd,
+}
+
+impl std::fmt::Display for RelayOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let end = match &self.end {
+            RelayEnd::Closed => "closed".to_string(),
+            RelayEnd::Idle => "idle".to_string(),
+            RelayEnd::ForceQuit => "force quit".to_string(),
+            RelayEnd::ClientError(e) => format!("client error: {e}"),
+            RelayEnd::UpstreamError(e) => format!("upstream error: {e}"),
+        };
+        write!(f, "{end}; {} bytes up, {} bytes down", self.client_to_upstream, self.upstream_to_client)
+    }
+}
+
+/// Which socket of a one-way copy failed.
+#[derive(Debug)]
+pub enum Side {
+    Reader,
+    Writer,
+}
+
+/// Copies `from` → `to` until end of stream, then half-closes `to`.
+async fn copy_one_way(from: &TcpStream, to: &TcpStream, counter: &AtomicU64, buffer_size: usize) -> Result<(), (Side, io::Error)> {
+    loop {
+        from.readable().await.map_err(|e| (Side::Reader, e))?;
+        let mut buffer = vec![0u8; buffer_size];
+        loop {
+            let read = match from.try_read(&mut buffer) {
+                Ok(0) => {
+                    let _ = nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+                    return Ok(());
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err((Side::Reader, e)),
+            };
+            write_all(to, &buffer[..read]).await.map_err(|e| (Side::Writer, e))?;
+            counter.fetch_add(read as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Copies one HTTP message body from `from` to `to` as `framing` delimits it, starting with
+/// the bytes already read into `from_buffer`. Bytes past the body stay in `from_buffer`.
+pub async fn copy_body(
+    from: &TcpStream,
+    from_buffer: &mut Vec<u8>,
+    to: &TcpStream,
+    framing: BodyFraming,
+    idle_timeout: Duration,
+) -> Result<u64, (Side, io::Error)> {
+    let mut copied = 0u64;
+    let mut tracker = ChunkedTracker::new();
+    let mut remaining = match framing {
+        BodyFraming::Empty => return Ok(0),
+        BodyFraming::Length(n) => n,
+        BodyFraming::Chunked | BodyFraming::UntilClose => u64::MAX,
+    };
+    loop {
+        if !from_buffer.is_empty() {
+            let take = match framing {
+                BodyFraming::Chunked => tracker.advance(from_buffer).map_err(|e| (Side::Reader, io::Error::new(io::ErrorKind::InvalidData, e)))?,
+                _ => remaining.min(from_buffer.len() as u64) as usize,
+            };
+            write_all(to, &from_buffer[..take]).await.map_err(|e| (Side::Writer, e))?;
+            from_buffer.drain(..take);
+            copied += take as u64;
+            if framing != BodyFraming::UntilClose {
+                remaining -= take as u64;
+            }
+        }
+        if remaining == 0 || tracker.is_done() {
+            return Ok(copied);
+        }
+        from_buffer.reserve(16 * 1024);
+        let read = match tokio::time::timeout(idle_timeout, read_buf(from, from_buffer)).await {
+            Ok(result) => result.map_err(|e| (Side::Reader, e))?,
+            Err(_) => return Err((Side::Reader, io::Error::new(io::ErrorKind::TimedOut, "body transfer idle"))),
+        };
+        if read == 0 {
+            return match framing {
+                BodyFraming::UntilClose => Ok(copied),
+                _ => Err((Side::Reader, io::Error::new(io::ErrorKind::UnexpectedEof, "closed inside a message body"))),
+            };
+        }
+    }
+}
+
+/// Appends what is readable now to `buffer`, waiting for readiness first.
+pub async fn read_buf(from: &TcpStream, buffer: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        from.readable().await?;
+        if buffer.capacity() == buffer.len() {
+            buffer.reserve(8 * 1024);
+        }
+        match from.try_read_buf(buffer) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+pub async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        to.writable().await?;
+        match to.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Relays between an accepted client and its upstream until the tunnel ends.
+pub async fn relay_tunnel(client: &TcpStream, upstream: &TcpStream, limits: RelayLimits, mut phase: watch::Receiver<Phase>) -> RelayOutcome {
+    let up = AtomicU64::new(0);
+    let down = AtomicU64::new(0);
+    let flows = async {
+        let client_to_upstream = async {
+            copy_one_way(client, upstream, &up, limits.buffer_size).await.map_err(|(side, e)| match side {
+                Side::Reader => RelayEnd::ClientError(e),
+                Side::Writer => RelayEnd::UpstreamError(e),
+            })
+        };
+        let upstream_to_client = async {
+            copy_one_way(upstream, client, &down, limits.buffer_size).await.map_err(|(side, e)| match side {
+                Side::Reader => RelayEnd::UpstreamError(e),
+                Side::Writer => RelayEnd::ClientError(e),
+            })
+        };
+        match tokio::try_join!(client_to_upstream, upstream_to_client) {
+            Ok(_) => RelayEnd::Closed,
+            Err(end) => end,
+        }
+    };
+    let idle = async {
+        let mut ticker = tokio::time::interval(limits.idle_check_interval);
+        ticker.tick().await;
+        let (mut last_total, mut idle_count) = (0, 0);
+        loop {
+            ticker.tick().await;
+            let total = up.load(Ordering::Relaxed) + down.load(Ordering::Relaxed);
+            if total == last_total {
+                idle_count += 1;
+                if idle_count >= limits.idle_max_count {
+                    return;
+                }
+            } else {
+                (last_total, idle_count) = (total, 0);
+            }
+        }
+    };
+    let end = tokio::select! {
+        end = flows => end,
+        _ = idle => RelayEnd::Idle,
+        _ = phase.wait_for(|p| *p == Phase::ForceQuit) => RelayEnd::ForceQuit,
+    };
+    RelayOutcome { client_to_upstream: up.load(Ordering::Relaxed), upstream_to_client: down.load(Ordering::Relaxed), end }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connect = TcpStream::connect(listener.local_addr().unwrap());
+        let (accepted, connected) = tokio::join!(listener.accept(), connect);
+        (accepted.unwrap().0, connected.unwrap())
+    }
+
+    fn limits() -> RelayLimits {
+        RelayLimits { idle_check_interval: Duration::from_secs(1), idle_max_count: 3, buffer_size: 4096 }
+    }
+
+    #[tokio::test]
+    async fn relays_both_ways_and_counts() {
+        let (client_far, client) = pair().await;
+        let (upstream, mut upstream_far) = pair().await;
+        let (_tx, phase) = watch::channel(Phase::Serving);
+        let relay = tokio::spawn(async move { relay_tunnel(&client, &upstream, limits(), phase).await });
+        let mut client_far = client_far;
+        client_far.write_all(&[1u8; 100_000]).await.unwrap();
+        let mut got = vec![0u8; 100_000];
+        upstream_far.read_exact(&mut got).await.unwrap();
+        upstream_far.write_all(b"pong").await.unwrap();
+        upstream_far.shutdown().await.unwrap();
+        let mut reply = Vec::new();
+        client_far.shutdown().await.unwrap();
+        client_far.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, b"pong");
+        let outcome = relay.await.unwrap();
+        assert!(matches!(outcome.end, RelayEnd::Closed), "{outcome:?}");
+        assert_eq!((outcome.client_to_upstream, outcome.upstream_to_client), (100_000, 4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_tunnels_end() {
+        let (_client_far, client) = pair().await;
+        let (upstream, _upstream_far) = pair().await;
+        let (_tx, phase) = watch::channel(Phase::Serving);
+        let outcome = relay_tunnel(&client, &upstream, limits(), phase).await;
+        assert!(matches!(outcome.end, RelayEnd::Idle), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn force_quit_ends_tunnels() {
+        let (_client_far, client) = pair().await;
+        let (upstream, _upstream_far) = pair().await;
+        let (tx, phase) = watch::channel(Phase::Serving);
+        let relay = tokio::spawn(async move { relay_tunnel(&client, &upstream, limits(), phase).await });
+        tx.send(Phase::Draining).unwrap();
+        tx.send(Phase::ForceQuit).unwrap();
+        assert!(matches!(relay.await.unwrap().end, RelayEnd::ForceQuit));
+    }
+}
