@@ -1,1 +1,63 @@
-fn main() {}
+//! `g3proxy-ctl`: one command to a g3proxy supervisor over its control socket, with
+//! g3proxy-ctl's flags and output forms (`notice: success`, one name per line, `online: true`)
+//! so runbooks keep working, and `--json` on every command for scripts.
+
+mod client;
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "g3proxy-ctl", version, about = "control a running g3proxy")]
+struct Cli {
+    /// Directory of the control sockets (default: /run/g3proxy if it exists, else /tmp/g3)
+    #[arg(short = 'C', long = "control-dir", value_name = "DIR")]
+    control_dir: Option<PathBuf>,
+    /// Daemon group
+    #[arg(
+        short = 'G',
+        long = "daemon-group",
+        value_name = "NAME",
+        required_unless_present = "daemon_pid"
+    )]
+    daemon_group: Option<String>,
+    /// Pid of the supervisor to talk to
+    #[arg(short = 'p', long = "daemon-pid", value_name = "PID")]
+    daemon_pid: Option<u32>,
+    /// Print the answer as JSON
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let control_dir = cli.control_dir.clone().unwrap_or_else(|| {
+        let run = PathBuf::from("/run/g3proxy");
+        if run.is_dir() {
+            run
+        } else {
+            PathBuf::from("/tmp/g3")
+        }
+    });
+    let group = cli.daemon_group.clone().unwrap_or_default();
+    let socket = match cli.daemon_pid {
+        Some(pid) => control_dir.join(format!("{group}_{pid}.sock")),
+        None => control_dir.join(format!(
+            "{}.sock",
+            if group.is_empty() { "_" } else { &group }
+        )),
+    };
+    let request = cli.command.request();
+    match client::ask(&socket, &request) {
+        Ok(response) => commands::print(&cli.command, &response, cli.json),
+        Err(error) => {
+            eprintln!("rpc error ({error:#})");
+            ExitCode::FAILURE
+        }
+    }
+}

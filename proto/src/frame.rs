@@ -54,8 +54,14 @@ mod tests {
         for cut in 0..first_len {
             assert_eq!(decode(&wire[..cut]), Ok(Parsed::Partial), "prefix {cut}");
         }
-        assert_eq!(decode(&wire), Ok(Parsed::Complete(&b"{\"hello\":1}"[..], first_len)));
-        assert_eq!(decode(&wire[first_len..]), Ok(Parsed::Complete(&b""[..], 4)));
+        assert_eq!(
+            decode(&wire),
+            Ok(Parsed::Complete(&b"{\"hello\":1}"[..], first_len))
+        );
+        assert_eq!(
+            decode(&wire[first_len..]),
+            Ok(Parsed::Complete(&b""[..], 4))
+        );
     }
 
     #[test]

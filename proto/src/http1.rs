@@ -87,7 +87,10 @@ fn map_httparse(error: httparse::Error) -> HeadError {
 fn copy_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
     headers
         .iter()
-        .map(|h| Header { name: h.name.to_string(), value: h.value.to_vec() })
+        .map(|h| Header {
+            name: h.name.to_string(),
+            value: h.value.to_vec(),
+        })
         .collect()
 }
 
@@ -128,7 +131,10 @@ pub fn parse_response(buf: &[u8]) -> Result<Parsed<ResponseHead>, HeadError> {
     }
 }
 
-fn header_values<'a>(headers: &'a [Header], name: &str) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+fn header_values<'a>(
+    headers: &'a [Header],
+    name: &str,
+) -> impl Iterator<Item = &'a [u8]> + use<'a> {
     let name = name.to_ascii_lowercase();
     headers
         .iter()
@@ -137,7 +143,10 @@ fn header_values<'a>(headers: &'a [Header], name: &str) -> impl Iterator<Item = 
 }
 
 /// Comma-separated tokens of every header line called `name`, trimmed.
-fn header_tokens<'a>(headers: &'a [Header], name: &str) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+fn header_tokens<'a>(
+    headers: &'a [Header],
+    name: &str,
+) -> impl Iterator<Item = &'a [u8]> + use<'a> {
     header_values(headers, name)
         .flat_map(|value| value.split(|&b| b == b','))
         .map(|token| token.trim_ascii())
@@ -151,8 +160,14 @@ fn has_token(headers: &[Header], name: &str, token: &str) -> bool {
 /// Keep-alive as the peer asked for it: HTTP/1.1 unless `close`, HTTP/1.0 only with `keep-alive`.
 /// Proxy clients still send `Proxy-Connection`, so it counts as `Connection`.
 fn wants_keep_alive(minor_version: u8, headers: &[Header]) -> bool {
-    let says = |token| has_token(headers, "connection", token) || has_token(headers, "proxy-connection", token);
-    if minor_version == 0 { says("keep-alive") } else { !says("close") }
+    let says = |token| {
+        has_token(headers, "connection", token) || has_token(headers, "proxy-connection", token)
+    };
+    if minor_version == 0 {
+        says("keep-alive")
+    } else {
+        !says("close")
+    }
 }
 
 fn content_length(headers: &[Header]) -> Result<Option<u64>, HeadError> {
@@ -160,7 +175,8 @@ fn content_length(headers: &[Header]) -> Result<Option<u64>, HeadError> {
     for value in header_values(headers, "content-length") {
         // A list such as `5, 5` is allowed when every member is equal (RFC 9110 8.6).
         for part in value.split(|&b| b == b',') {
-            let text = std::str::from_utf8(part.trim_ascii()).map_err(|_| HeadError::InvalidContentLength)?;
+            let text = std::str::from_utf8(part.trim_ascii())
+                .map_err(|_| HeadError::InvalidContentLength)?;
             if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(HeadError::InvalidContentLength);
             }
@@ -216,7 +232,8 @@ impl RequestHead {
     /// `http://` URI otherwise.
     pub fn proxy_target(&self) -> Result<RequestTarget, HeadError> {
         if self.is_connect() {
-            let upstream = HostPort::parse_authority(&self.target, None).ok_or(HeadError::InvalidTarget)?;
+            let upstream =
+                HostPort::parse_authority(&self.target, None).ok_or(HeadError::InvalidTarget)?;
             return Ok(RequestTarget::Tunnel(upstream));
         }
         let Some(scheme_end) = self.target.find("://") else {
@@ -232,7 +249,8 @@ impl RequestHead {
         if authority.contains('@') {
             return Err(HeadError::InvalidTarget);
         }
-        let upstream = HostPort::parse_authority(authority, Some(80)).ok_or(HeadError::InvalidTarget)?;
+        let upstream =
+            HostPort::parse_authority(authority, Some(80)).ok_or(HeadError::InvalidTarget)?;
         let path = match &rest[authority_end..] {
             "" => "/".to_string(),
             p if p.starts_with('?') => format!("/{p}"),
@@ -283,7 +301,9 @@ fn is_hop_by_hop(name: &str, connection_listed: &[&[u8]]) -> bool {
         "proxy-authenticate",
     ];
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || connection_listed.iter().any(|listed| listed.eq_ignore_ascii_case(name.as_bytes()))
+        || connection_listed
+            .iter()
+            .any(|listed| listed.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 fn write_end_to_end_headers(headers: &[Header], out: &mut Vec<u8>) {
@@ -299,30 +319,57 @@ fn write_end_to_end_headers(headers: &[Header], out: &mut Vec<u8>) {
 /// Writes the head to send upstream for a forwarded request: origin-form target, the client's
 /// HTTP version, end-to-end headers, a `Host` when the client gave none, and our own connection
 /// choice.
-pub fn write_request_head(head: &RequestHead, path: &str, upstream: &HostPort, keep_alive: bool, out: &mut Vec<u8>) {
+pub fn write_request_head(
+    head: &RequestHead,
+    path: &str,
+    upstream: &HostPort,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(if head.minor_version == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
+    out.extend_from_slice(if head.minor_version == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
     if head.header("host").is_none() {
         out.extend_from_slice(b"Host: ");
         out.extend_from_slice(upstream.to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     write_end_to_end_headers(&head.headers, out);
-    out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
+    out.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
 }
 
 /// Writes the head to send back to the client: its HTTP version, end-to-end headers and our
 /// own connection choice (`close` while draining or when the body runs until close).
-pub fn write_response_head(head: &ResponseHead, client_minor_version: u8, keep_alive: bool, out: &mut Vec<u8>) {
-    out.extend_from_slice(if client_minor_version == 0 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+pub fn write_response_head(
+    head: &ResponseHead,
+    client_minor_version: u8,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(if client_minor_version == 0 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
     out.extend_from_slice(head.code.to_string().as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     write_end_to_end_headers(&head.headers, out);
-    out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
+    out.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -369,7 +416,12 @@ impl Default for ChunkedTracker {
 
 impl ChunkedTracker {
     pub fn new() -> Self {
-        ChunkedTracker { state: ChunkState::Size { digits: 0 }, size: 0, remaining: 0, side_bytes: 0 }
+        ChunkedTracker {
+            state: ChunkState::Size { digits: 0 },
+            size: 0,
+            remaining: 0,
+            side_bytes: 0,
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -399,7 +451,11 @@ impl ChunkedTracker {
 
     fn count_side_byte(&mut self) -> Result<(), ChunkError> {
         self.side_bytes += 1;
-        if self.side_bytes > MAX_CHUNK_SIDE_BYTES { Err(ChunkError::TooLong) } else { Ok(()) }
+        if self.side_bytes > MAX_CHUNK_SIDE_BYTES {
+            Err(ChunkError::TooLong)
+        } else {
+            Ok(())
+        }
     }
 
     fn step(&mut self, byte: u8) -> Result<ChunkState, ChunkError> {
@@ -437,7 +493,11 @@ impl ChunkedTracker {
             TrailerLineStart if byte == b'\r' => TrailerLf { last: true },
             TrailerLineStart | TrailerLine => {
                 self.count_side_byte()?;
-                if byte == b'\r' { TrailerLf { last: false } } else { TrailerLine }
+                if byte == b'\r' {
+                    TrailerLf { last: false }
+                } else {
+                    TrailerLine
+                }
             }
             TrailerLf { last } => match (byte, last) {
                 (b'\n', true) => Done,
@@ -468,7 +528,11 @@ mod tests {
     fn every_prefix_of_a_request_is_partial() {
         let text = b"GET http://a.example/x?y HTTP/1.1\r\nHost: a.example\r\nX: 1\r\n\r\n";
         for cut in 0..text.len() {
-            assert_eq!(parse_request(&text[..cut]), Ok(Parsed::Partial), "prefix {cut}");
+            assert_eq!(
+                parse_request(&text[..cut]),
+                Ok(Parsed::Partial),
+                "prefix {cut}"
+            );
         }
         assert!(matches!(parse_request(text), Ok(Parsed::Complete(_, n)) if n == text.len()));
     }
@@ -505,11 +569,26 @@ mod tests {
         check("Content-Length: 0\r\n", Ok(BodyFraming::Empty));
         check("Content-Length: 12\r\n", Ok(BodyFraming::Length(12)));
         check("Content-Length: 12, 12\r\n", Ok(BodyFraming::Length(12)));
-        check("Content-Length: 12\r\nContent-Length: 13\r\n", Err(HeadError::InvalidContentLength));
-        check("Content-Length: -1\r\n", Err(HeadError::InvalidContentLength));
-        check("Transfer-Encoding: gzip, chunked\r\n", Ok(BodyFraming::Chunked));
-        check("Transfer-Encoding: gzip\r\n", Err(HeadError::UnsupportedTransferEncoding));
-        check("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n", Err(HeadError::ConflictingFraming));
+        check(
+            "Content-Length: 12\r\nContent-Length: 13\r\n",
+            Err(HeadError::InvalidContentLength),
+        );
+        check(
+            "Content-Length: -1\r\n",
+            Err(HeadError::InvalidContentLength),
+        );
+        check(
+            "Transfer-Encoding: gzip, chunked\r\n",
+            Ok(BodyFraming::Chunked),
+        );
+        check(
+            "Transfer-Encoding: gzip\r\n",
+            Err(HeadError::UnsupportedTransferEncoding),
+        );
+        check(
+            "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+            Err(HeadError::ConflictingFraming),
+        );
     }
 
     #[test]
@@ -535,7 +614,10 @@ mod tests {
         let head = request(
             "GET http://a.example:81/x HTTP/1.1\r\nProxy-Connection: keep-alive\r\nConnection: x-secret\r\nX-Secret: 1\r\nProxy-Authorization: Basic Zm9v\r\nAccept: */*\r\n\r\n",
         );
-        let upstream = HostPort { host: Host::Domain("a.example".into()), port: 81 };
+        let upstream = HostPort {
+            host: Host::Domain("a.example".into()),
+            port: 81,
+        };
         let mut out = Vec::new();
         write_request_head(&head, "/x", &upstream, true, &mut out);
         assert_eq!(
@@ -551,7 +633,11 @@ mod tests {
             let end = (offset + step).min(body.len());
             offset += tracker.advance(&body[offset..end])?;
         }
-        Ok(if tracker.is_done() { offset } else { usize::MAX })
+        Ok(if tracker.is_done() {
+            offset
+        } else {
+            usize::MAX
+        })
     }
 
     #[test]
@@ -562,8 +648,14 @@ mod tests {
             assert_eq!(run_chunked(body, step), Ok(end), "step {step}");
         }
         assert_eq!(run_chunked(b"0\r\n\r\n", 1), Ok(5));
-        assert_eq!(run_chunked(b"5\r\nhelloXX", 3), Err(ChunkError::MissingCrlf));
+        assert_eq!(
+            run_chunked(b"5\r\nhelloXX", 3),
+            Err(ChunkError::MissingCrlf)
+        );
         assert_eq!(run_chunked(b"zz\r\n", 3), Err(ChunkError::InvalidSize));
-        assert_eq!(run_chunked(b"11111111111111111\r\n", 3), Err(ChunkError::InvalidSize));
+        assert_eq!(
+            run_chunked(b"11111111111111111\r\n", 3),
+            Err(ChunkError::InvalidSize)
+        );
     }
 }

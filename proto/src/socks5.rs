@@ -112,7 +112,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request>, Socks5Error> {
     }
     let (host, address_len) = match address_type {
         1 => match rest.get(..4) {
-            Some(b) => (Host::Ip(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))), 4),
+            Some(b) => (
+                Host::Ip(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
+                4,
+            ),
             None => return Ok(Parsed::Partial),
         },
         4 => match rest.get(..16) {
@@ -141,7 +144,13 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request>, Socks5Error> {
     };
     let port = u16::from_be_bytes([port[0], port[1]]);
     let used = 4 + address_len + 2;
-    Ok(Parsed::Complete(Request { command, target: HostPort { host, port } }, used))
+    Ok(Parsed::Complete(
+        Request {
+            command,
+            target: HostPort { host, port },
+        },
+        used,
+    ))
 }
 
 /// Encodes `VER REP RSV ATYP BND.ADDR BND.PORT`.
@@ -187,7 +196,10 @@ mod tests {
 
     #[test]
     fn requests() {
-        check_request(&[5, 1, 0, 1, 127, 0, 0, 1, 0, 80], Ok(("127.0.0.1:80", Command::Connect)));
+        check_request(
+            &[5, 1, 0, 1, 127, 0, 0, 1, 0, 80],
+            Ok(("127.0.0.1:80", Command::Connect)),
+        );
         let mut v6 = vec![5, 1, 0, 4];
         v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
         v6.extend_from_slice(&[1, 187]);
@@ -196,17 +208,29 @@ mod tests {
         domain.extend_from_slice(b"Localhost");
         domain.extend_from_slice(&[0x1f, 0x90]);
         check_request(&domain, Ok(("localhost:8080", Command::UdpAssociate)));
-        check_request(&[5, 9, 0, 1, 1, 1, 1, 1, 0, 1], Err(Socks5Error::UnknownCommand(9)));
-        check_request(&[5, 1, 0, 7, 1, 1, 1, 1, 0, 1], Err(Socks5Error::UnknownAddressType(7)));
+        check_request(
+            &[5, 9, 0, 1, 1, 1, 1, 1, 0, 1],
+            Err(Socks5Error::UnknownCommand(9)),
+        );
+        check_request(
+            &[5, 1, 0, 7, 1, 1, 1, 1, 0, 1],
+            Err(Socks5Error::UnknownAddressType(7)),
+        );
         check_request(&[4, 1, 0, 1], Err(Socks5Error::Version(4)));
-        check_request(&[5, 1, 0, 3, 3, b'a', b' ', b'b', 0, 1], Err(Socks5Error::InvalidDomain));
+        check_request(
+            &[5, 1, 0, 3, 3, b'a', b' ', b'b', 0, 1],
+            Err(Socks5Error::InvalidDomain),
+        );
     }
 
     #[test]
     fn greetings() {
         assert_eq!(parse_greeting(&[5]), Ok(Parsed::Partial));
         assert_eq!(parse_greeting(&[5, 2, 0]), Ok(Parsed::Partial));
-        assert_eq!(parse_greeting(&[5, 2, 0, 2, 9]), Ok(Parsed::Complete(vec![0, 2], 4)));
+        assert_eq!(
+            parse_greeting(&[5, 2, 0, 2, 9]),
+            Ok(Parsed::Complete(vec![0, 2], 4))
+        );
         assert_eq!(parse_greeting(&[4]), Err(Socks5Error::Version(4)));
         assert_eq!(parse_greeting(&[5, 0]), Err(Socks5Error::NoMethods));
     }
@@ -217,6 +241,9 @@ mod tests {
         let wire = encode_reply(Reply::Succeeded, Some(addr));
         assert_eq!(wire.len(), 4 + 16 + 2);
         assert_eq!(&wire[..4], &[5, 0, 0, 4]);
-        assert_eq!(encode_reply(Reply::NotAllowed, None), vec![5, 2, 0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            encode_reply(Reply::NotAllowed, None),
+            vec![5, 2, 0, 1, 0, 0, 0, 0, 0, 0]
+        );
     }
 }

@@ -1,1 +1,280 @@
-fn main() {}
+//! `g3proxy`: the long-lived supervisor of a daemon group. It parses the CLI and config, binds
+//! and owns every listening socket, runs generations of `g3proxy-worker` processes over them,
+//! serves the control sockets for `g3proxy-ctl`, and talks to systemd.
+//!
+//! Map: [`listeners`] (bind, own, close sockets), [`fleet`] (generations and worker
+//! processes), [`supervisor`] (the event handler and all state changes), [`control`] (control
+//! sockets), [`handoff`] (taking over from a predecessor), [`systemd`] (sd_notify, fd store).
+
+mod control;
+mod event;
+mod fleet;
+mod handoff;
+mod listeners;
+mod supervisor;
+mod systemd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{ArgAction, Parser};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+
+use event::{CtlReply, Event, SignalAction};
+use g3proxy_shared::ipc::control::CtlResponse;
+use listeners::{ListenerKey, ListenerSet};
+use supervisor::{Options, Source, Supervisor};
+
+/// Process-log line on stderr (journald under systemd).
+#[macro_export]
+macro_rules! log {
+    ($($arg:tt)*) => { eprintln!("g3proxy[{}]: {}", std::process::id(), format_args!($($arg)*)) };
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "g3proxy",
+    disable_version_flag = true,
+    about = "forward proxy supervisor: owns the listeners, runs worker generations"
+)]
+struct Cli {
+    /// Config file, or a directory holding main.yml
+    #[arg(short = 'c', long = "config-file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Daemon group: names the control sockets
+    #[arg(
+        short = 'G',
+        long = "group-name",
+        value_name = "NAME",
+        default_value = ""
+    )]
+    group_name: String,
+    /// Directory of the control sockets
+    #[arg(
+        short = 'C',
+        long = "control-dir",
+        value_name = "DIR",
+        default_value = "/tmp/g3"
+    )]
+    control_dir: PathBuf,
+    /// Run under systemd (process log to journald through stderr)
+    #[arg(short = 's', long = "systemd")]
+    systemd: bool,
+    /// Load and check the config, then exit
+    #[arg(short = 't', long = "test-config")]
+    test_config: bool,
+    /// More process-log output: -v info, -vv debug
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    verbose: u8,
+    /// Print the version
+    #[arg(short = 'V', long = "version")]
+    version: bool,
+    /// The worker binary (default: g3proxy-worker next to this binary)
+    #[arg(long = "worker-binary", value_name = "FILE", hide = true)]
+    worker_binary: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("g3proxy {}", g3proxy_shared::VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let Some(config_file) = cli.config_file.clone() else {
+        eprintln!("g3proxy: -c/--config-file is required");
+        return ExitCode::from(2);
+    };
+    if cli.test_config {
+        return match g3proxy_shared::config::load(&config_file) {
+            Ok(_) => {
+                println!("the format of the config file is ok");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Before any thread exists: this clears LISTEN_* from our environment.
+    let from_systemd = systemd::take_listen_fds();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("g3proxy: cannot build the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, config_file, from_systemd)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("g3proxy: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn worker_binary(cli: &Cli) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &cli.worker_binary {
+        return Ok(path.clone());
+    }
+    let exe = std::env::current_exe().context("cannot find our own binary")?;
+    Ok(exe.with_file_name("g3proxy-worker"))
+}
+
+async fn run(
+    cli: Cli,
+    config_file: PathBuf,
+    from_systemd: Vec<(ListenerKey, std::os::fd::OwnedFd)>,
+) -> anyhow::Result<u8> {
+    let (config, bundle) =
+        g3proxy_shared::config::load(&config_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let control_dir = cli.control_dir.clone();
+    std::fs::create_dir_all(&control_dir)
+        .with_context(|| format!("cannot create {}", control_dir.display()))?;
+    let group = cli.group_name.clone();
+
+    let mut listeners = ListenerSet::default();
+    let mut predecessor = None;
+    let mut adopted_workers = Vec::new();
+    if !from_systemd.is_empty() {
+        log!("systemd returned {} listeners", from_systemd.len());
+        for (key, fd) in from_systemd {
+            listeners.adopt(key, fd);
+        }
+        adopted_workers = handoff::worker_pids_in(&control_dir, &group);
+    } else if let Some(found) = handoff::Predecessor::connect(&control_dir, &group)? {
+        log!(
+            "taking over {} listeners from the running supervisor; its {} workers drain once we serve",
+            found.listeners.len(),
+            found.worker_pids.len()
+        );
+        predecessor = Some(found);
+    } else {
+        let (orphaned, pids) = handoff::adopt_orphans(&control_dir, &group);
+        for (key, fd) in orphaned {
+            listeners.adopt(key, fd);
+        }
+        adopted_workers = pids;
+    }
+    if let Some(found) = predecessor.as_mut() {
+        for (key, fd) in std::mem::take(&mut found.listeners) {
+            listeners.adopt(key, fd);
+        }
+    }
+    let held: Vec<ListenerKey> = listeners.keys().cloned().collect();
+    systemd::store_listeners(&listeners, &held);
+
+    let (events, mut inbox) = mpsc::unbounded_channel();
+    let options = Options {
+        group: group.clone(),
+        control_dir: control_dir.clone(),
+        config_path: config_file,
+        worker_binary: worker_binary(&cli)?,
+        verbosity: cli.verbose,
+    };
+    let mut supervisor = Supervisor::new(options, listeners, events.clone());
+    supervisor.adopted_workers = adopted_workers;
+
+    let unique_path = control::unique_socket_path(&control_dir, &group, std::process::id());
+    let group_path = control::group_socket_path(&control_dir, &group);
+    let _unique = control::serve(
+        &unique_path,
+        events.clone(),
+        control_dir.clone(),
+        group.clone(),
+    )?;
+    let mut group_socket = None;
+    if predecessor.is_none() {
+        group_socket = Some(control::serve(
+            &group_path,
+            events.clone(),
+            control_dir.clone(),
+            group.clone(),
+        )?);
+    }
+    forward_signals(events.clone())?;
+
+    let (first_reply, first_answer) = oneshot::channel();
+    supervisor
+        .start_generation(Source::Loaded(Box::new(config), bundle), Some(first_reply))
+        .await;
+    let starter_events = events.clone();
+    let (commit_done, commit_wait) = oneshot::channel::<bool>();
+    tokio::spawn(async move {
+        let result = match first_answer.await {
+            Ok(CtlReply::Done(CtlResponse::Notice(_), _)) => Ok(()),
+            Ok(CtlReply::Done(CtlResponse::Error(e), _)) => Err(e),
+            _ => Err("the first generation did not start".to_string()),
+        };
+        if let Some(predecessor) = predecessor {
+            let outcome = result.clone();
+            let committed = tokio::task::spawn_blocking(move || match outcome {
+                Ok(()) => predecessor.commit().is_ok(),
+                Err(reason) => {
+                    predecessor.abort(reason);
+                    false
+                }
+            })
+            .await
+            .unwrap_or(false);
+            let _ = commit_done.send(committed);
+        }
+        let _ = starter_events.send(Event::Started(result));
+    });
+    let mut commit_wait = Some(commit_wait);
+
+    while let Some(event) = inbox.recv().await {
+        let started_ok = matches!(event, Event::Started(Ok(())));
+        supervisor.handle(event).await;
+        if started_ok && group_socket.is_none() {
+            // The predecessor released the group socket when it committed; it is ours now.
+            if let Some(wait) = commit_wait.take() {
+                let _ = wait.await;
+            }
+            group_socket = Some(control::serve(
+                &group_path,
+                events.clone(),
+                control_dir.clone(),
+                group.clone(),
+            )?);
+        }
+        if supervisor.finished() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(&unique_path);
+    if let Some(task) = group_socket {
+        task.abort();
+        // After a handoff the path belongs to the successor's socket.
+        if !supervisor.handed_over {
+            let _ = std::fs::remove_file(&group_path);
+        }
+    }
+    Ok(supervisor.exit_code.unwrap_or(0))
+}
+
+fn forward_signals(events: mpsc::UnboundedSender<Event>) -> anyhow::Result<()> {
+    for (kind, action) in [
+        (SignalKind::hangup(), SignalAction::Reload),
+        (SignalKind::terminate(), SignalAction::Offline),
+        (SignalKind::interrupt(), SignalAction::ForceQuit),
+        (SignalKind::quit(), SignalAction::ForceQuit),
+    ] {
+        let mut stream = signal(kind).context("signal handler")?;
+        let events = events.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if events.send(Event::Signal(action)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(())
+}

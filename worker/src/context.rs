@@ -43,7 +43,10 @@ pub struct ServerCounters {
 
 impl ServerCounters {
     pub fn new(name: &str) -> Arc<Self> {
-        Arc::new(ServerCounters { name: name.to_string(), ..Default::default() })
+        Arc::new(ServerCounters {
+            name: name.to_string(),
+            ..Default::default()
+        })
     }
 }
 
@@ -62,12 +65,18 @@ impl TaskRegistry {
         self.lock().insert(id, Instant::now());
         server.total_task.fetch_add(1, Ordering::Relaxed);
         server.alive.fetch_add(1, Ordering::Relaxed);
-        TaskGuard { id, registry: self.clone(), server: server.clone() }
+        TaskGuard {
+            id,
+            registry: self.clone(),
+            server: server.clone(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Instant>> {
         // A panic while holding this lock cannot leave the map inconsistent.
-        self.started.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn alive(&self) -> u64 {

@@ -41,7 +41,9 @@ pub fn serve(path: &Path, requests: mpsc::Sender<ControlRequest>) -> io::Result<
 
 async fn handle(mut stream: UnixStream, requests: mpsc::Sender<ControlRequest>) {
     let mut buffer = Vec::new();
-    let Ok(Some(payload)) = read_frame(&mut stream, &mut buffer).await else { return };
+    let Ok(Some(payload)) = read_frame(&mut stream, &mut buffer).await else {
+        return;
+    };
     let message = match ipc::decode::<ToWorker>(&payload) {
         Ok(message) => message,
         Err(e) => {
@@ -50,13 +52,23 @@ async fn handle(mut stream: UnixStream, requests: mpsc::Sender<ControlRequest>) 
         }
     };
     let (reply, answer) = oneshot::channel();
-    if requests.send(ControlRequest { message, reply }).await.is_err() {
+    if requests
+        .send(ControlRequest { message, reply })
+        .await
+        .is_err()
+    {
         return;
     }
-    let Ok((Some(answer), fds)) = answer.await else { return };
-    let Ok(frame) = ipc::encode(&answer) else { return };
+    let Ok((Some(answer), fds)) = answer.await else {
+        return;
+    };
+    let Ok(frame) = ipc::encode(&answer) else {
+        return;
+    };
     // Descriptors need sendmsg on a blocking socket; the answer is small and local.
-    let Ok(stream) = stream.into_std() else { return };
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
     let _ = tokio::task::spawn_blocking(move || {
         let _ = stream.set_nonblocking(false);
         let raw: Vec<_> = fds.iter().map(|fd| fd.as_raw_fd()).collect();

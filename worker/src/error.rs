@@ -46,7 +46,9 @@ impl TaskError {
     /// The HTTP status a proxy answers with, g3proxy's custom codes included.
     pub fn http_status(&self) -> (u16, &'static str) {
         match self {
-            TaskError::Client(_) | TaskError::ClientIo(_) | TaskError::ClientSocks(_) => (400, "Bad Request"),
+            TaskError::Client(_) | TaskError::ClientIo(_) | TaskError::ClientSocks(_) => {
+                (400, "Bad Request")
+            }
             TaskError::ClientHeadTooLarge => (431, "Request Header Fields Too Large"),
             TaskError::ClientTimeout(_) => (408, "Request Timeout"),
             TaskError::Policy(_) => (403, "Forbidden"),
@@ -76,7 +78,9 @@ impl TaskError {
         match error.kind() {
             io::ErrorKind::ConnectionRefused => TaskError::UpstreamRefused(error),
             io::ErrorKind::TimedOut => TaskError::UpstreamConnectTimeout,
-            io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => TaskError::UpstreamUnreachable(error),
+            io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => {
+                TaskError::UpstreamUnreachable(error)
+            }
             _ => TaskError::UpstreamUnreachable(error),
         }
     }

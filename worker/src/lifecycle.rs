@@ -16,7 +16,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use g3proxy_shared::config::load_bundle;
-use g3proxy_shared::ipc::worker::{FromWorker, ListenerEntry, ServerStats, ToWorker, WorkerStart, WorkerState, WorkerStatus, worker_socket_path};
+use g3proxy_shared::ipc::worker::{
+    FromWorker, ListenerEntry, ServerStats, ToWorker, WorkerStart, WorkerState, WorkerStatus,
+    worker_socket_path,
+};
 use g3proxy_shared::ipc::{self, read_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
@@ -49,15 +52,25 @@ struct Worker {
 fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     let config = load_bundle(&start.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     if fds.len() != start.listeners.len() {
-        anyhow::bail!("{} listeners announced but {} descriptors received", start.listeners.len(), fds.len());
+        anyhow::bail!(
+            "{} listeners announced but {} descriptors received",
+            start.listeners.len(),
+            fds.len()
+        );
     }
     let mut resolvers = HashMap::new();
     for resolver in &config.resolvers {
-        resolvers.insert(resolver.name().to_string(), Arc::new(Resolver::build(resolver)?));
+        resolvers.insert(
+            resolver.name().to_string(),
+            Arc::new(Resolver::build(resolver)?),
+        );
     }
     let mut escapers = HashMap::new();
     for escaper in &config.escapers {
-        escapers.insert(escaper.name().to_string(), Arc::new(Escaper::build(escaper, &resolvers)?));
+        escapers.insert(
+            escaper.name().to_string(),
+            Arc::new(Escaper::build(escaper, &resolvers)?),
+        );
     }
     let (phase, phase_receiver) = watch::channel(Phase::Serving);
     let context = Arc::new(Context {
@@ -71,12 +84,18 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     }
     let mut listeners = Vec::new();
     for (entry, fd) in start.listeners.iter().zip(fds) {
-        let server = servers.get(&entry.server).ok_or_else(|| anyhow::anyhow!("listener for unknown server {}", entry.server))?;
+        let server = servers
+            .get(&entry.server)
+            .ok_or_else(|| anyhow::anyhow!("listener for unknown server {}", entry.server))?;
         let listener = StdTcpListener::from(fd);
         listener.set_nonblocking(true)?;
         let kept = listener.try_clone()?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        tokio::spawn(servers::accept_loop(listener, server.clone(), context.clone()));
+        tokio::spawn(servers::accept_loop(
+            listener,
+            server.clone(),
+            context.clone(),
+        ));
         listeners.push((entry.clone(), kept));
     }
     Ok(Worker {
@@ -105,8 +124,16 @@ async fn send(link: &mut Option<OwnedWriteHalf>, message: &FromWorker) {
     }
 }
 
-pub async fn run(start: WorkerStart, fds: Vec<OwnedFd>, link: StdUnixStream, mut link_buffer: Vec<u8>) -> ExitCode {
-    let link = match link.set_nonblocking(true).and_then(|_| tokio::net::UnixStream::from_std(link)) {
+pub async fn run(
+    start: WorkerStart,
+    fds: Vec<OwnedFd>,
+    link: StdUnixStream,
+    mut link_buffer: Vec<u8>,
+) -> ExitCode {
+    let link = match link
+        .set_nonblocking(true)
+        .and_then(|_| tokio::net::UnixStream::from_std(link))
+    {
         Ok(link) => link,
         Err(e) => {
             warn!("cannot use the supervisor link: {e}");
@@ -119,16 +146,36 @@ pub async fn run(start: WorkerStart, fds: Vec<OwnedFd>, link: StdUnixStream, mut
         Ok(worker) => worker,
         Err(error) => {
             warn!("cannot start: {error:#}");
-            send(&mut link_writer, &FromWorker::StartFailed { error: format!("{error:#}") }).await;
+            send(
+                &mut link_writer,
+                &FromWorker::StartFailed {
+                    error: format!("{error:#}"),
+                },
+            )
+            .await;
             return ExitCode::FAILURE;
         }
     };
     let (requests, mut control_requests) = mpsc::channel::<ControlRequest>(16);
-    let socket_path = worker_socket_path(&worker.start.control_dir, &worker.start.group, std::process::id());
+    let socket_path = worker_socket_path(
+        &worker.start.control_dir,
+        &worker.start.group,
+        std::process::id(),
+    );
     if let Err(e) = control::serve(&socket_path, requests) {
-        warn!("no control socket at {}: {e}; a successor supervisor cannot adopt this worker", socket_path.display());
+        warn!(
+            "no control socket at {}: {e}; a successor supervisor cannot adopt this worker",
+            socket_path.display()
+        );
     }
-    send(&mut link_writer, &FromWorker::Ready { pid: std::process::id(), version: g3proxy_shared::VERSION.to_string() }).await;
+    send(
+        &mut link_writer,
+        &FromWorker::Ready {
+            pid: std::process::id(),
+            version: g3proxy_shared::VERSION.to_string(),
+        },
+    )
+    .await;
     info!("ready with {} listeners", worker.listeners.len());
 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -137,7 +184,15 @@ pub async fn run(start: WorkerStart, fds: Vec<OwnedFd>, link: StdUnixStream, mut
         if worker.finished() {
             break ExitCode::SUCCESS;
         }
-        let deadline = [worker.orphan_deadline, worker.drain_deadline.map(instant_of), worker.force_quit_at].into_iter().flatten().min().unwrap_or(far);
+        let deadline = [
+            worker.orphan_deadline,
+            worker.drain_deadline.map(instant_of),
+            worker.force_quit_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(far);
         tokio::select! {
             frame = read_frame(&mut link_reader, &mut link_buffer), if !worker.orphaned => match frame {
                 Ok(Some(payload)) => match ipc::decode::<ToWorker>(&payload) {
@@ -171,7 +226,9 @@ fn instant_of(at: SystemTime) -> Instant {
 }
 
 fn unix_secs(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 impl Worker {
@@ -184,7 +241,9 @@ impl Worker {
         match self.phase() {
             Phase::Serving => false,
             Phase::Draining => alive == 0,
-            Phase::ForceQuit => alive == 0 || self.force_quit_at.is_some_and(|at| Instant::now() >= at),
+            Phase::ForceQuit => {
+                alive == 0 || self.force_quit_at.is_some_and(|at| Instant::now() >= at)
+            }
         }
     }
 
@@ -209,8 +268,15 @@ impl Worker {
             let deadline = SystemTime::now() + Duration::from_secs(36_000);
             self.drain(self.drain_deadline.unwrap_or(deadline));
         }
-        if self.drain_deadline.is_some_and(|at| SystemTime::now() >= at) && self.phase() == Phase::Draining {
-            warn!("drain deadline passed with {} tasks alive; closing them", self.context.tasks.alive());
+        if self
+            .drain_deadline
+            .is_some_and(|at| SystemTime::now() >= at)
+            && self.phase() == Phase::Draining
+        {
+            warn!(
+                "drain deadline passed with {} tasks alive; closing them",
+                self.context.tasks.alive()
+            );
             self.force_quit();
         }
     }
@@ -231,7 +297,8 @@ impl Worker {
         self.listeners.clear();
         self.phase.send_replace(Phase::ForceQuit);
         // Tasks see the phase at once; give them a moment to close their sockets cleanly.
-        self.force_quit_at.get_or_insert(Instant::now() + Duration::from_secs(2));
+        self.force_quit_at
+            .get_or_insert(Instant::now() + Duration::from_secs(2));
     }
 
     fn status(&self) -> WorkerStatus {
@@ -272,10 +339,38 @@ impl Worker {
     fn handle(&mut self, message: ToWorker) -> (Option<FromWorker>, Vec<OwnedFd>) {
         match message {
             ToWorker::Start(_) => warn!("ignoring a second start message"),
-            ToWorker::Drain { deadline_unix_secs } => self.drain(UNIX_EPOCH + Duration::from_secs(deadline_unix_secs)),
-            ToWorker::ForceQuit => self.force_quit(),
-            ToWorker::Status { id } => return (Some(FromWorker::Status { id, status: self.status() }), Vec::new()),
-            ToWorker::SupervisorLeaving { offline_delay_millis } => self.offline_delay = Some(Duration::from_millis(offline_delay_millis)),
+            ToWorker::Drain { deadline_unix_secs } => {
+                self.drain(UNIX_EPOCH + Duration::from_secs(deadline_unix_secs));
+                return (
+                    Some(FromWorker::Status {
+                        id: 0,
+                        status: self.status(),
+                    }),
+                    Vec::new(),
+                );
+            }
+            ToWorker::ForceQuit => {
+                self.force_quit();
+                return (
+                    Some(FromWorker::Status {
+                        id: 0,
+                        status: self.status(),
+                    }),
+                    Vec::new(),
+                );
+            }
+            ToWorker::Status { id } => {
+                return (
+                    Some(FromWorker::Status {
+                        id,
+                        status: self.status(),
+                    }),
+                    Vec::new(),
+                );
+            }
+            ToWorker::SupervisorLeaving {
+                offline_delay_millis,
+            } => self.offline_delay = Some(Duration::from_millis(offline_delay_millis)),
             ToWorker::ShareListeners { id } => {
                 // A successor is adopting us: it decides when we drain.
                 self.orphan_deadline = None;
@@ -287,7 +382,11 @@ impl Worker {
                         fds.push(fd);
                     }
                 }
-                let answer = FromWorker::Listeners { id, entries, worker_count: self.start.worker_count };
+                let answer = FromWorker::Listeners {
+                    id,
+                    entries,
+                    worker_count: self.start.worker_count,
+                };
                 return (Some(answer), fds);
             }
         }

@@ -12,7 +12,10 @@ static VERBOSITY: AtomicU8 = AtomicU8::new(0);
 
 /// Every line names the generation, worker index and pid.
 pub fn init(generation: u64, worker_index: usize, verbosity: u8) {
-    let _ = PREFIX.set(format!("g3proxy-worker[gen {generation} #{worker_index} pid {}]", std::process::id()));
+    let _ = PREFIX.set(format!(
+        "g3proxy-worker[gen {generation} #{worker_index} pid {}]",
+        std::process::id()
+    ));
     VERBOSITY.store(verbosity, Ordering::Relaxed);
 }
 

@@ -30,9 +30,13 @@ fn main() -> ExitCode {
             println!("g3proxy-worker {}", g3proxy_shared::VERSION);
             return ExitCode::SUCCESS;
         }
-        [flag, fd] if flag == "--ipc-fd" && fd.parse::<RawFd>().is_ok_and(|fd| fd > 2) => fd.parse().unwrap_or_default(),
+        [flag, fd] if flag == "--ipc-fd" && fd.parse::<RawFd>().is_ok_and(|fd| fd > 2) => {
+            fd.parse().unwrap_or_default()
+        }
         _ => {
-            eprintln!("g3proxy-worker is started by the g3proxy supervisor (it needs --ipc-fd), not by hand");
+            eprintln!(
+                "g3proxy-worker is started by the g3proxy supervisor (it needs --ipc-fd), not by hand"
+            );
             return ExitCode::from(2);
         }
     };
@@ -45,7 +49,12 @@ fn main() -> ExitCode {
             Ok(other) => return fail(&link, format!("expected a start message, got {other:?}")),
             Err(e) => return fail(&link, e.to_string()),
         },
-        Ok(None) => return fail(&link, "supervisor closed the link before starting us".into()),
+        Ok(None) => {
+            return fail(
+                &link,
+                "supervisor closed the link before starting us".into(),
+            );
+        }
         Err(e) => return fail(&link, format!("reading the start message: {e}")),
     };
     logs::init(start.generation, start.worker_index, start.verbosity);
@@ -61,9 +70,14 @@ fn main() -> ExitCode {
 
 fn build_runtime(start: &WorkerStart) -> std::io::Result<tokio::runtime::Runtime> {
     if start.runtime_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(start.runtime_threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(start.runtime_threads)
+            .enable_all()
+            .build()
     }
 }
 

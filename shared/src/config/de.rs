@@ -32,7 +32,10 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(message: T) -> Self {
-        DeError { message: message.to_string(), position: None }
+        DeError {
+            message: message.to_string(),
+            position: None,
+        }
     }
 }
 
@@ -46,15 +49,20 @@ impl DeError {
     }
 
     fn into_config_error(self) -> ConfigError {
-        let (file, path, line) = self.position.unwrap_or_else(|| ("".into(), String::new(), 0));
+        let (file, path, line) = self
+            .position
+            .unwrap_or_else(|| ("".into(), String::new(), 0));
         ConfigError::at(&file, &path, line, self.message)
     }
 }
 
 /// Decodes `node`, found at YAML path `path`, into `T`.
 pub fn decode<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, ConfigError> {
-    T::deserialize(NodeDeserializer { node, path: path.to_string() })
-        .map_err(|e| e.located(node, path).into_config_error())
+    T::deserialize(NodeDeserializer {
+        node,
+        path: path.to_string(),
+    })
+    .map_err(|e| e.located(node, path).into_config_error())
 }
 
 pub struct NodeDeserializer<'a> {
@@ -66,21 +74,34 @@ impl<'a> NodeDeserializer<'a> {
     fn scalar(&self) -> Result<&'a str, DeError> {
         match &self.node.value {
             Value::Scalar { text, .. } => Ok(text),
-            _ => Err(de::Error::custom(format!("expected a scalar value, found a {}", self.node.kind()))),
+            _ => Err(de::Error::custom(format!(
+                "expected a scalar value, found a {}",
+                self.node.kind()
+            ))),
         }
     }
 
     fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, DeError> {
         let text = self.scalar()?;
-        text.trim().parse().map_err(|_| de::Error::custom(format!("invalid {what}: {text:?}")))
+        text.trim()
+            .parse()
+            .map_err(|_| de::Error::custom(format!("invalid {what}: {text:?}")))
     }
 
     fn seq_access(&self, items: &'a [Node]) -> SeqAccess<'a> {
-        SeqAccess { items: items.iter().enumerate(), path: self.path.clone() }
+        SeqAccess {
+            items: items.iter().enumerate(),
+            path: self.path.clone(),
+        }
     }
 
     fn map_access(&self, entries: &'a [(Node, Node)], normalize: bool) -> MapAccess<'a> {
-        MapAccess { entries: entries.iter(), pending: None, path: self.path.clone(), normalize }
+        MapAccess {
+            entries: entries.iter(),
+            pending: None,
+            path: self.path.clone(),
+            normalize,
+        }
     }
 }
 
@@ -107,13 +128,21 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         match &self.node.value {
             Value::Null => visitor.visit_unit(),
             Value::Scalar { text, plain: true } => {
-                if let Some(b) = ["true", "false", "True", "False", "TRUE", "FALSE"].contains(&text.as_str()).then(|| parse_bool(text)).flatten() {
+                if let Some(b) = ["true", "false", "True", "False", "TRUE", "FALSE"]
+                    .contains(&text.as_str())
+                    .then(|| parse_bool(text))
+                    .flatten()
+                {
                     visitor.visit_bool(b)
                 } else if let Ok(n) = text.parse::<u64>() {
                     visitor.visit_u64(n)
                 } else if let Ok(n) = text.parse::<i64>() {
                     visitor.visit_i64(n)
-                } else if let Some(f) = text.parse::<f64>().ok().filter(|_| text.bytes().any(|b| b.is_ascii_digit())) {
+                } else if let Some(f) = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|_| text.bytes().any(|b| b.is_ascii_digit()))
+                {
                     visitor.visit_f64(f)
                 } else {
                     visitor.visit_str(text)
@@ -127,7 +156,8 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let text = self.scalar()?;
-        let value = parse_bool(text).ok_or_else(|| de::Error::custom(format!("invalid bool: {text:?}")))?;
+        let value =
+            parse_bool(text).ok_or_else(|| de::Error::custom(format!("invalid bool: {text:?}")))?;
         visitor.visit_bool(value)
     }
 
@@ -178,11 +208,19 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -195,11 +233,20 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _name: &'static str, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -207,28 +254,55 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         match &self.node.value {
             Value::Map(entries) => visitor.visit_map(self.map_access(entries, false)),
             Value::Null => visitor.visit_map(self.map_access(&[], false)),
-            _ => Err(de::Error::custom(format!("expected a mapping, found a {}", self.node.kind()))),
+            _ => Err(de::Error::custom(format!(
+                "expected a mapping, found a {}",
+                self.node.kind()
+            ))),
         }
     }
 
-    fn deserialize_struct<V: Visitor<'de>>(self, _name: &'static str, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Map(entries) => visitor.visit_map(self.map_access(entries, true)),
             Value::Null => visitor.visit_map(self.map_access(&[], true)),
-            _ => Err(de::Error::custom(format!("expected a mapping, found a {}", self.node.kind()))),
+            _ => Err(de::Error::custom(format!(
+                "expected a mapping, found a {}",
+                self.node.kind()
+            ))),
         }
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(self, _name: &'static str, _variants: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         match &self.node.value {
-            Value::Scalar { text, .. } => visitor.visit_enum(EnumAccess { variant: normalize_key(text), content: None, path: self.path }),
+            Value::Scalar { text, .. } => visitor.visit_enum(EnumAccess {
+                variant: normalize_key(text),
+                content: None,
+                path: self.path,
+            }),
             Value::Map(entries) if entries.len() == 1 => {
                 let (key, value) = &entries[0];
                 let variant = normalize_key(key.as_str().unwrap_or_default());
                 let path = format!("{}.{variant}", self.path);
-                visitor.visit_enum(EnumAccess { variant, content: Some(value), path })
+                visitor.visit_enum(EnumAccess {
+                    variant,
+                    content: Some(value),
+                    path,
+                })
             }
-            _ => Err(de::Error::custom(format!("expected a name or a single-key mapping, found a {}", self.node.kind()))),
+            _ => Err(de::Error::custom(format!(
+                "expected a name or a single-key mapping, found a {}",
+                self.node.kind()
+            ))),
         }
     }
 
@@ -249,14 +323,20 @@ struct SeqAccess<'a> {
 impl<'de, 'a> de::SeqAccess<'de> for SeqAccess<'a> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         let Some((index, node)) = self.items.next() else {
             return Ok(None);
         };
         let path = format!("{}[{index}]", self.path);
-        seed.deserialize(NodeDeserializer { node, path: path.clone() })
-            .map(Some)
-            .map_err(|e| e.located(node, &path))
+        seed.deserialize(NodeDeserializer {
+            node,
+            path: path.clone(),
+        })
+        .map(Some)
+        .map_err(|e| e.located(node, &path))
     }
 }
 
@@ -270,24 +350,49 @@ struct MapAccess<'a> {
 impl<'de, 'a> de::MapAccess<'de> for MapAccess<'a> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
         let text = match &key.value {
             Value::Scalar { text, .. } => text.clone(),
-            _ => return Err(<DeError as de::Error>::custom("mapping keys must be scalars").located(key, &self.path)),
+            _ => {
+                return Err(
+                    <DeError as de::Error>::custom("mapping keys must be scalars")
+                        .located(key, &self.path),
+                );
+            }
         };
-        let name = if self.normalize { normalize_key(&text) } else { text };
-        let path = if self.path.is_empty() { name.clone() } else { format!("{}.{name}", self.path) };
-        let parsed = seed.deserialize(name.into_deserializer()).map_err(|e: DeError| e.located(key, &path));
+        let name = if self.normalize {
+            normalize_key(&text)
+        } else {
+            text
+        };
+        let path = if self.path.is_empty() {
+            name.clone()
+        } else {
+            format!("{}.{name}", self.path)
+        };
+        let parsed = seed
+            .deserialize(name.into_deserializer())
+            .map_err(|e: DeError| e.located(key, &path));
         self.pending = Some((value, path));
         parsed.map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let (node, path) = self.pending.take().ok_or_else(|| <DeError as de::Error>::custom("value without key"))?;
-        seed.deserialize(NodeDeserializer { node, path: path.clone() }).map_err(|e| e.located(node, &path))
+        let (node, path) = self
+            .pending
+            .take()
+            .ok_or_else(|| <DeError as de::Error>::custom("value without key"))?;
+        seed.deserialize(NodeDeserializer {
+            node,
+            path: path.clone(),
+        })
+        .map_err(|e| e.located(node, &path))
     }
 }
 
@@ -314,23 +419,53 @@ impl<'de, 'a> de::VariantAccess<'de> for EnumAccess<'a> {
         match self.content {
             None => Ok(()),
             Some(node) if node.value == Value::Null => Ok(()),
-            Some(_) => Err(de::Error::custom(format!("{} takes no value", self.variant))),
+            Some(_) => Err(de::Error::custom(format!(
+                "{} takes no value",
+                self.variant
+            ))),
         }
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
-        let node = self.content.ok_or_else(|| de::Error::custom(format!("{} needs a value", self.variant)))?;
-        seed.deserialize(NodeDeserializer { node, path: self.path })
+        let node = self
+            .content
+            .ok_or_else(|| de::Error::custom(format!("{} needs a value", self.variant)))?;
+        seed.deserialize(NodeDeserializer {
+            node,
+            path: self.path,
+        })
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
-        let node = self.content.ok_or_else(|| de::Error::custom(format!("{} needs a value", self.variant)))?;
-        de::Deserializer::deserialize_seq(NodeDeserializer { node, path: self.path }, visitor)
+        let node = self
+            .content
+            .ok_or_else(|| de::Error::custom(format!("{} needs a value", self.variant)))?;
+        de::Deserializer::deserialize_seq(
+            NodeDeserializer {
+                node,
+                path: self.path,
+            },
+            visitor,
+        )
     }
 
-    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
-        let node = self.content.ok_or_else(|| de::Error::custom(format!("{} needs a value", self.variant)))?;
-        de::Deserializer::deserialize_struct(NodeDeserializer { node, path: self.path }, "", fields, visitor)
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        let node = self
+            .content
+            .ok_or_else(|| de::Error::custom(format!("{} needs a value", self.variant)))?;
+        de::Deserializer::deserialize_struct(
+            NodeDeserializer {
+                node,
+                path: self.path,
+            },
+            "",
+            fields,
+            visitor,
+        )
     }
 }
 
@@ -376,18 +511,36 @@ mod tests {
         assert_eq!(got.user_group.as_deref(), Some("g"));
         assert_eq!(got.ports, vec![80]);
         assert_eq!(got.strategy, Some(Strategy::Ipv4First));
-        assert_eq!(got.tags.keys().next().map(String::as_str), Some("Mixed-Case"));
+        assert_eq!(
+            got.tags.keys().next().map(String::as_str),
+            Some("Mixed-Case")
+        );
         assert!(got.enabled);
     }
 
     #[test]
     fn errors_name_file_path_and_line() {
         let cases = [
-            ("name: a\nbogus: 1\n", "s.yml: server[0].bogus (line 2): unknown field `bogus`"),
-            ("name: a\nports:\n  - 80\n  - 70000\n", "s.yml: server[0].ports[1] (line 4): invalid u16: \"70000\""),
-            ("name: a\nstrategy: ipv5\n", "s.yml: server[0].strategy (line 2): unknown variant `ipv5`"),
-            ("ports: [1]\n", "s.yml: server[0] (line 1): missing field `name`"),
-            ("name: [1]\n", "s.yml: server[0].name (line 1): expected a scalar value, found a sequence"),
+            (
+                "name: a\nbogus: 1\n",
+                "s.yml: server[0].bogus (line 2): unknown field `bogus`",
+            ),
+            (
+                "name: a\nports:\n  - 80\n  - 70000\n",
+                "s.yml: server[0].ports[1] (line 4): invalid u16: \"70000\"",
+            ),
+            (
+                "name: a\nstrategy: ipv5\n",
+                "s.yml: server[0].strategy (line 2): unknown variant `ipv5`",
+            ),
+            (
+                "ports: [1]\n",
+                "s.yml: server[0] (line 1): missing field `name`",
+            ),
+            (
+                "name: [1]\n",
+                "s.yml: server[0].name (line 1): expected a scalar value, found a sequence",
+            ),
         ];
         for (text, want) in cases {
             let got = check(text).unwrap_err();

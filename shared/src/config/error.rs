@@ -15,7 +15,12 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn at(file: &str, path: &str, line: usize, message: impl Into<String>) -> Self {
-        ConfigError { file: file.to_string(), path: path.to_string(), line, message: message.into() }
+        ConfigError {
+            file: file.to_string(),
+            path: path.to_string(),
+            line,
+            message: message.into(),
+        }
     }
 
     pub fn file(file: &str, message: impl Into<String>) -> Self {

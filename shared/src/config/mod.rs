@@ -59,7 +59,9 @@ impl Config {
 }
 
 pub fn cpu_count() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Loads the config at `path` (a file, or a directory holding `main.yml`) from disk, and the
@@ -77,7 +79,12 @@ pub fn load_bundle(bundle: &ConfigBundle) -> Result<Config, ConfigError> {
 }
 
 pub(crate) fn type_error(type_node: &Node, path: &str, message: String) -> ConfigError {
-    ConfigError::at(&type_node.file, &format!("{path}.type"), type_node.line, message)
+    ConfigError::at(
+        &type_node.file,
+        &format!("{path}.type"),
+        type_node.line,
+        message,
+    )
 }
 
 /// One module entry and where it was written.
@@ -97,17 +104,28 @@ impl<'a, S: Source> Loader<'a, S> {
         let entry = source.entry().to_path_buf();
         let base_dir = entry.parent().map(Path::to_path_buf).unwrap_or_default();
         let extension = entry.extension().map(|e| e.to_string_lossy().into_owned());
-        Loader { source, base_dir, extension }
+        Loader {
+            source,
+            base_dir,
+            extension,
+        }
     }
 
     /// How a file is named in errors: relative to the main config's directory when inside it.
     fn shown_name(&self, path: &Path) -> Arc<str> {
-        path.strip_prefix(&self.base_dir).unwrap_or(path).display().to_string().into()
+        path.strip_prefix(&self.base_dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+            .into()
     }
 
     fn read_documents(&mut self, path: &Path) -> Result<Vec<Node>, ConfigError> {
         let shown = self.shown_name(path);
-        let text = self.source.read(path).map_err(|e| ConfigError::file(&shown, e))?;
+        let text = self
+            .source
+            .read(path)
+            .map_err(|e| ConfigError::file(&shown, e))?;
         parse_documents(&text, shown)
     }
 
@@ -120,7 +138,14 @@ impl<'a, S: Source> Loader<'a, S> {
             let entries = match &document.value {
                 Value::Map(entries) => entries,
                 Value::Null => continue,
-                _ => return Err(ConfigError::at(&document.file, "", document.line, "the main config must be a mapping")),
+                _ => {
+                    return Err(ConfigError::at(
+                        &document.file,
+                        "",
+                        document.line,
+                        "the main config must be a mapping",
+                    ));
+                }
             };
             for (key, value) in entries {
                 let name = normalize_key(key.as_str().unwrap_or_default());
@@ -140,14 +165,22 @@ impl<'a, S: Source> Loader<'a, S> {
                     "server" => "server",
                     "user_group" | "user" => "user_group",
                     "auditor" => "auditor",
-                    _ => return Err(ConfigError::at(&key.file, &name, key.line, format!("invalid key {name}"))),
+                    _ => {
+                        return Err(ConfigError::at(
+                            &key.file,
+                            &name,
+                            key.line,
+                            format!("invalid key {name}"),
+                        ));
+                    }
                 };
                 let expanded = self.expand_module(section, value)?;
                 sections.entry(section).or_default().extend(expanded);
             }
         }
         let mut take = |section| sections.remove(section).unwrap_or_default();
-        let (resolver_entries, escaper_entries, server_entries) = (take("resolver"), take("escaper"), take("server"));
+        let (resolver_entries, escaper_entries, server_entries) =
+            (take("resolver"), take("escaper"), take("server"));
         let (user_group_entries, auditor_entries) = (take("user_group"), take("auditor"));
 
         let resolvers = decode_typed(&resolver_entries, resolvers::decode)?;
@@ -169,7 +202,10 @@ impl<'a, S: Source> Loader<'a, S> {
         check_unique("resolver", resolvers.iter().map(|(c, e)| (c.name(), *e)))?;
         check_unique("escaper", escapers.iter().map(|(c, e)| (c.name(), *e)))?;
         check_unique("server", servers.iter().map(|(c, e)| (c.name(), *e)))?;
-        check_unique("user_group", user_groups.iter().map(|(n, e)| (n.as_str(), *e)))?;
+        check_unique(
+            "user_group",
+            user_groups.iter().map(|(n, e)| (n.as_str(), *e)),
+        )?;
         check_unique("auditor", auditors.iter().map(|(n, e)| (n.as_str(), *e)))?;
         check_references(&config, &escapers, &servers)?;
         Ok(config)
@@ -187,21 +223,45 @@ impl<'a, S: Source> Loader<'a, S> {
         for (index, item) in items {
             let path = format!("{section}[{index}]");
             match &item.value {
-                Value::Map(_) => entries.push(Entry { node: item.clone(), path }),
-                Value::Scalar { text, .. } => entries.extend(self.include(section, text, item, &path)?),
+                Value::Map(_) => entries.push(Entry {
+                    node: item.clone(),
+                    path,
+                }),
+                Value::Scalar { text, .. } => {
+                    entries.extend(self.include(section, text, item, &path)?)
+                }
                 Value::Null => {}
-                Value::Seq(_) => return Err(ConfigError::at(&item.file, &path, item.line, "expected a mapping or a path")),
+                Value::Seq(_) => {
+                    return Err(ConfigError::at(
+                        &item.file,
+                        &path,
+                        item.line,
+                        "expected a mapping or a path",
+                    ));
+                }
             }
         }
         Ok(entries)
     }
 
-    fn include(&mut self, section: &str, relative: &str, item: &Node, path: &str) -> Result<Vec<Entry>, ConfigError> {
+    fn include(
+        &mut self,
+        section: &str,
+        relative: &str,
+        item: &Node,
+        path: &str,
+    ) -> Result<Vec<Entry>, ConfigError> {
         let target = self.base_dir.join(relative);
         let files = if self.source.is_dir(&target) {
-            let listed = self.source.list(&target).map_err(|e| ConfigError::at(&item.file, path, item.line, e))?;
+            let listed = self
+                .source
+                .list(&target)
+                .map_err(|e| ConfigError::at(&item.file, path, item.line, e))?;
             let wanted = self.extension.clone();
-            listed.into_iter().filter(|f| f.extension().map(|e| e.to_string_lossy().into_owned()) == wanted).collect()
+            listed
+                .into_iter()
+                .filter(|f| f.extension().map(|e| e.to_string_lossy().into_owned()) == wanted)
+                .collect()
         } else {
             vec![target]
         };
@@ -209,10 +269,18 @@ impl<'a, S: Source> Loader<'a, S> {
         for file in files {
             for (index, document) in self.read_documents(&file)?.into_iter().enumerate() {
                 match document.value {
-                    Value::Map(_) => entries.push(Entry { node: document, path: format!("{section}[{index}]") }),
+                    Value::Map(_) => entries.push(Entry {
+                        node: document,
+                        path: format!("{section}[{index}]"),
+                    }),
                     Value::Null => {}
                     _ => {
-                        return Err(ConfigError::at(&document.file, section, document.line, format!("each document must be one {section} mapping")));
+                        return Err(ConfigError::at(
+                            &document.file,
+                            section,
+                            document.line,
+                            format!("each document must be one {section} mapping"),
+                        ));
                     }
                 }
             }
@@ -231,30 +299,61 @@ struct Origin<'a> {
 impl Origin<'_> {
     fn error(&self, key: &str, message: String) -> ConfigError {
         let line = self.node.get(key).map_or(self.node.line, |n| n.line);
-        ConfigError::at(&self.node.file, &format!("{}.{key}", self.path), line, message)
+        ConfigError::at(
+            &self.node.file,
+            &format!("{}.{key}", self.path),
+            line,
+            message,
+        )
     }
 }
 
 type TypedDecoder<T> = fn(&str, &Node, &Node, &str) -> Result<T, ConfigError>;
 
 /// Reads `type`, then decodes the rest of the entry as that type.
-fn decode_typed<T>(entries: &[Entry], decoder: TypedDecoder<T>) -> Result<Vec<(T, Origin<'_>)>, ConfigError> {
+fn decode_typed<T>(
+    entries: &[Entry],
+    decoder: TypedDecoder<T>,
+) -> Result<Vec<(T, Origin<'_>)>, ConfigError> {
     let mut decoded = Vec::new();
     for entry in entries {
-        let Value::Map(fields) = &entry.node.value else { continue };
-        let type_node = entry
-            .node
-            .get("type")
-            .ok_or_else(|| ConfigError::at(&entry.node.file, &entry.path, entry.node.line, "missing field `type`"))?;
-        let type_name = type_node
-            .as_str()
-            .map(normalize_key)
-            .ok_or_else(|| ConfigError::at(&type_node.file, &format!("{}.type", entry.path), type_node.line, "type must be a name"))?;
-        let rest: Vec<(Node, Node)> =
-            fields.iter().filter(|(k, _)| k.as_str().map(normalize_key).as_deref() != Some("type")).cloned().collect();
-        let node = Node { value: Value::Map(rest), line: entry.node.line, file: entry.node.file.clone() };
+        let Value::Map(fields) = &entry.node.value else {
+            continue;
+        };
+        let type_node = entry.node.get("type").ok_or_else(|| {
+            ConfigError::at(
+                &entry.node.file,
+                &entry.path,
+                entry.node.line,
+                "missing field `type`",
+            )
+        })?;
+        let type_name = type_node.as_str().map(normalize_key).ok_or_else(|| {
+            ConfigError::at(
+                &type_node.file,
+                &format!("{}.type", entry.path),
+                type_node.line,
+                "type must be a name",
+            )
+        })?;
+        let rest: Vec<(Node, Node)> = fields
+            .iter()
+            .filter(|(k, _)| k.as_str().map(normalize_key).as_deref() != Some("type"))
+            .cloned()
+            .collect();
+        let node = Node {
+            value: Value::Map(rest),
+            line: entry.node.line,
+            file: entry.node.file.clone(),
+        };
         let config = decoder(&type_name, type_node, &node, &entry.path)?;
-        decoded.push((config, Origin { node: &entry.node, path: &entry.path }));
+        decoded.push((
+            config,
+            Origin {
+                node: &entry.node,
+                path: &entry.path,
+            },
+        ));
     }
     Ok(decoded)
 }
@@ -262,14 +361,30 @@ fn decode_typed<T>(entries: &[Entry], decoder: TypedDecoder<T>) -> Result<Vec<(T
 fn entry_names(entries: &[Entry]) -> Result<Vec<(String, Origin<'_>)>, ConfigError> {
     entries
         .iter()
-        .map(|entry| match entry.node.get("name").and_then(Node::as_str) {
-            Some(name) => Ok((name.to_string(), Origin { node: &entry.node, path: &entry.path })),
-            None => Err(ConfigError::at(&entry.node.file, &entry.path, entry.node.line, "missing field `name`")),
-        })
+        .map(
+            |entry| match entry.node.get("name").and_then(Node::as_str) {
+                Some(name) => Ok((
+                    name.to_string(),
+                    Origin {
+                        node: &entry.node,
+                        path: &entry.path,
+                    },
+                )),
+                None => Err(ConfigError::at(
+                    &entry.node.file,
+                    &entry.path,
+                    entry.node.line,
+                    "missing field `name`",
+                )),
+            },
+        )
         .collect()
 }
 
-fn check_unique<'a>(kind: &str, names: impl Iterator<Item = (&'a str, Origin<'a>)>) -> Result<(), ConfigError> {
+fn check_unique<'a>(
+    kind: &str,
+    names: impl Iterator<Item = (&'a str, Origin<'a>)>,
+) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for (name, origin) in names {
         if !seen.insert(name) {
@@ -279,7 +394,11 @@ fn check_unique<'a>(kind: &str, names: impl Iterator<Item = (&'a str, Origin<'a>
     Ok(())
 }
 
-fn check_references(config: &Config, escapers: &[(EscaperConfig, Origin)], servers: &[(ServerConfig, Origin)]) -> Result<(), ConfigError> {
+fn check_references(
+    config: &Config,
+    escapers: &[(EscaperConfig, Origin)],
+    servers: &[(ServerConfig, Origin)],
+) -> Result<(), ConfigError> {
     let resolver_names: HashSet<&str> = config.resolvers.iter().map(|r| r.name()).collect();
     let escaper_names: HashSet<&str> = config.escapers.iter().map(|e| e.name()).collect();
     for (escaper, origin) in escapers {
@@ -292,23 +411,39 @@ fn check_references(config: &Config, escapers: &[(EscaperConfig, Origin)], serve
     let mut listen_addresses = HashMap::new();
     for (server, origin) in servers {
         if !escaper_names.contains(server.escaper()) {
-            return Err(origin.error("escaper", format!("escaper {:?} does not exist", server.escaper())));
+            return Err(origin.error(
+                "escaper",
+                format!("escaper {:?} does not exist", server.escaper()),
+            ));
         }
         if let Some(group) = server.user_group() {
             let message = if config.user_groups.iter().any(|g| g == group) {
-                format!("user group {group:?} exists, but this build cannot authenticate users yet; refusing to serve without it")
+                format!(
+                    "user group {group:?} exists, but this build cannot authenticate users yet; refusing to serve without it"
+                )
             } else {
                 format!("user group {group:?} does not exist")
             };
             return Err(origin.error("user_group", message));
         }
         if let Some(auditor) = server.auditor() {
-            return Err(origin.error("auditor", format!("auditor {auditor:?}: this build cannot audit yet; refusing to serve without it")));
+            return Err(origin.error(
+                "auditor",
+                format!(
+                    "auditor {auditor:?}: this build cannot audit yet; refusing to serve without it"
+                ),
+            ));
         }
         if let Some(listen) = server.listen()
             && let Some(other) = listen_addresses.insert(listen.address, server.name())
         {
-            return Err(origin.error("listen", format!("{} is already the listen address of server {other:?}", listen.address)));
+            return Err(origin.error(
+                "listen",
+                format!(
+                    "{} is already the listen address of server {other:?}",
+                    listen.address
+                ),
+            ));
         }
     }
     Ok(())

@@ -129,7 +129,10 @@ fn parse_cpu_set(text: &str) -> Result<Vec<usize>, String> {
         let invalid = || format!("invalid cpu set: {text:?}");
         match part.split_once('-') {
             Some((from, to)) => {
-                let (from, to): (usize, usize) = (from.trim().parse().map_err(|_| invalid())?, to.trim().parse().map_err(|_| invalid())?);
+                let (from, to): (usize, usize) = (
+                    from.trim().parse().map_err(|_| invalid())?,
+                    to.trim().parse().map_err(|_| invalid())?,
+                );
                 if from > to {
                     return Err(invalid());
                 }
@@ -178,7 +181,11 @@ impl<'de> Deserialize<'de> for SchedAffinity {
                 f.write_str("a bool, or a map of worker id to cpu set")
             }
             fn visit_bool<E: de::Error>(self, on: bool) -> Result<SchedAffinity, E> {
-                Ok(if on { SchedAffinity::Sequential } else { SchedAffinity::Off })
+                Ok(if on {
+                    SchedAffinity::Sequential
+                } else {
+                    SchedAffinity::Off
+                })
             }
             fn visit_unit<E: de::Error>(self) -> Result<SchedAffinity, E> {
                 Ok(SchedAffinity::Off)
@@ -186,7 +193,9 @@ impl<'de> Deserialize<'de> for SchedAffinity {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SchedAffinity, A::Error> {
                 let mut explicit = BTreeMap::new();
                 while let Some(worker) = map.next_key::<String>()? {
-                    let worker: usize = worker.parse().map_err(|_| de::Error::custom(format!("invalid worker id {worker:?}")))?;
+                    let worker: usize = worker
+                        .parse()
+                        .map_err(|_| de::Error::custom(format!("invalid worker id {worker:?}")))?;
                     let CpuSet(cpus) = map.next_value()?;
                     explicit.insert(worker, cpus);
                 }

@@ -30,7 +30,8 @@ pub(crate) trait Source {
 /// Picks the entry file: `path` itself, or in a directory the first of g3proxy's names.
 pub fn find_entry(path: &Path) -> Result<PathBuf, ConfigError> {
     let shown = path.display().to_string();
-    let path = std::fs::canonicalize(path).map_err(|e| ConfigError::file(&shown, format!("cannot open config: {e}")))?;
+    let path = std::fs::canonicalize(path)
+        .map_err(|e| ConfigError::file(&shown, format!("cannot open config: {e}")))?;
     if !path.is_dir() {
         return Ok(path);
     }
@@ -42,7 +43,10 @@ pub fn find_entry(path: &Path) -> Result<PathBuf, ConfigError> {
             }
         }
     }
-    Err(ConfigError::file(&shown, "no main.yaml, main.yml, main.conf or g3proxy.{yaml,yml,conf} in this directory"))
+    Err(ConfigError::file(
+        &shown,
+        "no main.yaml, main.yml, main.conf or g3proxy.{yaml,yml,conf} in this directory",
+    ))
 }
 
 pub(crate) struct DiskSource {
@@ -51,7 +55,12 @@ pub(crate) struct DiskSource {
 
 impl DiskSource {
     pub fn new(entry: PathBuf) -> Self {
-        DiskSource { bundle: ConfigBundle { entry, ..Default::default() } }
+        DiskSource {
+            bundle: ConfigBundle {
+                entry,
+                ..Default::default()
+            },
+        }
     }
 
     pub fn into_bundle(self) -> ConfigBundle {
@@ -65,7 +74,8 @@ impl Source for DiskSource {
     }
 
     fn read(&mut self, path: &Path) -> Result<String, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         self.bundle.files.insert(path.to_path_buf(), text.clone());
         Ok(text)
     }
@@ -75,8 +85,13 @@ impl Source for DiskSource {
     }
 
     fn list(&mut self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
         files.sort();
         self.bundle.dirs.insert(dir.to_path_buf(), files.clone());
         Ok(files)
@@ -89,7 +104,10 @@ impl Source for &ConfigBundle {
     }
 
     fn read(&mut self, path: &Path) -> Result<String, String> {
-        self.files.get(path).cloned().ok_or_else(|| format!("{} is not in the config snapshot", path.display()))
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| format!("{} is not in the config snapshot", path.display()))
     }
 
     fn is_dir(&mut self, path: &Path) -> bool {
@@ -97,6 +115,9 @@ impl Source for &ConfigBundle {
     }
 
     fn list(&mut self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        self.dirs.get(dir).cloned().ok_or_else(|| format!("{} is not in the config snapshot", dir.display()))
+        self.dirs
+            .get(dir)
+            .cloned()
+            .ok_or_else(|| format!("{} is not in the config snapshot", dir.display()))
     }
 }

@@ -21,7 +21,10 @@ pub enum Value {
     /// `~`, `null` or nothing at all.
     Null,
     /// `plain` is false for quoted and block scalars, which are always strings.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -57,7 +60,15 @@ impl Node {
 
 /// g3's keys and enum values are case-insensitive, with `-` and `_` the same.
 pub fn normalize_key(key: &str) -> String {
-    key.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_lowercase() }).collect()
+    key.chars()
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
 }
 
 enum Building {
@@ -95,23 +106,42 @@ impl<'input> SpannedEventReceiver<'input> for TreeBuilder {
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = style == ScalarStyle::Plain;
-                let value = if plain && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
+                let value = if plain && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                {
                     Value::Null
                 } else {
-                    Value::Scalar { text: Cow::into_owned(text), plain }
+                    Value::Scalar {
+                        text: Cow::into_owned(text),
+                        plain,
+                    }
                 };
-                let node = Node { value, line, file: self.file.clone() };
+                let node = Node {
+                    value,
+                    line,
+                    file: self.file.clone(),
+                };
                 self.push_node(node, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Building::Seq(Vec::new(), anchor, line)),
-            Event::MappingStart(anchor, _) => self.stack.push(Building::Map(Vec::new(), None, anchor, line)),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Building::Seq(Vec::new(), anchor, line))
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack
+                    .push(Building::Map(Vec::new(), None, anchor, line))
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (value, anchor, line) = match self.stack.pop() {
                     Some(Building::Seq(items, anchor, line)) => (Value::Seq(items), anchor, line),
-                    Some(Building::Map(entries, _, anchor, line)) => (Value::Map(entries), anchor, line),
+                    Some(Building::Map(entries, _, anchor, line)) => {
+                        (Value::Map(entries), anchor, line)
+                    }
                     None => return,
                 };
-                let node = Node { value, line, file: self.file.clone() };
+                let node = Node {
+                    value,
+                    line,
+                    file: self.file.clone(),
+                };
                 self.push_node(node, anchor);
             }
             Event::Alias(anchor) => match self.anchors.get(&anchor).cloned() {
@@ -121,19 +151,33 @@ impl<'input> SpannedEventReceiver<'input> for TreeBuilder {
                 }
                 None => self.error = Some(format!("line {line}: unknown alias")),
             },
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) | Event::DocumentEnd => {}
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd => {}
         }
     }
 }
 
 /// Parses every document of a YAML stream.
 pub fn parse_documents(text: &str, file: Arc<str>) -> Result<Vec<Node>, ConfigError> {
-    let mut builder =
-        TreeBuilder { file: file.clone(), stack: Vec::new(), documents: Vec::new(), anchors: HashMap::new(), error: None };
+    let mut builder = TreeBuilder {
+        file: file.clone(),
+        stack: Vec::new(),
+        documents: Vec::new(),
+        anchors: HashMap::new(),
+        error: None,
+    };
     let mut parser = Parser::new_from_str(text);
     if let Err(error) = parser.load(&mut builder, true) {
         let line = error.marker().line();
-        return Err(ConfigError::at(&file, "", line, format!("invalid yaml: {}", error.info())));
+        return Err(ConfigError::at(
+            &file,
+            "",
+            line,
+            format!("invalid yaml: {}", error.info()),
+        ));
     }
     if let Some(message) = builder.error {
         return Err(ConfigError::at(&file, "", 0, message));
@@ -151,9 +195,17 @@ mod tests {
         let docs = parse_documents(text, "t.yml".into()).unwrap();
         let root = &docs[0];
         assert_eq!(root.get("a").unwrap().line, 1);
-        let Value::Seq(items) = &root.get("b").unwrap().value else { panic!() };
+        let Value::Seq(items) = &root.get("b").unwrap().value else {
+            panic!()
+        };
         assert_eq!(items[1].line, 4);
-        assert_eq!(root.get("c").unwrap().get("k").unwrap().value, Value::Scalar { text: "v".into(), plain: false });
+        assert_eq!(
+            root.get("c").unwrap().get("k").unwrap().value,
+            Value::Scalar {
+                text: "v".into(),
+                plain: false
+            }
+        );
         assert_eq!(root.get("d").unwrap().value, Value::Null);
     }
 

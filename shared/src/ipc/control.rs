@@ -21,19 +21,29 @@ pub enum CtlRequest {
     Version,
     Offline,
     CancelShutdown,
-    ForceQuit { server: String },
+    ForceQuit {
+        server: String,
+    },
     ForceQuitAll,
-    List { kind: ModuleKind },
-    ServerStatus { name: String },
+    List {
+        kind: ModuleKind,
+    },
+    ServerStatus {
+        name: String,
+    },
     Fleet,
     Reload,
     Upgrade,
     /// A successor supervisor asks for every listener (answered with `HandoffListeners`).
-    HandoffBegin { successor_pid: u32 },
+    HandoffBegin {
+        successor_pid: u32,
+    },
     /// The successor's generation is ready: drain ours and leave.
     HandoffCommit,
     /// The successor failed: keep serving as before.
-    HandoffAbort { reason: String },
+    HandoffAbort {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,5 +95,8 @@ pub enum CtlResponse {
     Fleet(FleetStatus),
     Error(String),
     /// Every listener of the old supervisor; descriptors ride in the same frame.
-    HandoffListeners { entries: Vec<ListenerEntry>, worker_pids: Vec<u32> },
+    HandoffListeners {
+        entries: Vec<ListenerEntry>,
+        worker_pids: Vec<u32>,
+    },
 }

@@ -40,15 +40,23 @@ pub struct WorkerStart {
 pub enum ToWorker {
     Start(Box<WorkerStart>),
     /// Stop accepting now; finish running tasks; exit when none is left or at the deadline.
-    Drain { deadline_unix_secs: u64 },
+    Drain {
+        deadline_unix_secs: u64,
+    },
     /// Close every task now and exit.
     ForceQuit,
-    Status { id: u64 },
+    Status {
+        id: u64,
+    },
     /// The supervisor is going away on purpose (systemd restart): keep accepting, and drain
     /// if no successor adopts this worker within `offline_delay_millis`.
-    SupervisorLeaving { offline_delay_millis: u64 },
+    SupervisorLeaving {
+        offline_delay_millis: u64,
+    },
     /// From a successor supervisor: the listeners this worker holds, with descriptors.
-    ShareListeners { id: u64 },
+    ShareListeners {
+        id: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +66,8 @@ pub enum WorkerState {
     Draining,
     /// Its supervisor is gone; still accepting until a successor takes over.
     Orphaned,
+    /// Did not answer a status request.
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,11 +95,23 @@ pub struct WorkerStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FromWorker {
-    Ready { pid: u32, version: String },
-    StartFailed { error: String },
-    Status { id: u64, status: WorkerStatus },
+    Ready {
+        pid: u32,
+        version: String,
+    },
+    StartFailed {
+        error: String,
+    },
+    Status {
+        id: u64,
+        status: WorkerStatus,
+    },
     /// Answer to `ShareListeners`; the descriptors ride in the same frame.
-    Listeners { id: u64, entries: Vec<ListenerEntry>, worker_count: usize },
+    Listeners {
+        id: u64,
+        entries: Vec<ListenerEntry>,
+        worker_count: usize,
+    },
 }
 
 /// A worker's own control socket, through which a successor supervisor adopts it:
@@ -100,5 +122,10 @@ pub fn worker_socket_path(control_dir: &std::path::Path, group: &str, pid: u32) 
 
 /// The pid in a worker control socket's file name, if `file_name` is one of `group`'s.
 pub fn parse_worker_socket_name(file_name: &str, group: &str) -> Option<u32> {
-    file_name.strip_prefix(group)?.strip_prefix("_worker_")?.strip_suffix(".sock")?.parse().ok()
+    file_name
+        .strip_prefix(group)?
+        .strip_prefix("_worker_")?
+        .strip_suffix(".sock")?
+        .parse()
+        .ok()
 }

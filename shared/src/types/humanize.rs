@@ -29,10 +29,14 @@ impl HumanDuration {
         let mut total = Duration::ZERO;
         let mut rest = text;
         while !rest.is_empty() {
-            let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let number_end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
             let number: f64 = rest[..number_end].parse().ok()?;
             rest = rest[number_end..].trim_start();
-            let unit_end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+            let unit_end = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
             let seconds_per_unit = match &rest[..unit_end] {
                 "ns" | "nsec" => 1e-9,
                 "us" | "usec" | "µs" => 1e-6,
@@ -55,7 +59,9 @@ impl HumanSize {
         // The user guide writes speeds as `10M/s`; the unit is per second either way.
         let text = text.trim();
         let text = text.strip_suffix("/s").unwrap_or(text).trim();
-        let unit_start = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+        let unit_start = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
         let number: f64 = text[..unit_start].parse().ok()?;
         let unit = text[unit_start..].trim().to_ascii_lowercase();
         let multiplier: u64 = match unit.as_str() {
@@ -89,15 +95,21 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, secs: i64) -> Result<HumanDuration, E> {
-        u64::try_from(secs).map(|s| HumanDuration(Duration::from_secs(s))).map_err(|_| E::custom("a duration cannot be negative"))
+        u64::try_from(secs)
+            .map(|s| HumanDuration(Duration::from_secs(s)))
+            .map_err(|_| E::custom("a duration cannot be negative"))
     }
 
     fn visit_f64<E: de::Error>(self, secs: f64) -> Result<HumanDuration, E> {
-        HumanDuration::parse(&secs.to_string()).map(HumanDuration).ok_or_else(|| E::custom("invalid duration"))
+        HumanDuration::parse(&secs.to_string())
+            .map(HumanDuration)
+            .ok_or_else(|| E::custom("invalid duration"))
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanDuration, E> {
-        HumanDuration::parse(text).map(HumanDuration).ok_or_else(|| E::custom(format!("invalid duration: {text:?}")))
+        HumanDuration::parse(text)
+            .map(HumanDuration)
+            .ok_or_else(|| E::custom(format!("invalid duration: {text:?}")))
     }
 }
 
@@ -121,11 +133,15 @@ impl Visitor<'_> for SizeVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, bytes: i64) -> Result<HumanSize, E> {
-        u64::try_from(bytes).map(HumanSize).map_err(|_| E::custom("a size cannot be negative"))
+        u64::try_from(bytes)
+            .map(HumanSize)
+            .map_err(|_| E::custom("a size cannot be negative"))
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanSize, E> {
-        HumanSize::parse(text).map(HumanSize).ok_or_else(|| E::custom(format!("invalid size: {text:?}")))
+        HumanSize::parse(text)
+            .map(HumanSize)
+            .ok_or_else(|| E::custom(format!("invalid size: {text:?}")))
     }
 }
 
@@ -142,7 +158,11 @@ mod tests {
     #[test]
     fn durations() {
         let check = |text: &str, millis: Option<u64>| {
-            assert_eq!(HumanDuration::parse(text).map(|d| d.as_millis() as u64), millis, "{text}");
+            assert_eq!(
+                HumanDuration::parse(text).map(|d| d.as_millis() as u64),
+                millis,
+                "{text}"
+            );
         };
         check("200ms", Some(200));
         check("10h", Some(36_000_000));
@@ -157,7 +177,8 @@ mod tests {
 
     #[test]
     fn sizes() {
-        let check = |text: &str, bytes: Option<u64>| assert_eq!(HumanSize::parse(text), bytes, "{text}");
+        let check =
+            |text: &str, bytes: Option<u64>| assert_eq!(HumanSize::parse(text), bytes, "{text}");
         check("512K", Some(512_000));
         check("512KiB", Some(524_288));
         check("1M", Some(1_000_000));

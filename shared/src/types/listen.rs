@@ -21,13 +21,19 @@ pub struct ListenSpec {
 
 impl ListenSpec {
     pub fn new(address: SocketAddr) -> Self {
-        ListenSpec { address, backlog: DEFAULT_BACKLOG, ipv6_only: None, instance: 1 }
+        ListenSpec {
+            address,
+            backlog: DEFAULT_BACKLOG,
+            ipv6_only: None,
+            instance: 1,
+        }
     }
 
     fn parse_address(text: &str) -> Result<SocketAddr, String> {
         let text = text.trim();
         if let Some(variable) = text.strip_prefix('$') {
-            let value = std::env::var(variable).map_err(|_| format!("environment variable {variable} is not set"))?;
+            let value = std::env::var(variable)
+                .map_err(|_| format!("environment variable {variable} is not set"))?;
             return Self::parse_address(&value);
         }
         if let Ok(port) = text.parse::<u16>() {
@@ -40,7 +46,8 @@ impl ListenSpec {
         {
             return Ok(SocketAddr::new(ip, port));
         }
-        text.parse().map_err(|_| format!("invalid listen address: {text:?}"))
+        text.parse()
+            .map_err(|_| format!("invalid listen address: {text:?}"))
     }
 }
 
@@ -73,11 +80,16 @@ impl<'de> Visitor<'de> for ListenVisitor {
 
     fn visit_u64<E: de::Error>(self, port: u64) -> Result<ListenSpec, E> {
         let port = u16::try_from(port).map_err(|_| E::custom(format!("invalid port {port}")))?;
-        Ok(ListenSpec::new(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)))
+        Ok(ListenSpec::new(SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            port,
+        )))
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<ListenSpec, E> {
-        ListenSpec::parse_address(text).map(ListenSpec::new).map_err(E::custom)
+        ListenSpec::parse_address(text)
+            .map(ListenSpec::new)
+            .map_err(E::custom)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ListenSpec, A::Error> {
@@ -87,7 +99,12 @@ impl<'de> Visitor<'de> for ListenVisitor {
         if instance == 0 {
             return Err(de::Error::custom("instance must be at least 1"));
         }
-        Ok(ListenSpec { address, backlog: raw.backlog.unwrap_or(DEFAULT_BACKLOG), ipv6_only: raw.ipv6_only, instance })
+        Ok(ListenSpec {
+            address,
+            backlog: raw.backlog.unwrap_or(DEFAULT_BACKLOG),
+            ipv6_only: raw.ipv6_only,
+            instance,
+        })
     }
 }
 

@@ -65,7 +65,10 @@ impl FromStr for IpNetwork {
     fn from_str(text: &str) -> Result<Self, String> {
         let invalid = || format!("invalid network: {text:?}");
         let (address, prefix) = match text.trim().split_once('/') {
-            Some((ip, prefix)) => (ip.parse::<IpAddr>().map_err(|_| invalid())?, Some(prefix.parse::<u8>().map_err(|_| invalid())?)),
+            Some((ip, prefix)) => (
+                ip.parse::<IpAddr>().map_err(|_| invalid())?,
+                Some(prefix.parse::<u8>().map_err(|_| invalid())?),
+            ),
             None => (text.trim().parse::<IpAddr>().map_err(|_| invalid())?, None),
         };
         let max = if address.is_ipv4() { 32 } else { 128 };
@@ -113,10 +116,19 @@ impl NetworkAcl {
             ("fe80::/10", AclAction::Forbid),
             ("100::/64", AclAction::Forbid),
         ];
-        let mut acl = NetworkAcl { default: AclAction::Permit, rules: Vec::new() };
+        let mut acl = NetworkAcl {
+            default: AclAction::Permit,
+            rules: Vec::new(),
+        };
         for (net, action) in builtin {
             // These literals are valid networks.
-            acl.rules.push((net.parse().unwrap_or(IpNetwork { address: IpAddr::V4(Ipv4Addr::UNSPECIFIED), prefix: 32 }), action));
+            acl.rules.push((
+                net.parse().unwrap_or(IpNetwork {
+                    address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    prefix: 32,
+                }),
+                action,
+            ));
         }
         if let Some(configured) = configured {
             acl.default = configured.default;
@@ -129,7 +141,10 @@ impl NetworkAcl {
     }
 
     pub fn localhost() -> [IpAddr; 2] {
-        [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]
+        [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]
     }
 }
 
@@ -173,27 +188,46 @@ impl<'de> Visitor<'de> for AclVisitor {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<NetworkAcl, E> {
-        Ok(NetworkAcl { default: AclAction::Permit, rules: Vec::new() })
+        Ok(NetworkAcl {
+            default: AclAction::Permit,
+            rules: Vec::new(),
+        })
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<NetworkAcl, E> {
         let networks = NetworksVisitor.visit_str(text)?;
-        Ok(NetworkAcl { default: AclAction::Forbid, rules: networks.into_iter().map(|n| (n, AclAction::Permit)).collect() })
+        Ok(NetworkAcl {
+            default: AclAction::Forbid,
+            rules: networks
+                .into_iter()
+                .map(|n| (n, AclAction::Permit))
+                .collect(),
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<NetworkAcl, A::Error> {
         let networks = NetworksVisitor.visit_seq(seq)?;
-        Ok(NetworkAcl { default: AclAction::Forbid, rules: networks.into_iter().map(|n| (n, AclAction::Permit)).collect() })
+        Ok(NetworkAcl {
+            default: AclAction::Forbid,
+            rules: networks
+                .into_iter()
+                .map(|n| (n, AclAction::Permit))
+                .collect(),
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NetworkAcl, A::Error> {
-        let mut acl = NetworkAcl { default: AclAction::Permit, rules: Vec::new() };
+        let mut acl = NetworkAcl {
+            default: AclAction::Permit,
+            rules: Vec::new(),
+        };
         while let Some(key) = map.next_key::<String>()? {
             if key == "default" {
                 acl.default = map.next_value()?;
                 continue;
             }
-            let action = AclAction::from_key(&key).ok_or_else(|| de::Error::custom(format!("unknown acl action {key:?}")))?;
+            let action = AclAction::from_key(&key)
+                .ok_or_else(|| de::Error::custom(format!("unknown acl action {key:?}")))?;
             let Networks(networks) = map.next_value()?;
             acl.rules.extend(networks.into_iter().map(|n| (n, action)));
         }
@@ -223,7 +257,10 @@ mod tests {
         assert_eq!(builtin.check(ip("::1")), AclAction::Forbid);
         assert_eq!(builtin.check(ip("192.0.2.1")), AclAction::Permit);
 
-        let operator = NetworkAcl { default: AclAction::Forbid, rules: vec![("127.0.0.0/8".parse().unwrap(), AclAction::Permit)] };
+        let operator = NetworkAcl {
+            default: AclAction::Forbid,
+            rules: vec![("127.0.0.0/8".parse().unwrap(), AclAction::Permit)],
+        };
         let merged = NetworkAcl::egress(Some(&operator));
         assert_eq!(merged.check(ip("127.0.0.5")), AclAction::Permit);
         assert_eq!(merged.check(ip("192.0.2.1")), AclAction::Forbid);
@@ -232,8 +269,18 @@ mod tests {
 
     #[test]
     fn networks() {
-        assert!("10.0.0.0/8".parse::<IpNetwork>().unwrap().contains(ip("10.9.8.7")));
-        assert!(!"10.0.0.0/8".parse::<IpNetwork>().unwrap().contains(ip("11.0.0.1")));
+        assert!(
+            "10.0.0.0/8"
+                .parse::<IpNetwork>()
+                .unwrap()
+                .contains(ip("10.9.8.7"))
+        );
+        assert!(
+            !"10.0.0.0/8"
+                .parse::<IpNetwork>()
+                .unwrap()
+                .contains(ip("11.0.0.1"))
+        );
         assert!("::/0".parse::<IpNetwork>().unwrap().contains(ip("::1")));
         assert!("10.0.0.0/33".parse::<IpNetwork>().is_err());
     }

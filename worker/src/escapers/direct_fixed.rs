@@ -27,17 +27,30 @@ fn random_index(len: usize) -> usize {
 impl DirectFixedEscaper {
     pub fn new(config: DirectFixedConfig, resolver: Arc<Resolver>) -> Self {
         let egress = NetworkAcl::egress(config.egress_network_filter.as_ref());
-        DirectFixedEscaper { config, egress, resolver }
+        DirectFixedEscaper {
+            config,
+            egress,
+            resolver,
+        }
     }
 
     async fn candidates(&self, target: &HostPort) -> Result<Vec<IpAddr>, TaskError> {
         let mut addresses = match &target.host {
             Host::Ip(ip) => vec![ip.to_canonical()],
-            Host::Domain(domain) => self.resolver.resolve(domain, self.config.resolve_strategy.query).await?,
+            Host::Domain(domain) => {
+                self.resolver
+                    .resolve(domain, self.config.resolve_strategy.query)
+                    .await?
+            }
         };
-        addresses.retain(|ip| !(self.config.no_ipv4 && ip.is_ipv4() || self.config.no_ipv6 && ip.is_ipv6()));
+        addresses.retain(|ip| {
+            !(self.config.no_ipv4 && ip.is_ipv4() || self.config.no_ipv6 && ip.is_ipv6())
+        });
         let Some(&first) = addresses.first() else {
-            return Err(TaskError::Resolver(format!("{}: no usable address", target.host)));
+            return Err(TaskError::Resolver(format!(
+                "{}: no usable address",
+                target.host
+            )));
         };
         addresses.retain(|ip| self.egress.check(*ip).is_permitted());
         if addresses.is_empty() {
@@ -51,7 +64,13 @@ impl DirectFixedEscaper {
     }
 
     fn bind_address(&self, target: IpAddr) -> Option<IpAddr> {
-        let same_family: Vec<IpAddr> = self.config.bind_ip.iter().copied().filter(|ip| ip.is_ipv4() == target.is_ipv4()).collect();
+        let same_family: Vec<IpAddr> = self
+            .config
+            .bind_ip
+            .iter()
+            .copied()
+            .filter(|ip| ip.is_ipv4() == target.is_ipv4())
+            .collect();
         (!same_family.is_empty()).then(|| same_family[random_index(same_family.len())])
     }
 
@@ -61,11 +80,23 @@ impl DirectFixedEscaper {
         let mut last_error = TaskError::UpstreamConnectTimeout;
         for ip in addresses.into_iter().take(attempts) {
             let address = SocketAddr::new(ip, target.port);
-            let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| TaskError::Internal(e.to_string()))?;
-            if let Some(bind) = self.bind_address(ip) {
-                socket.bind(SocketAddr::new(bind, 0)).map_err(|e| TaskError::Internal(format!("bind {bind}: {e}")))?;
+            let socket = if ip.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
             }
-            match tokio::time::timeout(self.config.tcp_connect.each_timeout.0, socket.connect(address)).await {
+            .map_err(|e| TaskError::Internal(e.to_string()))?;
+            if let Some(bind) = self.bind_address(ip) {
+                socket
+                    .bind(SocketAddr::new(bind, 0))
+                    .map_err(|e| TaskError::Internal(format!("bind {bind}: {e}")))?;
+            }
+            match tokio::time::timeout(
+                self.config.tcp_connect.each_timeout.0,
+                socket.connect(address),
+            )
+            .await
+            {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
                     return Ok(stream);

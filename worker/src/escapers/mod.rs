@@ -17,12 +17,19 @@ pub enum Escaper {
 }
 
 impl Escaper {
-    pub fn build(config: &EscaperConfig, resolvers: &HashMap<String, Arc<Resolver>>) -> anyhow::Result<Escaper> {
+    pub fn build(
+        config: &EscaperConfig,
+        resolvers: &HashMap<String, Arc<Resolver>>,
+    ) -> anyhow::Result<Escaper> {
         let resolver = |name: &str| {
-            resolvers.get(name).cloned().ok_or_else(|| anyhow::anyhow!("escaper {}: resolver {name} does not exist", config.name()))
+            resolvers.get(name).cloned().ok_or_else(|| {
+                anyhow::anyhow!("escaper {}: resolver {name} does not exist", config.name())
+            })
         };
         Ok(match config {
-            EscaperConfig::DirectFixed(c) => Escaper::DirectFixed(direct_fixed::DirectFixedEscaper::new(c.clone(), resolver(&c.resolver)?)),
+            EscaperConfig::DirectFixed(c) => Escaper::DirectFixed(
+                direct_fixed::DirectFixedEscaper::new(c.clone(), resolver(&c.resolver)?),
+            ),
         })
     }
 

@@ -49,7 +49,11 @@ impl std::fmt::Display for RelayOutcome {
             RelayEnd::ClientError(e) => format!("client error: {e}"),
             RelayEnd::UpstreamError(e) => format!("upstream error: {e}"),
         };
-        write!(f, "{end}; {} bytes up, {} bytes down", self.client_to_upstream, self.upstream_to_client)
+        write!(
+            f,
+            "{end}; {} bytes up, {} bytes down",
+            self.client_to_upstream, self.upstream_to_client
+        )
     }
 }
 
@@ -61,21 +65,31 @@ pub enum Side {
 }
 
 /// Copies `from` → `to` until end of stream, then half-closes `to`.
-async fn copy_one_way(from: &TcpStream, to: &TcpStream, counter: &AtomicU64, buffer_size: usize) -> Result<(), (Side, io::Error)> {
+async fn copy_one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    counter: &AtomicU64,
+    buffer_size: usize,
+) -> Result<(), (Side, io::Error)> {
     loop {
         from.readable().await.map_err(|e| (Side::Reader, e))?;
         let mut buffer = vec![0u8; buffer_size];
         loop {
             let read = match from.try_read(&mut buffer) {
                 Ok(0) => {
-                    let _ = nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+                    let _ = nix::sys::socket::shutdown(
+                        to.as_raw_fd(),
+                        nix::sys::socket::Shutdown::Write,
+                    );
                     return Ok(());
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err((Side::Reader, e)),
             };
-            write_all(to, &buffer[..read]).await.map_err(|e| (Side::Writer, e))?;
+            write_all(to, &buffer[..read])
+                .await
+                .map_err(|e| (Side::Writer, e))?;
             counter.fetch_add(read as u64, Ordering::Relaxed);
         }
     }
@@ -100,10 +114,14 @@ pub async fn copy_body(
     loop {
         if !from_buffer.is_empty() {
             let take = match framing {
-                BodyFraming::Chunked => tracker.advance(from_buffer).map_err(|e| (Side::Reader, io::Error::new(io::ErrorKind::InvalidData, e)))?,
+                BodyFraming::Chunked => tracker
+                    .advance(from_buffer)
+                    .map_err(|e| (Side::Reader, io::Error::new(io::ErrorKind::InvalidData, e)))?,
                 _ => remaining.min(from_buffer.len() as u64) as usize,
             };
-            write_all(to, &from_buffer[..take]).await.map_err(|e| (Side::Writer, e))?;
+            write_all(to, &from_buffer[..take])
+                .await
+                .map_err(|e| (Side::Writer, e))?;
             from_buffer.drain(..take);
             copied += take as u64;
             if framing != BodyFraming::UntilClose {
@@ -116,12 +134,20 @@ pub async fn copy_body(
         from_buffer.reserve(16 * 1024);
         let read = match tokio::time::timeout(idle_timeout, read_buf(from, from_buffer)).await {
             Ok(result) => result.map_err(|e| (Side::Reader, e))?,
-            Err(_) => return Err((Side::Reader, io::Error::new(io::ErrorKind::TimedOut, "body transfer idle"))),
+            Err(_) => {
+                return Err((
+                    Side::Reader,
+                    io::Error::new(io::ErrorKind::TimedOut, "body transfer idle"),
+                ));
+            }
         };
         if read == 0 {
             return match framing {
                 BodyFraming::UntilClose => Ok(copied),
-                _ => Err((Side::Reader, io::Error::new(io::ErrorKind::UnexpectedEof, "closed inside a message body"))),
+                _ => Err((
+                    Side::Reader,
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "closed inside a message body"),
+                )),
             };
         }
     }
@@ -154,21 +180,30 @@ pub async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
 }
 
 /// Relays between an accepted client and its upstream until the tunnel ends.
-pub async fn relay_tunnel(client: &TcpStream, upstream: &TcpStream, limits: RelayLimits, mut phase: watch::Receiver<Phase>) -> RelayOutcome {
+pub async fn relay_tunnel(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    limits: RelayLimits,
+    mut phase: watch::Receiver<Phase>,
+) -> RelayOutcome {
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
     let flows = async {
         let client_to_upstream = async {
-            copy_one_way(client, upstream, &up, limits.buffer_size).await.map_err(|(side, e)| match side {
-                Side::Reader => RelayEnd::ClientError(e),
-                Side::Writer => RelayEnd::UpstreamError(e),
-            })
+            copy_one_way(client, upstream, &up, limits.buffer_size)
+                .await
+                .map_err(|(side, e)| match side {
+                    Side::Reader => RelayEnd::ClientError(e),
+                    Side::Writer => RelayEnd::UpstreamError(e),
+                })
         };
         let upstream_to_client = async {
-            copy_one_way(upstream, client, &down, limits.buffer_size).await.map_err(|(side, e)| match side {
-                Side::Reader => RelayEnd::UpstreamError(e),
-                Side::Writer => RelayEnd::ClientError(e),
-            })
+            copy_one_way(upstream, client, &down, limits.buffer_size)
+                .await
+                .map_err(|(side, e)| match side {
+                    Side::Reader => RelayEnd::UpstreamError(e),
+                    Side::Writer => RelayEnd::ClientError(e),
+                })
         };
         match tokio::try_join!(client_to_upstream, upstream_to_client) {
             Ok(_) => RelayEnd::Closed,
@@ -197,7 +232,11 @@ pub async fn relay_tunnel(client: &TcpStream, upstream: &TcpStream, limits: Rela
         _ = idle => RelayEnd::Idle,
         _ = phase.wait_for(|p| *p == Phase::ForceQuit) => RelayEnd::ForceQuit,
     };
-    RelayOutcome { client_to_upstream: up.load(Ordering::Relaxed), upstream_to_client: down.load(Ordering::Relaxed), end }
+    RelayOutcome {
+        client_to_upstream: up.load(Ordering::Relaxed),
+        upstream_to_client: down.load(Ordering::Relaxed),
+        end,
+    }
 }
 
 #[cfg(test)]
@@ -214,7 +253,11 @@ mod tests {
     }
 
     fn limits() -> RelayLimits {
-        RelayLimits { idle_check_interval: Duration::from_secs(1), idle_max_count: 3, buffer_size: 4096 }
+        RelayLimits {
+            idle_check_interval: Duration::from_secs(1),
+            idle_max_count: 3,
+            buffer_size: 4096,
+        }
     }
 
     #[tokio::test]
@@ -222,7 +265,8 @@ mod tests {
         let (client_far, client) = pair().await;
         let (upstream, mut upstream_far) = pair().await;
         let (_tx, phase) = watch::channel(Phase::Serving);
-        let relay = tokio::spawn(async move { relay_tunnel(&client, &upstream, limits(), phase).await });
+        let relay =
+            tokio::spawn(async move { relay_tunnel(&client, &upstream, limits(), phase).await });
         let mut client_far = client_far;
         client_far.write_all(&[1u8; 100_000]).await.unwrap();
         let mut got = vec![0u8; 100_000];
@@ -235,7 +279,10 @@ mod tests {
         assert_eq!(reply, b"pong");
         let outcome = relay.await.unwrap();
         assert!(matches!(outcome.end, RelayEnd::Closed), "{outcome:?}");
-        assert_eq!((outcome.client_to_upstream, outcome.upstream_to_client), (100_000, 4));
+        assert_eq!(
+            (outcome.client_to_upstream, outcome.upstream_to_client),
+            (100_000, 4)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -252,7 +299,8 @@ mod tests {
         let (_client_far, client) = pair().await;
         let (upstream, _upstream_far) = pair().await;
         let (tx, phase) = watch::channel(Phase::Serving);
-        let relay = tokio::spawn(async move { relay_tunnel(&client, &upstream, limits(), phase).await });
+        let relay =
+            tokio::spawn(async move { relay_tunnel(&client, &upstream, limits(), phase).await });
         tx.send(Phase::Draining).unwrap();
         tx.send(Phase::ForceQuit).unwrap();
         assert!(matches!(relay.await.unwrap().end, RelayEnd::ForceQuit));

@@ -17,14 +17,19 @@ pub struct CAresResolver {
 impl CAresResolver {
     pub fn build(config: &CAresConfig) -> anyhow::Result<Self> {
         let mut options = Options::new();
-        options.set_timeout(config.each_timeout.0).set_tries(config.each_tries);
+        options
+            .set_timeout(config.each_timeout.0)
+            .set_tries(config.each_tries);
         if config.round_robin {
             options.set_rotate();
         }
-        let inner = FutureResolver::with_options(options).map_err(|e| anyhow::anyhow!("resolver {}: {e}", config.name))?;
+        let inner = FutureResolver::with_options(options)
+            .map_err(|e| anyhow::anyhow!("resolver {}: {e}", config.name))?;
         if !config.server.0.is_empty() {
             let servers: Vec<String> = config.server.0.iter().map(|s| s.to_string()).collect();
-            inner.set_servers(&servers).map_err(|e| anyhow::anyhow!("resolver {}: invalid servers: {e}", config.name))?;
+            inner
+                .set_servers(&servers)
+                .map_err(|e| anyhow::anyhow!("resolver {}: invalid servers: {e}", config.name))?;
         }
         if let Some(ip) = config.bind_ipv4 {
             inner.set_local_ipv4(ip);
@@ -36,11 +41,19 @@ impl CAresResolver {
     }
 
     async fn lookup(&self, domain: &str, family: AddressFamily) -> Result<Vec<IpAddr>, TaskError> {
-        let results = self.inner.get_host_by_name(domain, family).await.map_err(|e| TaskError::Resolver(format!("{domain}: {e}")))?;
+        let results = self
+            .inner
+            .get_host_by_name(domain, family)
+            .await
+            .map_err(|e| TaskError::Resolver(format!("{domain}: {e}")))?;
         Ok(results.addresses().to_vec())
     }
 
-    pub async fn resolve(&self, domain: &str, strategy: QueryStrategy) -> Result<Vec<IpAddr>, TaskError> {
+    pub async fn resolve(
+        &self,
+        domain: &str,
+        strategy: QueryStrategy,
+    ) -> Result<Vec<IpAddr>, TaskError> {
         let (first, second) = match strategy {
             QueryStrategy::Ipv4Only => return self.lookup(domain, AddressFamily::INET).await,
             QueryStrategy::Ipv6Only => return self.lookup(domain, AddressFamily::INET6).await,

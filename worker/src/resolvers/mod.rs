@@ -21,7 +21,11 @@ impl Resolver {
     }
 
     /// Addresses of `domain`, the preferred family first, as `strategy` asks.
-    pub async fn resolve(&self, domain: &str, strategy: QueryStrategy) -> Result<Vec<IpAddr>, TaskError> {
+    pub async fn resolve(
+        &self,
+        domain: &str,
+        strategy: QueryStrategy,
+    ) -> Result<Vec<IpAddr>, TaskError> {
         match self {
             Resolver::CAres(r) => r.resolve(domain, strategy).await,
         }

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use crate::context::{Context, Phase, ServerCounters};
 use crate::error::TaskError;
 use crate::escapers::Escaper;
-use crate::{debug, info};
 use crate::relay::{self, RelayLimits, Side, read_buf, write_all};
+use crate::{debug, info};
 
 pub struct HttpProxyServer {
     pub config: HttpProxyConfig,
@@ -43,16 +43,40 @@ enum Next {
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
 
 impl HttpProxyServer {
-    pub fn new(config: HttpProxyConfig, escaper: Arc<Escaper>, counters: Arc<ServerCounters>) -> Self {
-        let limits = super::relay_limits(config.task_idle_check_interval.0, config.task_idle_max_count, config.tcp_copy_buffer_size.0);
-        HttpProxyServer { config, escaper, counters, limits }
+    pub fn new(
+        config: HttpProxyConfig,
+        escaper: Arc<Escaper>,
+        counters: Arc<ServerCounters>,
+    ) -> Self {
+        let limits = super::relay_limits(
+            config.task_idle_check_interval.0,
+            config.task_idle_max_count,
+            config.tcp_copy_buffer_size.0,
+        );
+        HttpProxyServer {
+            config,
+            escaper,
+            counters,
+            limits,
+        }
     }
 
     pub async fn serve(&self, client: TcpStream, context: &Context) {
         let _ = client.set_nodelay(true);
-        let mut session = Session { server: self, context, client, buffer: Vec::new(), upstream: None, replied: false };
+        let mut session = Session {
+            server: self,
+            context,
+            client,
+            buffer: Vec::new(),
+            upstream: None,
+            replied: false,
+        };
         if let Err(error) = session.run().await {
-            let peer = session.client.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            let peer = session
+                .client
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             info!("server {}: client {peer}: {error}", self.counters.name);
             if !session.replied {
                 session.reply_error(&error).await;
@@ -85,9 +109,14 @@ impl Session<'_> {
                 return Ok(());
             };
             first = false;
-            let next = match head.proxy_target().map_err(|e| TaskError::Client(e.to_string()))? {
+            let next = match head
+                .proxy_target()
+                .map_err(|e| TaskError::Client(e.to_string()))?
+            {
                 RequestTarget::Tunnel(target) => self.tunnel(target).await?,
-                RequestTarget::Forward { upstream, path } => self.forward(&head, upstream, &path).await?,
+                RequestTarget::Forward { upstream, path } => {
+                    self.forward(&head, upstream, &path).await?
+                }
             };
             if matches!(next, Next::Close) {
                 return Ok(());
@@ -103,7 +132,11 @@ impl Session<'_> {
     /// requests, or the worker is force-quitting.
     async fn read_request_head(&mut self, first: bool) -> Result<Option<RequestHead>, TaskError> {
         let config = &self.server.config;
-        let wait = if first { config.req_header_recv_timeout.0 } else { config.pipeline_read_idle_timeout.0 };
+        let wait = if first {
+            config.req_header_recv_timeout.0
+        } else {
+            config.pipeline_read_idle_timeout.0
+        };
         let mut deadline = Instant::now() + wait;
         let mut phase = self.context.phase.clone();
         loop {
@@ -114,7 +147,9 @@ impl Session<'_> {
                         return Ok(Some(head));
                     }
                     Ok(Parsed::Partial) => {}
-                    Err(http1::HeadError::TooManyHeaders) => return Err(TaskError::ClientHeadTooLarge),
+                    Err(http1::HeadError::TooManyHeaders) => {
+                        return Err(TaskError::ClientHeadTooLarge);
+                    }
                     Err(e) => return Err(TaskError::Client(e.to_string())),
                 }
                 if self.buffer.len() as u64 >= config.req_header_max_size.0 {
@@ -141,13 +176,26 @@ impl Session<'_> {
     async fn tunnel(&mut self, target: HostPort) -> Result<Next, TaskError> {
         let upstream = self.server.escaper.connect(&target).await?;
         self.replied = true;
-        write_all(&self.client, b"HTTP/1.1 200 Connection established\r\n\r\n").await.map_err(TaskError::ClientIo)?;
+        write_all(&self.client, b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .map_err(TaskError::ClientIo)?;
         if !self.buffer.is_empty() {
-            write_all(&upstream, &self.buffer).await.map_err(TaskError::UpstreamIo)?;
+            write_all(&upstream, &self.buffer)
+                .await
+                .map_err(TaskError::UpstreamIo)?;
         }
         self.buffer = Vec::new();
-        let outcome = relay::relay_tunnel(&self.client, &upstream, self.server.limits, self.context.phase.clone()).await;
-        debug!("server {}: tunnel to {target} ended: {outcome}", self.server.counters.name);
+        let outcome = relay::relay_tunnel(
+            &self.client,
+            &upstream,
+            self.server.limits,
+            self.context.phase.clone(),
+        )
+        .await;
+        debug!(
+            "server {}: tunnel to {target} ended: {outcome}",
+            self.server.counters.name
+        );
         Ok(Next::Close)
     }
 
@@ -161,22 +209,42 @@ impl Session<'_> {
             return Ok((kept, true));
         }
         let stream = self.server.escaper.connect(target).await?;
-        Ok((Upstream { target: target.clone(), stream, buffer: Vec::new() }, false))
+        Ok((
+            Upstream {
+                target: target.clone(),
+                stream,
+                buffer: Vec::new(),
+            },
+            false,
+        ))
     }
 
-    async fn forward(&mut self, head: &RequestHead, target: HostPort, path: &str) -> Result<Next, TaskError> {
-        let framing = head.body_framing().map_err(|e| TaskError::Client(e.to_string()))?;
+    async fn forward(
+        &mut self,
+        head: &RequestHead,
+        target: HostPort,
+        path: &str,
+    ) -> Result<Next, TaskError> {
+        let framing = head
+            .body_framing()
+            .map_err(|e| TaskError::Client(e.to_string()))?;
         let client_keep_alive = head.keep_alive();
         let mut out = Vec::with_capacity(1024);
         http1::write_request_head(head, path, &target, true, &mut out);
         // A reused connection the origin closed meanwhile fails before any answer: a request
         // with no body that is safe to repeat is sent again on a fresh connection.
-        let retryable = framing == BodyFraming::Empty && IDEMPOTENT.iter().any(|m| head.method.eq_ignore_ascii_case(m));
+        let retryable = framing == BodyFraming::Empty
+            && IDEMPOTENT
+                .iter()
+                .any(|m| head.method.eq_ignore_ascii_case(m));
         let (mut upstream, response) = loop {
             let (mut upstream, reused) = self.upstream_for(&target).await?;
             let sent = write_all(&upstream.stream, &out).await;
             let result = match sent {
-                Ok(()) => self.send_body_and_read_response(&mut upstream, framing, head).await,
+                Ok(()) => {
+                    self.send_body_and_read_response(&mut upstream, framing, head)
+                        .await
+                }
                 Err(e) => Err(TaskError::UpstreamIo(e)),
             };
             match result {
@@ -185,31 +253,57 @@ impl Session<'_> {
                 Err(error) => return Err(error),
             }
         };
-        let response_framing = response.body_framing(&head.method).map_err(|e| TaskError::UpstreamProtocol(e.to_string()))?;
+        let response_framing = response
+            .body_framing(&head.method)
+            .map_err(|e| TaskError::UpstreamProtocol(e.to_string()))?;
         let draining = self.context.phase() != Phase::Serving;
-        let keep_alive = client_keep_alive && !draining && response_framing != BodyFraming::UntilClose;
+        let keep_alive =
+            client_keep_alive && !draining && response_framing != BodyFraming::UntilClose;
         out.clear();
         http1::write_response_head(&response, head.minor_version, keep_alive, &mut out);
         self.replied = true;
-        write_all(&self.client, &out).await.map_err(TaskError::ClientIo)?;
-        relay::copy_body(&upstream.stream, &mut upstream.buffer, &self.client, response_framing, self.server.idle_timeout())
+        write_all(&self.client, &out)
             .await
-            .map_err(|(side, e)| match side {
-                Side::Reader => TaskError::UpstreamIo(e),
-                Side::Writer => TaskError::ClientIo(e),
-            })?;
+            .map_err(TaskError::ClientIo)?;
+        relay::copy_body(
+            &upstream.stream,
+            &mut upstream.buffer,
+            &self.client,
+            response_framing,
+            self.server.idle_timeout(),
+        )
+        .await
+        .map_err(|(side, e)| match side {
+            Side::Reader => TaskError::UpstreamIo(e),
+            Side::Writer => TaskError::ClientIo(e),
+        })?;
         if response.keep_alive() && response_framing != BodyFraming::UntilClose {
             self.upstream = Some(upstream);
         }
-        Ok(if keep_alive { Next::KeepAlive } else { Next::Close })
+        Ok(if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        })
     }
 
-    async fn send_body_and_read_response(&mut self, upstream: &mut Upstream, framing: BodyFraming, head: &RequestHead) -> Result<ResponseHead, TaskError> {
-        relay::copy_body(&self.client, &mut self.buffer, &upstream.stream, framing, self.server.idle_timeout()).await.map_err(|(side, e)| {
-            match side {
-                Side::Reader => TaskError::ClientIo(e),
-                Side::Writer => TaskError::UpstreamIo(e),
-            }
+    async fn send_body_and_read_response(
+        &mut self,
+        upstream: &mut Upstream,
+        framing: BodyFraming,
+        head: &RequestHead,
+    ) -> Result<ResponseHead, TaskError> {
+        relay::copy_body(
+            &self.client,
+            &mut self.buffer,
+            &upstream.stream,
+            framing,
+            self.server.idle_timeout(),
+        )
+        .await
+        .map_err(|(side, e)| match side {
+            Side::Reader => TaskError::ClientIo(e),
+            Side::Writer => TaskError::UpstreamIo(e),
         })?;
         loop {
             let response = self.read_response_head(upstream).await?;
@@ -217,14 +311,19 @@ impl Session<'_> {
             if (100..200).contains(&response.code) && response.code != 101 {
                 let mut out = Vec::new();
                 http1::write_response_head(&response, head.minor_version, true, &mut out);
-                write_all(&self.client, &out).await.map_err(TaskError::ClientIo)?;
+                write_all(&self.client, &out)
+                    .await
+                    .map_err(TaskError::ClientIo)?;
                 continue;
             }
             return Ok(response);
         }
     }
 
-    async fn read_response_head(&mut self, upstream: &mut Upstream) -> Result<ResponseHead, TaskError> {
+    async fn read_response_head(
+        &mut self,
+        upstream: &mut Upstream,
+    ) -> Result<ResponseHead, TaskError> {
         let config = &self.server.config;
         let deadline = Instant::now() + config.rsp_header_recv_timeout.0;
         loop {
@@ -238,11 +337,22 @@ impl Session<'_> {
                     Err(e) => return Err(TaskError::UpstreamProtocol(e.to_string())),
                 }
                 if upstream.buffer.len() as u64 >= config.rsp_header_max_size.0 {
-                    return Err(TaskError::UpstreamProtocol("response head too large".into()));
+                    return Err(TaskError::UpstreamProtocol(
+                        "response head too large".into(),
+                    ));
                 }
             }
-            match tokio::time::timeout_at(deadline, read_buf(&upstream.stream, &mut upstream.buffer)).await {
-                Ok(Ok(0)) => return Err(TaskError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into())),
+            match tokio::time::timeout_at(
+                deadline,
+                read_buf(&upstream.stream, &mut upstream.buffer),
+            )
+            .await
+            {
+                Ok(Ok(0)) => {
+                    return Err(TaskError::UpstreamIo(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ));
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(TaskError::UpstreamIo(e)),
                 Err(_) => return Err(TaskError::UpstreamTimeout("response head")),

@@ -28,11 +28,21 @@ impl Server {
             .escapers
             .get(config.escaper())
             .cloned()
-            .ok_or_else(|| anyhow::anyhow!("server {}: escaper {} does not exist", config.name(), config.escaper()))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "server {}: escaper {} does not exist",
+                    config.name(),
+                    config.escaper()
+                )
+            })?;
         let counters = ServerCounters::new(config.name());
         Ok(match config {
-            ServerConfig::HttpProxy(c) => Server::HttpProxy(Arc::new(http_proxy::HttpProxyServer::new(c.clone(), escaper, counters))),
-            ServerConfig::SocksProxy(c) => Server::SocksProxy(Arc::new(socks_proxy::SocksProxyServer::new(c.clone(), escaper, counters))),
+            ServerConfig::HttpProxy(c) => Server::HttpProxy(Arc::new(
+                http_proxy::HttpProxyServer::new(c.clone(), escaper, counters),
+            )),
+            ServerConfig::SocksProxy(c) => Server::SocksProxy(Arc::new(
+                socks_proxy::SocksProxyServer::new(c.clone(), escaper, counters),
+            )),
         })
     }
 
@@ -58,7 +68,11 @@ impl Server {
     }
 }
 
-pub fn relay_limits(idle_check_interval: Duration, idle_max_count: u32, buffer_size: u64) -> RelayLimits {
+pub fn relay_limits(
+    idle_check_interval: Duration,
+    idle_max_count: u32,
+    buffer_size: u64,
+) -> RelayLimits {
     RelayLimits {
         idle_check_interval: idle_check_interval.max(Duration::from_secs(1)),
         idle_max_count: idle_max_count.max(1),
@@ -90,7 +104,10 @@ pub async fn accept_loop(listener: TcpListener, server: Server, context: Arc<Con
         if let Some(filter) = server.ingress_filter()
             && !filter.check(peer.ip()).is_permitted()
         {
-            info!("server {}: client {peer} refused by ingress_network_filter", counters.name);
+            info!(
+                "server {}: client {peer} refused by ingress_network_filter",
+                counters.name
+            );
             continue;
         }
         let guard = context.tasks.register(&counters);

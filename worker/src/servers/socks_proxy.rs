@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use crate::context::{Context, ServerCounters};
 use crate::error::TaskError;
 use crate::escapers::Escaper;
-use crate::{debug, info};
 use crate::relay::{self, RelayLimits, read_buf, write_all};
+use crate::{debug, info};
 
 pub struct SocksProxyServer {
     pub config: SocksProxyConfig,
@@ -24,15 +24,31 @@ pub struct SocksProxyServer {
 }
 
 impl SocksProxyServer {
-    pub fn new(config: SocksProxyConfig, escaper: Arc<Escaper>, counters: Arc<ServerCounters>) -> Self {
-        let limits = super::relay_limits(config.task_idle_check_interval.0, config.task_idle_max_count, config.tcp_copy_buffer_size.0);
-        SocksProxyServer { config, escaper, counters, limits }
+    pub fn new(
+        config: SocksProxyConfig,
+        escaper: Arc<Escaper>,
+        counters: Arc<ServerCounters>,
+    ) -> Self {
+        let limits = super::relay_limits(
+            config.task_idle_check_interval.0,
+            config.task_idle_max_count,
+            config.tcp_copy_buffer_size.0,
+        );
+        SocksProxyServer {
+            config,
+            escaper,
+            counters,
+            limits,
+        }
     }
 
     pub async fn serve(&self, client: TcpStream, context: &Context) {
         let _ = client.set_nodelay(true);
         if let Err(error) = self.run(&client, context).await {
-            let peer = client.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            let peer = client
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             info!("server {}: client {peer}: {error}", self.counters.name);
         }
     }
@@ -42,11 +58,23 @@ impl SocksProxyServer {
         let mut buffer = Vec::new();
         let methods = read_message(client, &mut buffer, deadline, socks5::parse_greeting).await?;
         if !methods.contains(&socks5::METHOD_NO_AUTH) {
-            let _ = write_all(client, &socks5::encode_method_choice(socks5::METHOD_NONE_ACCEPTABLE)).await;
-            return Err(TaskError::Client("no acceptable authentication method offered".into()));
+            let _ = write_all(
+                client,
+                &socks5::encode_method_choice(socks5::METHOD_NONE_ACCEPTABLE),
+            )
+            .await;
+            return Err(TaskError::Client(
+                "no acceptable authentication method offered".into(),
+            ));
         }
-        write_all(client, &socks5::encode_method_choice(socks5::METHOD_NO_AUTH)).await.map_err(TaskError::ClientIo)?;
-        let request = match read_message(client, &mut buffer, deadline, socks5::parse_request).await {
+        write_all(
+            client,
+            &socks5::encode_method_choice(socks5::METHOD_NO_AUTH),
+        )
+        .await
+        .map_err(TaskError::ClientIo)?;
+        let request = match read_message(client, &mut buffer, deadline, socks5::parse_request).await
+        {
             Ok(request) => request,
             Err(error) => {
                 let reply = match &error {
@@ -58,8 +86,15 @@ impl SocksProxyServer {
             }
         };
         if request.command != Command::Connect {
-            let _ = write_all(client, &socks5::encode_reply(Reply::CommandNotSupported, None)).await;
-            return Err(TaskError::Client(format!("unsupported command {:?}", request.command)));
+            let _ = write_all(
+                client,
+                &socks5::encode_reply(Reply::CommandNotSupported, None),
+            )
+            .await;
+            return Err(TaskError::Client(format!(
+                "unsupported command {:?}",
+                request.command
+            )));
         }
         let upstream = match self.escaper.connect(&request.target).await {
             Ok(upstream) => upstream,
@@ -69,13 +104,21 @@ impl SocksProxyServer {
             }
         };
         let bound = upstream.local_addr().ok();
-        write_all(client, &socks5::encode_reply(Reply::Succeeded, bound)).await.map_err(TaskError::ClientIo)?;
+        write_all(client, &socks5::encode_reply(Reply::Succeeded, bound))
+            .await
+            .map_err(TaskError::ClientIo)?;
         if !buffer.is_empty() {
-            write_all(&upstream, &buffer).await.map_err(TaskError::UpstreamIo)?;
+            write_all(&upstream, &buffer)
+                .await
+                .map_err(TaskError::UpstreamIo)?;
         }
         drop(buffer);
-        let outcome = relay::relay_tunnel(client, &upstream, self.limits, context.phase.clone()).await;
-        debug!("server {}: tunnel to {} ended: {outcome}", self.counters.name, request.target);
+        let outcome =
+            relay::relay_tunnel(client, &upstream, self.limits, context.phase.clone()).await;
+        debug!(
+            "server {}: tunnel to {} ended: {outcome}",
+            self.counters.name, request.target
+        );
         Ok(())
     }
 }

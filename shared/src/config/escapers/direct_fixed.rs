@@ -48,7 +48,10 @@ pub struct TcpConnectConfig {
 
 impl Default for TcpConnectConfig {
     fn default() -> Self {
-        TcpConnectConfig { max_retry: default_max_retry(), each_timeout: default_each_timeout() }
+        TcpConnectConfig {
+            max_retry: default_max_retry(),
+            each_timeout: default_each_timeout(),
+        }
     }
 }
 
@@ -100,12 +103,20 @@ impl<'de> Deserialize<'de> for ResolveStrategy {
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<ResolveStrategy, E> {
                 let normalized = crate::config::normalize_key(text);
-                let query = QueryStrategy::deserialize(de::value::StrDeserializer::<E>::new(&normalized))?;
-                Ok(ResolveStrategy { query, pick: PickStrategy::default() })
+                let query =
+                    QueryStrategy::deserialize(de::value::StrDeserializer::<E>::new(&normalized))?;
+                Ok(ResolveStrategy {
+                    query,
+                    pick: PickStrategy::default(),
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ResolveStrategy, A::Error> {
-                let raw = ResolveStrategyMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(ResolveStrategy { query: raw.query, pick: raw.pick })
+                let raw =
+                    ResolveStrategyMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ResolveStrategy {
+                    query: raw.query,
+                    pick: raw.pick,
+                })
             }
         }
         deserializer.deserialize_any(StrategyVisitor)

@@ -3,7 +3,9 @@
 
 mod direct_fixed;
 
-pub use direct_fixed::{DirectFixedConfig, PickStrategy, QueryStrategy, ResolveStrategy, TcpConnectConfig};
+pub use direct_fixed::{
+    DirectFixedConfig, PickStrategy, QueryStrategy, ResolveStrategy, TcpConnectConfig,
+};
 
 use super::de::decode as decode_as;
 use super::error::ConfigError;
@@ -16,17 +18,52 @@ pub enum EscaperConfig {
 }
 
 const NOT_YET: &[&str] = &[
-    "direct_float", "direct_dynamic", "proxy_http", "proxy_https", "proxy_socks5", "proxy_socks5s", "proxy_float",
-    "proxy_dynamic", "divert_tcp", "dummy_deny", "comply_audit", "trick_float", "route_mapping", "route_select",
-    "route_upstream", "route_resolved", "route_dst_ip", "route_geoip", "route_geo_ip", "route_client", "route_query",
+    "direct_float",
+    "direct_dynamic",
+    "proxy_http",
+    "proxy_https",
+    "proxy_socks5",
+    "proxy_socks5s",
+    "proxy_float",
+    "proxy_dynamic",
+    "divert_tcp",
+    "dummy_deny",
+    "comply_audit",
+    "trick_float",
+    "route_mapping",
+    "route_select",
+    "route_upstream",
+    "route_resolved",
+    "route_dst_ip",
+    "route_geoip",
+    "route_geo_ip",
+    "route_client",
+    "route_query",
     "route_failover",
 ];
 
-pub(crate) fn decode(type_name: &str, type_node: &Node, node: &Node, path: &str) -> Result<EscaperConfig, ConfigError> {
+pub(crate) fn decode(
+    type_name: &str,
+    type_node: &Node,
+    node: &Node,
+    path: &str,
+) -> Result<EscaperConfig, ConfigError> {
     let decoded = match type_name {
         "direct_fixed" | "directfixed" => decode_as(node, path).map(EscaperConfig::DirectFixed),
-        other if NOT_YET.contains(&other) => return Err(type_error(type_node, path, format!("escaper type {other} is not supported by this build yet"))),
-        other => return Err(type_error(type_node, path, format!("unknown escaper type {other}"))),
+        other if NOT_YET.contains(&other) => {
+            return Err(type_error(
+                type_node,
+                path,
+                format!("escaper type {other} is not supported by this build yet"),
+            ));
+        }
+        other => {
+            return Err(type_error(
+                type_node,
+                path,
+                format!("unknown escaper type {other}"),
+            ));
+        }
     };
     decoded
 }

@@ -50,7 +50,9 @@ impl<'de> Deserialize<'de> for EachTimeout {
                 Ok(EachTimeout(Duration::from_millis(millis)))
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<EachTimeout, E> {
-                crate::types::HumanDuration::parse(text).map(EachTimeout).ok_or_else(|| E::custom(format!("invalid duration: {text:?}")))
+                crate::types::HumanDuration::parse(text)
+                    .map(EachTimeout)
+                    .ok_or_else(|| E::custom(format!("invalid duration: {text:?}")))
             }
         }
         deserializer.deserialize_any(TimeoutVisitor)
@@ -66,7 +68,10 @@ impl ServerList {
         for word in text.split_whitespace() {
             let address = word
                 .parse::<SocketAddr>()
-                .or_else(|_| word.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .or_else(|_| {
+                    word.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
                 .map_err(|_| format!("invalid name server {word:?}"))?;
             self.0.push(address);
         }

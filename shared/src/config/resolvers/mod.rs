@@ -15,13 +15,38 @@ pub enum ResolverConfig {
     CAres(CAresConfig),
 }
 
-const NOT_YET: &[&str] = &["hickory", "hickory_dns", "trust_dns", "fail_over", "failover", "deny_all", "denyall"];
+const NOT_YET: &[&str] = &[
+    "hickory",
+    "hickory_dns",
+    "trust_dns",
+    "fail_over",
+    "failover",
+    "deny_all",
+    "denyall",
+];
 
-pub(crate) fn decode(type_name: &str, type_node: &Node, node: &Node, path: &str) -> Result<ResolverConfig, ConfigError> {
+pub(crate) fn decode(
+    type_name: &str,
+    type_node: &Node,
+    node: &Node,
+    path: &str,
+) -> Result<ResolverConfig, ConfigError> {
     let decoded = match type_name {
         "c_ares" | "cares" => decode_as(node, path).map(ResolverConfig::CAres),
-        other if NOT_YET.contains(&other) => return Err(type_error(type_node, path, format!("resolver type {other} is not supported by this build yet"))),
-        other => return Err(type_error(type_node, path, format!("unknown resolver type {other}"))),
+        other if NOT_YET.contains(&other) => {
+            return Err(type_error(
+                type_node,
+                path,
+                format!("resolver type {other} is not supported by this build yet"),
+            ));
+        }
+        other => {
+            return Err(type_error(
+                type_node,
+                path,
+                format!("unknown resolver type {other}"),
+            ));
+        }
     };
     decoded
 }

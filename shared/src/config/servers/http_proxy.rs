@@ -52,7 +52,10 @@ pub struct HttpProxyConfig {
     /// How long a keep-alive client connection may wait for its next request.
     #[serde(default = "default_pipeline_read_idle_timeout")]
     pub pipeline_read_idle_timeout: HumanDuration,
-    #[serde(default = "default_task_idle_check_interval", alias = "task_idle_check_duration")]
+    #[serde(
+        default = "default_task_idle_check_interval",
+        alias = "task_idle_check_duration"
+    )]
     pub task_idle_check_interval: HumanDuration,
     #[serde(default = "default_task_idle_max_count")]
     pub task_idle_max_count: u32,

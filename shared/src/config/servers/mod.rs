@@ -21,17 +21,49 @@ pub enum ServerConfig {
 
 /// Types g3proxy has that this build does not run yet: named so the error says so plainly.
 const NOT_YET: &[&str] = &[
-    "tcp_stream", "tls_stream", "sni_proxy", "http_rproxy", "http_gateway", "http_reverse_proxy", "tcp_tproxy",
-    "intelli_proxy", "ppdp_tcp_port", "plain_tcp_port", "plain_tcp", "plain_tls_port", "plain_tls",
-    "native_tls_port", "native_tls", "plain_quic_port", "plain_quic", "dummy_close",
+    "tcp_stream",
+    "tls_stream",
+    "sni_proxy",
+    "http_rproxy",
+    "http_gateway",
+    "http_reverse_proxy",
+    "tcp_tproxy",
+    "intelli_proxy",
+    "ppdp_tcp_port",
+    "plain_tcp_port",
+    "plain_tcp",
+    "plain_tls_port",
+    "plain_tls",
+    "native_tls_port",
+    "native_tls",
+    "plain_quic_port",
+    "plain_quic",
+    "dummy_close",
 ];
 
-pub(crate) fn decode(type_name: &str, type_node: &Node, node: &Node, path: &str) -> Result<ServerConfig, ConfigError> {
+pub(crate) fn decode(
+    type_name: &str,
+    type_node: &Node,
+    node: &Node,
+    path: &str,
+) -> Result<ServerConfig, ConfigError> {
     let decoded = match type_name {
         "http_proxy" | "httpproxy" => decode_as(node, path).map(ServerConfig::HttpProxy),
         "socks_proxy" | "socksproxy" => decode_as(node, path).map(ServerConfig::SocksProxy),
-        other if NOT_YET.contains(&other) => return Err(type_error(type_node, path, format!("server type {other} is not supported by this build yet"))),
-        other => return Err(type_error(type_node, path, format!("unknown server type {other}"))),
+        other if NOT_YET.contains(&other) => {
+            return Err(type_error(
+                type_node,
+                path,
+                format!("server type {other} is not supported by this build yet"),
+            ));
+        }
+        other => {
+            return Err(type_error(
+                type_node,
+                path,
+                format!("unknown server type {other}"),
+            ));
+        }
     };
     decoded
 }

@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use super::http_proxy::{default_task_idle_check_interval, default_task_idle_max_count, default_tcp_copy_buffer_size};
+use super::http_proxy::{
+    default_task_idle_check_interval, default_task_idle_max_count, default_tcp_copy_buffer_size,
+};
 use crate::types::{HumanDuration, HumanSize, ListenSpec, NetworkAcl};
 
 fn default_negotiation_timeout() -> HumanDuration {
@@ -27,7 +29,10 @@ pub struct SocksProxyConfig {
     /// Time allowed from accept to a complete SOCKS request.
     #[serde(default = "default_negotiation_timeout")]
     pub negotiation_timeout: HumanDuration,
-    #[serde(default = "default_task_idle_check_interval", alias = "task_idle_check_duration")]
+    #[serde(
+        default = "default_task_idle_check_interval",
+        alias = "task_idle_check_duration"
+    )]
     pub task_idle_check_interval: HumanDuration,
     #[serde(default = "default_task_idle_max_count")]
     pub task_idle_max_count: u32,

@@ -1,0 +1,84 @@
+//! The ctl commands: each file turns its arguments into a request and its answer into
+//! g3proxy-ctl's output.
+
+mod fleet;
+mod list;
+mod server;
+mod simple;
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Version of the supervisor
+    Version,
+    /// Go offline: hand over to a successor, or stop gracefully
+    Offline,
+    /// Cancel an offline that is still waiting for a successor
+    CancelShutdown,
+    /// Close the tasks of a draining server now
+    ForceQuit { server: String },
+    /// Close the tasks of every draining generation now
+    ForceQuitAll,
+    /// List modules: server, escaper, resolver, user-group, auditor, or generations
+    List { what: String },
+    /// Server commands
+    Server {
+        name: String,
+        #[command(subcommand)]
+        action: server::ServerAction,
+    },
+    /// Generations, workers, tasks and drain deadlines
+    Fleet,
+    /// Load the config again and switch to a new generation when it is ready
+    Reload,
+    /// Start a new generation from the worker binary on disk
+    Upgrade,
+}
+
+impl Command {
+    pub fn request(&self) -> CtlRequest {
+        match self {
+            Command::Version => CtlRequest::Version,
+            Command::Offline => CtlRequest::Offline,
+            Command::CancelShutdown => CtlRequest::CancelShutdown,
+            Command::ForceQuit { server } => CtlRequest::ForceQuit {
+                server: server.clone(),
+            },
+            Command::ForceQuitAll => CtlRequest::ForceQuitAll,
+            Command::List { what } => list::request(what),
+            Command::Server { name, action } => server::request(name, action),
+            Command::Fleet => CtlRequest::Fleet,
+            Command::Reload => CtlRequest::Reload,
+            Command::Upgrade => CtlRequest::Upgrade,
+        }
+    }
+}
+
+/// Prints an answer as g3proxy-ctl does; errors go to stderr with a failing exit code.
+pub fn print(command: &Command, response: &CtlResponse, json: bool) -> ExitCode {
+    if let CtlResponse::Error(reason) = response {
+        if json {
+            println!("{}", serde_json::json!({ "error": reason }));
+        } else {
+            eprintln!("api error (code: -1, reason: {reason:?})");
+        }
+        return ExitCode::FAILURE;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(response).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match (command, response) {
+        (_, CtlResponse::Fleet(status)) => fleet::print(status),
+        (_, CtlResponse::ServerStatus(status)) => server::print(status),
+        _ => simple::print(response),
+    }
+    ExitCode::SUCCESS
+}

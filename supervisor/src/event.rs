@@ -1,0 +1,94 @@
+//! The closed set of things the supervisor reacts to. Every source (signals, the control
+//! sockets, worker links, child exits, timers) turns what it sees into one [`Event`] on one
+//! channel, and [`crate::supervisor::Supervisor::handle`] is the only place state changes.
+
+use std::os::fd::OwnedFd;
+
+use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse};
+use g3proxy_shared::ipc::worker::FromWorker;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkerId {
+    pub generation: u64,
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalAction {
+    Reload,
+    Offline,
+    ForceQuit,
+}
+
+/// A worker of a snapshot, for the control connection to query on its own.
+#[derive(Debug, Clone)]
+pub struct SnapshotWorker {
+    pub index: usize,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotGeneration {
+    pub generation: u64,
+    pub state: String,
+    pub binary: String,
+    pub version: String,
+    pub drain_deadline_unix_secs: Option<u64>,
+    pub workers: Vec<SnapshotWorker>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Query {
+    Fleet { state: String },
+    ServerStatus { name: String },
+}
+
+pub enum CtlReply {
+    Done(CtlResponse, Vec<OwnedFd>),
+    /// Answered by asking the workers themselves, off the main loop.
+    QueryWorkers(Vec<SnapshotGeneration>, Query),
+}
+
+impl CtlReply {
+    pub fn done(response: CtlResponse) -> Self {
+        CtlReply::Done(response, Vec::new())
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        CtlReply::done(CtlResponse::Error(message.into()))
+    }
+
+    pub fn success() -> Self {
+        CtlReply::done(CtlResponse::Notice("success".into()))
+    }
+}
+
+pub enum Event {
+    Signal(SignalAction),
+    Ctl {
+        request: CtlRequest,
+        reply: oneshot::Sender<CtlReply>,
+    },
+    Worker {
+        id: WorkerId,
+        pid: u32,
+        message: FromWorker,
+    },
+    WorkerExited {
+        id: WorkerId,
+        pid: u32,
+        status: String,
+    },
+    RestartWorker {
+        id: WorkerId,
+    },
+    ReadyTimeout {
+        generation: u64,
+    },
+    OfflineTimeout {
+        epoch: u64,
+    },
+    /// The first generation is up (or failed): finish taking over from any predecessor.
+    Started(Result<(), String>),
+}

@@ -1,0 +1,783 @@
+//! The supervisor's state and its one event handler: starting, switching, rolling back and
+//! draining generations, restarting crashed workers, answering control requests, and going
+//! offline for a successor.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use g3proxy_shared::config::{self, Config, ConfigBundle, cpu_count};
+use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse, ModuleKind};
+use g3proxy_shared::ipc::worker::{FromWorker, ListenerEntry, ToWorker, WorkerStart};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::event::{CtlReply, Event, Query, SignalAction, WorkerId};
+use crate::fleet::{Generation, GenerationState, Slot, restart_backoff, worker};
+use crate::listeners::{self, ListenerKey, ListenerSet};
+use crate::{log, systemd};
+
+pub struct Options {
+    pub group: String,
+    pub control_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub worker_binary: PathBuf,
+    pub verbosity: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Serving,
+    /// `offline` outside systemd: still serving, waiting for a successor to take over.
+    OfflineWaiting {
+        epoch: u64,
+    },
+    /// A successor holds copies of our listeners and is starting its generation.
+    HandingOff,
+    /// Our generations drain; we exit when the last worker is gone.
+    Stopping,
+}
+
+pub struct Supervisor {
+    pub options: Options,
+    pub listeners: ListenerSet,
+    generations: BTreeMap<u64, Generation>,
+    next_generation: u64,
+    events: mpsc::UnboundedSender<Event>,
+    pub state: State,
+    offline_epoch: u64,
+    /// Workers a predecessor left behind, to be told to drain once we serve.
+    pub adopted_workers: Vec<u32>,
+    /// Set when the process should leave its loop now (systemd offline, failed start).
+    pub exit_code: Option<u8>,
+    /// A successor took over: the group socket path is its now.
+    pub handed_over: bool,
+}
+
+/// How a generation's config and binary are chosen.
+pub enum Source {
+    Loaded(Box<Config>, ConfigBundle),
+    /// Re-read the config from disk (reload).
+    Disk,
+    /// The current config, with the worker binary now on disk (upgrade).
+    CurrentConfig,
+}
+
+impl Supervisor {
+    pub fn new(
+        options: Options,
+        listeners: ListenerSet,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        Supervisor {
+            options,
+            listeners,
+            generations: BTreeMap::new(),
+            next_generation: 1,
+            events,
+            state: State::Serving,
+            offline_epoch: 0,
+            adopted_workers: Vec::new(),
+            exit_code: None,
+            handed_over: false,
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.exit_code.is_some() || (self.state == State::Stopping && self.generations.is_empty())
+    }
+
+    fn current(&self) -> Option<&Generation> {
+        self.generations
+            .values()
+            .rev()
+            .find(|g| g.state == GenerationState::Current)
+    }
+
+    fn starting(&self) -> Option<u64> {
+        self.generations
+            .values()
+            .find(|g| g.state == GenerationState::Starting)
+            .map(|g| g.number)
+    }
+
+    fn status_line(&self) -> String {
+        let draining = self
+            .generations
+            .values()
+            .filter(|g| matches!(g.state, GenerationState::Draining { .. }))
+            .count();
+        match self.current() {
+            Some(current) => format!("serving gen {}; {draining} draining", current.number),
+            None => format!("no generation serving; {draining} draining"),
+        }
+    }
+
+    fn after(&self, delay: Duration, event: Event) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(event);
+        });
+    }
+
+    pub async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Signal(SignalAction::Reload) => self.start_generation(Source::Disk, None).await,
+            Event::Signal(SignalAction::Offline) => self.offline(),
+            Event::Signal(SignalAction::ForceQuit) => self.force_quit_all_and_stop(),
+            Event::Ctl { request, reply } => self.control(request, reply).await,
+            Event::Worker { id, pid, message } => self.worker_message(id, pid, message),
+            Event::WorkerExited { id, pid, status } => self.worker_exited(id, pid, status),
+            Event::RestartWorker { id } => self.restart_worker(id).await,
+            Event::ReadyTimeout { generation } => {
+                if self
+                    .generations
+                    .get(&generation)
+                    .is_some_and(|g| g.state == GenerationState::Starting)
+                {
+                    let timeout = self.generations[&generation]
+                        .config
+                        .runtime
+                        .generation_ready_timeout
+                        .0;
+                    self.rollback(
+                        generation,
+                        format!("generation {generation} was not ready within {timeout:?}"),
+                    );
+                }
+            }
+            Event::OfflineTimeout { epoch } => {
+                if self.state == (State::OfflineWaiting { epoch }) {
+                    log!("no successor came within server_offline_delay; stopping");
+                    self.stop();
+                }
+            }
+            Event::Started(result) => self.started(result),
+        }
+    }
+
+    /// Starts a new generation; `reply` hears the outcome once it is current or rolled back.
+    pub async fn start_generation(
+        &mut self,
+        source: Source,
+        reply: Option<oneshot::Sender<CtlReply>>,
+    ) {
+        let answer = |reply: Option<oneshot::Sender<CtlReply>>, message: String| {
+            log!("{message}");
+            if let Some(reply) = reply {
+                let _ = reply.send(CtlReply::error(message));
+            }
+        };
+        if let Some(starting) = self.starting() {
+            return answer(
+                reply,
+                format!("generation {starting} is still starting; try again when it is ready"),
+            );
+        }
+        if matches!(self.state, State::Stopping | State::HandingOff) {
+            return answer(reply, "the supervisor is handing over or stopping".into());
+        }
+        let (config, bundle) = match source {
+            Source::Loaded(config, bundle) => (Arc::new(*config), Arc::new(bundle)),
+            Source::CurrentConfig if self.current().is_some() => {
+                let current = self.current().expect("checked above");
+                (current.config.clone(), current.bundle.clone())
+            }
+            Source::Disk | Source::CurrentConfig => match config::load(&self.options.config_path) {
+                Ok((config, bundle)) => (Arc::new(config), Arc::new(bundle)),
+                Err(error) => {
+                    return answer(
+                        reply,
+                        format!("config refused, still serving the old one: {error}"),
+                    );
+                }
+            },
+        };
+        let wanted = listeners::plan(&config);
+        let newly_bound = match self.listeners.bind_missing(&wanted) {
+            Ok(bound) => bound,
+            Err(error) => return answer(reply, format!("{error:#}")),
+        };
+        systemd::store_listeners(&self.listeners, &newly_bound);
+        let number = self.next_generation;
+        self.next_generation += 1;
+        let worker_count = config.worker_count();
+        let ready_timeout = config.runtime.generation_ready_timeout.0;
+        let slots = (0..worker_count)
+            .map(|_| Slot {
+                process: None,
+                ready: false,
+                started: Instant::now(),
+                failures: 0,
+            })
+            .collect();
+        self.generations.insert(
+            number,
+            Generation {
+                number,
+                state: GenerationState::Starting,
+                config,
+                bundle,
+                binary: self.options.worker_binary.clone(),
+                version: None,
+                slots,
+                waiting: reply,
+                newly_bound,
+            },
+        );
+        log!("starting generation {number} with {worker_count} workers");
+        systemd::status(&format!("starting gen {number}; {}", self.status_line()));
+        for index in 0..worker_count {
+            if let Err(error) = self
+                .spawn_worker(WorkerId {
+                    generation: number,
+                    index,
+                })
+                .await
+            {
+                return self.rollback(number, format!("{error:#}"));
+            }
+        }
+        self.after(ready_timeout, Event::ReadyTimeout { generation: number });
+    }
+
+    async fn spawn_worker(&mut self, id: WorkerId) -> anyhow::Result<()> {
+        let Some(generation) = self.generations.get(&id.generation) else {
+            return Ok(());
+        };
+        let config = generation.config.clone();
+        let entries: Vec<ListenerEntry> = listeners::plan_for_worker(&config, id.index);
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for entry in &entries {
+            let fd = self
+                .listeners
+                .duplicate(&ListenerKey::of(entry))
+                .ok_or_else(|| anyhow::anyhow!("listener {} is not open", entry.address))?;
+            fds.push(fd);
+        }
+        let runtime_threads = match &config.worker {
+            Some(worker) => worker.thread_number_per_runtime.unwrap_or(1),
+            None => config.runtime.thread_number.unwrap_or_else(cpu_count),
+        };
+        let cpus = config
+            .worker
+            .as_ref()
+            .and_then(|w| w.sched_affinity.cpus_for(id.index, cpu_count()));
+        let start = WorkerStart {
+            generation: id.generation,
+            worker_index: id.index,
+            worker_count: config.worker_count(),
+            group: self.options.group.clone(),
+            control_dir: self.options.control_dir.clone(),
+            config: (*generation.bundle).clone(),
+            listeners: entries,
+            cpus,
+            runtime_threads: runtime_threads.max(1),
+            verbosity: self.options.verbosity,
+        };
+        let binary = generation.binary.clone();
+        let process = worker::spawn(&binary, id, start, fds, self.events.clone()).await?;
+        if let Some(slot) = self
+            .generations
+            .get_mut(&id.generation)
+            .and_then(|g| g.slots.get_mut(id.index))
+        {
+            slot.process = Some(process);
+            slot.ready = false;
+            slot.started = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// A generation that cannot become ready goes away; the serving one is never touched.
+    fn rollback(&mut self, number: u64, error: String) {
+        let Some(mut generation) = self.generations.remove(&number) else {
+            return;
+        };
+        log!("generation {number} rolled back: {error}");
+        // Workers already READY may hold accepted connections: they drain instead of dying.
+        let deadline = SystemTime::now() + generation.config.runtime.drain_timeout();
+        for slot in &generation.slots {
+            if let Some(process) = &slot.process {
+                if slot.ready {
+                    process.send(ToWorker::Drain {
+                        deadline_unix_secs: unix_secs(deadline),
+                    });
+                } else {
+                    process.kill();
+                }
+            }
+        }
+        let in_use = self.listeners_in_use();
+        let unused: Vec<ListenerKey> = generation
+            .newly_bound
+            .iter()
+            .filter(|k| !in_use.contains(k))
+            .cloned()
+            .collect();
+        systemd::forget_listeners(&self.listeners.close(&unused));
+        if let Some(reply) = generation.waiting.take() {
+            let _ = reply.send(CtlReply::error(error));
+        }
+        if generation.has_processes() {
+            generation.state = GenerationState::Draining { deadline };
+            self.generations.insert(number, generation);
+        }
+        systemd::status(&self.status_line());
+    }
+
+    fn listeners_in_use(&self) -> BTreeSet<ListenerKey> {
+        self.generations
+            .values()
+            .filter(|g| {
+                matches!(
+                    g.state,
+                    GenerationState::Starting | GenerationState::Current
+                )
+            })
+            .flat_map(|g| listeners::plan(&g.config).into_keys())
+            .collect()
+    }
+
+    fn switch_to(&mut self, number: u64) {
+        let previous: Vec<u64> = self
+            .generations
+            .values()
+            .filter(|g| g.state == GenerationState::Current)
+            .map(|g| g.number)
+            .collect();
+        let Some(generation) = self.generations.get_mut(&number) else {
+            return;
+        };
+        generation.state = GenerationState::Current;
+        let waiting = generation.waiting.take();
+        for old in previous {
+            self.drain(old);
+        }
+        let in_use = self.listeners_in_use();
+        systemd::forget_listeners(&self.listeners.retain(&in_use));
+        self.bound_draining();
+        log!("generation {number} is serving");
+        if let Some(reply) = waiting {
+            let _ = reply.send(CtlReply::done(CtlResponse::Notice(format!(
+                "success: generation {number} is serving"
+            ))));
+        }
+        systemd::status(&self.status_line());
+    }
+
+    fn drain(&mut self, number: u64) {
+        let Some(generation) = self.generations.get_mut(&number) else {
+            return;
+        };
+        let deadline = SystemTime::now() + generation.config.runtime.drain_timeout();
+        generation.state = GenerationState::Draining { deadline };
+        for process in generation.processes() {
+            process.send(ToWorker::Drain {
+                deadline_unix_secs: unix_secs(deadline),
+            });
+        }
+        if !generation.has_processes() {
+            self.generations.remove(&number);
+        }
+    }
+
+    /// Past `max_draining_generations`, the oldest draining generations are closed.
+    fn bound_draining(&mut self) {
+        let Some(max) = self
+            .current()
+            .map(|g| g.config.runtime.max_draining_generations)
+        else {
+            return;
+        };
+        let draining: Vec<u64> = self
+            .generations
+            .values()
+            .filter(|g| matches!(g.state, GenerationState::Draining { .. }))
+            .map(|g| g.number)
+            .collect();
+        for number in draining.iter().take(draining.len().saturating_sub(max)) {
+            log!("more than {max} generations draining: closing generation {number}");
+            for process in self.generations[number].processes() {
+                process.send(ToWorker::ForceQuit);
+            }
+        }
+    }
+
+    fn worker_message(&mut self, id: WorkerId, pid: u32, message: FromWorker) {
+        let Some(generation) = self.generations.get_mut(&id.generation) else {
+            return;
+        };
+        let Some(slot) = generation.slots.get_mut(id.index) else {
+            return;
+        };
+        if slot.process.as_ref().map(|p| p.pid) != Some(pid) {
+            return;
+        }
+        match message {
+            FromWorker::Ready { version, .. } => {
+                slot.ready = true;
+                generation.version = Some(version);
+                if generation.state == GenerationState::Starting && generation.all_ready() {
+                    self.switch_to(id.generation);
+                }
+            }
+            FromWorker::StartFailed { error } => {
+                let message = format!(
+                    "worker {} of generation {} failed to start: {error}",
+                    id.index, id.generation
+                );
+                if generation.state == GenerationState::Starting {
+                    self.rollback(id.generation, message);
+                } else {
+                    log!("{message}");
+                }
+            }
+            FromWorker::Status { .. } | FromWorker::Listeners { .. } => {}
+        }
+    }
+
+    fn worker_exited(&mut self, id: WorkerId, pid: u32, status: String) {
+        let Some(generation) = self.generations.get_mut(&id.generation) else {
+            return;
+        };
+        let Some(slot) = generation.slots.get_mut(id.index) else {
+            return;
+        };
+        if slot.process.as_ref().map(|p| p.pid) != Some(pid) {
+            return;
+        }
+        slot.process = None;
+        let was_ready = std::mem::replace(&mut slot.ready, false);
+        match generation.state {
+            GenerationState::Starting => {
+                self.rollback(
+                    id.generation,
+                    format!(
+                        "worker {} of generation {} exited while starting: {status}",
+                        id.index, id.generation
+                    ),
+                );
+            }
+            GenerationState::Current if self.state != State::Stopping => {
+                // A worker that ran a while and then died starts over with the shortest delay.
+                if slot.started.elapsed() > Duration::from_secs(30) {
+                    slot.failures = 0;
+                }
+                let delay = restart_backoff(slot.failures);
+                slot.failures += 1;
+                log!(
+                    "worker {} (pid {pid}) of generation {} exited ({status}, ready: {was_ready}); restarting in {delay:?}",
+                    id.index,
+                    id.generation
+                );
+                self.after(delay, Event::RestartWorker { id });
+            }
+            GenerationState::Current | GenerationState::Draining { .. } => {
+                if !generation.has_processes() {
+                    log!("generation {} is gone", id.generation);
+                    self.generations.remove(&id.generation);
+                    systemd::status(&self.status_line());
+                }
+            }
+        }
+    }
+
+    async fn restart_worker(&mut self, id: WorkerId) {
+        let current = self
+            .generations
+            .get(&id.generation)
+            .is_some_and(|g| g.state == GenerationState::Current);
+        let empty = self
+            .generations
+            .get(&id.generation)
+            .and_then(|g| g.slots.get(id.index))
+            .is_some_and(|s| s.process.is_none());
+        if !current || !empty || self.state == State::Stopping {
+            return;
+        }
+        if let Err(error) = self.spawn_worker(id).await {
+            let delay = self
+                .generations
+                .get_mut(&id.generation)
+                .and_then(|g| g.slots.get_mut(id.index))
+                .map(|slot| {
+                    slot.failures += 1;
+                    restart_backoff(slot.failures)
+                });
+            log!(
+                "cannot restart worker {} of generation {}: {error:#}",
+                id.index,
+                id.generation
+            );
+            if let Some(delay) = delay {
+                self.after(delay, Event::RestartWorker { id });
+            }
+        }
+    }
+
+    fn offline(&mut self) {
+        if self.state != State::Serving {
+            return;
+        }
+        if systemd::is_present() {
+            // systemd runs our successor only once we have exited: leave the workers serving
+            // on their sockets (systemd keeps copies) until the successor takes over.
+            let delay = self.current().map_or(Duration::from_secs(4), |g| {
+                g.config.runtime.server_offline_delay.0
+            });
+            for generation in self.generations.values() {
+                for process in generation.processes() {
+                    process.send(ToWorker::SupervisorLeaving {
+                        offline_delay_millis: delay.as_millis() as u64,
+                    });
+                }
+            }
+            log!("offline: leaving the workers to our successor");
+            systemd::stopping();
+            self.exit_code = Some(0);
+            return;
+        }
+        self.offline_epoch += 1;
+        self.state = State::OfflineWaiting {
+            epoch: self.offline_epoch,
+        };
+        let delay = self.current().map_or(Duration::from_secs(4), |g| {
+            g.config.runtime.server_offline_delay.0
+        });
+        log!("offline: still serving; waiting {delay:?} for a successor");
+        self.after(
+            delay,
+            Event::OfflineTimeout {
+                epoch: self.offline_epoch,
+            },
+        );
+    }
+
+    /// A plain stop: close every listener and drain every generation.
+    fn stop(&mut self) {
+        self.state = State::Stopping;
+        systemd::stopping();
+        let numbers: Vec<u64> = self.generations.keys().copied().collect();
+        for number in numbers {
+            match self.generations[&number].state {
+                GenerationState::Starting => self.rollback(number, "stopping".into()),
+                GenerationState::Current => self.drain(number),
+                GenerationState::Draining { .. } => {}
+            }
+        }
+        systemd::forget_listeners(&self.listeners.retain(&BTreeSet::new()));
+    }
+
+    fn force_quit_all_and_stop(&mut self) {
+        self.stop();
+        for generation in self.generations.values() {
+            for process in generation.processes() {
+                process.send(ToWorker::ForceQuit);
+            }
+        }
+    }
+
+    fn started(&mut self, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                systemd::ready(&self.status_line());
+                let adopted = std::mem::take(&mut self.adopted_workers);
+                if !adopted.is_empty() {
+                    let control_dir = self.options.control_dir.clone();
+                    let group = self.options.group.clone();
+                    let timeout = self.current().map_or(Duration::from_secs(36_000), |g| {
+                        g.config.runtime.drain_timeout()
+                    });
+                    let deadline = unix_secs(SystemTime::now() + timeout);
+                    tokio::spawn(crate::handoff::drain_adopted(
+                        control_dir,
+                        group,
+                        adopted,
+                        deadline,
+                    ));
+                }
+            }
+            Err(error) => {
+                eprintln!("g3proxy: cannot start: {error}");
+                self.exit_code = Some(1);
+            }
+        }
+    }
+
+    async fn control(&mut self, request: CtlRequest, reply: oneshot::Sender<CtlReply>) {
+        let answer = match request {
+            CtlRequest::Version => {
+                CtlReply::done(CtlResponse::Version(g3proxy_shared::VERSION.to_string()))
+            }
+            CtlRequest::Offline => {
+                let _ = reply.send(CtlReply::success());
+                self.offline();
+                return;
+            }
+            CtlRequest::CancelShutdown => match self.state {
+                State::OfflineWaiting { .. } => {
+                    self.state = State::Serving;
+                    log!("shutdown cancelled; serving on");
+                    CtlReply::success()
+                }
+                _ => CtlReply::error("no shutdown is waiting"),
+            },
+            CtlRequest::ForceQuit { server } => {
+                let mut found = false;
+                for generation in self
+                    .generations
+                    .values()
+                    .filter(|g| matches!(g.state, GenerationState::Draining { .. }))
+                {
+                    if generation.config.server(&server).is_some() {
+                        found = true;
+                        generation
+                            .processes()
+                            .for_each(|p| p.send(ToWorker::ForceQuit));
+                    }
+                }
+                if found {
+                    CtlReply::success()
+                } else {
+                    CtlReply::error(format!("no offline server named {server}"))
+                }
+            }
+            CtlRequest::ForceQuitAll => {
+                for generation in self
+                    .generations
+                    .values()
+                    .filter(|g| matches!(g.state, GenerationState::Draining { .. }))
+                {
+                    generation
+                        .processes()
+                        .for_each(|p| p.send(ToWorker::ForceQuit));
+                }
+                let control_dir = self.options.control_dir.clone();
+                let group = self.options.group.clone();
+                let own: Vec<u32> = self
+                    .generations
+                    .values()
+                    .flat_map(|g| g.processes().map(|p| p.pid).collect::<Vec<_>>())
+                    .collect();
+                tokio::spawn(crate::handoff::force_quit_foreign(control_dir, group, own));
+                CtlReply::success()
+            }
+            CtlRequest::List { kind } => match self.current() {
+                None => CtlReply::error("no generation is serving"),
+                Some(current) => {
+                    let config = &current.config;
+                    let names: Vec<String> = match kind {
+                        ModuleKind::Server => config
+                            .servers
+                            .iter()
+                            .map(|s| s.name().to_string())
+                            .collect(),
+                        ModuleKind::Escaper => config
+                            .escapers
+                            .iter()
+                            .map(|e| e.name().to_string())
+                            .collect(),
+                        ModuleKind::Resolver => config
+                            .resolvers
+                            .iter()
+                            .map(|r| r.name().to_string())
+                            .collect(),
+                        ModuleKind::UserGroup => config.user_groups.clone(),
+                        ModuleKind::Auditor => config.auditors.clone(),
+                    };
+                    CtlReply::done(CtlResponse::Names(names))
+                }
+            },
+            CtlRequest::ServerStatus { name } => match self.current() {
+                Some(current) if current.config.server(&name).is_some() => {
+                    CtlReply::QueryWorkers(vec![current.snapshot()], Query::ServerStatus { name })
+                }
+                _ => CtlReply::error(format!("no server named {name}")),
+            },
+            CtlRequest::Fleet => {
+                let state = match self.state {
+                    State::Serving => "serving",
+                    State::OfflineWaiting { .. } => "offline, waiting for a successor",
+                    State::HandingOff => "handing over",
+                    State::Stopping => "stopping",
+                };
+                CtlReply::QueryWorkers(
+                    self.generations
+                        .values()
+                        .map(Generation::snapshot)
+                        .collect(),
+                    Query::Fleet {
+                        state: state.into(),
+                    },
+                )
+            }
+            CtlRequest::Reload => return self.start_generation(Source::Disk, Some(reply)).await,
+            CtlRequest::Upgrade => {
+                return self
+                    .start_generation(Source::CurrentConfig, Some(reply))
+                    .await;
+            }
+            CtlRequest::HandoffBegin { successor_pid } => self.handoff_begin(successor_pid),
+            CtlRequest::HandoffCommit => {
+                log!("successor is serving; draining and leaving");
+                self.handed_over = true;
+                self.stop();
+                CtlReply::success()
+            }
+            CtlRequest::HandoffAbort { reason } => {
+                if self.state == State::HandingOff {
+                    self.state = State::Serving;
+                }
+                log!("successor failed ({reason}); serving on");
+                CtlReply::success()
+            }
+        };
+        let _ = reply.send(answer);
+    }
+
+    fn handoff_begin(&mut self, successor_pid: u32) -> CtlReply {
+        if matches!(self.state, State::Stopping | State::HandingOff) {
+            return CtlReply::error("already handing over or stopping");
+        }
+        if self.starting().is_some() {
+            return CtlReply::error("a generation is starting; try again when it is ready");
+        }
+        log!("handing listeners over to successor pid {successor_pid}");
+        self.state = State::HandingOff;
+        let mut entries = Vec::new();
+        let mut fds = Vec::new();
+        for key in self.listeners.keys() {
+            if let Some(fd) = self.listeners.duplicate(key) {
+                entries.push(ListenerEntry {
+                    server: String::new(),
+                    address: key.address,
+                    slot: key.slot,
+                    instance: key.instance,
+                });
+                fds.push(fd);
+            }
+        }
+        let worker_pids = self
+            .generations
+            .values()
+            .flat_map(|g| g.processes().map(|p| p.pid).collect::<Vec<_>>())
+            .collect();
+        CtlReply::Done(
+            CtlResponse::HandoffListeners {
+                entries,
+                worker_pids,
+            },
+            fds,
+        )
+    }
+}
+
+fn unix_secs(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
