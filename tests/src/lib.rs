@@ -1,1 +1,53 @@
-//! x
+//! The end-to-end test harness: runs the real binaries on loopback, on ports the kernel
+//! picks, with real clients. What it offers:
+//! - [`Group`]: a daemon group in its own temporary directory (config, control sockets), the
+//!   supervisors started in it, and cleanup of every process it started;
+//! - [`NotifySocket`]: systemd's side of `NOTIFY_SOCKET`, including the fd store;
+//! - [`Origin`] and [`Echo`]: an HTTP origin and a TCP echo server;
+//! - [`Load`]: bounded clients sending requests continuously, counting every failure;
+//! - [`wait_until`]: the one way tests wait, naming what they waited for when it fails.
+
+pub mod clients;
+pub mod group;
+pub mod notify;
+pub mod servers;
+
+pub use clients::{Load, LoadStats, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip};
+pub use group::Group;
+pub use notify::NotifySocket;
+pub use servers::{Echo, Origin};
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Waits until `check` returns `Some`, or panics after `timeout` saying what it waited for.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        // Polling with a growing pause: a condition, not a fixed sleep, ends the wait.
+        std::thread::park_timeout(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A binary of this workspace, built by `cargo build --workspace --bins` before the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test binary> → target/<profile>/<name>
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// A port the kernel just gave out and took back, for configs that need a fixed number.
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0)).expect("bind port 0").local_addr().expect("local addr").port()
+}

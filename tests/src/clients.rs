@@ -1,0 +1,201 @@
+//! Raw clients that know exactly what they sent and got: HTTP through a forward proxy (one
+//! connection per request, or keep-alive), CONNECT and SOCKS5 tunnels, and [`Load`], which
+//! runs many of them until told to stop and counts every failed request.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn connect(proxy: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&proxy, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+fn request(origin: SocketAddr, keep_alive: bool) -> String {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    format!("GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\nConnection: {connection}\r\n\r\n")
+}
+
+/// Reads one response; returns its status line, whether the server closes, and the body.
+fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> std::io::Result<(String, bool, Vec<u8>)> {
+    let head_end = loop {
+        if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("closed before a response ({} bytes)", pending.len())));
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&pending[..head_end]).into_owned();
+    pending.drain(..head_end);
+    let status = head.lines().next().unwrap_or_default().to_string();
+    let lower = head.to_ascii_lowercase();
+    let close = lower.contains("\r\nconnection: close");
+    let length: usize = lower.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    while pending.len() < length {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed inside a body"));
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+    let body = pending.drain(..length).collect();
+    Ok((status, close, body))
+}
+
+/// One GET through an HTTP proxy on a fresh connection; the status line and body.
+pub fn http_get(proxy: SocketAddr, origin: SocketAddr) -> std::io::Result<(String, Vec<u8>)> {
+    let mut stream = connect(proxy)?;
+    stream.write_all(request(origin, false).as_bytes())?;
+    let (status, _, body) = read_response(&mut stream, &mut Vec::new())?;
+    Ok((status, body))
+}
+
+pub fn open_connect_tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
+    let mut stream = connect(proxy).expect("connect to proxy");
+    write!(stream, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").expect("send CONNECT");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).expect("CONNECT answer"), 1, "proxy closed during CONNECT");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "CONNECT refused: {head}");
+    stream
+}
+
+pub fn open_socks5_tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
+    let mut stream = connect(proxy).expect("connect to socks proxy");
+    stream.write_all(&[5, 1, 0]).expect("greeting");
+    let mut choice = [0u8; 2];
+    stream.read_exact(&mut choice).expect("method choice");
+    assert_eq!(choice, [5, 0]);
+    let mut request = vec![5, 1, 0];
+    match target.ip() {
+        IpAddr::V4(v4) => {
+            request.push(1);
+            request.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            request.push(4);
+            request.extend_from_slice(&v6.octets());
+        }
+    }
+    request.extend_from_slice(&target.port().to_be_bytes());
+    stream.write_all(&request).expect("request");
+    let mut reply = [0u8; 4];
+    stream.read_exact(&mut reply).expect("reply");
+    assert_eq!(reply[1], 0, "socks request refused with code {}", reply[1]);
+    let rest = if reply[3] == 4 { 16 + 2 } else { 4 + 2 };
+    let mut bound = vec![0u8; rest];
+    stream.read_exact(&mut bound).expect("bound address");
+    stream
+}
+
+/// Sends `message` through an echo tunnel and checks it comes back.
+pub fn roundtrip(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).expect("write to tunnel");
+    let mut back = vec![0u8; message.len()];
+    stream.read_exact(&mut back).expect("read from tunnel");
+    assert_eq!(back, message);
+}
+
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    pub ok: u64,
+    pub failed: u64,
+    pub errors: Vec<String>,
+}
+
+impl LoadStats {
+    fn failure(&mut self, error: String) {
+        self.failed += 1;
+        if self.errors.len() < 20 {
+            self.errors.push(error);
+        }
+    }
+
+    fn merge(&mut self, other: LoadStats) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.errors.extend(other.errors.into_iter().take(20usize.saturating_sub(self.errors.len())));
+    }
+}
+
+/// Clients that send requests until stopped (or `limit` passes), counting failures.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<JoinHandle<LoadStats>>,
+}
+
+impl Load {
+    /// `fresh` clients open a connection per request; `keep_alive` clients reuse theirs until
+    /// the proxy says `Connection: close`.
+    pub fn start(proxy: SocketAddr, origin: SocketAddr, fresh: usize, keep_alive: usize, limit: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let mut clients = Vec::new();
+        for index in 0..fresh + keep_alive {
+            let stop = stop.clone();
+            let keep = index >= fresh;
+            clients.push(std::thread::spawn(move || {
+                let mut stats = LoadStats::default();
+                let mut connection: Option<(TcpStream, Vec<u8>)> = None;
+                // Bounded in time and in count, whatever happens to the stop flag.
+                for _ in 0..2_000_000 {
+                    if stop.load(Ordering::Relaxed) || started.elapsed() > limit {
+                        break;
+                    }
+                    let result = (|| -> std::io::Result<(String, bool, Vec<u8>)> {
+                        if connection.is_none() {
+                            connection = Some((connect(proxy)?, Vec::new()));
+                        }
+                        let (stream, pending) = connection.as_mut().expect("connected above");
+                        stream.write_all(request(origin, keep).as_bytes())?;
+                        read_response(stream, pending)
+                    })();
+                    match result {
+                        Ok((status, close, body)) if status.starts_with("HTTP/1.1 200") && body == b"hello" => {
+                            stats.ok += 1;
+                            if close || !keep {
+                                connection = None;
+                            }
+                        }
+                        Ok((status, _, body)) => {
+                            stats.failure(format!("{status} {:?}", String::from_utf8_lossy(&body)));
+                            connection = None;
+                        }
+                        Err(error) => {
+                            stats.failure(error.to_string());
+                            connection = None;
+                        }
+                    }
+                }
+                stats
+            }));
+        }
+        Load { stop, clients }
+    }
+
+    pub fn stop(self) -> LoadStats {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = LoadStats::default();
+        for client in self.clients {
+            total.merge(client.join().expect("load client"));
+        }
+        total
+    }
+}

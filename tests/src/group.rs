@@ -1,0 +1,191 @@
+//! A daemon group under test: a scenario's `main.yml` with its ports filled in, a control
+//! directory of its own, the supervisors started in it, and `g3proxy-ctl` pointed at it.
+//! Dropping it kills every process of the group, supervisors and workers alike.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::{bin, free_port, wait_until};
+
+pub struct Group {
+    pub dir: PathBuf,
+    pub control_dir: PathBuf,
+    pub name: String,
+    pub config: PathBuf,
+    pub ports: HashMap<String, u16>,
+    children: Vec<Child>,
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+impl Group {
+    /// Writes scenario `scenario` with fresh ports for every `{{NAME_port}}` placeholder.
+    pub fn new(scenario: &str) -> Group {
+        let dir = std::env::temp_dir().join(format!("g3proxy-e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        let control_dir = dir.join("run");
+        std::fs::create_dir_all(&control_dir).expect("temp dir");
+        let template_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(scenario).join("main.yml");
+        let mut text = std::fs::read_to_string(&template_path).expect("scenario main.yml");
+        let mut ports = HashMap::new();
+        while let Some(start) = text.find("{{") {
+            let end = text[start..].find("}}").expect("closed placeholder") + start;
+            let name = text[start + 2..end].to_string();
+            let port = *ports.entry(name.trim_end_matches("_port").to_string()).or_insert_with(|| free_port("127.0.0.1"));
+            text.replace_range(start..end + 2, &port.to_string());
+        }
+        let config = dir.join("main.yml");
+        std::fs::write(&config, text).expect("write config");
+        Group { dir, control_dir, name: format!("g{}", NEXT.fetch_add(1, Ordering::Relaxed)), config, ports, children: Vec::new() }
+    }
+
+    pub fn port(&self, name: &str) -> u16 {
+        self.ports[name]
+    }
+
+    pub fn http_proxy(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port("http")))
+    }
+
+    pub fn socks_proxy(&self) -> SocketAddr {
+        format!("[::1]:{}", self.port("socks")).parse().expect("socks address")
+    }
+
+    /// The arguments of `g3proxy` for this group.
+    pub fn supervisor_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["-c".into(), self.config.clone().into(), "-G".into(), self.name.clone().into()];
+        args.extend(["-C".into(), self.control_dir.clone().into(), "-v".into()]);
+        args
+    }
+
+    /// The `g3proxy` command for this group, not yet started.
+    pub fn supervisor_command(&self) -> Command {
+        let mut command = Command::new(bin("g3proxy"));
+        command.args(self.supervisor_args()).stdin(Stdio::null());
+        command
+    }
+
+    /// Starts a supervisor (without systemd) and waits until its group answers `fleet` with a
+    /// current generation.
+    pub fn start(&mut self) -> u32 {
+        let child = self.supervisor_command().spawn().expect("spawn g3proxy");
+        let pid = child.id();
+        self.children.push(child);
+        self.wait_serving(pid);
+        pid
+    }
+
+    pub fn adopt_child(&mut self, child: Child) {
+        self.children.push(child);
+    }
+
+    /// Waits until supervisor `pid` serves a current generation.
+    pub fn wait_serving(&mut self, pid: u32) {
+        wait_until(Duration::from_secs(30), "the supervisor to serve a current generation", || {
+            self.assert_running(pid);
+            let fleet = self.fleet_of(Some(pid))?;
+            let serving = fleet["generations"].as_array()?.iter().any(|g| g["state"] == "current");
+            serving.then_some(())
+        });
+    }
+
+    /// Fails the test at once if our child `pid` has exited.
+    pub fn assert_running(&mut self, pid: u32) {
+        if let Some(child) = self.children.iter_mut().find(|c| c.id() == pid)
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("supervisor {pid} exited: {status}");
+        }
+    }
+
+    /// Waits for our child `pid` to exit and returns whether it succeeded.
+    pub fn wait_exit(&mut self, pid: u32, timeout: Duration) -> bool {
+        let child = self.children.iter_mut().find(|c| c.id() == pid).expect("a child of this group");
+        wait_until(timeout, "the supervisor to exit", || child.try_wait().ok().flatten()).success()
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_pid(None, args)
+    }
+
+    pub fn ctl_pid(&self, pid: Option<u32>, args: &[&str]) -> Output {
+        let mut command = Command::new(bin("g3proxy-ctl"));
+        command.arg("-C").arg(&self.control_dir).arg("-G").arg(&self.name);
+        if let Some(pid) = pid {
+            command.arg("-p").arg(pid.to_string());
+        }
+        command.args(args).output().expect("run g3proxy-ctl")
+    }
+
+    /// `fleet --json` of the group's current supervisor (or of `pid`), parsed.
+    pub fn fleet_of(&self, pid: Option<u32>) -> Option<serde_json::Value> {
+        let output = self.ctl_pid(pid, &["--json", "fleet"]);
+        if !output.status.success() {
+            return None;
+        }
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        Some(value["fleet"].clone())
+    }
+
+    pub fn fleet(&self) -> serde_json::Value {
+        self.fleet_of(None).expect("fleet status")
+    }
+
+    /// Worker pids of generations in `state` (`current`, `draining`, `adopted`).
+    pub fn worker_pids(&self, state: &str) -> Vec<u32> {
+        let fleet = self.fleet();
+        let mut pids = Vec::new();
+        for generation in fleet["generations"].as_array().into_iter().flatten().filter(|g| g["state"] == state) {
+            for worker in generation["workers"].as_array().into_iter().flatten() {
+                pids.extend(worker["pid"].as_u64().map(|p| p as u32));
+            }
+        }
+        pids
+    }
+
+    pub fn current_generation(&self) -> u64 {
+        let fleet = self.fleet();
+        fleet["generations"].as_array().into_iter().flatten().find(|g| g["state"] == "current").and_then(|g| g["generation"].as_u64()).expect("a current generation")
+    }
+
+    /// Every pid with a control socket of this group in the control dir.
+    fn socket_pids(&self) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir(&self.control_dir) else { return Vec::new() };
+        let prefix = format!("{}_", self.name);
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rest = name.strip_prefix(&prefix)?.strip_suffix(".sock")?;
+                rest.strip_prefix("worker_").unwrap_or(rest).parse().ok()
+            })
+            .collect()
+    }
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))
+}
+
+pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for pid in self.socket_pids() {
+            kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,124 @@
+//! Test peers on loopback: an HTTP/1.1 origin (keep-alive, answers `hello`, or the length of
+//! a request body) and a TCP echo server. One thread per connection: simple and plenty here.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+
+pub struct Origin {
+    pub addr: SocketAddr,
+}
+
+impl Origin {
+    pub fn start(ip: &str) -> Origin {
+        let listener = TcpListener::bind((ip, 0)).expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                thread::spawn(move || serve_http(stream));
+            }
+        });
+        Origin { addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        match self.addr {
+            SocketAddr::V4(v4) => format!("http://{v4}{path}"),
+            SocketAddr::V6(v6) => format!("http://[{}]:{}{path}", v6.ip(), v6.port()),
+        }
+    }
+}
+
+fn serve_http(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut content_length = 0usize;
+        let mut chunked = false;
+        let mut close = false;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(value) = lower.strip_prefix("content-length:") {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
+            if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+        }
+        let body = if chunked {
+            match read_chunked(&mut reader) {
+                Some(body) => body,
+                None => return,
+            }
+        } else {
+            let mut body = vec![0u8; content_length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            body
+        };
+        let answer = if request_line.starts_with("POST") { format!("got {} bytes", body.len()) } else { "hello".to_string() };
+        let connection = if close { "close" } else { "keep-alive" };
+        let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{answer}", answer.len());
+        if writer.write_all(response.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line).ok()?;
+        let size = usize::from_str_radix(size_line.trim().split(';').next()?, 16).ok()?;
+        if size == 0 {
+            loop {
+                let mut trailer = String::new();
+                reader.read_line(&mut trailer).ok()?;
+                if trailer == "\r\n" {
+                    return Some(body);
+                }
+            }
+        }
+        let mut chunk = vec![0u8; size + 2];
+        reader.read_exact(&mut chunk).ok()?;
+        body.extend_from_slice(&chunk[..size]);
+    }
+}
+
+pub struct Echo {
+    pub addr: SocketAddr,
+}
+
+impl Echo {
+    pub fn start(ip: &str) -> Echo {
+        let listener = TcpListener::bind((ip, 0)).expect("bind echo");
+        let addr = listener.local_addr().expect("echo addr");
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                thread::spawn(move || {
+                    let mut reader = stream.try_clone().expect("clone");
+                    let mut writer = stream;
+                    let _ = std::io::copy(&mut reader, &mut writer);
+                });
+            }
+        });
+        Echo { addr }
+    }
+}
