@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -138,6 +138,7 @@ impl LoadStats {
 /// Clients that send requests until stopped (or `limit` passes), counting failures.
 pub struct Load {
     stop: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
     clients: Vec<JoinHandle<LoadStats>>,
 }
 
@@ -146,10 +147,11 @@ impl Load {
     /// the proxy says `Connection: close`.
     pub fn start(proxy: SocketAddr, origin: SocketAddr, fresh: usize, keep_alive: usize, limit: Duration) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let mut clients = Vec::new();
         for index in 0..fresh + keep_alive {
-            let stop = stop.clone();
+            let (stop, progress) = (stop.clone(), progress.clone());
             let keep = index >= fresh;
             clients.push(std::thread::spawn(move || {
                 let mut stats = LoadStats::default();
@@ -170,6 +172,7 @@ impl Load {
                     match result {
                         Ok((status, close, body)) if status.starts_with("HTTP/1.1 200") && body == b"hello" => {
                             stats.ok += 1;
+                            progress.fetch_add(1, Ordering::Relaxed);
                             if close || !keep {
                                 connection = None;
                             }
@@ -187,7 +190,18 @@ impl Load {
                 stats
             }));
         }
-        Load { stop, clients }
+        Load { stop, progress, clients }
+    }
+
+    /// Requests answered so far, by every client.
+    pub fn answered(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` further requests were answered: proof that traffic flows now.
+    pub fn wait_for_progress(&self, more: u64) {
+        let target = self.answered() + more;
+        crate::wait_until(Duration::from_secs(30), &format!("{more} more answered requests"), || (self.answered() >= target).then_some(()));
     }
 
     pub fn stop(self) -> LoadStats {

@@ -64,7 +64,7 @@ pub fn print(command: &Command, response: &CtlResponse, json: bool) -> ExitCode 
         if json {
             println!("{}", serde_json::json!({ "error": reason }));
         } else {
-            eprintln!("api error (code: -1, reason: {reason:?})");
+            eprintln!("api error (code: -1, reason: \"{reason}\")");
         }
         return ExitCode::FAILURE;
     }
