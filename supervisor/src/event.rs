@@ -46,6 +46,9 @@ pub enum Query {
 
 pub enum CtlReply {
     Done(CtlResponse, Vec<OwnedFd>),
+    /// Answer, then let the supervisor exit (`offline` under systemd): the answer must reach
+    /// the operator before the process is gone.
+    DoneThenExit(CtlResponse),
     /// Answered by asking the workers themselves, off the main loop.
     QueryWorkers(Vec<SnapshotGeneration>, Query),
 }
@@ -91,4 +94,6 @@ pub enum Event {
     },
     /// The first generation is up (or failed): finish taking over from any predecessor.
     Started(Result<(), String>),
+    /// Leave the event loop now.
+    Exit,
 }

@@ -248,6 +248,7 @@ async fn run(
             break;
         }
     }
+    supervisor.close_links().await;
     let _ = std::fs::remove_file(&unique_path);
     if let Some(task) = group_socket {
         task.abort();

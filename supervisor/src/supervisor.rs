@@ -126,7 +126,11 @@ impl Supervisor {
     pub async fn handle(&mut self, event: Event) {
         match event {
             Event::Signal(SignalAction::Reload) => self.start_generation(Source::Disk, None).await,
-            Event::Signal(SignalAction::Offline) => self.offline(),
+            Event::Signal(SignalAction::Offline) => {
+                if self.offline() {
+                    self.exit_code = Some(0);
+                }
+            }
             Event::Signal(SignalAction::ForceQuit) => self.force_quit_all_and_stop(),
             Event::Ctl { request, reply } => self.control(request, reply).await,
             Event::Worker { id, pid, message } => self.worker_message(id, pid, message),
@@ -156,6 +160,18 @@ impl Supervisor {
                 }
             }
             Event::Started(result) => self.started(result),
+            Event::Exit => self.exit_code = Some(self.exit_code.unwrap_or(0)),
+        }
+    }
+
+    /// Before the process exits: every worker link is flushed and closed.
+    pub async fn close_links(&mut self) {
+        for generation in self.generations.values_mut() {
+            for slot in &mut generation.slots {
+                if let Some(process) = slot.process.take() {
+                    process.close_link().await;
+                }
+            }
         }
     }
 
@@ -519,9 +535,10 @@ impl Supervisor {
         }
     }
 
-    fn offline(&mut self) {
+    /// Goes offline; returns true when the process is to exit now (under systemd).
+    fn offline(&mut self) -> bool {
         if self.state != State::Serving {
-            return;
+            return false;
         }
         if systemd::is_present() {
             // systemd runs our successor only once we have exited: leave the workers serving
@@ -538,8 +555,8 @@ impl Supervisor {
             }
             log!("offline: leaving the workers to our successor");
             systemd::stopping();
-            self.exit_code = Some(0);
-            return;
+            self.state = State::Stopping;
+            return true;
         }
         self.offline_epoch += 1;
         self.state = State::OfflineWaiting {
@@ -555,6 +572,7 @@ impl Supervisor {
                 epoch: self.offline_epoch,
             },
         );
+        false
     }
 
     /// A plain stop: close every listener and drain every generation.
@@ -614,9 +632,15 @@ impl Supervisor {
                 CtlReply::done(CtlResponse::Version(g3proxy_shared::VERSION.to_string()))
             }
             CtlRequest::Offline => {
-                let _ = reply.send(CtlReply::success());
-                self.offline();
-                return;
+                if self.offline() {
+                    // The control connection tells us to exit once the answer is written.
+                    let _ = reply.send(CtlReply::DoneThenExit(CtlResponse::Notice(
+                        "success".into(),
+                    )));
+                    self.after(Duration::from_secs(2), Event::Exit);
+                    return;
+                }
+                CtlReply::success()
             }
             CtlRequest::CancelShutdown => match self.state {
                 State::OfflineWaiting { .. } => {

@@ -25,7 +25,10 @@ fn request(origin: SocketAddr, keep_alive: bool) -> String {
 }
 
 /// Reads one response; returns its status line, whether the server closes, and the body.
-fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> std::io::Result<(String, bool, Vec<u8>)> {
+fn read_response(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+) -> std::io::Result<(String, bool, Vec<u8>)> {
     let head_end = loop {
         if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
             break at + 4;
@@ -33,7 +36,10 @@ fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> std::io::Resu
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk)?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("closed before a response ({} bytes)", pending.len())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("closed before a response ({} bytes)", pending.len()),
+            ));
         }
         pending.extend_from_slice(&chunk[..n]);
     };
@@ -42,12 +48,19 @@ fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> std::io::Resu
     let status = head.lines().next().unwrap_or_default().to_string();
     let lower = head.to_ascii_lowercase();
     let close = lower.contains("\r\nconnection: close");
-    let length: usize = lower.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    let length: usize = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     while pending.len() < length {
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk)?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed inside a body"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed inside a body",
+            ));
         }
         pending.extend_from_slice(&chunk[..n]);
     }
@@ -65,11 +78,19 @@ pub fn http_get(proxy: SocketAddr, origin: SocketAddr) -> std::io::Result<(Strin
 
 pub fn open_connect_tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
     let mut stream = connect(proxy).expect("connect to proxy");
-    write!(stream, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").expect("send CONNECT");
+    write!(
+        stream,
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"
+    )
+    .expect("send CONNECT");
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
-        assert_eq!(stream.read(&mut byte).expect("CONNECT answer"), 1, "proxy closed during CONNECT");
+        assert_eq!(
+            stream.read(&mut byte).expect("CONNECT answer"),
+            1,
+            "proxy closed during CONNECT"
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head);
@@ -131,7 +152,12 @@ impl LoadStats {
     fn merge(&mut self, other: LoadStats) {
         self.ok += other.ok;
         self.failed += other.failed;
-        self.errors.extend(other.errors.into_iter().take(20usize.saturating_sub(self.errors.len())));
+        self.errors.extend(
+            other
+                .errors
+                .into_iter()
+                .take(20usize.saturating_sub(self.errors.len())),
+        );
     }
 }
 
@@ -145,7 +171,13 @@ pub struct Load {
 impl Load {
     /// `fresh` clients open a connection per request; `keep_alive` clients reuse theirs until
     /// the proxy says `Connection: close`.
-    pub fn start(proxy: SocketAddr, origin: SocketAddr, fresh: usize, keep_alive: usize, limit: Duration) -> Load {
+    pub fn start(
+        proxy: SocketAddr,
+        origin: SocketAddr,
+        fresh: usize,
+        keep_alive: usize,
+        limit: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
@@ -170,7 +202,9 @@ impl Load {
                         read_response(stream, pending)
                     })();
                     match result {
-                        Ok((status, close, body)) if status.starts_with("HTTP/1.1 200") && body == b"hello" => {
+                        Ok((status, close, body))
+                            if status.starts_with("HTTP/1.1 200") && body == b"hello" =>
+                        {
                             stats.ok += 1;
                             progress.fetch_add(1, Ordering::Relaxed);
                             if close || !keep {
@@ -190,7 +224,11 @@ impl Load {
                 stats
             }));
         }
-        Load { stop, progress, clients }
+        Load {
+            stop,
+            progress,
+            clients,
+        }
     }
 
     /// Requests answered so far, by every client.
@@ -201,7 +239,11 @@ impl Load {
     /// Waits until `more` further requests were answered: proof that traffic flows now.
     pub fn wait_for_progress(&self, more: u64) {
         let target = self.answered() + more;
-        crate::wait_until(Duration::from_secs(30), &format!("{more} more answered requests"), || (self.answered() >= target).then_some(()));
+        crate::wait_until(
+            Duration::from_secs(30),
+            &format!("{more} more answered requests"),
+            || (self.answered() >= target).then_some(()),
+        );
     }
 
     pub fn stop(self) -> LoadStats {

@@ -26,22 +26,38 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 impl Group {
     /// Writes scenario `scenario` with fresh ports for every `{{NAME_port}}` placeholder.
     pub fn new(scenario: &str) -> Group {
-        let dir = std::env::temp_dir().join(format!("g3proxy-e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+        let dir = std::env::temp_dir().join(format!(
+            "g3proxy-e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let control_dir = dir.join("run");
         std::fs::create_dir_all(&control_dir).expect("temp dir");
-        let template_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(scenario).join("main.yml");
+        let template_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(scenario)
+            .join("main.yml");
         let mut text = std::fs::read_to_string(&template_path).expect("scenario main.yml");
         let mut ports = HashMap::new();
         while let Some(start) = text.find("{{") {
             let end = text[start..].find("}}").expect("closed placeholder") + start;
             let name = text[start + 2..end].to_string();
-            let port = *ports.entry(name.trim_end_matches("_port").to_string()).or_insert_with(|| free_port("127.0.0.1"));
+            let port = *ports
+                .entry(name.trim_end_matches("_port").to_string())
+                .or_insert_with(|| free_port("127.0.0.1"));
             text.replace_range(start..end + 2, &port.to_string());
         }
         let config = dir.join("main.yml");
         std::fs::write(&config, text).expect("write config");
-        Group { dir, control_dir, name: format!("g{}", NEXT.fetch_add(1, Ordering::Relaxed)), config, ports, children: Vec::new() }
+        Group {
+            dir,
+            control_dir,
+            name: format!("g{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+            config,
+            ports,
+            children: Vec::new(),
+        }
     }
 
     pub fn port(&self, name: &str) -> u16 {
@@ -53,12 +69,19 @@ impl Group {
     }
 
     pub fn socks_proxy(&self) -> SocketAddr {
-        format!("[::1]:{}", self.port("socks")).parse().expect("socks address")
+        format!("[::1]:{}", self.port("socks"))
+            .parse()
+            .expect("socks address")
     }
 
     /// The arguments of `g3proxy` for this group.
     pub fn supervisor_args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["-c".into(), self.config.clone().into(), "-G".into(), self.name.clone().into()];
+        let mut args: Vec<OsString> = vec![
+            "-c".into(),
+            self.config.clone().into(),
+            "-G".into(),
+            self.name.clone().into(),
+        ];
         args.extend(["-C".into(), self.control_dir.clone().into(), "-v".into()]);
         args
     }
@@ -86,12 +109,19 @@ impl Group {
 
     /// Waits until supervisor `pid` serves a current generation.
     pub fn wait_serving(&mut self, pid: u32) {
-        wait_until(Duration::from_secs(30), "the supervisor to serve a current generation", || {
-            self.assert_running(pid);
-            let fleet = self.fleet_of(Some(pid))?;
-            let serving = fleet["generations"].as_array()?.iter().any(|g| g["state"] == "current");
-            serving.then_some(())
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "the supervisor to serve a current generation",
+            || {
+                self.assert_running(pid);
+                let fleet = self.fleet_of(Some(pid))?;
+                let serving = fleet["generations"]
+                    .as_array()?
+                    .iter()
+                    .any(|g| g["state"] == "current");
+                serving.then_some(())
+            },
+        );
     }
 
     /// Fails the test at once if our child `pid` has exited.
@@ -105,8 +135,15 @@ impl Group {
 
     /// Waits for our child `pid` to exit and returns whether it succeeded.
     pub fn wait_exit(&mut self, pid: u32, timeout: Duration) -> bool {
-        let child = self.children.iter_mut().find(|c| c.id() == pid).expect("a child of this group");
-        wait_until(timeout, "the supervisor to exit", || child.try_wait().ok().flatten()).success()
+        let child = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .expect("a child of this group");
+        wait_until(timeout, "the supervisor to exit", || {
+            child.try_wait().ok().flatten()
+        })
+        .success()
     }
 
     pub fn ctl(&self, args: &[&str]) -> Output {
@@ -115,7 +152,11 @@ impl Group {
 
     pub fn ctl_pid(&self, pid: Option<u32>, args: &[&str]) -> Output {
         let mut command = Command::new(bin("g3proxy-ctl"));
-        command.arg("-C").arg(&self.control_dir).arg("-G").arg(&self.name);
+        command
+            .arg("-C")
+            .arg(&self.control_dir)
+            .arg("-G")
+            .arg(&self.name);
         if let Some(pid) = pid {
             command.arg("-p").arg(pid.to_string());
         }
@@ -140,7 +181,12 @@ impl Group {
     pub fn worker_pids(&self, state: &str) -> Vec<u32> {
         let fleet = self.fleet();
         let mut pids = Vec::new();
-        for generation in fleet["generations"].as_array().into_iter().flatten().filter(|g| g["state"] == state) {
+        for generation in fleet["generations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| g["state"] == state)
+        {
             for worker in generation["workers"].as_array().into_iter().flatten() {
                 pids.extend(worker["pid"].as_u64().map(|p| p as u32));
             }
@@ -150,12 +196,20 @@ impl Group {
 
     pub fn current_generation(&self) -> u64 {
         let fleet = self.fleet();
-        fleet["generations"].as_array().into_iter().flatten().find(|g| g["state"] == "current").and_then(|g| g["generation"].as_u64()).expect("a current generation")
+        fleet["generations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| g["state"] == "current")
+            .and_then(|g| g["generation"].as_u64())
+            .expect("a current generation")
     }
 
     /// Every pid with a control socket of this group in the control dir.
     fn socket_pids(&self) -> Vec<u32> {
-        let Ok(entries) = std::fs::read_dir(&self.control_dir) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&self.control_dir) else {
+            return Vec::new();
+        };
         let prefix = format!("{}_", self.name);
         entries
             .filter_map(|e| e.ok())
@@ -168,9 +222,28 @@ impl Group {
     }
 }
 
+/// Inodes of the sockets process `pid` holds open.
+pub fn socket_inodes(pid: u32) -> std::collections::BTreeSet<u64> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Default::default();
+    };
+    entries
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            target
+                .to_string_lossy()
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
 pub fn process_alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.contains(") Z "))
 }
 
 pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {

@@ -41,13 +41,24 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test binary> → target/<profile>/<name>
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
 /// A port the kernel just gave out and took back, for configs that need a fixed number.
 pub fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0)).expect("bind port 0").local_addr().expect("local addr").port()
+    std::net::TcpListener::bind((ip, 0))
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }

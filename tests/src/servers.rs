@@ -72,9 +72,16 @@ fn serve_http(stream: TcpStream) {
             }
             body
         };
-        let answer = if request_line.starts_with("POST") { format!("got {} bytes", body.len()) } else { "hello".to_string() };
+        let answer = if request_line.starts_with("POST") {
+            format!("got {} bytes", body.len())
+        } else {
+            "hello".to_string()
+        };
         let connection = if close { "close" } else { "keep-alive" };
-        let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{answer}", answer.len());
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{answer}",
+            answer.len()
+        );
         if writer.write_all(response.as_bytes()).is_err() || close {
             return;
         }

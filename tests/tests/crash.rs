@@ -18,23 +18,46 @@ fn killed_worker_is_replaced_and_its_sibling_is_untouched() {
     roundtrip(&mut tunnel, b"hello");
     // Find the worker that carries the tunnel; kill the other one.
     let fleet = group.fleet();
-    let workers = fleet["generations"][0]["workers"].as_array().unwrap().clone();
+    let workers = fleet["generations"][0]["workers"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(workers.len(), 2);
-    let victim = workers.iter().find(|w| w["alive_tasks"] == 0).expect("one idle worker")["pid"].as_u64().unwrap() as u32;
+    let victim = workers
+        .iter()
+        .find(|w| w["alive_tasks"] == 0)
+        .expect("one idle worker")["pid"]
+        .as_u64()
+        .unwrap() as u32;
     let victim_index = workers.iter().find(|w| w["pid"] == victim).unwrap()["index"].clone();
     kill(victim, Signal::SIGKILL);
-    wait_until(Duration::from_secs(10), "the killed worker to be gone", || (!process_alive(victim)).then_some(()));
+    wait_until(
+        Duration::from_secs(10),
+        "the killed worker to be gone",
+        || (!process_alive(victim)).then_some(()),
+    );
     roundtrip(&mut tunnel, b"the sibling still serves");
 
-    let replacement = wait_until(Duration::from_secs(30), "a replacement worker to serve", || {
-        let fleet = group.fleet();
-        let worker = fleet["generations"][0]["workers"].as_array()?.iter().find(|w| w["index"] == victim_index)?.clone();
-        let pid = worker["pid"].as_u64()? as u32;
-        (pid != victim && worker["state"] == "serving").then_some(pid)
-    });
+    let replacement = wait_until(
+        Duration::from_secs(30),
+        "a replacement worker to serve",
+        || {
+            let fleet = group.fleet();
+            let worker = fleet["generations"][0]["workers"]
+                .as_array()?
+                .iter()
+                .find(|w| w["index"] == victim_index)?
+                .clone();
+            let pid = worker["pid"].as_u64()? as u32;
+            (pid != victim && worker["state"] == "serving").then_some(pid)
+        },
+    );
     assert!(process_alive(replacement));
     for _ in 0..20 {
-        assert_eq!(http_get(group.http_proxy(), origin.addr).unwrap().1, b"hello");
+        assert_eq!(
+            http_get(group.http_proxy(), origin.addr).unwrap().1,
+            b"hello"
+        );
     }
     roundtrip(&mut tunnel, b"and still");
 }

@@ -12,49 +12,99 @@ fn text(output: &std::process::Output) -> String {
 #[test]
 fn config_check_names_file_and_line() {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc");
-    let output = Command::new(bin("g3proxy")).arg("-t").arg("-c").arg(&shipped).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(bin("g3proxy"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(text(&output), "the format of the config file is ok\n");
 
     let group = Group::new("basic");
-    std::fs::write(&group.config, "server:\n  - name: a\n    type: http_proxy\n    escaper: nowhere\n").unwrap();
-    let output = Command::new(bin("g3proxy")).arg("-t").arg("-c").arg(&group.config).output().unwrap();
+    std::fs::write(
+        &group.config,
+        "server:\n  - name: a\n    type: http_proxy\n    escaper: nowhere\n",
+    )
+    .unwrap();
+    let output = Command::new(bin("g3proxy"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&group.config)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "main.yml: server[0].escaper (line 4): escaper \"nowhere\" does not exist\n");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "main.yml: server[0].escaper (line 4): escaper \"nowhere\" does not exist\n"
+    );
 }
 
 #[test]
 fn runbook_forms_and_json() {
     let mut group = Group::new("basic");
     let pid = group.start();
-    assert_eq!(text(&group.ctl(&["version"])), format!("{}\n", env!("CARGO_PKG_VERSION")));
-    assert_eq!(text(&group.ctl_pid(Some(pid), &["version"])), format!("{}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        text(&group.ctl(&["version"])),
+        format!("{}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        text(&group.ctl_pid(Some(pid), &["version"])),
+        format!("{}\n", env!("CARGO_PKG_VERSION"))
+    );
     assert_eq!(text(&group.ctl(&["list", "server"])), "http\nsocks\n");
     assert_eq!(text(&group.ctl(&["list", "Escaper"])), "default\n");
     assert_eq!(text(&group.ctl(&["list", "resolver"])), "default\n");
     assert_eq!(text(&group.ctl(&["list", "user-group"])), "");
     let status = text(&group.ctl(&["server", "socks", "status"]));
-    assert_eq!(status.lines().map(|l| l.split(':').next().unwrap()).collect::<Vec<_>>(), ["online", "alive tasks", "total conn", "total task"]);
+    assert_eq!(
+        status
+            .lines()
+            .map(|l| l.split(':').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["online", "alive tasks", "total conn", "total task"]
+    );
     assert_eq!(text(&group.ctl(&["force-quit-all"])), "notice: success\n");
 
     let missing = group.ctl(&["server", "nope", "status"]);
     assert!(!missing.status.success());
-    assert_eq!(String::from_utf8_lossy(&missing.stderr), "api error (code: -1, reason: \"no server named nope\")\n");
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        "api error (code: -1, reason: \"no server named nope\")\n"
+    );
 
-    for args in [&["--json", "version"][..], &["--json", "list", "server"], &["--json", "server", "http", "status"], &["--json", "fleet"], &["list", "generations", "--json"]] {
+    for args in [
+        &["--json", "version"][..],
+        &["--json", "list", "server"],
+        &["--json", "server", "http", "status"],
+        &["--json", "fleet"],
+        &["list", "generations", "--json"],
+    ] {
         let output = group.ctl(args);
         assert!(output.status.success(), "{args:?}");
-        let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let value: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         assert!(value.is_object(), "{args:?}: {value}");
     }
     let fleet = group.fleet();
     assert_eq!(fleet["supervisor_pid"], pid);
     assert_eq!(fleet["generations"][0]["state"], "current");
-    assert!(fleet["generations"][0]["workers"][0]["pid"].as_u64().unwrap() > 0);
+    assert!(
+        fleet["generations"][0]["workers"][0]["pid"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 
     // Control sockets are for root only.
     for entry in std::fs::read_dir(&group.control_dir).unwrap() {
-        let mode = std::os::unix::fs::PermissionsExt::mode(&entry.unwrap().metadata().unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &entry.unwrap().metadata().unwrap().permissions(),
+        );
         assert_eq!(mode & 0o777, 0o600);
     }
 }

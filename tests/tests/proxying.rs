@@ -6,18 +6,37 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 
-use g3proxy_tests::{Echo, Group, Origin, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip};
+use g3proxy_tests::{
+    Echo, Group, Origin, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip,
+};
 
 fn curl(args: &[&str]) -> String {
-    let output = Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().expect("curl is installed");
-    assert!(output.status.success(), "curl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn ureq_get(proxy: &str, url: &str) -> String {
     let proxy = ureq::Proxy::new(proxy).expect("proxy url");
-    let agent: ureq::Agent = ureq::Agent::config_builder().proxy(Some(proxy)).build().into();
-    agent.get(url).call().expect("ureq request").body_mut().read_to_string().expect("body")
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .proxy(Some(proxy))
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .expect("ureq request")
+        .body_mut()
+        .read_to_string()
+        .expect("body")
 }
 
 #[test]
@@ -31,9 +50,32 @@ fn forward_connect_and_socks5_with_real_clients() {
 
     // Absolute-URI forward, with and without a request body, and keep-alive across two URLs.
     assert_eq!(curl(&["-x", &http, &origin.url("/")]), "hello");
-    assert_eq!(curl(&["-x", &http, "--data-binary", "0123456789", &origin.url("/post")]), "got 10 bytes");
-    assert_eq!(curl(&["-x", &http, "-H", "Transfer-Encoding: chunked", "--data-binary", "chunked!", &origin.url("/post")]), "got 8 bytes");
-    assert_eq!(curl(&["-x", &http, &origin.url("/a"), &origin.url("/b")]), "hellohello");
+    assert_eq!(
+        curl(&[
+            "-x",
+            &http,
+            "--data-binary",
+            "0123456789",
+            &origin.url("/post")
+        ]),
+        "got 10 bytes"
+    );
+    assert_eq!(
+        curl(&[
+            "-x",
+            &http,
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            "chunked!",
+            &origin.url("/post")
+        ]),
+        "got 8 bytes"
+    );
+    assert_eq!(
+        curl(&["-x", &http, &origin.url("/a"), &origin.url("/b")]),
+        "hellohello"
+    );
     // CONNECT, from curl and from ureq (which tunnels every proxied request).
     assert_eq!(curl(&["-p", "-x", &http, &origin.url("/")]), "hello");
     assert_eq!(ureq_get(&http, &origin.url("/")), "hello");
@@ -42,10 +84,16 @@ fn forward_connect_and_socks5_with_real_clients() {
     assert_eq!(curl(&["--socks5", &socks, &origin6.url("/")]), "hello");
     let by_name = format!("http://localhost:{}/", origin.addr.port());
     assert_eq!(curl(&["--socks5-hostname", &socks, &by_name]), "hello");
-    assert_eq!(ureq_get(&format!("socks5://{socks}"), &origin6.url("/")), "hello");
+    assert_eq!(
+        ureq_get(&format!("socks5://{socks}"), &origin6.url("/")),
+        "hello"
+    );
 
     let status = String::from_utf8(group.ctl(&["server", "http", "status"]).stdout).unwrap();
-    assert!(status.starts_with("online: true\nalive tasks: "), "{status}");
+    assert!(
+        status.starts_with("online: true\nalive tasks: "),
+        "{status}"
+    );
     assert!(status.contains("total task: "), "{status}");
 }
 
@@ -72,7 +120,9 @@ fn tunnels_carry_bytes_both_ways() {
 
 fn raw_exchange(proxy: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(proxy).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -87,7 +137,11 @@ fn bad_requests_get_the_protocols_error_answers() {
     let proxy = group.http_proxy();
     let check = |request: &[u8], status: &str| {
         let answer = raw_exchange(proxy, request);
-        assert!(answer.starts_with(status), "{:?} got {answer:?}", String::from_utf8_lossy(request));
+        assert!(
+            answer.starts_with(status),
+            "{:?} got {answer:?}",
+            String::from_utf8_lossy(request)
+        );
     };
     check(b"GARBAGE\r\n\r\n", "HTTP/1.1 400");
     check(b"GET /relative HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400");
@@ -96,11 +150,18 @@ fn bad_requests_get_the_protocols_error_answers() {
     // The scenario's egress filter permits loopback only; nothing is sent anywhere else.
     check(b"GET http://192.0.2.1/ HTTP/1.1\r\n\r\n", "HTTP/1.1 403");
     check(b"CONNECT 192.0.2.1:443 HTTP/1.1\r\n\r\n", "HTTP/1.1 403");
-    let huge = format!("GET http://{}/ HTTP/1.1\r\nX-Big: {}\r\n\r\n", origin.addr, "a".repeat(70_000));
+    let huge = format!(
+        "GET http://{}/ HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        origin.addr,
+        "a".repeat(70_000)
+    );
     check(huge.as_bytes(), "HTTP/1.1 431");
     // A closed port on loopback: connection refused is 521, as g3proxy answers it.
     let closed = g3proxy_tests::free_port("127.0.0.1");
-    check(format!("GET http://127.0.0.1:{closed}/ HTTP/1.1\r\n\r\n").as_bytes(), "HTTP/1.1 521");
+    check(
+        format!("GET http://127.0.0.1:{closed}/ HTTP/1.1\r\n\r\n").as_bytes(),
+        "HTTP/1.1 521",
+    );
     // The proxy still serves after all that.
     assert_eq!(http_get(proxy, origin.addr).unwrap().1, b"hello");
 

@@ -5,11 +5,18 @@
 use std::time::Duration;
 
 use g3proxy_tests::group::process_alive;
-use g3proxy_tests::{Echo, Group, Load, Origin, http_get, open_connect_tunnel, roundtrip, wait_until};
+use g3proxy_tests::{
+    Echo, Group, Load, Origin, http_get, open_connect_tunnel, roundtrip, wait_until,
+};
 
 fn ctl_ok(group: &Group, args: &[&str]) -> String {
     let output = group.ctl(args);
-    assert!(output.status.success(), "ctl {args:?}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ctl {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -18,7 +25,13 @@ fn ten_reloads_under_load_lose_no_request() {
     let origin = Origin::start("127.0.0.1");
     let mut group = Group::new("workers");
     group.start();
-    let load = Load::start(group.http_proxy(), origin.addr, 6, 6, Duration::from_secs(240));
+    let load = Load::start(
+        group.http_proxy(),
+        origin.addr,
+        6,
+        6,
+        Duration::from_secs(240),
+    );
     load.wait_for_progress(200);
     let first = group.current_generation();
     for round in 1..=10 {
@@ -31,7 +44,9 @@ fn ten_reloads_under_load_lose_no_request() {
     assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.errors);
     assert!(stats.ok > 1000, "only {} requests answered", stats.ok);
     // Old generations drain away once their clients moved on.
-    wait_until(Duration::from_secs(30), "old generations to exit", || group.worker_pids("draining").is_empty().then_some(()));
+    wait_until(Duration::from_secs(30), "old generations to exit", || {
+        group.worker_pids("draining").is_empty().then_some(())
+    });
 }
 
 #[test]
@@ -44,19 +59,43 @@ fn open_tunnel_keeps_flowing_and_holds_its_generation_until_closed() {
     let old_workers = group.worker_pids("current");
     ctl_ok(&group, &["reload"]);
     roundtrip(&mut tunnel, b"after the reload");
-    assert_eq!(group.worker_pids("draining"), old_workers, "the old generation drains while its tunnel is open");
+    assert_eq!(
+        group.worker_pids("draining"),
+        old_workers,
+        "the old generation drains while its tunnel is open"
+    );
     let fleet = group.fleet();
-    let draining = fleet["generations"].as_array().unwrap().iter().find(|g| g["state"] == "draining").unwrap().clone();
+    let draining = fleet["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["state"] == "draining")
+        .unwrap()
+        .clone();
     assert_eq!(draining["workers"][0]["alive_tasks"], 1, "{draining}");
-    assert!(draining["drain_deadline_unix_secs"].as_u64().is_some(), "{draining}");
+    assert!(
+        draining["drain_deadline_unix_secs"].as_u64().is_some(),
+        "{draining}"
+    );
     for _ in 0..3 {
         roundtrip(&mut tunnel, b"still here");
     }
     drop(tunnel);
-    wait_until(Duration::from_secs(30), "the old worker to exit after its tunnel closed", || {
-        old_workers.iter().all(|&pid| !process_alive(pid)).then_some(())
-    });
-    wait_until(Duration::from_secs(10), "the old generation to leave the fleet", || group.worker_pids("draining").is_empty().then_some(()));
+    wait_until(
+        Duration::from_secs(30),
+        "the old worker to exit after its tunnel closed",
+        || {
+            old_workers
+                .iter()
+                .all(|&pid| !process_alive(pid))
+                .then_some(())
+        },
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the old generation to leave the fleet",
+        || group.worker_pids("draining").is_empty().then_some(()),
+    );
 }
 
 #[test]
@@ -66,24 +105,44 @@ fn broken_config_is_refused_with_file_and_line_and_the_old_one_serves() {
     let supervisor = group.start();
     let generation = group.current_generation();
     let good = std::fs::read_to_string(&group.config).unwrap();
-    let broken = good.replace("    type: direct_fixed\n", "    type: direct_fixed\n    resolve_strategy: ipv5\n");
+    let broken = good.replace(
+        "    type: direct_fixed\n",
+        "    type: direct_fixed\n    resolve_strategy: ipv5\n",
+    );
     std::fs::write(&group.config, &broken).unwrap();
     let line = broken.lines().position(|l| l.contains("ipv5")).unwrap() + 1;
 
     let output = group.ctl(&["reload"]);
     assert!(!output.status.success());
     let error = String::from_utf8_lossy(&output.stderr);
-    assert!(error.contains("main.yml: escaper[0].resolve_strategy") && error.contains(&format!("(line {line})")), "{error}");
+    assert!(
+        error.contains("main.yml: escaper[0].resolve_strategy")
+            && error.contains(&format!("(line {line})")),
+        "{error}"
+    );
     // SIGHUP cannot answer, but it must not disturb anything either.
     g3proxy_tests::group::kill(supervisor, nix::sys::signal::Signal::SIGHUP);
-    assert_eq!(http_get(group.http_proxy(), origin.addr).unwrap().1, b"hello");
+    assert_eq!(
+        http_get(group.http_proxy(), origin.addr).unwrap().1,
+        b"hello"
+    );
     assert_eq!(group.current_generation(), generation);
     assert!(group.worker_pids("draining").is_empty());
 
     // A reference to a module that does not exist is refused the same way.
-    std::fs::write(&group.config, good.replace("    escaper: default\n    listen: \"[::1]", "    escaper: missing\n    listen: \"[::1]")).unwrap();
+    std::fs::write(
+        &group.config,
+        good.replace(
+            "    escaper: default\n    listen: \"[::1]",
+            "    escaper: missing\n    listen: \"[::1]",
+        ),
+    )
+    .unwrap();
     let error = String::from_utf8_lossy(&group.ctl(&["reload"]).stderr).into_owned();
-    assert!(error.contains("server[1].escaper") && error.contains("escaper \"missing\" does not exist"), "{error}");
+    assert!(
+        error.contains("server[1].escaper") && error.contains("escaper \"missing\" does not exist"),
+        "{error}"
+    );
 
     std::fs::write(&group.config, good).unwrap();
     ctl_ok(&group, &["reload"]);
@@ -103,17 +162,34 @@ fn upgrade_to_a_broken_worker_binary_rolls_back() {
     group.adopt_child(child);
     group.wait_serving(pid);
     let generation = group.current_generation();
-    let load = Load::start(group.http_proxy(), origin.addr, 2, 2, Duration::from_secs(120));
+    let load = Load::start(
+        group.http_proxy(),
+        origin.addr,
+        2,
+        2,
+        Duration::from_secs(120),
+    );
     load.wait_for_progress(50);
 
     // The package manager left a binary that cannot start.
     std::fs::remove_file(&binary).unwrap();
-    std::fs::write(&binary, "#!/bin/sh\necho 'this worker cannot start' >&2\nexit 3\n").unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&binary).unwrap().permissions(), 0o755);
+    std::fs::write(
+        &binary,
+        "#!/bin/sh\necho 'this worker cannot start' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&binary).unwrap().permissions(),
+        0o755,
+    );
     std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let output = group.ctl(&["upgrade"]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("exited while starting"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("exited while starting"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(group.current_generation(), generation);
     load.wait_for_progress(50);
 

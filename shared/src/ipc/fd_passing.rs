@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn frames_carry_descriptors() {
         let (left, right) = UnixStream::pair().unwrap();
-        let mut file = std::fs::File::open("/proc/self/stat").unwrap();
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
         let mut big = Vec::new();
         frame::encode(&vec![7u8; 300_000], &mut big).unwrap();
         let sender = std::thread::spawn(move || {

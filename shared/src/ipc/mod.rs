@@ -67,31 +67,6 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, IpcError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use control::{CtlRequest, ModuleKind};
-
-    #[test]
-    fn round_trip_and_unknown_messages() {
-        let frame = encode(&CtlRequest::List {
-            kind: ModuleKind::Server,
-        })
-        .unwrap();
-        let payload = &frame[4..];
-        assert_eq!(
-            decode::<CtlRequest>(payload).unwrap(),
-            CtlRequest::List {
-                kind: ModuleKind::Server
-            }
-        );
-
-        let future = br#"{"version": 9, "message": {"teleport": {}}}"#;
-        let error = decode::<CtlRequest>(future).unwrap_err().to_string();
-        assert!(error.contains("protocol 9, we speak 1"), "{error}");
-    }
-}
-
 /// Reads one frame from an async stream into `buffer`; `None` at a clean end of stream.
 pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut R,
@@ -118,5 +93,30 @@ pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
                 ))
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::{CtlRequest, ModuleKind};
+
+    #[test]
+    fn round_trip_and_unknown_messages() {
+        let frame = encode(&CtlRequest::List {
+            kind: ModuleKind::Server,
+        })
+        .unwrap();
+        let payload = &frame[4..];
+        assert_eq!(
+            decode::<CtlRequest>(payload).unwrap(),
+            CtlRequest::List {
+                kind: ModuleKind::Server
+            }
+        );
+
+        let future = br#"{"version": 9, "message": {"teleport": {}}}"#;
+        let error = decode::<CtlRequest>(future).unwrap_err().to_string();
+        assert!(error.contains("protocol 9, we speak 1"), "{error}");
     }
 }

@@ -98,8 +98,13 @@ async fn connection(
         if events.send(Event::Ctl { request, reply }).is_err() {
             break;
         }
+        let mut exit_after = false;
         let (response, fds) = match answer.await {
             Ok(CtlReply::Done(response, fds)) => (response, fds),
+            Ok(CtlReply::DoneThenExit(response)) => {
+                exit_after = true;
+                (response, Vec::new())
+            }
             Ok(CtlReply::QueryWorkers(generations, query)) => (
                 status::answer(&control_dir, &group, generations, query).await,
                 Vec::new(),
@@ -109,7 +114,12 @@ async fn connection(
                 Vec::new(),
             ),
         };
-        if send(&mut stream, &response, fds).await.is_err() {
+        let sent = send(&mut stream, &response, fds).await;
+        if exit_after {
+            let _ = stream.shutdown().await;
+            let _ = events.send(Event::Exit);
+        }
+        if sent.is_err() {
             break;
         }
     }

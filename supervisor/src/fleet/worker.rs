@@ -17,9 +17,17 @@ use crate::event::{Event, WorkerId};
 pub struct WorkerProcess {
     pub pid: u32,
     sender: mpsc::UnboundedSender<ToWorker>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl WorkerProcess {
+    /// Closes our end of the link after every queued message went out; the worker then sees
+    /// the end of stream (and knows whether we said we were leaving).
+    pub async fn close_link(self) {
+        drop(self.sender);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.writer).await;
+    }
+
     pub fn send(&self, message: ToWorker) {
         let _ = self.sender.send(message);
     }
@@ -95,7 +103,7 @@ pub async fn spawn(
         }
     });
     let (sender, mut outbox) = mpsc::unbounded_channel::<ToWorker>();
-    tokio::spawn(async move {
+    let writer = tokio::spawn(async move {
         while let Some(message) = outbox.recv().await {
             let Ok(frame) = ipc::encode(&message) else {
                 continue;
@@ -112,5 +120,9 @@ pub async fn spawn(
         };
         let _ = events.send(Event::WorkerExited { id, pid, status });
     });
-    Ok(WorkerProcess { pid, sender })
+    Ok(WorkerProcess {
+        pid,
+        sender,
+        writer,
+    })
 }

@@ -36,7 +36,7 @@ impl ListenerKey {
 
     /// A name for systemd's fd store: printable, no `:` (LISTEN_FDNAMES is `:`-separated).
     pub fn fd_name(&self) -> String {
-        let slot = self.slot.map_or("-".to_string(), |s| s.to_string());
+        let slot = self.slot.map_or("n".to_string(), |s| s.to_string());
         let hex: String = self
             .address
             .to_string()
@@ -54,7 +54,7 @@ impl ListenerKey {
             .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
             .collect();
         let address = String::from_utf8(bytes?).ok()?.parse().ok()?;
-        let slot = if slot == "-" {
+        let slot = if slot == "n" {
             None
         } else {
             Some(slot.parse().ok()?)

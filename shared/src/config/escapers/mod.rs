@@ -48,24 +48,19 @@ pub(crate) fn decode(
     node: &Node,
     path: &str,
 ) -> Result<EscaperConfig, ConfigError> {
-    let decoded = match type_name {
+    match type_name {
         "direct_fixed" | "directfixed" => decode_as(node, path).map(EscaperConfig::DirectFixed),
-        other if NOT_YET.contains(&other) => {
-            return Err(type_error(
-                type_node,
-                path,
-                format!("escaper type {other} is not supported by this build yet"),
-            ));
-        }
-        other => {
-            return Err(type_error(
-                type_node,
-                path,
-                format!("unknown escaper type {other}"),
-            ));
-        }
-    };
-    decoded
+        other if NOT_YET.contains(&other) => Err(type_error(
+            type_node,
+            path,
+            format!("escaper type {other} is not supported by this build yet"),
+        )),
+        other => Err(type_error(
+            type_node,
+            path,
+            format!("unknown escaper type {other}"),
+        )),
+    }
 }
 
 impl EscaperConfig {

@@ -31,24 +31,19 @@ pub(crate) fn decode(
     node: &Node,
     path: &str,
 ) -> Result<ResolverConfig, ConfigError> {
-    let decoded = match type_name {
+    match type_name {
         "c_ares" | "cares" => decode_as(node, path).map(ResolverConfig::CAres),
-        other if NOT_YET.contains(&other) => {
-            return Err(type_error(
-                type_node,
-                path,
-                format!("resolver type {other} is not supported by this build yet"),
-            ));
-        }
-        other => {
-            return Err(type_error(
-                type_node,
-                path,
-                format!("unknown resolver type {other}"),
-            ));
-        }
-    };
-    decoded
+        other if NOT_YET.contains(&other) => Err(type_error(
+            type_node,
+            path,
+            format!("resolver type {other} is not supported by this build yet"),
+        )),
+        other => Err(type_error(
+            type_node,
+            path,
+            format!("unknown resolver type {other}"),
+        )),
+    }
 }
 
 impl ResolverConfig {

@@ -47,25 +47,20 @@ pub(crate) fn decode(
     node: &Node,
     path: &str,
 ) -> Result<ServerConfig, ConfigError> {
-    let decoded = match type_name {
+    match type_name {
         "http_proxy" | "httpproxy" => decode_as(node, path).map(ServerConfig::HttpProxy),
         "socks_proxy" | "socksproxy" => decode_as(node, path).map(ServerConfig::SocksProxy),
-        other if NOT_YET.contains(&other) => {
-            return Err(type_error(
-                type_node,
-                path,
-                format!("server type {other} is not supported by this build yet"),
-            ));
-        }
-        other => {
-            return Err(type_error(
-                type_node,
-                path,
-                format!("unknown server type {other}"),
-            ));
-        }
-    };
-    decoded
+        other if NOT_YET.contains(&other) => Err(type_error(
+            type_node,
+            path,
+            format!("server type {other} is not supported by this build yet"),
+        )),
+        other => Err(type_error(
+            type_node,
+            path,
+            format!("unknown server type {other}"),
+        )),
+    }
 }
 
 impl ServerConfig {
