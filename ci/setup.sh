@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing need, when they are missing:
+# libc-ares-dev + pkg-config (the c-ares resolver links the system library), curl (a real
+# client in the end-to-end tests) and systemd (systemd-analyze verifies the unit).
+set -euo pipefail
+need=()
+dpkg -s libc-ares-dev >/dev/null 2>&1 || need+=(libc-ares-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v curl >/dev/null || need+=(curl)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
