@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building and testing need, when they are missing:
 # libc-ares-dev + pkg-config (the c-ares resolver links the system library), curl (a real
-# client in the end-to-end tests) and systemd (systemd-analyze verifies the unit).
+# client in the end-to-end tests), systemd (systemd-analyze verifies the unit) and wrk (the
+# high-rate zero-loss scenarios).
 set -euo pipefail
 need=()
 dpkg -s libc-ares-dev >/dev/null 2>&1 || need+=(libc-ares-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v curl >/dev/null || need+=(curl)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v wrk >/dev/null || need+=(wrk)
 if [ ${#need[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -3,22 +3,43 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
 pub struct Origin {
     pub addr: SocketAddr,
+    served: Arc<AtomicU64>,
 }
 
 impl Origin {
     pub fn start(ip: &str) -> Origin {
         let listener = TcpListener::bind((ip, 0)).expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
+        let served = Arc::new(AtomicU64::new(0));
+        let counter = served.clone();
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                thread::spawn(move || serve_http(stream));
+                let counter = counter.clone();
+                thread::spawn(move || serve_http(stream, &counter));
             }
         });
-        Origin { addr }
+        Origin { addr, served }
+    }
+
+    /// Requests answered so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` further requests were answered: proof that traffic flows now.
+    pub fn wait_for_progress(&self, more: u64) {
+        let target = self.served() + more;
+        crate::wait_until(
+            std::time::Duration::from_secs(60),
+            &format!("the origin to answer {more} more requests"),
+            || (self.served() >= target).then_some(()),
+        );
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -29,7 +50,7 @@ impl Origin {
     }
 }
 
-fn serve_http(stream: TcpStream) {
+fn serve_http(stream: TcpStream, served: &AtomicU64) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
@@ -82,7 +103,11 @@ fn serve_http(stream: TcpStream) {
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{answer}",
             answer.len()
         );
-        if writer.write_all(response.as_bytes()).is_err() || close {
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+        served.fetch_add(1, Ordering::Relaxed);
+        if close {
             return;
         }
     }

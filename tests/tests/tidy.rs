@@ -27,23 +27,44 @@ fn every_rust_file_starts_with_a_module_doc() {
         .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
         .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a //! paragraph: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a //! paragraph: {missing:?}"
+    );
 }
 
 #[test]
 fn systemd_unit_passes_systemd_analyze_verify() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let unit = std::fs::read_to_string(root.join("systemd/g3proxy@.service")).unwrap();
-    let bin_dir = g3proxy_tests::bin("g3proxy").parent().unwrap().display().to_string();
+    let bin_dir = g3proxy_tests::bin("g3proxy")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
     // verify checks that ExecStart binaries exist: point it at the ones just built.
     let dir = std::env::temp_dir().join(format!("g3proxy-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("g3proxy@verify.service");
     std::fs::write(&path, unit.replace("/usr/bin/", &format!("{bin_dir}/"))).unwrap();
-    let output = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&path).output().expect("systemd-analyze is installed");
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is installed");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(output.status.success() && output.stderr.is_empty(), "systemd-analyze verify: {}", String::from_utf8_lossy(&output.stderr));
-    for directive in ["Type=notify", "FileDescriptorStoreMax=", "KillMode=process", "ExecReload=/usr/bin/g3proxy-ctl", "offline"] {
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for directive in [
+        "Type=notify",
+        "FileDescriptorStoreMax=",
+        "KillMode=process",
+        "ExecReload=/usr/bin/g3proxy-ctl",
+        "offline",
+    ] {
         assert!(unit.contains(directive), "the unit lacks {directive}");
     }
 }
