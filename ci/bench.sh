@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Benchmarks on loopback, in one interleaved run (direct, g3proxy, Squid for each round), and
+# prints medians as ratios:
+#   - CONNECT single-stream throughput (curl through an HTTP CONNECT tunnel, 2 GiB from nginx)
+#   - SOCKS5 single-stream throughput (Squid has no SOCKS5 server: compared to Squid's CONNECT)
+#   - HTTP forward small requests/s with keep-alive (wrk, absolute-URI requests)
+#   - RSS of the supervisor, and of a worker and of Squid holding 2,000 idle tunnels
+# Not part of the tests. Usage: ci/bench.sh [ROUNDS (default 5)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+TUNNELS=${TUNNELS:-2000}
+
+need=()
+for tool in squid nginx wrk curl; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    pkgs=()
+    for tool in "${need[@]}"; do [ "$tool" = nginx ] && pkgs+=(nginx-light) || pkgs+=("$tool"); done
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+ci/setup.sh
+cargo build --release --workspace --bins 2>&1 | tail -1
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+work=$(mktemp -d /tmp/g3bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$work/run/bench.sock" ] && target/release/g3proxy-ctl -C "$work/run" -G bench force-quit-all >/dev/null 2>&1 || true
+    pkill -f "g3proxy-worker" -P "$(cat "$work/g3.pid" 2>/dev/null || echo 0)" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P_ORIGIN=$(port); P_HTTP=$(port); P_SOCKS=$(port); P_SQUID=$(port); P_ECHO=$(port)
+
+# Origin: nginx with a small answer and a 2 GiB sparse file.
+mkdir -p "$work/www"
+truncate -s 2G "$work/www/big"
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$P_ORIGIN backlog=4096;
+        root $work/www;
+        location = /small { return 200 "hello"; }
+    }
+}
+CONF
+nginx -c "$work/nginx.conf" & pids+=($!)
+
+# Echo server for idle tunnels.
+python3 - "$P_ECHO" <<'PY' & pids+=($!)
+import asyncio, sys
+async def echo(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    await server.serve_forever()
+asyncio.run(main())
+PY
+
+# g3proxy with its default runtime (one worker process, one thread per core).
+mkdir -p "$work/run"
+cat > "$work/g3proxy.yml" <<CONF
+resolver:
+  - {name: default, type: c-ares}
+escaper:
+  - name: default
+    type: direct_fixed
+    resolver: default
+    egress_network_filter: {default: forbid, permit: 127.0.0.0/8}
+server:
+  - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_HTTP"}
+  - {name: socks, type: socks_proxy, escaper: default, listen: "127.0.0.1:$P_SOCKS"}
+CONF
+target/release/g3proxy -c "$work/g3proxy.yml" -G bench -C "$work/run" 2>"$work/g3proxy.log" & pids+=($!)
+echo $! > "$work/g3.pid"
+
+# Squid as Debian ships it, told to allow loopback clients, any port, no cache, no logs.
+mkdir -p "$work/squid"
+chown proxy:proxy "$work/squid" 2>/dev/null || true
+cat > "$work/squid.conf" <<CONF
+http_port 127.0.0.1:$P_SQUID
+acl localhost src 127.0.0.1/32
+http_access allow localhost
+http_access deny all
+cache deny all
+cache_mem 8 MB
+access_log none
+cache_store_log none
+cache_log $work/squid/cache.log
+pid_filename $work/squid/squid.pid
+coredump_dir $work/squid
+shutdown_lifetime 0 seconds
+max_filedescriptors 16384
+CONF
+/usr/sbin/squid -N -f "$work/squid.conf" 2>"$work/squid/stderr.log" & pids+=($!)
+squid_pid=$!
+
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; python3 -c 'import time; time.sleep(0.05)'; done; echo "port $1 never opened" >&2; exit 1; }
+for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO"; do wait_port "$p"; done
+
+big="http://127.0.0.1:$P_ORIGIN/big"
+small="http://127.0.0.1:$P_ORIGIN/small"
+speed() { curl -s -o /dev/null -w '%{speed_download}\n' "$@"; }
+cat > "$work/forward.lua" <<LUA
+wrk.path = "$small"
+LUA
+rps() { wrk -t1 -c32 -d5s "$@" | awk '/Requests\/sec/ {print $2}'; }
+
+declare -A results
+record() { results[$1]="${results[$1]:-} $2"; }
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round/$ROUNDS" >&2
+    record tput_direct "$(speed "$big")"
+    record tput_connect "$(speed -p -x "http://127.0.0.1:$P_HTTP" "$big")"
+    record tput_squid "$(speed -p -x "http://127.0.0.1:$P_SQUID" "$big")"
+    record tput_socks "$(speed --socks5 "127.0.0.1:$P_SOCKS" "$big")"
+    record rps_direct "$(rps "$small")"
+    record rps_forward "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_HTTP/")"
+    record rps_squid "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_SQUID/")"
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+m() { echo "${results[$1]}" | median; }
+mb() { awk -v a="$(m "$1")" 'BEGIN {printf "%.0f", a / 1e6}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
+
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+worker_pid=$(target/release/g3proxy-ctl -C "$work/run" -G bench --json fleet | python3 -c 'import json,sys; f=json.load(sys.stdin)["fleet"]; print(f["generations"][0]["workers"][0]["pid"])')
+supervisor_pid=$(cat "$work/g3.pid")
+
+# Idle tunnels: open them all, check each echoes, then hold them while RSS is read.
+hold_tunnels() { # proxy_port pid_to_measure
+    python3 - "$1" "$P_ECHO" "$TUNNELS" "$2" <<'PY'
+import socket, sys
+proxy, echo, count, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+before = rss()
+tunnels = []
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", proxy))
+    s.sendall(f"CONNECT 127.0.0.1:{echo} HTTP/1.1\r\nHost: 127.0.0.1:{echo}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit("proxy closed a tunnel")
+        head += chunk
+    assert b" 200 " in head.split(b"\r\n")[0], head
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    tunnels.append(s)
+after = rss()
+print(before, after)
+PY
+}
+read -r g3_before g3_after < <(hold_tunnels "$P_HTTP" "$worker_pid")
+read -r squid_before squid_after < <(hold_tunnels "$P_SQUID" "$squid_pid")
+
+echo
+echo "g3proxy benchmark on loopback: $ROUNDS interleaved rounds, medians ($(nproc) cores)"
+printf '%-34s %12s %12s %12s %10s %10s\n' "metric" "direct" "g3proxy" "squid" "/direct" "/squid"
+printf '%-34s %12.0f %12.0f %12.0f %10s %10s\n' "CONNECT throughput (MB/s)" "$(mb tput_direct)" "$(mb tput_connect)" "$(mb tput_squid)" "$(ratio "$(m tput_connect)" "$(m tput_direct)")" "$(ratio "$(m tput_connect)" "$(m tput_squid)")"
+printf '%-34s %12.0f %12.0f %12.0f %10s %10s\n' "SOCKS5 throughput (MB/s) [1]" "$(mb tput_direct)" "$(mb tput_socks)" "$(mb tput_squid)" "$(ratio "$(m tput_socks)" "$(m tput_direct)")" "$(ratio "$(m tput_socks)" "$(m tput_squid)")"
+printf '%-34s %12.0f %12.0f %12.0f %10s %10s\n' "HTTP forward keep-alive (req/s)" "$(m rps_direct)" "$(m rps_forward)" "$(m rps_squid)" "$(ratio "$(m rps_forward)" "$(m rps_direct)")" "$(ratio "$(m rps_forward)" "$(m rps_squid)")"
+g3_per=$(awk -v a="$g3_before" -v b="$g3_after" -v n="$TUNNELS" 'BEGIN {printf "%.1f", (b - a) / n}')
+squid_per=$(awk -v a="$squid_before" -v b="$squid_after" -v n="$TUNNELS" 'BEGIN {printf "%.1f", (b - a) / n}')
+echo
+echo "RSS: supervisor $(rss_kib "$supervisor_pid") KiB; worker $g3_before KiB idle, $g3_after KiB with $TUNNELS idle tunnels ($g3_per KiB per tunnel)"
+echo "RSS: squid $squid_before KiB idle, $squid_after KiB with $TUNNELS idle tunnels ($squid_per KiB per tunnel); g3proxy/squid per tunnel: $(ratio "$g3_per" "$squid_per")"
+echo "[1] Squid has no SOCKS5 server; its column is its CONNECT tunnel."
