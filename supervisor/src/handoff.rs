@@ -139,6 +139,23 @@ pub async fn query_status(control_dir: &Path, group: &str, pid: u32) -> Option<W
     }
 }
 
+/// The highest generation any live worker of the group runs, so a successor numbers on.
+pub fn highest_generation(control_dir: &Path, group: &str) -> u64 {
+    worker_pids_in(control_dir, group)
+        .into_iter()
+        .filter_map(|pid| {
+            match worker_request_blocking(
+                worker_socket_path(control_dir, group, pid),
+                ToWorker::Status { id: 0 },
+            ) {
+                Some((FromWorker::Status { status, .. }, _)) => Some(status.generation),
+                _ => None,
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Listeners held by workers a dead supervisor left behind, and those workers' pids.
 pub fn adopt_orphans(control_dir: &Path, group: &str) -> (Vec<(ListenerKey, OwnedFd)>, Vec<u32>) {
     let mut listeners = Vec::new();

@@ -180,6 +180,7 @@ async fn run(
     };
     let mut supervisor = Supervisor::new(options, listeners, events.clone());
     supervisor.adopted_workers = adopted_workers;
+    supervisor.number_after(handoff::highest_generation(&control_dir, &group));
 
     let unique_path = control::unique_socket_path(&control_dir, &group, std::process::id());
     let group_path = control::group_socket_path(&control_dir, &group);

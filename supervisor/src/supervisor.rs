@@ -85,6 +85,11 @@ impl Supervisor {
         }
     }
 
+    /// Numbers go on from those of the workers a predecessor left, never backwards.
+    pub fn number_after(&mut self, generation: u64) {
+        self.next_generation = self.next_generation.max(generation + 1);
+    }
+
     pub fn finished(&self) -> bool {
         self.exit_code.is_some() || (self.state == State::Stopping && self.generations.is_empty())
     }

@@ -201,3 +201,68 @@ fn upgrade_to_a_broken_worker_binary_rolls_back() {
     let stats = load.stop();
     assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.errors);
 }
+
+#[test]
+fn listeners_follow_the_config_across_reloads() {
+    let origin = Origin::start("127.0.0.1");
+    let mut group = Group::new("basic");
+    group.start();
+    let old_proxy = group.http_proxy();
+    let new_port = g3proxy_tests::free_port("127.0.0.1");
+    let config = std::fs::read_to_string(&group.config).unwrap();
+    std::fs::write(
+        &group.config,
+        config.replace(
+            &format!(":{}\"", old_proxy.port()),
+            &format!(":{new_port}\""),
+        ),
+    )
+    .unwrap();
+    ctl_ok(&group, &["reload"]);
+    let new_proxy = std::net::SocketAddr::from(([127, 0, 0, 1], new_port));
+    assert_eq!(http_get(new_proxy, origin.addr).unwrap().1, b"hello");
+    // No generation uses the old address any more: it is closed, not left queueing.
+    wait_until(Duration::from_secs(30), "the old listener to close", || {
+        std::net::TcpStream::connect(old_proxy)
+            .is_err()
+            .then_some(())
+    });
+}
+
+#[test]
+fn drain_deadline_and_draining_bound_close_old_tunnels() {
+    let echo = Echo::start("127.0.0.1");
+    let mut group = Group::new("limits");
+    group.start();
+    let mut first = open_connect_tunnel(group.http_proxy(), echo.addr);
+    roundtrip(&mut first, b"gen 1");
+    ctl_ok(&group, &["reload"]);
+    let mut second = open_connect_tunnel(group.http_proxy(), echo.addr);
+    roundtrip(&mut second, b"gen 2");
+    // A second draining generation is one too many: the oldest is closed at once.
+    ctl_ok(&group, &["reload"]);
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        std::io::Read::read(&mut first, &mut byte).unwrap_or(0),
+        0,
+        "the oldest draining generation's tunnel is closed"
+    );
+    roundtrip(&mut second, b"gen 2 drains");
+    // The drain deadline (3s here) closes what is left.
+    second
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(
+        std::io::Read::read(&mut second, &mut byte).unwrap_or(0),
+        0,
+        "the drain deadline closes the tunnel"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "draining generations to be gone",
+        || group.worker_pids("draining").is_empty().then_some(()),
+    );
+}
