@@ -3,18 +3,20 @@
 //! - [`Group`]: a daemon group in its own temporary directory (config, control sockets), the
 //!   supervisors started in it, and cleanup of every process it started;
 //! - [`NotifySocket`]: systemd's side of `NOTIFY_SOCKET`, including the fd store;
-//! - [`Origin`] and [`Echo`]: an HTTP origin and a TCP echo server;
+//! - [`Origin`] and [`Echo`]: an HTTP origin and a TCP echo server; [`FakeDns`] for resolvers;
 //! - [`Load`]: bounded clients sending requests continuously, counting every failure;
 //! - [`Wrk`]: wrk at a high new-connection rate, for zero-loss checks where a loss would show;
 //! - [`wait_until`]: the one way tests wait, naming what they waited for when it fails.
 
 pub mod clients;
+pub mod dns;
 pub mod group;
 pub mod notify;
 pub mod servers;
 pub mod wrk;
 
 pub use clients::{Load, LoadStats, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip};
+pub use dns::FakeDns;
 pub use group::Group;
 pub use notify::NotifySocket;
 pub use servers::{Echo, Origin};

@@ -179,3 +179,41 @@ fn bad_requests_get_the_protocols_error_answers() {
     assert_eq!(socks_reply(&[5, 2, 0, 1, 127, 0, 0, 1, 0, 80]), 7);
     assert_eq!(socks_reply(&[5, 1, 0, 1, 192, 0, 2, 1, 0, 80]), 2);
 }
+
+#[test]
+fn c_ares_asks_the_configured_name_server() {
+    let origin = Origin::start("127.0.0.1");
+    let mut group = Group::new("dns");
+    let dns = g3proxy_tests::FakeDns::start(group.port("dns"), "origin.g3proxy.test");
+    group.start();
+    let (status, body) = raw_get(
+        group.http_proxy(),
+        &format!("origin.g3proxy.test:{}", origin.addr.port()),
+    );
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(body, "hello");
+    assert!(dns.queries() >= 1);
+    let (status, _) = raw_get(
+        group.http_proxy(),
+        &format!("missing.g3proxy.test:{}", origin.addr.port()),
+    );
+    assert!(
+        status.starts_with("HTTP/1.1 530"),
+        "an unknown name is g3proxy's 530: {status}"
+    );
+}
+
+fn raw_get(proxy: SocketAddr, authority: &str) -> (String, String) {
+    let answer = raw_exchange(
+        proxy,
+        format!(
+            "GET http://{authority}/ HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}

@@ -73,6 +73,18 @@ impl TaskError {
         }
     }
 
+    /// Logs a task that ended in error: malformed client input always (operators want to see
+    /// it), everything else when asked for (`-v`).
+    pub fn log(&self, server: &str, peer: Option<std::net::SocketAddr>) {
+        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        match self {
+            TaskError::Client(_) | TaskError::ClientHeadTooLarge | TaskError::ClientSocks(_) => {
+                crate::warn!("server {server}: client {peer}: {self}")
+            }
+            _ => crate::info!("server {server}: client {peer}: {self}"),
+        }
+    }
+
     /// Connect errors sorted by what they say about the upstream.
     pub fn from_connect(error: io::Error) -> Self {
         match error.kind() {

@@ -21,6 +21,10 @@ use tokio::task::JoinHandle;
 use crate::event::{CtlReply, Event};
 use crate::log;
 
+/// How long a control connection may stay silent (g3proxy's `recv_timeout`).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub fn unique_socket_path(control_dir: &Path, group: &str, pid: u32) -> PathBuf {
     control_dir.join(format!("{group}_{pid}.sock"))
 }
@@ -73,8 +77,15 @@ async fn connection(
     let mut buffer = Vec::new();
     let mut handing_off = false;
     loop {
-        let payload = match read_frame(&mut stream, &mut buffer).await {
-            Ok(Some(payload)) => payload,
+        // An idle control client is dropped; a successor mid-handoff waits as long as its
+        // generation takes to start.
+        let wait = if handing_off {
+            HANDOFF_TIMEOUT
+        } else {
+            REQUEST_TIMEOUT
+        };
+        let payload = match tokio::time::timeout(wait, read_frame(&mut stream, &mut buffer)).await {
+            Ok(Ok(Some(payload))) => payload,
             _ => break,
         };
         let request = match ipc::decode::<CtlRequest>(&payload) {

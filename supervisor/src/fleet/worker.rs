@@ -79,6 +79,8 @@ pub async fn spawn(
     let pid = child.id().unwrap_or_default();
 
     let frame = ipc::encode(&ToWorker::Start(Box::new(start)))?;
+    // A binary that never reads its start message must not hold the supervisor up.
+    ours.set_write_timeout(Some(std::time::Duration::from_secs(10)))?;
     let ours = tokio::task::spawn_blocking(move || -> std::io::Result<StdUnixStream> {
         let raw: Vec<RawFd> = listener_fds.iter().map(|fd| fd.as_raw_fd()).collect();
         fd_passing::send_frame(&ours, &frame, &raw)?;

@@ -16,10 +16,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::context::{Context, Phase, ServerCounters};
+use crate::debug;
 use crate::error::TaskError;
 use crate::escapers::Escaper;
 use crate::relay::{self, RelayLimits, Side, read_buf, write_all};
-use crate::{debug, info};
 
 pub struct HttpProxyServer {
     pub config: HttpProxyConfig,
@@ -72,12 +72,7 @@ impl HttpProxyServer {
             replied: false,
         };
         if let Err(error) = session.run().await {
-            let peer = session
-                .client
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            info!("server {}: client {peer}: {error}", self.counters.name);
+            error.log(&self.counters.name, session.client.peer_addr().ok());
             if !session.replied {
                 session.reply_error(&error).await;
             }

@@ -11,10 +11,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::context::{Context, ServerCounters};
+use crate::debug;
 use crate::error::TaskError;
 use crate::escapers::Escaper;
 use crate::relay::{self, RelayLimits, read_buf, write_all};
-use crate::{debug, info};
 
 pub struct SocksProxyServer {
     pub config: SocksProxyConfig,
@@ -45,11 +45,7 @@ impl SocksProxyServer {
     pub async fn serve(&self, client: TcpStream, context: &Context) {
         let _ = client.set_nodelay(true);
         if let Err(error) = self.run(&client, context).await {
-            let peer = client
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            info!("server {}: client {peer}: {error}", self.counters.name);
+            error.log(&self.counters.name, client.peer_addr().ok());
         }
     }
 
