@@ -26,7 +26,12 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 impl Group {
     /// Writes scenario `scenario` with fresh ports for every `{{NAME_port}}` placeholder.
     pub fn new(scenario: &str) -> Group {
-        let dir = std::env::temp_dir().join(format!(
+        Self::new_in(scenario, &std::env::temp_dir())
+    }
+
+    /// The same, with the group's directory under `base`.
+    pub fn new_in(scenario: &str, base: &Path) -> Group {
+        let dir = base.join(format!(
             "g3proxy-e2e-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)

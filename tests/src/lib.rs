@@ -2,7 +2,8 @@
 //! picks, with real clients. What it offers:
 //! - [`Group`]: a daemon group in its own temporary directory (config, control sockets), the
 //!   supervisors started in it, and cleanup of every process it started;
-//! - [`NotifySocket`]: systemd's side of `NOTIFY_SOCKET`, including the fd store;
+//! - [`NotifySocket`]: systemd's side of `NOTIFY_SOCKET`, including the fd store; and
+//!   [`RealSystemd`]: systemd itself, booted in its own namespaces, for the unit file;
 //! - [`Origin`] and [`Echo`]: an HTTP origin and a TCP echo server; [`FakeDns`] for resolvers;
 //! - [`Load`]: bounded clients sending requests continuously, counting every failure;
 //! - [`Wrk`]: wrk at a high new-connection rate, for zero-loss checks where a loss would show;
@@ -13,6 +14,7 @@ pub mod dns;
 pub mod group;
 pub mod notify;
 pub mod servers;
+pub mod systemd;
 pub mod wrk;
 
 pub use clients::{Load, LoadStats, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip};
@@ -20,21 +22,28 @@ pub use dns::FakeDns;
 pub use group::Group;
 pub use notify::NotifySocket;
 pub use servers::{Echo, Origin};
+pub use systemd::RealSystemd;
 pub use wrk::{Wrk, WrkResult};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Waits until `check` returns `Some`, or panics after `timeout` saying what it waited for.
-pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(timeout: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    try_wait_until(timeout, check)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Like [`wait_until`], but answers `None` at the deadline instead of failing.
+pub fn try_wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(5);
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            return None;
         }
         // Polling with a growing pause: a condition, not a fixed sleep, ends the wait.
         std::thread::park_timeout(pause);

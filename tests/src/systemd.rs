@@ -1,0 +1,119 @@
+//! A real systemd for tests: systemd booted as PID 1 of a new PID and mount namespace (same
+//! network namespace, so the proxy is reachable on loopback), with a private `/run` holding
+//! the units under test and a target that starts nothing else. `systemctl` and other
+//! commands run inside it through `nsenter`.
+//!
+//! The machine's file systems are shared with that namespace, so boot-time units must not
+//! run: `systemd-tmpfiles` would empty the host's `/tmp`, others would touch sysctls and
+//! devices. The namespace gets its own `/tmp`, `/var/tmp` and `/run`, the boot targets and
+//! services are masked, and units under test must say `DefaultDependencies=no`. It is only
+//! ever stopped with SIGKILL: SIGTERM makes systemd re-execute and carry on.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::wait_until;
+
+pub struct RealSystemd {
+    unshare: Child,
+    /// systemd's pid as seen from outside the namespace.
+    pub pid: u32,
+}
+
+impl RealSystemd {
+    /// Boots systemd with the unit files of `units` in /run/systemd/system. `None` when this
+    /// machine cannot (not root, no unshare, no systemd binary).
+    pub fn boot(units: &Path) -> Option<RealSystemd> {
+        if !Path::new("/lib/systemd/systemd").exists() || unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        const MASKED: &str = "sysinit.target basic.target local-fs.target swap.target sockets.target timers.target \
+             systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service systemd-tmpfiles-clean.timer \
+             systemd-tmpfiles-clean.service systemd-udevd.service systemd-udev-trigger.service systemd-sysctl.service \
+             systemd-remount-fs.service systemd-journald.service systemd-journald.socket systemd-random-seed.service \
+             systemd-timesyncd.service systemd-pstore.service network.target network-pre.target network-online.target \
+             multi-user.target getty.target remote-fs.target";
+        let script = format!(
+            "set -e; mount --make-rprivate /; for dir in /run /tmp /var/tmp; do mount -t tmpfs tmpfs $dir; done; \
+             mkdir -p /run/systemd/system; cp {}/* /run/systemd/system/; \
+             for unit in {MASKED}; do ln -sf /dev/null /run/systemd/system/$unit; done; \
+             exec /lib/systemd/systemd --system --unit=g3test.target",
+            units.display()
+        );
+        std::fs::write(
+            units.join("g3test.target"),
+            "[Unit]\nDescription=only what the test starts\n",
+        )
+        .ok()?;
+        let unshare = Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--mount",
+                "--mount-proc",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut booted = RealSystemd { pid: 0, unshare };
+        let unshare_pid = booted.unshare.id();
+        booted.pid = wait_until(
+            Duration::from_secs(20),
+            "systemd to start in its namespace",
+            || {
+                let children = std::fs::read_to_string(format!(
+                    "/proc/{unshare_pid}/task/{unshare_pid}/children"
+                ))
+                .ok()?;
+                let pid: u32 = children.split_whitespace().next()?.parse().ok()?;
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+                (comm.trim() == "systemd").then_some(pid)
+            },
+        );
+        let running = crate::try_wait_until(Duration::from_secs(30), || {
+            let state = booted.run(&["systemctl", "is-system-running"]);
+            let text = String::from_utf8_lossy(&state.stdout).trim().to_string();
+            matches!(text.as_str(), "running" | "degraded").then_some(())
+        });
+        running.map(|_| booted)
+    }
+
+    /// Runs a command inside systemd's namespaces.
+    pub fn run(&self, command: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.pid.to_string(), "-m", "-p", "--"])
+            .args(command)
+            .output()
+            .expect("nsenter")
+    }
+
+    pub fn systemctl(&self, args: &[&str]) -> Output {
+        let mut command = vec!["systemctl", "--no-pager"];
+        command.extend_from_slice(args);
+        self.run(&command)
+    }
+
+    /// A unit property, such as `MainPID`.
+    pub fn property(&self, unit: &str, name: &str) -> String {
+        let output = self.systemctl(&["show", "-p", name, "--value", unit]);
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+impl Drop for RealSystemd {
+    fn drop(&mut self) {
+        // PID 1 of the namespace going away takes every process in it along.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
