@@ -259,7 +259,10 @@ impl Supervisor {
                 })
                 .await
             {
-                return self.rollback(number, format!("{error:#}"));
+                let message = format!(
+                    "worker {index} of generation {number} could not be started: {error:#}"
+                );
+                return self.rollback(number, message);
             }
         }
         self.after(ready_timeout, Event::ReadyTimeout { generation: number });

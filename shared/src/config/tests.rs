@@ -191,4 +191,6 @@ fn entry_directory_finds_main_file() {
             .to_string()
             .contains("no main.yaml")
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&empty).unwrap();
 }
