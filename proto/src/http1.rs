@@ -209,6 +209,27 @@ impl RequestHead {
         wants_keep_alive(self.minor_version, &self.headers)
     }
 
+    /// `Expect: 100-continue` from an HTTP/1.1 client.
+    pub fn expects_continue(&self) -> bool {
+        self.minor_version == 1
+            && header_values(&self.headers, "expect")
+                .any(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+    }
+
+    /// The same request without its `Expect` header, for a proxy that answered it itself.
+    pub fn without_expect(&self) -> RequestHead {
+        let headers = self
+            .headers
+            .iter()
+            .filter(|h| !h.name.eq_ignore_ascii_case("expect"))
+            .cloned()
+            .collect();
+        RequestHead {
+            headers,
+            ..self.clone()
+        }
+    }
+
     pub fn is_connect(&self) -> bool {
         self.method.eq_ignore_ascii_case("CONNECT")
     }
@@ -623,6 +644,20 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /x HTTP/1.1\r\nHost: a.example:81\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn expect_continue_is_seen_and_can_be_dropped() {
+        let head =
+            request("POST http://a/ HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n");
+        assert!(head.expects_continue());
+        assert!(!head.without_expect().expects_continue());
+        assert_eq!(head.without_expect().headers.len(), 1);
+        let old = request("POST http://a/ HTTP/1.0\r\nExpect: 100-continue\r\n\r\n");
+        assert!(
+            !old.expects_continue(),
+            "HTTP/1.0 clients do not expect interim answers"
         );
     }
 

@@ -184,20 +184,13 @@ async fn run(
 
     let unique_path = control::unique_socket_path(&control_dir, &group, std::process::id());
     let group_path = control::group_socket_path(&control_dir, &group);
-    let _unique = control::serve(
-        &unique_path,
-        events.clone(),
-        control_dir.clone(),
-        group.clone(),
-    )?;
+    let serve_control = |path: &std::path::Path| {
+        control::serve(path, events.clone(), control_dir.clone(), group.clone())
+    };
+    let _unique = serve_control(&unique_path)?;
     let mut group_socket = None;
     if predecessor.is_none() {
-        group_socket = Some(control::serve(
-            &group_path,
-            events.clone(),
-            control_dir.clone(),
-            group.clone(),
-        )?);
+        group_socket = Some(serve_control(&group_path)?);
     }
     forward_signals(events.clone())?;
 
@@ -238,12 +231,7 @@ async fn run(
             if let Some(wait) = commit_wait.take() {
                 let _ = wait.await;
             }
-            group_socket = Some(control::serve(
-                &group_path,
-                events.clone(),
-                control_dir.clone(),
-                group.clone(),
-            )?);
+            group_socket = Some(serve_control(&group_path)?);
         }
         if supervisor.finished() {
             break;

@@ -431,16 +431,24 @@ impl Supervisor {
         }
     }
 
+    /// The generation of worker `id`, if `pid` is still the process in its slot (a message
+    /// from a replaced process is stale).
+    fn generation_of(&mut self, id: WorkerId, pid: u32) -> Option<&mut Generation> {
+        let generation = self.generations.get_mut(&id.generation)?;
+        let current_pid = generation
+            .slots
+            .get(id.index)?
+            .process
+            .as_ref()
+            .map(|p| p.pid);
+        (current_pid == Some(pid)).then_some(generation)
+    }
+
     fn worker_message(&mut self, id: WorkerId, pid: u32, message: FromWorker) {
-        let Some(generation) = self.generations.get_mut(&id.generation) else {
+        let Some(generation) = self.generation_of(id, pid) else {
             return;
         };
-        let Some(slot) = generation.slots.get_mut(id.index) else {
-            return;
-        };
-        if slot.process.as_ref().map(|p| p.pid) != Some(pid) {
-            return;
-        }
+        let slot = &mut generation.slots[id.index];
         match message {
             FromWorker::Ready { version, .. } => {
                 slot.ready = true;
@@ -465,15 +473,11 @@ impl Supervisor {
     }
 
     fn worker_exited(&mut self, id: WorkerId, pid: u32, status: String) {
-        let Some(generation) = self.generations.get_mut(&id.generation) else {
+        let stopping = self.state == State::Stopping;
+        let Some(generation) = self.generation_of(id, pid) else {
             return;
         };
-        let Some(slot) = generation.slots.get_mut(id.index) else {
-            return;
-        };
-        if slot.process.as_ref().map(|p| p.pid) != Some(pid) {
-            return;
-        }
+        let slot = &mut generation.slots[id.index];
         slot.process = None;
         let was_ready = std::mem::replace(&mut slot.ready, false);
         match generation.state {
@@ -486,7 +490,7 @@ impl Supervisor {
                     ),
                 );
             }
-            GenerationState::Current if self.state != State::Stopping => {
+            GenerationState::Current if !stopping => {
                 // A worker that ran a while and then died starts over with the shortest delay.
                 if slot.started.elapsed() > Duration::from_secs(30) {
                     slot.failures = 0;

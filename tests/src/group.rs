@@ -108,6 +108,29 @@ impl Group {
         pid
     }
 
+    /// Starts a supervisor as systemd would (`-s`, `NOTIFY_SOCKET`, stored listeners as
+    /// `LISTEN_FDS`) and waits for its `READY=1`, which it returns with the pid.
+    pub fn start_with_notify(&mut self, notify: &mut crate::NotifySocket) -> (u32, String) {
+        let mut args = self.supervisor_args();
+        args.push("-s".into());
+        let child = notify
+            .command(&bin("g3proxy"), &args)
+            .spawn()
+            .expect("spawn g3proxy");
+        let pid = child.id();
+        self.children.push(child);
+        let ready = notify.wait_for("READY=1", Duration::from_secs(30));
+        (pid, ready)
+    }
+
+    /// Starts another supervisor for the group (a successor) without waiting for it.
+    pub fn spawn_supervisor(&mut self) -> u32 {
+        let child = self.supervisor_command().spawn().expect("spawn g3proxy");
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
     pub fn adopt_child(&mut self, child: Child) {
         self.children.push(child);
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use g3proxy_tests::group::{kill, process_alive, socket_inodes};
 use g3proxy_tests::{
-    Echo, Group, Load, NotifySocket, Origin, bin, open_connect_tunnel, open_socks5_tunnel,
-    roundtrip, wait_until,
+    Echo, Group, Load, NotifySocket, Origin, open_connect_tunnel, open_socks5_tunnel, roundtrip,
+    wait_until,
 };
 use nix::sys::signal::Signal;
 
@@ -147,12 +147,7 @@ enum Stop {
 fn systemd_restart(stop: Stop) {
     let mut group = Group::new("basic");
     let mut notify = NotifySocket::new(&group.dir);
-    let mut args = group.supervisor_args();
-    args.push("-s".into());
-    let child = notify.command(&bin("g3proxy"), &args).spawn().unwrap();
-    let old = child.id();
-    group.adopt_child(child);
-    let ready = notify.wait_for("READY=1", Duration::from_secs(30));
+    let (old, ready) = group.start_with_notify(&mut notify);
     assert!(ready.contains(&format!("MAINPID={old}")), "{ready}");
     assert!(
         ready.lines().any(|l| l.starts_with("STATUS=serving gen 1")),
@@ -173,10 +168,7 @@ fn systemd_restart(stop: Stop) {
     group.wait_exit(old, Duration::from_secs(30));
     traffic.load.wait_for_progress(100);
     notify.drain_pending();
-    let child = notify.command(&bin("g3proxy"), &args).spawn().unwrap();
-    let new = child.id();
-    group.adopt_child(child);
-    let ready = notify.wait_for("READY=1", Duration::from_secs(30));
+    let (new, ready) = group.start_with_notify(&mut notify);
     assert!(ready.contains(&format!("MAINPID={new}")), "{ready}");
     let fleet = group.fleet();
     assert_eq!(fleet["supervisor_pid"], new);

@@ -6,11 +6,23 @@
 use std::time::{Duration, Instant};
 
 use g3proxy_tests::group::kill;
-use g3proxy_tests::{Group, NotifySocket, Origin, Wrk, WrkResult, bin, wait_until};
+use g3proxy_tests::{Group, NotifySocket, Origin, Wrk, WrkResult, wait_until};
 use nix::sys::signal::Signal;
 
 const RUN: Duration = Duration::from_secs(8);
 const CONNECTIONS: usize = 48;
+
+fn start_wrk(group: &Group, origin: &Origin) -> Wrk {
+    let wrk = Wrk::start(
+        group.http_proxy(),
+        origin.addr,
+        CONNECTIONS,
+        RUN,
+        &group.dir,
+    );
+    origin.wait_for_progress(5_000);
+    wrk
+}
 
 fn check(result: &WrkResult, what: &str) {
     eprintln!(
@@ -36,14 +48,7 @@ fn reloads_at_a_high_connection_rate_lose_nothing() {
     let mut group = Group::new("workers");
     group.start();
     let started = Instant::now();
-    let wrk = Wrk::start(
-        group.http_proxy(),
-        origin.addr,
-        CONNECTIONS,
-        RUN,
-        &group.dir,
-    );
-    origin.wait_for_progress(2_000);
+    let wrk = start_wrk(&group, &origin);
     let mut reloads = 0;
     // Reload back to back while wrk runs, leaving its last second undisturbed.
     while started.elapsed() < RUN - Duration::from_secs(2) && reloads < 50 {
@@ -60,49 +65,44 @@ fn reloads_at_a_high_connection_rate_lose_nothing() {
     check(&wrk.finish(), &format!("{reloads} reloads"));
 }
 
-#[test]
-fn offline_handoff_at_a_high_connection_rate_loses_nothing() {
+/// Outside systemd: the old supervisor goes `offline` (or is killed), a new one takes over.
+fn replace_outside_systemd(kill_it: bool) {
     let origin = Origin::start("127.0.0.1");
-    let mut group = Group::new("basic");
+    let mut group = Group::new("workers");
     let old = group.start();
-    let wrk = Wrk::start(
-        group.http_proxy(),
-        origin.addr,
-        CONNECTIONS,
-        RUN,
-        &group.dir,
-    );
-    origin.wait_for_progress(5_000);
-    assert!(group.ctl_pid(Some(old), &["offline"]).status.success());
-    let child = group.supervisor_command().spawn().unwrap();
-    let new = child.id();
-    group.adopt_child(child);
+    let wrk = start_wrk(&group, &origin);
+    if kill_it {
+        kill(old, Signal::SIGKILL);
+        group.wait_exit(old, Duration::from_secs(30));
+    } else {
+        assert!(group.ctl_pid(Some(old), &["offline"]).status.success());
+    }
+    let new = group.spawn_supervisor();
     wait_until(Duration::from_secs(30), "the successor to serve", || {
         (group.fleet_of(None)?["supervisor_pid"] == new).then_some(())
     });
     origin.wait_for_progress(2_000);
-    check(&wrk.finish(), "offline handoff");
-    assert!(group.wait_exit(old, Duration::from_secs(30)));
+    check(
+        &wrk.finish(),
+        if kill_it {
+            "kill -9 outside systemd"
+        } else {
+            "offline handoff"
+        },
+    );
+    if !kill_it {
+        assert!(group.wait_exit(old, Duration::from_secs(30)));
+    }
 }
 
-fn systemd_restart(kill_it: bool) {
+/// Under systemd: the stop half (`offline`, or the main process killed), then the start half
+/// with the fd store's listeners.
+fn replace_under_systemd(kill_it: bool) {
     let origin = Origin::start("127.0.0.1");
     let mut group = Group::new("workers");
     let mut notify = NotifySocket::new(&group.dir);
-    let mut args = group.supervisor_args();
-    args.push("-s".into());
-    let child = notify.command(&bin("g3proxy"), &args).spawn().unwrap();
-    let old = child.id();
-    group.adopt_child(child);
-    notify.wait_for("READY=1", Duration::from_secs(30));
-    let wrk = Wrk::start(
-        group.http_proxy(),
-        origin.addr,
-        CONNECTIONS,
-        RUN,
-        &group.dir,
-    );
-    origin.wait_for_progress(5_000);
+    let (old, _) = group.start_with_notify(&mut notify);
+    let wrk = start_wrk(&group, &origin);
     if kill_it {
         kill(old, Signal::SIGKILL);
     } else {
@@ -110,9 +110,7 @@ fn systemd_restart(kill_it: bool) {
     }
     group.wait_exit(old, Duration::from_secs(30));
     notify.drain_pending();
-    let child = notify.command(&bin("g3proxy"), &args).spawn().unwrap();
-    group.adopt_child(child);
-    notify.wait_for("READY=1", Duration::from_secs(30));
+    group.start_with_notify(&mut notify);
     origin.wait_for_progress(2_000);
     check(
         &wrk.finish(),
@@ -125,34 +123,21 @@ fn systemd_restart(kill_it: bool) {
 }
 
 #[test]
-fn systemd_restart_at_a_high_connection_rate_loses_nothing() {
-    systemd_restart(false);
-}
-
-#[test]
-fn supervisor_kill_9_under_systemd_at_a_high_connection_rate_loses_nothing() {
-    systemd_restart(true);
+fn offline_handoff_at_a_high_connection_rate_loses_nothing() {
+    replace_outside_systemd(false);
 }
 
 #[test]
 fn supervisor_kill_9_outside_systemd_at_a_high_connection_rate_loses_nothing() {
-    let origin = Origin::start("127.0.0.1");
-    let mut group = Group::new("workers");
-    let old = group.start();
-    let wrk = Wrk::start(
-        group.http_proxy(),
-        origin.addr,
-        CONNECTIONS,
-        RUN,
-        &group.dir,
-    );
-    origin.wait_for_progress(5_000);
-    kill(old, Signal::SIGKILL);
-    group.wait_exit(old, Duration::from_secs(30));
-    let child = group.supervisor_command().spawn().unwrap();
-    let new = child.id();
-    group.adopt_child(child);
-    group.wait_serving(new);
-    origin.wait_for_progress(2_000);
-    check(&wrk.finish(), "kill -9 outside systemd");
+    replace_outside_systemd(true);
+}
+
+#[test]
+fn systemd_restart_at_a_high_connection_rate_loses_nothing() {
+    replace_under_systemd(false);
+}
+
+#[test]
+fn supervisor_kill_9_under_systemd_at_a_high_connection_rate_loses_nothing() {
+    replace_under_systemd(true);
 }

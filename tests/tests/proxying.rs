@@ -217,3 +217,37 @@ fn raw_get(proxy: SocketAddr, authority: &str) -> (String, String) {
         body.to_string(),
     )
 }
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let origin = Origin::start("127.0.0.1");
+    let mut group = Group::new("basic");
+    group.start();
+    let mut stream = TcpStream::connect(group.http_proxy()).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST http://{}/post HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        origin.addr
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut interim = [0u8; 25];
+    stream
+        .read_exact(&mut interim)
+        .expect("an interim answer before the body is sent");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"12345").unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"got 5 bytes") {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

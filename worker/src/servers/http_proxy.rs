@@ -224,8 +224,17 @@ impl Session<'_> {
             .body_framing()
             .map_err(|e| TaskError::Client(e.to_string()))?;
         let client_keep_alive = head.keep_alive();
+        // A client that waits for `100 Continue` is answered here, before its body is relayed;
+        // waiting for the origin's own answer would need the body copy and the response read
+        // to run at once, for a saving of one round trip to a client that sends anyway.
+        let answer_continue = head.expects_continue() && framing != BodyFraming::Empty;
+        let forwarded = if answer_continue {
+            head.without_expect()
+        } else {
+            head.clone()
+        };
         let mut out = Vec::with_capacity(1024);
-        http1::write_request_head(head, path, &target, true, &mut out);
+        http1::write_request_head(&forwarded, path, &target, true, &mut out);
         // A reused connection the origin closed meanwhile fails before any answer: a request
         // with no body that is safe to repeat is sent again on a fresh connection.
         let retryable = framing == BodyFraming::Empty
@@ -235,6 +244,11 @@ impl Session<'_> {
         let (mut upstream, response) = loop {
             let (mut upstream, reused) = self.upstream_for(&target).await?;
             let sent = write_all(&upstream.stream, &out).await;
+            if sent.is_ok() && answer_continue {
+                write_all(&self.client, b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .map_err(TaskError::ClientIo)?;
+            }
             let result = match sent {
                 Ok(()) => {
                     self.send_body_and_read_response(&mut upstream, framing, head)
