@@ -222,6 +222,28 @@ impl Group {
         pids
     }
 
+    /// Waits until every worker of the draining generations reports it stopped accepting:
+    /// right after a switch both generations accept for a moment.
+    pub fn wait_draining_stopped(&self) {
+        wait_until(
+            Duration::from_secs(10),
+            "the old generation to stop accepting",
+            || {
+                let fleet = self.fleet();
+                let workers: Vec<&serde_json::Value> = fleet["generations"]
+                    .as_array()?
+                    .iter()
+                    .filter(|g| g["state"] == "draining")
+                    .flat_map(|g| g["workers"].as_array().into_iter().flatten())
+                    .collect();
+                workers
+                    .iter()
+                    .all(|w| w["state"] == "draining")
+                    .then_some(())
+            },
+        );
+    }
+
     pub fn current_generation(&self) -> u64 {
         let fleet = self.fleet();
         fleet["generations"]

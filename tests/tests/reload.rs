@@ -239,23 +239,7 @@ fn drain_deadline_and_draining_bound_close_old_tunnels() {
     roundtrip(&mut first, b"gen 1");
     ctl_ok(&group, &["reload"]);
     // For a moment both generations accept; open the next tunnel once gen 1 stopped.
-    wait_until(
-        Duration::from_secs(10),
-        "generation 1 to stop accepting",
-        || {
-            let fleet = group.fleet();
-            let draining = fleet["generations"]
-                .as_array()?
-                .iter()
-                .find(|g| g["state"] == "draining")?
-                .clone();
-            draining["workers"]
-                .as_array()?
-                .iter()
-                .all(|w| w["state"] == "draining")
-                .then_some(())
-        },
-    );
+    group.wait_draining_stopped();
     let mut second = open_connect_tunnel(group.http_proxy(), echo.addr);
     roundtrip(&mut second, b"gen 2");
     // A second draining generation is one too many: the oldest is closed at once.
@@ -284,4 +268,75 @@ fn drain_deadline_and_draining_bound_close_old_tunnels() {
         "draining generations to be gone",
         || group.worker_pids("draining").is_empty().then_some(()),
     );
+}
+
+#[test]
+fn keep_alive_client_gets_connection_close_from_a_draining_worker() {
+    use std::io::{Read, Write};
+    let origin = Origin::start("127.0.0.1");
+    let mut group = Group::new("basic");
+    group.start();
+    let mut stream = std::net::TcpStream::connect(group.http_proxy()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr);
+    let exchange = |stream: &mut std::net::TcpStream| {
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"hello") {
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(
+                n > 0,
+                "closed before the answer: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert!(exchange(&mut stream).contains("Connection: keep-alive"));
+    ctl_ok(&group, &["reload"]);
+    group.wait_draining_stopped();
+    // The idle connection is not cut: its next request is answered, with `close`.
+    let answer = exchange(&mut stream);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("Connection: close"),
+        "{answer}"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        stream.read_to_end(&mut rest).unwrap(),
+        0,
+        "the draining worker closes after the answer"
+    );
+}
+
+#[test]
+fn force_quit_closes_what_a_draining_server_carries() {
+    let echo = Echo::start("127.0.0.1");
+    let mut group = Group::new("basic");
+    group.start();
+    let mut tunnel = open_connect_tunnel(group.http_proxy(), echo.addr);
+    roundtrip(&mut tunnel, b"open");
+    ctl_ok(&group, &["reload"]);
+    roundtrip(&mut tunnel, b"draining");
+    assert_eq!(ctl_ok(&group, &["force-quit", "http"]), "notice: success\n");
+    tunnel
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        std::io::Read::read(&mut tunnel, &mut byte).unwrap_or(0),
+        0,
+        "the tunnel is closed"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the draining generation to exit",
+        || group.worker_pids("draining").is_empty().then_some(()),
+    );
+    let output = group.ctl(&["force-quit", "nothing"]);
+    assert!(!output.status.success(), "no draining server has that name");
 }
