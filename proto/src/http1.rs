@@ -120,6 +120,9 @@ pub fn parse_response(buf: &[u8]) -> Result<Parsed<ResponseHead>, HeadError> {
     match response.parse(buf).map_err(map_httparse)? {
         httparse::Status::Partial => Ok(Parsed::Partial),
         httparse::Status::Complete(used) => {
+            if response.code.unwrap_or_default() < 100 {
+                return Err(HeadError::Malformed("status code below 100"));
+            }
             let head = ResponseHead {
                 minor_version: response.version.unwrap_or_default(),
                 code: response.code.unwrap_or_default(),
@@ -272,10 +275,11 @@ impl RequestHead {
         }
         let upstream =
             HostPort::parse_authority(authority, Some(80)).ok_or(HeadError::InvalidTarget)?;
-        let path = match &rest[authority_end..] {
+        // The fragment is the client's own business; an empty path is `/`.
+        let path = match rest[authority_end..].split('#').next().unwrap_or_default() {
             "" => "/".to_string(),
-            p if p.starts_with('?') => format!("/{p}"),
-            p => p.split('#').next().unwrap_or("/").to_string(),
+            query if query.starts_with('?') => format!("/{query}"),
+            path => path.to_string(),
         };
         Ok(RequestTarget::Forward { upstream, path })
     }
@@ -573,6 +577,8 @@ mod tests {
         check("GET http://a.example", Ok(("a.example:80", "/")));
         check("GET http://a.example?q=1", Ok(("a.example:80", "/?q=1")));
         check("GET HTTP://[::1]:8080/p#frag", Ok(("[::1]:8080", "/p")));
+        check("GET http://a.example#frag", Ok(("a.example:80", "/")));
+        check("GET http://a.example?q#frag", Ok(("a.example:80", "/?q")));
         check("CONNECT a.example:443", Ok(("a.example:443", "")));
         check("CONNECT a.example", Err(HeadError::InvalidTarget));
         check("GET /x", Err(HeadError::InvalidTarget));

@@ -9,6 +9,7 @@
 //! Parsers take `&[u8]` and answer with the message and the bytes it used, `Partial` when they
 //! need more, or a typed error. The worker's tokio adapters only fill buffers and call them.
 
+pub mod checks;
 pub mod frame;
 pub mod http1;
 pub mod socks5;

@@ -1,0 +1,93 @@
+//! Properties every parser keeps on any input, however malformed: no panic, never more bytes
+//! used than given, and a complete message stays complete (and only just) when re-read. The
+//! fuzz targets in `proto/fuzz/` and the stable corpus and mutation tests call these same
+//! functions, so an input that ever failed stays a regression test.
+
+use crate::http1::{self, ChunkedTracker};
+use crate::{Parsed, frame, socks5};
+
+pub fn http1_request(data: &[u8]) {
+    if let Ok(Parsed::Complete(head, used)) = http1::parse_request(data) {
+        assert!(used <= data.len());
+        assert_eq!(
+            http1::parse_request(&data[..used]),
+            Ok(Parsed::Complete(head.clone(), used))
+        );
+        assert!(!matches!(
+            http1::parse_request(&data[..used - 1]),
+            Ok(Parsed::Complete(..))
+        ));
+        let _ = head.body_framing();
+        let _ = head.proxy_target();
+        let _ = head.keep_alive();
+        let mut out = Vec::new();
+        if let Ok(http1::RequestTarget::Forward { upstream, path }) = head.proxy_target() {
+            http1::write_request_head(&head.without_expect(), &path, &upstream, true, &mut out);
+            // What we send upstream is itself a valid request head.
+            assert!(
+                matches!(http1::parse_request(&out), Ok(Parsed::Complete(_, n)) if n == out.len()),
+                "{:?}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
+}
+
+pub fn http1_response(data: &[u8]) {
+    if let Ok(Parsed::Complete(head, used)) = http1::parse_response(data) {
+        assert!(used <= data.len());
+        let _ = head.body_framing("GET");
+        let _ = head.body_framing("HEAD");
+        let mut out = Vec::new();
+        http1::write_response_head(&head, 1, true, &mut out);
+        assert!(
+            matches!(http1::parse_response(&out), Ok(Parsed::Complete(_, n)) if n == out.len()),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
+
+/// The tracker ends a body at the same byte whether it sees it whole or split at `data[0]`.
+pub fn chunked(data: &[u8]) {
+    let Some((&split, body)) = data.split_first() else {
+        return;
+    };
+    let whole = {
+        let mut tracker = ChunkedTracker::new();
+        tracker.advance(body).map(|used| (used, tracker.is_done()))
+    };
+    let split = (split as usize).min(body.len());
+    let mut tracker = ChunkedTracker::new();
+    let pieces = tracker.advance(&body[..split]).and_then(|first| {
+        assert!(first <= split);
+        if first < split || tracker.is_done() {
+            return Ok((first, tracker.is_done()));
+        }
+        tracker
+            .advance(&body[split..])
+            .map(|second| (first + second, tracker.is_done()))
+    });
+    match (whole, pieces) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!("whole {a:?} but split {b:?}"),
+    }
+}
+
+pub fn socks5(data: &[u8]) {
+    if let Ok(Parsed::Complete(_, used)) = socks5::parse_greeting(data) {
+        assert!(used <= data.len());
+    }
+    if let Ok(Parsed::Complete(request, used)) = socks5::parse_request(data) {
+        assert!(used <= data.len());
+        let _ = request.target.to_string();
+    }
+}
+
+pub fn frame(data: &[u8]) {
+    if let Ok(Parsed::Complete(payload, used)) = frame::decode(data) {
+        assert!(used <= data.len());
+        assert_eq!(payload.len() + 4, used);
+    }
+}
