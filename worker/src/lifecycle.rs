@@ -35,6 +35,8 @@ use crate::{info, warn};
 
 struct Worker {
     start: WorkerStart,
+    /// `runtime.task_wait_timeout`: how long draining may take when we decide to drain.
+    drain_timeout: Duration,
     phase: watch::Sender<Phase>,
     context: Arc<Context>,
     servers: Vec<Server>,
@@ -104,6 +106,7 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
         context,
         servers: servers.into_values().collect(),
         listeners,
+        drain_timeout: config.runtime.drain_timeout(),
         drain_deadline: None,
         orphaned: false,
         offline_delay: None,
@@ -265,7 +268,7 @@ impl Worker {
         let now = Instant::now();
         if self.orphan_deadline.is_some_and(|at| now >= at) {
             info!("no successor came; draining");
-            let deadline = SystemTime::now() + Duration::from_secs(36_000);
+            let deadline = SystemTime::now() + self.drain_timeout;
             self.drain(self.drain_deadline.unwrap_or(deadline));
         }
         if self
