@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks on loopback, in one interleaved run (direct, g3proxy, Squid for each round), and
 # prints medians as ratios:
-#   - CONNECT single-stream throughput (curl through an HTTP CONNECT tunnel, 2 GiB from nginx)
+#   - CONNECT single-stream throughput (2 GiB from nginx through an HTTP CONNECT tunnel, read
+#     by one small client with 1 MiB buffers, the same client for every path)
 #   - SOCKS5 single-stream throughput (Squid has no SOCKS5 server: compared to Squid's CONNECT)
 #   - HTTP forward small requests/s with keep-alive (wrk, absolute-URI requests)
 #   - RSS of the supervisor, and of a worker and of Squid holding 2,000 idle tunnels
@@ -114,9 +115,31 @@ squid_pid=$!
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; python3 -c 'import time; time.sleep(0.05)'; done; echo "port $1 never opened" >&2; exit 1; }
 for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO"; do wait_port "$p"; done
 
-big="http://127.0.0.1:$P_ORIGIN/big"
 small="http://127.0.0.1:$P_ORIGIN/small"
-speed() { curl -s -o /dev/null -w '%{speed_download}\n' "$@"; }
+# One client for every path, reading with 1 MiB buffers, so the client is not what limits.
+cat > "$work/tput.py" <<'PY'
+import socket, sys, time
+mode, port, origin = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", port))
+if mode == "connect":
+    s.sendall(f"CONNECT 127.0.0.1:{origin} HTTP/1.1\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+elif mode == "socks":
+    s.sendall(b"\x05\x01\x00")
+    s.recv(2)
+    s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + origin.to_bytes(2, "big"))
+    s.recv(10)
+s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+buffer = bytearray(1 << 20)
+view = memoryview(buffer)
+total, started = 0, time.monotonic()
+while (n := s.recv_into(view)) > 0:
+    total += n
+print(total / (time.monotonic() - started))
+PY
+speed() { python3 "$work/tput.py" "$1" "$2" "$P_ORIGIN"; }
 cat > "$work/forward.lua" <<LUA
 wrk.path = "$small"
 LUA
@@ -126,10 +149,10 @@ declare -A results
 record() { results[$1]="${results[$1]:-} $2"; }
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
-    record tput_direct "$(speed "$big")"
-    record tput_connect "$(speed -p -x "http://127.0.0.1:$P_HTTP" "$big")"
-    record tput_squid "$(speed -p -x "http://127.0.0.1:$P_SQUID" "$big")"
-    record tput_socks "$(speed --socks5 "127.0.0.1:$P_SOCKS" "$big")"
+    record tput_direct "$(speed direct "$P_ORIGIN")"
+    record tput_connect "$(speed connect "$P_HTTP")"
+    record tput_squid "$(speed connect "$P_SQUID")"
+    record tput_socks "$(speed socks "$P_SOCKS")"
     record rps_direct "$(rps "$small")"
     record rps_forward "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_HTTP/")"
     record rps_squid "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_SQUID/")"
