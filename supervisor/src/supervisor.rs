@@ -6,18 +6,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use g3proxy_shared::config::{self, Config, ConfigBundle, cpu_count};
-use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse, ModuleKind};
+use g3proxy_shared::ipc::control::CtlResponse;
 use g3proxy_shared::ipc::worker::{FromWorker, ListenerEntry, ToWorker, WorkerStart};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::event::{CtlReply, Event, Query, SignalAction, WorkerId};
+use crate::event::{CtlReply, Event, SignalAction, WorkerId};
 use crate::fleet::{Generation, GenerationState, Slot, restart_backoff, worker};
 use crate::listeners::{self, ListenerKey, ListenerSet};
 use crate::{log, systemd};
+use g3proxy_shared::types::unix_secs;
+
+mod requests;
 
 pub struct Options {
     pub group: String,
@@ -637,183 +640,4 @@ impl Supervisor {
             }
         }
     }
-
-    async fn control(&mut self, request: CtlRequest, reply: oneshot::Sender<CtlReply>) {
-        let answer = match request {
-            CtlRequest::Version => {
-                CtlReply::done(CtlResponse::Version(g3proxy_shared::VERSION.to_string()))
-            }
-            CtlRequest::Offline => {
-                if self.offline() {
-                    // The control connection tells us to exit once the answer is written.
-                    let _ = reply.send(CtlReply::DoneThenExit(CtlResponse::Notice(
-                        "success".into(),
-                    )));
-                    self.after(Duration::from_secs(2), Event::Exit);
-                    return;
-                }
-                CtlReply::success()
-            }
-            CtlRequest::CancelShutdown => match self.state {
-                State::OfflineWaiting { .. } => {
-                    self.state = State::Serving;
-                    log!("shutdown cancelled; serving on");
-                    CtlReply::success()
-                }
-                _ => CtlReply::error("no shutdown is waiting"),
-            },
-            CtlRequest::ForceQuit { server } => {
-                let mut found = false;
-                for generation in self
-                    .generations
-                    .values()
-                    .filter(|g| matches!(g.state, GenerationState::Draining { .. }))
-                {
-                    if generation.config.server(&server).is_some() {
-                        found = true;
-                        generation
-                            .processes()
-                            .for_each(|p| p.send(ToWorker::ForceQuit));
-                    }
-                }
-                if found {
-                    CtlReply::success()
-                } else {
-                    CtlReply::error(format!("no offline server named {server}"))
-                }
-            }
-            CtlRequest::ForceQuitAll => {
-                for generation in self
-                    .generations
-                    .values()
-                    .filter(|g| matches!(g.state, GenerationState::Draining { .. }))
-                {
-                    generation
-                        .processes()
-                        .for_each(|p| p.send(ToWorker::ForceQuit));
-                }
-                let control_dir = self.options.control_dir.clone();
-                let group = self.options.group.clone();
-                let own: Vec<u32> = self
-                    .generations
-                    .values()
-                    .flat_map(|g| g.processes().map(|p| p.pid).collect::<Vec<_>>())
-                    .collect();
-                tokio::spawn(crate::handoff::force_quit_foreign(control_dir, group, own));
-                CtlReply::success()
-            }
-            CtlRequest::List { kind } => match self.current() {
-                None => CtlReply::error("no generation is serving"),
-                Some(current) => {
-                    let config = &current.config;
-                    let names: Vec<String> = match kind {
-                        ModuleKind::Server => config
-                            .servers
-                            .iter()
-                            .map(|s| s.name().to_string())
-                            .collect(),
-                        ModuleKind::Escaper => config
-                            .escapers
-                            .iter()
-                            .map(|e| e.name().to_string())
-                            .collect(),
-                        ModuleKind::Resolver => config
-                            .resolvers
-                            .iter()
-                            .map(|r| r.name().to_string())
-                            .collect(),
-                        ModuleKind::UserGroup => config.user_groups.clone(),
-                        ModuleKind::Auditor => config.auditors.clone(),
-                    };
-                    CtlReply::done(CtlResponse::Names(names))
-                }
-            },
-            CtlRequest::ServerStatus { name } => match self.current() {
-                Some(current) if current.config.server(&name).is_some() => {
-                    CtlReply::QueryWorkers(vec![current.snapshot()], Query::ServerStatus { name })
-                }
-                _ => CtlReply::error(format!("no server named {name}")),
-            },
-            CtlRequest::Fleet => {
-                let state = match self.state {
-                    State::Serving => "serving",
-                    State::OfflineWaiting { .. } => "offline, waiting for a successor",
-                    State::HandingOff => "handing over",
-                    State::Stopping => "stopping",
-                };
-                CtlReply::QueryWorkers(
-                    self.generations
-                        .values()
-                        .map(Generation::snapshot)
-                        .collect(),
-                    Query::Fleet {
-                        state: state.into(),
-                    },
-                )
-            }
-            CtlRequest::Reload => return self.start_generation(Source::Disk, Some(reply)).await,
-            CtlRequest::Upgrade => {
-                return self
-                    .start_generation(Source::CurrentConfig, Some(reply))
-                    .await;
-            }
-            CtlRequest::HandoffBegin { successor_pid } => self.handoff_begin(successor_pid),
-            CtlRequest::HandoffCommit => {
-                log!("successor is serving; draining and leaving");
-                self.handed_over = true;
-                self.stop();
-                CtlReply::success()
-            }
-            CtlRequest::HandoffAbort { reason } => {
-                if self.state == State::HandingOff {
-                    self.state = State::Serving;
-                }
-                log!("successor failed ({reason}); serving on");
-                CtlReply::success()
-            }
-        };
-        let _ = reply.send(answer);
-    }
-
-    fn handoff_begin(&mut self, successor_pid: u32) -> CtlReply {
-        if matches!(self.state, State::Stopping | State::HandingOff) {
-            return CtlReply::error("already handing over or stopping");
-        }
-        if self.starting().is_some() {
-            return CtlReply::error("a generation is starting; try again when it is ready");
-        }
-        log!("handing listeners over to successor pid {successor_pid}");
-        self.state = State::HandingOff;
-        let mut entries = Vec::new();
-        let mut fds = Vec::new();
-        for key in self.listeners.keys() {
-            if let Some(fd) = self.listeners.duplicate(key) {
-                entries.push(ListenerEntry {
-                    server: String::new(),
-                    address: key.address,
-                    slot: key.slot,
-                    instance: key.instance,
-                });
-                fds.push(fd);
-            }
-        }
-        let worker_pids = self
-            .generations
-            .values()
-            .flat_map(|g| g.processes().map(|p| p.pid).collect::<Vec<_>>())
-            .collect();
-        CtlReply::Done(
-            CtlResponse::HandoffListeners {
-                entries,
-                worker_pids,
-            },
-            fds,
-        )
-    }
-}
-
-fn unix_secs(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }

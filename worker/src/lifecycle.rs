@@ -21,6 +21,7 @@ use g3proxy_shared::ipc::worker::{
     worker_socket_path,
 };
 use g3proxy_shared::ipc::{self, read_frame};
+use g3proxy_shared::types::unix_secs;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
@@ -226,12 +227,6 @@ pub async fn run(
 fn instant_of(at: SystemTime) -> Instant {
     let left = at.duration_since(SystemTime::now()).unwrap_or_default();
     Instant::now() + left
-}
-
-fn unix_secs(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 impl Worker {

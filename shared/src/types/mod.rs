@@ -8,3 +8,10 @@ mod network_acl;
 pub use humanize::{HumanDuration, HumanSize};
 pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};
+
+/// Seconds since the Unix epoch: how deadlines travel between processes.
+pub fn unix_secs(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

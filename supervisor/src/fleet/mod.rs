@@ -6,7 +6,9 @@ pub mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use g3proxy_shared::types::unix_secs;
 
 use g3proxy_shared::config::{Config, ConfigBundle};
 use tokio::sync::oneshot;
@@ -68,10 +70,7 @@ impl Generation {
 
     pub fn snapshot(&self) -> SnapshotGeneration {
         let deadline = match self.state {
-            GenerationState::Draining { deadline } => deadline
-                .duration_since(UNIX_EPOCH)
-                .ok()
-                .map(|d| d.as_secs()),
+            GenerationState::Draining { deadline } => Some(unix_secs(deadline)),
             _ => None,
         };
         SnapshotGeneration {
