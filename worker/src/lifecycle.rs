@@ -370,8 +370,11 @@ impl Worker {
                 offline_delay_millis,
             } => self.offline_delay = Some(Duration::from_millis(offline_delay_millis)),
             ToWorker::ShareListeners { id } => {
-                // A successor is adopting us: it decides when we drain.
-                self.orphan_deadline = None;
+                // A successor is adopting us and will tell us to drain once it serves; should
+                // it fail, a supervisor that left on purpose still gets a full window.
+                if self.orphan_deadline.is_some() {
+                    self.orphan_deadline = self.offline_delay.map(|delay| Instant::now() + delay);
+                }
                 let mut entries = Vec::new();
                 let mut fds = Vec::new();
                 for (entry, listener) in &self.listeners {
