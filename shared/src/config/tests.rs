@@ -194,3 +194,55 @@ fn entry_directory_finds_main_file() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&empty).unwrap();
 }
+
+/// Mutated configs (bytes flipped, inserted, removed, cut) load or fail with an error; the
+/// loader never panics on what an operator might write.
+#[test]
+fn mutated_configs_never_panic() {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: usize| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1) as u64) as usize
+    };
+    let interesting = b" :-[]{}\n#&*'\"!|>0123456789abc";
+    let base = MAIN.replace("  - servers.yml\n", "").replace(
+        "escaper: escaper.d\n",
+        "escaper:\n  - {name: default, type: direct_fixed, resolver: default}\n",
+    );
+    let mut bundle = ConfigBundle {
+        entry: PathBuf::from("/cfg/main.yml"),
+        ..Default::default()
+    };
+    let mut loaded = 0;
+    for _ in 0..3_000 {
+        let mut text = base.clone().into_bytes();
+        for _ in 0..1 + next(3) {
+            let at = next(text.len() + 1);
+            match next(4) {
+                0 if at < text.len() => text[at] = interesting[next(interesting.len())],
+                1 => text.insert(at, interesting[next(interesting.len())]),
+                2 if at < text.len() => {
+                    text.remove(at);
+                }
+                _ => text.truncate(at.max(text.len() / 2)),
+            }
+        }
+        bundle.files.insert(
+            PathBuf::from("/cfg/main.yml"),
+            String::from_utf8_lossy(&text).into_owned(),
+        );
+        match load_bundle(&bundle) {
+            Ok(_) => loaded += 1,
+            Err(error) => assert!(
+                !error.file.is_empty() && !error.message.is_empty(),
+                "{error:?}"
+            ),
+        }
+    }
+    assert!(
+        loaded > 0,
+        "some mutations are harmless and must still load"
+    );
+}
