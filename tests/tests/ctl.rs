@@ -108,3 +108,23 @@ fn runbook_forms_and_json() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[test]
+fn cancel_shutdown_keeps_an_offline_supervisor_serving() {
+    let mut group = Group::new("limits");
+    let pid = group.start();
+    assert_eq!(text(&group.ctl(&["offline"])), "notice: success\n");
+    assert_eq!(group.fleet()["state"], "offline, waiting for a successor");
+    assert_eq!(text(&group.ctl(&["cancel-shutdown"])), "notice: success\n");
+    assert_eq!(group.fleet()["state"], "serving");
+    assert!(
+        !group.ctl(&["cancel-shutdown"]).status.success(),
+        "nothing left to cancel"
+    );
+    // Without a cancel, no successor within server_offline_delay (1s) means a plain stop.
+    assert_eq!(text(&group.ctl(&["offline"])), "notice: success\n");
+    assert!(
+        group.wait_exit(pid, std::time::Duration::from_secs(30)),
+        "the supervisor stops cleanly"
+    );
+}
