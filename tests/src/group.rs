@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::{bin, free_port, wait_until};
+use crate::{bin, free_port, try_wait_until, wait_until};
 
 pub struct Group {
     pub dir: PathBuf,
@@ -95,7 +95,18 @@ impl Group {
     pub fn supervisor_command(&self) -> Command {
         let mut command = Command::new(bin("g3proxy"));
         command.args(self.supervisor_args()).stdin(Stdio::null());
+        self.mark(&mut command);
         command
+    }
+
+    /// An environment variable every process of this group inherits, so that cleanup finds
+    /// workers whose supervisor is gone.
+    fn marker(&self) -> String {
+        format!("G3PROXY_E2E_GROUP={}", self.dir.display())
+    }
+
+    fn mark(&self, command: &mut Command) {
+        command.env("G3PROXY_E2E_GROUP", &self.dir);
     }
 
     /// Starts a supervisor (without systemd) and waits until its group answers `fleet` with a
@@ -113,10 +124,9 @@ impl Group {
     pub fn start_with_notify(&mut self, notify: &mut crate::NotifySocket) -> (u32, String) {
         let mut args = self.supervisor_args();
         args.push("-s".into());
-        let child = notify
-            .command(&bin("g3proxy"), &args)
-            .spawn()
-            .expect("spawn g3proxy");
+        let mut command = notify.command(&bin("g3proxy"), &args);
+        self.mark(&mut command);
+        let child = command.spawn().expect("spawn g3proxy");
         let pid = child.id();
         self.children.push(child);
         let ready = notify.wait_for("READY=1", Duration::from_secs(30));
@@ -254,22 +264,6 @@ impl Group {
             .and_then(|g| g["generation"].as_u64())
             .expect("a current generation")
     }
-
-    /// Every pid with a control socket of this group in the control dir.
-    fn socket_pids(&self) -> Vec<u32> {
-        let Ok(entries) = std::fs::read_dir(&self.control_dir) else {
-            return Vec::new();
-        };
-        let prefix = format!("{}_", self.name);
-        entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let rest = name.strip_prefix(&prefix)?.strip_suffix(".sock")?;
-                rest.strip_prefix("worker_").unwrap_or(rest).parse().ok()
-            })
-            .collect()
-    }
 }
 
 /// Inodes of the sockets process `pid` holds open.
@@ -300,10 +294,39 @@ pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
 }
 
+/// Every process carrying `marker` in its environment: supervisors of a group and the
+/// workers they spawned, wherever those were reparented.
+fn marked_processes(marker: &[u8]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker))
+        })
+        .collect()
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
-        for pid in self.socket_pids() {
-            kill(pid, nix::sys::signal::Signal::SIGKILL);
+        // A supervisor may restart a worker while we kill: go round until nothing is left.
+        let marker = self.marker();
+        for _ in 0..10 {
+            let pids = marked_processes(marker.as_bytes());
+            if pids.is_empty() {
+                break;
+            }
+            for &pid in &pids {
+                kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            for child in &mut self.children {
+                let _ = child.wait();
+            }
+            try_wait_until(Duration::from_secs(5), || {
+                pids.iter().all(|&pid| !process_alive(pid)).then_some(())
+            });
         }
         for child in &mut self.children {
             let _ = child.kill();
