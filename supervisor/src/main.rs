@@ -132,8 +132,14 @@ async fn run(
     config_file: PathBuf,
     from_systemd: Vec<(ListenerKey, std::os::fd::OwnedFd)>,
 ) -> anyhow::Result<u8> {
-    let (config, bundle) =
-        g3proxy_shared::config::load(&config_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (config, bundle) = match g3proxy_shared::config::load(&config_file) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            // 255 is the unit's RestartPreventExitStatus: a broken config is not retried in a loop.
+            eprintln!("g3proxy: {error}");
+            return Ok(255);
+        }
+    };
     let control_dir = cli.control_dir.clone();
     std::fs::create_dir_all(&control_dir)
         .with_context(|| format!("cannot create {}", control_dir.display()))?;

@@ -45,6 +45,22 @@ fn config_check_names_file_and_line() {
 }
 
 #[test]
+fn a_broken_config_at_start_exits_255_with_the_reason() {
+    let group = Group::new("basic");
+    std::fs::write(
+        &group.config,
+        "server:\n  - {name: a, type: http_proxy, escaper: x}\n",
+    )
+    .unwrap();
+    let output = group.supervisor_command().output().unwrap();
+    // 255 is the unit's RestartPreventExitStatus: systemd does not retry it in a loop.
+    assert_eq!(output.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("main.yml: server[0].escaper (line 2)")
+    );
+}
+
+#[test]
 fn runbook_forms_and_json() {
     let mut group = Group::new("basic");
     let pid = group.start();

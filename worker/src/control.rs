@@ -41,7 +41,12 @@ pub fn serve(path: &Path, requests: mpsc::Sender<ControlRequest>) -> io::Result<
 
 async fn handle(mut stream: UnixStream, requests: mpsc::Sender<ControlRequest>) {
     let mut buffer = Vec::new();
-    let Ok(Some(payload)) = read_frame(&mut stream, &mut buffer).await else {
+    // A peer that connects and says nothing is dropped.
+    let request = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        read_frame(&mut stream, &mut buffer),
+    );
+    let Ok(Ok(Some(payload))) = request.await else {
         return;
     };
     let message = match ipc::decode::<ToWorker>(&payload) {
