@@ -98,6 +98,7 @@ fn offline_then_new_supervisor_outside_systemd() {
     let mut group = Group::new("basic");
     let old = group.start();
     let old_workers = group.worker_pids("current");
+    let old_generation = group.current_generation();
     let old_sockets = sockets_of(&old_workers);
     let traffic = start_traffic(&group);
 
@@ -121,6 +122,11 @@ fn offline_then_new_supervisor_outside_systemd() {
         },
     );
     assert_listeners_handed_over(&group, &old_sockets);
+    assert_eq!(
+        group.current_generation(),
+        old_generation + 1,
+        "generation numbers go on"
+    );
     finish_traffic(traffic, &old_workers);
     assert!(
         group.wait_exit(old, Duration::from_secs(30)),
