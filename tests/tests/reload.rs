@@ -149,10 +149,10 @@ fn broken_config_is_refused_with_file_and_line_and_the_old_one_serves() {
     assert_eq!(group.current_generation(), generation + 1);
 }
 
-#[test]
-fn upgrade_to_a_broken_worker_binary_rolls_back() {
-    let origin = Origin::start("127.0.0.1");
-    let mut group = Group::new("basic");
+/// A group whose supervisor runs a copy of the worker binary that the test may replace, as a
+/// package upgrade replaces `/usr/bin/g3proxy-worker`.
+fn start_with_worker_copy(scenario: &str) -> (Group, std::path::PathBuf) {
+    let mut group = Group::new(scenario);
     let binary = group.dir.join("g3proxy-worker");
     std::fs::copy(g3proxy_tests::bin("g3proxy-worker"), &binary).unwrap();
     let mut command = group.supervisor_command();
@@ -161,6 +161,28 @@ fn upgrade_to_a_broken_worker_binary_rolls_back() {
     let pid = child.id();
     group.adopt_child(child);
     group.wait_serving(pid);
+    (group, binary)
+}
+
+fn install_worker(binary: &std::path::Path, script: Option<&str>) {
+    // A new file, as package managers do, not a rewrite of the running one.
+    std::fs::remove_file(binary).unwrap();
+    match script {
+        Some(script) => {
+            std::fs::write(binary, script).unwrap();
+            std::fs::set_permissions(binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        None => {
+            std::fs::copy(g3proxy_tests::bin("g3proxy-worker"), binary).unwrap();
+        }
+    }
+}
+
+#[test]
+fn upgrade_to_a_broken_worker_binary_rolls_back() {
+    let origin = Origin::start("127.0.0.1");
+    let (group, binary) = start_with_worker_copy("basic");
     let generation = group.current_generation();
     let load = Load::start(
         group.http_proxy(),
@@ -171,18 +193,10 @@ fn upgrade_to_a_broken_worker_binary_rolls_back() {
     );
     load.wait_for_progress(50);
 
-    // The package manager left a binary that cannot start.
-    std::fs::remove_file(&binary).unwrap();
-    std::fs::write(
+    install_worker(
         &binary,
-        "#!/bin/sh\necho 'this worker cannot start' >&2\nexit 3\n",
-    )
-    .unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&binary).unwrap().permissions(),
-        0o755,
+        Some("#!/bin/sh\necho 'this worker cannot start' >&2\nexit 3\n"),
     );
-    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let output = group.ctl(&["upgrade"]);
     assert!(!output.status.success());
     // It dies before or after reading its start message; either way the generation is refused.
@@ -194,13 +208,38 @@ fn upgrade_to_a_broken_worker_binary_rolls_back() {
     assert_eq!(group.current_generation(), generation);
     load.wait_for_progress(50);
 
-    std::fs::remove_file(&binary).unwrap();
-    std::fs::copy(g3proxy_tests::bin("g3proxy-worker"), &binary).unwrap();
+    install_worker(&binary, None);
     ctl_ok(&group, &["upgrade"]);
     assert!(group.current_generation() > generation);
     load.wait_for_progress(50);
     let stats = load.stop();
     assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.errors);
+}
+
+#[test]
+fn a_generation_that_never_reports_ready_is_rolled_back() {
+    let origin = Origin::start("127.0.0.1");
+    let (group, binary) = start_with_worker_copy("limits");
+    let generation = group.current_generation();
+    install_worker(&binary, Some("#!/bin/sh\nexec sleep 60\n"));
+    let output = group.ctl(&["upgrade"]);
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("was not ready within 2s"), "{error}");
+    assert_eq!(group.current_generation(), generation);
+    let fleet = group.fleet();
+    assert!(
+        fleet["generations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["state"] == "current"),
+        "nothing left starting: {fleet}"
+    );
+    assert_eq!(
+        http_get(group.http_proxy(), origin.addr).unwrap().1,
+        b"hello"
+    );
 }
 
 #[test]
