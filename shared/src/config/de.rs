@@ -128,11 +128,12 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         match &self.node.value {
             Value::Null => visitor.visit_unit(),
             Value::Scalar { text, plain: true } => {
-                if let Some(b) = ["true", "false", "True", "False", "TRUE", "FALSE"]
-                    .contains(&text.as_str())
-                    .then(|| parse_bool(text))
-                    .flatten()
-                {
+                // YAML 1.2 core schema booleans; `yes`/`on` stay strings unless a bool is asked for.
+                if let Some(b) = match text.as_str() {
+                    "true" | "True" | "TRUE" => Some(true),
+                    "false" | "False" | "FALSE" => Some(false),
+                    _ => None,
+                } {
                     visitor.visit_bool(b)
                 } else if let Ok(n) = text.parse::<u64>() {
                     visitor.visit_u64(n)
