@@ -2,7 +2,7 @@
 //! in g3's forms (`{default: forbid, permit: [127.0.0.1/8]}`, or a bare permit list).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -140,11 +140,16 @@ impl NetworkAcl {
         acl
     }
 
-    pub fn localhost() -> [IpAddr; 2] {
-        [
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ]
+    /// g3's bare-list form: these networks are permitted, everything else forbidden.
+    fn permit_only(networks: Vec<IpNetwork>) -> NetworkAcl {
+        let rules = networks
+            .into_iter()
+            .map(|n| (n, AclAction::Permit))
+            .collect();
+        NetworkAcl {
+            default: AclAction::Forbid,
+            rules,
+        }
     }
 }
 
@@ -195,25 +200,11 @@ impl<'de> Visitor<'de> for AclVisitor {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<NetworkAcl, E> {
-        let networks = NetworksVisitor.visit_str(text)?;
-        Ok(NetworkAcl {
-            default: AclAction::Forbid,
-            rules: networks
-                .into_iter()
-                .map(|n| (n, AclAction::Permit))
-                .collect(),
-        })
+        NetworksVisitor.visit_str(text).map(NetworkAcl::permit_only)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<NetworkAcl, A::Error> {
-        let networks = NetworksVisitor.visit_seq(seq)?;
-        Ok(NetworkAcl {
-            default: AclAction::Forbid,
-            rules: networks
-                .into_iter()
-                .map(|n| (n, AclAction::Permit))
-                .collect(),
-        })
+        NetworksVisitor.visit_seq(seq).map(NetworkAcl::permit_only)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NetworkAcl, A::Error> {
