@@ -89,6 +89,10 @@ pub enum Event {
     ReadyTimeout {
         generation: u64,
     },
+    /// A draining generation's deadline plus `task_quit_timeout` has passed.
+    DrainBackstop {
+        generation: u64,
+    },
     OfflineTimeout {
         epoch: u64,
     },

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use g3proxy_shared::config::{self, Config, ConfigBundle, cpu_count};
 use g3proxy_shared::ipc::control::CtlResponse;
-use g3proxy_shared::ipc::worker::{FromWorker, ListenerEntry, ToWorker, WorkerStart};
+use g3proxy_shared::ipc::worker::{
+    FromWorker, ListenerEntry, RuntimeTuning, ToWorker, WorkerStart,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -168,6 +170,7 @@ impl Supervisor {
                 }
             }
             Event::Started(result) => self.started(result),
+            Event::DrainBackstop { generation } => self.drain_backstop(generation),
             Event::Exit => self.exit_code = Some(self.exit_code.unwrap_or(0)),
         }
     }
@@ -285,9 +288,23 @@ impl Supervisor {
                 .ok_or_else(|| anyhow::anyhow!("listener {} is not open", entry.address))?;
             fds.push(fd);
         }
-        let runtime_threads = match &config.worker {
-            Some(worker) => worker.thread_number_per_runtime.unwrap_or(1),
-            None => config.runtime.thread_number.unwrap_or_else(cpu_count),
+        let runtime = match &config.worker {
+            Some(worker) => RuntimeTuning {
+                threads: worker.thread_number_per_runtime.unwrap_or(1).max(1),
+                thread_name: None,
+                thread_stack_size: worker.thread_stack_size.map(|size| size.0 as usize),
+                max_io_events_per_tick: worker.max_io_events_per_tick,
+            },
+            None => RuntimeTuning {
+                threads: config
+                    .runtime
+                    .thread_number
+                    .unwrap_or_else(cpu_count)
+                    .max(1),
+                thread_name: config.runtime.thread_name.clone(),
+                thread_stack_size: config.runtime.thread_stack_size.map(|size| size.0 as usize),
+                max_io_events_per_tick: config.runtime.max_io_events_per_tick,
+            },
         };
         let cpus = config
             .worker
@@ -302,7 +319,7 @@ impl Supervisor {
             config: (*generation.bundle).clone(),
             listeners: entries,
             cpus,
-            runtime_threads: runtime_threads.max(1),
+            runtime,
             verbosity: self.options.verbosity,
         };
         let binary = generation.binary.clone();
@@ -400,7 +417,11 @@ impl Supervisor {
         let Some(generation) = self.generations.get_mut(&number) else {
             return;
         };
-        let deadline = SystemTime::now() + generation.config.runtime.drain_timeout();
+        let runtime = &generation.config.runtime;
+        let deadline = SystemTime::now() + runtime.drain_timeout();
+        // Workers close what is left at the deadline themselves; one that still lives
+        // `task_quit_timeout` later is killed.
+        let backstop = runtime.drain_timeout() + runtime.task_quit_timeout.0;
         generation.state = GenerationState::Draining { deadline };
         for process in generation.processes() {
             process.send(ToWorker::Drain {
@@ -409,6 +430,23 @@ impl Supervisor {
         }
         if !generation.has_processes() {
             self.generations.remove(&number);
+            return;
+        }
+        self.after(backstop, Event::DrainBackstop { generation: number });
+    }
+
+    fn drain_backstop(&mut self, number: u64) {
+        let Some(generation) = self.generations.get(&number) else {
+            return;
+        };
+        if matches!(generation.state, GenerationState::Draining { .. }) {
+            for process in generation.processes() {
+                log!(
+                    "worker pid {} of generation {number} outlived its drain deadline; killing it",
+                    process.pid
+                );
+                process.kill();
+            }
         }
     }
 

@@ -193,6 +193,15 @@ fn c_ares_asks_the_configured_name_server() {
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert_eq!(body, "hello");
     assert!(dns.queries() >= 1);
+    // `runtime.thread_number` and `thread_name` shape the worker's runtime.
+    let worker = group.worker_pids("current")[0];
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{worker}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect();
+    // Two runtime threads, plus any blocking-pool thread, which carries the name too.
+    assert!(names.iter().filter(|n| *n == "g3w").count() >= 2, "{names:?}");
     let (status, _) = raw_get(
         group.http_proxy(),
         &format!("missing.g3proxy.test:{}", origin.addr.port()),

@@ -379,3 +379,32 @@ fn force_quit_closes_what_a_draining_server_carries() {
     let output = group.ctl(&["force-quit", "nothing"]);
     assert!(!output.status.success(), "no draining server has that name");
 }
+
+#[test]
+fn a_worker_that_outlives_its_drain_deadline_is_killed() {
+    let echo = Echo::start("127.0.0.1");
+    let mut group = Group::new("limits");
+    group.start();
+    let mut tunnel = open_connect_tunnel(group.http_proxy(), echo.addr);
+    roundtrip(&mut tunnel, b"keeps the old generation draining");
+    let old_workers = group.worker_pids("current");
+    ctl_ok(&group, &["reload"]);
+    group.wait_draining_stopped();
+    // Frozen, the worker cannot close anything at its deadline (3s); 1s later it is killed.
+    for &pid in &old_workers {
+        g3proxy_tests::group::kill(pid, nix::sys::signal::Signal::SIGSTOP);
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "the frozen worker to be killed",
+        || {
+            old_workers
+                .iter()
+                .all(|&pid| !process_alive(pid))
+                .then_some(())
+        },
+    );
+    wait_until(Duration::from_secs(10), "the generation to be gone", || {
+        group.worker_pids("draining").is_empty().then_some(())
+    });
+}

@@ -69,16 +69,24 @@ fn main() -> ExitCode {
 }
 
 fn build_runtime(start: &WorkerStart) -> std::io::Result<tokio::runtime::Runtime> {
-    if start.runtime_threads <= 1 {
+    let tuning = &start.runtime;
+    let mut builder = if tuning.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(start.runtime_threads)
-            .enable_all()
-            .build()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(tuning.threads);
+        builder
+    };
+    if let Some(name) = &tuning.thread_name {
+        builder.thread_name(name);
     }
+    if let Some(size) = tuning.thread_stack_size {
+        builder.thread_stack_size(size);
+    }
+    if let Some(events) = tuning.max_io_events_per_tick {
+        builder.max_io_events_per_tick(events);
+    }
+    builder.enable_all().build()
 }
 
 fn pin_to_cpus(cpus: &[usize]) {

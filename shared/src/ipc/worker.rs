@@ -30,9 +30,19 @@ pub struct WorkerStart {
     pub config: ConfigBundle,
     pub listeners: Vec<ListenerEntry>,
     pub cpus: Option<Vec<usize>>,
-    pub runtime_threads: usize,
+    pub runtime: RuntimeTuning,
     /// Process-log verbosity, as the supervisor's `-v` count: 0 warn, 1 info, 2 debug.
     pub verbosity: u8,
+}
+
+/// How a worker builds its tokio runtime, from `worker` (or, without it, `runtime`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeTuning {
+    /// 1 means a current-thread runtime.
+    pub threads: usize,
+    pub thread_name: Option<String>,
+    pub thread_stack_size: Option<usize>,
+    pub max_io_events_per_tick: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
