@@ -215,6 +215,14 @@ impl Group {
         self.fleet_of(None).expect("fleet status")
     }
 
+    /// The workers of the first generation `fleet` lists, as JSON rows.
+    pub fn first_generation_workers(&self) -> Vec<serde_json::Value> {
+        self.fleet()["generations"][0]["workers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Worker pids of generations in `state` (`current`, `draining`, `adopted`).
     pub fn worker_pids(&self, state: &str) -> Vec<u32> {
         let fleet = self.fleet();

@@ -17,11 +17,7 @@ fn killed_worker_is_replaced_and_its_sibling_is_untouched() {
     let mut tunnel = open_connect_tunnel(group.http_proxy(), echo.addr);
     roundtrip(&mut tunnel, b"hello");
     // Find the worker that carries the tunnel; kill the other one.
-    let fleet = group.fleet();
-    let workers = fleet["generations"][0]["workers"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let workers = group.first_generation_workers();
     assert_eq!(workers.len(), 2);
     let victim = workers
         .iter()

@@ -201,7 +201,10 @@ fn c_ares_asks_the_configured_name_server() {
         .map(|name| name.trim().to_string())
         .collect();
     // Two runtime threads, plus any blocking-pool thread, which carries the name too.
-    assert!(names.iter().filter(|n| *n == "g3w").count() >= 2, "{names:?}");
+    assert!(
+        names.iter().filter(|n| *n == "g3w").count() >= 2,
+        "{names:?}"
+    );
     let (status, _) = raw_get(
         group.http_proxy(),
         &format!("missing.g3proxy.test:{}", origin.addr.port()),

@@ -22,11 +22,7 @@ fn workers_are_pinned_and_listen_in_worker_gives_each_its_own_socket() {
     let echo = Echo::start("127.0.0.1");
     let mut group = Group::new("workers");
     let supervisor = group.start();
-    let fleet = group.fleet();
-    let workers = fleet["generations"][0]["workers"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let workers = group.first_generation_workers();
     assert_eq!(workers.len(), 2);
     let cpus = std::thread::available_parallelism().unwrap().get();
     for worker in &workers {
