@@ -36,14 +36,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let control_dir = cli.control_dir.clone().unwrap_or_else(|| {
-        let run = PathBuf::from("/run/g3proxy");
-        if run.is_dir() {
-            run
-        } else {
-            PathBuf::from("/tmp/g3")
-        }
-    });
+    let control_dir = cli
+        .control_dir
+        .clone()
+        .unwrap_or_else(g3proxy_shared::ipc::trust::default_control_dir);
     let group = cli.daemon_group.clone().unwrap_or_default();
     let socket = match cli.daemon_pid {
         Some(pid) => control_dir.join(format!("{group}_{pid}.sock")),

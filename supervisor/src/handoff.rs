@@ -15,7 +15,7 @@ use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse};
 use g3proxy_shared::ipc::worker::{
     FromWorker, ToWorker, WorkerStatus, parse_worker_socket_name, worker_socket_path,
 };
-use g3proxy_shared::ipc::{self, fd_passing};
+use g3proxy_shared::ipc::{self, fd_passing, trust};
 
 use crate::control::group_socket_path;
 use crate::listeners::ListenerKey;
@@ -58,6 +58,13 @@ impl Predecessor {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot reach {}", path.display())),
         };
+        // Whoever answers on the group socket gets a share of our clients: it must be one of us.
+        trust::check_peer(&stream).with_context(|| {
+            format!(
+                "not taking listeners from {}; remove it if nothing of ours serves there",
+                path.display()
+            )
+        })?;
         let request = CtlRequest::HandoffBegin {
             successor_pid: std::process::id(),
         };
@@ -116,6 +123,10 @@ fn worker_request_blocking(path: PathBuf, request: ToWorker) -> Option<(FromWork
             return None;
         }
     };
+    if let Err(refused) = trust::check_peer(&stream) {
+        log!("worker socket {}: {refused}", path.display());
+        return None;
+    }
     exchange(&stream, &request).ok()
 }
 

@@ -16,6 +16,7 @@ mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use event::{CtlReply, Event, SignalAction};
 use g3proxy_shared::ipc::control::CtlResponse;
+use g3proxy_shared::ipc::trust;
 use listeners::{ListenerKey, ListenerSet};
 use supervisor::{Options, Source, Supervisor};
 
@@ -51,14 +53,9 @@ struct Cli {
         default_value = ""
     )]
     group_name: String,
-    /// Directory of the control sockets
-    #[arg(
-        short = 'C',
-        long = "control-dir",
-        value_name = "DIR",
-        default_value = "/tmp/g3"
-    )]
-    control_dir: PathBuf,
+    /// Directory of the control sockets (default: /run/g3proxy if it exists, else /tmp/g3)
+    #[arg(short = 'C', long = "control-dir", value_name = "DIR")]
+    control_dir: Option<PathBuf>,
     /// Run under systemd (process log to journald through stderr)
     #[arg(short = 's', long = "systemd")]
     systemd: bool,
@@ -76,7 +73,25 @@ struct Cli {
     worker_binary: Option<PathBuf>,
 }
 
+/// Set once the first generation serves; see [`install_panic_policy`].
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// A panic before we serve (config, startup) exits 255, the unit's RestartPreventExitStatus,
+/// so a deterministic crash is not restarted in a loop. Once serving, a panic in a task is
+/// logged and the task dies; one in the main loop exits 101 and systemd's restart adopts the
+/// workers, which keep serving meanwhile (the `kill -9` path).
+fn install_panic_policy() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        if !SERVING.load(Ordering::Relaxed) {
+            std::process::exit(255);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
+    install_panic_policy();
     let cli = Cli::parse();
     if cli.version {
         println!("g3proxy {}", g3proxy_shared::VERSION);
@@ -140,9 +155,11 @@ async fn run(
             return Ok(255);
         }
     };
-    let control_dir = cli.control_dir.clone();
-    std::fs::create_dir_all(&control_dir)
-        .with_context(|| format!("cannot create {}", control_dir.display()))?;
+    let control_dir = cli
+        .control_dir
+        .clone()
+        .unwrap_or_else(trust::default_control_dir);
+    trust::prepare_control_dir(&control_dir)?;
     let group = cli.group_name.clone();
 
     let mut listeners = ListenerSet::default();
@@ -231,6 +248,9 @@ async fn run(
 
     while let Some(event) = inbox.recv().await {
         let started_ok = matches!(event, Event::Started(Ok(())));
+        if started_ok {
+            SERVING.store(true, Ordering::Relaxed);
+        }
         supervisor.handle(event).await;
         if started_ok && group_socket.is_none() {
             // The predecessor released the group socket when it committed; it is ours now.

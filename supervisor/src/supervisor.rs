@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::event::{CtlReply, Event, SignalAction, WorkerId};
+use crate::fleet::worker::PinnedBinary;
 use crate::fleet::{Generation, GenerationState, Slot, restart_backoff, worker};
 use crate::listeners::{self, ListenerKey, ListenerSet};
 use crate::{log, systemd};
@@ -223,6 +224,10 @@ impl Supervisor {
                 }
             },
         };
+        let binary = match PinnedBinary::open(&self.options.worker_binary) {
+            Ok(binary) => Arc::new(binary),
+            Err(error) => return answer(reply, format!("{error:#}")),
+        };
         let wanted = listeners::plan(&config);
         let newly_bound = match self.listeners.bind_missing(&wanted) {
             Ok(bound) => bound,
@@ -248,7 +253,7 @@ impl Supervisor {
                 state: GenerationState::Starting,
                 config,
                 bundle,
-                binary: self.options.worker_binary.clone(),
+                binary,
                 version: None,
                 slots,
                 waiting: reply,

@@ -408,3 +408,34 @@ fn a_worker_that_outlives_its_drain_deadline_is_killed() {
         group.worker_pids("draining").is_empty().then_some(())
     });
 }
+
+#[test]
+fn a_crashed_worker_restarts_from_its_generations_binary_not_the_one_on_disk() {
+    let (mut group, binary) = start_with_worker_copy("basic");
+    let generation = group.current_generation();
+    let old_pid = group.worker_pids("current")[0];
+    // A package upgrade puts a worker on disk that would never start.
+    install_worker(
+        &binary,
+        Some("#!/bin/sh\necho 'the new package worker' >&2\nexit 3\n"),
+    );
+    g3proxy_tests::group::kill(old_pid, nix::sys::signal::Signal::SIGKILL);
+    let replacement = g3proxy_tests::wait_until(
+        Duration::from_secs(30),
+        "the crashed worker to be replaced",
+        || {
+            group
+                .worker_pids("current")
+                .into_iter()
+                .find(|pid| *pid != old_pid)
+        },
+    );
+    group.assert_running(replacement);
+    assert_eq!(group.current_generation(), generation);
+    let exe = std::fs::read_link(format!("/proc/{replacement}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().ends_with("(deleted)"),
+        "runs the pinned, since replaced file: {}",
+        exe.display()
+    );
+}

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use g3proxy_shared::ipc::worker::{FromWorker, ToWorker};
-use g3proxy_shared::ipc::{self, fd_passing, read_frame};
+use g3proxy_shared::ipc::{self, fd_passing, read_frame, trust};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,6 +27,10 @@ pub fn serve(path: &Path, requests: mpsc::Sender<ControlRequest>) -> io::Result<
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    if let Err(refused) = trust::check_peer(&stream) {
+                        warn!("control socket: {refused}");
+                        continue;
+                    }
                     tokio::spawn(handle(stream, requests.clone()));
                 }
                 Err(e) => {

@@ -67,15 +67,38 @@ pub fn cpu_count() -> usize {
 /// Loads the config at `path` (a file, or a directory holding `main.yml`) from disk, and the
 /// snapshot of every file it read.
 pub fn load(path: &Path) -> Result<(Config, ConfigBundle), ConfigError> {
-    let mut source = DiskSource::new(find_entry(path)?);
-    let config = Loader::new(&mut source).load()?;
-    Ok((config, source.into_bundle()))
+    without_panics(&path.display().to_string(), || {
+        let mut source = DiskSource::new(find_entry(path)?);
+        let config = Loader::new(&mut source).load()?;
+        Ok((config, source.into_bundle()))
+    })
 }
 
 /// Loads a config from a snapshot taken by [`load`].
 pub fn load_bundle(bundle: &ConfigBundle) -> Result<Config, ConfigError> {
-    let mut source = bundle;
-    Loader::new(&mut source).load()
+    without_panics(&bundle.entry.display().to_string(), || {
+        let mut source = bundle;
+        Loader::new(&mut source).load()
+    })
+}
+
+/// A bug in the loader must cost a refused config, never the supervisor (a reload would
+/// otherwise kill it and orphan its workers): a panic becomes an error on the entry file.
+fn without_panics<T>(
+    file: &str,
+    load: impl FnOnce() -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(ConfigError::file(
+            file,
+            format!("internal error while loading the config (please report it): {what}"),
+        ))
+    })
 }
 
 pub(crate) fn type_error(type_node: &Node, path: &str, message: String) -> ConfigError {

@@ -37,13 +37,16 @@ fn default_max_draining_generations() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Threads of each worker's runtime when there is no `worker` section.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::types::bounds::optional_threads")]
     pub thread_number: Option<usize>,
     #[serde(default)]
     pub thread_name: Option<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::types::bounds::optional_stack_size"
+    )]
     pub thread_stack_size: Option<HumanSize>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::types::bounds::optional_io_events")]
     pub max_io_events_per_tick: Option<usize>,
     /// How long workers left by a supervisor that went `offline` keep accepting while waiting
     /// for a successor.
@@ -52,13 +55,22 @@ pub struct RuntimeConfig {
     #[serde(default = "default_task_wait_delay")]
     pub task_wait_delay: HumanDuration,
     /// The drain deadline of an old generation.
-    #[serde(default = "default_task_wait_timeout")]
+    #[serde(
+        default = "default_task_wait_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
     pub task_wait_timeout: HumanDuration,
     #[serde(default = "default_task_quit_timeout")]
     pub task_quit_timeout: HumanDuration,
-    #[serde(default = "default_generation_ready_timeout")]
+    #[serde(
+        default = "default_generation_ready_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
     pub generation_ready_timeout: HumanDuration,
-    #[serde(default = "default_max_draining_generations")]
+    #[serde(
+        default = "default_max_draining_generations",
+        deserialize_with = "crate::types::bounds::generations"
+    )]
     pub max_draining_generations: usize,
 }
 
@@ -89,16 +101,23 @@ impl RuntimeConfig {
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Worker processes per generation (default: one per CPU).
-    #[serde(default, alias = "threads_total")]
+    #[serde(
+        default,
+        alias = "threads_total",
+        deserialize_with = "crate::types::bounds::optional_threads"
+    )]
     pub thread_number: Option<usize>,
     /// Threads of each worker process's runtime (default 1).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::types::bounds::optional_threads")]
     pub thread_number_per_runtime: Option<usize>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::types::bounds::optional_stack_size"
+    )]
     pub thread_stack_size: Option<HumanSize>,
     #[serde(default)]
     pub sched_affinity: SchedAffinity,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::types::bounds::optional_io_events")]
     pub max_io_events_per_tick: Option<usize>,
 }
 

@@ -246,3 +246,158 @@ fn mutated_configs_never_panic() {
         "some mutations are harmless and must still load"
     );
 }
+
+/// Every numeric key, given the extremes an operator (or a typo) might write: the loader
+/// answers with a positioned error or a value inside the key's range, and never panics.
+#[test]
+fn numeric_extremes_are_errors_or_in_range() {
+    let keys: &[(&str, &str)] = &[
+        ("runtime", "thread_number"),
+        ("runtime", "thread_stack_size"),
+        ("runtime", "max_io_events_per_tick"),
+        ("runtime", "server_offline_delay"),
+        ("runtime", "task_wait_delay"),
+        ("runtime", "task_wait_timeout"),
+        ("runtime", "task_quit_timeout"),
+        ("runtime", "generation_ready_timeout"),
+        ("runtime", "max_draining_generations"),
+        ("worker", "thread_number"),
+        ("worker", "thread_number_per_runtime"),
+        ("worker", "thread_stack_size"),
+        ("worker", "max_io_events_per_tick"),
+        ("http", "req_header_recv_timeout"),
+        ("http", "rsp_header_recv_timeout"),
+        ("http", "req_header_max_size"),
+        ("http", "rsp_header_max_size"),
+        ("http", "pipeline_read_idle_timeout"),
+        ("http", "task_idle_check_interval"),
+        ("http", "task_idle_max_count"),
+        ("http", "tcp_copy_buffer_size"),
+        ("socks", "negotiation_timeout"),
+        ("socks", "task_idle_check_interval"),
+        ("socks", "task_idle_max_count"),
+        ("socks", "tcp_copy_buffer_size"),
+        ("resolver", "each_timeout"),
+        ("resolver", "each_tries"),
+        ("escaper", "tcp_connect: {max_retry"),
+        ("escaper", "tcp_connect: {each_timeout"),
+        ("listen", "instance"),
+        ("listen", "backlog"),
+    ];
+    let extremes = [
+        "0",
+        "-1",
+        "0s",
+        "1.5",
+        "1e308",
+        "NaN",
+        "inf",
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999h",
+        "10000000000000000000s",
+        "18446744073709551615s",
+        "5000",
+        "100000",
+        "16777216000",
+        "1T",
+    ];
+    let mut refused = 0;
+    for (section, key) in keys {
+        for value in extremes {
+            let close = if key.contains('{') { "}" } else { "" };
+            let entry = format!("{key}: {value}{close}");
+            let main = match *section {
+                "runtime" | "worker" => format!("{section}:\n  {entry}\n"),
+                _ => String::new(),
+            };
+            let server_extra = |which: &str| {
+                if *section == which {
+                    format!(", {entry}")
+                } else {
+                    String::new()
+                }
+            };
+            let listen = if *section == "listen" {
+                format!("{{address: \"127.0.0.1:3128\", {entry}}}")
+            } else {
+                "3128".to_string()
+            };
+            let text = format!(
+                "{main}resolver:\n  - {{name: default, type: c-ares{}}}\nescaper:\n  - {{name: default, type: direct_fixed, resolver: default{}}}\nserver:\n  - {{name: http, type: http_proxy, escaper: default, listen: {listen}{}}}\n  - {{name: socks, type: socks_proxy, escaper: default{}}}\n",
+                server_extra("resolver"),
+                server_extra("escaper"),
+                server_extra("http"),
+                server_extra("socks"),
+            );
+            let bundle = ConfigBundle {
+                entry: PathBuf::from("/cfg/main.yml"),
+                files: [(PathBuf::from("/cfg/main.yml"), text.clone())].into(),
+                ..Default::default()
+            };
+            match load_bundle(&bundle) {
+                Ok(config) => {
+                    let runtime = &config.runtime;
+                    for duration in [
+                        runtime.task_wait_timeout.0,
+                        runtime.task_quit_timeout.0,
+                        runtime.server_offline_delay.0,
+                        runtime.generation_ready_timeout.0,
+                    ] {
+                        assert!(duration <= crate::types::MAX_DURATION, "{text}");
+                    }
+                    assert!(config.worker_count() <= 1024, "{text}");
+                }
+                Err(error) => {
+                    refused += 1;
+                    assert!(
+                        error.file.ends_with("main.yml") && error.line > 0,
+                        "{key}: {value}: {error}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(refused > keys.len() * 5, "only {refused} extremes refused");
+}
+
+#[test]
+fn out_of_range_values_name_their_key_and_line() {
+    let check = |text: &str, want: &str| {
+        let bundle = ConfigBundle {
+            entry: PathBuf::from("/cfg/main.yml"),
+            files: [(PathBuf::from("/cfg/main.yml"), text.to_string())].into(),
+            ..Default::default()
+        };
+        let got = load_bundle(&bundle).unwrap_err().to_string();
+        assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+    };
+    const BASE: &str = "resolver:\n  - {name: default, type: c-ares}\nescaper:\n  - {name: default, type: direct_fixed, resolver: default}\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n";
+    check(
+        &format!("{BASE}    req_header_recv_timeout: 99999999999999999999h\n"),
+        "main.yml: server[0].req_header_recv_timeout (line 9): invalid duration: \"99999999999999999999h\"",
+    );
+    check(
+        &format!("{BASE}    req_header_recv_timeout: 0s\n"),
+        "main.yml: server[0].req_header_recv_timeout (line 9): 0s is out of range: allowed is 1ms to 3650d",
+    );
+    check(
+        &format!("{BASE}    req_header_max_size: 0\n"),
+        "main.yml: server[0].req_header_max_size (line 9): 0 is out of range: allowed is 1KiB to 16MiB",
+    );
+    check(
+        &format!("runtime:\n  thread_number: 100000\n{BASE}"),
+        "main.yml: runtime.thread_number (line 2): 100000 is out of range: allowed is 1 to 1024",
+    );
+    check(
+        &format!("worker:\n  thread_number: 5000\n{BASE}"),
+        "main.yml: worker.thread_number (line 2): 5000 is out of range",
+    );
+}
+
+#[test]
+fn a_panic_while_loading_is_a_refused_config() {
+    let error = without_panics::<()>("/cfg/main.yml", || panic!("a loader bug")).unwrap_err();
+    assert_eq!(error.file, "/cfg/main.yml");
+    assert!(error.message.contains("a loader bug"), "{error}");
+}

@@ -8,6 +8,7 @@
 
 pub mod control;
 pub mod fd_passing;
+pub mod trust;
 pub mod worker;
 
 use serde::de::DeserializeOwned;

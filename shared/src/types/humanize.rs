@@ -21,12 +21,13 @@ impl HumanDuration {
         HumanDuration(Duration::from_millis(millis))
     }
 
+    /// Reads a duration; `None` for anything that is not one or is over [`MAX_DURATION`].
     pub fn parse(text: &str) -> Option<Duration> {
         let text = text.trim();
         if let Ok(secs) = text.parse::<f64>() {
-            return (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
+            return seconds_to_duration(secs);
         }
-        let mut total = Duration::ZERO;
+        let mut total_secs = 0.0f64;
         let mut rest = text;
         while !rest.is_empty() {
             let number_end = rest
@@ -47,11 +48,32 @@ impl HumanDuration {
                 "d" | "day" | "days" => 86400.0,
                 _ => return None,
             };
-            total += Duration::from_secs_f64(number * seconds_per_unit);
+            total_secs += number * seconds_per_unit;
             rest = rest[unit_end..].trim_start();
         }
-        (!text.is_empty()).then_some(total)
+        if text.is_empty() {
+            return None;
+        }
+        seconds_to_duration(total_secs)
     }
+}
+
+/// The longest duration any key takes: ten years. Far beyond any timeout an operator means,
+/// and small enough that no deadline (`now + duration`, in any clock) can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+fn seconds_to_duration(secs: f64) -> Option<Duration> {
+    // Checked in f64 first: `Duration::from_secs_f64` panics on values it cannot hold.
+    if !(secs.is_finite() && secs >= 0.0 && secs <= MAX_DURATION.as_secs_f64()) {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+fn duration_error<E: de::Error>(text: &dyn fmt::Debug) -> E {
+    E::custom(format!(
+        "invalid duration: {text:?} (a duration such as 30, 200ms or 1h 30m, at most 10 years)"
+    ))
 }
 
 impl HumanSize {
@@ -81,6 +103,42 @@ impl HumanSize {
     }
 }
 
+impl fmt::Display for HumanDuration {
+    /// The largest unit that states the value exactly: `200ms`, `30s`, `10h`, `3650d`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nanos = self.0.as_nanos();
+        let units: [(u128, &str); 7] = [
+            (86_400_000_000_000, "d"),
+            (3_600_000_000_000, "h"),
+            (60_000_000_000, "m"),
+            (1_000_000_000, "s"),
+            (1_000_000, "ms"),
+            (1_000, "us"),
+            (1, "ns"),
+        ];
+        match units
+            .iter()
+            .find(|(size, _)| nanos % size == 0 && nanos > 0)
+        {
+            Some((size, unit)) => write!(f, "{}{unit}", nanos / size),
+            None => f.write_str("0s"),
+        }
+    }
+}
+
+impl fmt::Display for HumanSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        match units
+            .iter()
+            .find(|(size, _)| self.0 % size == 0 && self.0 > 0)
+        {
+            Some((size, unit)) => write!(f, "{}{unit}", self.0 / size),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
 struct DurationVisitor;
 
 impl Visitor<'_> for DurationVisitor {
@@ -91,25 +149,29 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, secs: u64) -> Result<HumanDuration, E> {
-        Ok(HumanDuration(Duration::from_secs(secs)))
+        Some(Duration::from_secs(secs))
+            .filter(|d| *d <= MAX_DURATION)
+            .map(HumanDuration)
+            .ok_or_else(|| duration_error(&secs))
     }
 
     fn visit_i64<E: de::Error>(self, secs: i64) -> Result<HumanDuration, E> {
-        u64::try_from(secs)
-            .map(|s| HumanDuration(Duration::from_secs(s)))
-            .map_err(|_| E::custom("a duration cannot be negative"))
+        match u64::try_from(secs) {
+            Ok(secs) => self.visit_u64(secs),
+            Err(_) => Err(E::custom("a duration cannot be negative")),
+        }
     }
 
     fn visit_f64<E: de::Error>(self, secs: f64) -> Result<HumanDuration, E> {
-        HumanDuration::parse(&secs.to_string())
+        seconds_to_duration(secs)
             .map(HumanDuration)
-            .ok_or_else(|| E::custom("invalid duration"))
+            .ok_or_else(|| duration_error(&secs))
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanDuration, E> {
         HumanDuration::parse(text)
             .map(HumanDuration)
-            .ok_or_else(|| E::custom(format!("invalid duration: {text:?}")))
+            .ok_or_else(|| duration_error(&text))
     }
 }
 
@@ -173,6 +235,12 @@ mod tests {
         check("", None);
         check("10 parsecs", None);
         check("-1", None);
+        check("99999999999999999999h", None);
+        check("18446744073709551615s", None);
+        check("10000000000000000000s", None);
+        check("1e308", None);
+        check("3650d", Some(315_360_000_000));
+        check("3651d", None);
     }
 
     #[test]

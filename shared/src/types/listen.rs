@@ -65,7 +65,7 @@ struct ListenMap {
     backlog: Option<u32>,
     #[serde(default)]
     ipv6_only: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::bounds::optional_instances")]
     instance: Option<usize>,
 }
 

@@ -1,11 +1,12 @@
 //! Value types shared by config and runtime: humanized durations and sizes, listen specs,
 //! network ACLs.
 
+pub mod bounds;
 mod humanize;
 mod listen;
 mod network_acl;
 
-pub use humanize::{HumanDuration, HumanSize};
+pub use humanize::{HumanDuration, HumanSize, MAX_DURATION};
 pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};
 

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse};
-use g3proxy_shared::ipc::{self, read_frame};
+use g3proxy_shared::ipc::{self, read_frame, trust};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
@@ -52,6 +52,10 @@ pub fn serve(
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    if let Err(refused) = trust::check_peer(&stream) {
+                        log!("control socket: {refused}");
+                        continue;
+                    }
                     tokio::spawn(connection(
                         stream,
                         events.clone(),

@@ -4,7 +4,6 @@
 
 pub mod worker;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -38,7 +37,7 @@ pub struct Generation {
     pub state: GenerationState,
     pub config: Arc<Config>,
     pub bundle: Arc<ConfigBundle>,
-    pub binary: PathBuf,
+    pub binary: Arc<worker::PinnedBinary>,
     pub version: Option<String>,
     pub slots: Vec<Slot>,
     /// Who asked for this generation, answered when it is current or rolled back.
@@ -76,7 +75,7 @@ impl Generation {
         SnapshotGeneration {
             generation: self.number,
             state: self.state_name().to_string(),
-            binary: self.binary.display().to_string(),
+            binary: self.binary.path.display().to_string(),
             version: self.version.clone().unwrap_or_default(),
             drain_deadline_unix_secs: deadline,
             workers: self

@@ -1,9 +1,9 @@
 //! One worker process: spawn it with one end of a socketpair, send its start message with the
 //! listeners attached, then turn its messages and its exit into supervisor events.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::Context as _;
@@ -16,6 +16,9 @@ use crate::event::{Event, WorkerId};
 
 pub struct WorkerProcess {
     pub pid: u32,
+    /// Signals go through this, never through the pid, which the kernel may give to another
+    /// process once the worker was reaped.
+    pidfd: Option<OwnedFd>,
     sender: mpsc::UnboundedSender<ToWorker>,
     writer: tokio::task::JoinHandle<()>,
 }
@@ -33,16 +36,64 @@ impl WorkerProcess {
     }
 
     pub fn kill(&self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let Some(pidfd) = &self.pidfd else {
+            return;
+        };
+        // Safety: a plain syscall on a descriptor we own; a process already reaped gives
+        // ESRCH, which is what we want.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        }
+    }
+}
+
+/// A pidfd for a child we have not reaped yet, so its pid still names it.
+fn open_pidfd(pid: u32) -> Option<OwnedFd> {
+    // Safety: pidfd_open returns a new descriptor we then own, or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The worker binary of one generation, opened once: a worker restarted after a crash runs
+/// the same file as its siblings even if a package upgrade replaced the one on disk.
+pub struct PinnedBinary {
+    pub path: PathBuf,
+    file: std::fs::File,
+}
+
+impl PinnedBinary {
+    pub fn open(path: &Path) -> anyhow::Result<PinnedBinary> {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open the worker binary {}", path.display()))?;
+        Ok(PinnedBinary {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// A command that executes the pinned file through its descriptor where /proc is there,
+    /// else by path.
+    fn command(&self) -> tokio::process::Command {
+        let by_descriptor = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
+        if by_descriptor.exists() {
+            let mut command = tokio::process::Command::new(by_descriptor);
+            command.arg0(&self.path);
+            command
+        } else {
+            tokio::process::Command::new(&self.path)
+        }
     }
 }
 
 /// Starts a worker from `binary` and hands it `start` and `listener_fds`.
 pub async fn spawn(
-    binary: &Path,
+    binary: &PinnedBinary,
     id: WorkerId,
     start: WorkerStart,
     listener_fds: Vec<OwnedFd>,
@@ -50,7 +101,7 @@ pub async fn spawn(
 ) -> anyhow::Result<WorkerProcess> {
     let (ours, theirs) = StdUnixStream::pair().context("socketpair")?;
     let their_fd: RawFd = theirs.as_raw_fd();
-    let mut command = tokio::process::Command::new(binary);
+    let mut command = binary.command();
     command
         .arg("--ipc-fd")
         .arg(their_fd.to_string())
@@ -61,22 +112,31 @@ pub async fn spawn(
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .env_remove("LISTEN_FDNAMES");
+    // The child inherits its end of the socketpair, and the pinned binary stays open across
+    // exec so that an interpreter (a `#!` worker) can still read it by its /proc path.
+    let inherited = [their_fd, binary.file.as_raw_fd()];
     // Safety: between fork and exec we only clear FD_CLOEXEC with fcntl, which is
-    // async-signal-safe, so the child inherits its end of the socketpair.
+    // async-signal-safe.
     unsafe {
         command.pre_exec(move || {
-            let flags = libc::fcntl(their_fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(their_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
+            for fd in inherited {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
     let mut child = command
         .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
+        .with_context(|| format!("cannot start {}", binary.path.display()))?;
     drop(theirs);
-    let pid = child.id().unwrap_or_default();
+    // Not reaped until `child.wait()` below, so the pid is still this child's.
+    let pid = child
+        .id()
+        .context("the worker exited before it could be watched")?;
+    let pidfd = open_pidfd(pid);
 
     let frame = ipc::encode(&ToWorker::Start(Box::new(start)))?;
     // A binary that never reads its start message must not hold the supervisor up.
@@ -124,6 +184,7 @@ pub async fn spawn(
     });
     Ok(WorkerProcess {
         pid,
+        pidfd,
         sender,
         writer,
     })

@@ -40,9 +40,15 @@ fn default_each_timeout() -> HumanDuration {
 #[serde(deny_unknown_fields)]
 pub struct TcpConnectConfig {
     /// Further addresses tried after the first one fails.
-    #[serde(default = "default_max_retry")]
+    #[serde(
+        default = "default_max_retry",
+        deserialize_with = "crate::types::bounds::retries"
+    )]
     pub max_retry: usize,
-    #[serde(default = "default_each_timeout")]
+    #[serde(
+        default = "default_each_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
     pub each_timeout: HumanDuration,
 }
 

@@ -24,7 +24,10 @@ pub struct CAresConfig {
     pub server: ServerList,
     #[serde(default = "default_each_timeout")]
     pub each_timeout: EachTimeout,
-    #[serde(default = "default_each_tries")]
+    #[serde(
+        default = "default_each_tries",
+        deserialize_with = "crate::types::bounds::tries"
+    )]
     pub each_tries: u32,
     #[serde(default)]
     pub round_robin: bool,
@@ -47,7 +50,14 @@ impl<'de> Deserialize<'de> for EachTimeout {
                 f.write_str("milliseconds, or a duration such as 2s")
             }
             fn visit_u64<E: de::Error>(self, millis: u64) -> Result<EachTimeout, E> {
-                Ok(EachTimeout(Duration::from_millis(millis)))
+                let timeout = Duration::from_millis(millis);
+                if millis == 0 || timeout > crate::types::MAX_DURATION {
+                    return Err(E::custom(format!(
+                        "{millis} is out of range: allowed is 1 to {} milliseconds",
+                        crate::types::MAX_DURATION.as_millis()
+                    )));
+                }
+                Ok(EachTimeout(timeout))
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<EachTimeout, E> {
                 crate::types::HumanDuration::parse(text)

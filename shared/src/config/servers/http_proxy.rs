@@ -41,24 +41,46 @@ pub struct HttpProxyConfig {
     pub listen_in_worker: bool,
     #[serde(default, alias = "ingress_net_filter")]
     pub ingress_network_filter: Option<NetworkAcl>,
-    #[serde(default = "default_req_header_recv_timeout")]
+    #[serde(
+        default = "default_req_header_recv_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
     pub req_header_recv_timeout: HumanDuration,
-    #[serde(default = "default_rsp_header_recv_timeout")]
+    #[serde(
+        default = "default_rsp_header_recv_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
     pub rsp_header_recv_timeout: HumanDuration,
-    #[serde(default = "default_header_max_size")]
+    #[serde(
+        default = "default_header_max_size",
+        deserialize_with = "crate::types::bounds::header_size"
+    )]
     pub req_header_max_size: HumanSize,
-    #[serde(default = "default_header_max_size")]
+    #[serde(
+        default = "default_header_max_size",
+        deserialize_with = "crate::types::bounds::header_size"
+    )]
     pub rsp_header_max_size: HumanSize,
     /// How long a keep-alive client connection may wait for its next request.
-    #[serde(default = "default_pipeline_read_idle_timeout")]
+    #[serde(
+        default = "default_pipeline_read_idle_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
     pub pipeline_read_idle_timeout: HumanDuration,
     #[serde(
         default = "default_task_idle_check_interval",
+        deserialize_with = "crate::types::bounds::timeout",
         alias = "task_idle_check_duration"
     )]
     pub task_idle_check_interval: HumanDuration,
-    #[serde(default = "default_task_idle_max_count")]
+    #[serde(
+        default = "default_task_idle_max_count",
+        deserialize_with = "crate::types::bounds::idle_count"
+    )]
     pub task_idle_max_count: u32,
-    #[serde(default = "default_tcp_copy_buffer_size")]
+    #[serde(
+        default = "default_tcp_copy_buffer_size",
+        deserialize_with = "crate::types::bounds::buffer_size"
+    )]
     pub tcp_copy_buffer_size: HumanSize,
 }

@@ -27,15 +27,25 @@ pub struct SocksProxyConfig {
     #[serde(default, alias = "ingress_net_filter")]
     pub ingress_network_filter: Option<NetworkAcl>,
     /// Time allowed from accept to a complete SOCKS request.
-    #[serde(default = "default_negotiation_timeout")]
+    #[serde(
+        default = "default_negotiation_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
     pub negotiation_timeout: HumanDuration,
     #[serde(
         default = "default_task_idle_check_interval",
+        deserialize_with = "crate::types::bounds::timeout",
         alias = "task_idle_check_duration"
     )]
     pub task_idle_check_interval: HumanDuration,
-    #[serde(default = "default_task_idle_max_count")]
+    #[serde(
+        default = "default_task_idle_max_count",
+        deserialize_with = "crate::types::bounds::idle_count"
+    )]
     pub task_idle_max_count: u32,
-    #[serde(default = "default_tcp_copy_buffer_size")]
+    #[serde(
+        default = "default_tcp_copy_buffer_size",
+        deserialize_with = "crate::types::bounds::buffer_size"
+    )]
     pub tcp_copy_buffer_size: HumanSize,
 }
