@@ -48,8 +48,14 @@ pub enum BodyFraming {
 pub enum RequestTarget {
     /// `CONNECT host:port`.
     Tunnel(HostPort),
-    /// `GET http://host[:port]/path`: `path` is the origin-form to send upstream.
-    Forward { upstream: HostPort, path: String },
+    /// `GET http://host[:port]/path`: `path` is the origin-form to send upstream. With
+    /// `tls`, the client asked for `https://` in plain text (https forward): the proxy speaks
+    /// TLS to the origin.
+    Forward {
+        upstream: HostPort,
+        path: String,
+        tls: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +107,15 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<RequestHead>, HeadError> {
     match request.parse(buf).map_err(map_httparse)? {
         httparse::Status::Partial => Ok(Parsed::Partial),
         httparse::Status::Complete(used) => {
+            // Two Host headers give two readings of where the request goes (RFC 9112 3.2).
+            let hosts = request
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("host"))
+                .count();
+            if hosts > 1 {
+                return Err(HeadError::Malformed("more than one host header"));
+            }
             // httparse only returns Complete with method, path and version set.
             let head = RequestHead {
                 method: request.method.unwrap_or_default().to_string(),
@@ -193,9 +208,13 @@ fn content_length(headers: &[Header]) -> Result<Option<u64>, HeadError> {
     Ok(found)
 }
 
-/// Whether transfer-encoding ends in `chunked`; any other coding we cannot frame.
+/// Whether transfer-encoding ends in `chunked`; any other coding we cannot frame. A
+/// transfer-encoding header with no coding in it is refused: peers disagree on what it means.
 fn is_chunked(headers: &[Header]) -> Result<Option<bool>, HeadError> {
     let codings: Vec<&[u8]> = header_tokens(headers, "transfer-encoding").collect();
+    if codings.is_empty() && header_values(headers, "transfer-encoding").next().is_some() {
+        return Err(HeadError::UnsupportedTransferEncoding);
+    }
     match codings.last() {
         None => Ok(None),
         Some(last) if last.eq_ignore_ascii_case(b"chunked") => Ok(Some(true)),
@@ -243,6 +262,8 @@ impl RequestHead {
         let length = content_length(&self.headers)?;
         match is_chunked(&self.headers)? {
             Some(_) if length.is_some() => Err(HeadError::ConflictingFraming),
+            // HTTP/1.0 has no transfer codings; RFC 9112 6.1 calls such framing faulty.
+            Some(_) if self.minor_version == 0 => Err(HeadError::UnsupportedTransferEncoding),
             Some(true) => Ok(BodyFraming::Chunked),
             Some(false) => Err(HeadError::UnsupportedTransferEncoding),
             None => Ok(match length {
@@ -263,9 +284,14 @@ impl RequestHead {
         let Some(scheme_end) = self.target.find("://") else {
             return Err(HeadError::InvalidTarget);
         };
-        if !self.target[..scheme_end].eq_ignore_ascii_case("http") {
+        let scheme = &self.target[..scheme_end];
+        let tls = if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else {
             return Err(HeadError::UnsupportedScheme);
-        }
+        };
         let rest = &self.target[scheme_end + 3..];
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..authority_end];
@@ -273,15 +299,20 @@ impl RequestHead {
         if authority.contains('@') {
             return Err(HeadError::InvalidTarget);
         }
-        let upstream =
-            HostPort::parse_authority(authority, Some(80)).ok_or(HeadError::InvalidTarget)?;
+        let default_port = if tls { 443 } else { 80 };
+        let upstream = HostPort::parse_authority(authority, Some(default_port))
+            .ok_or(HeadError::InvalidTarget)?;
         // The fragment is the client's own business; an empty path is `/`.
         let path = match rest[authority_end..].split('#').next().unwrap_or_default() {
             "" => "/".to_string(),
             query if query.starts_with('?') => format!("/{query}"),
             path => path.to_string(),
         };
-        Ok(RequestTarget::Forward { upstream, path })
+        Ok(RequestTarget::Forward {
+            upstream,
+            path,
+            tls,
+        })
     }
 }
 
@@ -300,6 +331,9 @@ impl ResponseHead {
             return Ok(BodyFraming::Empty);
         }
         match is_chunked(&self.headers)? {
+            // Faulty framing from an HTTP/1.0 origin: read to the close (RFC 9112 6.1).
+            Some(_) if self.minor_version == 0 => return Ok(BodyFraming::UntilClose),
+            // Transfer-encoding overrides any content-length (RFC 9112 6.3).
             Some(true) => return Ok(BodyFraming::Chunked),
             Some(false) => return Ok(BodyFraming::UntilClose),
             None => {}
@@ -331,9 +365,21 @@ fn is_hop_by_hop(name: &str, connection_listed: &[&[u8]]) -> bool {
             .any(|listed| listed.eq_ignore_ascii_case(name.as_bytes()))
 }
 
+/// Headers the proxy always writes itself, from what it decided: the framing it will relay
+/// and the authority it connects to. The peer's copies are never passed on, so neither a
+/// `Connection:` list nor duplicates can make the next hop read the message differently.
+fn is_written_by_us(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "host"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+}
+
 fn write_end_to_end_headers(headers: &[Header], out: &mut Vec<u8>) {
     let listed: Vec<&[u8]> = header_tokens(headers, "connection").collect();
-    for header in headers.iter().filter(|h| !is_hop_by_hop(&h.name, &listed)) {
+    for header in headers
+        .iter()
+        .filter(|h| !is_written_by_us(&h.name) && !is_hop_by_hop(&h.name, &listed))
+    {
         out.extend_from_slice(header.name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(&header.value);
@@ -341,13 +387,45 @@ fn write_end_to_end_headers(headers: &[Header], out: &mut Vec<u8>) {
     }
 }
 
+/// Writes the framing header for `framing`: one `Content-Length`, or one `Transfer-Encoding`
+/// with the message's codings joined. An empty body keeps an explicit `Content-Length` the
+/// peer sent (`0`, or a HEAD response's size).
+fn write_framing(headers: &[Header], framing: BodyFraming, out: &mut Vec<u8>) {
+    let length = |n: u64, out: &mut Vec<u8>| {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    match framing {
+        BodyFraming::Length(n) => length(n, out),
+        BodyFraming::Chunked => {
+            out.extend_from_slice(b"Transfer-Encoding: ");
+            for (i, coding) in header_tokens(headers, "transfer-encoding").enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                out.extend_from_slice(coding);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Empty => {
+            if let Ok(Some(n)) = content_length(headers) {
+                length(n, out);
+            }
+        }
+        BodyFraming::UntilClose => {}
+    }
+}
+
 /// Writes the head to send upstream for a forwarded request: origin-form target, the client's
-/// HTTP version, end-to-end headers, a `Host` when the client gave none, and our own connection
-/// choice.
+/// HTTP version, `Host` from the request-target's authority (RFC 9112 3.2.2), end-to-end
+/// headers, the framing the proxy will relay, and its own connection choice.
 pub fn write_request_head(
     head: &RequestHead,
     path: &str,
     upstream: &HostPort,
+    tls: bool,
+    framing: BodyFraming,
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) {
@@ -359,12 +437,16 @@ pub fn write_request_head(
     } else {
         b" HTTP/1.1\r\n"
     });
-    if head.header("host").is_none() {
-        out.extend_from_slice(b"Host: ");
+    out.extend_from_slice(b"Host: ");
+    let default_port = if tls { 443 } else { 80 };
+    if upstream.port == default_port {
+        out.extend_from_slice(upstream.host.to_string().as_bytes());
+    } else {
         out.extend_from_slice(upstream.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(b"\r\n");
     write_end_to_end_headers(&head.headers, out);
+    write_framing(&head.headers, framing, out);
     out.extend_from_slice(if keep_alive {
         b"Connection: keep-alive\r\n\r\n"
     } else {
@@ -372,11 +454,13 @@ pub fn write_request_head(
     });
 }
 
-/// Writes the head to send back to the client: its HTTP version, end-to-end headers and our
-/// own connection choice (`close` while draining or when the body runs until close).
+/// Writes the head to send back to the client: its HTTP version, end-to-end headers, the
+/// framing the proxy will relay, and its own connection choice (`close` while draining or when
+/// the body runs until close).
 pub fn write_response_head(
     head: &ResponseHead,
     client_minor_version: u8,
+    framing: BodyFraming,
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) {
@@ -390,6 +474,7 @@ pub fn write_response_head(
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     write_end_to_end_headers(&head.headers, out);
+    write_framing(&head.headers, framing, out);
     out.extend_from_slice(if keep_alive {
         b"Connection: keep-alive\r\n\r\n"
     } else {
@@ -405,6 +490,14 @@ pub enum ChunkError {
     MissingCrlf,
     #[error("chunk extension or trailer too long")]
     TooLong,
+    #[error("control byte or bare line feed in a trailer")]
+    InvalidTrailer,
+}
+
+/// Bytes no chunk extension or trailer line may hold: a bare LF ends a line for some parsers
+/// and not for others, which is how chunked smuggling works.
+fn is_control(byte: u8) -> bool {
+    (byte < 0x20 && byte != b'\t') || byte == 0x7f
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -498,7 +591,11 @@ impl ChunkedTracker {
             },
             Extension => {
                 self.count_side_byte()?;
-                if byte == b'\r' { SizeLf } else { Extension }
+                match byte {
+                    b'\r' => SizeLf,
+                    _ if is_control(byte) => return Err(ChunkError::InvalidSize),
+                    _ => Extension,
+                }
             }
             SizeLf => {
                 if byte != b'\n' {
@@ -518,10 +615,10 @@ impl ChunkedTracker {
             TrailerLineStart if byte == b'\r' => TrailerLf { last: true },
             TrailerLineStart | TrailerLine => {
                 self.count_side_byte()?;
-                if byte == b'\r' {
-                    TrailerLf { last: false }
-                } else {
-                    TrailerLine
+                match byte {
+                    b'\r' => TrailerLf { last: false },
+                    _ if is_control(byte) => return Err(ChunkError::InvalidTrailer),
+                    _ => TrailerLine,
                 }
             }
             TrailerLf { last } => match (byte, last) {
@@ -568,7 +665,14 @@ mod tests {
             let head = request(&format!("{line} HTTP/1.1\r\n\r\n"));
             let got = head.proxy_target().map(|t| match t {
                 RequestTarget::Tunnel(hp) => (hp.to_string(), String::new()),
-                RequestTarget::Forward { upstream, path } => (upstream.to_string(), path),
+                RequestTarget::Forward {
+                    upstream,
+                    path,
+                    tls,
+                } => (
+                    upstream.to_string(),
+                    if tls { format!("tls {path}") } else { path },
+                ),
             });
             let want = want.map(|(a, b)| (a.to_string(), b.to_string()));
             assert_eq!(got, want, "{line}");
@@ -583,6 +687,7 @@ mod tests {
         check("CONNECT a.example", Err(HeadError::InvalidTarget));
         check("GET /x", Err(HeadError::InvalidTarget));
         check("GET ftp://a.example/", Err(HeadError::UnsupportedScheme));
+        check("GET https://a.example/s", Ok(("a.example:443", "tls /s")));
         check("GET http://user@a.example/", Err(HeadError::InvalidTarget));
     }
 
@@ -646,10 +751,108 @@ mod tests {
             port: 81,
         };
         let mut out = Vec::new();
-        write_request_head(&head, "/x", &upstream, true, &mut out);
+        write_request_head(
+            &head,
+            "/x",
+            &upstream,
+            false,
+            BodyFraming::Empty,
+            true,
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /x HTTP/1.1\r\nHost: a.example:81\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    /// What the origin sees is what the proxy relays: framing headers are written from the
+    /// proxy's decision, whatever the client listed in `Connection:` or wrote twice.
+    #[test]
+    fn framing_and_host_are_never_ambiguous_upstream() {
+        let check = |text: &str, want: Result<&str, HeadError>| {
+            let result = parse_request(text.as_bytes()).and_then(|parsed| {
+                let Parsed::Complete(head, _) = parsed else {
+                    panic!("{text:?} is partial");
+                };
+                let framing = head.body_framing()?;
+                let RequestTarget::Forward {
+                    upstream,
+                    path,
+                    tls,
+                } = head.proxy_target()?
+                else {
+                    panic!("{text:?} is no forward request");
+                };
+                let mut out = Vec::new();
+                write_request_head(&head, &path, &upstream, tls, framing, true, &mut out);
+                Ok(String::from_utf8(out).unwrap())
+            });
+            assert_eq!(result.as_deref().map_err(Clone::clone), want, "{text:?}");
+        };
+        check(
+            "POST http://o/ HTTP/1.1\r\nHost: o\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n",
+            Ok("POST / HTTP/1.1\r\nHost: o\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"),
+        );
+        check(
+            "POST http://o/ HTTP/1.1\r\nConnection: transfer-encoding, host\r\nHost: evil\r\nTransfer-Encoding: gzip,chunked\r\n\r\n",
+            Ok(
+                "POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: gzip, chunked\r\nConnection: keep-alive\r\n\r\n",
+            ),
+        );
+        check(
+            "POST http://o:8080/ HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+            Ok(
+                "POST / HTTP/1.1\r\nHost: o:8080\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n",
+            ),
+        );
+        check(
+            "POST http://o/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            Ok("POST / HTTP/1.1\r\nHost: o\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"),
+        );
+        check(
+            "GET http://o/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            Err(HeadError::Malformed("more than one host header")),
+        );
+        check(
+            "POST http://o/ HTTP/1.1\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\n",
+            Err(HeadError::UnsupportedTransferEncoding),
+        );
+        check(
+            "POST http://o/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Err(HeadError::UnsupportedTransferEncoding),
+        );
+    }
+
+    #[test]
+    fn responses_carry_one_framing_header() {
+        let relay = |text: &str| {
+            let Ok(Parsed::Complete(head, _)) = parse_response(text.as_bytes()) else {
+                panic!("{text:?}");
+            };
+            let framing = head.body_framing("GET").unwrap();
+            let mut out = Vec::new();
+            write_response_head(&head, 1, framing, true, &mut out);
+            (framing, String::from_utf8(out).unwrap())
+        };
+        assert_eq!(
+            relay("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            (
+                BodyFraming::Chunked,
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+                    .into()
+            )
+        );
+        assert_eq!(
+            relay("HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\n"),
+            (
+                BodyFraming::Length(2),
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n".into()
+            )
+        );
+        assert_eq!(
+            relay("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").0,
+            BodyFraming::UntilClose
         );
     }
 
@@ -694,6 +897,19 @@ mod tests {
             Err(ChunkError::MissingCrlf)
         );
         assert_eq!(run_chunked(b"zz\r\n", 3), Err(ChunkError::InvalidSize));
+        // A bare LF or a control byte in an extension or trailer is refused, not passed on.
+        assert_eq!(
+            run_chunked(b"5;a\nb\r\nhello\r\n0\r\n\r\n", 1),
+            Err(ChunkError::InvalidSize)
+        );
+        assert_eq!(
+            run_chunked(b"5;a\x01\r\nhello\r\n0\r\n\r\n", 4),
+            Err(ChunkError::InvalidSize)
+        );
+        assert_eq!(
+            run_chunked(b"0\r\nX: 1\nY: 2\r\n\r\n", 2),
+            Err(ChunkError::InvalidTrailer)
+        );
         assert_eq!(
             run_chunked(b"11111111111111111\r\n", 3),
             Err(ChunkError::InvalidSize)

@@ -21,7 +21,7 @@ pub use clients::{Load, LoadStats, http_get, open_connect_tunnel, open_socks5_tu
 pub use dns::FakeDns;
 pub use group::Group;
 pub use notify::NotifySocket;
-pub use servers::{Echo, Origin};
+pub use servers::{Echo, Origin, RecordingOrigin};
 pub use systemd::RealSystemd;
 pub use wrk::{Wrk, WrkResult};
 

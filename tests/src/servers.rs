@@ -154,3 +154,67 @@ impl Echo {
         Echo { addr }
     }
 }
+
+/// An origin that records each request's head and the body bytes it chose to read, then
+/// sends a fixed response and closes: for checking exactly what the proxy passed on.
+pub struct RecordingOrigin {
+    pub addr: SocketAddr,
+    received: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl RecordingOrigin {
+    /// `read_body`: read the request's `Content-Length` bytes before answering; without it
+    /// the origin answers at once and stops reading, as one refusing an upload does.
+    pub fn start(response: &'static [u8], read_body: bool) -> RecordingOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let (sender, received) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let sender = sender.clone();
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut seen = Vec::new();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        seen.extend_from_slice(line.as_bytes());
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if read_body {
+                        let mut body = vec![0u8; length];
+                        if reader.read_exact(&mut body).is_ok() {
+                            seen.extend_from_slice(&body);
+                        }
+                    }
+                    let mut writer = stream;
+                    let _ = writer.write_all(response);
+                    let _ = sender.send(seen);
+                    // Keep the socket open until the proxy closes it, still not reading.
+                    let _ = writer.shutdown(std::net::Shutdown::Write);
+                    std::thread::park_timeout(std::time::Duration::from_secs(10));
+                });
+            }
+        });
+        RecordingOrigin { addr, received }
+    }
+
+    /// What the next request brought the origin.
+    pub fn next_request(&self) -> String {
+        let seen = self
+            .received
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a request at the origin");
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+}

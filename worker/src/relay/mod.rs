@@ -119,7 +119,7 @@ pub async fn copy_body(
                     .map_err(|e| (Side::Reader, io::Error::new(io::ErrorKind::InvalidData, e)))?,
                 _ => remaining.min(from_buffer.len() as u64) as usize,
             };
-            write_all(to, &from_buffer[..take])
+            write_all_within(to, &from_buffer[..take], idle_timeout)
                 .await
                 .map_err(|e| (Side::Writer, e))?;
             from_buffer.drain(..take);
@@ -165,6 +165,19 @@ pub async fn read_buf(from: &TcpStream, buffer: &mut Vec<u8>) -> io::Result<usiz
             result => return result,
         }
     }
+}
+
+/// [`write_all`] toward a peer that must keep reading: one that takes nothing for `timeout`
+/// (a client that never reads its response) fails with `TimedOut` instead of holding the task.
+pub async fn write_all_within(to: &TcpStream, data: &[u8], timeout: Duration) -> io::Result<()> {
+    tokio::time::timeout(timeout, write_all(to, data))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "peer stopped reading",
+            ))
+        })
 }
 
 pub async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
@@ -292,6 +305,16 @@ mod tests {
         let (_tx, phase) = watch::channel(Phase::Serving);
         let outcome = relay_tunnel(&client, &upstream, limits(), phase).await;
         assert!(matches!(outcome.end, RelayEnd::Idle), "{outcome:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_times_out() {
+        let (_far, near) = pair().await;
+        let data = vec![0u8; 256 << 20];
+        let error = write_all_within(&near, &data, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use crate::context::{Context, Phase, ServerCounters};
 use crate::debug;
 use crate::error::TaskError;
 use crate::escapers::Escaper;
-use crate::relay::{self, RelayLimits, Side, read_buf, write_all};
+use crate::relay::{self, RelayLimits, Side, read_buf, write_all, write_all_within};
 
 pub struct HttpProxyServer {
     pub config: HttpProxyConfig,
@@ -109,8 +109,15 @@ impl Session<'_> {
                 .map_err(|e| TaskError::Client(e.to_string()))?
             {
                 RequestTarget::Tunnel(target) => self.tunnel(target).await?,
-                RequestTarget::Forward { upstream, path } => {
-                    self.forward(&head, upstream, &path).await?
+                RequestTarget::Forward {
+                    upstream,
+                    path,
+                    tls: false,
+                } => self.forward(&head, upstream, &path).await?,
+                RequestTarget::Forward { tls: true, .. } => {
+                    return Err(TaskError::Client(
+                        "https forward needs tls_client on this server".into(),
+                    ));
                 }
             };
             if matches!(next, Next::Close) {
@@ -171,9 +178,13 @@ impl Session<'_> {
     async fn tunnel(&mut self, target: HostPort) -> Result<Next, TaskError> {
         let upstream = self.server.escaper.connect(&target).await?;
         self.replied = true;
-        write_all(&self.client, b"HTTP/1.1 200 Connection established\r\n\r\n")
-            .await
-            .map_err(TaskError::ClientIo)?;
+        write_all_within(
+            &self.client,
+            b"HTTP/1.1 200 Connection established\r\n\r\n",
+            self.server.idle_timeout(),
+        )
+        .await
+        .map_err(TaskError::ClientIo)?;
         if !self.buffer.is_empty() {
             write_all(&upstream, &self.buffer)
                 .await
@@ -234,20 +245,24 @@ impl Session<'_> {
             head.clone()
         };
         let mut out = Vec::with_capacity(1024);
-        http1::write_request_head(&forwarded, path, &target, true, &mut out);
+        http1::write_request_head(&forwarded, path, &target, false, framing, true, &mut out);
         // A reused connection the origin closed meanwhile fails before any answer: a request
         // with no body that is safe to repeat is sent again on a fresh connection.
         let retryable = framing == BodyFraming::Empty
             && IDEMPOTENT
                 .iter()
                 .any(|m| head.method.eq_ignore_ascii_case(m));
-        let (mut upstream, response) = loop {
+        let (mut upstream, response, body_sent) = loop {
             let (mut upstream, reused) = self.upstream_for(&target).await?;
             let sent = write_all(&upstream.stream, &out).await;
             if sent.is_ok() && answer_continue {
-                write_all(&self.client, b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .await
-                    .map_err(TaskError::ClientIo)?;
+                write_all_within(
+                    &self.client,
+                    b"HTTP/1.1 100 Continue\r\n\r\n",
+                    self.server.idle_timeout(),
+                )
+                .await
+                .map_err(TaskError::ClientIo)?;
             }
             let result = match sent {
                 Ok(()) => {
@@ -257,7 +272,7 @@ impl Session<'_> {
                 Err(e) => Err(TaskError::UpstreamIo(e)),
             };
             match result {
-                Ok(response) => break (upstream, response),
+                Ok((response, body_sent)) => break (upstream, response, body_sent),
                 Err(TaskError::UpstreamIo(_)) if reused && retryable => continue,
                 Err(error) => return Err(error),
             }
@@ -266,12 +281,22 @@ impl Session<'_> {
             .body_framing(&head.method)
             .map_err(|e| TaskError::UpstreamProtocol(e.to_string()))?;
         let draining = self.context.phase() != Phase::Serving;
-        let keep_alive =
-            client_keep_alive && !draining && response_framing != BodyFraming::UntilClose;
+        // An origin that answered before the whole request body arrived (413, 401) leaves
+        // the rest of that body unread on both connections: neither can carry another request.
+        let keep_alive = client_keep_alive
+            && body_sent
+            && !draining
+            && response_framing != BodyFraming::UntilClose;
         out.clear();
-        http1::write_response_head(&response, head.minor_version, keep_alive, &mut out);
+        http1::write_response_head(
+            &response,
+            head.minor_version,
+            response_framing,
+            keep_alive,
+            &mut out,
+        );
         self.replied = true;
-        write_all(&self.client, &out)
+        write_all_within(&self.client, &out, self.server.idle_timeout())
             .await
             .map_err(TaskError::ClientIo)?;
         relay::copy_body(
@@ -286,7 +311,7 @@ impl Session<'_> {
             Side::Reader => TaskError::UpstreamIo(e),
             Side::Writer => TaskError::ClientIo(e),
         })?;
-        if response.keep_alive() && response_framing != BodyFraming::UntilClose {
+        if body_sent && response.keep_alive() && response_framing != BodyFraming::UntilClose {
             self.upstream = Some(upstream);
         }
         Ok(if keep_alive {
@@ -296,76 +321,68 @@ impl Session<'_> {
         })
     }
 
+    /// Sends the request body while watching for the response, and returns the final
+    /// response head with whether the whole body went out. An origin may answer early (413,
+    /// 401) and stop reading: the answer goes to the client instead of a stalled upload. The
+    /// response-head timeout runs from the end of the body, so a long upload is no timeout.
     async fn send_body_and_read_response(
         &mut self,
         upstream: &mut Upstream,
         framing: BodyFraming,
         head: &RequestHead,
-    ) -> Result<ResponseHead, TaskError> {
-        relay::copy_body(
-            &self.client,
+    ) -> Result<(ResponseHead, bool), TaskError> {
+        let config = &self.server.config;
+        let idle_timeout = self.server.idle_timeout();
+        let client = &self.client;
+        let body = relay::copy_body(
+            client,
             &mut self.buffer,
             &upstream.stream,
             framing,
-            self.server.idle_timeout(),
-        )
-        .await
-        .map_err(|(side, e)| match side {
-            Side::Reader => TaskError::ClientIo(e),
-            Side::Writer => TaskError::UpstreamIo(e),
-        })?;
+            idle_timeout,
+        );
+        tokio::pin!(body);
+        let mut body_sent = framing == BodyFraming::Empty;
         loop {
-            let response = self.read_response_head(upstream).await?;
+            let response = read_response_head(
+                &upstream.stream,
+                &mut upstream.buffer,
+                config.rsp_header_max_size.0,
+            );
+            tokio::pin!(response);
+            let response = loop {
+                if body_sent {
+                    break tokio::time::timeout(config.rsp_header_recv_timeout.0, &mut response)
+                        .await
+                        .map_err(|_| TaskError::UpstreamTimeout("response head"))??;
+                }
+                tokio::select! {
+                    sent = &mut body => {
+                        sent.map_err(|(side, e)| match side {
+                            Side::Reader => TaskError::ClientIo(e),
+                            Side::Writer => TaskError::UpstreamIo(e),
+                        })?;
+                        body_sent = true;
+                    }
+                    response = &mut response => break response?,
+                }
+            };
             // Interim responses go to the client as they are; the final one follows.
             if (100..200).contains(&response.code) && response.code != 101 {
                 let mut out = Vec::new();
-                http1::write_response_head(&response, head.minor_version, true, &mut out);
-                write_all(&self.client, &out)
+                http1::write_response_head(
+                    &response,
+                    head.minor_version,
+                    BodyFraming::Empty,
+                    true,
+                    &mut out,
+                );
+                write_all_within(client, &out, idle_timeout)
                     .await
                     .map_err(TaskError::ClientIo)?;
                 continue;
             }
-            return Ok(response);
-        }
-    }
-
-    async fn read_response_head(
-        &mut self,
-        upstream: &mut Upstream,
-    ) -> Result<ResponseHead, TaskError> {
-        let config = &self.server.config;
-        let deadline = Instant::now() + config.rsp_header_recv_timeout.0;
-        loop {
-            if !upstream.buffer.is_empty() {
-                match http1::parse_response(&upstream.buffer) {
-                    Ok(Parsed::Complete(head, used)) => {
-                        upstream.buffer.drain(..used);
-                        return Ok(head);
-                    }
-                    Ok(Parsed::Partial) => {}
-                    Err(e) => return Err(TaskError::UpstreamProtocol(e.to_string())),
-                }
-                if upstream.buffer.len() as u64 >= config.rsp_header_max_size.0 {
-                    return Err(TaskError::UpstreamProtocol(
-                        "response head too large".into(),
-                    ));
-                }
-            }
-            match tokio::time::timeout_at(
-                deadline,
-                read_buf(&upstream.stream, &mut upstream.buffer),
-            )
-            .await
-            {
-                Ok(Ok(0)) => {
-                    return Err(TaskError::UpstreamIo(
-                        std::io::ErrorKind::UnexpectedEof.into(),
-                    ));
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(TaskError::UpstreamIo(e)),
-                Err(_) => return Err(TaskError::UpstreamTimeout("response head")),
-            }
+            return Ok((response, body_sent));
         }
     }
 
@@ -376,6 +393,45 @@ impl Session<'_> {
             "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let _ = write_all(&self.client, response.as_bytes()).await;
+        let _ = write_all_within(
+            &self.client,
+            response.as_bytes(),
+            self.server.idle_timeout(),
+        )
+        .await;
+    }
+}
+
+/// Reads one response head into `buffer`; bytes after it stay there.
+async fn read_response_head(
+    stream: &TcpStream,
+    buffer: &mut Vec<u8>,
+    max_size: u64,
+) -> Result<ResponseHead, TaskError> {
+    loop {
+        if !buffer.is_empty() {
+            match http1::parse_response(buffer) {
+                Ok(Parsed::Complete(head, used)) => {
+                    buffer.drain(..used);
+                    return Ok(head);
+                }
+                Ok(Parsed::Partial) => {}
+                Err(e) => return Err(TaskError::UpstreamProtocol(e.to_string())),
+            }
+            if buffer.len() as u64 >= max_size {
+                return Err(TaskError::UpstreamProtocol(
+                    "response head too large".into(),
+                ));
+            }
+        }
+        match read_buf(stream, buffer).await {
+            Ok(0) => {
+                return Err(TaskError::UpstreamIo(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(TaskError::UpstreamIo(e)),
+        }
     }
 }
