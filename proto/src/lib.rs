@@ -4,6 +4,7 @@
 //! - [`frame`]: length-prefixed frames that carry IPC messages between supervisor, workers and ctl.
 //! - [`http1`]: HTTP/1.x request and response heads (on `httparse`), message framing and the
 //!   chunked-body tracker used when relaying bodies byte for byte.
+//! - [`proxy_protocol`]: HAProxy's PROXY protocol header, versions 1 and 2.
 //! - [`socks5`]: the SOCKS5 greeting, request and reply (RFC 1928).
 //!
 //! Parsers take `&[u8]` and answer with the message and the bytes it used, `Partial` when they
@@ -12,6 +13,7 @@
 pub mod checks;
 pub mod frame;
 pub mod http1;
+pub mod proxy_protocol;
 pub mod socks5;
 
 /// What a parser answers when its input may be a prefix of a valid message.

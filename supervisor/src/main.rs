@@ -103,7 +103,10 @@ fn main() -> ExitCode {
     };
     if cli.test_config {
         return match g3proxy_shared::config::load(&config_file) {
-            Ok(_) => {
+            Ok((config, _)) => {
+                for warning in &config.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 println!("the format of the config file is ok");
                 ExitCode::SUCCESS
             }
@@ -155,6 +158,9 @@ async fn run(
             return Ok(255);
         }
     };
+    for warning in &config.warnings {
+        log!("warning: {warning}");
+    }
     let control_dir = cli
         .control_dir
         .clone()

@@ -215,7 +215,12 @@ impl Supervisor {
                 (current.config.clone(), current.bundle.clone())
             }
             Source::Disk | Source::CurrentConfig => match config::load(&self.options.config_path) {
-                Ok((config, bundle)) => (Arc::new(config), Arc::new(bundle)),
+                Ok((config, bundle)) => {
+                    for warning in &config.warnings {
+                        log!("warning: {warning}");
+                    }
+                    (Arc::new(config), Arc::new(bundle))
+                }
                 Err(error) => {
                     return answer(
                         reply,

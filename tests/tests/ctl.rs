@@ -26,21 +26,28 @@ fn config_check_names_file_and_line() {
     assert_eq!(text(&output), "the format of the config file is ok\n");
 
     let group = Group::new("basic");
-    std::fs::write(
-        &group.config,
-        "server:\n  - name: a\n    type: http_proxy\n    escaper: nowhere\n",
-    )
-    .unwrap();
-    let output = Command::new(bin("g3proxy"))
-        .arg("-t")
-        .arg("-c")
-        .arg(&group.config)
-        .output()
-        .unwrap();
+    let check = |config: &str| {
+        std::fs::write(&group.config, config).unwrap();
+        Command::new(bin("g3proxy"))
+            .arg("-t")
+            .arg("-c")
+            .arg(&group.config)
+            .output()
+            .unwrap()
+    };
+    let output =
+        check("server:\n  - name: a\n    type: http_proxy\n    escaper: e\n    listen: 70000\n");
     assert!(!output.status.success());
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
-        "main.yml: server[0].escaper (line 4): escaper \"nowhere\" does not exist\n"
+        "main.yml: server[0].listen (line 5): invalid port 70000\n"
+    );
+    // A reference to a module that does not exist loads, as in g3proxy, with a warning.
+    let output = check("server:\n  - name: a\n    type: http_proxy\n    escaper: nowhere\n");
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "warning: main.yml: server[0].escaper (line 4): escaper \"nowhere\" does not exist: every task of this server is denied\n"
     );
 }
 
@@ -49,14 +56,14 @@ fn a_broken_config_at_start_exits_255_with_the_reason() {
     let group = Group::new("basic");
     std::fs::write(
         &group.config,
-        "server:\n  - {name: a, type: http_proxy, escaper: x}\n",
+        "server:\n  - {name: a, type: http_proxy, escaper: x, listen: 70000}\n",
     )
     .unwrap();
     let output = group.supervisor_command().output().unwrap();
     // 255 is the unit's RestartPreventExitStatus: systemd does not retry it in a loop.
     assert_eq!(output.status.code(), Some(255));
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("main.yml: server[0].escaper (line 2)")
+        String::from_utf8_lossy(&output.stderr).contains("main.yml: server[0].listen (line 2)")
     );
 }
 

@@ -111,7 +111,7 @@ fn the_unit_under_a_real_systemd() {
     let good = std::fs::read_to_string(&group.config).unwrap();
     std::fs::write(
         &group.config,
-        good.replace("resolver: default", "resolver: nowhere"),
+        good.replace("type: direct_fixed", "type: direct_fixd"),
     )
     .unwrap();
     let reload = systemd.systemctl(&["reload", &service]);

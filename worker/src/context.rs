@@ -1,14 +1,12 @@
-//! The context every task of this worker shares: which generation it is, the drain phase,
-//! the task registry and the built escapers. Passed explicitly; the worker has no statics.
+//! The context every task of this worker shares: the drain phase and the task registry.
+//! Passed explicitly; the worker has no statics but its process log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
-
-use crate::escapers::Escaper;
 
 /// Where the worker is in its life. Ordered: a phase only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,7 +21,6 @@ pub enum Phase {
 pub struct Context {
     pub phase: watch::Receiver<Phase>,
     pub tasks: Arc<TaskRegistry>,
-    pub escapers: HashMap<String, Arc<Escaper>>,
 }
 
 impl Context {
@@ -97,6 +94,19 @@ pub struct TaskGuard {
     id: u64,
     registry: Arc<TaskRegistry>,
     server: Arc<ServerCounters>,
+}
+
+impl TaskGuard {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The task is now alive on `server` instead.
+    pub fn move_to(&mut self, server: &Arc<ServerCounters>) {
+        server.alive.fetch_add(1, Ordering::Relaxed);
+        self.server.alive.fetch_sub(1, Ordering::Relaxed);
+        self.server = server.clone();
+    }
 }
 
 impl Drop for TaskGuard {

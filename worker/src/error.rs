@@ -1,10 +1,26 @@
 //! The one error of a proxy task, saying who failed: the client, the upstream, the resolver,
-//! a policy, or us. Servers turn it into an HTTP status or a SOCKS reply and a log line.
+//! a policy (with the policy named), or us. Servers turn it into an HTTP status or a SOCKS
+//! reply and a log line; metrics will count by the same variants.
 
 use std::io;
 use std::net::IpAddr;
 
 use g3proxy_proto::socks5::Reply;
+
+use crate::task::TaskContext;
+
+/// Why a policy refused a task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    #[error("egress to {0} is forbidden")]
+    EgressAddress(IpAddr),
+    #[error("escaper {0:?} does not exist")]
+    MissingEscaper(String),
+    #[error("resolver {0:?} does not exist")]
+    MissingResolver(String),
+    #[error("https forward is not enabled on this server")]
+    HttpsForward,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -21,7 +37,7 @@ pub enum TaskError {
     #[error("resolver: {0}")]
     Resolver(String),
     #[error("policy: {0}")]
-    Policy(String),
+    Policy(Forbidden),
     #[error("upstream refused the connection: {0}")]
     UpstreamRefused(io::Error),
     #[error("upstream connect timed out")]
@@ -34,13 +50,15 @@ pub enum TaskError {
     UpstreamProtocol(String),
     #[error("upstream timed out during {0}")]
     UpstreamTimeout(&'static str),
+    #[error("upstream tls: {0}")]
+    UpstreamTls(io::Error),
     #[error("internal: {0}")]
     Internal(String),
 }
 
 impl TaskError {
     pub fn forbidden_ip(ip: IpAddr) -> Self {
-        TaskError::Policy(format!("egress to {ip} is forbidden"))
+        TaskError::Policy(Forbidden::EgressAddress(ip))
     }
 
     /// The HTTP status a proxy answers with, g3proxy's custom codes included.
@@ -57,6 +75,7 @@ impl TaskError {
             TaskError::UpstreamConnectTimeout => (522, "Connection Timed Out"),
             TaskError::UpstreamUnreachable(_) => (523, "Origin Is Unreachable"),
             TaskError::UpstreamTimeout(_) => (504, "Gateway Timeout"),
+            TaskError::UpstreamTls(_) => (525, "SSL Handshake Failed"),
             TaskError::UpstreamIo(_) | TaskError::UpstreamProtocol(_) => (502, "Bad Gateway"),
             TaskError::Internal(_) => (500, "Internal Server Error"),
         }
@@ -75,13 +94,19 @@ impl TaskError {
 
     /// Logs a task that ended in error: malformed client input always (operators want to see
     /// it), everything else when asked for (`-v`).
-    pub fn log(&self, server: &str, peer: Option<std::net::SocketAddr>) {
-        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    pub fn log(&self, task: &TaskContext) {
+        let user = task.user.as_deref().unwrap_or("-");
+        let line = format_args!(
+            "server {}: task {} client {} user {user}: {self}",
+            task.server_name(),
+            task.id,
+            task.client_addr
+        );
         match self {
             TaskError::Client(_) | TaskError::ClientHeadTooLarge | TaskError::ClientSocks(_) => {
-                crate::warn!("server {server}: client {peer}: {self}")
+                crate::logs::event(0, line)
             }
-            _ => crate::info!("server {server}: client {peer}: {self}"),
+            _ => crate::logs::event(1, line),
         }
     }
 

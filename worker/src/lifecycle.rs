@@ -31,7 +31,7 @@ use crate::context::{Context, Phase, TaskRegistry};
 use crate::control::{self, ControlRequest};
 use crate::escapers::Escaper;
 use crate::resolvers::Resolver;
-use crate::servers::{self, Server};
+use crate::servers::{self, BuildContext, Server};
 use crate::{info, warn};
 
 struct Worker {
@@ -40,7 +40,7 @@ struct Worker {
     drain_timeout: Duration,
     phase: watch::Sender<Phase>,
     context: Arc<Context>,
-    servers: Vec<Server>,
+    servers: Vec<Arc<Server>>,
     /// Our copies of the listeners, kept to share with a successor; dropped when draining.
     listeners: Vec<(ListenerEntry, StdTcpListener)>,
     drain_deadline: Option<SystemTime>,
@@ -79,11 +79,19 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     let context = Arc::new(Context {
         phase: phase_receiver,
         tasks: Arc::new(TaskRegistry::default()),
-        escapers,
     });
+    // The config lists servers after those they hand connections to.
     let mut servers = HashMap::new();
     for server in &config.servers {
-        servers.insert(server.name().to_string(), Server::build(server, &context)?);
+        let built = Server::build(
+            server,
+            &BuildContext {
+                context: &context,
+                escapers: &escapers,
+                servers: &servers,
+            },
+        )?;
+        servers.insert(server.name().to_string(), built);
     }
     let mut listeners = Vec::new();
     for (entry, fd) in start.listeners.iter().zip(fds) {
@@ -319,7 +327,7 @@ impl Worker {
                 .servers
                 .iter()
                 .map(|server| {
-                    let counters = server.counters();
+                    let counters = &server.counters;
                     ServerStats {
                         name: counters.name.clone(),
                         online,

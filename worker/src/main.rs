@@ -6,6 +6,7 @@
 //! ([`resolvers`]) → upstream, with bytes moved by [`relay`]. [`lifecycle`] runs the worker's
 //! life: READY, serving, draining, exit; [`control`] lets a successor supervisor adopt it.
 
+mod conn;
 mod context;
 mod control;
 mod error;
@@ -15,6 +16,7 @@ mod logs;
 mod relay;
 mod resolvers;
 mod servers;
+mod task;
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;

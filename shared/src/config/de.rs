@@ -8,6 +8,7 @@
 //! - a single value stands for a one-item list where a list is expected;
 //! - plain scalars are typed on demand (`"200"` and `200` both fill a number).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -58,19 +59,70 @@ impl DeError {
 
 /// Decodes `node`, found at YAML path `path`, into `T`.
 pub fn decode<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, ConfigError> {
-    T::deserialize(NodeDeserializer {
-        node,
-        path: path.to_string(),
-    })
-    .map_err(|e| e.located(node, path).into_config_error())
+    T::deserialize(NodeDeserializer::new(node, path.to_string()))
+        .map_err(|e| e.located(node, path).into_config_error())
 }
 
 pub struct NodeDeserializer<'a> {
     node: &'a Node,
     path: String,
+    /// Set on the mapping whose leftover keys a caller wants: keys its struct ignored.
+    collect_ignored: Option<&'a RefCell<Vec<String>>>,
+    /// Set on a value of such a mapping: where to note its key if the struct ignores it.
+    note_if_ignored: Option<(&'a RefCell<Vec<String>>, String)>,
+}
+
+/// Decodes one module entry as two structs that share its keys: the fields every type of
+/// the module has (`C`), decoded once for all types, and the type's own (`T`). Neither may
+/// deny unknown fields; a key that neither takes is the error `deny_unknown_fields` would
+/// have given, at that key's line.
+pub fn decode_parts<C: DeserializeOwned, T: DeserializeOwned>(
+    node: &Node,
+    path: &str,
+) -> Result<(C, T), ConfigError> {
+    let ignored_by_common = RefCell::new(Vec::new());
+    let ignored_by_type = RefCell::new(Vec::new());
+    let decode_one = |ignored| {
+        let mut deserializer = NodeDeserializer::new(node, path.to_string());
+        deserializer.collect_ignored = Some(ignored);
+        deserializer
+    };
+    let common = C::deserialize(decode_one(&ignored_by_common))
+        .map_err(|e| e.located(node, path).into_config_error())?;
+    let own = T::deserialize(decode_one(&ignored_by_type))
+        .map_err(|e| e.located(node, path).into_config_error())?;
+    let by_type = ignored_by_type.into_inner();
+    if let Some(key) = ignored_by_common
+        .into_inner()
+        .into_iter()
+        .find(|key| by_type.contains(key))
+    {
+        let key_node = node.get(&key).unwrap_or(node);
+        let shown = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        return Err(ConfigError::at(
+            &key_node.file,
+            &shown,
+            key_node.line,
+            format!("unknown field `{key}`"),
+        ));
+    }
+    Ok((common, own))
 }
 
 impl<'a> NodeDeserializer<'a> {
+    fn new(node: &'a Node, path: String) -> Self {
+        NodeDeserializer {
+            node,
+            path,
+            collect_ignored: None,
+            note_if_ignored: None,
+        }
+    }
+
     fn scalar(&self) -> Result<&'a str, DeError> {
         match &self.node.value {
             Value::Scalar { text, .. } => Ok(text),
@@ -101,6 +153,7 @@ impl<'a> NodeDeserializer<'a> {
             pending: None,
             path: self.path.clone(),
             normalize,
+            collect_ignored: self.collect_ignored,
         }
     }
 }
@@ -312,6 +365,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        if let Some((ignored, key)) = self.note_if_ignored {
+            ignored.borrow_mut().push(key);
+        }
         visitor.visit_unit()
     }
 }
@@ -332,20 +388,18 @@ impl<'de, 'a> de::SeqAccess<'de> for SeqAccess<'a> {
             return Ok(None);
         };
         let path = format!("{}[{index}]", self.path);
-        seed.deserialize(NodeDeserializer {
-            node,
-            path: path.clone(),
-        })
-        .map(Some)
-        .map_err(|e| e.located(node, &path))
+        seed.deserialize(NodeDeserializer::new(node, path.clone()))
+            .map(Some)
+            .map_err(|e| e.located(node, &path))
     }
 }
 
 struct MapAccess<'a> {
     entries: std::slice::Iter<'a, (Node, Node)>,
-    pending: Option<(&'a Node, String)>,
+    pending: Option<(&'a Node, String, String)>,
     path: String,
     normalize: bool,
+    collect_ignored: Option<&'a RefCell<Vec<String>>>,
 }
 
 impl<'de, 'a> de::MapAccess<'de> for MapAccess<'a> {
@@ -378,22 +432,21 @@ impl<'de, 'a> de::MapAccess<'de> for MapAccess<'a> {
             format!("{}.{name}", self.path)
         };
         let parsed = seed
-            .deserialize(name.into_deserializer())
+            .deserialize(name.clone().into_deserializer())
             .map_err(|e: DeError| e.located(key, &path));
-        self.pending = Some((value, path));
+        self.pending = Some((value, path, name));
         parsed.map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let (node, path) = self
+        let (node, path, key) = self
             .pending
             .take()
             .ok_or_else(|| <DeError as de::Error>::custom("value without key"))?;
-        seed.deserialize(NodeDeserializer {
-            node,
-            path: path.clone(),
-        })
-        .map_err(|e| e.located(node, &path))
+        let mut deserializer = NodeDeserializer::new(node, path.clone());
+        deserializer.note_if_ignored = self.collect_ignored.map(|ignored| (ignored, key));
+        seed.deserialize(deserializer)
+            .map_err(|e| e.located(node, &path))
     }
 }
 
@@ -431,23 +484,14 @@ impl<'de, 'a> de::VariantAccess<'de> for EnumAccess<'a> {
         let node = self
             .content
             .ok_or_else(|| de::Error::custom(format!("{} needs a value", self.variant)))?;
-        seed.deserialize(NodeDeserializer {
-            node,
-            path: self.path,
-        })
+        seed.deserialize(NodeDeserializer::new(node, self.path))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         let node = self
             .content
             .ok_or_else(|| de::Error::custom(format!("{} needs a value", self.variant)))?;
-        de::Deserializer::deserialize_seq(
-            NodeDeserializer {
-                node,
-                path: self.path,
-            },
-            visitor,
-        )
+        de::Deserializer::deserialize_seq(NodeDeserializer::new(node, self.path), visitor)
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -459,10 +503,7 @@ impl<'de, 'a> de::VariantAccess<'de> for EnumAccess<'a> {
             .content
             .ok_or_else(|| de::Error::custom(format!("{} needs a value", self.variant)))?;
         de::Deserializer::deserialize_struct(
-            NodeDeserializer {
-                node,
-                path: self.path,
-            },
+            NodeDeserializer::new(node, self.path),
             "",
             fields,
             visitor,

@@ -7,10 +7,12 @@
 mod de;
 mod error;
 pub mod escapers;
+mod graph;
 pub mod resolvers;
 mod runtime;
 pub mod servers;
 mod source;
+pub mod tls;
 mod yaml;
 
 use std::collections::{HashMap, HashSet};
@@ -41,6 +43,9 @@ pub struct Config {
     /// refers to one is refused rather than served without its checks.
     pub user_groups: Vec<String>,
     pub auditors: Vec<String>,
+    /// References to modules that do not exist: loaded as g3proxy does (the worker stands in
+    /// a module that refuses everything), and reported.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {
@@ -202,17 +207,28 @@ impl<'a, S: Source> Loader<'a, S> {
             }
         }
         let mut take = |section| sections.remove(section).unwrap_or_default();
-        let (resolver_entries, escaper_entries, server_entries) =
+        let (resolver_entries, mut escaper_entries, mut server_entries) =
             (take("resolver"), take("escaper"), take("server"));
         let (user_group_entries, auditor_entries) = (take("user_group"), take("auditor"));
 
-        let resolvers = decode_typed(&resolver_entries, resolvers::decode)?;
-        let escapers = decode_typed(&escaper_entries, escapers::decode)?;
-        let servers = decode_typed(&server_entries, servers::decode)?;
+        // Certificates and keys are read now, through the source, so they are part of the
+        // snapshot; decoding then finds them by path.
+        for entry in escaper_entries.iter_mut().chain(server_entries.iter_mut()) {
+            tls::read_pem_files(&mut entry.node, &self.base_dir, self.source);
+        }
+        let decoded = (|| {
+            Ok::<_, ConfigError>((
+                decode_typed(&resolver_entries, resolvers::decode)?,
+                decode_typed(&escaper_entries, escapers::decode)?,
+                decode_typed(&server_entries, servers::decode)?,
+            ))
+        })();
+        tls::forget_pem_files();
+        let (resolvers, escapers, servers) = decoded?;
         let user_groups = entry_names(&user_group_entries)?;
         let auditors = entry_names(&auditor_entries)?;
 
-        let config = Config {
+        let mut config = Config {
             entry,
             runtime: runtime.unwrap_or_default(),
             worker,
@@ -221,6 +237,7 @@ impl<'a, S: Source> Loader<'a, S> {
             servers: servers.iter().map(|(c, _)| c.clone()).collect(),
             user_groups: user_groups.iter().map(|(n, _)| n.clone()).collect(),
             auditors: auditors.iter().map(|(n, _)| n.clone()).collect(),
+            warnings: Vec::new(),
         };
         check_unique("resolver", resolvers.iter().map(|(c, e)| (c.name(), *e)))?;
         check_unique("escaper", escapers.iter().map(|(c, e)| (c.name(), *e)))?;
@@ -230,7 +247,9 @@ impl<'a, S: Source> Loader<'a, S> {
             user_groups.iter().map(|(n, e)| (n.as_str(), *e)),
         )?;
         check_unique("auditor", auditors.iter().map(|(n, e)| (n.as_str(), *e)))?;
-        check_references(&config, &escapers, &servers)?;
+        let escaper_origins = escapers.iter().map(|(c, o)| (c.name(), *o)).collect();
+        let server_origins = servers.iter().map(|(c, o)| (c.name(), *o)).collect();
+        config.warnings = graph::resolve(&mut config, &escaper_origins, &server_origins)?;
         Ok(config)
     }
 
@@ -412,61 +431,6 @@ fn check_unique<'a>(
     for (name, origin) in names {
         if !seen.insert(name) {
             return Err(origin.error("name", format!("duplicate {kind} name {name:?}")));
-        }
-    }
-    Ok(())
-}
-
-fn check_references(
-    config: &Config,
-    escapers: &[(EscaperConfig, Origin)],
-    servers: &[(ServerConfig, Origin)],
-) -> Result<(), ConfigError> {
-    let resolver_names: HashSet<&str> = config.resolvers.iter().map(|r| r.name()).collect();
-    let escaper_names: HashSet<&str> = config.escapers.iter().map(|e| e.name()).collect();
-    for (escaper, origin) in escapers {
-        if let Some(resolver) = escaper.resolver()
-            && !resolver_names.contains(resolver)
-        {
-            return Err(origin.error("resolver", format!("resolver {resolver:?} does not exist")));
-        }
-    }
-    let mut listen_addresses = HashMap::new();
-    for (server, origin) in servers {
-        if !escaper_names.contains(server.escaper()) {
-            return Err(origin.error(
-                "escaper",
-                format!("escaper {:?} does not exist", server.escaper()),
-            ));
-        }
-        if let Some(group) = server.user_group() {
-            let message = if config.user_groups.iter().any(|g| g == group) {
-                format!(
-                    "user group {group:?} exists, but this build cannot authenticate users yet; refusing to serve without it"
-                )
-            } else {
-                format!("user group {group:?} does not exist")
-            };
-            return Err(origin.error("user_group", message));
-        }
-        if let Some(auditor) = server.auditor() {
-            return Err(origin.error(
-                "auditor",
-                format!(
-                    "auditor {auditor:?}: this build cannot audit yet; refusing to serve without it"
-                ),
-            ));
-        }
-        if let Some(listen) = server.listen()
-            && let Some(other) = listen_addresses.insert(listen.address, server.name())
-        {
-            return Err(origin.error(
-                "listen",
-                format!(
-                    "{} is already the listen address of server {other:?}",
-                    listen.address
-                ),
-            ));
         }
     }
     Ok(())

@@ -75,7 +75,7 @@ fn g3proxy_layout_loads_with_its_spellings() {
     );
     let ResolverConfig::CAres(cares) = &config.resolvers[0];
     assert_eq!(cares.server.0.len(), 2);
-    let EscaperConfig::DirectFixed(direct) = &config.escapers[0];
+    let escapers::EscaperType::DirectFixed(direct) = &config.escapers[0].escaper_type;
     assert_eq!(
         direct.resolve_strategy.query,
         escapers::QueryStrategy::Ipv4Only
@@ -123,10 +123,19 @@ fn mistakes_name_file_path_and_line() {
             &[(
                 "main.yml",
                 &format!(
-                    "{BASE}server:\n  - name: a\n    type: http_proxy\n    escaper: nowhere\n"
+                    "{BASE}server:\n  - {{name: a, type: plain_tcp_port, server: b}}\n  - {{name: b, type: plain_tcp_port, server: c}}\n  - {{name: c, type: plain_tcp_port, server: a}}\n"
                 ),
             )],
-            "main.yml: server[0].escaper (line 8): escaper \"nowhere\" does not exist",
+            "main.yml: server[0].name (line 6): server references form a cycle: a -> b -> c -> a",
+        ),
+        (
+            &[(
+                "main.yml",
+                &format!(
+                    "{BASE}server:\n  - name: a\n    type: plain_tls_port\n    server: a2\n    tls_server:\n      certificate: missing.pem\n      private_key: missing.key\n"
+                ),
+            )],
+            "main.yml: server[0].tls_server.certificate (line 10): cannot read",
         ),
         (
             &[(
@@ -400,4 +409,40 @@ fn a_panic_while_loading_is_a_refused_config() {
     let error = without_panics::<()>("/cfg/main.yml", || panic!("a loader bug")).unwrap_err();
     assert_eq!(error.file, "/cfg/main.yml");
     assert!(error.message.contains("a loader bug"), "{error}");
+}
+
+/// g3proxy loads a config whose references point nowhere, and so do we: the worker stands in
+/// a module that refuses everything, and the loader says so.
+#[test]
+fn missing_references_load_with_warnings() {
+    let dir = write_tree(&[(
+        "main.yml",
+        "resolver:\n  - {name: default, type: c-ares}\nescaper:\n  - {name: default, type: direct_fixed, resolver: nowhere}\nserver:\n  - name: a\n    type: http_proxy\n    escaper: gone\n  - {name: port, type: plain_tcp_port, server: vanished, listen: 1}\n",
+    )]);
+    let (config, _) = load(&dir).unwrap();
+    let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "main.yml: escaper[0].resolver (line 4): resolver \"nowhere\" does not exist: its lookups are denied",
+            "main.yml: server[0].escaper (line 8): escaper \"gone\" does not exist: every task of this server is denied",
+            "main.yml: server[1].server (line 9): server \"vanished\" does not exist: its connections are closed",
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Common and type keys are decoded once each; a key that neither takes is refused where it is.
+#[test]
+fn keys_of_neither_part_are_refused_at_their_line() {
+    let dir = write_tree(&[(
+        "main.yml",
+        "escaper:\n  - {name: e, type: direct_fixed, resolver: r}\nserver:\n  - name: p\n    type: plain_tcp_port\n    server: s\n    task_idle_max_count: 3\n    escaper: e\n",
+    )]);
+    let error = load(&dir).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "main.yml: server[0].escaper (line 8): unknown field `escaper`"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

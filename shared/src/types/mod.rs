@@ -5,10 +5,12 @@ pub mod bounds;
 mod humanize;
 mod listen;
 mod network_acl;
+mod speed;
 
 pub use humanize::{HumanDuration, HumanSize, MAX_DURATION};
 pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};
+pub use speed::SpeedLimit;
 
 /// Seconds since the Unix epoch: how deadlines travel between processes.
 pub fn unix_secs(at: std::time::SystemTime) -> u64 {

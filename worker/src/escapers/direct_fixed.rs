@@ -1,14 +1,17 @@
 //! `type: direct_fixed`: resolve, check every address against the egress network filter, then
 //! connect straight to the target from a configured bind address.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::escapers::{DirectFixedConfig, PickStrategy};
 use g3proxy_shared::types::NetworkAcl;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
+use super::Connected;
+use crate::conn::Stream;
 use crate::error::TaskError;
 use crate::resolvers::Resolver;
 
@@ -25,13 +28,16 @@ fn random_index(len: usize) -> usize {
 }
 
 impl DirectFixedEscaper {
-    pub fn new(config: DirectFixedConfig, resolver: Arc<Resolver>) -> Self {
+    pub fn build(
+        config: &DirectFixedConfig,
+        resolvers: &HashMap<String, Arc<Resolver>>,
+    ) -> anyhow::Result<Self> {
         let egress = NetworkAcl::egress(config.egress_network_filter.as_ref());
-        DirectFixedEscaper {
-            config,
+        Ok(DirectFixedEscaper {
+            config: config.clone(),
             egress,
-            resolver,
-        }
+            resolver: Resolver::named(resolvers, &config.resolver),
+        })
     }
 
     async fn candidates(&self, target: &HostPort) -> Result<Vec<IpAddr>, TaskError> {
@@ -74,7 +80,7 @@ impl DirectFixedEscaper {
         (!same_family.is_empty()).then(|| same_family[random_index(same_family.len())])
     }
 
-    pub async fn connect(&self, target: &HostPort) -> Result<TcpStream, TaskError> {
+    pub async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
         let addresses = self.candidates(target).await?;
         let attempts = self.config.tcp_connect.max_retry + 1;
         let mut last_error = TaskError::UpstreamConnectTimeout;
@@ -99,7 +105,14 @@ impl DirectFixedEscaper {
             {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok(stream);
+                    let bound = stream
+                        .local_addr()
+                        .map_err(|e| TaskError::Internal(e.to_string()))?;
+                    return Ok(Connected {
+                        stream: Stream::plain(stream),
+                        next_hop: address,
+                        bound,
+                    });
                 }
                 Ok(Err(error)) => last_error = TaskError::from_connect(error),
                 Err(_) => last_error = TaskError::UpstreamConnectTimeout,

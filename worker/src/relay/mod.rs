@@ -1,26 +1,53 @@
-//! The one relay path of every tunnel (HTTP CONNECT, SOCKS5 CONNECT): copies both ways, ends
-//! on idleness (`task_idle_check_interval` × `task_idle_max_count`) or force-quit, counts bytes.
+//! The one relay of every tunnel and HTTP body, plain or TLS on either side, protocol-agnostic
+//! (HTTP framing is decided by the HTTP server and passed in): copies both ways, ends on
+//! idleness (`task_idle_check_interval` × `task_idle_max_count`) or force-quit, counts bytes,
+//! and holds each direction to the server's speed limit ([`RelayPolicy`]).
 //!
 //! A buffer is held only while data flows: each direction waits for readiness with no memory,
 //! borrows a buffer for the burst, and gives it back when the socket runs dry. An idle tunnel
 //! costs its two sockets and a task, not two copy buffers.
 
+mod limit;
+
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use g3proxy_proto::http1::{BodyFraming, ChunkedTracker};
-use tokio::net::TcpStream;
+use g3proxy_shared::types::SpeedLimit;
 use tokio::sync::watch;
 
+use crate::conn::{Stream, read_buf, write_all, write_all_within};
 use crate::context::Phase;
+pub use limit::Limiter;
 
+/// How a server's connections are relayed: its idle rule, copy buffer and speed limit.
 #[derive(Debug, Clone, Copy)]
-pub struct RelayLimits {
+pub struct RelayPolicy {
     pub idle_check_interval: Duration,
     pub idle_max_count: u32,
     pub buffer_size: usize,
+    /// `tcp_sock_speed_limit`: upload is client → upstream, download the other way.
+    pub speed_limit: Option<SpeedLimit>,
+}
+
+impl RelayPolicy {
+    /// How long a direction may stall (no byte read or written) before the task ends.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_check_interval * self.idle_max_count
+    }
+
+    pub fn upload_limiter(&self) -> Option<Limiter> {
+        self.speed_limit
+            .as_ref()
+            .and_then(|l| Limiter::new(l.upload_bytes, l))
+    }
+
+    pub fn download_limiter(&self) -> Option<Limiter> {
+        self.speed_limit
+            .as_ref()
+            .and_then(|l| Limiter::new(l.download_bytes, l))
+    }
 }
 
 #[derive(Debug)]
@@ -57,30 +84,31 @@ impl std::fmt::Display for RelayOutcome {
     }
 }
 
-/// Which socket of a one-way copy failed.
+/// Which stream of a one-way copy failed.
 #[derive(Debug)]
 pub enum Side {
     Reader,
     Writer,
 }
 
-/// Copies `from` → `to` until end of stream, then half-closes `to`.
+/// Copies `from` → `to` until end of stream, then half-closes `to`. The buffer exists only
+/// while bytes are readable; a limited direction reads no more than its slice allows.
 async fn copy_one_way(
-    from: &TcpStream,
-    to: &TcpStream,
+    from: &Stream,
+    to: &Stream,
     counter: &AtomicU64,
     buffer_size: usize,
+    mut limiter: Option<Limiter>,
 ) -> Result<(), (Side, io::Error)> {
     loop {
         from.readable().await.map_err(|e| (Side::Reader, e))?;
-        let mut buffer = vec![0u8; buffer_size];
+        let allowed = limit::allowance(&mut limiter).await;
+        let size = (buffer_size as u64).min(allowed) as usize;
+        let mut buffer = vec![0u8; size];
         loop {
             let read = match from.try_read(&mut buffer) {
                 Ok(0) => {
-                    let _ = nix::sys::socket::shutdown(
-                        to.as_raw_fd(),
-                        nix::sys::socket::Shutdown::Write,
-                    );
+                    to.shutdown_write().await;
                     return Ok(());
                 }
                 Ok(n) => n,
@@ -91,6 +119,10 @@ async fn copy_one_way(
                 .await
                 .map_err(|e| (Side::Writer, e))?;
             counter.fetch_add(read as u64, Ordering::Relaxed);
+            if let Some(limiter) = limiter.as_mut() {
+                limiter.consume(read as u64);
+                break;
+            }
         }
     }
 }
@@ -98,11 +130,12 @@ async fn copy_one_way(
 /// Copies one HTTP message body from `from` to `to` as `framing` delimits it, starting with
 /// the bytes already read into `from_buffer`. Bytes past the body stay in `from_buffer`.
 pub async fn copy_body(
-    from: &TcpStream,
+    from: &Stream,
     from_buffer: &mut Vec<u8>,
-    to: &TcpStream,
+    to: &Stream,
     framing: BodyFraming,
     idle_timeout: Duration,
+    mut limiter: Option<Limiter>,
 ) -> Result<u64, (Side, io::Error)> {
     let mut copied = 0u64;
     let mut tracker = ChunkedTracker::new();
@@ -113,23 +146,32 @@ pub async fn copy_body(
     };
     loop {
         if !from_buffer.is_empty() {
+            let allowed = limit::allowance(&mut limiter).await;
+            let window = &from_buffer[..(from_buffer.len() as u64).min(allowed) as usize];
             let take = match framing {
                 BodyFraming::Chunked => tracker
-                    .advance(from_buffer)
+                    .advance(window)
                     .map_err(|e| (Side::Reader, io::Error::new(io::ErrorKind::InvalidData, e)))?,
-                _ => remaining.min(from_buffer.len() as u64) as usize,
+                _ => remaining.min(window.len() as u64) as usize,
             };
             write_all_within(to, &from_buffer[..take], idle_timeout)
                 .await
                 .map_err(|e| (Side::Writer, e))?;
             from_buffer.drain(..take);
             copied += take as u64;
+            if let Some(limiter) = limiter.as_mut() {
+                limiter.consume(take as u64);
+            }
             if framing != BodyFraming::UntilClose {
                 remaining -= take as u64;
             }
         }
         if remaining == 0 || tracker.is_done() {
             return Ok(copied);
+        }
+        if !from_buffer.is_empty() {
+            // The slice is spent; the rest waits for the next one.
+            continue;
         }
         from_buffer.reserve(16 * 1024);
         let read = match tokio::time::timeout(idle_timeout, read_buf(from, from_buffer)).await {
@@ -153,70 +195,44 @@ pub async fn copy_body(
     }
 }
 
-/// Appends what is readable now to `buffer`, waiting for readiness first.
-pub async fn read_buf(from: &TcpStream, buffer: &mut Vec<u8>) -> io::Result<usize> {
-    loop {
-        from.readable().await?;
-        if buffer.capacity() == buffer.len() {
-            buffer.reserve(8 * 1024);
-        }
-        match from.try_read_buf(buffer) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            result => return result,
-        }
-    }
-}
-
-/// [`write_all`] toward a peer that must keep reading: one that takes nothing for `timeout`
-/// (a client that never reads its response) fails with `TimedOut` instead of holding the task.
-pub async fn write_all_within(to: &TcpStream, data: &[u8], timeout: Duration) -> io::Result<()> {
-    tokio::time::timeout(timeout, write_all(to, data))
-        .await
-        .unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "peer stopped reading",
-            ))
-        })
-}
-
-pub async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        to.writable().await?;
-        match to.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Relays between an accepted client and its upstream until the tunnel ends.
+/// Relays between a client and its upstream until the tunnel ends: both sides closed, the
+/// idle rule, or force-quit.
 pub async fn relay_tunnel(
-    client: &TcpStream,
-    upstream: &TcpStream,
-    limits: RelayLimits,
+    client: &Stream,
+    upstream: &Stream,
+    policy: &RelayPolicy,
     mut phase: watch::Receiver<Phase>,
 ) -> RelayOutcome {
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
     let flows = async {
         let client_to_upstream = async {
-            copy_one_way(client, upstream, &up, limits.buffer_size)
-                .await
-                .map_err(|(side, e)| match side {
-                    Side::Reader => RelayEnd::ClientError(e),
-                    Side::Writer => RelayEnd::UpstreamError(e),
-                })
+            copy_one_way(
+                client,
+                upstream,
+                &up,
+                policy.buffer_size,
+                policy.upload_limiter(),
+            )
+            .await
+            .map_err(|(side, e)| match side {
+                Side::Reader => RelayEnd::ClientError(e),
+                Side::Writer => RelayEnd::UpstreamError(e),
+            })
         };
         let upstream_to_client = async {
-            copy_one_way(upstream, client, &down, limits.buffer_size)
-                .await
-                .map_err(|(side, e)| match side {
-                    Side::Reader => RelayEnd::UpstreamError(e),
-                    Side::Writer => RelayEnd::ClientError(e),
-                })
+            copy_one_way(
+                upstream,
+                client,
+                &down,
+                policy.buffer_size,
+                policy.download_limiter(),
+            )
+            .await
+            .map_err(|(side, e)| match side {
+                Side::Reader => RelayEnd::UpstreamError(e),
+                Side::Writer => RelayEnd::ClientError(e),
+            })
         };
         match tokio::try_join!(client_to_upstream, upstream_to_client) {
             Ok(_) => RelayEnd::Closed,
@@ -224,7 +240,7 @@ pub async fn relay_tunnel(
         }
     };
     let idle = async {
-        let mut ticker = tokio::time::interval(limits.idle_check_interval);
+        let mut ticker = tokio::time::interval(policy.idle_check_interval);
         ticker.tick().await;
         let (mut last_total, mut idle_count) = (0, 0);
         loop {
@@ -232,7 +248,7 @@ pub async fn relay_tunnel(
             let total = up.load(Ordering::Relaxed) + down.load(Ordering::Relaxed);
             if total == last_total {
                 idle_count += 1;
-                if idle_count >= limits.idle_max_count {
+                if idle_count >= policy.idle_max_count {
                     return;
                 }
             } else {
@@ -256,30 +272,31 @@ pub async fn relay_tunnel(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
-    async fn pair() -> (TcpStream, TcpStream) {
+    async fn pair() -> (TcpStream, Stream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let connect = TcpStream::connect(listener.local_addr().unwrap());
         let (accepted, connected) = tokio::join!(listener.accept(), connect);
-        (accepted.unwrap().0, connected.unwrap())
+        (accepted.unwrap().0, Stream::plain(connected.unwrap()))
     }
 
-    fn limits() -> RelayLimits {
-        RelayLimits {
+    fn limits() -> RelayPolicy {
+        RelayPolicy {
             idle_check_interval: Duration::from_secs(1),
             idle_max_count: 3,
             buffer_size: 4096,
+            speed_limit: None,
         }
     }
 
     #[tokio::test]
     async fn relays_both_ways_and_counts() {
         let (client_far, client) = pair().await;
-        let (upstream, mut upstream_far) = pair().await;
+        let (mut upstream_far, upstream) = pair().await;
         let (_tx, phase) = watch::channel(Phase::Serving);
         let relay =
-            tokio::spawn(async move { relay_tunnel(&client, &upstream, limits(), phase).await });
+            tokio::spawn(async move { relay_tunnel(&client, &upstream, &limits(), phase).await });
         let mut client_far = client_far;
         client_far.write_all(&[1u8; 100_000]).await.unwrap();
         let mut got = vec![0u8; 100_000];
@@ -301,9 +318,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_tunnels_end() {
         let (_client_far, client) = pair().await;
-        let (upstream, _upstream_far) = pair().await;
+        let (_upstream_far, upstream) = pair().await;
         let (_tx, phase) = watch::channel(Phase::Serving);
-        let outcome = relay_tunnel(&client, &upstream, limits(), phase).await;
+        let outcome = relay_tunnel(&client, &upstream, &limits(), phase).await;
         assert!(matches!(outcome.end, RelayEnd::Idle), "{outcome:?}");
     }
 
@@ -320,10 +337,10 @@ mod tests {
     #[tokio::test]
     async fn force_quit_ends_tunnels() {
         let (_client_far, client) = pair().await;
-        let (upstream, _upstream_far) = pair().await;
+        let (_upstream_far, upstream) = pair().await;
         let (tx, phase) = watch::channel(Phase::Serving);
         let relay =
-            tokio::spawn(async move { relay_tunnel(&client, &upstream, limits(), phase).await });
+            tokio::spawn(async move { relay_tunnel(&client, &upstream, &limits(), phase).await });
         tx.send(Phase::Draining).unwrap();
         tx.send(Phase::ForceQuit).unwrap();
         assert!(matches!(relay.await.unwrap().end, RelayEnd::ForceQuit));

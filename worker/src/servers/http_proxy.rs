@@ -1,6 +1,8 @@
-//! `type: http_proxy`: HTTP/1.x forward proxy. Per client connection: read a request head,
-//! then either tunnel (CONNECT, through the shared relay) or forward the request to the origin
-//! (absolute URI) and its response back, keeping both connections alive when allowed.
+//! `type: http_proxy`: HTTP/1.x forward proxy. Per client connection (TLS first when
+//! `tls_server` makes it an HTTPS proxy): read a request head, then either tunnel (CONNECT,
+//! through the shared relay) or forward the request to the origin and its response back,
+//! over TLS for https forward (`GET https://…` sent in plain text), keeping both connections
+//! alive when allowed.
 //!
 //! Draining: the response in flight is sent with `Connection: close` and the connection ends;
 //! an idle keep-alive connection is served one more request (with `close`) rather than cut,
@@ -11,27 +13,34 @@ use std::time::Duration;
 
 use g3proxy_proto::http1::{self, BodyFraming, RequestHead, RequestTarget, ResponseHead};
 use g3proxy_proto::{HostPort, Parsed};
-use g3proxy_shared::config::servers::HttpProxyConfig;
-use tokio::net::TcpStream;
+use g3proxy_shared::config::servers::{HttpProxyConfig, ServerCommon};
+use g3proxy_shared::config::tls::{OptionalTlsClient, TlsClientConfig, TlsServerConfig};
 use tokio::time::Instant;
 
-use crate::context::{Context, Phase, ServerCounters};
+use super::{BuildContext, ServeConnections};
+use crate::conn::{self, ClientConn, ReadError, Stream, read_buf, write_all, write_all_within};
+use crate::context::{Context, Phase};
 use crate::debug;
-use crate::error::TaskError;
+use crate::error::{Forbidden, TaskError};
 use crate::escapers::Escaper;
-use crate::relay::{self, RelayLimits, Side, read_buf, write_all, write_all_within};
+use crate::relay::{self, RelayPolicy, Side};
+use crate::task::TaskContext;
 
 pub struct HttpProxyServer {
-    pub config: HttpProxyConfig,
+    config: HttpProxyConfig,
+    context: Arc<Context>,
     escaper: Arc<Escaper>,
-    pub counters: Arc<ServerCounters>,
-    limits: RelayLimits,
+    policy: RelayPolicy,
+    tls_server: Option<TlsServerConfig>,
+    /// How https forward speaks TLS to origins; `None` (`tls_client: false`) refuses it.
+    tls_client: Option<TlsClientConfig>,
 }
 
 /// An upstream connection kept for the client's next request to the same origin.
 struct Upstream {
     target: HostPort,
-    stream: TcpStream,
+    tls: bool,
+    stream: Stream,
     buffer: Vec<u8>,
 }
 
@@ -42,52 +51,71 @@ enum Next {
 
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
 
-impl HttpProxyServer {
-    pub fn new(
-        config: HttpProxyConfig,
-        escaper: Arc<Escaper>,
-        counters: Arc<ServerCounters>,
-    ) -> Self {
-        let limits = super::relay_limits(
-            config.task_idle_check_interval.0,
-            config.task_idle_max_count,
-            config.tcp_copy_buffer_size.0,
-        );
-        HttpProxyServer {
-            config,
-            escaper,
-            counters,
-            limits,
-        }
+impl ServeConnections for HttpProxyServer {
+    type Config = HttpProxyConfig;
+
+    fn build(
+        common: &ServerCommon,
+        config: &HttpProxyConfig,
+        cx: &BuildContext,
+    ) -> anyhow::Result<Self> {
+        let tls_client = match &config.tls_client {
+            None => Some(TlsClientConfig::defaults().map_err(anyhow::Error::msg)?),
+            Some(OptionalTlsClient(configured)) => configured.clone(),
+        };
+        Ok(HttpProxyServer {
+            config: config.clone(),
+            context: cx.context.clone(),
+            escaper: cx.escaper(&config.escaper),
+            policy: super::relay_policy(common),
+            tls_server: config.tls_server.clone(),
+            tls_client,
+        })
     }
 
-    pub async fn serve(&self, client: TcpStream, context: &Context) {
-        let _ = client.set_nodelay(true);
+    async fn serve(&self, mut conn: ClientConn, mut task: TaskContext) {
+        if let Some(tls) = &self.tls_server
+            && !conn.stream.is_tls()
+        {
+            conn = match conn.start_tls(tls).await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    debug!(
+                        "server {}: client {}: tls handshake failed: {error}",
+                        task.server_name(),
+                        task.client_addr
+                    );
+                    return;
+                }
+            };
+        }
         let mut session = Session {
             server: self,
-            context,
-            client,
-            buffer: Vec::new(),
+            task: &mut task,
+            client: conn.stream,
+            buffer: conn.buffer,
             upstream: None,
             replied: false,
         };
         if let Err(error) = session.run().await {
-            error.log(&self.counters.name, session.client.peer_addr().ok());
+            error.log(session.task);
             if !session.replied {
                 session.reply_error(&error).await;
             }
         }
     }
+}
 
+impl HttpProxyServer {
     fn idle_timeout(&self) -> Duration {
-        self.limits.idle_check_interval * self.limits.idle_max_count
+        self.policy.idle_timeout()
     }
 }
 
 struct Session<'a> {
     server: &'a HttpProxyServer,
-    context: &'a Context,
-    client: TcpStream,
+    task: &'a mut TaskContext,
+    client: Stream,
     /// Bytes read from the client and not yet handled.
     buffer: Vec<u8>,
     upstream: Option<Upstream>,
@@ -112,13 +140,8 @@ impl Session<'_> {
                 RequestTarget::Forward {
                     upstream,
                     path,
-                    tls: false,
-                } => self.forward(&head, upstream, &path).await?,
-                RequestTarget::Forward { tls: true, .. } => {
-                    return Err(TaskError::Client(
-                        "https forward needs tls_client on this server".into(),
-                    ));
-                }
+                    tls,
+                } => self.forward(&head, upstream, &path, tls).await?,
             };
             if matches!(next, Next::Close) {
                 return Ok(());
@@ -139,44 +162,48 @@ impl Session<'_> {
         } else {
             config.pipeline_read_idle_timeout.0
         };
-        let mut deadline = Instant::now() + wait;
-        let mut phase = self.context.phase.clone();
-        loop {
-            if !self.buffer.is_empty() {
-                match http1::parse_request(&self.buffer) {
-                    Ok(Parsed::Complete(head, used)) => {
-                        self.buffer.drain(..used);
-                        return Ok(Some(head));
-                    }
-                    Ok(Parsed::Partial) => {}
-                    Err(http1::HeadError::TooManyHeaders) => {
-                        return Err(TaskError::ClientHeadTooLarge);
-                    }
-                    Err(e) => return Err(TaskError::Client(e.to_string())),
-                }
-                if self.buffer.len() as u64 >= config.req_header_max_size.0 {
-                    return Err(TaskError::ClientHeadTooLarge);
-                }
-                // Once a request has begun, the rest of its head must come in time.
-                deadline = deadline.min(Instant::now() + config.req_header_recv_timeout.0);
-            }
-            let read = tokio::select! {
-                read = tokio::time::timeout_at(deadline, read_buf(&self.client, &mut self.buffer)) => read,
+        let mut phase = self.server.context.phase.clone();
+        // Between requests the idle timeout applies until the first byte; once a request has
+        // begun, the rest of its head must come within req_header_recv_timeout.
+        if !first && self.buffer.is_empty() {
+            let waited = tokio::select! {
+                waited = tokio::time::timeout(wait, self.client.readable()) => waited,
                 _ = phase.wait_for(|p| *p == Phase::ForceQuit) => return Ok(None),
             };
-            match read {
-                Ok(Ok(0)) if self.buffer.is_empty() => return Ok(None),
-                Ok(Ok(0)) => return Err(TaskError::Client("closed inside a request head".into())),
-                Ok(Ok(_)) => {}
+            match waited {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(TaskError::ClientIo(e)),
-                Err(_) if self.buffer.is_empty() && !first => return Ok(None),
-                Err(_) => return Err(TaskError::ClientTimeout("request head")),
+                Err(_) => return Ok(None),
             }
+        }
+        let deadline = Instant::now() + config.req_header_recv_timeout.0;
+        let read = conn::read_until(
+            &self.client,
+            &mut self.buffer,
+            config.req_header_max_size.0 as usize,
+            deadline,
+            http1::parse_request,
+        );
+        let result = tokio::select! {
+            result = read => result,
+            _ = phase.wait_for(|p| *p == Phase::ForceQuit) => return Ok(None),
+        };
+        match result {
+            Ok(head) => Ok(Some(head)),
+            Err(ReadError::Closed { clean: true }) => Ok(None),
+            Err(ReadError::Closed { clean: false }) => {
+                Err(TaskError::Client("closed inside a request head".into()))
+            }
+            Err(ReadError::Invalid(http1::HeadError::TooManyHeaders))
+            | Err(ReadError::TooLarge) => Err(TaskError::ClientHeadTooLarge),
+            Err(ReadError::Invalid(e)) => Err(TaskError::Client(e.to_string())),
+            Err(ReadError::TimedOut) => Err(TaskError::ClientTimeout("request head")),
+            Err(ReadError::Io(e)) => Err(TaskError::ClientIo(e)),
         }
     }
 
     async fn tunnel(&mut self, target: HostPort) -> Result<Next, TaskError> {
-        let upstream = self.server.escaper.connect(&target).await?;
+        let upstream = self.server.escaper.tcp_connect(self.task, &target).await?;
         self.replied = true;
         write_all_within(
             &self.client,
@@ -186,39 +213,60 @@ impl Session<'_> {
         .await
         .map_err(TaskError::ClientIo)?;
         if !self.buffer.is_empty() {
-            write_all(&upstream, &self.buffer)
+            write_all(&upstream.stream, &self.buffer)
                 .await
                 .map_err(TaskError::UpstreamIo)?;
         }
         self.buffer = Vec::new();
         let outcome = relay::relay_tunnel(
             &self.client,
-            &upstream,
-            self.server.limits,
-            self.context.phase.clone(),
+            &upstream.stream,
+            &self.server.policy,
+            self.server.context.phase.clone(),
         )
         .await;
+        self.task.notes.bytes_up += outcome.client_to_upstream;
+        self.task.notes.bytes_down += outcome.upstream_to_client;
         debug!(
             "server {}: tunnel to {target} ended: {outcome}",
-            self.server.counters.name
+            self.task.server_name()
         );
         Ok(Next::Close)
     }
 
-    /// The kept upstream connection if it goes to `target` and is still open, else a new one.
-    async fn upstream_for(&mut self, target: &HostPort) -> Result<(Upstream, bool), TaskError> {
+    /// The kept upstream connection if it goes to `target` the same way and is still open,
+    /// else a new one.
+    async fn upstream_for(
+        &mut self,
+        target: &HostPort,
+        tls: bool,
+    ) -> Result<(Upstream, bool), TaskError> {
         if let Some(kept) = self.upstream.take()
             && kept.target == *target
+            && kept.tls == tls
             && kept.buffer.is_empty()
             && matches!(kept.stream.try_read(&mut [0u8; 1]), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
         {
             return Ok((kept, true));
         }
-        let stream = self.server.escaper.connect(target).await?;
+        let connected = if tls {
+            let config = self
+                .server
+                .tls_client
+                .as_ref()
+                .ok_or(TaskError::Policy(Forbidden::HttpsForward))?;
+            self.server
+                .escaper
+                .tls_connect(self.task, target, config, None)
+                .await?
+        } else {
+            self.server.escaper.tcp_connect(self.task, target).await?
+        };
         Ok((
             Upstream {
                 target: target.clone(),
-                stream,
+                tls,
+                stream: connected.stream,
                 buffer: Vec::new(),
             },
             false,
@@ -230,6 +278,7 @@ impl Session<'_> {
         head: &RequestHead,
         target: HostPort,
         path: &str,
+        tls: bool,
     ) -> Result<Next, TaskError> {
         let framing = head
             .body_framing()
@@ -245,7 +294,7 @@ impl Session<'_> {
             head.clone()
         };
         let mut out = Vec::with_capacity(1024);
-        http1::write_request_head(&forwarded, path, &target, false, framing, true, &mut out);
+        http1::write_request_head(&forwarded, path, &target, tls, framing, true, &mut out);
         // A reused connection the origin closed meanwhile fails before any answer: a request
         // with no body that is safe to repeat is sent again on a fresh connection.
         let retryable = framing == BodyFraming::Empty
@@ -253,7 +302,7 @@ impl Session<'_> {
                 .iter()
                 .any(|m| head.method.eq_ignore_ascii_case(m));
         let (mut upstream, response, body_sent) = loop {
-            let (mut upstream, reused) = self.upstream_for(&target).await?;
+            let (mut upstream, reused) = self.upstream_for(&target, tls).await?;
             let sent = write_all(&upstream.stream, &out).await;
             if sent.is_ok() && answer_continue {
                 write_all_within(
@@ -280,7 +329,7 @@ impl Session<'_> {
         let response_framing = response
             .body_framing(&head.method)
             .map_err(|e| TaskError::UpstreamProtocol(e.to_string()))?;
-        let draining = self.context.phase() != Phase::Serving;
+        let draining = self.server.context.phase() != Phase::Serving;
         // An origin that answered before the whole request body arrived (413, 401) leaves
         // the rest of that body unread on both connections: neither can carry another request.
         let keep_alive = client_keep_alive
@@ -299,18 +348,20 @@ impl Session<'_> {
         write_all_within(&self.client, &out, self.server.idle_timeout())
             .await
             .map_err(TaskError::ClientIo)?;
-        relay::copy_body(
+        let copied = relay::copy_body(
             &upstream.stream,
             &mut upstream.buffer,
             &self.client,
             response_framing,
             self.server.idle_timeout(),
+            self.server.policy.download_limiter(),
         )
         .await
         .map_err(|(side, e)| match side {
             Side::Reader => TaskError::UpstreamIo(e),
             Side::Writer => TaskError::ClientIo(e),
         })?;
+        self.task.notes.bytes_down += copied;
         if body_sent && response.keep_alive() && response_framing != BodyFraming::UntilClose {
             self.upstream = Some(upstream);
         }
@@ -340,6 +391,7 @@ impl Session<'_> {
             &upstream.stream,
             framing,
             idle_timeout,
+            self.server.policy.upload_limiter(),
         );
         tokio::pin!(body);
         let mut body_sent = framing == BodyFraming::Empty;
@@ -358,10 +410,11 @@ impl Session<'_> {
                 }
                 tokio::select! {
                     sent = &mut body => {
-                        sent.map_err(|(side, e)| match side {
+                        let sent = sent.map_err(|(side, e)| match side {
                             Side::Reader => TaskError::ClientIo(e),
                             Side::Writer => TaskError::UpstreamIo(e),
                         })?;
+                        self.task.notes.bytes_up += sent;
                         body_sent = true;
                     }
                     response = &mut response => break response?,
@@ -404,7 +457,7 @@ impl Session<'_> {
 
 /// Reads one response head into `buffer`; bytes after it stay there.
 async fn read_response_head(
-    stream: &TcpStream,
+    stream: &Stream,
     buffer: &mut Vec<u8>,
     max_size: u64,
 ) -> Result<ResponseHead, TaskError> {

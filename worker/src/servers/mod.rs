@@ -1,97 +1,185 @@
 //! Servers: accept loops on the sockets the supervisor handed over, and one task per client
-//! connection. One file per config `type`.
+//! connection. Every server type serves a [`ClientConn`] with a [`TaskContext`], so a port
+//! (`plain_tcp_port`, `plain_tls_port`, `intelli_proxy`) can read a PROXY header or terminate
+//! TLS and hand the same connection to the server it names.
+//!
+//! A new server type: its file here implementing [`ServeConnections`], and one line in
+//! [`server_runtimes!`] below (and its config in `shared/src/config/servers/`).
 
+mod dummy_close;
 mod http_proxy;
+mod intelli_proxy;
+mod ports;
 mod socks_proxy;
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use g3proxy_shared::config::ServerConfig;
+use g3proxy_shared::config::servers::{ServerCommon, ServerType};
 use g3proxy_shared::types::NetworkAcl;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use crate::conn::{ClientConn, Stream};
 use crate::context::{Context, Phase, ServerCounters};
-use crate::relay::RelayLimits;
+use crate::escapers::Escaper;
+use crate::relay::RelayPolicy;
+use crate::task::TaskContext;
 use crate::{info, warn};
 
-#[derive(Clone)]
-pub enum Server {
-    HttpProxy(Arc<http_proxy::HttpProxyServer>),
-    SocksProxy(Arc<socks_proxy::SocksProxyServer>),
+/// What a server may refer to while it is built: escapers, and the servers built before it
+/// (the config puts every server after those it hands connections to).
+pub struct BuildContext<'a> {
+    pub context: &'a Arc<Context>,
+    pub escapers: &'a HashMap<String, Arc<Escaper>>,
+    pub servers: &'a HashMap<String, Arc<Server>>,
+}
+
+impl BuildContext<'_> {
+    /// The escaper called `name`, or a deny-all stand-in when the config lacks it.
+    pub fn escaper(&self, name: &str) -> Arc<Escaper> {
+        self.escapers
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Escaper::deny_all(name)))
+    }
+
+    /// The server called `name`, or a `dummy_close` stand-in when the config lacks it.
+    pub fn server(&self, name: &str) -> Arc<Server> {
+        self.servers.get(name).cloned().unwrap_or_else(|| {
+            Arc::new(Server {
+                counters: ServerCounters::new(name),
+                ingress: None,
+                runtime: ServerRuntime::DummyClose(Arc::new(dummy_close::DummyClose)),
+            })
+        })
+    }
+}
+
+/// One server type's runtime: built from its config, then serving connections.
+pub trait ServeConnections: Sized + Send + Sync + 'static {
+    type Config;
+
+    fn build(
+        common: &ServerCommon,
+        config: &Self::Config,
+        cx: &BuildContext,
+    ) -> anyhow::Result<Self>;
+
+    fn serve(&self, conn: ClientConn, task: TaskContext) -> impl Future<Output = ()> + Send;
+}
+
+/// The registry: `Variant => runtime type;`, one line per server type.
+macro_rules! server_runtimes {
+    ($($variant:ident => $runtime:ty;)*) => {
+        pub enum ServerRuntime {
+            $($variant(Arc<$runtime>),)*
+        }
+
+        impl ServerRuntime {
+            fn build(config: &ServerConfig, cx: &BuildContext) -> anyhow::Result<ServerRuntime> {
+                Ok(match &config.server_type {
+                    $(ServerType::$variant(own) => ServerRuntime::$variant(Arc::new(
+                        <$runtime>::build(&config.common, own, cx)?,
+                    )),)*
+                })
+            }
+
+            async fn serve(&self, conn: ClientConn, task: TaskContext) {
+                match self {
+                    $(ServerRuntime::$variant(server) => server.serve(conn, task).await,)*
+                }
+            }
+        }
+    };
+}
+
+server_runtimes! {
+    HttpProxy => http_proxy::HttpProxyServer;
+    SocksProxy => socks_proxy::SocksProxyServer;
+    PlainTcpPort => ports::PlainTcpPort;
+    PlainTlsPort => ports::TlsPort;
+    NativeTlsPort => ports::TlsPort;
+    IntelliProxy => intelli_proxy::IntelliProxyServer;
+    DummyClose => dummy_close::DummyClose;
+}
+
+pub struct Server {
+    pub counters: Arc<ServerCounters>,
+    ingress: Option<NetworkAcl>,
+    runtime: ServerRuntime,
 }
 
 impl Server {
-    pub fn build(config: &ServerConfig, context: &Context) -> anyhow::Result<Server> {
-        let escaper = context
-            .escapers
-            .get(config.escaper())
-            .cloned()
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "server {}: escaper {} does not exist",
-                    config.name(),
-                    config.escaper()
-                )
-            })?;
-        let counters = ServerCounters::new(config.name());
-        Ok(match config {
-            ServerConfig::HttpProxy(c) => Server::HttpProxy(Arc::new(
-                http_proxy::HttpProxyServer::new(c.clone(), escaper, counters),
-            )),
-            ServerConfig::SocksProxy(c) => Server::SocksProxy(Arc::new(
-                socks_proxy::SocksProxyServer::new(c.clone(), escaper, counters),
-            )),
+    pub fn build(config: &ServerConfig, cx: &BuildContext) -> anyhow::Result<Arc<Server>> {
+        let runtime = ServerRuntime::build(config, cx)
+            .map_err(|e| anyhow::anyhow!("server {}: {e:#}", config.name()))?;
+        Ok(Arc::new(Server {
+            counters: ServerCounters::new(config.name()),
+            ingress: config.common.ingress_network_filter.clone(),
+            runtime,
+        }))
+    }
+
+    fn admits(&self, conn: &ClientConn) -> bool {
+        let permitted = self
+            .ingress
+            .as_ref()
+            .is_none_or(|filter| filter.check(conn.client_addr.ip()).is_permitted());
+        if !permitted {
+            info!(
+                "server {}: client {} refused by ingress_network_filter",
+                self.counters.name, conn.client_addr
+            );
+        }
+        permitted
+    }
+
+    /// Takes a connection a port hands over: this server's ingress filter applies to the
+    /// client address the connection carries now (as a PROXY header reported it). Boxed:
+    /// ports and servers may chain, and a future cannot contain itself.
+    pub fn serve_handed_over(
+        &self,
+        conn: ClientConn,
+        mut task: TaskContext,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            self.counters.total_conn.fetch_add(1, Ordering::Relaxed);
+            if !self.admits(&conn) {
+                return;
+            }
+            task.enter(&self.counters, &conn);
+            self.runtime.serve(conn, task).await;
         })
-    }
-
-    pub fn counters(&self) -> &Arc<ServerCounters> {
-        match self {
-            Server::HttpProxy(s) => &s.counters,
-            Server::SocksProxy(s) => &s.counters,
-        }
-    }
-
-    fn ingress_filter(&self) -> Option<&NetworkAcl> {
-        match self {
-            Server::HttpProxy(s) => s.config.ingress_network_filter.as_ref(),
-            Server::SocksProxy(s) => s.config.ingress_network_filter.as_ref(),
-        }
-    }
-
-    async fn serve(&self, client: TcpStream, context: &Context) {
-        match self {
-            Server::HttpProxy(s) => s.serve(client, context).await,
-            Server::SocksProxy(s) => s.serve(client, context).await,
-        }
     }
 }
 
-pub fn relay_limits(
-    idle_check_interval: Duration,
-    idle_max_count: u32,
-    buffer_size: u64,
-) -> RelayLimits {
-    RelayLimits {
-        idle_check_interval: idle_check_interval.max(Duration::from_secs(1)),
-        idle_max_count: idle_max_count.max(1),
-        buffer_size: (buffer_size as usize).clamp(4 * 1024, 1024 * 1024),
+/// The relay policy from a server's common keys.
+pub fn relay_policy(common: &ServerCommon) -> RelayPolicy {
+    RelayPolicy {
+        idle_check_interval: common.task_idle_check_interval.0,
+        idle_max_count: common.task_idle_max_count,
+        buffer_size: (common.tcp_copy_buffer_size.0 as usize).clamp(4 * 1024, 1024 * 1024),
+        speed_limit: common.tcp_sock_speed_limit.filter(|l| !l.is_unlimited()),
     }
 }
 
 /// Accepts until the worker stops serving, then drops this copy of the socket. The supervisor
 /// keeps its own, so connections still queued are accepted by the next generation.
-pub async fn accept_loop(listener: TcpListener, server: Server, context: Arc<Context>) {
+pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, context: Arc<Context>) {
     let mut phase = context.phase.clone();
-    let counters = server.counters().clone();
+    let counters = server.counters.clone();
     loop {
         let accepted = tokio::select! {
             biased;
             _ = phase.wait_for(|p| *p != Phase::Serving) => break,
             accepted = listener.accept() => accepted,
         };
-        let (client, peer) = match accepted {
+        let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of descriptors or memory: back off instead of spinning on the error.
@@ -101,20 +189,14 @@ pub async fn accept_loop(listener: TcpListener, server: Server, context: Arc<Con
             }
         };
         counters.total_conn.fetch_add(1, Ordering::Relaxed);
-        if let Some(filter) = server.ingress_filter()
-            && !filter.check(peer.ip()).is_permitted()
-        {
-            info!(
-                "server {}: client {peer} refused by ingress_network_filter",
-                counters.name
-            );
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().unwrap_or(peer);
+        let conn = ClientConn::new(Stream::plain(tcp), peer, local);
+        if !server.admits(&conn) {
             continue;
         }
-        let guard = context.tasks.register(&counters);
-        let (server, context) = (server.clone(), context.clone());
-        tokio::spawn(async move {
-            server.serve(client, &context).await;
-            drop(guard);
-        });
+        let task = TaskContext::new(&context.tasks, &counters, &conn);
+        let server = server.clone();
+        tokio::spawn(async move { server.runtime.serve(conn, task).await });
     }
 }

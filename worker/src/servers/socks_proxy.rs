@@ -1,58 +1,78 @@
-//! `type: socks_proxy`: SOCKS5 CONNECT. Negotiate within `negotiation_timeout`, connect through
-//! the escaper, answer with the bound address, then hand both sockets to the shared relay.
-//! Only the no-authentication method is offered until user groups arrive.
+//! `type: socks_proxy`: SOCKS5 CONNECT. Negotiate within `negotiation_timeout`, connect
+//! through the escaper, answer with the bound address, then hand both streams to the shared
+//! relay. Only the no-authentication method is offered until user groups arrive.
 
 use std::sync::Arc;
 
-use g3proxy_proto::Parsed;
 use g3proxy_proto::socks5::{self, Command, Reply};
-use g3proxy_shared::config::servers::SocksProxyConfig;
-use tokio::net::TcpStream;
+use g3proxy_shared::config::servers::{ServerCommon, SocksProxyConfig};
 use tokio::time::Instant;
 
-use crate::context::{Context, ServerCounters};
+use super::{BuildContext, ServeConnections};
+use crate::conn::{self, ClientConn, ReadError, write_all};
+use crate::context::Context;
 use crate::debug;
 use crate::error::TaskError;
 use crate::escapers::Escaper;
-use crate::relay::{self, RelayLimits, read_buf, write_all};
+use crate::relay::{self, RelayPolicy};
+use crate::task::TaskContext;
 
 pub struct SocksProxyServer {
-    pub config: SocksProxyConfig,
+    config: SocksProxyConfig,
+    context: Arc<Context>,
     escaper: Arc<Escaper>,
-    pub counters: Arc<ServerCounters>,
-    limits: RelayLimits,
+    policy: RelayPolicy,
+}
+
+/// SOCKS messages are small: a request is at most 262 bytes.
+const MAX_MESSAGE: usize = 1024;
+
+impl ServeConnections for SocksProxyServer {
+    type Config = SocksProxyConfig;
+
+    fn build(
+        common: &ServerCommon,
+        config: &SocksProxyConfig,
+        cx: &BuildContext,
+    ) -> anyhow::Result<Self> {
+        Ok(SocksProxyServer {
+            config: config.clone(),
+            context: cx.context.clone(),
+            escaper: cx.escaper(&config.escaper),
+            policy: super::relay_policy(common),
+        })
+    }
+
+    async fn serve(&self, mut conn: ClientConn, mut task: TaskContext) {
+        if let Err(error) = self.run(&mut conn, &mut task).await {
+            error.log(&task);
+        }
+    }
+}
+
+fn socks_error(error: ReadError<socks5::Socks5Error>) -> TaskError {
+    match error {
+        ReadError::Invalid(e) => TaskError::ClientSocks(e),
+        ReadError::TooLarge => TaskError::ClientHeadTooLarge,
+        ReadError::Closed { .. } => TaskError::Client("closed during negotiation".into()),
+        ReadError::TimedOut => TaskError::ClientTimeout("socks negotiation"),
+        ReadError::Io(e) => TaskError::ClientIo(e),
+    }
 }
 
 impl SocksProxyServer {
-    pub fn new(
-        config: SocksProxyConfig,
-        escaper: Arc<Escaper>,
-        counters: Arc<ServerCounters>,
-    ) -> Self {
-        let limits = super::relay_limits(
-            config.task_idle_check_interval.0,
-            config.task_idle_max_count,
-            config.tcp_copy_buffer_size.0,
-        );
-        SocksProxyServer {
-            config,
-            escaper,
-            counters,
-            limits,
-        }
-    }
-
-    pub async fn serve(&self, client: TcpStream, context: &Context) {
-        let _ = client.set_nodelay(true);
-        if let Err(error) = self.run(&client, context).await {
-            error.log(&self.counters.name, client.peer_addr().ok());
-        }
-    }
-
-    async fn run(&self, client: &TcpStream, context: &Context) -> Result<(), TaskError> {
+    async fn run(&self, conn: &mut ClientConn, task: &mut TaskContext) -> Result<(), TaskError> {
+        let client = &conn.stream;
         let deadline = Instant::now() + self.config.negotiation_timeout.0;
-        let mut buffer = Vec::new();
-        let methods = read_message(client, &mut buffer, deadline, socks5::parse_greeting).await?;
+        let methods = conn::read_until(
+            client,
+            &mut conn.buffer,
+            MAX_MESSAGE,
+            deadline,
+            socks5::parse_greeting,
+        )
+        .await
+        .map_err(socks_error)?;
         if !methods.contains(&socks5::METHOD_NO_AUTH) {
             let _ = write_all(
                 client,
@@ -69,10 +89,18 @@ impl SocksProxyServer {
         )
         .await
         .map_err(TaskError::ClientIo)?;
-        let request = match read_message(client, &mut buffer, deadline, socks5::parse_request).await
+        let request = match conn::read_until(
+            client,
+            &mut conn.buffer,
+            MAX_MESSAGE,
+            deadline,
+            socks5::parse_request,
+        )
+        .await
         {
             Ok(request) => request,
             Err(error) => {
+                let error = socks_error(error);
                 let reply = match &error {
                     TaskError::ClientSocks(e) => e.reply(),
                     _ => Reply::GeneralFailure,
@@ -92,50 +120,39 @@ impl SocksProxyServer {
                 request.command
             )));
         }
-        let upstream = match self.escaper.connect(&request.target).await {
+        let upstream = match self.escaper.tcp_connect(task, &request.target).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 let _ = write_all(client, &socks5::encode_reply(error.socks_reply(), None)).await;
                 return Err(error);
             }
         };
-        let bound = upstream.local_addr().ok();
-        write_all(client, &socks5::encode_reply(Reply::Succeeded, bound))
-            .await
-            .map_err(TaskError::ClientIo)?;
-        if !buffer.is_empty() {
-            write_all(&upstream, &buffer)
+        write_all(
+            client,
+            &socks5::encode_reply(Reply::Succeeded, Some(upstream.bound)),
+        )
+        .await
+        .map_err(TaskError::ClientIo)?;
+        if !conn.buffer.is_empty() {
+            write_all(&upstream.stream, &conn.buffer)
                 .await
                 .map_err(TaskError::UpstreamIo)?;
         }
-        drop(buffer);
-        let outcome =
-            relay::relay_tunnel(client, &upstream, self.limits, context.phase.clone()).await;
+        conn.buffer = Vec::new();
+        let outcome = relay::relay_tunnel(
+            client,
+            &upstream.stream,
+            &self.policy,
+            self.context.phase.clone(),
+        )
+        .await;
+        task.notes.bytes_up += outcome.client_to_upstream;
+        task.notes.bytes_down += outcome.upstream_to_client;
         debug!(
             "server {}: tunnel to {} ended: {outcome}",
-            self.counters.name, request.target
+            task.server_name(),
+            request.target
         );
         Ok(())
-    }
-}
-
-/// Reads until `parse` accepts a whole message, leaving any later bytes in `buffer`.
-async fn read_message<T>(
-    client: &TcpStream,
-    buffer: &mut Vec<u8>,
-    deadline: Instant,
-    parse: fn(&[u8]) -> Result<Parsed<T>, socks5::Socks5Error>,
-) -> Result<T, TaskError> {
-    loop {
-        if let Parsed::Complete(message, used) = parse(buffer).map_err(TaskError::ClientSocks)? {
-            buffer.drain(..used);
-            return Ok(message);
-        }
-        match tokio::time::timeout_at(deadline, read_buf(client, buffer)).await {
-            Ok(Ok(0)) => return Err(TaskError::Client("closed during negotiation".into())),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(TaskError::ClientIo(e)),
-            Err(_) => return Err(TaskError::ClientTimeout("socks negotiation")),
-        }
     }
 }

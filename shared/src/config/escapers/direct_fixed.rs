@@ -7,12 +7,17 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
+use super::EscaperKind;
 use crate::types::{HumanDuration, NetworkAcl};
 
+impl EscaperKind for DirectFixedConfig {
+    fn resolver(&self) -> Option<&str> {
+        Some(&self.resolver)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DirectFixedConfig {
-    pub name: String,
     pub resolver: String,
     #[serde(default)]
     pub resolve_strategy: ResolveStrategy,

@@ -1,5 +1,6 @@
-//! Escaper configs, one file per `type`. A new escaper type is its file here, one line in
-//! [`decode`], and its runtime in `worker/src/escapers/`.
+//! Escaper configs. As for servers, every entry is decoded into [`EscaperCommon`] and into
+//! its type's own struct over the same keys. A new escaper type is its file here and one line
+//! in [`escaper_types!`], plus its runtime in `worker/src/escapers/`.
 
 mod direct_fixed;
 
@@ -7,14 +8,80 @@ pub use direct_fixed::{
     DirectFixedConfig, PickStrategy, QueryStrategy, ResolveStrategy, TcpConnectConfig,
 };
 
-use super::de::decode as decode_as;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::de::decode_parts;
 use super::error::ConfigError;
 use super::type_error;
 use super::yaml::Node;
 
+/// The keys every escaper type has.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EscaperCommon {
+    pub name: String,
+    #[serde(default)]
+    pub extra_metrics_tags: BTreeMap<String, String>,
+}
+
+/// What the loader needs to know of any escaper type: the modules it refers to.
+pub trait EscaperKind {
+    fn resolver(&self) -> Option<&str> {
+        None
+    }
+    /// Escapers this one passes tasks on to (route escapers).
+    fn next_escapers(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+macro_rules! escaper_types {
+    ($($variant:ident($config:ty) = $name:literal $(| $alias:literal)*;)*) => {
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum EscaperType {
+            $($variant($config),)*
+        }
+
+        impl EscaperType {
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(EscaperType::$variant(_) => $name,)*
+                }
+            }
+
+            pub fn kind(&self) -> &dyn EscaperKind {
+                match self {
+                    $(EscaperType::$variant(config) => config,)*
+                }
+            }
+        }
+
+        fn decode_type(
+            type_name: &str,
+            node: &Node,
+            path: &str,
+        ) -> Option<Result<EscaperConfig, ConfigError>> {
+            match type_name {
+                $($name $(| $alias)* => Some(
+                    decode_parts::<EscaperCommon, $config>(node, path).map(|(common, own)| {
+                        EscaperConfig { common, escaper_type: EscaperType::$variant(own) }
+                    }),
+                ),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+escaper_types! {
+    DirectFixed(DirectFixedConfig) = "direct_fixed" | "directfixed";
+}
+
 #[derive(Debug, Clone, PartialEq)]
-pub enum EscaperConfig {
-    DirectFixed(DirectFixedConfig),
+pub struct EscaperConfig {
+    pub common: EscaperCommon,
+    pub escaper_type: EscaperType,
 }
 
 const NOT_YET: &[&str] = &[
@@ -48,37 +115,31 @@ pub(crate) fn decode(
     node: &Node,
     path: &str,
 ) -> Result<EscaperConfig, ConfigError> {
-    match type_name {
-        "direct_fixed" | "directfixed" => decode_as(node, path).map(EscaperConfig::DirectFixed),
-        other if NOT_YET.contains(&other) => Err(type_error(
-            type_node,
-            path,
-            format!("escaper type {other} is not supported by this build yet"),
-        )),
-        other => Err(type_error(
-            type_node,
-            path,
-            format!("unknown escaper type {other}"),
-        )),
+    if let Some(decoded) = decode_type(type_name, node, path) {
+        return decoded;
     }
+    let message = if NOT_YET.contains(&type_name) {
+        format!("escaper type {type_name} is not supported by this build yet")
+    } else {
+        format!("unknown escaper type {type_name}")
+    };
+    Err(type_error(type_node, path, message))
 }
 
 impl EscaperConfig {
     pub fn name(&self) -> &str {
-        match self {
-            EscaperConfig::DirectFixed(c) => &c.name,
-        }
+        &self.common.name
     }
 
     pub fn type_name(&self) -> &'static str {
-        match self {
-            EscaperConfig::DirectFixed(_) => "direct_fixed",
-        }
+        self.escaper_type.type_name()
     }
 
     pub fn resolver(&self) -> Option<&str> {
-        match self {
-            EscaperConfig::DirectFixed(c) => Some(&c.resolver),
-        }
+        self.escaper_type.kind().resolver()
+    }
+
+    pub fn next_escapers(&self) -> Vec<&str> {
+        self.escaper_type.kind().next_escapers()
     }
 }

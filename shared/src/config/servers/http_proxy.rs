@@ -1,8 +1,11 @@
-//! Config of `type: http_proxy`: an HTTP/1.x forward proxy (absolute-URI requests and CONNECT).
+//! Config of `type: http_proxy`: an HTTP/1.x forward proxy (absolute-URI requests, CONNECT,
+//! and https forward of `GET https://…` sent in plain text), optionally behind TLS itself.
 
 use serde::Deserialize;
 
-use crate::types::{HumanDuration, HumanSize, ListenSpec, NetworkAcl};
+use super::ServerKind;
+use crate::config::tls::{OptionalTlsClient, TlsServerConfig};
+use crate::types::{HumanDuration, HumanSize};
 
 fn default_req_header_recv_timeout() -> HumanDuration {
     HumanDuration::secs(30)
@@ -16,31 +19,21 @@ fn default_header_max_size() -> HumanSize {
 fn default_pipeline_read_idle_timeout() -> HumanDuration {
     HumanDuration::secs(300)
 }
-pub(crate) fn default_task_idle_check_interval() -> HumanDuration {
-    HumanDuration::secs(60)
-}
-pub(crate) fn default_task_idle_max_count() -> u32 {
-    5
-}
-pub(crate) fn default_tcp_copy_buffer_size() -> HumanSize {
-    HumanSize(16 * 1024)
-}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HttpProxyConfig {
-    pub name: String,
     pub escaper: String,
     #[serde(default, alias = "user")]
     pub user_group: Option<String>,
     #[serde(default)]
     pub auditor: Option<String>,
+    /// TLS on the listening socket: an HTTPS proxy.
     #[serde(default)]
-    pub listen: Option<ListenSpec>,
+    pub tls_server: Option<TlsServerConfig>,
+    /// How https forward (`GET https://…`) speaks TLS to the origin; absent = the system's
+    /// CA certificates.
     #[serde(default)]
-    pub listen_in_worker: bool,
-    #[serde(default, alias = "ingress_net_filter")]
-    pub ingress_network_filter: Option<NetworkAcl>,
+    pub tls_client: Option<OptionalTlsClient>,
     #[serde(
         default = "default_req_header_recv_timeout",
         deserialize_with = "crate::types::bounds::timeout"
@@ -67,20 +60,16 @@ pub struct HttpProxyConfig {
         deserialize_with = "crate::types::bounds::timeout"
     )]
     pub pipeline_read_idle_timeout: HumanDuration,
-    #[serde(
-        default = "default_task_idle_check_interval",
-        deserialize_with = "crate::types::bounds::timeout",
-        alias = "task_idle_check_duration"
-    )]
-    pub task_idle_check_interval: HumanDuration,
-    #[serde(
-        default = "default_task_idle_max_count",
-        deserialize_with = "crate::types::bounds::idle_count"
-    )]
-    pub task_idle_max_count: u32,
-    #[serde(
-        default = "default_tcp_copy_buffer_size",
-        deserialize_with = "crate::types::bounds::buffer_size"
-    )]
-    pub tcp_copy_buffer_size: HumanSize,
+}
+
+impl ServerKind for HttpProxyConfig {
+    fn escaper(&self) -> Option<&str> {
+        Some(&self.escaper)
+    }
+    fn user_group(&self) -> Option<&str> {
+        self.user_group.as_deref()
+    }
+    fn auditor(&self) -> Option<&str> {
+        self.auditor.as_deref()
+    }
 }

@@ -1,22 +1,158 @@
-//! Server configs, one file per `type`. A new server type is its file here, one line in
-//! [`decode`], and its runtime in `worker/src/servers/`.
+//! Server configs. Every entry is decoded twice over the same keys: once into
+//! [`ServerCommon`], the fields all server types share, and once into its type's own struct;
+//! a key neither takes is refused at its line. A new server type is its file here and one
+//! line in [`server_types!`] below, plus its runtime in `worker/src/servers/`.
 
+mod dummy_close;
 mod http_proxy;
+mod intelli_proxy;
+mod ports;
 mod socks_proxy;
 
+use std::collections::BTreeMap;
+
+pub use dummy_close::DummyCloseConfig;
 pub use http_proxy::HttpProxyConfig;
+pub use intelli_proxy::IntelliProxyConfig;
+pub use ports::{NativeTlsPortConfig, PlainTcpPortConfig, PlainTlsPortConfig, ProxyProtocol};
 pub use socks_proxy::SocksProxyConfig;
 
-use super::de::decode as decode_as;
+use serde::Deserialize;
+
+use super::de::decode_parts;
 use super::error::ConfigError;
 use super::type_error;
 use super::yaml::Node;
-use crate::types::{ListenSpec, NetworkAcl};
+use crate::types::{HumanDuration, HumanSize, ListenSpec, NetworkAcl, SpeedLimit};
+
+fn default_task_idle_check_interval() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+fn default_task_idle_max_count() -> u32 {
+    5
+}
+fn default_tcp_copy_buffer_size() -> HumanSize {
+    HumanSize(16 * 1024)
+}
+
+/// The keys every server type has (g3's common server keys).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ServerCommon {
+    pub name: String,
+    #[serde(default)]
+    pub listen: Option<ListenSpec>,
+    #[serde(default)]
+    pub listen_in_worker: bool,
+    /// Checked against the client address: the socket's peer, or the address a PROXY
+    /// protocol header reported when a port hands the connection on.
+    #[serde(default, alias = "ingress_net_filter")]
+    pub ingress_network_filter: Option<NetworkAcl>,
+    #[serde(
+        default,
+        alias = "tcp_conn_speed_limit",
+        alias = "tcp_conn_limit",
+        alias = "conn_limit"
+    )]
+    pub tcp_sock_speed_limit: Option<SpeedLimit>,
+    #[serde(
+        default,
+        alias = "udp_relay_speed_limit",
+        alias = "udp_relay_limit",
+        alias = "relay_limit"
+    )]
+    pub udp_sock_speed_limit: Option<SpeedLimit>,
+    #[serde(
+        default = "default_task_idle_check_interval",
+        deserialize_with = "crate::types::bounds::timeout",
+        alias = "task_idle_check_duration"
+    )]
+    pub task_idle_check_interval: HumanDuration,
+    #[serde(
+        default = "default_task_idle_max_count",
+        deserialize_with = "crate::types::bounds::idle_count"
+    )]
+    pub task_idle_max_count: u32,
+    #[serde(
+        default = "default_tcp_copy_buffer_size",
+        deserialize_with = "crate::types::bounds::buffer_size"
+    )]
+    pub tcp_copy_buffer_size: HumanSize,
+    #[serde(default)]
+    pub extra_metrics_tags: BTreeMap<String, String>,
+}
+
+/// What the loader needs to know of any server type: the modules it refers to.
+pub trait ServerKind {
+    fn escaper(&self) -> Option<&str> {
+        None
+    }
+    fn user_group(&self) -> Option<&str> {
+        None
+    }
+    fn auditor(&self) -> Option<&str> {
+        None
+    }
+    /// Servers this one hands its connections to (ports, intelli_proxy).
+    fn next_servers(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+/// The registry: one line per server type, `Variant(Config) = "type" | "alias"...`.
+macro_rules! server_types {
+    ($($variant:ident($config:ty) = $name:literal $(| $alias:literal)*;)*) => {
+        // A handful of these live per config; boxing the large ones would save nothing.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ServerType {
+            $($variant($config),)*
+        }
+
+        impl ServerType {
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(ServerType::$variant(_) => $name,)*
+                }
+            }
+
+            pub fn kind(&self) -> &dyn ServerKind {
+                match self {
+                    $(ServerType::$variant(config) => config,)*
+                }
+            }
+        }
+
+        fn decode_type(
+            type_name: &str,
+            node: &Node,
+            path: &str,
+        ) -> Option<Result<ServerConfig, ConfigError>> {
+            match type_name {
+                $($name $(| $alias)* => Some(
+                    decode_parts::<ServerCommon, $config>(node, path).map(|(common, own)| {
+                        ServerConfig { common, server_type: ServerType::$variant(own) }
+                    }),
+                ),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+server_types! {
+    HttpProxy(HttpProxyConfig) = "http_proxy" | "httpproxy";
+    SocksProxy(SocksProxyConfig) = "socks_proxy" | "socksproxy";
+    PlainTcpPort(PlainTcpPortConfig) = "plain_tcp_port" | "plain_tcp";
+    PlainTlsPort(PlainTlsPortConfig) = "plain_tls_port" | "plain_tls";
+    NativeTlsPort(NativeTlsPortConfig) = "native_tls_port" | "native_tls";
+    IntelliProxy(IntelliProxyConfig) = "intelli_proxy" | "ppdp_tcp_port";
+    DummyClose(DummyCloseConfig) = "dummy_close";
+}
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum ServerConfig {
-    HttpProxy(HttpProxyConfig),
-    SocksProxy(SocksProxyConfig),
+pub struct ServerConfig {
+    pub common: ServerCommon,
+    pub server_type: ServerType,
 }
 
 /// Types g3proxy has that this build does not run yet: named so the error says so plainly.
@@ -28,17 +164,8 @@ const NOT_YET: &[&str] = &[
     "http_gateway",
     "http_reverse_proxy",
     "tcp_tproxy",
-    "intelli_proxy",
-    "ppdp_tcp_port",
-    "plain_tcp_port",
-    "plain_tcp",
-    "plain_tls_port",
-    "plain_tls",
-    "native_tls_port",
-    "native_tls",
     "plain_quic_port",
     "plain_quic",
-    "dummy_close",
 ];
 
 pub(crate) fn decode(
@@ -47,76 +174,51 @@ pub(crate) fn decode(
     node: &Node,
     path: &str,
 ) -> Result<ServerConfig, ConfigError> {
-    match type_name {
-        "http_proxy" | "httpproxy" => decode_as(node, path).map(ServerConfig::HttpProxy),
-        "socks_proxy" | "socksproxy" => decode_as(node, path).map(ServerConfig::SocksProxy),
-        other if NOT_YET.contains(&other) => Err(type_error(
-            type_node,
-            path,
-            format!("server type {other} is not supported by this build yet"),
-        )),
-        other => Err(type_error(
-            type_node,
-            path,
-            format!("unknown server type {other}"),
-        )),
+    if let Some(decoded) = decode_type(type_name, node, path) {
+        return decoded;
     }
+    let message = if NOT_YET.contains(&type_name) {
+        format!("server type {type_name} is not supported by this build yet")
+    } else {
+        format!("unknown server type {type_name}")
+    };
+    Err(type_error(type_node, path, message))
 }
 
 impl ServerConfig {
     pub fn name(&self) -> &str {
-        match self {
-            ServerConfig::HttpProxy(c) => &c.name,
-            ServerConfig::SocksProxy(c) => &c.name,
-        }
+        &self.common.name
     }
 
     pub fn type_name(&self) -> &'static str {
-        match self {
-            ServerConfig::HttpProxy(_) => "http_proxy",
-            ServerConfig::SocksProxy(_) => "socks_proxy",
-        }
+        self.server_type.type_name()
     }
 
     pub fn listen(&self) -> Option<&ListenSpec> {
-        match self {
-            ServerConfig::HttpProxy(c) => c.listen.as_ref(),
-            ServerConfig::SocksProxy(c) => c.listen.as_ref(),
-        }
+        self.common.listen.as_ref()
     }
 
     pub fn listen_in_worker(&self) -> bool {
-        match self {
-            ServerConfig::HttpProxy(c) => c.listen_in_worker,
-            ServerConfig::SocksProxy(c) => c.listen_in_worker,
-        }
+        self.common.listen_in_worker
     }
 
-    pub fn escaper(&self) -> &str {
-        match self {
-            ServerConfig::HttpProxy(c) => &c.escaper,
-            ServerConfig::SocksProxy(c) => &c.escaper,
-        }
+    pub fn escaper(&self) -> Option<&str> {
+        self.server_type.kind().escaper()
     }
 
     pub fn user_group(&self) -> Option<&str> {
-        match self {
-            ServerConfig::HttpProxy(c) => c.user_group.as_deref(),
-            ServerConfig::SocksProxy(c) => c.user_group.as_deref(),
-        }
+        self.server_type.kind().user_group()
     }
 
     pub fn auditor(&self) -> Option<&str> {
-        match self {
-            ServerConfig::HttpProxy(c) => c.auditor.as_deref(),
-            ServerConfig::SocksProxy(c) => c.auditor.as_deref(),
-        }
+        self.server_type.kind().auditor()
+    }
+
+    pub fn next_servers(&self) -> Vec<&str> {
+        self.server_type.kind().next_servers()
     }
 
     pub fn ingress_network_filter(&self) -> Option<&NetworkAcl> {
-        match self {
-            ServerConfig::HttpProxy(c) => c.ingress_network_filter.as_ref(),
-            ServerConfig::SocksProxy(c) => c.ingress_network_filter.as_ref(),
-        }
+        self.common.ingress_network_filter.as_ref()
     }
 }

@@ -1,0 +1,102 @@
+//! Per-socket speed limits as g3 writes them (`tcp_sock_speed_limit`, `udp_sock_speed_limit`):
+//! a plain size is bytes per 1024 ms slice in both directions (`10M`, or the guide's `10M/s`);
+//! a map sets the slice (`shift_millis`: 2^shift ms, 0 to 12) and each direction on its own
+//! (`upload` / `north`, `download` / `south`, with or without `_bytes`; UDP adds packets).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+use super::HumanSize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpeedLimit {
+    /// The slice is 2^shift_millis milliseconds.
+    pub shift_millis: u8,
+    /// Bytes per slice from the client toward the upstream; 0 = unlimited.
+    pub upload_bytes: u64,
+    pub download_bytes: u64,
+    pub upload_packets: u64,
+    pub download_packets: u64,
+}
+
+impl SpeedLimit {
+    pub fn slice(&self) -> Duration {
+        Duration::from_millis(1 << self.shift_millis)
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.upload_bytes == 0
+            && self.download_bytes == 0
+            && self.upload_packets == 0
+            && self.download_packets == 0
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpeedLimitMap {
+    #[serde(default, alias = "shift")]
+    shift_millis: Option<u8>,
+    #[serde(
+        default,
+        alias = "upload_bytes",
+        alias = "north",
+        alias = "north_bytes"
+    )]
+    upload: Option<HumanSize>,
+    #[serde(
+        default,
+        alias = "download_bytes",
+        alias = "south",
+        alias = "south_bytes"
+    )]
+    download: Option<HumanSize>,
+    #[serde(default, alias = "north_packets")]
+    upload_packets: Option<u64>,
+    #[serde(default, alias = "south_packets")]
+    download_packets: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for SpeedLimit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LimitVisitor;
+        impl<'de> de::Visitor<'de> for LimitVisitor {
+            type Value = SpeedLimit;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size per second such as 10M, or a map of upload and download")
+            }
+            fn visit_u64<E: de::Error>(self, bytes: u64) -> Result<SpeedLimit, E> {
+                Ok(SpeedLimit {
+                    shift_millis: 10,
+                    upload_bytes: bytes,
+                    download_bytes: bytes,
+                    ..Default::default()
+                })
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<SpeedLimit, E> {
+                let bytes = HumanSize::parse(text)
+                    .ok_or_else(|| E::custom(format!("invalid speed limit: {text:?}")))?;
+                self.visit_u64(bytes)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<SpeedLimit, A::Error> {
+                let raw = SpeedLimitMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let shift_millis = raw.shift_millis.unwrap_or(10);
+                if shift_millis > 12 {
+                    return Err(de::Error::custom(format!(
+                        "shift_millis {shift_millis} is out of range: allowed is 0 to 12"
+                    )));
+                }
+                Ok(SpeedLimit {
+                    shift_millis,
+                    upload_bytes: raw.upload.map_or(0, |s| s.0),
+                    download_bytes: raw.download.map_or(0, |s| s.0),
+                    upload_packets: raw.upload_packets.unwrap_or(0),
+                    download_packets: raw.download_packets.unwrap_or(0),
+                })
+            }
+        }
+        deserializer.deserialize_any(LimitVisitor)
+    }
+}

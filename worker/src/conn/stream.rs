@@ -1,0 +1,357 @@
+//! [`Stream`]: one TCP connection, plain or under TLS, with the readiness API the relay and
+//! the servers use (`readable`, `try_read`, `writable`, `try_write`, `flush`, all on `&self`,
+//! so one task can read and write the same stream from two futures at once).
+//!
+//! TLS is driven here on rustls's sans-IO API over the socket's own non-blocking calls
+//! rather than through an `AsyncRead` wrapper: a plain stream then costs nothing extra, and a
+//! relay waits for readiness without holding a buffer, plain or TLS. The rustls state sits in
+//! a mutex that only this connection's task ever takes, so it is never contended.
+//!
+//! Plaintext handed to rustls may still wait in its buffer when the socket is full; a writer
+//! therefore calls [`Stream::flush`] before it goes back to waiting on something else
+//! ([`write_all`] does).
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+/// What a TLS handshake told us about the peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// The server name the client asked for (server side), or the one we asked for.
+    pub server_name: Option<String>,
+    pub alpn: Option<Vec<u8>>,
+    /// The DER of the peer's end-entity certificate, when it sent one.
+    pub peer_certificate: Option<Vec<u8>>,
+}
+
+struct TlsState {
+    connection: rustls::Connection,
+    /// Decrypted bytes wait in rustls, or the peer closed: reading will not block.
+    readable_now: bool,
+}
+
+pub struct Stream {
+    tcp: TcpStream,
+    tls: Option<Box<Mutex<TlsState>>>,
+}
+
+/// The socket as `io::Read`/`io::Write` for rustls: `WouldBlock` passes through.
+struct SocketIo<'a>(&'a TcpStream);
+
+impl Read for SocketIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl Write for SocketIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn tls_error(error: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+/// The most plaintext taken into rustls per write: one record.
+const MAX_PLAINTEXT_PER_WRITE: usize = 16 * 1024;
+
+impl TlsState {
+    /// Sends what rustls has queued; `WouldBlock` when the socket is full.
+    fn push(&mut self, tcp: &TcpStream) -> io::Result<()> {
+        while self.connection.wants_write() {
+            self.connection.write_tls(&mut SocketIo(tcp))?;
+        }
+        Ok(())
+    }
+
+    /// Reads records from the socket and processes them; `Ok(false)` at the socket's end.
+    fn pull(&mut self, tcp: &TcpStream) -> io::Result<bool> {
+        let read = self.connection.read_tls(&mut SocketIo(tcp))?;
+        let processed = self.connection.process_new_packets();
+        // An alert rustls queued on an error (or a ticket, a key update) goes out if it can.
+        let _ = self.push(tcp);
+        let state = processed.map_err(tls_error)?;
+        self.readable_now = state.plaintext_bytes_to_read() > 0 || state.peer_has_closed();
+        Ok(read > 0)
+    }
+}
+
+impl Stream {
+    pub fn plain(tcp: TcpStream) -> Stream {
+        Stream { tcp, tls: None }
+    }
+
+    /// The socket under a plain stream, to start TLS on it.
+    pub fn into_tcp(self) -> TcpStream {
+        self.tcp
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn state(&self) -> Option<MutexGuard<'_, TlsState>> {
+        // Only this connection's task takes the lock; a panic while holding it cannot leave
+        // rustls half-updated in a way later calls would trust.
+        self.tls
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Accepts TLS on `tcp` as a server, within `timeout`; `early` holds bytes of the
+    /// client's hello already read from the socket.
+    pub async fn accept_tls(
+        tcp: TcpStream,
+        early: Vec<u8>,
+        config: Arc<rustls::ServerConfig>,
+        timeout: Duration,
+    ) -> io::Result<(Stream, TlsFacts)> {
+        let mut connection = rustls::ServerConnection::new(config).map_err(tls_error)?;
+        let mut early = early.as_slice();
+        while !early.is_empty() {
+            connection.read_tls(&mut early)?;
+            connection.process_new_packets().map_err(tls_error)?;
+        }
+        Self::handshake(tcp, connection.into(), timeout).await
+    }
+
+    /// Starts TLS on `tcp` as a client of `server_name`, within `timeout`.
+    pub async fn connect_tls(
+        tcp: TcpStream,
+        config: Arc<rustls::ClientConfig>,
+        server_name: ServerName<'static>,
+        timeout: Duration,
+    ) -> io::Result<(Stream, TlsFacts)> {
+        let connection = rustls::ClientConnection::new(config, server_name).map_err(tls_error)?;
+        Self::handshake(tcp, connection.into(), timeout).await
+    }
+
+    async fn handshake(
+        tcp: TcpStream,
+        connection: rustls::Connection,
+        timeout: Duration,
+    ) -> io::Result<(Stream, TlsFacts)> {
+        let stream = Stream {
+            tcp,
+            tls: Some(Box::new(Mutex::new(TlsState {
+                connection,
+                readable_now: false,
+            }))),
+        };
+        enum Step {
+            Done,
+            Again,
+            WaitRead,
+            WaitWrite,
+        }
+        let shake = async {
+            loop {
+                let step = {
+                    let Some(mut state) = stream.state() else {
+                        break;
+                    };
+                    match state.push(&stream.tcp) {
+                        Ok(()) if !state.connection.is_handshaking() => Step::Done,
+                        Ok(()) => match state.pull(&stream.tcp) {
+                            Ok(true) => Step::Again,
+                            Ok(false) => {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "closed during the TLS handshake",
+                                ));
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::WaitRead,
+                            Err(e) => return Err(e),
+                        },
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::WaitWrite,
+                        Err(e) => return Err(e),
+                    }
+                };
+                match step {
+                    Step::Done => break,
+                    Step::Again => {}
+                    Step::WaitRead => stream.tcp.readable().await?,
+                    Step::WaitWrite => stream.tcp.writable().await?,
+                }
+            }
+            stream.flush().await
+        };
+        tokio::time::timeout(timeout, shake)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let facts = stream.tls_facts().unwrap_or_default();
+        Ok((stream, facts))
+    }
+
+    pub fn tls_facts(&self) -> Option<TlsFacts> {
+        let state = self.state()?;
+        let connection = &state.connection;
+        let server_name = match connection {
+            rustls::Connection::Server(server) => server.server_name().map(str::to_string),
+            rustls::Connection::Client(_) => None,
+        };
+        Some(TlsFacts {
+            server_name,
+            alpn: connection.alpn_protocol().map(<[u8]>::to_vec),
+            peer_certificate: connection
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|cert| cert.to_vec()),
+        })
+    }
+
+    /// Waits until a read would not block (data, or the end of the stream).
+    pub async fn readable(&self) -> io::Result<()> {
+        if let Some(state) = self.state()
+            && state.readable_now
+        {
+            return Ok(());
+        }
+        self.tcp.readable().await
+    }
+
+    /// Reads what is there now; `WouldBlock` when nothing is, `Ok(0)` at the end.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(mut state) = self.state() else {
+            return self.tcp.try_read(buf);
+        };
+        loop {
+            match state.connection.reader().read(buf) {
+                Ok(n) => {
+                    if n == 0 || n == buf.len() {
+                        // Maybe more waits (or the close stays readable): look again next time.
+                        state.readable_now = true;
+                    } else {
+                        state.readable_now = false;
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer closed without close_notify: many clients do, and for a relay it
+                // is the end of the stream all the same.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            state.readable_now = false;
+            if !state.pull(&self.tcp)? {
+                state.readable_now = true;
+                return Ok(0);
+            }
+        }
+    }
+
+    /// Appends what is there now to `buffer`.
+    pub fn try_read_buf(&self, buffer: &mut Vec<u8>) -> io::Result<usize> {
+        if self.tls.is_none() {
+            return self.tcp.try_read_buf(buffer);
+        }
+        let start = buffer.len();
+        let room = (buffer.capacity() - start).max(4096);
+        buffer.resize(start + room, 0);
+        let result = self.try_read(&mut buffer[start..]);
+        buffer.truncate(start + *result.as_ref().unwrap_or(&0));
+        result
+    }
+
+    /// Waits until a write may make progress (for TLS: after what rustls holds went out).
+    pub async fn writable(&self) -> io::Result<()> {
+        if self.tls.is_some() {
+            return self.flush().await;
+        }
+        self.tcp.writable().await
+    }
+
+    /// Writes what can be written now; `WouldBlock` when nothing can.
+    pub fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        let Some(mut state) = self.state() else {
+            return self.tcp.try_write(data);
+        };
+        state.push(&self.tcp)?;
+        let take = data.len().min(MAX_PLAINTEXT_PER_WRITE);
+        let accepted = state.connection.writer().write(&data[..take])?;
+        match state.push(&self.tcp) {
+            Ok(()) => {}
+            // Encrypted and queued: `flush` or the next write sends it.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        Ok(accepted)
+    }
+
+    /// Sends everything rustls still holds.
+    pub async fn flush(&self) -> io::Result<()> {
+        loop {
+            {
+                let Some(mut state) = self.state() else {
+                    return Ok(());
+                };
+                match state.push(&self.tcp) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.tcp.writable().await?;
+        }
+    }
+
+    /// Ends our sending direction: close_notify for TLS, then a TCP half-close.
+    pub async fn shutdown_write(&self) {
+        if let Some(mut state) = self.state() {
+            state.connection.send_close_notify();
+        }
+        let _ = self.flush().await;
+        let _ = nix::sys::socket::shutdown(self.tcp.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+    }
+}
+
+/// Reads what is readable now into `buffer`, waiting for readiness first.
+pub async fn read_buf(from: &Stream, buffer: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        from.readable().await?;
+        if buffer.capacity() == buffer.len() {
+            buffer.reserve(8 * 1024);
+        }
+        match from.try_read_buf(buffer) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+/// Writes all of `data` and flushes it out of any TLS buffer.
+pub async fn write_all(to: &Stream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        to.writable().await?;
+        match to.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    to.flush().await
+}
+
+/// [`write_all`] toward a peer that must keep reading: one that takes nothing for `timeout`
+/// (a client that never reads its response) fails with `TimedOut` instead of holding the task.
+pub async fn write_all_within(to: &Stream, data: &[u8], timeout: Duration) -> io::Result<()> {
+    tokio::time::timeout(timeout, write_all(to, data))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "peer stopped reading",
+            ))
+        })
+}

@@ -1,0 +1,85 @@
+//! A per-direction speed limit in g3's form: so many bytes per time slice (2^shift ms). The
+//! relay asks how much it may read before each read and sleeps to the next slice when the
+//! slice is spent, so a limited direction never reads more than it may write.
+
+use std::time::Duration;
+
+use g3proxy_shared::types::SpeedLimit;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    per_slice: u64,
+    slice: Duration,
+    slice_start: Instant,
+    used: u64,
+}
+
+impl Limiter {
+    /// One direction of `limit`; `None` when that direction is unlimited.
+    pub fn new(bytes_per_slice: u64, limit: &SpeedLimit) -> Option<Limiter> {
+        (bytes_per_slice > 0).then(|| Limiter {
+            per_slice: bytes_per_slice,
+            slice: limit.slice(),
+            slice_start: Instant::now(),
+            used: 0,
+        })
+    }
+
+    /// Bytes that may go now; 0 means wait for [`Limiter::next_slice`].
+    pub fn allowance(&mut self, now: Instant) -> u64 {
+        if now >= self.slice_start + self.slice {
+            // Slices stay aligned to the first one, so idle time earns no burst.
+            let elapsed = now.duration_since(self.slice_start).as_nanos();
+            let slices = elapsed / self.slice.as_nanos().max(1);
+            self.slice_start += self.slice * slices.min(u32::MAX as u128) as u32;
+            self.used = 0;
+        }
+        self.per_slice.saturating_sub(self.used)
+    }
+
+    pub fn next_slice(&self) -> Instant {
+        self.slice_start + self.slice
+    }
+
+    pub fn consume(&mut self, bytes: u64) {
+        self.used = self.used.saturating_add(bytes);
+    }
+}
+
+/// Waits until `limiter` allows bytes again; answers how many may go (unbounded without one).
+pub async fn allowance(limiter: &mut Option<Limiter>) -> u64 {
+    let Some(limiter) = limiter else {
+        return u64::MAX;
+    };
+    loop {
+        let allowed = limiter.allowance(Instant::now());
+        if allowed > 0 {
+            return allowed;
+        }
+        tokio::time::sleep_until(limiter.next_slice()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn slices_refill_and_do_not_bank_idle_time() {
+        let limit = SpeedLimit {
+            shift_millis: 10,
+            upload_bytes: 1000,
+            ..Default::default()
+        };
+        let mut limiter = Limiter::new(limit.upload_bytes, &limit);
+        assert_eq!(allowance(&mut limiter).await, 1000);
+        limiter.as_mut().unwrap().consume(1000);
+        let before = Instant::now();
+        assert_eq!(allowance(&mut limiter).await, 1000);
+        assert_eq!(before.elapsed(), Duration::from_millis(1024));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(allowance(&mut limiter).await, 1000, "no burst after idling");
+        assert!(Limiter::new(0, &limit).is_none());
+    }
+}

@@ -1,0 +1,22 @@
+//! `type: dummy_close`: accepts and closes. Also what a port hands its connections to when the
+//! server it names does not exist.
+
+use g3proxy_shared::config::servers::{DummyCloseConfig, ServerCommon};
+
+use super::{BuildContext, ServeConnections};
+use crate::conn::ClientConn;
+use crate::task::TaskContext;
+
+pub struct DummyClose;
+
+impl ServeConnections for DummyClose {
+    type Config = DummyCloseConfig;
+
+    fn build(_: &ServerCommon, _: &DummyCloseConfig, _: &BuildContext) -> anyhow::Result<Self> {
+        Ok(DummyClose)
+    }
+
+    async fn serve(&self, conn: ClientConn, task: TaskContext) {
+        drop((conn, task));
+    }
+}

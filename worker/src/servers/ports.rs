@@ -1,0 +1,152 @@
+//! The port entries: `plain_tcp_port`, `plain_tls_port` and `native_tls_port` (rustls here).
+//! Each reads an optional PROXY protocol header first (the client address it reports replaces
+//! the socket's for everything after, the next server's ingress filter included), terminates
+//! TLS for the TLS ports, and hands the connection to the server it names.
+
+use std::sync::Arc;
+
+use g3proxy_proto::proxy_protocol::{self, Version};
+use g3proxy_shared::config::servers::{
+    PlainTcpPortConfig, PlainTlsPortConfig, ProxyProtocol, ServerCommon,
+};
+use g3proxy_shared::config::tls::TlsServerConfig;
+use tokio::time::Instant;
+
+use super::{BuildContext, ServeConnections, Server};
+use crate::conn::{self, ClientConn, ReadError};
+use crate::task::TaskContext;
+use crate::{debug, info};
+
+/// Reads the PROXY header a port expects; the connection is dropped without one.
+pub async fn read_proxy_header(
+    conn: &mut ClientConn,
+    version: ProxyProtocol,
+    timeout: std::time::Duration,
+    server: &str,
+) -> bool {
+    let version = match version {
+        ProxyProtocol::V1 => Version::V1,
+        ProxyProtocol::V2 => Version::V2,
+    };
+    let max = match version {
+        Version::V1 => proxy_protocol::V1_MAX_LEN,
+        Version::V2 => proxy_protocol::V2_MAX_LEN,
+    };
+    let read = conn::read_until(
+        &conn.stream,
+        &mut conn.buffer,
+        max,
+        Instant::now() + timeout,
+        |bytes| proxy_protocol::parse(version, bytes),
+    )
+    .await;
+    match read {
+        Ok(header) => {
+            if let Some((client, local)) = header.addresses {
+                conn.client_addr = client;
+                conn.local_addr = local;
+            }
+            true
+        }
+        Err(error) => {
+            let why = match error {
+                ReadError::Invalid(e) => e.to_string(),
+                ReadError::TooLarge => "header too long".into(),
+                ReadError::Closed { .. } => "closed before the header".into(),
+                ReadError::TimedOut => "no header in time".into(),
+                ReadError::Io(e) => e.to_string(),
+            };
+            info!(
+                "server {server}: client {}: PROXY protocol: {why}",
+                conn.client_addr
+            );
+            false
+        }
+    }
+}
+
+struct Port {
+    next: Arc<Server>,
+    proxy_protocol: Option<ProxyProtocol>,
+    proxy_protocol_read_timeout: std::time::Duration,
+}
+
+impl Port {
+    async fn serve(&self, mut conn: ClientConn, task: TaskContext, tls: Option<&TlsServerConfig>) {
+        if let Some(version) = self.proxy_protocol
+            && !read_proxy_header(
+                &mut conn,
+                version,
+                self.proxy_protocol_read_timeout,
+                task.server_name(),
+            )
+            .await
+        {
+            return;
+        }
+        if let Some(tls) = tls {
+            conn = match conn.start_tls(tls).await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    debug!(
+                        "server {}: client {}: tls handshake failed: {error}",
+                        task.server_name(),
+                        task.client_addr
+                    );
+                    return;
+                }
+            };
+        }
+        self.next.serve_handed_over(conn, task).await;
+    }
+}
+
+pub struct PlainTcpPort(Port);
+
+impl ServeConnections for PlainTcpPort {
+    type Config = PlainTcpPortConfig;
+
+    fn build(
+        _: &ServerCommon,
+        config: &PlainTcpPortConfig,
+        cx: &BuildContext,
+    ) -> anyhow::Result<Self> {
+        Ok(PlainTcpPort(Port {
+            next: cx.server(&config.server),
+            proxy_protocol: config.proxy_protocol,
+            proxy_protocol_read_timeout: config.proxy_protocol_read_timeout.0,
+        }))
+    }
+
+    async fn serve(&self, conn: ClientConn, task: TaskContext) {
+        self.0.serve(conn, task, None).await
+    }
+}
+
+pub struct TlsPort {
+    port: Port,
+    tls: TlsServerConfig,
+}
+
+impl ServeConnections for TlsPort {
+    type Config = PlainTlsPortConfig;
+
+    fn build(
+        _: &ServerCommon,
+        config: &PlainTlsPortConfig,
+        cx: &BuildContext,
+    ) -> anyhow::Result<Self> {
+        Ok(TlsPort {
+            port: Port {
+                next: cx.server(&config.server),
+                proxy_protocol: config.proxy_protocol,
+                proxy_protocol_read_timeout: config.proxy_protocol_read_timeout.0,
+            },
+            tls: config.tls_server.clone(),
+        })
+    }
+
+    async fn serve(&self, conn: ClientConn, task: TaskContext) {
+        self.port.serve(conn, task, Some(&self.tls)).await
+    }
+}
