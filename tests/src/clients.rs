@@ -255,3 +255,23 @@ impl Load {
         total
     }
 }
+
+/// Runs curl (20 s at most) and returns its output, failing the test if curl fails.
+pub fn curl(args: &[&str]) -> String {
+    let output = try_curl(args);
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs curl (20 s at most) and returns what it did.
+pub fn try_curl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl is installed")
+}

@@ -9,6 +9,7 @@
 //! - [`Wrk`]: wrk at a high new-connection rate, for zero-loss checks where a loss would show;
 //! - [`wait_until`]: the one way tests wait, naming what they waited for when it fails.
 
+pub mod certs;
 pub mod clients;
 pub mod dns;
 pub mod group;
@@ -17,11 +18,14 @@ pub mod servers;
 pub mod systemd;
 pub mod wrk;
 
-pub use clients::{Load, LoadStats, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip};
+pub use certs::Certs;
+pub use clients::{
+    Load, LoadStats, curl, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip, try_curl,
+};
 pub use dns::FakeDns;
 pub use group::Group;
 pub use notify::NotifySocket;
-pub use servers::{Echo, Origin, RecordingOrigin};
+pub use servers::{Echo, Origin, RecordingOrigin, TlsOrigin};
 pub use systemd::RealSystemd;
 pub use wrk::{Wrk, WrkResult};
 

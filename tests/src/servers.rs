@@ -218,3 +218,40 @@ impl RecordingOrigin {
         String::from_utf8_lossy(&seen).into_owned()
     }
 }
+
+/// An HTTPS origin: answers every request with `hello over tls` and closes.
+pub struct TlsOrigin {
+    pub addr: SocketAddr,
+}
+
+impl TlsOrigin {
+    pub fn start(config: Arc<rustls::ServerConfig>) -> TlsOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind tls origin");
+        let addr = listener.local_addr().expect("tls origin addr");
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let config = config.clone();
+                thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(20)));
+                    let Ok(connection) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let mut tls = rustls::StreamOwned::new(connection, stream);
+                    let mut reader = BufReader::new(&mut tls);
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let _ = tls.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nhello over tls",
+                    );
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        TlsOrigin { addr }
+    }
+}

@@ -4,25 +4,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 
 use g3proxy_tests::{
-    Echo, Group, Origin, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip,
+    Echo, Group, Origin, curl, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip,
 };
-
-fn curl(args: &[&str]) -> String {
-    let output = Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("curl is installed");
-    assert!(
-        output.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn ureq_get(proxy: &str, url: &str) -> String {
     let proxy = ureq::Proxy::new(proxy).expect("proxy url");

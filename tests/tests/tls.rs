@@ -1,0 +1,166 @@
+//! Scenario: TLS on both sides with certificates the test makes. curl through an HTTPS proxy
+//! (`--proxy https://`), https forward (`GET https://…` in plain text) to an origin signed by
+//! the test CA, a `plain_tls_port` in front of an HTTP proxy, and mTLS checked with
+//! `openssl s_client` with and without a client certificate.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use g3proxy_tests::{Certs, Group, Origin, TlsOrigin, curl, try_curl};
+
+fn tls_group() -> (Group, Certs) {
+    let mut group = Group::new("tls");
+    let certs = Certs::make(&group.dir);
+    group.start();
+    (group, certs)
+}
+
+fn raw_request(proxy: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn curl_through_an_https_proxy_and_a_tls_port() {
+    let origin = Origin::start("127.0.0.1");
+    let (group, certs) = tls_group();
+    let ca = certs.path("ca.pem");
+    for port in ["https", "tlsport"] {
+        let proxy = format!("https://localhost:{}", group.port(port));
+        let body = curl(&[
+            "--proxy",
+            &proxy,
+            "--proxy-cacert",
+            ca.to_str().unwrap(),
+            &origin.url("/"),
+        ]);
+        assert_eq!(body, "hello", "through {port}");
+    }
+    // A client that does not trust our CA refuses the proxy.
+    let output = try_curl(&[
+        "--proxy",
+        &format!("https://localhost:{}", group.port("https")),
+        &origin.url("/"),
+    ]);
+    assert!(!output.status.success());
+}
+
+#[test]
+fn https_forward_speaks_tls_to_the_origin() {
+    let (group, certs) = tls_group();
+    let origin = TlsOrigin::start(certs.server_config());
+    let request = format!(
+        "GET https://localhost:{}/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        origin.addr.port()
+    );
+    // The HTTPS proxy trusts the test CA (tls_client.ca_certificate) ...
+    let https = SocketAddr::from(([127, 0, 0, 1], group.port("https")));
+    let answer = {
+        let tcp = TcpStream::connect(https).unwrap();
+        tls_exchange(tcp, &certs, &request)
+    };
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello over tls"),
+        "{answer}"
+    );
+    // ... the plain one uses the system's CAs, which do not know it: 525.
+    let http = SocketAddr::from(([127, 0, 0, 1], group.port("http")));
+    let answer = raw_request(http, &request);
+    assert!(answer.starts_with("HTTP/1.1 525"), "{answer}");
+}
+
+/// One request over TLS to our proxy, as a client trusting the test CA.
+fn tls_exchange(tcp: TcpStream, certs: &Certs, request: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(certs.path("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connection =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap())
+            .unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn s_client(port: u16, certs: &Certs, with_client_cert: bool, input: &str) -> String {
+    let mut args = vec![
+        "s_client".to_string(),
+        "-connect".into(),
+        format!("127.0.0.1:{port}"),
+        "-servername".into(),
+        "localhost".into(),
+        "-CAfile".into(),
+        certs.path("ca.pem").display().to_string(),
+        "-verify_return_error".into(),
+        "-quiet".into(),
+    ];
+    if with_client_cert {
+        args.extend([
+            "-cert".into(),
+            certs.path("client.pem").display().to_string(),
+            "-key".into(),
+            certs.path("client.key").display().to_string(),
+        ]);
+    }
+    let mut child = Command::new("openssl")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output =
+        g3proxy_tests::wait_until(Duration::from_secs(20), "openssl s_client to end", || {
+            child.try_wait().unwrap().map(|_| ())
+        });
+    let _ = output;
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn mtls_port_requires_a_client_certificate() {
+    let origin = Origin::start("127.0.0.1");
+    let (group, certs) = tls_group();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        origin.url("/"),
+        origin.addr
+    );
+    let with = s_client(group.port("mtls"), &certs, true, &request);
+    assert!(with.contains("200 OK") && with.ends_with("hello"), "{with}");
+    let without = s_client(group.port("mtls"), &certs, false, &request);
+    assert!(!without.contains("hello"), "{without}");
+}
