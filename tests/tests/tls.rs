@@ -135,11 +135,9 @@ fn s_client(port: u16, certs: &Certs, with_client_cert: bool, input: &str) -> St
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    let output =
-        g3proxy_tests::wait_until(Duration::from_secs(20), "openssl s_client to end", || {
-            child.try_wait().unwrap().map(|_| ())
-        });
-    let _ = output;
+    g3proxy_tests::wait_until(Duration::from_secs(20), "openssl s_client to end", || {
+        child.try_wait().unwrap().map(|_| ())
+    });
     let mut out = String::new();
     child
         .stdout
