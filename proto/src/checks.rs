@@ -4,7 +4,7 @@
 //! functions, so an input that ever failed stays a regression test.
 
 use crate::http1::{self, ChunkedTracker};
-use crate::{Parsed, frame, socks5};
+use crate::{Parsed, frame, proxy_protocol, socks4, socks5};
 
 pub fn http1_request(data: &[u8]) {
     if let Ok(Parsed::Complete(head, used)) = http1::parse_request(data) {
@@ -104,6 +104,59 @@ pub fn socks5(data: &[u8]) {
     if let Ok(Parsed::Complete(request, used)) = socks5::parse_request(data) {
         assert!(used <= data.len());
         let _ = request.target.to_string();
+    }
+    if let Ok((header, used)) = socks5::parse_udp_header(data) {
+        assert!(used <= data.len());
+        let _ = header.target.to_string();
+    }
+}
+
+/// SOCKS4 requests: never more used than given, and a complete request re-reads the same
+/// from exactly its bytes.
+pub fn socks4(data: &[u8]) {
+    if let Ok(Parsed::Complete(request, used)) = socks4::parse_request(data) {
+        assert!(used <= data.len());
+        assert_eq!(
+            socks4::parse_request(&data[..used]),
+            Ok(Parsed::Complete(request, used))
+        );
+        assert!(!matches!(
+            socks4::parse_request(&data[..used - 1]),
+            Ok(Parsed::Complete(..))
+        ));
+    }
+}
+
+/// PROXY headers of both versions: a complete header re-reads the same from its own bytes,
+/// and a v2 header we encode parses back to its addresses.
+pub fn proxy_protocol(data: &[u8]) {
+    for version in [proxy_protocol::Version::V1, proxy_protocol::Version::V2] {
+        if let Ok(Parsed::Complete(header, used)) = proxy_protocol::parse(version, data) {
+            assert!(used <= data.len());
+            assert_eq!(
+                proxy_protocol::parse(version, &data[..used]),
+                Ok(Parsed::Complete(header, used))
+            );
+            if let Some((source, destination)) = header.addresses {
+                let mut encoded = Vec::new();
+                proxy_protocol::encode_v2(source, destination, &mut encoded);
+                match proxy_protocol::parse(proxy_protocol::Version::V2, &encoded) {
+                    Ok(Parsed::Complete(again, _)) => {
+                        let canonical = |(s, d): (std::net::SocketAddr, std::net::SocketAddr)| {
+                            (
+                                (s.ip().to_canonical(), s.port()),
+                                (d.ip().to_canonical(), d.port()),
+                            )
+                        };
+                        assert_eq!(
+                            again.addresses.map(canonical),
+                            header.addresses.map(canonical)
+                        );
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 }
 

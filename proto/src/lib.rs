@@ -5,7 +5,8 @@
 //! - [`http1`]: HTTP/1.x request and response heads (on `httparse`), message framing and the
 //!   chunked-body tracker used when relaying bodies byte for byte.
 //! - [`proxy_protocol`]: HAProxy's PROXY protocol header, versions 1 and 2.
-//! - [`socks5`]: the SOCKS5 greeting, request and reply (RFC 1928).
+//! - [`socks4`]: SOCKS4 and SOCKS4a requests and replies.
+//! - [`socks5`]: the SOCKS5 greeting, request and reply (RFC 1928), and the UDP header.
 //!
 //! Parsers take `&[u8]` and answer with the message and the bytes it used, `Partial` when they
 //! need more, or a typed error. The worker's tokio adapters only fill buffers and call them.
@@ -14,6 +15,7 @@ pub mod checks;
 pub mod frame;
 pub mod http1;
 pub mod proxy_protocol;
+pub mod socks4;
 pub mod socks5;
 
 /// What a parser answers when its input may be a prefix of a valid message.

@@ -54,6 +54,8 @@ pub enum Socks5Error {
     InvalidDomain,
     #[error("reserved byte is not zero")]
     Reserved,
+    #[error("datagram shorter than its header")]
+    Truncated,
 }
 
 impl Socks5Error {
@@ -110,47 +112,108 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request>, Socks5Error> {
     if *reserved != 0 {
         return Err(Socks5Error::Reserved);
     }
+    let Some((target, address_len)) = parse_address(*address_type, rest)? else {
+        return Ok(Parsed::Partial);
+    };
+    Ok(Parsed::Complete(
+        Request { command, target },
+        4 + address_len,
+    ))
+}
+
+/// Parses `DST.ADDR DST.PORT` of address type `address_type` at the start of `rest`: the
+/// target and the bytes used, or `None` when `rest` is too short.
+fn parse_address(address_type: u8, rest: &[u8]) -> Result<Option<(HostPort, usize)>, Socks5Error> {
     let (host, address_len) = match address_type {
         1 => match rest.get(..4) {
             Some(b) => (
                 Host::Ip(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
                 4,
             ),
-            None => return Ok(Parsed::Partial),
+            None => return Ok(None),
         },
         4 => match rest.get(..16) {
             Some(b) => {
                 let octets: [u8; 16] = b.try_into().unwrap_or_default();
                 (Host::Ip(IpAddr::V6(Ipv6Addr::from(octets))), 16)
             }
-            None => return Ok(Parsed::Partial),
+            None => return Ok(None),
         },
         3 => {
             let Some(&len) = rest.first() else {
-                return Ok(Parsed::Partial);
+                return Ok(None);
             };
             let Some(name) = rest.get(1..1 + len as usize) else {
-                return Ok(Parsed::Partial);
+                return Ok(None);
             };
             let name = std::str::from_utf8(name).map_err(|_| Socks5Error::InvalidDomain)?;
             // Some clients put an address literal in the domain field.
             let host = Host::parse_uri_host(name).ok_or(Socks5Error::InvalidDomain)?;
             (host, 1 + len as usize)
         }
-        other => return Err(Socks5Error::UnknownAddressType(*other)),
+        other => return Err(Socks5Error::UnknownAddressType(other)),
     };
     let Some(port) = rest.get(address_len..address_len + 2) else {
-        return Ok(Parsed::Partial);
+        return Ok(None);
     };
     let port = u16::from_be_bytes([port[0], port[1]]);
-    let used = 4 + address_len + 2;
-    Ok(Parsed::Complete(
-        Request {
-            command,
-            target: HostPort { host, port },
+    Ok(Some((HostPort { host, port }, address_len + 2)))
+}
+
+/// The header of a SOCKS5 UDP datagram (RFC 1928 section 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpHeader {
+    /// Fragment number; 0 for a whole datagram, the only kind relayed.
+    pub fragment: u8,
+    pub target: HostPort,
+}
+
+/// Parses `RSV RSV FRAG ATYP DST.ADDR DST.PORT` at the start of a whole datagram; answers
+/// the header and where the payload starts.
+pub fn parse_udp_header(datagram: &[u8]) -> Result<(UdpHeader, usize), Socks5Error> {
+    let [
+        reserved_high,
+        reserved_low,
+        fragment,
+        address_type,
+        rest @ ..,
+    ] = datagram
+    else {
+        return Err(Socks5Error::Truncated);
+    };
+    if (*reserved_high, *reserved_low) != (0, 0) {
+        return Err(Socks5Error::Reserved);
+    }
+    let (target, used) = parse_address(*address_type, rest)?.ok_or(Socks5Error::Truncated)?;
+    Ok((
+        UdpHeader {
+            fragment: *fragment,
+            target,
         },
-        used,
+        4 + used,
     ))
+}
+
+/// Writes the header of a datagram that came from `source`, for the client.
+pub fn encode_udp_header(source: SocketAddr, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0, 0, 0]);
+    match source.ip() {
+        IpAddr::V4(v4) => {
+            out.push(1);
+            out.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => {
+                out.push(1);
+                out.extend_from_slice(&v4.octets());
+            }
+            None => {
+                out.push(4);
+                out.extend_from_slice(&v6.octets());
+            }
+        },
+    }
+    out.extend_from_slice(&source.port().to_be_bytes());
 }
 
 /// Encodes `VER REP RSV ATYP BND.ADDR BND.PORT`.
@@ -233,6 +296,46 @@ mod tests {
         );
         assert_eq!(parse_greeting(&[4]), Err(Socks5Error::Version(4)));
         assert_eq!(parse_greeting(&[5, 0]), Err(Socks5Error::NoMethods));
+    }
+
+    #[test]
+    fn udp_headers_round_trip() {
+        for source in ["192.0.2.7:53", "[2001:db8::1]:5353", "[::ffff:192.0.2.8]:9"] {
+            let source: SocketAddr = source.parse().unwrap();
+            let mut datagram = Vec::new();
+            encode_udp_header(source, &mut datagram);
+            let header_len = datagram.len();
+            datagram.extend_from_slice(b"payload");
+            let (header, used) = parse_udp_header(&datagram).unwrap();
+            assert_eq!(used, header_len);
+            assert_eq!(header.fragment, 0);
+            assert_eq!(
+                header.target,
+                HostPort {
+                    host: Host::Ip(source.ip().to_canonical()),
+                    port: source.port()
+                }
+            );
+            for cut in 0..header_len {
+                assert_eq!(
+                    parse_udp_header(&datagram[..cut]),
+                    Err(Socks5Error::Truncated),
+                    "{cut}"
+                );
+            }
+        }
+        let mut named = vec![0, 0, 1, 3, 7];
+        named.extend_from_slice(b"example");
+        named.extend_from_slice(&[0, 53]);
+        let (header, used) = parse_udp_header(&named).unwrap();
+        assert_eq!(
+            (header.fragment, header.target.to_string(), used),
+            (1, "example:53".to_string(), named.len())
+        );
+        assert_eq!(
+            parse_udp_header(&[0, 1, 0, 1, 1, 2, 3, 4, 0, 1]),
+            Err(Socks5Error::Reserved)
+        );
     }
 
     #[test]

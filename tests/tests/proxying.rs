@@ -248,3 +248,22 @@ fn expect_100_continue_is_answered_before_the_body() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+#[test]
+fn socks4_and_socks4a_with_curl() {
+    let origin = Origin::start("127.0.0.1");
+    let mut group = Group::new("basic");
+    group.start();
+    let socks = group.socks_proxy().to_string();
+    assert_eq!(curl(&["--socks4", &socks, &origin.url("/")]), "hello");
+    let by_name = format!("http://localhost:{}/", origin.addr.port());
+    assert_eq!(curl(&["--socks4a", &socks, &by_name]), "hello");
+    // BIND is refused with the SOCKS4 rejection code.
+    let mut stream = TcpStream::connect(group.socks_proxy()).unwrap();
+    stream
+        .write_all(b"\x04\x02\x00\x50\x7f\x00\x00\x01\x00")
+        .unwrap();
+    let mut reply = [0u8; 8];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[1], 91);
+}

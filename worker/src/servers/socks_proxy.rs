@@ -1,9 +1,11 @@
-//! `type: socks_proxy`: SOCKS5 CONNECT. Negotiate within `negotiation_timeout`, connect
-//! through the escaper, answer with the bound address, then hand both streams to the shared
-//! relay. Only the no-authentication method is offered until user groups arrive.
+//! `type: socks_proxy`: SOCKS5 CONNECT and SOCKS4/4a CONNECT (the first byte says which).
+//! Negotiate within `negotiation_timeout`, connect through the escaper, answer with the bound
+//! address, then hand both streams to the shared relay. Only the no-authentication method is
+//! offered until user groups arrive (SOCKS4 will stay limited to the anonymous user).
 
 use std::sync::Arc;
 
+use g3proxy_proto::socks4;
 use g3proxy_proto::socks5::{self, Command, Reply};
 use g3proxy_shared::config::servers::{ServerCommon, SocksProxyConfig};
 use tokio::time::Instant;
@@ -13,7 +15,7 @@ use crate::conn::{self, ClientConn, ReadError, write_all};
 use crate::context::Context;
 use crate::debug;
 use crate::error::TaskError;
-use crate::escapers::Escaper;
+use crate::escapers::{Connected, Escaper};
 use crate::relay::{self, RelayPolicy};
 use crate::task::TaskContext;
 
@@ -62,8 +64,19 @@ fn socks_error(error: ReadError<socks5::Socks5Error>) -> TaskError {
 
 impl SocksProxyServer {
     async fn run(&self, conn: &mut ClientConn, task: &mut TaskContext) -> Result<(), TaskError> {
-        let client = &conn.stream;
         let deadline = Instant::now() + self.config.negotiation_timeout.0;
+        let version = conn::read_until(&conn.stream, &mut conn.buffer, 1, deadline, |bytes| {
+            Ok::<_, socks5::Socks5Error>(match bytes.first() {
+                Some(&version) => g3proxy_proto::Parsed::Complete(version, 0),
+                None => g3proxy_proto::Parsed::Partial,
+            })
+        })
+        .await
+        .map_err(socks_error)?;
+        if version == socks4::VERSION {
+            return self.run_socks4(conn, task, deadline).await;
+        }
+        let client = &conn.stream;
         let methods = conn::read_until(
             client,
             &mut conn.buffer,
@@ -133,6 +146,72 @@ impl SocksProxyServer {
         )
         .await
         .map_err(TaskError::ClientIo)?;
+        self.relay(conn, task, upstream, &request.target).await
+    }
+
+    /// SOCKS4 and SOCKS4a: CONNECT only; BIND is refused.
+    async fn run_socks4(
+        &self,
+        conn: &mut ClientConn,
+        task: &mut TaskContext,
+        deadline: Instant,
+    ) -> Result<(), TaskError> {
+        let client = &conn.stream;
+        let request = match conn::read_until(
+            client,
+            &mut conn.buffer,
+            MAX_MESSAGE,
+            deadline,
+            socks4::parse_request,
+        )
+        .await
+        {
+            Ok(request) => request,
+            Err(error) => {
+                let _ =
+                    write_all(client, &socks4::encode_reply(socks4::Reply::Rejected, None)).await;
+                return Err(match error {
+                    ReadError::Invalid(e) => TaskError::Client(e.to_string()),
+                    ReadError::TooLarge => TaskError::ClientHeadTooLarge,
+                    ReadError::Closed { .. } => {
+                        TaskError::Client("closed during negotiation".into())
+                    }
+                    ReadError::TimedOut => TaskError::ClientTimeout("socks negotiation"),
+                    ReadError::Io(e) => TaskError::ClientIo(e),
+                });
+            }
+        };
+        if request.command != socks4::Command::Connect {
+            let _ = write_all(client, &socks4::encode_reply(socks4::Reply::Rejected, None)).await;
+            return Err(TaskError::Client("socks4 bind is not supported".into()));
+        }
+        let upstream = match self.escaper.tcp_connect(task, &request.target).await {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                let _ =
+                    write_all(client, &socks4::encode_reply(socks4::Reply::Rejected, None)).await;
+                return Err(error);
+            }
+        };
+        let bound = match upstream.bound {
+            std::net::SocketAddr::V4(v4) => Some(v4),
+            std::net::SocketAddr::V6(_) => None,
+        };
+        write_all(client, &socks4::encode_reply(socks4::Reply::Granted, bound))
+            .await
+            .map_err(TaskError::ClientIo)?;
+        self.relay(conn, task, upstream, &request.target).await
+    }
+
+    /// Relays an established tunnel: bytes the client sent early go first.
+    async fn relay(
+        &self,
+        conn: &mut ClientConn,
+        task: &mut TaskContext,
+        upstream: Connected,
+        target: &g3proxy_proto::HostPort,
+    ) -> Result<(), TaskError> {
+        let client = &conn.stream;
         if !conn.buffer.is_empty() {
             write_all(&upstream.stream, &conn.buffer)
                 .await
@@ -149,9 +228,8 @@ impl SocksProxyServer {
         task.notes.bytes_up += outcome.client_to_upstream;
         task.notes.bytes_down += outcome.upstream_to_client;
         debug!(
-            "server {}: tunnel to {} ended: {outcome}",
+            "server {}: tunnel to {target} ended: {outcome}",
             task.server_name(),
-            request.target
         );
         Ok(())
     }
