@@ -117,9 +117,12 @@ pub fn encode_reply(reply: Reply, bound: Option<SocketAddrV4>) -> [u8; 8] {
 mod tests {
     use super::*;
 
+    /// A request as the tests state it: command, target, user id.
+    type Expected<'a> = Result<Parsed<(Command, &'a str, &'a [u8])>, Socks4Error>;
+
     #[test]
     fn requests() {
-        let check = |bytes: &[u8], want: Result<Parsed<(Command, &str, &[u8])>, Socks4Error>| {
+        let check = |bytes: &[u8], want: Expected| {
             let got = parse_request(bytes).map(|parsed| match parsed {
                 Parsed::Complete(r, used) => {
                     Parsed::Complete((r.command, r.target.to_string(), r.user_id), used)
