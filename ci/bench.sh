@@ -6,6 +6,10 @@
 #   - SOCKS5 single-stream throughput (Squid has no SOCKS5 server: compared to Squid's CONNECT)
 #   - HTTP forward small requests/s with keep-alive (wrk, absolute-URI requests)
 #   - RSS of the supervisor, and of a worker and of Squid holding 2,000 idle tunnels
+#   - TLS: new handshakes/s (wrk, `Connection: close`, one request per TLS connection) on a
+#     plain_tls_port in front of http_proxy, and single-stream throughput through an HTTPS
+#     proxy (TLS to the proxy, CONNECT inside), each beside HAProxy terminating the same TLS
+#     (P-256 certificate, TCP mode to nginx)
 # Not part of the tests. Usage: ci/bench.sh [ROUNDS (default 5)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +17,7 @@ ROUNDS=${1:-5}
 TUNNELS=${TUNNELS:-2000}
 
 need=()
-for tool in squid nginx wrk curl; do
+for tool in squid nginx wrk curl haproxy; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -38,6 +42,12 @@ trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_ORIGIN=$(port); P_HTTP=$(port); P_SOCKS=$(port); P_SQUID=$(port); P_ECHO=$(port)
+P_TLSPORT=$(port); P_HTTPS=$(port); P_HAPROXY=$(port)
+
+# One P-256 certificate for every TLS endpoint.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.pem" 2>/dev/null
+cat "$work/tls.pem" "$work/tls.key" > "$work/haproxy.pem"
 
 # Origin: nginx with a small answer and a 2 GiB sparse file.
 mkdir -p "$work/www"
@@ -87,6 +97,16 @@ escaper:
 server:
   - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_HTTP"}
   - {name: socks, type: socks_proxy, escaper: default, listen: "127.0.0.1:$P_SOCKS"}
+  - name: tlsport
+    type: plain_tls_port
+    listen: "127.0.0.1:$P_TLSPORT"
+    server: http
+    tls_server: {certificate: tls.pem, private_key: tls.key}
+  - name: https
+    type: http_proxy
+    escaper: default
+    listen: "127.0.0.1:$P_HTTPS"
+    tls_server: {certificate: tls.pem, private_key: tls.key}
 CONF
 target/release/g3proxy -c "$work/g3proxy.yml" -G bench -C "$work/run" 2>"$work/g3proxy.log" & pids+=($!)
 echo $! > "$work/g3.pid"
@@ -112,8 +132,27 @@ CONF
 /usr/sbin/squid -N -f "$work/squid.conf" 2>"$work/squid/stderr.log" & pids+=($!)
 squid_pid=$!
 
+# HAProxy terminating the same TLS in TCP mode in front of nginx.
+cat > "$work/haproxy.cfg" <<CONF
+global
+    maxconn 20000
+    nbthread $(nproc)
+    tune.ssl.default-dh-param 2048
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend tls
+    bind 127.0.0.1:$P_HAPROXY ssl crt $work/haproxy.pem
+    default_backend origin
+backend origin
+    server nginx 127.0.0.1:$P_ORIGIN
+CONF
+haproxy -db -f "$work/haproxy.cfg" 2>"$work/haproxy.log" & pids+=($!)
+
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; python3 -c 'import time; time.sleep(0.05)'; done; echo "port $1 never opened" >&2; exit 1; }
-for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO"; do wait_port "$p"; done
+for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY"; do wait_port "$p"; done
 
 small="http://127.0.0.1:$P_ORIGIN/small"
 # One client for every path, reading with 1 MiB buffers, so the client is not what limits.
@@ -121,6 +160,13 @@ cat > "$work/tput.py" <<'PY'
 import socket, sys, time
 mode, port, origin = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 s = socket.create_connection(("127.0.0.1", port))
+if mode.startswith("tls"):
+    import ssl
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    s = context.wrap_socket(s, server_hostname="localhost")
+    mode = mode[len("tls-"):]
 if mode == "connect":
     s.sendall(f"CONNECT 127.0.0.1:{origin} HTTP/1.1\r\n\r\n".encode())
     head = b""
@@ -143,6 +189,14 @@ speed() { python3 "$work/tput.py" "$1" "$2" "$P_ORIGIN"; }
 cat > "$work/forward.lua" <<LUA
 wrk.path = "$small"
 LUA
+cat > "$work/handshake.lua" <<LUA
+wrk.path = "$small"
+wrk.headers["Connection"] = "close"
+LUA
+cat > "$work/handshake-direct.lua" <<LUA
+wrk.path = "/small"
+wrk.headers["Connection"] = "close"
+LUA
 rps() { wrk -t1 -c32 -d5s "$@" | awk '/Requests\/sec/ {print $2}'; }
 
 declare -A results
@@ -156,6 +210,10 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_direct "$(rps "$small")"
     record rps_forward "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_HTTP/")"
     record rps_squid "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_SQUID/")"
+    record hs_g3 "$(rps -s "$work/handshake.lua" "https://127.0.0.1:$P_TLSPORT/")"
+    record hs_haproxy "$(rps -s "$work/handshake-direct.lua" "https://127.0.0.1:$P_HAPROXY/")"
+    record tput_https "$(speed tls-connect "$P_HTTPS")"
+    record tput_haproxy "$(speed tls-direct "$P_HAPROXY")"
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -210,3 +268,9 @@ echo
 echo "RSS: supervisor $(rss_kib "$supervisor_pid") KiB; worker $g3_before KiB idle, $g3_after KiB with $TUNNELS idle tunnels ($g3_per KiB per tunnel)"
 echo "RSS: squid $squid_before KiB idle, $squid_after KiB with $TUNNELS idle tunnels ($squid_per KiB per tunnel); g3proxy/squid per tunnel: $(ratio "$g3_per" "$squid_per")"
 echo "[1] Squid has no SOCKS5 server; its column is its CONNECT tunnel."
+echo
+printf '%-44s %12s %12s %10s\n' "TLS metric" "g3proxy" "haproxy" "/haproxy"
+printf '%-44s %12.0f %12.0f %10s\n' "new TLS handshakes/s (plain_tls_port) [2]" "$(m hs_g3)" "$(m hs_haproxy)" "$(ratio "$(m hs_g3)" "$(m hs_haproxy)")"
+printf '%-44s %12.0f %12.0f %10s\n' "throughput through TLS (MB/s) [3]" "$(mb tput_https)" "$(mb tput_haproxy)" "$(ratio "$(m tput_https)" "$(m tput_haproxy)")"
+echo "[2] wrk -t1 -c32, one request per TLS connection; ours also parses and forwards it as a proxy."
+echo "[3] one stream: TLS to the HTTPS proxy and CONNECT inside it; HAProxy relays TLS to nginx directly."
