@@ -194,6 +194,22 @@ pub fn parse_udp_header(datagram: &[u8]) -> Result<(UdpHeader, usize), Socks5Err
     ))
 }
 
+/// Writes the header of a datagram from `target` as the client named it (a domain stays a
+/// domain), for replies on a session fixed to one target.
+pub fn encode_udp_header_for(target: &HostPort, out: &mut Vec<u8>) {
+    match &target.host {
+        Host::Ip(ip) => encode_udp_header(SocketAddr::new(*ip, target.port), out),
+        Host::Domain(domain) => {
+            out.extend_from_slice(&[0, 0, 0, 3]);
+            // Domains here came from a SOCKS header, so they fit in one length byte.
+            let name = &domain.as_bytes()[..domain.len().min(255)];
+            out.push(name.len() as u8);
+            out.extend_from_slice(name);
+            out.extend_from_slice(&target.port.to_be_bytes());
+        }
+    }
+}
+
 /// Writes the header of a datagram that came from `source`, for the client.
 pub fn encode_udp_header(source: SocketAddr, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0, 0, 0]);

@@ -255,3 +255,22 @@ impl TlsOrigin {
         TlsOrigin { addr }
     }
 }
+
+/// A UDP echo server on 127.0.0.1.
+pub struct UdpEcho {
+    pub addr: SocketAddr,
+}
+
+impl UdpEcho {
+    pub fn start() -> UdpEcho {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp echo");
+        let addr = socket.local_addr().expect("udp echo addr");
+        thread::spawn(move || {
+            let mut buffer = [0u8; 65_535];
+            while let Ok((n, from)) = socket.recv_from(&mut buffer) {
+                let _ = socket.send_to(&buffer[..n], from);
+            }
+        });
+        UdpEcho { addr }
+    }
+}

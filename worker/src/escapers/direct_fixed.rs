@@ -121,3 +121,32 @@ impl DirectFixedEscaper {
         Err(last_error)
     }
 }
+
+impl DirectFixedEscaper {
+    /// Where a datagram for `target` goes: resolved, filtered, the first allowed address.
+    pub async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
+        let addresses = self.candidates(target).await?;
+        // candidates() never answers an empty list.
+        let ip = addresses
+            .first()
+            .copied()
+            .ok_or_else(|| TaskError::Resolver(format!("{}: no usable address", target.host)))?;
+        Ok(SocketAddr::new(ip, target.port))
+    }
+
+    /// A UDP socket of `target`'s family, bound to a configured address of that family.
+    pub fn udp_bind(&self, target: SocketAddr) -> Result<tokio::net::UdpSocket, TaskError> {
+        let bind = self
+            .bind_address(target.ip())
+            .unwrap_or(if target.is_ipv4() {
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            });
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(bind, 0))
+            .and_then(|s| s.set_nonblocking(true).map(|_| s))
+            .and_then(tokio::net::UdpSocket::from_std)
+            .map_err(|e| TaskError::Internal(format!("udp bind {bind}: {e}")))?;
+        Ok(socket)
+    }
+}

@@ -1,6 +1,7 @@
 //! Escapers: how a task reaches its upstream. An escaper is a set of operations every server
 //! uses the same way: [`Escaper::tcp_connect`] (the stream, and what it went through: next hop
-//! and bound address, noted on the task), [`Escaper::tls_connect`] on top of it. Route
+//! and bound address, noted on the task), [`Escaper::tls_connect`] on top of it, and for UDP
+//! [`Escaper::udp_connect`] (one target) and [`UdpRelay`] (a target per datagram). Route
 //! escapers (a later issue) add a step that picks another escaper per task; proxy escapers add
 //! the absolute-form HTTP forward mode and UDP through a peer.
 //!
@@ -18,6 +19,7 @@ use g3proxy_shared::config::EscaperConfig;
 use g3proxy_shared::config::escapers::EscaperType;
 use g3proxy_shared::config::tls::TlsClientConfig;
 use rustls::pki_types::ServerName;
+use tokio::net::UdpSocket;
 
 use crate::conn::Stream;
 use crate::error::{Forbidden, TaskError};
@@ -103,6 +105,43 @@ impl Escaper {
         Ok(connected)
     }
 
+    /// Where a datagram for `target` goes, after resolution and the egress filter.
+    async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
+        match &self.runtime {
+            EscaperRuntime::DirectFixed(e) => e.udp_target(target).await,
+            EscaperRuntime::DenyAll => Err(TaskError::Policy(Forbidden::MissingEscaper(
+                self.name.to_string(),
+            ))),
+        }
+    }
+
+    fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
+        match &self.runtime {
+            EscaperRuntime::DirectFixed(e) => e.udp_bind(target),
+            EscaperRuntime::DenyAll => Err(TaskError::Policy(Forbidden::MissingEscaper(
+                self.name.to_string(),
+            ))),
+        }
+    }
+
+    /// A UDP socket connected to `target`, checked and resolved once (g3's "udp connect").
+    pub async fn udp_connect(
+        &self,
+        task: &mut TaskContext,
+        target: &HostPort,
+    ) -> Result<UdpSocket, TaskError> {
+        let address = self.udp_target(target).await?;
+        let socket = self.udp_bind(address)?;
+        socket
+            .connect(address)
+            .await
+            .map_err(TaskError::from_connect)?;
+        task.notes.escaper = Some(self.name.clone());
+        task.notes.next_hop = Some(address);
+        task.notes.bound = socket.local_addr().ok();
+        Ok(socket)
+    }
+
     /// A TCP connection as [`Escaper::tcp_connect`] opens it, then TLS to `target` with
     /// `config`; the certificate is checked against `tls_name`, or the target's host.
     pub async fn tls_connect(
@@ -134,5 +173,64 @@ impl Escaper {
             next_hop,
             bound,
         })
+    }
+}
+
+/// Datagrams to a target each (g3's "udp associate"): one socket per address family, made
+/// when the first datagram of that family goes out.
+pub struct UdpRelay {
+    escaper: Arc<Escaper>,
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+}
+
+impl UdpRelay {
+    pub fn new(escaper: Arc<Escaper>) -> UdpRelay {
+        UdpRelay {
+            escaper,
+            v4: None,
+            v6: None,
+        }
+    }
+
+    pub async fn send_to(&mut self, target: &HostPort, payload: &[u8]) -> Result<(), TaskError> {
+        let address = self.escaper.udp_target(target).await?;
+        let slot = if address.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        };
+        if slot.is_none() {
+            *slot = Some(self.escaper.udp_bind(address)?);
+        }
+        let socket = slot
+            .as_ref()
+            .ok_or_else(|| TaskError::Internal("no socket".into()))?;
+        socket
+            .send_to(payload, address)
+            .await
+            .map(|_| ())
+            .map_err(TaskError::UpstreamIo)
+    }
+
+    /// The next datagram from any target, and where it came from.
+    pub async fn recv_from(&self, buffer: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        loop {
+            let socket = match (&self.v4, &self.v6) {
+                (Some(v4), Some(v6)) => tokio::select! {
+                    ready = v4.readable() => { ready?; v4 }
+                    ready = v6.readable() => { ready?; v6 }
+                },
+                (Some(socket), None) | (None, Some(socket)) => {
+                    socket.readable().await?;
+                    socket
+                }
+                (None, None) => std::future::pending().await,
+            };
+            match socket.try_recv_from(buffer) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                result => return result,
+            }
+        }
     }
 }

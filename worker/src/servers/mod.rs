@@ -11,6 +11,7 @@ mod http_proxy;
 mod intelli_proxy;
 mod ports;
 mod socks_proxy;
+mod socks_proxy_udp;
 
 use std::collections::HashMap;
 use std::future::Future;

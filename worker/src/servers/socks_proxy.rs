@@ -1,4 +1,5 @@
-//! `type: socks_proxy`: SOCKS5 CONNECT and SOCKS4/4a CONNECT (the first byte says which).
+//! `type: socks_proxy`: SOCKS5 CONNECT and UDP ASSOCIATE (`socks_proxy_udp.rs`), and
+//! SOCKS4/4a CONNECT (the first byte says which).
 //! Negotiate within `negotiation_timeout`, connect through the escaper, answer with the bound
 //! address, then hand both streams to the shared relay. Only the no-authentication method is
 //! offered until user groups arrive (SOCKS4 will stay limited to the anonymous user).
@@ -8,8 +9,10 @@ use std::sync::Arc;
 use g3proxy_proto::socks4;
 use g3proxy_proto::socks5::{self, Command, Reply};
 use g3proxy_shared::config::servers::{ServerCommon, SocksProxyConfig};
+use g3proxy_shared::types::NetworkAcl;
 use tokio::time::Instant;
 
+use super::socks_proxy_udp::UdpSession;
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn, ReadError, write_all};
 use crate::context::Context;
@@ -24,6 +27,8 @@ pub struct SocksProxyServer {
     context: Arc<Context>,
     escaper: Arc<Escaper>,
     policy: RelayPolicy,
+    /// Checked again against the source of a UDP session's first datagram.
+    ingress: Option<NetworkAcl>,
 }
 
 /// SOCKS messages are small: a request is at most 262 bytes.
@@ -42,6 +47,7 @@ impl ServeConnections for SocksProxyServer {
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
             policy: super::relay_policy(common),
+            ingress: common.ingress_network_filter.clone(),
         })
     }
 
@@ -122,16 +128,28 @@ impl SocksProxyServer {
                 return Err(error);
             }
         };
-        if request.command != Command::Connect {
-            let _ = write_all(
-                client,
-                &socks5::encode_reply(Reply::CommandNotSupported, None),
-            )
-            .await;
-            return Err(TaskError::Client(format!(
-                "unsupported command {:?}",
-                request.command
-            )));
+        match request.command {
+            Command::Connect => {}
+            Command::UdpAssociate => {
+                let session = UdpSession {
+                    config: &self.config,
+                    escaper: &self.escaper,
+                    policy: &self.policy,
+                    ingress: self.ingress.as_ref(),
+                    phase: self.context.phase.clone(),
+                };
+                return session
+                    .run(client, conn.local_addr, &request.target, task)
+                    .await;
+            }
+            Command::Bind => {
+                let _ = write_all(
+                    client,
+                    &socks5::encode_reply(Reply::CommandNotSupported, None),
+                )
+                .await;
+                return Err(TaskError::Client("socks5 bind is not supported".into()));
+            }
         }
         let upstream = match self.escaper.tcp_connect(task, &request.target).await {
             Ok(upstream) => upstream,

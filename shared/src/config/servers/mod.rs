@@ -15,7 +15,7 @@ pub use dummy_close::DummyCloseConfig;
 pub use http_proxy::HttpProxyConfig;
 pub use intelli_proxy::IntelliProxyConfig;
 pub use ports::{NativeTlsPortConfig, PlainTcpPortConfig, PlainTlsPortConfig, ProxyProtocol};
-pub use socks_proxy::SocksProxyConfig;
+pub use socks_proxy::{PortRange, SocketBuffer, SocksProxyConfig, TransmuteEchoIp};
 
 use serde::Deserialize;
 
