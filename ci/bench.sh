@@ -135,7 +135,7 @@ squid_pid=$!
 # HAProxy terminating the same TLS in TCP mode in front of nginx.
 cat > "$work/haproxy.cfg" <<CONF
 global
-    maxconn 20000
+    maxconn 8000
     nbthread $(nproc)
     tune.ssl.default-dh-param 2048
 defaults
@@ -151,7 +151,12 @@ backend origin
 CONF
 haproxy -db -f "$work/haproxy.cfg" 2>"$work/haproxy.log" & pids+=($!)
 
-wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; python3 -c 'import time; time.sleep(0.05)'; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port() {
+    for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; python3 -c 'import time; time.sleep(0.05)'; done
+    echo "port $1 never opened; logs:" >&2
+    tail -n 20 "$work"/*.log "$work"/squid/*.log >&2 || true
+    exit 1
+}
 for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY"; do wait_port "$p"; done
 
 small="http://127.0.0.1:$P_ORIGIN/small"

@@ -4,7 +4,7 @@
 //! functions, so an input that ever failed stays a regression test.
 
 use crate::http1::{self, ChunkedTracker};
-use crate::{Parsed, frame, proxy_protocol, socks4, socks5};
+use crate::{Parsed, frame, proxy_protocol, socks4, socks5, tls_hello};
 
 pub fn http1_request(data: &[u8]) {
     if let Ok(Parsed::Complete(head, used)) = http1::parse_request(data) {
@@ -164,5 +164,22 @@ pub fn frame(data: &[u8]) {
     if let Ok(Parsed::Complete(payload, used)) = frame::decode(data) {
         assert!(used <= data.len());
         assert_eq!(payload.len() + 4, used);
+    }
+}
+
+/// ClientHellos: the records used are within the input and the limit, a complete hello reads
+/// the same from exactly its records, and one byte less is never complete.
+pub fn tls_hello(data: &[u8]) {
+    const LIMIT: usize = 16 * 1024;
+    if let Ok(Parsed::Complete(hello, used)) = tls_hello::parse(data, LIMIT) {
+        assert!(used <= data.len() && used <= LIMIT);
+        assert_eq!(
+            tls_hello::parse(&data[..used], LIMIT),
+            Ok(Parsed::Complete(hello, used))
+        );
+        assert!(!matches!(
+            tls_hello::parse(&data[..used - 1], LIMIT),
+            Ok(Parsed::Complete(..))
+        ));
     }
 }

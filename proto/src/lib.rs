@@ -7,6 +7,7 @@
 //! - [`proxy_protocol`]: HAProxy's PROXY protocol header, versions 1 and 2.
 //! - [`socks4`]: SOCKS4 and SOCKS4a requests and replies.
 //! - [`socks5`]: the SOCKS5 greeting, request and reply (RFC 1928), and the UDP header.
+//! - [`tls_hello`]: the TLS ClientHello's server name and ALPN, across records.
 //!
 //! Parsers take `&[u8]` and answer with the message and the bytes it used, `Partial` when they
 //! need more, or a typed error. The worker's tokio adapters only fill buffers and call them.
@@ -17,6 +18,7 @@ pub mod http1;
 pub mod proxy_protocol;
 pub mod socks4;
 pub mod socks5;
+pub mod tls_hello;
 
 /// What a parser answers when its input may be a prefix of a valid message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,13 +8,14 @@ use g3proxy_proto::checks;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 7] = [
+const TARGETS: [(&str, Check); 8] = [
     ("http1_request", checks::http1_request),
     ("http1_response", checks::http1_response),
     ("chunked", checks::chunked),
     ("socks5", checks::socks5),
     ("socks4", checks::socks4),
     ("proxy_protocol", checks::proxy_protocol),
+    ("tls_hello", checks::tls_hello),
     ("frame", checks::frame),
 ];
 

@@ -8,7 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use g3proxy_tests::{Certs, Group, Origin, TlsOrigin, curl, try_curl};
+use g3proxy_tests::group::{kill, process_alive};
+use g3proxy_tests::{Certs, Echo, Group, Origin, TlsOrigin, curl, try_curl, wait_until};
 
 fn tls_group() -> (Group, Certs) {
     let mut group = Group::new("tls");
@@ -79,6 +80,18 @@ fn https_forward_speaks_tls_to_the_origin() {
 
 /// One request over TLS to our proxy, as a client trusting the test CA.
 fn tls_exchange(tcp: TcpStream, certs: &Certs, request: &str) -> String {
+    let mut tls = tls_client(tcp, certs);
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// TLS to our proxy as `localhost`, trusting the test CA.
+fn tls_client(
+    tcp: TcpStream,
+    certs: &Certs,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(certs.path("ca.pem")).unwrap() {
@@ -95,11 +108,7 @@ fn tls_exchange(tcp: TcpStream, certs: &Certs, request: &str) -> String {
         rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap())
             .unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut tls = rustls::StreamOwned::new(connection, tcp);
-    tls.write_all(request.as_bytes()).unwrap();
-    let mut answer = Vec::new();
-    let _ = tls.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
+    rustls::StreamOwned::new(connection, tcp)
 }
 
 fn s_client(port: u16, certs: &Certs, with_client_cert: bool, input: &str) -> String {
@@ -161,4 +170,65 @@ fn mtls_port_requires_a_client_certificate() {
     assert!(with.contains("200 OK") && with.ends_with("hello"), "{with}");
     let without = s_client(group.port("mtls"), &certs, false, &request);
     assert!(!without.contains("hello"), "{without}");
+}
+
+/// Reloads and a worker crash with TLS listeners: new TLS clients are served throughout and a
+/// TLS tunnel opened before them keeps flowing.
+#[test]
+fn reloads_and_a_crash_keep_tls_clients_served() {
+    let origin = Origin::start("127.0.0.1");
+    let echo = Echo::start("127.0.0.1");
+    let (group, certs) = tls_group();
+    let https = SocketAddr::from(([127, 0, 0, 1], group.port("https")));
+    let mut tunnel = tls_client(TcpStream::connect(https).unwrap(), &certs);
+    write!(
+        tunnel,
+        "CONNECT {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        echo.addr, echo.addr
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tunnel.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut roundtrip = |message: &[u8]| {
+        tunnel.write_all(message).unwrap();
+        let mut back = vec![0u8; message.len()];
+        tunnel.read_exact(&mut back).unwrap();
+        assert_eq!(back, message);
+    };
+    roundtrip(b"before");
+    let ca = certs.path("ca.pem");
+    let through = |port: &str| {
+        curl(&[
+            "--proxy",
+            &format!("https://localhost:{}", group.port(port)),
+            "--proxy-cacert",
+            ca.to_str().unwrap(),
+            &origin.url("/"),
+        ])
+    };
+    let generation = group.current_generation();
+    for round in 0..3 {
+        let output = group.ctl(&["reload"]);
+        assert!(output.status.success(), "reload {round}: {output:?}");
+        assert_eq!(through("https"), "hello");
+        assert_eq!(through("tlsport"), "hello");
+    }
+    assert_eq!(group.current_generation(), generation + 3);
+    let victim = group.worker_pids("current")[0];
+    kill(victim, nix::sys::signal::Signal::SIGKILL);
+    wait_until(Duration::from_secs(30), "a replacement worker", || {
+        (!process_alive(victim) && group.worker_pids("current").iter().any(|p| *p != victim))
+            .then_some(())
+    });
+    assert_eq!(through("https"), "hello");
+    roundtrip(b"after the reloads and the crash");
 }

@@ -13,6 +13,7 @@ mod error;
 mod escapers;
 mod lifecycle;
 mod logs;
+mod pick;
 mod relay;
 mod resolvers;
 mod servers;
@@ -67,7 +68,9 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&link, format!("cannot build the runtime: {e}")),
     };
-    runtime.block_on(lifecycle::run(start, fds, link, buffer))
+    let code = runtime.block_on(lifecycle::run(start, fds, link, buffer));
+    logs::flush();
+    code
 }
 
 fn build_runtime(start: &WorkerStart) -> std::io::Result<tokio::runtime::Runtime> {
@@ -105,6 +108,7 @@ fn pin_to_cpus(cpus: &[usize]) {
 
 fn fail(link: &UnixStream, error: String) -> ExitCode {
     warn!("cannot start: {error}");
+    logs::flush();
     if let Ok(frame) = ipc::encode(&FromWorker::StartFailed { error }) {
         let _ = fd_passing::send_frame(link, &frame, &[]);
     }

@@ -32,7 +32,7 @@ pub struct TaskContext {
     /// The authenticated user; empty until user groups exist.
     pub user: Option<Arc<str>>,
     /// What the client's TLS handshake said, when a server or port terminated it.
-    pub client_tls: Option<TlsFacts>,
+    pub client_tls: Option<Box<TlsFacts>>,
     pub started: Instant,
     pub notes: TaskNotes,
     guard: TaskGuard,

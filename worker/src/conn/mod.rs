@@ -24,7 +24,8 @@ pub struct ClientConn {
     pub client_addr: SocketAddr,
     /// The address the client connected to, likewise.
     pub local_addr: SocketAddr,
-    pub tls: Option<TlsFacts>,
+    /// Boxed: most connections are plain, and every task future carries this struct.
+    pub tls: Option<Box<TlsFacts>>,
     /// Bytes read from the stream and not yet consumed by any parser.
     pub buffer: Vec<u8>,
 }
@@ -66,7 +67,7 @@ impl ClientConn {
         );
         Ok(ClientConn {
             stream,
-            tls: Some(facts),
+            tls: Some(Box::new(facts)),
             buffer: Vec::new(),
             ..self
         })

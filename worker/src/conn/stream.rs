@@ -117,13 +117,16 @@ impl Stream {
         config: Arc<rustls::ServerConfig>,
         timeout: Duration,
     ) -> io::Result<(Stream, TlsFacts)> {
-        let mut connection = rustls::ServerConnection::new(config).map_err(tls_error)?;
-        let mut early = early.as_slice();
-        while !early.is_empty() {
-            connection.read_tls(&mut early)?;
-            connection.process_new_packets().map_err(tls_error)?;
-        }
-        Self::handshake(tcp, connection.into(), timeout).await
+        let stream = {
+            let mut connection = rustls::ServerConnection::new(config).map_err(tls_error)?;
+            let mut early = early.as_slice();
+            while !early.is_empty() {
+                connection.read_tls(&mut early)?;
+                connection.process_new_packets().map_err(tls_error)?;
+            }
+            Self::with_tls(tcp, connection.into())
+        };
+        stream.handshake(timeout).await
     }
 
     /// Starts TLS on `tcp` as a client of `server_name`, within `timeout`.
@@ -133,22 +136,28 @@ impl Stream {
         server_name: ServerName<'static>,
         timeout: Duration,
     ) -> io::Result<(Stream, TlsFacts)> {
-        let connection = rustls::ClientConnection::new(config, server_name).map_err(tls_error)?;
-        Self::handshake(tcp, connection.into(), timeout).await
+        let stream = {
+            let connection =
+                rustls::ClientConnection::new(config, server_name).map_err(tls_error)?;
+            Self::with_tls(tcp, connection.into())
+        };
+        stream.handshake(timeout).await
     }
 
-    async fn handshake(
-        tcp: TcpStream,
-        connection: rustls::Connection,
-        timeout: Duration,
-    ) -> io::Result<(Stream, TlsFacts)> {
-        let stream = Stream {
+    /// Boxes the rustls state at once: a connection is kilobytes, and a future that held one
+    /// across an await would make every task's future (TLS or not) that much larger.
+    fn with_tls(tcp: TcpStream, connection: rustls::Connection) -> Stream {
+        Stream {
             tcp,
             tls: Some(Box::new(Mutex::new(TlsState {
                 connection,
                 readable_now: false,
             }))),
-        };
+        }
+    }
+
+    async fn handshake(self, timeout: Duration) -> io::Result<(Stream, TlsFacts)> {
+        let stream = self;
         enum Step {
             Done,
             Again,

@@ -13,18 +13,13 @@ use tokio::net::TcpSocket;
 use super::Connected;
 use crate::conn::Stream;
 use crate::error::TaskError;
+use crate::pick::random_index;
 use crate::resolvers::Resolver;
 
 pub struct DirectFixedEscaper {
     config: DirectFixedConfig,
     egress: NetworkAcl,
     resolver: Arc<Resolver>,
-}
-
-/// A cheap per-call random number: good enough to spread connections over bind addresses.
-fn random_index(len: usize) -> usize {
-    use std::hash::{BuildHasher, RandomState};
-    (RandomState::new().hash_one(std::time::Instant::now()) as usize) % len.max(1)
 }
 
 impl DirectFixedEscaper {

@@ -57,7 +57,9 @@ pub async fn allowance(limiter: &mut Option<Limiter>) -> u64 {
         if allowed > 0 {
             return allowed;
         }
-        tokio::time::sleep_until(limiter.next_slice()).await;
+        // Boxed: only a limited direction ever sleeps, and an unboxed timer would grow every
+        // relay's future (and so every idle tunnel) by its size.
+        Box::pin(tokio::time::sleep_until(limiter.next_slice())).await;
     }
 }
 

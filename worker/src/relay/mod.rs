@@ -9,6 +9,7 @@
 
 mod limit;
 
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -93,35 +94,42 @@ pub enum Side {
 
 /// Copies `from` → `to` until end of stream, then half-closes `to`. The buffer exists only
 /// while bytes are readable; a limited direction reads no more than its slice allows.
-async fn copy_one_way(
-    from: &Stream,
-    to: &Stream,
-    counter: &AtomicU64,
+///
+/// A plain function returning its future: an `async fn` would keep its arguments twice (as
+/// arguments and as locals), in both directions of every idle tunnel.
+// Not an `async fn`, which would store its arguments twice in the future.
+#[allow(clippy::manual_async_fn)]
+fn copy_one_way<'a>(
+    from: &'a Stream,
+    to: &'a Stream,
+    counter: &'a AtomicU64,
     buffer_size: usize,
     mut limiter: Option<Limiter>,
-) -> Result<(), (Side, io::Error)> {
-    loop {
-        from.readable().await.map_err(|e| (Side::Reader, e))?;
-        let allowed = limit::allowance(&mut limiter).await;
-        let size = (buffer_size as u64).min(allowed) as usize;
-        let mut buffer = vec![0u8; size];
+) -> impl Future<Output = Result<(), (Side, io::Error)>> + Send + 'a {
+    async move {
         loop {
-            let read = match from.try_read(&mut buffer) {
-                Ok(0) => {
-                    to.shutdown_write().await;
-                    return Ok(());
+            from.readable().await.map_err(|e| (Side::Reader, e))?;
+            let allowed = limit::allowance(&mut limiter).await;
+            let size = (buffer_size as u64).min(allowed) as usize;
+            let mut buffer = vec![0u8; size];
+            loop {
+                let read = match from.try_read(&mut buffer) {
+                    Ok(0) => {
+                        to.shutdown_write().await;
+                        return Ok(());
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err((Side::Reader, e)),
+                };
+                write_all(to, &buffer[..read])
+                    .await
+                    .map_err(|e| (Side::Writer, e))?;
+                counter.fetch_add(read as u64, Ordering::Relaxed);
+                if let Some(limiter) = limiter.as_mut() {
+                    limiter.consume(read as u64);
+                    break;
                 }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err((Side::Reader, e)),
-            };
-            write_all(to, &buffer[..read])
-                .await
-                .map_err(|e| (Side::Writer, e))?;
-            counter.fetch_add(read as u64, Ordering::Relaxed);
-            if let Some(limiter) = limiter.as_mut() {
-                limiter.consume(read as u64);
-                break;
             }
         }
     }

@@ -1,6 +1,9 @@
 //! `type: dummy_close`: accepts and closes. Also what a port hands its connections to when the
 //! server it names does not exist.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use g3proxy_shared::config::servers::{DummyCloseConfig, ServerCommon};
 
 use super::{BuildContext, ServeConnections};
@@ -16,7 +19,12 @@ impl ServeConnections for DummyClose {
         Ok(DummyClose)
     }
 
-    async fn serve(&self, conn: ClientConn, task: TaskContext) {
+    fn serve(
+        self: Arc<Self>,
+        conn: ClientConn,
+        task: TaskContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
         drop((conn, task));
+        std::future::ready(())
     }
 }

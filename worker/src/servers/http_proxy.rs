@@ -8,6 +8,7 @@
 //! an idle keep-alive connection is served one more request (with `close`) rather than cut,
 //! so no client's request is lost to a reload.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,34 +74,45 @@ impl ServeConnections for HttpProxyServer {
         })
     }
 
-    async fn serve(&self, mut conn: ClientConn, mut task: TaskContext) {
-        if let Some(tls) = &self.tls_server
-            && !conn.stream.is_tls()
-        {
-            conn = match conn.start_tls(tls).await {
-                Ok(conn) => conn,
-                Err(error) => {
-                    debug!(
-                        "server {}: client {}: tls handshake failed: {error}",
-                        task.server_name(),
-                        task.client_addr
-                    );
-                    return;
-                }
+    // Not an `async fn`, which would store its arguments twice in the future.
+    #[allow(clippy::manual_async_fn)]
+    fn serve(
+        self: Arc<Self>,
+        mut conn: ClientConn,
+        mut task: TaskContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            if let Some(tls) = &self.tls_server
+                && !conn.stream.is_tls()
+            {
+                // Boxed, as every step that is not where a task idles: a task's future is as large
+                // as its largest state, and an idle tunnel should cost only the relay's.
+                let handshake = Box::pin(conn.start_tls(tls));
+                conn = match handshake.await {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        debug!(
+                            "server {}: client {}: tls handshake failed: {error}",
+                            task.server_name(),
+                            task.client_addr
+                        );
+                        return;
+                    }
+                };
+            }
+            let mut session = Session {
+                server: &self,
+                task: &mut task,
+                client: conn.stream,
+                buffer: conn.buffer,
+                upstream: None,
+                replied: false,
             };
-        }
-        let mut session = Session {
-            server: self,
-            task: &mut task,
-            client: conn.stream,
-            buffer: conn.buffer,
-            upstream: None,
-            replied: false,
-        };
-        if let Err(error) = session.run().await {
-            error.log(session.task);
-            if !session.replied {
-                session.reply_error(&error).await;
+            if let Err(error) = session.run().await {
+                error.log(session.task);
+                if !session.replied {
+                    session.reply_error(&error).await;
+                }
             }
         }
     }
@@ -132,16 +144,21 @@ impl Session<'_> {
                 return Ok(());
             };
             first = false;
-            let next = match head
+            let target = head
                 .proxy_target()
-                .map_err(|e| TaskError::Client(e.to_string()))?
-            {
+                .map_err(|e| TaskError::Client(e.to_string()))?;
+            let next = match target {
                 RequestTarget::Tunnel(target) => self.tunnel(target).await?,
                 RequestTarget::Forward {
                     upstream,
                     path,
                     tls,
-                } => self.forward(&head, upstream, &path, tls).await?,
+                } => {
+                    // Boxed in a statement of its own: a temporary in the awaited expression
+                    // would keep the unboxed future's space in this one.
+                    let forward = Box::pin(self.forward(&head, upstream, &path, tls));
+                    forward.await?
+                }
             };
             if matches!(next, Next::Close) {
                 return Ok(());
@@ -203,7 +220,8 @@ impl Session<'_> {
     }
 
     async fn tunnel(&mut self, target: HostPort) -> Result<Next, TaskError> {
-        let upstream = self.server.escaper.tcp_connect(self.task, &target).await?;
+        let connect = Box::pin(self.server.escaper.tcp_connect(self.task, &target));
+        let upstream = connect.await?;
         self.replied = true;
         write_all_within(
             &self.client,
@@ -218,13 +236,15 @@ impl Session<'_> {
                 .map_err(TaskError::UpstreamIo)?;
         }
         self.buffer = Vec::new();
-        let outcome = relay::relay_tunnel(
+        // The relay is where a tunnel idles: in an allocation of its own, the futures around
+        // it stay as small as their other states instead of wrapping it in padding.
+        let relay = Box::pin(relay::relay_tunnel(
             &self.client,
             &upstream.stream,
             &self.server.policy,
             self.server.context.phase.clone(),
-        )
-        .await;
+        ));
+        let outcome = relay.await;
         self.task.notes.bytes_up += outcome.client_to_upstream;
         self.task.notes.bytes_down += outcome.upstream_to_client;
         debug!(

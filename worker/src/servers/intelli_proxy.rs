@@ -2,6 +2,7 @@
 //! header, the first byte decides: 4 or 5 is a SOCKS version, anything else is HTTP; the
 //! connection, with that byte still unread, goes to `socks_server` or `http_server`.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use g3proxy_proto::Parsed;
@@ -51,35 +52,43 @@ impl ServeConnections for IntelliProxyServer {
         })
     }
 
-    async fn serve(&self, mut conn: ClientConn, task: TaskContext) {
-        if let Some(version) = self.config.proxy_protocol
-            && !read_proxy_header(
-                &mut conn,
-                version,
-                self.config.proxy_protocol_read_timeout.0,
-                task.server_name(),
-            )
-            .await
-        {
-            return;
-        }
-        let deadline = Instant::now() + self.config.protocol_detection_timeout.0;
-        let protocol =
-            match conn::read_until(&conn.stream, &mut conn.buffer, 1, deadline, detect).await {
-                Ok(protocol) => protocol,
-                Err(_) => {
-                    info!(
-                        "server {}: client {}: no protocol detected",
-                        task.server_name(),
-                        conn.client_addr
-                    );
-                    return;
-                }
+    // Not an `async fn`, which would store its arguments twice in the future.
+    #[allow(clippy::manual_async_fn)]
+    fn serve(
+        self: Arc<Self>,
+        mut conn: ClientConn,
+        task: TaskContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            if let Some(version) = self.config.proxy_protocol
+                && !read_proxy_header(
+                    &mut conn,
+                    version,
+                    self.config.proxy_protocol_read_timeout.0,
+                    task.server_name(),
+                )
+                .await
+            {
+                return;
+            }
+            let deadline = Instant::now() + self.config.protocol_detection_timeout.0;
+            let protocol =
+                match conn::read_until(&conn.stream, &mut conn.buffer, 1, deadline, detect).await {
+                    Ok(protocol) => protocol,
+                    Err(_) => {
+                        info!(
+                            "server {}: client {}: no protocol detected",
+                            task.server_name(),
+                            conn.client_addr
+                        );
+                        return;
+                    }
+                };
+            let next = match protocol {
+                Protocol::Http => &self.http,
+                Protocol::Socks => &self.socks,
             };
-        let next = match protocol {
-            Protocol::Http => &self.http,
-            Protocol::Socks => &self.socks,
-        };
-        next.serve_handed_over(conn, task).await;
+            next.serve_handed_over(conn, task).await;
+        }
     }
 }

@@ -71,7 +71,13 @@ pub trait ServeConnections: Sized + Send + Sync + 'static {
         cx: &BuildContext,
     ) -> anyhow::Result<Self>;
 
-    fn serve(&self, conn: ClientConn, task: TaskContext) -> impl Future<Output = ()> + Send;
+    /// The future owns what it needs (`self` too), so it is spawned as it is: an `async`
+    /// wrapper around it would store the connection and task twice in every idle task.
+    fn serve(
+        self: Arc<Self>,
+        conn: ClientConn,
+        task: TaskContext,
+    ) -> impl Future<Output = ()> + Send + 'static;
 }
 
 /// The registry: `Variant => runtime type;`, one line per server type.
@@ -90,9 +96,10 @@ macro_rules! server_runtimes {
                 })
             }
 
-            async fn serve(&self, conn: ClientConn, task: TaskContext) {
+            /// The connection's whole future, boxed (one allocation, no wrapper around it).
+            fn serve(&self, conn: ClientConn, task: TaskContext) -> BoxedServe {
                 match self {
-                    $(ServerRuntime::$variant(server) => server.serve(conn, task).await,)*
+                    $(ServerRuntime::$variant(server) => Box::pin(server.clone().serve(conn, task)),)*
                 }
             }
         }
@@ -108,6 +115,8 @@ server_runtimes! {
     IntelliProxy => intelli_proxy::IntelliProxyServer;
     DummyClose => dummy_close::DummyClose;
 }
+
+type BoxedServe = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 pub struct Server {
     pub counters: Arc<ServerCounters>,
@@ -154,7 +163,8 @@ impl Server {
                 return;
             }
             task.enter(&self.counters, &conn);
-            self.runtime.serve(conn, task).await;
+            let serve = self.runtime.serve(conn, task);
+            serve.await;
         })
     }
 }
@@ -198,6 +208,6 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, context: Ar
         }
         let task = TaskContext::new(&context.tasks, &counters, &conn);
         let server = server.clone();
-        tokio::spawn(async move { server.runtime.serve(conn, task).await });
+        tokio::spawn(server.runtime.serve(conn, task));
     }
 }

@@ -3,6 +3,7 @@
 //! the socket's for everything after, the next server's ingress filter included), terminates
 //! TLS for the TLS ports, and hands the connection to the server it names.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use g3proxy_proto::proxy_protocol::{self, Version};
@@ -72,32 +73,42 @@ struct Port {
 }
 
 impl Port {
-    async fn serve(&self, mut conn: ClientConn, task: TaskContext, tls: Option<&TlsServerConfig>) {
-        if let Some(version) = self.proxy_protocol
-            && !read_proxy_header(
-                &mut conn,
-                version,
-                self.proxy_protocol_read_timeout,
-                task.server_name(),
-            )
-            .await
-        {
-            return;
+    // Not an `async fn`, which would store its arguments twice in the future.
+    #[allow(clippy::manual_async_fn)]
+    fn serve<'a>(
+        &'a self,
+        mut conn: ClientConn,
+        task: TaskContext,
+        tls: Option<&'a TlsServerConfig>,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        async move {
+            if let Some(version) = self.proxy_protocol
+                && !read_proxy_header(
+                    &mut conn,
+                    version,
+                    self.proxy_protocol_read_timeout,
+                    task.server_name(),
+                )
+                .await
+            {
+                return;
+            }
+            if let Some(tls) = tls {
+                let handshake = Box::pin(conn.start_tls(tls));
+                conn = match handshake.await {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        debug!(
+                            "server {}: client {}: tls handshake failed: {error}",
+                            task.server_name(),
+                            task.client_addr
+                        );
+                        return;
+                    }
+                };
+            }
+            self.next.serve_handed_over(conn, task).await;
         }
-        if let Some(tls) = tls {
-            conn = match conn.start_tls(tls).await {
-                Ok(conn) => conn,
-                Err(error) => {
-                    debug!(
-                        "server {}: client {}: tls handshake failed: {error}",
-                        task.server_name(),
-                        task.client_addr
-                    );
-                    return;
-                }
-            };
-        }
-        self.next.serve_handed_over(conn, task).await;
     }
 }
 
@@ -118,8 +129,14 @@ impl ServeConnections for PlainTcpPort {
         }))
     }
 
-    async fn serve(&self, conn: ClientConn, task: TaskContext) {
-        self.0.serve(conn, task, None).await
+    // Not an `async fn`, which would store its arguments twice in the future.
+    #[allow(clippy::manual_async_fn)]
+    fn serve(
+        self: Arc<Self>,
+        conn: ClientConn,
+        task: TaskContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move { self.0.serve(conn, task, None).await }
     }
 }
 
@@ -146,7 +163,13 @@ impl ServeConnections for TlsPort {
         })
     }
 
-    async fn serve(&self, conn: ClientConn, task: TaskContext) {
-        self.port.serve(conn, task, Some(&self.tls)).await
+    // Not an `async fn`, which would store its arguments twice in the future.
+    #[allow(clippy::manual_async_fn)]
+    fn serve(
+        self: Arc<Self>,
+        conn: ClientConn,
+        task: TaskContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move { self.port.serve(conn, task, Some(&self.tls)).await }
     }
 }

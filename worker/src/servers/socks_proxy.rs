@@ -4,6 +4,7 @@
 //! address, then hand both streams to the shared relay. Only the no-authentication method is
 //! offered until user groups arrive (SOCKS4 will stay limited to the anonymous user).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use g3proxy_proto::socks4;
@@ -51,16 +52,25 @@ impl ServeConnections for SocksProxyServer {
         })
     }
 
-    async fn serve(&self, mut conn: ClientConn, mut task: TaskContext) {
-        if let Err(error) = self.run(&mut conn, &mut task).await {
-            error.log(&task);
+    // Not an `async fn`, which would store its arguments twice in the future.
+    #[allow(clippy::manual_async_fn)]
+    fn serve(
+        self: Arc<Self>,
+        mut conn: ClientConn,
+        mut task: TaskContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            if let Err(error) = self.run(&mut conn, &mut task).await {
+                error.log(&task);
+            }
         }
     }
 }
 
-fn socks_error(error: ReadError<socks5::Socks5Error>) -> TaskError {
+/// What went wrong reading a SOCKS message; `invalid` words the parser's own refusal.
+fn negotiation_error<E>(error: ReadError<E>, invalid: impl FnOnce(E) -> TaskError) -> TaskError {
     match error {
-        ReadError::Invalid(e) => TaskError::ClientSocks(e),
+        ReadError::Invalid(e) => invalid(e),
         ReadError::TooLarge => TaskError::ClientHeadTooLarge,
         ReadError::Closed { .. } => TaskError::Client("closed during negotiation".into()),
         ReadError::TimedOut => TaskError::ClientTimeout("socks negotiation"),
@@ -68,17 +78,26 @@ fn socks_error(error: ReadError<socks5::Socks5Error>) -> TaskError {
     }
 }
 
+fn socks_error(error: ReadError<socks5::Socks5Error>) -> TaskError {
+    negotiation_error(error, TaskError::ClientSocks)
+}
+
 impl SocksProxyServer {
     async fn run(&self, conn: &mut ClientConn, task: &mut TaskContext) -> Result<(), TaskError> {
         let deadline = Instant::now() + self.config.negotiation_timeout.0;
-        let version = conn::read_until(&conn.stream, &mut conn.buffer, 1, deadline, |bytes| {
+        let version = match conn::read_until(&conn.stream, &mut conn.buffer, 1, deadline, |bytes| {
             Ok::<_, socks5::Socks5Error>(match bytes.first() {
                 Some(&version) => g3proxy_proto::Parsed::Complete(version, 0),
                 None => g3proxy_proto::Parsed::Partial,
             })
         })
         .await
-        .map_err(socks_error)?;
+        {
+            Ok(version) => version,
+            // Connected and left without a byte: a port check, not a malformed request.
+            Err(ReadError::Closed { clean: true }) => return Ok(()),
+            Err(error) => return Err(socks_error(error)),
+        };
         if version == socks4::VERSION {
             return self.run_socks4(conn, task, deadline).await;
         }
@@ -138,9 +157,8 @@ impl SocksProxyServer {
                     ingress: self.ingress.as_ref(),
                     phase: self.context.phase.clone(),
                 };
-                return session
-                    .run(client, conn.local_addr, &request.target, task)
-                    .await;
+                let udp = Box::pin(session.run(client, conn.local_addr, &request.target, task));
+                return udp.await;
             }
             Command::Bind => {
                 let _ = write_all(
@@ -151,7 +169,8 @@ impl SocksProxyServer {
                 return Err(TaskError::Client("socks5 bind is not supported".into()));
             }
         }
-        let upstream = match self.escaper.tcp_connect(task, &request.target).await {
+        let connect = Box::pin(self.escaper.tcp_connect(task, &request.target));
+        let upstream = match connect.await {
             Ok(upstream) => upstream,
             Err(error) => {
                 let _ = write_all(client, &socks5::encode_reply(error.socks_reply(), None)).await;
@@ -188,22 +207,17 @@ impl SocksProxyServer {
             Err(error) => {
                 let _ =
                     write_all(client, &socks4::encode_reply(socks4::Reply::Rejected, None)).await;
-                return Err(match error {
-                    ReadError::Invalid(e) => TaskError::Client(e.to_string()),
-                    ReadError::TooLarge => TaskError::ClientHeadTooLarge,
-                    ReadError::Closed { .. } => {
-                        TaskError::Client("closed during negotiation".into())
-                    }
-                    ReadError::TimedOut => TaskError::ClientTimeout("socks negotiation"),
-                    ReadError::Io(e) => TaskError::ClientIo(e),
-                });
+                return Err(negotiation_error(error, |e| {
+                    TaskError::Client(e.to_string())
+                }));
             }
         };
         if request.command != socks4::Command::Connect {
             let _ = write_all(client, &socks4::encode_reply(socks4::Reply::Rejected, None)).await;
             return Err(TaskError::Client("socks4 bind is not supported".into()));
         }
-        let upstream = match self.escaper.tcp_connect(task, &request.target).await {
+        let connect = Box::pin(self.escaper.tcp_connect(task, &request.target));
+        let upstream = match connect.await {
             Ok(upstream) => upstream,
             Err(error) => {
                 let _ =
@@ -236,13 +250,14 @@ impl SocksProxyServer {
                 .map_err(TaskError::UpstreamIo)?;
         }
         conn.buffer = Vec::new();
-        let outcome = relay::relay_tunnel(
+        // In an allocation of its own: see http_proxy's tunnel.
+        let relay = Box::pin(relay::relay_tunnel(
             client,
             &upstream.stream,
             &self.policy,
             self.context.phase.clone(),
-        )
-        .await;
+        ));
+        let outcome = relay.await;
         task.notes.bytes_up += outcome.client_to_upstream;
         task.notes.bytes_down += outcome.upstream_to_client;
         debug!(

@@ -26,6 +26,7 @@ use crate::context::Phase;
 use crate::debug;
 use crate::error::TaskError;
 use crate::escapers::{Escaper, UdpRelay};
+use crate::pick::random_index;
 use crate::relay::RelayPolicy;
 use crate::task::TaskContext;
 
@@ -49,11 +50,6 @@ enum End {
     NoFirstDatagram,
 }
 
-fn cheap_random(len: usize) -> usize {
-    use std::hash::{BuildHasher, RandomState};
-    (RandomState::new().hash_one(std::time::Instant::now()) as usize) % len.max(1)
-}
-
 fn bind_client_socket(
     ip: IpAddr,
     range: Option<PortRange>,
@@ -64,7 +60,7 @@ fn bind_client_socket(
         None => bind(0)?,
         Some(range) => {
             let count = (range.end - range.start) as usize + 1;
-            let random = (0..count.min(10)).map(|_| range.start + cheap_random(count) as u16);
+            let random = (0..count.min(10)).map(|_| range.start + random_index(count) as u16);
             random
                 .chain(range.start..=range.end)
                 .find_map(|port| bind(port).ok())
@@ -133,10 +129,10 @@ impl UdpSession<'_> {
         let want_v4 = expected.map_or(local_ip.is_ipv4(), |e| e.is_ipv4());
         let bind_ip = if want_v4 && !self.config.udp_bind_ipv4.is_empty() {
             let list = &self.config.udp_bind_ipv4;
-            IpAddr::V4(list[cheap_random(list.len())])
+            IpAddr::V4(list[random_index(list.len())])
         } else if !want_v4 && !self.config.udp_bind_ipv6.is_empty() {
             let list = &self.config.udp_bind_ipv6;
-            IpAddr::V6(list[cheap_random(list.len())])
+            IpAddr::V6(list[random_index(list.len())])
         } else if local_ip.is_ipv4() == want_v4 {
             local_ip
         } else {
