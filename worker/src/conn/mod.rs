@@ -74,6 +74,28 @@ impl ClientConn {
     }
 }
 
+/// Terminates TLS on `conn` for `task`: the handshake runs in an allocation of its own (a
+/// task's future is as large as its largest state, and it should be the relay's), and a
+/// failed one is logged and ends the connection.
+pub async fn terminate_tls(
+    conn: ClientConn,
+    config: &TlsServerConfig,
+    task: &crate::task::TaskContext,
+) -> Option<ClientConn> {
+    let handshake = Box::pin(conn.start_tls(config));
+    match handshake.await {
+        Ok(conn) => Some(conn),
+        Err(error) => {
+            crate::debug!(
+                "server {}: client {}: tls handshake failed: {error}",
+                task.server_name(),
+                task.client_addr
+            );
+            None
+        }
+    }
+}
+
 /// Why [`read_until`] gave up.
 #[derive(Debug)]
 pub enum ReadError<E> {

@@ -85,20 +85,10 @@ impl ServeConnections for HttpProxyServer {
             if let Some(tls) = &self.tls_server
                 && !conn.stream.is_tls()
             {
-                // Boxed, as every step that is not where a task idles: a task's future is as large
-                // as its largest state, and an idle tunnel should cost only the relay's.
-                let handshake = Box::pin(conn.start_tls(tls));
-                conn = match handshake.await {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        debug!(
-                            "server {}: client {}: tls handshake failed: {error}",
-                            task.server_name(),
-                            task.client_addr
-                        );
-                        return;
-                    }
+                let Some(secured) = conn::terminate_tls(conn, tls, &task).await else {
+                    return;
                 };
+                conn = secured;
             }
             let mut session = Session {
                 server: &self,

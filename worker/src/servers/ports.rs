@@ -11,12 +11,13 @@ use g3proxy_shared::config::servers::{
     PlainTcpPortConfig, PlainTlsPortConfig, ProxyProtocol, ServerCommon,
 };
 use g3proxy_shared::config::tls::TlsServerConfig;
+use g3proxy_shared::types::HumanDuration;
 use tokio::time::Instant;
 
 use super::{BuildContext, ServeConnections, Server};
 use crate::conn::{self, ClientConn, ReadError};
+use crate::info;
 use crate::task::TaskContext;
-use crate::{debug, info};
 
 /// Reads the PROXY header a port expects; the connection is dropped without one.
 pub async fn read_proxy_header(
@@ -73,6 +74,19 @@ struct Port {
 }
 
 impl Port {
+    fn new(
+        cx: &BuildContext,
+        server: &str,
+        proxy_protocol: Option<ProxyProtocol>,
+        read_timeout: HumanDuration,
+    ) -> Port {
+        Port {
+            next: cx.server(server),
+            proxy_protocol,
+            proxy_protocol_read_timeout: read_timeout.0,
+        }
+    }
+
     // Not an `async fn`, which would store its arguments twice in the future.
     #[allow(clippy::manual_async_fn)]
     fn serve<'a>(
@@ -94,18 +108,10 @@ impl Port {
                 return;
             }
             if let Some(tls) = tls {
-                let handshake = Box::pin(conn.start_tls(tls));
-                conn = match handshake.await {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        debug!(
-                            "server {}: client {}: tls handshake failed: {error}",
-                            task.server_name(),
-                            task.client_addr
-                        );
-                        return;
-                    }
+                let Some(secured) = conn::terminate_tls(conn, tls, &task).await else {
+                    return;
                 };
+                conn = secured;
             }
             self.next.serve_handed_over(conn, task).await;
         }
@@ -122,11 +128,12 @@ impl ServeConnections for PlainTcpPort {
         config: &PlainTcpPortConfig,
         cx: &BuildContext,
     ) -> anyhow::Result<Self> {
-        Ok(PlainTcpPort(Port {
-            next: cx.server(&config.server),
-            proxy_protocol: config.proxy_protocol,
-            proxy_protocol_read_timeout: config.proxy_protocol_read_timeout.0,
-        }))
+        Ok(PlainTcpPort(Port::new(
+            cx,
+            &config.server,
+            config.proxy_protocol,
+            config.proxy_protocol_read_timeout,
+        )))
     }
 
     // Not an `async fn`, which would store its arguments twice in the future.
@@ -154,11 +161,12 @@ impl ServeConnections for TlsPort {
         cx: &BuildContext,
     ) -> anyhow::Result<Self> {
         Ok(TlsPort {
-            port: Port {
-                next: cx.server(&config.server),
-                proxy_protocol: config.proxy_protocol,
-                proxy_protocol_read_timeout: config.proxy_protocol_read_timeout.0,
-            },
+            port: Port::new(
+                cx,
+                &config.server,
+                config.proxy_protocol,
+                config.proxy_protocol_read_timeout,
+            ),
             tls: config.tls_server.clone(),
         })
     }
