@@ -331,8 +331,11 @@ impl ResponseHead {
             return Ok(BodyFraming::Empty);
         }
         match is_chunked(&self.headers)? {
-            // Faulty framing from an HTTP/1.0 origin: read to the close (RFC 9112 6.1).
-            Some(_) if self.minor_version == 0 => return Ok(BodyFraming::UntilClose),
+            // HTTP/1.0 has no transfer codings (RFC 9112 6.1): relaying its body either way
+            // would hand the client bytes it cannot read.
+            Some(_) if self.minor_version == 0 => {
+                return Err(HeadError::UnsupportedTransferEncoding);
+            }
             // Transfer-encoding overrides any content-length (RFC 9112 6.3).
             Some(true) => return Ok(BodyFraming::Chunked),
             Some(false) => return Ok(BodyFraming::UntilClose),
@@ -413,7 +416,20 @@ fn write_framing(headers: &[Header], framing: BodyFraming, out: &mut Vec<u8>) {
                 length(n, out);
             }
         }
-        BodyFraming::UntilClose => {}
+        // Framed by the close; the codings (gzip, say) still describe the bytes.
+        BodyFraming::UntilClose => {
+            let mut codings = header_tokens(headers, "transfer-encoding").peekable();
+            if codings.peek().is_some() {
+                out.extend_from_slice(b"Transfer-Encoding: ");
+                for (i, coding) in codings.enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b", ");
+                    }
+                    out.extend_from_slice(coding);
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+        }
     }
 }
 
@@ -502,7 +518,11 @@ fn is_control(byte: u8) -> bool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
+    /// Whitespace after the size: only more of it, `;` or the line end may follow.
+    SizeSpace,
     Extension,
     SizeLf,
     Data,
@@ -510,7 +530,9 @@ enum ChunkState {
     DataLf,
     TrailerLineStart,
     TrailerLine,
-    TrailerLf { last: bool },
+    TrailerLf {
+        last: bool,
+    },
     Done,
 }
 
@@ -585,10 +607,20 @@ impl ChunkedTracker {
                     self.size = (self.size << 4) | value;
                     Size { digits: digits + 1 }
                 }
-                b';' | b' ' | b'\t' if digits > 0 => Extension,
+                b';' if digits > 0 => Extension,
+                b' ' | b'\t' if digits > 0 => SizeSpace,
                 b'\r' if digits > 0 => SizeLf,
                 _ => return Err(ChunkError::InvalidSize),
             },
+            SizeSpace => {
+                self.count_side_byte()?;
+                match byte {
+                    b' ' | b'\t' => SizeSpace,
+                    b';' => Extension,
+                    b'\r' => SizeLf,
+                    _ => return Err(ChunkError::InvalidSize),
+                }
+            }
             Extension => {
                 self.count_side_byte()?;
                 match byte {
@@ -850,9 +882,22 @@ mod tests {
                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n".into()
             )
         );
+        let Ok(Parsed::Complete(old, _)) =
+            parse_response(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        else {
+            panic!("parses");
+        };
         assert_eq!(
-            relay("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").0,
-            BodyFraming::UntilClose
+            old.body_framing("GET"),
+            Err(HeadError::UnsupportedTransferEncoding)
+        );
+        assert_eq!(
+            relay("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            (
+                BodyFraming::UntilClose,
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: keep-alive\r\n\r\n"
+                    .into()
+            )
         );
     }
 
@@ -897,6 +942,11 @@ mod tests {
             Err(ChunkError::MissingCrlf)
         );
         assert_eq!(run_chunked(b"zz\r\n", 3), Err(ChunkError::InvalidSize));
+        assert_eq!(
+            run_chunked(b"5 5\r\nhello\r\n0\r\n\r\n", 1),
+            Err(ChunkError::InvalidSize)
+        );
+        assert_eq!(run_chunked(b"5 \t;x=1\r\nhello\r\n0\r\n\r\n", 1), Ok(21));
         // A bare LF or a control byte in an extension or trailer is refused, not passed on.
         assert_eq!(
             run_chunked(b"5;a\nb\r\nhello\r\n0\r\n\r\n", 1),

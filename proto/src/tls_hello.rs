@@ -146,14 +146,13 @@ fn parse_body(body: &[u8]) -> Result<ClientHello, HelloError> {
         return Ok(found);
     }
     let mut extensions = hello.vector(2)?;
-    let mut seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     while !extensions.is_empty() {
         let kind = extensions.u16()?;
         let mut data = extensions.vector(2)?;
-        if seen.contains(&kind) {
+        if !seen.insert(kind) {
             return Err(HelloError::Malformed("an extension appears twice"));
         }
-        seen.push(kind);
         match kind {
             EXTENSION_SERVER_NAME => {
                 let mut names = data.vector(2)?;

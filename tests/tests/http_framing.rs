@@ -137,3 +137,47 @@ fn an_early_answer_reaches_the_client_during_its_upload() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("Connection: close"), "{answer}");
 }
+
+#[test]
+fn an_early_answer_from_an_origin_that_closes_still_reaches_the_client() {
+    // The origin reads the head, answers 413 and closes without reading the body.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ =
+                stream.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let mut group = Group::new("basic");
+    group.start();
+    let mut stream = TcpStream::connect(group.http_proxy()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(
+            format!("PUT http://{origin}/big HTTP/1.1\r\nContent-Length: 8388608\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    // Keep uploading while the origin is gone; the proxy may stop reading at any point.
+    let mut writer = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let chunk = [b'x'; 64 * 1024];
+        for _ in 0..128 {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let mut answer = [0u8; 256];
+    let n = stream.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}

@@ -97,7 +97,14 @@ pub fn decode_parts<C: DeserializeOwned, T: DeserializeOwned>(
         .into_iter()
         .find(|key| by_type.contains(key))
     {
-        let key_node = node.get(&key).unwrap_or(node);
+        let key_node = match &node.value {
+            Value::Map(entries) => entries
+                .iter()
+                .map(|(k, _)| k)
+                .find(|k| k.as_str().is_some_and(|k| normalize_key(k) == key))
+                .unwrap_or(node),
+            _ => node,
+        };
         let shown = if path.is_empty() {
             key.clone()
         } else {

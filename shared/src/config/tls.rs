@@ -611,6 +611,13 @@ impl TlsClientKeys {
         if self.tlcp_cert_pair.is_some() {
             return Err("tlcp_cert_pair: this build is built without TLCP".into());
         }
+        if let Some(size) = self.max_fragment_size
+            && !(32..=16389).contains(&size)
+        {
+            return Err(format!(
+                "max_fragment_size {size} is out of range: allowed is 32 to 16389"
+            ));
+        }
         let provider = crypto_provider();
         let (min, max) = match self.protocol {
             Some(version) => (Some(version), Some(version)),

@@ -52,6 +52,9 @@ enum Next {
 
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
 
+/// How long an upload that failed toward the origin waits for the origin's early answer.
+const EARLY_ANSWER_GRACE: Duration = Duration::from_secs(2);
+
 impl ServeConnections for HttpProxyServer {
     type Config = HttpProxyConfig;
 
@@ -104,6 +107,9 @@ impl ServeConnections for HttpProxyServer {
                     session.reply_error(&error).await;
                 }
             }
+            // A TLS client learns the response ended here, not that it was cut (close_notify).
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), session.client.shutdown_write()).await;
         }
     }
 }
@@ -419,19 +425,35 @@ impl Session<'_> {
                         .map_err(|_| TaskError::UpstreamTimeout("response head"))??;
                 }
                 tokio::select! {
-                    sent = &mut body => {
-                        let sent = sent.map_err(|(side, e)| match side {
-                            Side::Reader => TaskError::ClientIo(e),
-                            Side::Writer => TaskError::UpstreamIo(e),
-                        })?;
-                        self.task.notes.bytes_up += sent;
-                        body_sent = true;
-                    }
+                    sent = &mut body => match sent {
+                        Ok(sent) => {
+                            self.task.notes.bytes_up += sent;
+                            body_sent = true;
+                        }
+                        Err((Side::Reader, e)) => return Err(TaskError::ClientIo(e)),
+                        // An origin that answered early and closed makes the upload fail:
+                        // its answer, if it comes, is what the client should get.
+                        Err((Side::Writer, e)) => {
+                            break tokio::time::timeout(EARLY_ANSWER_GRACE, &mut response)
+                                .await
+                                .map_err(|_| TaskError::UpstreamIo(e))??;
+                        }
+                    },
                     response = &mut response => break response?,
                 }
             };
-            // Interim responses go to the client as they are; the final one follows.
-            if (100..200).contains(&response.code) && response.code != 101 {
+            if response.code == 101 {
+                // We pass no Upgrade header on, so a switch is not something we asked for.
+                return Err(TaskError::UpstreamProtocol(
+                    "unexpected 101 switching protocols".into(),
+                ));
+            }
+            // Interim responses go to the client as they are (HTTP/1.0 clients know none);
+            // the final one follows.
+            if (100..200).contains(&response.code) {
+                if head.minor_version == 0 {
+                    continue;
+                }
                 let mut out = Vec::new();
                 http1::write_response_head(
                     &response,

@@ -223,7 +223,7 @@ impl UdpSession<'_> {
     ) -> Result<(usize, SocketAddr), End> {
         loop {
             let Ok((length, source)) = client.recv_from(buffer).await else {
-                continue;
+                return Err(End::NoFirstDatagram);
             };
             let source_ip = source.ip().to_canonical();
             let admitted = match expected {
