@@ -23,8 +23,10 @@ pub struct RealSystemd {
 
 impl RealSystemd {
     /// Boots systemd with the unit files of `units` in /run/systemd/system. `None` when this
-    /// machine cannot (not root, no unshare, no systemd binary).
-    pub fn boot(units: &Path) -> Option<RealSystemd> {
+    /// machine cannot (not root, no unshare, no systemd binary). `keep` names directories the
+    /// test needs inside (the binaries, the group's files): those under `/tmp` or `/var/tmp`,
+    /// as in a checkout under `/tmp`, are bound back over the namespace's own tmpfs.
+    pub fn boot(units: &Path, keep: &[&Path]) -> Option<RealSystemd> {
         if !Path::new("/lib/systemd/systemd").exists() || unsafe { libc::geteuid() } != 0 {
             return None;
         }
@@ -34,8 +36,26 @@ impl RealSystemd {
              systemd-remount-fs.service systemd-journald.service systemd-journald.socket systemd-random-seed.service \
              systemd-timesyncd.service systemd-pstore.service network.target network-pre.target network-online.target \
              multi-user.target getty.target remote-fs.target";
+        // The host's /tmp and /var/tmp stay reachable under /run/.host until the kept
+        // directories are bound back; then that view goes away.
+        let mut rebind = String::new();
+        for dir in keep {
+            for shadowed in ["/tmp", "/var/tmp"] {
+                if let Ok(rest) = dir.strip_prefix(shadowed) {
+                    let inside = format!("/run/.host{shadowed}/{}", rest.display());
+                    rebind.push_str(&format!(
+                        "mkdir -p '{0}'; mount --bind '{inside}' '{0}'; ",
+                        dir.display()
+                    ));
+                }
+            }
+        }
         let script = format!(
-            "set -e; mount --make-rprivate /; for dir in /run /tmp /var/tmp; do mount -t tmpfs tmpfs $dir; done; \
+            "set -e; mount --make-rprivate /; mount -t tmpfs tmpfs /run; \
+             mkdir -p /run/.host/tmp /run/.host/var/tmp; \
+             mount --bind /tmp /run/.host/tmp; mount --bind /var/tmp /run/.host/var/tmp; \
+             for dir in /tmp /var/tmp; do mount -t tmpfs tmpfs $dir; done; {rebind}\
+             umount /run/.host/tmp /run/.host/var/tmp; rmdir /run/.host/tmp /run/.host/var/tmp /run/.host/var /run/.host; \
              mkdir -p /run/systemd/system; cp {}/* /run/systemd/system/; \
              for unit in {MASKED}; do ln -sf /dev/null /run/systemd/system/$unit; done; \
              exec /lib/systemd/systemd --system --unit=g3test.target",

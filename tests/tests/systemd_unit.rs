@@ -16,7 +16,8 @@ use g3proxy_tests::{
 fn the_unit_under_a_real_systemd() {
     let origin = Origin::start("127.0.0.1");
     let echo = Echo::start("127.0.0.1");
-    // The test systemd has its own /tmp: the group lives where both can see it.
+    // The test systemd has its own /tmp: the group lives in the target dir, which the test
+    // systemd sees even when the checkout is under /tmp (RealSystemd::boot binds it back).
     let group = Group::new_in("workers", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
     let units = group.dir.join("units");
     std::fs::create_dir_all(&units).unwrap();
@@ -31,7 +32,9 @@ fn the_unit_under_a_real_systemd() {
         .replace("/etc/g3proxy/%i/", &format!("{}/", group.dir.display()))
         .replace("[Unit]\n", "[Unit]\nDefaultDependencies=no\n");
     std::fs::write(units.join("g3proxy@.service"), unit).unwrap();
-    let Some(systemd) = RealSystemd::boot(&units) else {
+    let bin_path = bin("g3proxy");
+    let keep = [bin_path.parent().unwrap(), group.dir.as_path()];
+    let Some(systemd) = RealSystemd::boot(&units, &keep) else {
         panic!(
             "systemd cannot boot in a namespace on this machine (needs root, unshare and /lib/systemd/systemd)"
         );
