@@ -9,7 +9,7 @@
 //! so no client's request is lost to a reload.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use g3proxy_proto::http1::{self, BodyFraming, RequestHead, RequestTarget, ResponseHead};
@@ -33,8 +33,30 @@ pub struct HttpProxyServer {
     escaper: Arc<Escaper>,
     policy: RelayPolicy,
     tls_server: Option<TlsServerConfig>,
-    /// How https forward speaks TLS to origins; `None` (`tls_client: false`) refuses it.
-    tls_client: Option<TlsClientConfig>,
+    /// How https forward speaks TLS to origins.
+    tls_client: HttpsForward,
+}
+
+/// The TLS client of https forward: configured, off (`tls_client: false`), or by default the
+/// system's CA certificates, read on the first https forward rather than by every worker at
+/// start (they cost a megabyte or two that most proxies never use).
+enum HttpsForward {
+    Configured(TlsClientConfig),
+    SystemRoots(OnceLock<Result<TlsClientConfig, String>>),
+    Off,
+}
+
+impl HttpsForward {
+    fn config(&self) -> Result<&TlsClientConfig, TaskError> {
+        match self {
+            HttpsForward::Configured(config) => Ok(config),
+            HttpsForward::SystemRoots(once) => once
+                .get_or_init(TlsClientConfig::defaults)
+                .as_ref()
+                .map_err(|e| TaskError::Internal(format!("tls client: {e}"))),
+            HttpsForward::Off => Err(TaskError::Policy(Forbidden::HttpsForward)),
+        }
+    }
 }
 
 /// An upstream connection kept for the client's next request to the same origin.
@@ -64,8 +86,11 @@ impl ServeConnections for HttpProxyServer {
         cx: &BuildContext,
     ) -> anyhow::Result<Self> {
         let tls_client = match &config.tls_client {
-            None => Some(TlsClientConfig::defaults().map_err(anyhow::Error::msg)?),
-            Some(OptionalTlsClient(configured)) => configured.clone(),
+            None => HttpsForward::SystemRoots(OnceLock::new()),
+            Some(OptionalTlsClient(Some(configured))) => {
+                HttpsForward::Configured(configured.clone())
+            }
+            Some(OptionalTlsClient(None)) => HttpsForward::Off,
         };
         Ok(HttpProxyServer {
             config: config.clone(),
@@ -266,11 +291,7 @@ impl Session<'_> {
             return Ok((kept, true));
         }
         let connected = if tls {
-            let config = self
-                .server
-                .tls_client
-                .as_ref()
-                .ok_or(TaskError::Policy(Forbidden::HttpsForward))?;
+            let config = self.server.tls_client.config()?;
             self.server
                 .escaper
                 .tls_connect(self.task, target, config, None)
