@@ -40,10 +40,14 @@ pub fn http1_request(data: &[u8]) {
                 &mut out,
             );
             // What we send upstream is itself a valid request head, framed as we decided.
+            // (It may carry a few more lines than we accept from a client: Host, framing and
+            // Connection are ours, so a head at our limit can come out past it.)
             match http1::parse_request(&out) {
                 Ok(Parsed::Complete(sent, n)) if n == out.len() => {
                     assert_eq!(sent.body_framing(), Ok(framing));
                 }
+                Err(http1::HeadError::TooManyHeaders)
+                    if head.headers.len() + 3 > http1::MAX_HEADERS => {}
                 other => panic!("{other:?}: {:?}", String::from_utf8_lossy(&out)),
             }
         }
@@ -64,6 +68,8 @@ pub fn http1_response(data: &[u8]) {
                         assert_eq!(sent.body_framing("GET"), Ok(framing));
                     }
                 }
+                Err(http1::HeadError::TooManyHeaders)
+                    if head.headers.len() + 2 > http1::MAX_HEADERS => {}
                 other => panic!("{other:?}: {:?}", String::from_utf8_lossy(&out)),
             }
         }
