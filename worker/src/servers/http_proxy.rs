@@ -125,6 +125,7 @@ impl ServeConnections for HttpProxyServer {
                 buffer: conn.buffer,
                 upstream: None,
                 replied: false,
+                unread_upload: false,
             };
             if let Err(error) = session.run().await {
                 error.log(session.task);
@@ -135,6 +136,9 @@ impl ServeConnections for HttpProxyServer {
             // A TLS client learns the response ended here, not that it was cut (close_notify).
             let _ =
                 tokio::time::timeout(Duration::from_secs(5), session.client.shutdown_write()).await;
+            if session.unread_upload {
+                linger(&session.client).await;
+            }
         }
     }
 }
@@ -154,6 +158,30 @@ struct Session<'a> {
     upstream: Option<Upstream>,
     /// Whether a response head already went to the client for the current request.
     replied: bool,
+    /// The origin answered before the client finished its upload: the rest is still coming.
+    unread_upload: bool,
+}
+
+/// How long, and how much, a close waits on an upload nobody will read, so that the kernel
+/// does not answer those bytes with a reset that could destroy the response at the client.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 4 << 20;
+
+/// Reads and drops what the client still sends, until it closes, `LINGER` passes or
+/// `LINGER_MAX_BYTES` came.
+async fn linger(client: &Stream) {
+    let drain = async {
+        let mut scratch = Vec::with_capacity(16 * 1024);
+        let mut drained = 0;
+        while drained < LINGER_MAX_BYTES {
+            scratch.clear();
+            match read_buf(client, &mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 impl Session<'_> {
@@ -369,6 +397,7 @@ impl Session<'_> {
         let draining = self.server.context.phase() != Phase::Serving;
         // An origin that answered before the whole request body arrived (413, 401) leaves
         // the rest of that body unread on both connections: neither can carry another request.
+        self.unread_upload = !body_sent;
         let keep_alive = client_keep_alive
             && body_sent
             && !draining
