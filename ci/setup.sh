@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building and testing need, when they are missing:
 # libc-ares-dev + pkg-config (the c-ares resolver links the system library), curl (a real
-# client in the end-to-end tests), systemd (systemd-analyze verifies the unit) and wrk (the
-# high-rate zero-loss scenarios).
+# client in the end-to-end tests), systemd (systemd-analyze verifies the unit), wrk (the
+# high-rate zero-loss scenarios), openssl (test certificates, s_client for mTLS) and python3
+# (a peer running as another uid in the control-plane tests).
 set -euo pipefail
 need=()
 dpkg -s libc-ares-dev >/dev/null 2>&1 || need+=(libc-ares-dev)
@@ -10,6 +11,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v curl >/dev/null || need+=(curl)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v wrk >/dev/null || need+=(wrk)
+command -v openssl >/dev/null || need+=(openssl)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
