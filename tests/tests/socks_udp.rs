@@ -134,3 +134,25 @@ fn the_reply_announces_the_transmuted_address() {
     let (_control, relay) = associate(port(&group, "announced"), &client);
     assert_eq!(relay.ip().to_string(), "192.0.2.10");
 }
+
+#[test]
+fn datagrams_over_the_speed_limit_are_dropped() {
+    let echo = UdpEcho::start();
+    let mut group = Group::new("udp");
+    group.start();
+    let client = client_socket();
+    let (_control, relay) = associate(port(&group, "limited"), &client);
+    // Two datagrams per 1024 ms may go up; six sent at once get two answers.
+    for i in 0..6u8 {
+        client.send_to(&datagram(echo.addr, &[i]), relay).unwrap();
+    }
+    client
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut answers = 0;
+    let mut buffer = [0u8; 64];
+    while client.recv(&mut buffer).is_ok() {
+        answers += 1;
+    }
+    assert_eq!(answers, 2);
+}

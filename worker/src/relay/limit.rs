@@ -47,6 +47,49 @@ impl Limiter {
     }
 }
 
+/// A datagram direction's limits (`udp_sock_speed_limit`): bytes and packets per slice. A
+/// datagram over either is dropped, as UDP allows, rather than holding the session up.
+#[derive(Debug, Clone, Default)]
+pub struct DatagramLimiter {
+    bytes: Option<Limiter>,
+    packets: Option<Limiter>,
+}
+
+impl DatagramLimiter {
+    pub fn new(limit: Option<&SpeedLimit>, upload: bool) -> DatagramLimiter {
+        let Some(limit) = limit else {
+            return DatagramLimiter::default();
+        };
+        let (bytes, packets) = if upload {
+            (limit.upload_bytes, limit.upload_packets)
+        } else {
+            (limit.download_bytes, limit.download_packets)
+        };
+        DatagramLimiter {
+            bytes: Limiter::new(bytes, limit),
+            packets: Limiter::new(packets, limit),
+        }
+    }
+
+    /// Whether a datagram of `length` bytes may go now; counts it if so.
+    pub fn admit(&mut self, length: usize) -> bool {
+        let now = Instant::now();
+        let fits = |limiter: &mut Option<Limiter>, amount: u64| {
+            limiter.as_mut().is_none_or(|l| l.allowance(now) >= amount)
+        };
+        if !fits(&mut self.bytes, length as u64) || !fits(&mut self.packets, 1) {
+            return false;
+        }
+        if let Some(l) = self.bytes.as_mut() {
+            l.consume(length as u64);
+        }
+        if let Some(l) = self.packets.as_mut() {
+            l.consume(1);
+        }
+        true
+    }
+}
+
 /// Waits until `limiter` allows bytes again; answers how many may go (unbounded without one).
 pub async fn allowance(limiter: &mut Option<Limiter>) -> u64 {
     let Some(limiter) = limiter else {
@@ -83,5 +126,24 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(allowance(&mut limiter).await, 1000, "no burst after idling");
         assert!(Limiter::new(0, &limit).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn datagrams_over_the_limit_are_dropped() {
+        let limit = SpeedLimit {
+            shift_millis: 10,
+            upload_bytes: 1000,
+            upload_packets: 3,
+            ..Default::default()
+        };
+        let mut up = DatagramLimiter::new(Some(&limit), true);
+        assert!(up.admit(600));
+        assert!(!up.admit(600), "bytes spent");
+        assert!(up.admit(100) && up.admit(100));
+        assert!(!up.admit(1), "packets spent");
+        tokio::time::sleep(Duration::from_millis(1024)).await;
+        assert!(up.admit(600));
+        let mut down = DatagramLimiter::new(Some(&limit), false);
+        assert!((0..100).all(|_| down.admit(65_000)), "download unlimited");
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::conn::{Stream, read_buf, write_all, write_all_within};
 use crate::context::Phase;
-pub use limit::Limiter;
+pub use limit::{DatagramLimiter, Limiter};
 
 /// How a server's connections are relayed: its idle rule, copy buffer and speed limit.
 #[derive(Debug, Clone, Copy)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use g3proxy_proto::socks4;
 use g3proxy_proto::socks5::{self, Command, Reply};
 use g3proxy_shared::config::servers::{ServerCommon, SocksProxyConfig};
-use g3proxy_shared::types::NetworkAcl;
+use g3proxy_shared::types::{NetworkAcl, SpeedLimit};
 use tokio::time::Instant;
 
 use super::socks_proxy_udp::UdpSession;
@@ -30,6 +30,7 @@ pub struct SocksProxyServer {
     policy: RelayPolicy,
     /// Checked again against the source of a UDP session's first datagram.
     ingress: Option<NetworkAcl>,
+    udp_speed_limit: Option<SpeedLimit>,
 }
 
 /// SOCKS messages are small: a request is at most 262 bytes.
@@ -49,6 +50,7 @@ impl ServeConnections for SocksProxyServer {
             escaper: cx.escaper(&config.escaper),
             policy: super::relay_policy(common),
             ingress: common.ingress_network_filter.clone(),
+            udp_speed_limit: common.udp_sock_speed_limit.filter(|l| !l.is_unlimited()),
         })
     }
 
@@ -155,6 +157,7 @@ impl SocksProxyServer {
                     escaper: &self.escaper,
                     policy: &self.policy,
                     ingress: self.ingress.as_ref(),
+                    speed_limit: self.udp_speed_limit.as_ref(),
                     phase: self.context.phase.clone(),
                 };
                 let udp = Box::pin(session.run(client, conn.local_addr, &request.target, task));

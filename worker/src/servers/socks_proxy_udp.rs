@@ -17,7 +17,7 @@ use std::sync::Arc;
 use g3proxy_proto::socks5::{self, Reply};
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::servers::{PortRange, SocketBuffer, SocksProxyConfig};
-use g3proxy_shared::types::NetworkAcl;
+use g3proxy_shared::types::{NetworkAcl, SpeedLimit};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -27,7 +27,7 @@ use crate::debug;
 use crate::error::TaskError;
 use crate::escapers::{Escaper, UdpRelay};
 use crate::pick::random_index;
-use crate::relay::RelayPolicy;
+use crate::relay::{DatagramLimiter, RelayPolicy};
 use crate::task::TaskContext;
 
 /// The largest datagram relayed.
@@ -38,6 +38,8 @@ pub struct UdpSession<'a> {
     pub escaper: &'a Arc<Escaper>,
     pub policy: &'a RelayPolicy,
     pub ingress: Option<&'a NetworkAcl>,
+    /// `udp_sock_speed_limit`: datagrams over it are dropped.
+    pub speed_limit: Option<&'a SpeedLimit>,
     pub phase: watch::Receiver<Phase>,
 }
 
@@ -269,6 +271,9 @@ impl UdpSession<'_> {
             Upstream::Connect(socket)
         };
         task.notes.bytes_up += (length - start) as u64;
+        let mut upload = DatagramLimiter::new(self.speed_limit, true);
+        let mut download = DatagramLimiter::new(self.speed_limit, false);
+        upload.admit(length - start);
         let mut from_upstream = vec![0u8; MAX_DATAGRAM];
         let mut out = Vec::with_capacity(MAX_DATAGRAM + 262);
         let mut ticker = tokio::time::interval(self.policy.idle_check_interval);
@@ -284,6 +289,9 @@ impl UdpSession<'_> {
                 received = client.recv(buffer) => {
                     let length = received.map_err(TaskError::ClientIo)?;
                     let (target, start) = datagram(&buffer[..length])?;
+                    if !upload.admit(length - start) {
+                        continue;
+                    }
                     match &mut upstream {
                         Upstream::Connect(socket) => {
                             if target != first_target {
@@ -300,6 +308,9 @@ impl UdpSession<'_> {
                 }
                 received = upstream.recv(&mut from_upstream) => {
                     let (length, source) = received.map_err(TaskError::UpstreamIo)?;
+                    if !download.admit(length) {
+                        continue;
+                    }
                     out.clear();
                     match &upstream {
                         Upstream::Connect(_) => socks5::encode_udp_header_for(&first_target, &mut out),
