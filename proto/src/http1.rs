@@ -401,23 +401,14 @@ fn write_framing(headers: &[Header], framing: BodyFraming, out: &mut Vec<u8>) {
     };
     match framing {
         BodyFraming::Length(n) => length(n, out),
-        BodyFraming::Chunked => {
-            out.extend_from_slice(b"Transfer-Encoding: ");
-            for (i, coding) in header_tokens(headers, "transfer-encoding").enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(b", ");
-                }
-                out.extend_from_slice(coding);
-            }
-            out.extend_from_slice(b"\r\n");
-        }
         BodyFraming::Empty => {
             if let Ok(Some(n)) = content_length(headers) {
                 length(n, out);
             }
         }
-        // Framed by the close; the codings (gzip, say) still describe the bytes.
-        BodyFraming::UntilClose => {
+        // Chunked, or framed by the close: either way the codings (gzip, say) describe the
+        // bytes that follow, so they go on, joined on one line.
+        BodyFraming::Chunked | BodyFraming::UntilClose => {
             let mut codings = header_tokens(headers, "transfer-encoding").peekable();
             if codings.peek().is_some() {
                 out.extend_from_slice(b"Transfer-Encoding: ");

@@ -268,17 +268,25 @@ pub struct TlsServerConfig {
     pub rustls: Arc<rustls::ServerConfig>,
 }
 
-impl fmt::Debug for TlsServerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.keys.fmt(f)
-    }
+/// A built config shows and compares as the keys it was built from (rustls configs have no
+/// equality, and their debug form is noise).
+macro_rules! by_keys {
+    ($($config:ty),*) => {$(
+        impl fmt::Debug for $config {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.keys.fmt(f)
+            }
+        }
+
+        impl PartialEq for $config {
+            fn eq(&self, other: &Self) -> bool {
+                self.keys == other.keys
+            }
+        }
+    )*};
 }
 
-impl PartialEq for TlsServerConfig {
-    fn eq(&self, other: &Self) -> bool {
-        self.keys == other.keys
-    }
-}
+by_keys!(TlsServerConfig, TlsClientConfig);
 
 impl<'de> Deserialize<'de> for TlsServerConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -452,20 +460,7 @@ mod serde_json_free {
 pub struct TlsClientConfig {
     keys: TlsClientKeys,
     pub handshake_timeout: Duration,
-    pub disable_sni: bool,
     pub rustls: Arc<rustls::ClientConfig>,
-}
-
-impl fmt::Debug for TlsClientConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.keys.fmt(f)
-    }
-}
-
-impl PartialEq for TlsClientConfig {
-    fn eq(&self, other: &Self) -> bool {
-        self.keys == other.keys
-    }
 }
 
 impl TlsClientConfig {
@@ -481,7 +476,6 @@ impl TlsClientConfig {
         let rustls = keys.build()?;
         Ok(TlsClientConfig {
             handshake_timeout: keys.handshake_timeout.0,
-            disable_sni: keys.disable_sni,
             keys,
             rustls: Arc::new(rustls),
         })

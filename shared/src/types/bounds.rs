@@ -7,7 +7,7 @@
 //! | (any duration)      | every duration                                        | 0 ..= 10 years  |
 //! | `timeout`           | `*_timeout`, `*_interval`: waits that must end        | 1ms ..= 10 years|
 //! | `header_size`       | `req_header_max_size`, `rsp_header_max_size`          | 1 KiB ..= 16 MiB|
-//! | `buffer_size`       | `tcp_copy_buffer_size`                                | 1 KiB ..= 16 MiB|
+//! | `buffer_size`       | `tcp_copy_buffer_size`                                | 4 KiB ..= 1 MiB |
 //! | `stack_size`        | `thread_stack_size`                                   | 64 KiB ..= 1 GiB|
 //! | `threads`           | `runtime.thread_number`, `worker.thread_number[_per_runtime]` | 1 ..= 1024 |
 //! | `io_events`         | `max_io_events_per_tick`                              | 1 ..= 1000000   |
@@ -54,7 +54,7 @@ ranges! {
     timeout / optional_timeout: HumanDuration =
         HumanDuration(Duration::from_millis(1)), HumanDuration(MAX_DURATION);
     header_size / optional_header_size: HumanSize = HumanSize(1 << 10), HumanSize(16 << 20);
-    buffer_size / optional_buffer_size: HumanSize = HumanSize(1 << 10), HumanSize(16 << 20);
+    buffer_size / optional_buffer_size: HumanSize = HumanSize(4 << 10), HumanSize(1 << 20);
     stack_size / optional_stack_size: HumanSize = HumanSize(64 << 10), HumanSize(1 << 30);
     threads / optional_threads: usize = 1, 1024;
     io_events / optional_io_events: usize = 1, 1_000_000;

@@ -85,6 +85,11 @@ impl Escaper {
         }
     }
 
+    /// What a deny-all stand-in answers to every operation.
+    fn denied(&self) -> TaskError {
+        TaskError::Policy(Forbidden::MissingEscaper(self.name.to_string()))
+    }
+
     /// Opens a TCP connection toward `target` and notes on the task how it went.
     pub async fn tcp_connect(
         &self,
@@ -93,11 +98,7 @@ impl Escaper {
     ) -> Result<Connected, TaskError> {
         let connected = match &self.runtime {
             EscaperRuntime::DirectFixed(e) => e.tcp_connect(target).await?,
-            EscaperRuntime::DenyAll => {
-                return Err(TaskError::Policy(Forbidden::MissingEscaper(
-                    self.name.to_string(),
-                )));
-            }
+            EscaperRuntime::DenyAll => return Err(self.denied()),
         };
         task.notes.escaper = Some(self.name.clone());
         task.notes.next_hop = Some(connected.next_hop);
@@ -109,18 +110,14 @@ impl Escaper {
     async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
         match &self.runtime {
             EscaperRuntime::DirectFixed(e) => e.udp_target(target).await,
-            EscaperRuntime::DenyAll => Err(TaskError::Policy(Forbidden::MissingEscaper(
-                self.name.to_string(),
-            ))),
+            EscaperRuntime::DenyAll => Err(self.denied()),
         }
     }
 
     fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
         match &self.runtime {
             EscaperRuntime::DirectFixed(e) => e.udp_bind(target),
-            EscaperRuntime::DenyAll => Err(TaskError::Policy(Forbidden::MissingEscaper(
-                self.name.to_string(),
-            ))),
+            EscaperRuntime::DenyAll => Err(self.denied()),
         }
     }
 

@@ -12,10 +12,11 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use g3proxy_proto::HostPort;
 use g3proxy_proto::http1::{self, BodyFraming, RequestHead, RequestTarget, ResponseHead};
-use g3proxy_proto::{HostPort, Parsed};
 use g3proxy_shared::config::servers::{HttpProxyConfig, ServerCommon};
 use g3proxy_shared::config::tls::{OptionalTlsClient, TlsClientConfig, TlsServerConfig};
+use g3proxy_shared::types::MAX_DURATION;
 use tokio::time::Instant;
 
 use super::{BuildContext, ServeConnections};
@@ -538,35 +539,25 @@ impl Session<'_> {
 }
 
 /// Reads one response head into `buffer`; bytes after it stay there.
+/// The caller times it (the response-head timeout starts only once the body is sent).
 async fn read_response_head(
     stream: &Stream,
     buffer: &mut Vec<u8>,
     max_size: u64,
 ) -> Result<ResponseHead, TaskError> {
-    loop {
-        if !buffer.is_empty() {
-            match http1::parse_response(buffer) {
-                Ok(Parsed::Complete(head, used)) => {
-                    buffer.drain(..used);
-                    return Ok(head);
-                }
-                Ok(Parsed::Partial) => {}
-                Err(e) => return Err(TaskError::UpstreamProtocol(e.to_string())),
-            }
-            if buffer.len() as u64 >= max_size {
-                return Err(TaskError::UpstreamProtocol(
-                    "response head too large".into(),
-                ));
-            }
-        }
-        match read_buf(stream, buffer).await {
-            Ok(0) => {
-                return Err(TaskError::UpstreamIo(
-                    std::io::ErrorKind::UnexpectedEof.into(),
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(TaskError::UpstreamIo(e)),
-        }
-    }
+    let no_deadline = Instant::now() + MAX_DURATION;
+    let read = conn::read_until(
+        stream,
+        buffer,
+        max_size as usize,
+        no_deadline,
+        http1::parse_response,
+    );
+    read.await.map_err(|error| match error {
+        ReadError::Invalid(e) => TaskError::UpstreamProtocol(e.to_string()),
+        ReadError::TooLarge => TaskError::UpstreamProtocol("response head too large".into()),
+        ReadError::Closed { .. } => TaskError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()),
+        ReadError::TimedOut => TaskError::UpstreamTimeout("response head"),
+        ReadError::Io(e) => TaskError::UpstreamIo(e),
+    })
 }

@@ -88,7 +88,9 @@ impl ServeConnections for IntelliProxyServer {
                 Protocol::Http => &self.http,
                 Protocol::Socks => &self.socks,
             };
-            next.serve_handed_over(conn, task).await;
+            if let Some(serve) = next.serve_handed_over(conn, task) {
+                serve.await;
+            }
         }
     }
 }

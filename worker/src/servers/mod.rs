@@ -150,22 +150,16 @@ impl Server {
     }
 
     /// Takes a connection a port hands over: this server's ingress filter applies to the
-    /// client address the connection carries now (as a PROXY header reported it). Boxed:
-    /// ports and servers may chain, and a future cannot contain itself.
-    pub fn serve_handed_over(
-        &self,
-        conn: ClientConn,
-        mut task: TaskContext,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            self.counters.total_conn.fetch_add(1, Ordering::Relaxed);
-            if !self.admits(&conn) {
-                return;
-            }
-            task.enter(&self.counters, &conn);
-            let serve = self.runtime.serve(conn, task);
-            serve.await;
-        })
+    /// client address the connection carries now (as a PROXY header reported it). The
+    /// answer is the boxed serve future (ports and servers may chain, and a future cannot
+    /// contain itself), or `None` when the filter refused the client.
+    pub fn serve_handed_over(&self, conn: ClientConn, mut task: TaskContext) -> Option<BoxedServe> {
+        self.counters.total_conn.fetch_add(1, Ordering::Relaxed);
+        if !self.admits(&conn) {
+            return None;
+        }
+        task.enter(&self.counters, &conn);
+        Some(self.runtime.serve(conn, task))
     }
 }
 
@@ -174,7 +168,7 @@ pub fn relay_policy(common: &ServerCommon) -> RelayPolicy {
     RelayPolicy {
         idle_check_interval: common.task_idle_check_interval.0,
         idle_max_count: common.task_idle_max_count,
-        buffer_size: (common.tcp_copy_buffer_size.0 as usize).clamp(4 * 1024, 1024 * 1024),
+        buffer_size: common.tcp_copy_buffer_size.0 as usize,
         speed_limit: common.tcp_sock_speed_limit.filter(|l| !l.is_unlimited()),
     }
 }

@@ -113,7 +113,9 @@ impl Port {
                 };
                 conn = secured;
             }
-            self.next.serve_handed_over(conn, task).await;
+            if let Some(serve) = self.next.serve_handed_over(conn, task) {
+                serve.await;
+            }
         }
     }
 }
