@@ -67,9 +67,14 @@ fn write_lines(receiver: Receiver<Line>) {
     }
 }
 
+/// Whether lines of `level` are written (0 warn, 1 info, 2 debug).
+pub fn enabled(level: u8) -> bool {
+    level <= VERBOSITY.load(Ordering::Relaxed)
+}
+
 /// `level`: 0 warn, 1 info, 2 debug, as the supervisor's `-v` count.
 pub fn event(level: u8, message: fmt::Arguments<'_>) {
-    if level > VERBOSITY.load(Ordering::Relaxed) {
+    if !enabled(level) {
         return;
     }
     let prefix = PREFIX.get().map(String::as_str).unwrap_or("g3proxy-worker");
