@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod ipc;
+pub mod logs;
 pub mod types;
 
 /// The version every binary of this build reports.

@@ -19,7 +19,7 @@ use g3proxy_shared::ipc::{self, fd_passing, trust};
 
 use crate::control::group_socket_path;
 use crate::listeners::ListenerKey;
-use crate::log;
+use tracing::{info, warn};
 
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -124,7 +124,7 @@ fn worker_request_blocking(path: PathBuf, request: ToWorker) -> Option<(FromWork
         }
     };
     if let Err(refused) = trust::check_peer(&stream) {
-        log!("worker socket {}: {refused}", path.display());
+        warn!("worker socket {}: {refused}", path.display());
         return None;
     }
     exchange(&stream, &request).ok()
@@ -176,7 +176,7 @@ pub fn adopt_orphans(control_dir: &Path, group: &str) -> (Vec<(ListenerKey, Owne
         if let Some((FromWorker::Listeners { entries, .. }, fds)) =
             worker_request_blocking(path, ToWorker::ShareListeners { id: 0 })
         {
-            log!("adopting worker {pid} and its {} listeners", entries.len());
+            info!("adopting worker {pid} and its {} listeners", entries.len());
             listeners.extend(entries.iter().map(ListenerKey::of).zip(fds));
             pids.push(pid);
         }
@@ -200,13 +200,13 @@ pub async fn drain_adopted(
         )
         .await
         {
-            Some(_) => log!("adopted worker {pid} is draining"),
+            Some(_) => info!("adopted worker {pid} is draining"),
             // With nothing left to carry a worker drains and exits at once, sometimes before
             // its answer goes out; one still running did not get the request.
             None if worker_socket_path(&control_dir, &group, pid).exists() => {
-                log!("adopted worker {pid} did not answer the drain request")
+                info!("adopted worker {pid} did not answer the drain request")
             }
-            None => log!("adopted worker {pid} is gone"),
+            None => info!("adopted worker {pid} is gone"),
         }
     }
 }

@@ -26,14 +26,10 @@ use tokio::sync::{mpsc, oneshot};
 use event::{CtlReply, Event, SignalAction};
 use g3proxy_shared::ipc::control::CtlResponse;
 use g3proxy_shared::ipc::trust;
+use g3proxy_shared::logs;
 use listeners::{ListenerKey, ListenerSet};
 use supervisor::{Options, Source, Supervisor};
-
-/// Process-log line on stderr (journald under systemd).
-#[macro_export]
-macro_rules! log {
-    ($($arg:tt)*) => { eprintln!("g3proxy[{}]: {}", std::process::id(), format_args!($($arg)*)) };
-}
+use tracing::{info, warn};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -118,6 +114,11 @@ fn main() -> ExitCode {
     }
     // Before any thread exists: this clears LISTEN_* from our environment.
     let from_systemd = systemd::take_listen_fds();
+    logs::init(
+        format!("g3proxy[{}]", std::process::id()),
+        tracing::Level::INFO,
+        cli.verbose,
+    );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -128,13 +129,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, config_file, from_systemd)) {
+    let code = match runtime.block_on(run(cli, config_file, from_systemd)) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("g3proxy: {error:#}");
+            tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    logs::flush();
+    code
 }
 
 fn worker_binary(cli: &Cli) -> anyhow::Result<PathBuf> {
@@ -154,12 +157,12 @@ async fn run(
         Ok(loaded) => loaded,
         Err(error) => {
             // 255 is the unit's RestartPreventExitStatus: a broken config is not retried in a loop.
-            eprintln!("g3proxy: {error}");
+            tracing::error!("{error}");
             return Ok(255);
         }
     };
     for warning in &config.warnings {
-        log!("warning: {warning}");
+        warn!("{warning}");
     }
     let control_dir = cli
         .control_dir
@@ -172,13 +175,13 @@ async fn run(
     let mut predecessor = None;
     let mut adopted_workers = Vec::new();
     if !from_systemd.is_empty() {
-        log!("systemd returned {} listeners", from_systemd.len());
+        info!("systemd returned {} listeners", from_systemd.len());
         for (key, fd) in from_systemd {
             listeners.adopt(key, fd);
         }
         adopted_workers = handoff::worker_pids_in(&control_dir, &group);
     } else if let Some(found) = handoff::Predecessor::connect(&control_dir, &group)? {
-        log!(
+        info!(
             "taking over {} listeners from the running supervisor; its {} workers drain once we serve",
             found.listeners.len(),
             found.worker_pids.len()

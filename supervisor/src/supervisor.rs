@@ -20,8 +20,9 @@ use crate::event::{CtlReply, Event, SignalAction, WorkerId};
 use crate::fleet::worker::PinnedBinary;
 use crate::fleet::{Generation, GenerationState, Slot, restart_backoff, worker};
 use crate::listeners::{self, ListenerKey, ListenerSet};
-use crate::{log, systemd};
+use crate::systemd;
 use g3proxy_shared::types::unix_secs;
+use tracing::{info, warn};
 
 mod requests;
 
@@ -166,7 +167,7 @@ impl Supervisor {
             }
             Event::OfflineTimeout { epoch } => {
                 if self.state == (State::OfflineWaiting { epoch }) {
-                    log!("no successor came within server_offline_delay; stopping");
+                    info!("no successor came within server_offline_delay; stopping");
                     self.stop();
                 }
             }
@@ -194,7 +195,7 @@ impl Supervisor {
         reply: Option<oneshot::Sender<CtlReply>>,
     ) {
         let answer = |reply: Option<oneshot::Sender<CtlReply>>, message: String| {
-            log!("{message}");
+            info!("{message}");
             if let Some(reply) = reply {
                 let _ = reply.send(CtlReply::error(message));
             }
@@ -217,7 +218,7 @@ impl Supervisor {
             Source::Disk | Source::CurrentConfig => match config::load(&self.options.config_path) {
                 Ok((config, bundle)) => {
                     for warning in &config.warnings {
-                        log!("warning: {warning}");
+                        warn!("{warning}");
                     }
                     (Arc::new(config), Arc::new(bundle))
                 }
@@ -265,7 +266,7 @@ impl Supervisor {
                 newly_bound,
             },
         );
-        log!("starting generation {number} with {worker_count} workers");
+        info!("starting generation {number} with {worker_count} workers");
         systemd::status(&format!("starting gen {number}; {}", self.status_line()));
         for index in 0..worker_count {
             if let Err(error) = self
@@ -351,7 +352,7 @@ impl Supervisor {
         let Some(mut generation) = self.generations.remove(&number) else {
             return;
         };
-        log!("generation {number} rolled back: {error}");
+        info!("generation {number} rolled back: {error}");
         // Workers already READY may hold accepted connections: they drain instead of dying.
         let deadline = SystemTime::now() + generation.config.runtime.drain_timeout();
         for slot in &generation.slots {
@@ -414,7 +415,7 @@ impl Supervisor {
         let in_use = self.listeners_in_use();
         systemd::forget_listeners(&self.listeners.retain(&in_use));
         self.bound_draining();
-        log!("generation {number} is serving");
+        info!("generation {number} is serving");
         if let Some(reply) = waiting {
             let _ = reply.send(CtlReply::done(CtlResponse::Notice(format!(
                 "success: generation {number} is serving"
@@ -451,7 +452,7 @@ impl Supervisor {
         };
         if matches!(generation.state, GenerationState::Draining { .. }) {
             for process in generation.processes() {
-                log!(
+                info!(
                     "worker pid {} of generation {number} outlived its drain deadline; killing it",
                     process.pid
                 );
@@ -475,7 +476,7 @@ impl Supervisor {
             .map(|g| g.number)
             .collect();
         for number in draining.iter().take(draining.len().saturating_sub(max)) {
-            log!("more than {max} generations draining: closing generation {number}");
+            info!("more than {max} generations draining: closing generation {number}");
             for process in self.generations[number].processes() {
                 process.send(ToWorker::ForceQuit);
             }
@@ -516,7 +517,7 @@ impl Supervisor {
                 if generation.state == GenerationState::Starting {
                     self.rollback(id.generation, message);
                 } else {
-                    log!("{message}");
+                    info!("{message}");
                 }
             }
             FromWorker::Status { .. } | FromWorker::Listeners { .. } => {}
@@ -548,16 +549,15 @@ impl Supervisor {
                 }
                 let delay = restart_backoff(slot.failures);
                 slot.failures += 1;
-                log!(
+                info!(
                     "worker {} (pid {pid}) of generation {} exited ({status}, ready: {was_ready}); restarting in {delay:?}",
-                    id.index,
-                    id.generation
+                    id.index, id.generation
                 );
                 self.after(delay, Event::RestartWorker { id });
             }
             GenerationState::Current | GenerationState::Draining { .. } => {
                 if !generation.has_processes() {
-                    log!("generation {} is gone", id.generation);
+                    info!("generation {} is gone", id.generation);
                     self.generations.remove(&id.generation);
                     systemd::status(&self.status_line());
                 }
@@ -587,10 +587,9 @@ impl Supervisor {
                     slot.failures += 1;
                     restart_backoff(slot.failures)
                 });
-            log!(
+            info!(
                 "cannot restart worker {} of generation {}: {error:#}",
-                id.index,
-                id.generation
+                id.index, id.generation
             );
             if let Some(delay) = delay {
                 self.after(delay, Event::RestartWorker { id });
@@ -616,7 +615,7 @@ impl Supervisor {
                     });
                 }
             }
-            log!("offline: leaving the workers to our successor");
+            info!("offline: leaving the workers to our successor");
             systemd::stopping();
             self.state = State::Stopping;
             return true;
@@ -628,7 +627,7 @@ impl Supervisor {
         let delay = self.current().map_or(Duration::from_secs(4), |g| {
             g.config.runtime.server_offline_delay.0
         });
-        log!("offline: still serving; waiting {delay:?} for a successor");
+        info!("offline: still serving; waiting {delay:?} for a successor");
         self.after(
             delay,
             Event::OfflineTimeout {
@@ -683,7 +682,7 @@ impl Supervisor {
                 }
             }
             Err(error) => {
-                eprintln!("g3proxy: cannot start: {error}");
+                tracing::error!("cannot start: {error}");
                 self.exit_code = Some(1);
             }
         }

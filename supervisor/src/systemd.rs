@@ -45,8 +45,8 @@ pub fn store_listeners(listeners: &ListenerSet, keys: &[ListenerKey]) {
             &[std::os::fd::AsFd::as_fd(&fd)],
         );
         if let Err(e) = stored {
-            eprintln!(
-                "g3proxy: warn: cannot keep listener {} in the systemd fd store: {e}",
+            tracing::warn!(
+                "cannot keep listener {} in the systemd fd store: {e}",
                 key.address
             );
         }
@@ -77,7 +77,11 @@ pub fn take_listen_fds() -> Vec<(ListenerKey, OwnedFd)> {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         match ListenerKey::from_fd_name(&name) {
             Some(key) => adopted.push((key, fd)),
-            None => eprintln!("g3proxy: warn: ignoring unknown descriptor {name:?} from systemd"),
+            // The process log starts after this (its writer is a thread): straight to stderr.
+            None => eprintln!(
+                "g3proxy[{}] warn: ignoring unknown descriptor {name:?} from systemd",
+                std::process::id()
+            ),
         }
     }
     adopted

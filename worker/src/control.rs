@@ -12,7 +12,7 @@ use g3proxy_shared::ipc::{self, fd_passing, read_frame, trust};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::warn;
+use tracing::warn;
 
 pub struct ControlRequest {
     pub message: ToWorker,

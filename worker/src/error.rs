@@ -96,17 +96,12 @@ impl TaskError {
     /// it), everything else when asked for (`-v`).
     pub fn log(&self, task: &TaskContext) {
         let user = task.user.as_deref().unwrap_or("-");
-        let line = format_args!(
-            "server {}: task {} client {} user {user}: {self}",
-            task.server_name(),
-            task.id,
-            task.client_addr
-        );
+        let (server, id, client) = (task.server_name(), task.id, task.client_addr);
         match self {
             TaskError::Client(_) | TaskError::ClientHeadTooLarge | TaskError::ClientSocks(_) => {
-                crate::logs::event(0, line)
+                tracing::warn!("server {server}: task {id} client {client} user {user}: {self}")
             }
-            _ => crate::logs::event(1, line),
+            _ => tracing::info!("server {server}: task {id} client {client} user {user}: {self}"),
         }
     }
 

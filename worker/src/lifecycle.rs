@@ -32,7 +32,7 @@ use crate::control::{self, ControlRequest};
 use crate::escapers::Escaper;
 use crate::resolvers::Resolver;
 use crate::servers::{self, BuildContext, Server};
-use crate::{info, warn};
+use tracing::{info, warn};
 
 struct Worker {
     start: WorkerStart,

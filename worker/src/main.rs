@@ -12,7 +12,6 @@ mod control;
 mod error;
 mod escapers;
 mod lifecycle;
-mod logs;
 mod pick;
 mod relay;
 mod resolvers;
@@ -25,6 +24,8 @@ use std::process::ExitCode;
 
 use g3proxy_shared::ipc::worker::{FromWorker, ToWorker, WorkerStart};
 use g3proxy_shared::ipc::{self, fd_passing};
+use g3proxy_shared::logs;
+use tracing::warn;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,7 +61,16 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&link, format!("reading the start message: {e}")),
     };
-    logs::init(start.generation, start.worker_index, start.verbosity);
+    logs::init(
+        format!(
+            "g3proxy-worker[gen {} #{} pid {}]",
+            start.generation,
+            start.worker_index,
+            std::process::id()
+        ),
+        tracing::Level::WARN,
+        start.verbosity,
+    );
     if let Some(cpus) = &start.cpus {
         pin_to_cpus(cpus);
     }

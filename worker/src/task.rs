@@ -78,11 +78,11 @@ impl Drop for TaskContext {
     /// The end of every task, at debug level until task logs arrive with the `log` section.
     fn drop(&mut self) {
         // Every task ends here: build nothing unless the line will be written.
-        if !crate::logs::enabled(2) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
             return;
         }
         let notes = &self.notes;
-        crate::debug!(
+        tracing::debug!(
             "server {}: task {} client {}{} ended after {:?}: escaper {} next hop {} bound {}, {} bytes up, {} down",
             self.server.name,
             self.id,

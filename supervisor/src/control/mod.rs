@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::event::{CtlReply, Event};
-use crate::log;
+use tracing::warn;
 
 /// How long a control connection may stay silent (g3proxy's `recv_timeout`).
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -53,7 +53,7 @@ pub fn serve(
             match listener.accept().await {
                 Ok((stream, _)) => {
                     if let Err(refused) = trust::check_peer(&stream) {
-                        log!("control socket: {refused}");
+                        warn!("control socket: {refused}");
                         continue;
                     }
                     tokio::spawn(connection(
@@ -64,7 +64,7 @@ pub fn serve(
                     ));
                 }
                 Err(e) => {
-                    log!("control socket accept failed: {e}");
+                    warn!("control socket accept failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }

@@ -160,7 +160,7 @@ pub async fn spawn(
                 Ok(message) => {
                     let _ = link_events.send(Event::Worker { id, pid, message });
                 }
-                Err(e) => eprintln!("g3proxy: warn: worker {pid}: {e}"),
+                Err(e) => tracing::warn!("worker {pid}: {e}"),
             }
         }
     });

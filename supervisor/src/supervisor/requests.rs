@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::{Generation, GenerationState, Source, State, Supervisor};
 use crate::event::{CtlReply, Event, Query};
-use crate::log;
+use tracing::info;
 
 impl Supervisor {
     pub(super) async fn control(&mut self, request: CtlRequest, reply: oneshot::Sender<CtlReply>) {
@@ -31,7 +31,7 @@ impl Supervisor {
             CtlRequest::CancelShutdown => match self.state {
                 State::OfflineWaiting { .. } => {
                     self.state = State::Serving;
-                    log!("shutdown cancelled; serving on");
+                    info!("shutdown cancelled; serving on");
                     CtlReply::success()
                 }
                 _ => CtlReply::error("no shutdown is waiting"),
@@ -133,7 +133,7 @@ impl Supervisor {
             }
             CtlRequest::HandoffBegin { successor_pid } => self.handoff_begin(successor_pid),
             CtlRequest::HandoffCommit => {
-                log!("successor is serving; draining and leaving");
+                info!("successor is serving; draining and leaving");
                 self.handed_over = true;
                 self.stop();
                 CtlReply::success()
@@ -142,7 +142,7 @@ impl Supervisor {
                 if self.state == State::HandingOff {
                     self.state = State::Serving;
                 }
-                log!("successor failed ({reason}); serving on");
+                info!("successor failed ({reason}); serving on");
                 CtlReply::success()
             }
         };
@@ -156,7 +156,7 @@ impl Supervisor {
         if self.starting().is_some() {
             return CtlReply::error("a generation is starting; try again when it is ready");
         }
-        log!("handing listeners over to successor pid {successor_pid}");
+        info!("handing listeners over to successor pid {successor_pid}");
         self.state = State::HandingOff;
         let mut entries = Vec::new();
         let mut fds = Vec::new();

@@ -51,7 +51,7 @@ impl ClientConn {
             config.handshake_timeout,
         )
         .await?;
-        crate::debug!(
+        tracing::debug!(
             "client {}: tls with sni {} alpn {}{}",
             self.client_addr,
             facts.server_name.as_deref().unwrap_or("-"),
@@ -86,7 +86,7 @@ pub async fn terminate_tls(
     match handshake.await {
         Ok(conn) => Some(conn),
         Err(error) => {
-            crate::debug!(
+            tracing::debug!(
                 "server {}: client {}: tls handshake failed: {error}",
                 task.server_name(),
                 task.client_addr

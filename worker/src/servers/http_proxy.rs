@@ -22,11 +22,11 @@ use tokio::time::Instant;
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn, ReadError, Stream, read_buf, write_all, write_all_within};
 use crate::context::{Context, Phase};
-use crate::debug;
 use crate::error::{Forbidden, TaskError};
 use crate::escapers::Escaper;
 use crate::relay::{self, RelayPolicy, Side};
 use crate::task::TaskContext;
+use tracing::debug;
 
 pub struct HttpProxyServer {
     config: HttpProxyConfig,

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use super::ports::read_proxy_header;
 use super::{BuildContext, ServeConnections, Server};
 use crate::conn::{self, ClientConn};
-use crate::info;
 use crate::task::TaskContext;
+use tracing::info;
 
 pub struct IntelliProxyServer {
     config: IntelliProxyConfig,

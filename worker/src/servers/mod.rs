@@ -30,7 +30,7 @@ use crate::context::{Context, Phase, ServerCounters};
 use crate::escapers::Escaper;
 use crate::relay::RelayPolicy;
 use crate::task::TaskContext;
-use crate::{info, warn};
+use tracing::{info, warn};
 
 /// What a server may refer to while it is built: escapers, and the servers built before it
 /// (the config puts every server after those it hands connections to).

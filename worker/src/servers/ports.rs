@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use super::{BuildContext, ServeConnections, Server};
 use crate::conn::{self, ClientConn, ReadError};
-use crate::info;
 use crate::task::TaskContext;
+use tracing::info;
 
 /// Reads the PROXY header a port expects; the connection is dropped without one.
 pub async fn read_proxy_header(

@@ -17,11 +17,11 @@ use super::socks_proxy_udp::UdpSession;
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn, ReadError, write_all};
 use crate::context::Context;
-use crate::debug;
 use crate::error::TaskError;
 use crate::escapers::{Connected, Escaper};
 use crate::relay::{self, RelayPolicy};
 use crate::task::TaskContext;
+use tracing::debug;
 
 pub struct SocksProxyServer {
     config: SocksProxyConfig,

@@ -23,12 +23,12 @@ use tokio::sync::watch;
 
 use crate::conn::{Stream, write_all};
 use crate::context::Phase;
-use crate::debug;
 use crate::error::TaskError;
 use crate::escapers::{Escaper, UdpRelay};
 use crate::pick::random_index;
 use crate::relay::{DatagramLimiter, RelayPolicy};
 use crate::task::TaskContext;
+use tracing::debug;
 
 /// The largest datagram relayed.
 const MAX_DATAGRAM: usize = 65_535;

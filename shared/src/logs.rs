@@ -1,0 +1,177 @@
+//! The process log of the supervisor and of every worker, through `tracing`: code logs with
+//! `tracing::{warn, info, debug}!` (fields included), and [`init`] installs the one subscriber,
+//! which formats a line and hands it to a writer thread without waiting. When the writer falls
+//! behind (stderr is a pipe that someone stopped reading, journald is slow), lines are dropped
+//! and counted instead of stalling a runtime thread, and the count is written once the writer
+//! catches up. Under systemd stderr goes to the journal. Task logs with their own drivers
+//! belong to the `log` section and do not pass through here.
+//!
+//! Spans are not used: an event carries its context in its fields.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+/// Lines waiting for the writer; past this they are dropped.
+const QUEUE: usize = 8192;
+
+static WRITER: OnceLock<SyncSender<Line>> = OnceLock::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+enum Line {
+    Text(String),
+    /// Answered once every line before it is written.
+    Flush(SyncSender<()>),
+}
+
+/// Installs the process log. `prefix` starts every line (`g3proxy[PID]`,
+/// `g3proxy-worker[gen G #I pid P]`); `base` is the level written without `-v`, and each
+/// `-v` (`verbose`) adds one more (info, then debug, then trace).
+pub fn init(prefix: String, base: Level, verbose: u8) {
+    let levels = [
+        Level::ERROR,
+        Level::WARN,
+        Level::INFO,
+        Level::DEBUG,
+        Level::TRACE,
+    ];
+    let base_index = levels.iter().position(|l| *l == base).unwrap_or(1);
+    let max = levels[(base_index + verbose as usize).min(levels.len() - 1)];
+    let (sender, receiver) = sync_channel(QUEUE);
+    let writer_prefix = prefix.clone();
+    let spawned = std::thread::Builder::new()
+        .name("process-log".into())
+        .spawn(move || write_lines(&writer_prefix, receiver));
+    if spawned.is_ok() {
+        let _ = WRITER.set(sender);
+    }
+    let _ = tracing::subscriber::set_global_default(ProcessLog { prefix, max });
+}
+
+/// Waits (a second at most) until the lines logged so far are written: before exit.
+pub fn flush() {
+    let Some(writer) = WRITER.get() else {
+        return;
+    };
+    let (done, wait) = sync_channel(1);
+    // Queued behind everything logged so far; sent from a thread of its own, so a writer
+    // stuck on a blocked stderr cannot hold the exit past the timeout.
+    let writer = writer.clone();
+    let _ = std::thread::Builder::new().spawn(move || writer.send(Line::Flush(done)));
+    let _ = wait.recv_timeout(Duration::from_secs(1));
+}
+
+fn write_lines(prefix: &str, receiver: Receiver<Line>) {
+    let stderr = std::io::stderr();
+    for line in receiver {
+        let mut out = stderr.lock();
+        match line {
+            Line::Text(text) => {
+                let _ = out.write_all(text.as_bytes());
+            }
+            Line::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        }
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(
+                out,
+                "{prefix} warn: {dropped} log lines dropped while the log was blocked"
+            );
+        }
+    }
+}
+
+fn send(text: String) {
+    match WRITER.get() {
+        Some(writer) => match writer.try_send(Line::Text(text)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(Line::Text(text))) => eprint!("{text}"),
+            Err(TrySendError::Disconnected(_)) => {}
+        },
+        // The writer thread could not start: nothing runs yet that could be blocked.
+        None => eprint!("{text}"),
+    }
+}
+
+struct ProcessLog {
+    prefix: String,
+    max: Level,
+}
+
+impl Subscriber for ProcessLog {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= self.max
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::from_level(self.max))
+    }
+
+    fn event(&self, event: &Event<'_>) {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warn",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut text = format!("{} {level}: {}", self.prefix, fields.message);
+        text.push_str(&fields.rest);
+        text.push('\n');
+        send(text);
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+/// An event's message, then its other fields as ` name=value`.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.rest, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // A format string's arguments arrive here; their Debug form is the formatted text.
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.rest, " {}={value:?}", field.name());
+        }
+    }
+}
