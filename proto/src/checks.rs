@@ -30,15 +30,16 @@ pub fn http1_request(data: &[u8]) {
             Ok(framing),
         ) = (head.proxy_target(), head.body_framing())
         {
-            http1::write_request_head(
-                &head.without_expect(),
-                &path,
-                &upstream,
+            let outgoing = http1::Outgoing {
+                path: &path,
+                upstream: &upstream,
                 tls,
+                absolute_form: false,
                 framing,
-                true,
-                &mut out,
-            );
+                keep_alive: true,
+                extra_headers: b"",
+            };
+            http1::write_request_head(&head.without_expect(), &outgoing, &mut out);
             // What we send upstream is itself a valid request head, framed as we decided.
             // (It may carry a few more lines than we accept from a client: Host, framing and
             // Connection are ours, so a head at our limit can come out past it.)

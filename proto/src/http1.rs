@@ -424,37 +424,57 @@ fn write_framing(headers: &[Header], framing: BodyFraming, out: &mut Vec<u8>) {
     }
 }
 
-/// Writes the head to send upstream for a forwarded request: origin-form target, the client's
-/// HTTP version, `Host` from the request-target's authority (RFC 9112 3.2.2), end-to-end
-/// headers, the framing the proxy will relay, and its own connection choice.
-pub fn write_request_head(
-    head: &RequestHead,
-    path: &str,
-    upstream: &HostPort,
-    tls: bool,
-    framing: BodyFraming,
-    keep_alive: bool,
-    out: &mut Vec<u8>,
-) {
+/// How a forwarded request goes out: where, framed how, and in which form.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The origin-form path (`/x?y`).
+    pub path: &'a str,
+    pub upstream: &'a HostPort,
+    /// Whether the origin is spoken to over TLS (`https`).
+    pub tls: bool,
+    /// Absolute form (`GET http://host:port/path`), for a next-hop proxy.
+    pub absolute_form: bool,
+    pub framing: BodyFraming,
+    pub keep_alive: bool,
+    /// Lines the proxy adds, each ending in CRLF (`Proxy-Authorization` for a next hop).
+    pub extra_headers: &'a [u8],
+}
+
+/// Writes the head to send upstream for a forwarded request: the target in origin form (or
+/// absolute form for a next-hop proxy), the client's HTTP version, `Host` from the
+/// request-target's authority (RFC 9112 3.2.2), end-to-end headers, the framing the proxy will
+/// relay, and its own connection choice.
+pub fn write_request_head(head: &RequestHead, outgoing: &Outgoing<'_>, out: &mut Vec<u8>) {
+    let default_port = if outgoing.tls { 443 } else { 80 };
+    let upstream = outgoing.upstream;
+    let authority = if upstream.port == default_port {
+        upstream.host.to_string()
+    } else {
+        upstream.to_string()
+    };
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
+    if outgoing.absolute_form {
+        out.extend_from_slice(if outgoing.tls {
+            b"https://"
+        } else {
+            b"http://"
+        });
+        out.extend_from_slice(authority.as_bytes());
+    }
+    out.extend_from_slice(outgoing.path.as_bytes());
     out.extend_from_slice(if head.minor_version == 0 {
         b" HTTP/1.0\r\n"
     } else {
         b" HTTP/1.1\r\n"
     });
     out.extend_from_slice(b"Host: ");
-    let default_port = if tls { 443 } else { 80 };
-    if upstream.port == default_port {
-        out.extend_from_slice(upstream.host.to_string().as_bytes());
-    } else {
-        out.extend_from_slice(upstream.to_string().as_bytes());
-    }
+    out.extend_from_slice(authority.as_bytes());
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(outgoing.extra_headers);
     write_end_to_end_headers(&head.headers, out);
-    write_framing(&head.headers, framing, out);
-    out.extend_from_slice(if keep_alive {
+    write_framing(&head.headers, outgoing.framing, out);
+    out.extend_from_slice(if outgoing.keep_alive {
         b"Connection: keep-alive\r\n\r\n"
     } else {
         b"Connection: close\r\n\r\n"
@@ -774,18 +794,42 @@ mod tests {
             port: 81,
         };
         let mut out = Vec::new();
-        write_request_head(
-            &head,
-            "/x",
-            &upstream,
-            false,
-            BodyFraming::Empty,
-            true,
-            &mut out,
-        );
+        let mut outgoing = Outgoing {
+            path: "/x",
+            upstream: &upstream,
+            tls: false,
+            absolute_form: false,
+            framing: BodyFraming::Empty,
+            keep_alive: true,
+            extra_headers: b"",
+        };
+        write_request_head(&head, &outgoing, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /x HTTP/1.1\r\nHost: a.example:81\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n"
+        );
+        // Toward a next-hop proxy: absolute form, and our own credentials, never the client's.
+        outgoing.absolute_form = true;
+        outgoing.extra_headers = b"Proxy-Authorization: Basic dTpw\r\n";
+        let mut out = Vec::new();
+        write_request_head(&head, &outgoing, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET http://a.example:81/x HTTP/1.1\r\nHost: a.example:81\r\nProxy-Authorization: Basic dTpw\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n"
+        );
+        let https = HostPort {
+            host: Host::Domain("a.example".into()),
+            port: 443,
+        };
+        outgoing.upstream = &https;
+        outgoing.tls = true;
+        outgoing.extra_headers = b"";
+        let mut out = Vec::new();
+        write_request_head(&head, &outgoing, &mut out);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with("GET https://a.example/x HTTP/1.1\r\nHost: a.example\r\n")
         );
     }
 
@@ -808,7 +852,16 @@ mod tests {
                     panic!("{text:?} is no forward request");
                 };
                 let mut out = Vec::new();
-                write_request_head(&head, &path, &upstream, tls, framing, true, &mut out);
+                let outgoing = Outgoing {
+                    path: &path,
+                    upstream: &upstream,
+                    tls,
+                    absolute_form: false,
+                    framing,
+                    keep_alive: true,
+                    extra_headers: b"",
+                };
+                write_request_head(&head, &outgoing, &mut out);
                 Ok(String::from_utf8(out).unwrap())
             });
             assert_eq!(result.as_deref().map_err(Clone::clone), want, "{text:?}");

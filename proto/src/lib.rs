@@ -1,6 +1,7 @@
 //! Sans-IO protocol code for every g3proxy process: parsers and encoders that turn bytes into
 //! meaning and back, with no sockets, no tokio and no clock.
 //!
+//! - [`base64`]: the encoding of HTTP Basic credentials.
 //! - [`frame`]: length-prefixed frames that carry IPC messages between supervisor, workers and ctl.
 //! - [`http1`]: HTTP/1.x request and response heads (on `httparse`), message framing and the
 //!   chunked-body tracker used when relaying bodies byte for byte.
@@ -12,6 +13,7 @@
 //! Parsers take `&[u8]` and answer with the message and the bytes it used, `Partial` when they
 //! need more, or a typed error. The worker's tokio adapters only fill buffers and call them.
 
+pub mod base64;
 pub mod checks;
 pub mod frame;
 pub mod http1;

@@ -31,6 +31,16 @@ impl Group {
 
     /// The same, with the group's directory under `base`.
     pub fn new_in(scenario: &str, base: &Path) -> Group {
+        Self::build(scenario, base, &[])
+    }
+
+    /// Writes scenario `scenario` with the ports of `preset` (servers the test already runs,
+    /// other groups) and fresh ports for every other placeholder.
+    pub fn with_ports(scenario: &str, preset: &[(&str, u16)]) -> Group {
+        Self::build(scenario, &std::env::temp_dir(), preset)
+    }
+
+    fn build(scenario: &str, base: &Path, preset: &[(&str, u16)]) -> Group {
         let dir = base.join(format!(
             "g3proxy-e2e-{}-{}",
             std::process::id(),
@@ -44,7 +54,10 @@ impl Group {
             .join(scenario)
             .join("main.yml");
         let mut text = std::fs::read_to_string(&template_path).expect("scenario main.yml");
-        let mut ports = HashMap::new();
+        let mut ports: HashMap<String, u16> = preset
+            .iter()
+            .map(|(name, port)| (name.to_string(), *port))
+            .collect();
         while let Some(start) = text.find("{{") {
             let end = text[start..].find("}}").expect("closed placeholder") + start;
             let name = text[start + 2..end].to_string();

@@ -54,6 +54,10 @@ pub enum TaskError {
     UpstreamTls(io::Error),
     #[error("internal: {0}")]
     Internal(String),
+    /// An escaper asked for an operation its type does not have (udp through an HTTP
+    /// proxy); [`crate::escapers`] names the escaper before it reaches a log.
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 impl TaskError {
@@ -78,6 +82,7 @@ impl TaskError {
             TaskError::UpstreamTls(_) => (525, "SSL Handshake Failed"),
             TaskError::UpstreamIo(_) | TaskError::UpstreamProtocol(_) => (502, "Bad Gateway"),
             TaskError::Internal(_) => (500, "Internal Server Error"),
+            TaskError::Unsupported(_) => (501, "Not Implemented"),
         }
     }
 
@@ -88,6 +93,7 @@ impl TaskError {
             TaskError::UpstreamRefused(_) => Reply::ConnectionRefused,
             TaskError::UpstreamConnectTimeout => Reply::TtlExpired,
             TaskError::UpstreamUnreachable(_) => Reply::NetworkUnreachable,
+            TaskError::Unsupported(_) => Reply::CommandNotSupported,
             _ => Reply::GeneralFailure,
         }
     }

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::context::{Context, Phase, TaskRegistry};
 use crate::control::{self, ControlRequest};
-use crate::escapers::Escaper;
+use crate::escapers::{Dependencies, Escaper};
 use crate::resolvers::Resolver;
 use crate::servers::{self, BuildContext, Server};
 use tracing::{info, warn};
@@ -72,7 +72,13 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     for escaper in &config.escapers {
         escapers.insert(
             escaper.name().to_string(),
-            Arc::new(Escaper::build(escaper, &resolvers)?),
+            Arc::new(Escaper::build(
+                escaper,
+                &Dependencies {
+                    resolvers: &resolvers,
+                    escapers: &escapers,
+                },
+            )?),
         );
     }
     let (phase, phase_receiver) = watch::channel(Phase::Serving);

@@ -75,7 +75,9 @@ fn g3proxy_layout_loads_with_its_spellings() {
     );
     let ResolverConfig::CAres(cares) = &config.resolvers[0];
     assert_eq!(cares.server.0.len(), 2);
-    let escapers::EscaperType::DirectFixed(direct) = &config.escapers[0].escaper_type;
+    let escapers::EscaperType::DirectFixed(direct) = &config.escapers[0].escaper_type else {
+        panic!("escaper 0 is direct_fixed");
+    };
     assert_eq!(
         direct.resolve_strategy.query,
         escapers::QueryStrategy::Ipv4Only
@@ -445,4 +447,84 @@ fn keys_of_neither_part_are_refused_at_their_line() {
         "main.yml: server[0].escaper (line 8): unknown field `escaper`"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Chaining and routing entries: g3proxy's list and map rule forms, weighted next hops, and
+/// the mistakes decoding alone would not see.
+#[test]
+fn proxy_http_and_route_upstream_entries() {
+    let dir = write_tree(&[(
+        "main.yml",
+        "escaper:
+  - {name: direct, type: direct_fixed, resolver: r}
+  - name: up
+    type: proxy_http
+    proxy_addr: [\"127.0.0.1:8080\", {addr: \"[::1]\", weight: 3}]
+    proxy_password: hunter2
+  - name: route
+    type: route_upstream
+    exact_match: {up: [a.example, 192.0.2.1]}
+    child_match:
+      - next: up
+        domains: [Example.NET.]
+    suffix_match: [{next: up, suffix: -internal}]
+    subnet_match: [{next: direct, subnets: 10.0.0.0/8}]
+    default_next: direct
+",
+    )]);
+    let (config, _) = load(&dir).unwrap();
+    let escapers::EscaperType::ProxyHttp(up) = &config.escapers[1].escaper_type else {
+        panic!("escaper 1 is proxy_http");
+    };
+    let addrs: Vec<String> = up
+        .proxy_addr
+        .iter()
+        .map(|a| format!("{} {}", a.addr.with_default_port(3128), a.weight))
+        .collect();
+    assert_eq!(addrs, ["127.0.0.1:8080 1", "[::1]:3128 3"]);
+    assert!(!format!("{config:?}").contains("hunter2"));
+    let escapers::EscaperType::RouteUpstream(route) = &config.escapers[2].escaper_type else {
+        panic!("escaper 2 is route_upstream");
+    };
+    assert_eq!(
+        route.child_match,
+        [("up".to_string(), vec!["example.net".to_string()])]
+    );
+    assert_eq!(route.suffix_match[0].1, ["-internal"]);
+    assert_eq!(route.exact_match[0].1.len(), 2);
+    // Routes are built after what they route to.
+    assert_eq!(config.escapers[2].name(), "route");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let base = "escaper:\n  - {name: d, type: direct_fixed, resolver: r}\n";
+    let cases = [
+        (
+            "  - {name: p, type: proxy_http, proxy_addr: \"proxy.example:3128\"}\n",
+            "main.yml: escaper[1] (line 3): proxy_addr names a host: set resolver to look it up",
+        ),
+        (
+            "  - {name: p, type: proxy_http, proxy_addr: []}\n",
+            "main.yml: escaper[1] (line 3): proxy_addr is empty: name at least one next-hop proxy",
+        ),
+        (
+            "  - {name: p, type: proxy_http, proxy_addr: \"127.0.0.1\", proxy_addr_pick_policy: ketama}\n",
+            "pick policy ketama is not supported by this build yet",
+        ),
+        (
+            "  - {name: r, type: route_upstream, default_next: d, regex_match: [{next: d, rules: [\"a.*\"]}]}\n",
+            "regex_match is not supported by this build yet",
+        ),
+        (
+            "  - {name: r, type: route_upstream, default_next: d, exact_match: [{next: d, subnets: [10.0.0.0/8]}]}\n",
+            "unknown key subnets: a rule here has next and hosts or host",
+        ),
+        (
+            "  - {name: r, type: route_upstream, default_next: d, subnet_match: [{next: d, subnets: [a.example]}]}\n",
+            "invalid subnet \"a.example\"",
+        ),
+    ];
+    for (entry, want) in cases {
+        let error = load_error(&[("main.yml", &format!("{base}{entry}"))]);
+        assert!(error.contains(want), "{entry}: {error}");
+    }
 }

@@ -1,16 +1,18 @@
 //! Value types shared by config and runtime: humanized durations and sizes, listen specs,
-//! network ACLs.
+//! network ACLs, upstream address lists.
 
 pub mod bounds;
 mod humanize;
 mod listen;
 mod network_acl;
 mod speed;
+mod upstream;
 
 pub use humanize::{HumanDuration, HumanSize, MAX_DURATION};
 pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};
 pub use speed::SpeedLimit;
+pub use upstream::{PickPolicy, Secret, UpstreamAddr, WeightedAddr};
 
 /// Seconds since the Unix epoch: how deadlines travel between processes.
 pub fn unix_secs(at: std::time::SystemTime) -> u64 {

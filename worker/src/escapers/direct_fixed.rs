@@ -1,17 +1,15 @@
 //! `type: direct_fixed`: resolve, check every address against the egress network filter, then
 //! connect straight to the target from a configured bind address.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::escapers::{DirectFixedConfig, PickStrategy};
 use g3proxy_shared::types::NetworkAcl;
-use tokio::net::TcpSocket;
+use tokio::net::UdpSocket;
 
-use super::Connected;
-use crate::conn::Stream;
+use super::{Connected, Dependencies, EscaperOps, connect_tcp};
 use crate::error::TaskError;
 use crate::pick::random_index;
 use crate::resolvers::Resolver;
@@ -23,15 +21,12 @@ pub struct DirectFixedEscaper {
 }
 
 impl DirectFixedEscaper {
-    pub fn build(
-        config: &DirectFixedConfig,
-        resolvers: &HashMap<String, Arc<Resolver>>,
-    ) -> anyhow::Result<Self> {
+    pub fn build(config: &DirectFixedConfig, deps: &Dependencies) -> anyhow::Result<Self> {
         let egress = NetworkAcl::egress(config.egress_network_filter.as_ref());
         Ok(DirectFixedEscaper {
             config: config.clone(),
             egress,
-            resolver: Resolver::named(resolvers, &config.resolver),
+            resolver: deps.resolver(&config.resolver),
         })
     }
 
@@ -74,52 +69,27 @@ impl DirectFixedEscaper {
             .collect();
         (!same_family.is_empty()).then(|| same_family[random_index(same_family.len())])
     }
+}
 
-    pub async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
+impl EscaperOps for DirectFixedEscaper {
+    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
         let addresses = self.candidates(target).await?;
         let attempts = self.config.tcp_connect.max_retry + 1;
         let mut last_error = TaskError::UpstreamConnectTimeout;
         for ip in addresses.into_iter().take(attempts) {
             let address = SocketAddr::new(ip, target.port);
-            let socket = if ip.is_ipv4() {
-                TcpSocket::new_v4()
-            } else {
-                TcpSocket::new_v6()
-            }
-            .map_err(|e| TaskError::Internal(e.to_string()))?;
-            if let Some(bind) = self.bind_address(ip) {
-                socket
-                    .bind(SocketAddr::new(bind, 0))
-                    .map_err(|e| TaskError::Internal(format!("bind {bind}: {e}")))?;
-            }
-            match tokio::time::timeout(
-                self.config.tcp_connect.each_timeout.0,
-                socket.connect(address),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    let bound = stream
-                        .local_addr()
-                        .map_err(|e| TaskError::Internal(e.to_string()))?;
-                    return Ok(Connected {
-                        stream: Stream::plain(stream),
-                        next_hop: address,
-                        bound,
-                    });
-                }
-                Ok(Err(error)) => last_error = TaskError::from_connect(error),
-                Err(_) => last_error = TaskError::UpstreamConnectTimeout,
+            let timeout = self.config.tcp_connect.each_timeout.0;
+            match connect_tcp(address, self.bind_address(ip), timeout).await {
+                Ok(connected) => return Ok(connected),
+                Err(error @ TaskError::Internal(_)) => return Err(error),
+                Err(error) => last_error = error,
             }
         }
         Err(last_error)
     }
-}
 
-impl DirectFixedEscaper {
     /// Where a datagram for `target` goes: resolved, filtered, the first allowed address.
-    pub async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
+    async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
         let addresses = self.candidates(target).await?;
         // candidates() never answers an empty list.
         let ip = addresses
@@ -130,7 +100,7 @@ impl DirectFixedEscaper {
     }
 
     /// A UDP socket of `target`'s family, bound to a configured address of that family.
-    pub fn udp_bind(&self, target: SocketAddr) -> Result<tokio::net::UdpSocket, TaskError> {
+    fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
         let bind = self
             .bind_address(target.ip())
             .unwrap_or(if target.is_ipv4() {
@@ -140,7 +110,7 @@ impl DirectFixedEscaper {
             });
         let socket = std::net::UdpSocket::bind(SocketAddr::new(bind, 0))
             .and_then(|s| s.set_nonblocking(true).map(|_| s))
-            .and_then(tokio::net::UdpSocket::from_std)
+            .and_then(UdpSocket::from_std)
             .map_err(|e| TaskError::Internal(format!("udp bind {bind}: {e}")))?;
         Ok(socket)
     }

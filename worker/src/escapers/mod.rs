@@ -1,28 +1,35 @@
 //! Escapers: how a task reaches its upstream. An escaper is a set of operations every server
 //! uses the same way: [`Escaper::tcp_connect`] (the stream, and what it went through: next hop
-//! and bound address, noted on the task), [`Escaper::tls_connect`] on top of it, and for UDP
-//! [`Escaper::udp_connect`] (one target) and [`UdpRelay`] (a target per datagram). Route
-//! escapers (a later issue) add a step that picks another escaper per task; proxy escapers add
-//! the absolute-form HTTP forward mode and UDP through a peer.
+//! and bound address, noted on the task), [`Escaper::tls_connect`] on top of it,
+//! [`Escaper::http_forward`] (a connection for a forwarded HTTP request and the form the
+//! request takes on it: origin form to an origin, absolute form to a next-hop proxy), and for
+//! UDP [`Escaper::udp_connect`] (one target) and [`UdpRelay`] (a target per datagram).
+//! Route escapers answer none of these themselves: [`Escaper::route`] follows them to the
+//! escaper that serves the target, before every operation.
 //!
-//! One file per config `type`, one line in [`escaper_runtimes!`]. A name that a server or
-//! route refers to but the config lacks gets [`Escaper::DenyAll`], as g3proxy's `DummyDeny`.
+//! A type implements [`EscaperOps`] (each operation has a default: unsupported) in its own
+//! file and takes one line in [`escaper_runtimes!`]. A name that a server or route refers to
+//! but the config lacks gets a deny-all stand-in, as g3proxy's `DummyDeny`.
 
+mod deny_all;
 mod direct_fixed;
+mod proxy_http;
+mod route_upstream;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::EscaperConfig;
 use g3proxy_shared::config::escapers::EscaperType;
 use g3proxy_shared::config::tls::TlsClientConfig;
 use rustls::pki_types::ServerName;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpSocket, UdpSocket};
 
 use crate::conn::Stream;
-use crate::error::{Forbidden, TaskError};
+use crate::error::TaskError;
 use crate::resolvers::Resolver;
 use crate::task::TaskContext;
 
@@ -35,23 +42,112 @@ pub struct Connected {
     pub bound: SocketAddr,
 }
 
+/// How a forwarded HTTP request is written on its connection.
+#[derive(Clone)]
+pub enum RequestForm {
+    /// To the origin itself: `GET /path`.
+    Origin,
+    /// To a next-hop proxy: `GET http://host/path`, with our credentials for it as a ready
+    /// `Proxy-Authorization` line.
+    Absolute { authorization: Option<Arc<str>> },
+}
+
+/// A connection for forwarded HTTP requests.
+pub struct Forward {
+    pub connected: Connected,
+    pub form: RequestForm,
+}
+
+/// What an escaper type does. Every operation but routing has an escaper's answer to it;
+/// a type that cannot do one keeps the default, which says so.
+trait EscaperOps {
+    /// Route escapers: the escaper `target` goes to next.
+    fn next_for(&self, _target: &HostPort) -> Option<&Escaper> {
+        None
+    }
+
+    async fn tcp_connect(&self, _target: &HostPort) -> Result<Connected, TaskError> {
+        Err(TaskError::Unsupported("tcp connect".into()))
+    }
+
+    /// A connection to forward HTTP requests to `target` on, when this escaper forwards
+    /// them its own way; `None`: over [`Escaper::tcp_connect`] or [`Escaper::tls_connect`]
+    /// in origin form.
+    async fn http_forward(
+        &self,
+        _target: &HostPort,
+        _tls: bool,
+    ) -> Option<Result<Forward, TaskError>> {
+        None
+    }
+
+    /// Where a datagram for `target` goes, after resolution and the egress filter.
+    async fn udp_target(&self, _target: &HostPort) -> Result<SocketAddr, TaskError> {
+        Err(TaskError::Unsupported("udp".into()))
+    }
+
+    /// A socket to send datagrams to `target` from.
+    fn udp_bind(&self, _target: SocketAddr) -> Result<UdpSocket, TaskError> {
+        Err(TaskError::Unsupported("udp".into()))
+    }
+}
+
 macro_rules! escaper_runtimes {
     ($($variant:ident => $runtime:ty;)*) => {
-        pub enum EscaperRuntime {
+        enum EscaperRuntime {
             $($variant($runtime),)*
-            DenyAll,
+            DenyAll(deny_all::DenyAll),
         }
 
         impl EscaperRuntime {
-            fn build(
-                config: &EscaperConfig,
-                resolvers: &HashMap<String, Arc<Resolver>>,
-            ) -> anyhow::Result<EscaperRuntime> {
+            fn build(config: &EscaperConfig, deps: &Dependencies) -> anyhow::Result<Self> {
                 Ok(match &config.escaper_type {
                     $(EscaperType::$variant(own) => {
-                        EscaperRuntime::$variant(<$runtime>::build(own, resolvers)?)
+                        EscaperRuntime::$variant(<$runtime>::build(own, deps)?)
                     })*
                 })
+            }
+        }
+
+        /// Each operation, passed on to the runtime's type.
+        impl EscaperOps for EscaperRuntime {
+            fn next_for(&self, target: &HostPort) -> Option<&Escaper> {
+                match self {
+                    $(EscaperRuntime::$variant(e) => e.next_for(target),)*
+                    EscaperRuntime::DenyAll(e) => e.next_for(target),
+                }
+            }
+
+            async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
+                match self {
+                    $(EscaperRuntime::$variant(e) => e.tcp_connect(target).await,)*
+                    EscaperRuntime::DenyAll(e) => e.tcp_connect(target).await,
+                }
+            }
+
+            async fn http_forward(
+                &self,
+                target: &HostPort,
+                tls: bool,
+            ) -> Option<Result<Forward, TaskError>> {
+                match self {
+                    $(EscaperRuntime::$variant(e) => e.http_forward(target, tls).await,)*
+                    EscaperRuntime::DenyAll(e) => e.http_forward(target, tls).await,
+                }
+            }
+
+            async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
+                match self {
+                    $(EscaperRuntime::$variant(e) => e.udp_target(target).await,)*
+                    EscaperRuntime::DenyAll(e) => e.udp_target(target).await,
+                }
+            }
+
+            fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
+                match self {
+                    $(EscaperRuntime::$variant(e) => e.udp_bind(target),)*
+                    EscaperRuntime::DenyAll(e) => e.udp_bind(target),
+                }
             }
         }
     };
@@ -59,6 +155,26 @@ macro_rules! escaper_runtimes {
 
 escaper_runtimes! {
     DirectFixed => direct_fixed::DirectFixedEscaper;
+    ProxyHttp => proxy_http::ProxyHttpEscaper;
+    RouteUpstream => route_upstream::RouteUpstreamEscaper;
+}
+
+/// What an escaper may refer to while it is built: resolvers, and the escapers built before
+/// it (the config lists escapers after those they route to).
+pub struct Dependencies<'a> {
+    pub resolvers: &'a HashMap<String, Arc<Resolver>>,
+    pub escapers: &'a HashMap<String, Arc<Escaper>>,
+}
+
+impl Dependencies<'_> {
+    pub fn resolver(&self, name: &str) -> Arc<Resolver> {
+        Resolver::named(self.resolvers, name)
+    }
+
+    /// The escaper called `name`, or a deny-all stand-in when the config lacks it.
+    pub fn escaper(&self, name: &str) -> Arc<Escaper> {
+        Escaper::named(self.escapers, name)
+    }
 }
 
 pub struct Escaper {
@@ -67,27 +183,47 @@ pub struct Escaper {
 }
 
 impl Escaper {
-    pub fn build(
-        config: &EscaperConfig,
-        resolvers: &HashMap<String, Arc<Resolver>>,
-    ) -> anyhow::Result<Escaper> {
+    pub fn build(config: &EscaperConfig, deps: &Dependencies) -> anyhow::Result<Escaper> {
         Ok(Escaper {
             name: config.name().into(),
-            runtime: EscaperRuntime::build(config, resolvers)?,
+            runtime: EscaperRuntime::build(config, deps)?,
         })
     }
 
-    /// The stand-in for an escaper the config names but lacks.
-    pub fn deny_all(name: &str) -> Escaper {
-        Escaper {
-            name: name.into(),
-            runtime: EscaperRuntime::DenyAll,
+    /// The escaper called `name`, or a deny-all stand-in when the config lacks it.
+    pub fn named(escapers: &HashMap<String, Arc<Escaper>>, name: &str) -> Arc<Escaper> {
+        escapers.get(name).cloned().unwrap_or_else(|| {
+            Arc::new(Escaper {
+                name: name.into(),
+                runtime: EscaperRuntime::DenyAll(deny_all::DenyAll::new(name)),
+            })
+        })
+    }
+
+    /// The escaper that serves `target`: this one, or where its routes lead.
+    pub fn route(&self, target: &HostPort) -> &Escaper {
+        let mut escaper = self;
+        // The loader refuses cyclic routes, so this ends.
+        while let Some(next) = escaper.runtime.next_for(target) {
+            escaper = next;
+        }
+        escaper
+    }
+
+    /// Names this escaper in an error that did not say who could not do what.
+    fn explain(&self, error: TaskError) -> TaskError {
+        match error {
+            TaskError::Unsupported(what) => {
+                TaskError::Unsupported(format!("escaper {} does not do {what}", self.name))
+            }
+            other => other,
         }
     }
 
-    /// What a deny-all stand-in answers to every operation.
-    fn denied(&self) -> TaskError {
-        TaskError::Policy(Forbidden::MissingEscaper(self.name.to_string()))
+    fn note(&self, task: &mut TaskContext, connected: &Connected) {
+        task.notes.escaper = Some(self.name.clone());
+        task.notes.next_hop = Some(connected.next_hop);
+        task.notes.bound = Some(connected.bound);
     }
 
     /// Opens a TCP connection toward `target` and notes on the task how it went.
@@ -96,47 +232,14 @@ impl Escaper {
         task: &mut TaskContext,
         target: &HostPort,
     ) -> Result<Connected, TaskError> {
-        let connected = match &self.runtime {
-            EscaperRuntime::DirectFixed(e) => e.tcp_connect(target).await?,
-            EscaperRuntime::DenyAll => return Err(self.denied()),
-        };
-        task.notes.escaper = Some(self.name.clone());
-        task.notes.next_hop = Some(connected.next_hop);
-        task.notes.bound = Some(connected.bound);
-        Ok(connected)
-    }
-
-    /// Where a datagram for `target` goes, after resolution and the egress filter.
-    async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
-        match &self.runtime {
-            EscaperRuntime::DirectFixed(e) => e.udp_target(target).await,
-            EscaperRuntime::DenyAll => Err(self.denied()),
-        }
-    }
-
-    fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
-        match &self.runtime {
-            EscaperRuntime::DirectFixed(e) => e.udp_bind(target),
-            EscaperRuntime::DenyAll => Err(self.denied()),
-        }
-    }
-
-    /// A UDP socket connected to `target`, checked and resolved once (g3's "udp connect").
-    pub async fn udp_connect(
-        &self,
-        task: &mut TaskContext,
-        target: &HostPort,
-    ) -> Result<UdpSocket, TaskError> {
-        let address = self.udp_target(target).await?;
-        let socket = self.udp_bind(address)?;
-        socket
-            .connect(address)
+        let escaper = self.route(target);
+        let connected = escaper
+            .runtime
+            .tcp_connect(target)
             .await
-            .map_err(TaskError::from_connect)?;
-        task.notes.escaper = Some(self.name.clone());
-        task.notes.next_hop = Some(address);
-        task.notes.bound = socket.local_addr().ok();
-        Ok(socket)
+            .map_err(|e| escaper.explain(e))?;
+        escaper.note(task, &connected);
+        Ok(connected)
     }
 
     /// A TCP connection as [`Escaper::tcp_connect`] opens it, then TLS to `target` with
@@ -171,10 +274,92 @@ impl Escaper {
             bound,
         })
     }
+
+    /// A connection to forward HTTP requests for `target` on, TLS to the origin with
+    /// `tls` for https, and the form the requests take on it.
+    pub async fn http_forward(
+        &self,
+        task: &mut TaskContext,
+        target: &HostPort,
+        tls: Option<&TlsClientConfig>,
+    ) -> Result<Forward, TaskError> {
+        let escaper = self.route(target);
+        if let Some(forward) = escaper.runtime.http_forward(target, tls.is_some()).await {
+            let forward = forward.map_err(|e| escaper.explain(e))?;
+            escaper.note(task, &forward.connected);
+            return Ok(forward);
+        }
+        let connected = match tls {
+            Some(config) => escaper.tls_connect(task, target, config, None).await?,
+            None => escaper.tcp_connect(task, target).await?,
+        };
+        Ok(Forward {
+            connected,
+            form: RequestForm::Origin,
+        })
+    }
+
+    /// A UDP socket connected to `target`, checked and resolved once (g3's "udp connect").
+    pub async fn udp_connect(
+        &self,
+        task: &mut TaskContext,
+        target: &HostPort,
+    ) -> Result<UdpSocket, TaskError> {
+        let escaper = self.route(target);
+        let ops = &escaper.runtime;
+        let address = ops
+            .udp_target(target)
+            .await
+            .map_err(|e| escaper.explain(e))?;
+        let socket = ops.udp_bind(address).map_err(|e| escaper.explain(e))?;
+        socket
+            .connect(address)
+            .await
+            .map_err(TaskError::from_connect)?;
+        task.notes.escaper = Some(escaper.name.clone());
+        task.notes.next_hop = Some(address);
+        task.notes.bound = socket.local_addr().ok();
+        Ok(socket)
+    }
+}
+
+/// Connects to `address` from `bind` (any local address when `None`) within `timeout`.
+pub(crate) async fn connect_tcp(
+    address: SocketAddr,
+    bind: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<Connected, TaskError> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| TaskError::Internal(e.to_string()))?;
+    if let Some(bind) = bind {
+        socket
+            .bind(SocketAddr::new(bind, 0))
+            .map_err(|e| TaskError::Internal(format!("bind {bind}: {e}")))?;
+    }
+    match tokio::time::timeout(timeout, socket.connect(address)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            let bound = stream
+                .local_addr()
+                .map_err(|e| TaskError::Internal(e.to_string()))?;
+            Ok(Connected {
+                stream: Stream::plain(stream),
+                next_hop: address,
+                bound,
+            })
+        }
+        Ok(Err(error)) => Err(TaskError::from_connect(error)),
+        Err(_) => Err(TaskError::UpstreamConnectTimeout),
+    }
 }
 
 /// Datagrams to a target each (g3's "udp associate"): one socket per address family, made
-/// when the first datagram of that family goes out.
+/// when the first datagram of that family goes out, by the escaper that datagram is routed
+/// to (later datagrams of that family leave from the same socket, wherever they route).
 pub struct UdpRelay {
     escaper: Arc<Escaper>,
     v4: Option<UdpSocket>,
@@ -191,14 +376,19 @@ impl UdpRelay {
     }
 
     pub async fn send_to(&mut self, target: &HostPort, payload: &[u8]) -> Result<(), TaskError> {
-        let address = self.escaper.udp_target(target).await?;
+        let escaper = self.escaper.route(target);
+        let ops = &escaper.runtime;
+        let address = ops
+            .udp_target(target)
+            .await
+            .map_err(|e| escaper.explain(e))?;
         let slot = if address.is_ipv4() {
             &mut self.v4
         } else {
             &mut self.v6
         };
         if slot.is_none() {
-            *slot = Some(self.escaper.udp_bind(address)?);
+            *slot = Some(ops.udp_bind(address).map_err(|e| escaper.explain(e))?);
         }
         let socket = slot
             .as_ref()

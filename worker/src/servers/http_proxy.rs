@@ -23,7 +23,7 @@ use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn, ReadError, Stream, read_buf, write_all, write_all_within};
 use crate::context::{Context, Phase};
 use crate::error::{Forbidden, TaskError};
-use crate::escapers::Escaper;
+use crate::escapers::{Escaper, RequestForm};
 use crate::relay::{self, RelayPolicy, Side};
 use crate::task::TaskContext;
 use tracing::debug;
@@ -66,6 +66,8 @@ struct Upstream {
     tls: bool,
     stream: Stream,
     buffer: Vec<u8>,
+    /// How requests are written on it: to the origin, or to a next-hop proxy.
+    form: RequestForm,
 }
 
 enum Next {
@@ -319,21 +321,22 @@ impl Session<'_> {
         {
             return Ok((kept, true));
         }
-        let connected = if tls {
-            let config = self.server.tls_client.config()?;
-            self.server
-                .escaper
-                .tls_connect(self.task, target, config, None)
-                .await?
-        } else {
-            self.server.escaper.tcp_connect(self.task, target).await?
+        let tls_config = match tls {
+            true => Some(self.server.tls_client.config()?),
+            false => None,
         };
+        let forward = self
+            .server
+            .escaper
+            .http_forward(self.task, target, tls_config)
+            .await?;
         Ok((
             Upstream {
                 target: target.clone(),
                 tls,
-                stream: connected.stream,
+                stream: forward.connected.stream,
                 buffer: Vec::new(),
+                form: forward.form,
             },
             false,
         ))
@@ -360,7 +363,6 @@ impl Session<'_> {
             head.clone()
         };
         let mut out = Vec::with_capacity(1024);
-        http1::write_request_head(&forwarded, path, &target, tls, framing, true, &mut out);
         // A reused connection the origin closed meanwhile fails before any answer: a request
         // with no body that is safe to repeat is sent again on a fresh connection.
         let retryable = framing == BodyFraming::Empty
@@ -369,6 +371,23 @@ impl Session<'_> {
                 .any(|m| head.method.eq_ignore_ascii_case(m));
         let (mut upstream, response, body_sent) = loop {
             let (mut upstream, reused) = self.upstream_for(&target, tls).await?;
+            let (absolute_form, extra_headers) = match &upstream.form {
+                RequestForm::Origin => (false, ""),
+                RequestForm::Absolute { authorization } => {
+                    (true, authorization.as_deref().unwrap_or(""))
+                }
+            };
+            let outgoing = http1::Outgoing {
+                path,
+                upstream: &target,
+                tls,
+                absolute_form,
+                framing,
+                keep_alive: true,
+                extra_headers: extra_headers.as_bytes(),
+            };
+            out.clear();
+            http1::write_request_head(&forwarded, &outgoing, &mut out);
             let sent = write_all(&upstream.stream, &out).await;
             if sent.is_ok() && answer_continue {
                 write_all_within(

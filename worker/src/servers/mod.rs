@@ -43,10 +43,7 @@ pub struct BuildContext<'a> {
 impl BuildContext<'_> {
     /// The escaper called `name`, or a deny-all stand-in when the config lacks it.
     pub fn escaper(&self, name: &str) -> Arc<Escaper> {
-        self.escapers
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Escaper::deny_all(name)))
+        Escaper::named(self.escapers, name)
     }
 
     /// The server called `name`, or a `dummy_close` stand-in when the config lacks it.

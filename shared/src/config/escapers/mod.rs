@@ -3,10 +3,14 @@
 //! in [`escaper_types!`], plus its runtime in `worker/src/escapers/`.
 
 mod direct_fixed;
+mod proxy_http;
+mod route_upstream;
 
 pub use direct_fixed::{
     DirectFixedConfig, PickStrategy, QueryStrategy, ResolveStrategy, TcpConnectConfig,
 };
+pub use proxy_http::{DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, ProxyHttpConfig};
+pub use route_upstream::RouteUpstreamConfig;
 
 use std::collections::BTreeMap;
 
@@ -33,6 +37,10 @@ pub trait EscaperKind {
     /// Escapers this one passes tasks on to (route escapers).
     fn next_escapers(&self) -> Vec<&str> {
         Vec::new()
+    }
+    /// Rules between keys that decoding alone cannot see; the error names the entry.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -76,6 +84,8 @@ macro_rules! escaper_types {
 
 escaper_types! {
     DirectFixed(DirectFixedConfig) = "direct_fixed" | "directfixed";
+    ProxyHttp(ProxyHttpConfig) = "proxy_http" | "proxyhttp";
+    RouteUpstream(RouteUpstreamConfig) = "route_upstream" | "routeupstream";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +97,6 @@ pub struct EscaperConfig {
 const NOT_YET: &[&str] = &[
     "direct_float",
     "direct_dynamic",
-    "proxy_http",
     "proxy_https",
     "proxy_socks5",
     "proxy_socks5s",
@@ -99,7 +108,6 @@ const NOT_YET: &[&str] = &[
     "trick_float",
     "route_mapping",
     "route_select",
-    "route_upstream",
     "route_resolved",
     "route_dst_ip",
     "route_geoip",
@@ -116,7 +124,13 @@ pub(crate) fn decode(
     path: &str,
 ) -> Result<EscaperConfig, ConfigError> {
     if let Some(decoded) = decode_type(type_name, node, path) {
-        return decoded;
+        let config = decoded?;
+        config
+            .escaper_type
+            .kind()
+            .check()
+            .map_err(|message| ConfigError::at(&node.file, path, node.line, message))?;
+        return Ok(config);
     }
     let message = if NOT_YET.contains(&type_name) {
         format!("escaper type {type_name} is not supported by this build yet")

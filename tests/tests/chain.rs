@@ -1,0 +1,126 @@
+//! Scenario: proxy chaining and routing. A `route_upstream` escaper sends each target its own
+//! way: loopback origins direct; 127.0.0.2 through a next-hop HTTP proxy that is another
+//! g3proxy group (A's own egress filter forbids that address, so an answer proves the chain);
+//! named test hosts to next hops that record what reached them; one host to an escaper the
+//! config lacks. What must hold on the wire: absolute form toward a next hop, our credentials
+//! for it and never the client's, and the target's first bytes after a `CONNECT` answer kept.
+
+use g3proxy_tests::{
+    Echo, Group, Origin, RecordingOrigin, curl, open_socks5_tunnel, roundtrip, try_curl,
+};
+
+const FORWARD_ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nchained";
+/// A next hop that accepts the CONNECT and, in the same write, passes on the target's answer.
+const TUNNEL_ANSWER: &[u8] = b"HTTP/1.1 200 Connection established\r\nX-Next: hop\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nbanner";
+
+#[test]
+fn routes_pick_direct_a_next_hop_proxy_or_deny() {
+    let mut next = Group::new("basic");
+    next.start();
+    let recorder = RecordingOrigin::start(FORWARD_ANSWER, false);
+    let tunnel_recorder = RecordingOrigin::start(TUNNEL_ANSWER, false);
+    let mut group = Group::with_ports(
+        "chain",
+        &[
+            ("next", next.port("http")),
+            ("recorder", recorder.addr.port()),
+            ("tunnel_recorder", tunnel_recorder.addr.port()),
+        ],
+    );
+    group.start();
+    let http = format!("http://{}", group.http_proxy());
+    let socks = format!("127.0.0.1:{}", group.port("socks"));
+
+    // Default route: direct.
+    let local = Origin::start("127.0.0.1");
+    assert_eq!(curl(&["-x", &http, &local.url("/")]), "hello");
+
+    // 127.0.0.2 by subnet: through the other group, by forward (absolute form to it), by
+    // CONNECT and by SOCKS5; our own direct escaper may not reach that address.
+    let far = Origin::start("127.0.0.2");
+    assert_eq!(curl(&["-x", &http, &far.url("/")]), "hello");
+    assert_eq!(curl(&["-p", "-x", &http, &far.url("/")]), "hello");
+    assert_eq!(curl(&["--socks5", &socks, &far.url("/")]), "hello");
+    let far_echo = Echo::start("127.0.0.2");
+    let mut tunnel = open_socks5_tunnel(socks.parse().expect("socks address"), far_echo.addr);
+    roundtrip(&mut tunnel, b"through two proxies");
+    let unrouted = Origin::start("127.0.0.3");
+    let refused = try_curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &http,
+        &unrouted.url("/"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
+
+    // Exact match: the request reaches the next hop in absolute form with our credentials;
+    // the client's own Proxy-Authorization for us stops here.
+    assert_eq!(
+        curl(&[
+            "-x",
+            &http,
+            "-U",
+            "client:client-secret",
+            "http://recorded.test/x?y=1"
+        ]),
+        "chained"
+    );
+    let seen = recorder.next_request();
+    assert!(
+        seen.starts_with(
+            "GET http://recorded.test/x?y=1 HTTP/1.1\r\nHost: recorded.test\r\nProxy-Authorization: Basic Y2hhaW4tdXNlcjpjaGFpbi1zZWNyZXQ=\r\n"
+        ),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("Y2xpZW50"),
+        "client credentials passed on: {seen}"
+    );
+
+    // Child match (a host under example.test): a CONNECT to the next hop, and what the target
+    // sent in the same segment as the next hop's 200 reaches the client.
+    assert_eq!(
+        curl(&["-p", "-x", &http, "http://www.example.test/"]),
+        "banner"
+    );
+    let seen = tunnel_recorder.next_request();
+    assert!(
+        seen.starts_with(
+            "CONNECT www.example.test:80 HTTP/1.1\r\nHost: www.example.test:80\r\nProxy-Authorization: Basic Y2hhaW4tdXNlcjpjaGFpbi1zZWNyZXQ=\r\n"
+        ),
+        "{seen}"
+    );
+
+    // An escaper the config lacks: denied as a policy, for HTTP and SOCKS alike.
+    let denied = try_curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &http,
+        "http://denied.test/",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&denied.stdout), "403");
+    let denied = try_curl(&["--socks5-hostname", &socks, "http://denied.test/"]);
+    assert!(!denied.status.success());
+
+    // `g3proxy -t` says which reference is missing, and still loads the config.
+    let checked = std::process::Command::new(g3proxy_tests::bin("g3proxy"))
+        .args(["-t", "-c"])
+        .arg(&group.config)
+        .output()
+        .expect("g3proxy -t");
+    assert!(checked.status.success());
+    let warnings = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        warnings.contains("\"nowhere\" does not exist"),
+        "{warnings}"
+    );
+}

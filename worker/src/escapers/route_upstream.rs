@@ -1,0 +1,187 @@
+//! `type: route_upstream`: picks the next escaper by the target host, as g3proxy does: an
+//! address by `exact_match`, then the longest `subnet_match`; a domain by `exact_match`, then
+//! the nearest `child_match` ancestor (the domain itself included), then the longest
+//! `suffix_match`; else `default_next`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use g3proxy_proto::{Host, HostPort};
+use g3proxy_shared::config::escapers::RouteUpstreamConfig;
+use g3proxy_shared::types::IpNetwork;
+
+use super::{Dependencies, Escaper, EscaperOps};
+
+pub struct RouteUpstreamEscaper {
+    exact_ip: HashMap<IpAddr, Arc<Escaper>>,
+    exact_domain: HashMap<String, Arc<Escaper>>,
+    /// Longest prefix first.
+    subnets: Vec<(IpNetwork, Arc<Escaper>)>,
+    /// `example.net` → next: matches `example.net` and `*.example.net`.
+    children: HashMap<String, Arc<Escaper>>,
+    /// Longest suffix first.
+    suffixes: Vec<(String, Arc<Escaper>)>,
+    default_next: Arc<Escaper>,
+}
+
+impl RouteUpstreamEscaper {
+    pub fn build(config: &RouteUpstreamConfig, deps: &Dependencies) -> anyhow::Result<Self> {
+        let mut exact_ip = HashMap::new();
+        let mut exact_domain = HashMap::new();
+        for (next, hosts) in &config.exact_match {
+            let escaper = deps.escaper(next);
+            for host in hosts {
+                match host {
+                    Host::Ip(ip) => exact_ip.insert(ip.to_canonical(), escaper.clone()),
+                    Host::Domain(domain) => exact_domain.insert(domain.clone(), escaper.clone()),
+                };
+            }
+        }
+        let mut subnets: Vec<(IpNetwork, Arc<Escaper>)> = config
+            .subnet_match
+            .iter()
+            .flat_map(|(next, nets)| {
+                let escaper = deps.escaper(next);
+                nets.iter().map(move |net| (*net, escaper.clone()))
+            })
+            .collect();
+        subnets.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix));
+        let children = config
+            .child_match
+            .iter()
+            .flat_map(|(next, domains)| {
+                let escaper = deps.escaper(next);
+                domains.iter().map(move |d| (d.clone(), escaper.clone()))
+            })
+            .collect();
+        let mut suffixes: Vec<(String, Arc<Escaper>)> = config
+            .suffix_match
+            .iter()
+            .flat_map(|(next, suffixes)| {
+                let escaper = deps.escaper(next);
+                suffixes.iter().map(move |s| (s.clone(), escaper.clone()))
+            })
+            .collect();
+        suffixes.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        Ok(RouteUpstreamEscaper {
+            exact_ip,
+            exact_domain,
+            subnets,
+            children,
+            suffixes,
+            default_next: deps.escaper(&config.default_next),
+        })
+    }
+
+    fn by_ip(&self, ip: IpAddr) -> Option<&Arc<Escaper>> {
+        let ip = ip.to_canonical();
+        self.exact_ip.get(&ip).or_else(|| {
+            self.subnets
+                .iter()
+                .find(|(net, _)| net.contains(ip))
+                .map(|(_, next)| next)
+        })
+    }
+
+    fn by_domain(&self, domain: &str) -> Option<&Arc<Escaper>> {
+        let lower = domain.to_ascii_lowercase();
+        let domain = lower.strip_suffix('.').unwrap_or(&lower);
+        if let Some(next) = self.exact_domain.get(domain) {
+            return Some(next);
+        }
+        if !self.children.is_empty() {
+            // The domain itself, then each parent: the nearest listed ancestor wins.
+            let mut rest = domain;
+            loop {
+                if let Some(next) = self.children.get(rest) {
+                    return Some(next);
+                }
+                match rest.split_once('.') {
+                    Some((_, parent)) => rest = parent,
+                    None => break,
+                }
+            }
+        }
+        self.suffixes
+            .iter()
+            .find(|(suffix, _)| domain.ends_with(suffix.as_str()))
+            .map(|(_, next)| next)
+    }
+}
+
+impl EscaperOps for RouteUpstreamEscaper {
+    fn next_for(&self, target: &HostPort) -> Option<&Escaper> {
+        let next = match &target.host {
+            Host::Ip(ip) => self.by_ip(*ip),
+            Host::Domain(domain) => self.by_domain(domain),
+        };
+        Some(next.unwrap_or(&self.default_next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use g3proxy_shared::types::IpNetwork;
+
+    use super::*;
+
+    fn net(text: &str) -> IpNetwork {
+        text.parse().expect("network")
+    }
+
+    #[test]
+    fn rules_apply_in_g3proxys_order() {
+        let config = RouteUpstreamConfig {
+            default_next: "default".into(),
+            exact_match: vec![(
+                "exact".into(),
+                vec![
+                    Host::Domain("a.example.net".into()),
+                    Host::Ip("10.1.1.1".parse().unwrap()),
+                ],
+            )],
+            subnet_match: vec![
+                ("wide".into(), vec![net("10.0.0.0/8")]),
+                (
+                    "narrow".into(),
+                    vec![net("10.1.0.0/16"), net("::ffff:0:0/96")],
+                ),
+            ],
+            child_match: vec![
+                ("child".into(), vec!["example.net".into()]),
+                ("deeper".into(), vec!["b.example.net".into()]),
+            ],
+            suffix_match: vec![("suffix".into(), vec!["-internal".into(), "net".into()])],
+            regex_match: (),
+        };
+        let (resolvers, escapers) = (HashMap::new(), HashMap::new());
+        let deps = Dependencies {
+            resolvers: &resolvers,
+            escapers: &escapers,
+        };
+        let route = RouteUpstreamEscaper::build(&config, &deps).unwrap();
+        let next = |host: &str| {
+            let target = HostPort {
+                host: Host::parse_uri_host(host).unwrap(),
+                port: 80,
+            };
+            route.next_for(&target).unwrap().name.to_string()
+        };
+        assert_eq!(next("a.example.net"), "exact");
+        assert_eq!(next("A.Example.NET"), "exact");
+        assert_eq!(next("example.net"), "child");
+        assert_eq!(next("x.a.example.net"), "child");
+        assert_eq!(next("x.b.example.net"), "deeper");
+        assert_eq!(next("xexample.net"), "suffix");
+        assert_eq!(next("db-internal"), "suffix");
+        assert_eq!(next("example.org"), "default");
+        assert_eq!(next("10.1.1.1"), "exact");
+        assert_eq!(next("10.1.2.3"), "narrow");
+        assert_eq!(next("10.2.0.1"), "wide");
+        assert_eq!(next("[::ffff:10.2.0.1]"), "wide");
+        assert_eq!(next("192.0.2.1"), "default");
+    }
+}
