@@ -2,8 +2,9 @@
 # Installs the Debian packages that building and testing need, when they are missing:
 # libc-ares-dev + pkg-config (the c-ares resolver links the system library), curl (a real
 # client in the end-to-end tests), systemd (systemd-analyze verifies the unit), wrk (the
-# high-rate zero-loss scenarios), openssl (test certificates, s_client for mTLS) and python3
-# (a peer running as another uid in the control-plane tests).
+# high-rate zero-loss scenarios), openssl (test certificates, s_client for mTLS), python3 (a
+# peer running as another uid in the control-plane tests) with h11 and Node.js (the origin
+# parsers of the HTTP/1 differential test).
 set -euo pipefail
 need=()
 dpkg -s libc-ares-dev >/dev/null 2>&1 || need+=(libc-ares-dev)
@@ -13,9 +14,17 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v wrk >/dev/null || need+=(wrk)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
+command -v node >/dev/null || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# h11 for whichever python3 the tests will run: PyPI first, Debian's package as a fallback.
+if ! python3 -c 'import h11' 2>/dev/null; then
+    python3 -m pip install -q h11 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages h11 2>/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-h11 >/dev/null; }
+    python3 -c 'import h11' || { echo "ci/setup.sh: cannot install h11 for $(command -v python3)" >&2; exit 1; }
 fi

@@ -215,6 +215,13 @@ fn is_chunked(headers: &[Header]) -> Result<Option<bool>, HeadError> {
     if codings.is_empty() && header_values(headers, "transfer-encoding").next().is_some() {
         return Err(HeadError::UnsupportedTransferEncoding);
     }
+    // Chunked is applied once and last (RFC 9112 6.1): anywhere else, parsers disagree on
+    // where the body ends.
+    if let Some((_, before)) = codings.split_last()
+        && before.iter().any(|c| c.eq_ignore_ascii_case(b"chunked"))
+    {
+        return Err(HeadError::UnsupportedTransferEncoding);
+    }
     match codings.last() {
         None => Ok(None),
         Some(last) if last.eq_ignore_ascii_case(b"chunked") => Ok(Some(true)),
@@ -424,8 +431,9 @@ fn write_framing(headers: &[Header], framing: BodyFraming, out: &mut Vec<u8>) {
     }
 }
 
-/// How a forwarded request goes out: where, framed how, and in which form.
-#[derive(Debug, Clone, Copy)]
+/// How a forwarded request goes out: where, framed how, and in which form. (No `Debug`: the
+/// extra headers carry credentials.)
+#[derive(Clone, Copy)]
 pub struct Outgoing<'a> {
     /// The origin-form path (`/x?y`).
     pub path: &'a str,
@@ -896,6 +904,15 @@ mod tests {
         );
         check(
             "POST http://o/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Err(HeadError::UnsupportedTransferEncoding),
+        );
+        // Chunked twice, or before another coding (found by the h11 differential test).
+        check(
+            "POST http://o/ HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            Err(HeadError::UnsupportedTransferEncoding),
+        );
+        check(
+            "POST http://o/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             Err(HeadError::UnsupportedTransferEncoding),
         );
     }

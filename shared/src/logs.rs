@@ -73,21 +73,21 @@ fn write_lines(prefix: &str, receiver: Receiver<Line>) {
     let stderr = std::io::stderr();
     for line in receiver {
         let mut out = stderr.lock();
-        match line {
-            Line::Text(text) => {
-                let _ = out.write_all(text.as_bytes());
-            }
-            Line::Flush(done) => {
-                let _ = done.send(());
-                continue;
-            }
-        }
+        // Lines were dropped since the last one written: say so where the gap is.
         let dropped = DROPPED.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             let _ = writeln!(
                 out,
                 "{prefix} warn: {dropped} log lines dropped while the log was blocked"
             );
+        }
+        match line {
+            Line::Text(text) => {
+                let _ = out.write_all(text.as_bytes());
+            }
+            Line::Flush(done) => {
+                let _ = done.send(());
+            }
         }
     }
 }
@@ -102,7 +102,8 @@ fn send(text: String) {
             Err(TrySendError::Disconnected(Line::Text(text))) => eprint!("{text}"),
             Err(TrySendError::Disconnected(_)) => {}
         },
-        // The writer thread could not start: nothing runs yet that could be blocked.
+        // The writer thread could not start (the process is out of threads): stderr directly,
+        // which may block, rather than losing every line.
         None => eprint!("{text}"),
     }
 }

@@ -58,7 +58,8 @@ struct Cli {
     /// Load and check the config, then exit
     #[arg(short = 't', long = "test-config")]
     test_config: bool,
-    /// More process-log output: -v info, -vv debug
+    /// More process-log output: the supervisor writes info by default and debug with -v; workers
+    /// warnings by default, info with -v, debug with -vv
     #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
     verbose: u8,
     /// Print the version
@@ -79,6 +80,8 @@ static SERVING: AtomicBool = AtomicBool::new(false);
 fn install_panic_policy() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        // What was logged before the panic belongs before its report.
+        logs::flush();
         report(info);
         if !SERVING.load(Ordering::Relaxed) {
             std::process::exit(255);

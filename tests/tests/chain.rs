@@ -5,12 +5,15 @@
 //! config lacks. What must hold on the wire: absolute form toward a next hop, our credentials
 //! for it and never the client's, and the target's first bytes after a `CONNECT` answer kept.
 
+use std::io::{Read, Write};
+
 use g3proxy_tests::{
     Echo, Group, Origin, RecordingOrigin, curl, open_socks5_tunnel, roundtrip, try_curl,
 };
 
 const FORWARD_ANSWER: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nchained";
+const AUTH_ANSWER: &[u8] = b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"next\"\r\nContent-Length: 0\r\n\r\n";
 /// A next hop that accepts the CONNECT and, in the same write, passes on the target's answer.
 const TUNNEL_ANSWER: &[u8] = b"HTTP/1.1 200 Connection established\r\nX-Next: hop\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nbanner";
 
@@ -20,12 +23,14 @@ fn routes_pick_direct_a_next_hop_proxy_or_deny() {
     next.start();
     let recorder = RecordingOrigin::start(FORWARD_ANSWER, false);
     let tunnel_recorder = RecordingOrigin::start(TUNNEL_ANSWER, false);
+    let refusing = RecordingOrigin::start(AUTH_ANSWER, false);
     let mut group = Group::with_ports(
         "chain",
         &[
             ("next", next.port("http")),
             ("recorder", recorder.addr.port()),
             ("tunnel_recorder", tunnel_recorder.addr.port()),
+            ("refusing", refusing.addr.port()),
         ],
     );
     group.start();
@@ -40,23 +45,18 @@ fn routes_pick_direct_a_next_hop_proxy_or_deny() {
     // CONNECT and by SOCKS5; our own direct escaper may not reach that address.
     let far = Origin::start("127.0.0.2");
     assert_eq!(curl(&["-x", &http, &far.url("/")]), "hello");
+    // Two requests on one client connection: the connection to the next hop is kept.
+    assert_eq!(
+        curl(&["-x", &http, &far.url("/a"), &far.url("/b")]),
+        "hellohello"
+    );
     assert_eq!(curl(&["-p", "-x", &http, &far.url("/")]), "hello");
     assert_eq!(curl(&["--socks5", &socks, &far.url("/")]), "hello");
     let far_echo = Echo::start("127.0.0.2");
     let mut tunnel = open_socks5_tunnel(socks.parse().expect("socks address"), far_echo.addr);
     roundtrip(&mut tunnel, b"through two proxies");
     let unrouted = Origin::start("127.0.0.3");
-    let refused = try_curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-x",
-        &http,
-        &unrouted.url("/"),
-    ]);
-    assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
+    assert_eq!(status(&http, &unrouted.url("/")), "403");
 
     // Exact match: the request reaches the next hop in absolute form with our credentials;
     // the client's own Proxy-Authorization for us stops here.
@@ -96,18 +96,49 @@ fn routes_pick_direct_a_next_hop_proxy_or_deny() {
         "{seen}"
     );
 
-    // An escaper the config lacks: denied as a policy, for HTTP and SOCKS alike.
-    let denied = try_curl(&[
+    // https forward left to a next hop that does TLS itself: `GET https://…` goes to it as
+    // it is (curl would tunnel, so a raw client sends it).
+    let mut client = std::net::TcpStream::connect(group.http_proxy()).expect("connect to proxy");
+    client
+        .write_all(
+            b"GET https://secure.test/s HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n",
+        )
+        .expect("send");
+    let mut answer = String::new();
+    let _ = client.read_to_string(&mut answer);
+    assert!(answer.ends_with("chained"), "{answer}");
+    let seen = recorder.next_request();
+    assert!(
+        seen.starts_with("GET https://secure.test/s HTTP/1.1\r\nHost: secure.test\r\n"),
+        "{seen}"
+    );
+    assert!(!seen.contains("Proxy-Authorization"), "{seen}");
+
+    // A next hop that wants credentials we lack: a 502 for the client, never the next hop's
+    // challenge (the client would answer it with credentials meant for us).
+    let refused = try_curl(&["-s", "-D", "-", "-x", &http, "http://auth.test/"]);
+    let head = String::from_utf8_lossy(&refused.stdout);
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("proxy-authenticate"),
+        "{head}"
+    );
+    assert_eq!(status(&http, "http://auth.test/"), "502");
+    let tunnel = try_curl(&[
         "-s",
+        "-p",
         "-o",
         "/dev/null",
         "-w",
-        "%{http_code}",
+        "%{http_connect}",
         "-x",
         &http,
-        "http://denied.test/",
+        "http://auth.test/",
     ]);
-    assert_eq!(String::from_utf8_lossy(&denied.stdout), "403");
+    assert_eq!(String::from_utf8_lossy(&tunnel.stdout), "502");
+
+    // An escaper the config lacks: denied as a policy, for HTTP and SOCKS alike.
+    assert_eq!(status(&http, "http://denied.test/"), "403");
     let denied = try_curl(&["--socks5-hostname", &socks, "http://denied.test/"]);
     assert!(!denied.status.success());
 
@@ -123,4 +154,19 @@ fn routes_pick_direct_a_next_hop_proxy_or_deny() {
         warnings.contains("\"nowhere\" does not exist"),
         "{warnings}"
     );
+}
+
+/// The status code curl gets for `url` through `proxy`.
+fn status(proxy: &str, url: &str) -> String {
+    let output = try_curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        proxy,
+        url,
+    ]);
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

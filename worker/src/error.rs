@@ -111,6 +111,14 @@ impl TaskError {
         }
     }
 
+    /// A next-hop proxy answered 407: the escaper's credentials are missing or wrong.
+    pub fn next_hop_wants_credentials() -> Self {
+        TaskError::UpstreamProtocol(
+            "the next-hop proxy wants credentials (407): check proxy_username and proxy_password"
+                .into(),
+        )
+    }
+
     /// Connect errors sorted by what they say about the upstream.
     pub fn from_connect(error: io::Error) -> Self {
         match error.kind() {

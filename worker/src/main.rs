@@ -117,8 +117,12 @@ fn pin_to_cpus(cpus: &[usize]) {
 }
 
 fn fail(link: &UnixStream, error: String) -> ExitCode {
-    warn!("cannot start: {error}");
+    // Straight to stderr: the process log may not exist yet, and no runtime runs to block.
     logs::flush();
+    eprintln!(
+        "g3proxy-worker[{}] warn: cannot start: {error}",
+        std::process::id()
+    );
     if let Ok(frame) = ipc::encode(&FromWorker::StartFailed { error }) {
         let _ = fd_passing::send_frame(link, &frame, &[]);
     }

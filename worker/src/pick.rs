@@ -3,7 +3,7 @@
 //! configured policy. Random here is good enough for load spreading, not for anything secret.
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use g3proxy_shared::types::PickPolicy;
 
@@ -15,46 +15,38 @@ pub fn random_index(len: usize) -> usize {
     (random_u64() as usize) % len.max(1)
 }
 
-/// Round robin repeats an entry in proportion to its weight, in at most this many turns.
-const MAX_TURNS: usize = 1024;
-
 pub struct Picker<T> {
     entries: Vec<T>,
+    weights: Vec<f64>,
     /// Running sums of the weights, for weighted random.
     cumulative: Vec<f64>,
     policy: PickPolicy,
-    /// Round robin: entry indexes in turn order.
-    turns: Vec<usize>,
-    next_turn: AtomicUsize,
+    /// Smooth weighted round robin (as nginx): each entry's current credit.
+    credits: Mutex<Vec<f64>>,
 }
 
 impl<T> Picker<T> {
     /// `weighted` must not be empty; weights are positive (the config checks both).
     pub fn new(weighted: Vec<(T, f64)>, policy: PickPolicy) -> Picker<T> {
-        let smallest = weighted
+        let weights: Vec<f64> = weighted.iter().map(|(_, w)| *w).collect();
+        let cumulative = weights
             .iter()
-            .map(|(_, w)| *w)
-            .fold(f64::INFINITY, f64::min);
-        let mut cumulative = Vec::with_capacity(weighted.len());
-        let mut turns = Vec::new();
-        let mut total = 0.0;
-        for (index, (_, weight)) in weighted.iter().enumerate() {
-            total += weight;
-            cumulative.push(total);
-            let repeats = ((weight / smallest).round() as usize).clamp(1, MAX_TURNS);
-            turns.extend(std::iter::repeat_n(index, repeats));
-        }
-        turns.truncate(MAX_TURNS.max(weighted.len()));
+            .scan(0.0, |sum, w| {
+                *sum += w;
+                Some(*sum)
+            })
+            .collect();
         Picker {
+            credits: Mutex::new(vec![0.0; weights.len()]),
             entries: weighted.into_iter().map(|(entry, _)| entry).collect(),
+            weights,
             cumulative,
             policy,
-            turns,
-            next_turn: AtomicUsize::new(0),
         }
     }
 
     pub fn pick(&self) -> &T {
+        let last = self.entries.len().saturating_sub(1);
         let index = match self.policy {
             PickPolicy::Random => {
                 let total = self.cumulative.last().copied().unwrap_or_default();
@@ -62,17 +54,25 @@ impl<T> Picker<T> {
                 self.cumulative
                     .iter()
                     .position(|&sum| point < sum)
-                    .unwrap_or(self.entries.len().saturating_sub(1))
+                    .unwrap_or(last)
             }
             PickPolicy::RoundRobin => {
-                let turn = self.next_turn.fetch_add(1, Ordering::Relaxed);
-                self.turns
-                    .get(turn % self.turns.len().max(1))
-                    .copied()
-                    .unwrap_or(0)
+                // Every entry earns its weight; the richest is picked and pays the total back.
+                // Over a cycle each is picked in proportion to its weight, spread out.
+                let mut credits = self.credits.lock().unwrap_or_else(|e| e.into_inner());
+                let total: f64 = self.weights.iter().sum();
+                let mut best = 0;
+                for (i, weight) in self.weights.iter().enumerate() {
+                    credits[i] += weight;
+                    if credits[i] > credits[best] {
+                        best = i;
+                    }
+                }
+                credits[best] -= total;
+                best
             }
         };
-        &self.entries[index.min(self.entries.len().saturating_sub(1))]
+        &self.entries[index.min(last)]
     }
 }
 
@@ -84,7 +84,18 @@ mod tests {
     fn round_robin_follows_the_weights() {
         let picker = Picker::new(vec![("a", 1.0), ("b", 2.0)], PickPolicy::RoundRobin);
         let picked: Vec<&str> = (0..6).map(|_| *picker.pick()).collect();
-        assert_eq!(picked, ["a", "b", "b", "a", "b", "b"]);
+        assert_eq!(picked, ["b", "a", "b", "b", "a", "b"]);
+        // A tiny weight beside a huge one still gets its turn.
+        let picker = Picker::new(
+            vec![("big", 2000.0), ("a", 1.0), ("b", 1.5)],
+            PickPolicy::RoundRobin,
+        );
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..2002 * 2 + 1 {
+            *counts.entry(*picker.pick()).or_insert(0) += 1;
+        }
+        assert_eq!(counts["a"], 2);
+        assert_eq!(counts["b"], 3);
     }
 
     #[test]

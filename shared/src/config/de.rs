@@ -58,6 +58,11 @@ impl DeError {
 }
 
 /// Decodes `node`, found at YAML path `path`, into `T`.
+/// Asked for as a newtype struct of this name, a value is given to the visitor as
+/// `deserialize_any` would, except that the keys of a mapping are left as written: they name
+/// modules (escapers in route rules), which are case- and dash-sensitive, not config keys.
+pub(crate) const NAMES_AS_KEYS: &str = "$g3proxy::names_as_keys";
+
 pub fn decode<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, ConfigError> {
     T::deserialize(NodeDeserializer::new(node, path.to_string()))
         .map_err(|e| e.located(node, path).into_config_error())
@@ -279,9 +284,15 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, DeError> {
+        if name == NAMES_AS_KEYS {
+            return match &self.node.value {
+                Value::Map(entries) => visitor.visit_map(self.map_access(entries, false)),
+                _ => self.deserialize_any(visitor),
+            };
+        }
         visitor.visit_newtype_struct(self)
     }
 

@@ -460,13 +460,14 @@ fn proxy_http_and_route_upstream_entries() {
   - name: up
     type: proxy_http
     proxy_addr: [\"127.0.0.1:8080\", {addr: \"[::1]\", weight: 3}]
+    proxy_username: me
     proxy_password: hunter2
   - name: route
     type: route_upstream
-    exact_match: {up: [a.example, 192.0.2.1]}
+    exact_match: {up: [a.example, 192.0.2.1], Route-B: b.example}
     child_match:
-      - next: up
-        domains: [Example.NET.]
+      - Next: up
+        Domains: [.Example.NET.]
     suffix_match: [{next: up, suffix: -internal}]
     subnet_match: [{next: direct, subnets: 10.0.0.0/8}]
     default_next: direct
@@ -491,7 +492,13 @@ fn proxy_http_and_route_upstream_entries() {
         [("up".to_string(), vec!["example.net".to_string()])]
     );
     assert_eq!(route.suffix_match[0].1, ["-internal"]);
-    assert_eq!(route.exact_match[0].1.len(), 2);
+    // Escaper names as keys are kept as written; config keys in a rule are compared as any key.
+    let nexts: Vec<&str> = route
+        .exact_match
+        .iter()
+        .map(|(next, _)| next.as_str())
+        .collect();
+    assert_eq!(nexts, ["Route-B", "up"]);
     // Routes are built after what they route to.
     assert_eq!(config.escapers[2].name(), "route");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -505,6 +512,18 @@ fn proxy_http_and_route_upstream_entries() {
         (
             "  - {name: p, type: proxy_http, proxy_addr: []}\n",
             "main.yml: escaper[1] (line 3): proxy_addr is empty: name at least one next-hop proxy",
+        ),
+        (
+            "  - {name: p, type: proxy_http, proxy_addr: \"127.0.0.1\", proxy_username: \"a:b\"}\n",
+            "main.yml: escaper[1] (line 3): proxy_username may not contain ':'",
+        ),
+        (
+            "  - {name: p, type: proxy_http, proxy_addr: \"127.0.0.1\", proxy_password: x}\n",
+            "proxy_password without proxy_username",
+        ),
+        (
+            "  - {name: r, type: route_upstream, default_next: d, child_match: {d: [a.example], Other-Name: [a.example]}}\n",
+            "domain \"a.example\" is listed for both Other-Name and d",
         ),
         (
             "  - {name: p, type: proxy_http, proxy_addr: \"127.0.0.1\", proxy_addr_pick_policy: ketama}\n",

@@ -6,7 +6,7 @@
 //! |---------------------|-------------------------------------------------------|-----------------|
 //! | (any duration)      | every duration                                        | 0 ..= 10 years  |
 //! | `timeout`           | `*_timeout`, `*_interval`: waits that must end        | 1ms ..= 10 years|
-//! | `header_size`       | `req_header_max_size`, `rsp_header_max_size`          | 1 KiB ..= 16 MiB|
+//! | `header_size`       | `req_header_max_size`, `rsp_header_max_size`, `http_connect_rsp_header_max_size` | 1 KiB ..= 16 MiB|
 //! | `buffer_size`       | `tcp_copy_buffer_size`                                | 4 KiB ..= 1 MiB |
 //! | `stack_size`        | `thread_stack_size`                                   | 64 KiB ..= 1 GiB|
 //! | `threads`           | `runtime.thread_number`, `worker.thread_number[_per_runtime]` | 1 ..= 1024 |

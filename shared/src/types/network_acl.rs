@@ -44,6 +44,21 @@ pub struct IpNetwork {
 }
 
 impl IpNetwork {
+    /// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it covers,
+    /// for rules that compare addresses in their canonical form; others as they are.
+    pub fn unmapped(self) -> IpNetwork {
+        match self.address {
+            IpAddr::V6(v6) if self.prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => IpNetwork {
+                    address: IpAddr::V4(v4),
+                    prefix: self.prefix - 96,
+                },
+                None => self,
+            },
+            _ => self,
+        }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.address, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {

@@ -9,7 +9,7 @@ use g3proxy_shared::config::escapers::{DirectFixedConfig, PickStrategy};
 use g3proxy_shared::types::NetworkAcl;
 use tokio::net::UdpSocket;
 
-use super::{Connected, Dependencies, EscaperOps, connect_tcp};
+use super::{Connected, Dependencies, EscaperOps, connect_first};
 use crate::error::TaskError;
 use crate::pick::random_index;
 use crate::resolvers::Resolver;
@@ -74,18 +74,8 @@ impl DirectFixedEscaper {
 impl EscaperOps for DirectFixedEscaper {
     async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
         let addresses = self.candidates(target).await?;
-        let attempts = self.config.tcp_connect.max_retry + 1;
-        let mut last_error = TaskError::UpstreamConnectTimeout;
-        for ip in addresses.into_iter().take(attempts) {
-            let address = SocketAddr::new(ip, target.port);
-            let timeout = self.config.tcp_connect.each_timeout.0;
-            match connect_tcp(address, self.bind_address(ip), timeout).await {
-                Ok(connected) => return Ok(connected),
-                Err(error @ TaskError::Internal(_)) => return Err(error),
-                Err(error) => last_error = error,
-            }
-        }
-        Err(last_error)
+        let bind = |ip| self.bind_address(ip);
+        connect_first(addresses, target.port, bind, &self.config.tcp_connect).await
     }
 
     /// Where a datagram for `target` goes: resolved, filtered, the first allowed address.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::EscaperConfig;
-use g3proxy_shared::config::escapers::EscaperType;
+use g3proxy_shared::config::escapers::{EscaperType, TcpConnectConfig};
 use g3proxy_shared::config::tls::TlsClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpSocket, UdpSocket};
@@ -92,11 +92,13 @@ trait EscaperOps {
     }
 }
 
+/// The runtime enum and its dispatch: one variant per config type, plus the stand-in used
+/// for names the config lacks (it has no config of its own).
 macro_rules! escaper_runtimes {
-    ($($variant:ident => $runtime:ty;)*) => {
+    (stand_in $standin:ident => $standin_runtime:ty; $($variant:ident => $runtime:ty;)*) => {
         enum EscaperRuntime {
             $($variant($runtime),)*
-            DenyAll(deny_all::DenyAll),
+            $standin($standin_runtime),
         }
 
         impl EscaperRuntime {
@@ -114,14 +116,14 @@ macro_rules! escaper_runtimes {
             fn next_for(&self, target: &HostPort) -> Option<&Escaper> {
                 match self {
                     $(EscaperRuntime::$variant(e) => e.next_for(target),)*
-                    EscaperRuntime::DenyAll(e) => e.next_for(target),
+                    EscaperRuntime::$standin(e) => e.next_for(target),
                 }
             }
 
             async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
                 match self {
                     $(EscaperRuntime::$variant(e) => e.tcp_connect(target).await,)*
-                    EscaperRuntime::DenyAll(e) => e.tcp_connect(target).await,
+                    EscaperRuntime::$standin(e) => e.tcp_connect(target).await,
                 }
             }
 
@@ -132,21 +134,21 @@ macro_rules! escaper_runtimes {
             ) -> Option<Result<Forward, TaskError>> {
                 match self {
                     $(EscaperRuntime::$variant(e) => e.http_forward(target, tls).await,)*
-                    EscaperRuntime::DenyAll(e) => e.http_forward(target, tls).await,
+                    EscaperRuntime::$standin(e) => e.http_forward(target, tls).await,
                 }
             }
 
             async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
                 match self {
                     $(EscaperRuntime::$variant(e) => e.udp_target(target).await,)*
-                    EscaperRuntime::DenyAll(e) => e.udp_target(target).await,
+                    EscaperRuntime::$standin(e) => e.udp_target(target).await,
                 }
             }
 
             fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
                 match self {
                     $(EscaperRuntime::$variant(e) => e.udp_bind(target),)*
-                    EscaperRuntime::DenyAll(e) => e.udp_bind(target),
+                    EscaperRuntime::$standin(e) => e.udp_bind(target),
                 }
             }
         }
@@ -154,6 +156,7 @@ macro_rules! escaper_runtimes {
 }
 
 escaper_runtimes! {
+    stand_in DenyAll => deny_all::DenyAll;
     DirectFixed => direct_fixed::DirectFixedEscaper;
     ProxyHttp => proxy_http::ProxyHttpEscaper;
     RouteUpstream => route_upstream::RouteUpstreamEscaper;
@@ -275,28 +278,48 @@ impl Escaper {
         })
     }
 
-    /// A connection to forward HTTP requests for `target` on, TLS to the origin with
-    /// `tls` for https, and the form the requests take on it.
-    pub async fn http_forward(
+    /// A connection to forward HTTP requests for `target` on, and the form the requests take
+    /// on it. For https (`tls`), TLS to the origin is ours, with the config `tls_config`
+    /// gives, unless the escaper leaves it to a next hop (then `tls_config` is not called).
+    pub async fn http_forward<'c>(
         &self,
         task: &mut TaskContext,
         target: &HostPort,
-        tls: Option<&TlsClientConfig>,
+        tls: bool,
+        tls_config: impl FnOnce() -> Result<&'c TlsClientConfig, TaskError>,
     ) -> Result<Forward, TaskError> {
         let escaper = self.route(target);
-        if let Some(forward) = escaper.runtime.http_forward(target, tls.is_some()).await {
+        if let Some(forward) = escaper.runtime.http_forward(target, tls).await {
             let forward = forward.map_err(|e| escaper.explain(e))?;
             escaper.note(task, &forward.connected);
             return Ok(forward);
         }
         let connected = match tls {
-            Some(config) => escaper.tls_connect(task, target, config, None).await?,
-            None => escaper.tcp_connect(task, target).await?,
+            true => {
+                let config = tls_config()?;
+                escaper.tls_connect(task, target, config, None).await?
+            }
+            false => escaper.tcp_connect(task, target).await?,
         };
         Ok(Forward {
             connected,
             form: RequestForm::Origin,
         })
+    }
+
+    /// The escaper a datagram for `target` goes through, and the address it goes to.
+    async fn udp_route(&self, target: &HostPort) -> Result<(&Escaper, SocketAddr), TaskError> {
+        let escaper = self.route(target);
+        let address = escaper
+            .runtime
+            .udp_target(target)
+            .await
+            .map_err(|e| escaper.explain(e))?;
+        Ok((escaper, address))
+    }
+
+    fn udp_bind(&self, address: SocketAddr) -> Result<UdpSocket, TaskError> {
+        self.runtime.udp_bind(address).map_err(|e| self.explain(e))
     }
 
     /// A UDP socket connected to `target`, checked and resolved once (g3's "udp connect").
@@ -305,13 +328,8 @@ impl Escaper {
         task: &mut TaskContext,
         target: &HostPort,
     ) -> Result<UdpSocket, TaskError> {
-        let escaper = self.route(target);
-        let ops = &escaper.runtime;
-        let address = ops
-            .udp_target(target)
-            .await
-            .map_err(|e| escaper.explain(e))?;
-        let socket = ops.udp_bind(address).map_err(|e| escaper.explain(e))?;
+        let (escaper, address) = self.udp_route(target).await?;
+        let socket = escaper.udp_bind(address)?;
         socket
             .connect(address)
             .await
@@ -323,8 +341,29 @@ impl Escaper {
     }
 }
 
+/// Connects to `port` on the first of `addresses` that answers, trying at most
+/// `tcp_connect.max_retry + 1` of them, each from `bind(address)`.
+pub(crate) async fn connect_first(
+    addresses: Vec<IpAddr>,
+    port: u16,
+    bind: impl Fn(IpAddr) -> Option<IpAddr>,
+    config: &TcpConnectConfig,
+) -> Result<Connected, TaskError> {
+    let mut last_error = TaskError::Resolver("no address to connect to".into());
+    for ip in addresses.into_iter().take(config.max_retry + 1) {
+        let address = SocketAddr::new(ip, port);
+        match connect_tcp(address, bind(ip), config.each_timeout.0).await {
+            Ok(connected) => return Ok(connected),
+            // Our own failure (a bind address we cannot use): the next address fails alike.
+            Err(error @ TaskError::Internal(_)) => return Err(error),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
 /// Connects to `address` from `bind` (any local address when `None`) within `timeout`.
-pub(crate) async fn connect_tcp(
+async fn connect_tcp(
     address: SocketAddr,
     bind: Option<IpAddr>,
     timeout: Duration,
@@ -376,19 +415,14 @@ impl UdpRelay {
     }
 
     pub async fn send_to(&mut self, target: &HostPort, payload: &[u8]) -> Result<(), TaskError> {
-        let escaper = self.escaper.route(target);
-        let ops = &escaper.runtime;
-        let address = ops
-            .udp_target(target)
-            .await
-            .map_err(|e| escaper.explain(e))?;
+        let (escaper, address) = self.escaper.udp_route(target).await?;
         let slot = if address.is_ipv4() {
             &mut self.v4
         } else {
             &mut self.v6
         };
         if slot.is_none() {
-            *slot = Some(ops.udp_bind(address).map_err(|e| escaper.explain(e))?);
+            *slot = Some(escaper.udp_bind(address)?);
         }
         let socket = slot
             .as_ref()

@@ -7,16 +7,15 @@
 //! socket, so what the target sends right after it (a server that speaks first) stays for the
 //! relay instead of being swallowed with the head.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use g3proxy_proto::http1::{self, ResponseHead};
 use g3proxy_proto::{Host, HostPort, Parsed, base64};
 use g3proxy_shared::config::escapers::{DEFAULT_HTTP_PROXY_PORT, ProxyHttpConfig, QueryStrategy};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Connected, Dependencies, EscaperOps, Forward, RequestForm, connect_tcp};
+use super::{Connected, Dependencies, EscaperOps, Forward, RequestForm, connect_first};
 use crate::conn::Stream;
 use crate::error::TaskError;
 use crate::pick::Picker;
@@ -67,16 +66,7 @@ impl ProxyHttpEscaper {
                 return Err(TaskError::Resolver(format!("{name}: no resolver")));
             }
         };
-        let mut last_error = TaskError::Resolver(format!("{}: no address", peer.host));
-        let attempts = self.config.tcp_connect.max_retry + 1;
-        for ip in addresses.into_iter().take(attempts) {
-            let address = SocketAddr::new(ip, peer.port);
-            match connect_tcp(address, None, self.config.tcp_connect.each_timeout.0).await {
-                Ok(connected) => return Ok(connected),
-                Err(error) => last_error = error,
-            }
-        }
-        Err(last_error)
+        connect_first(addresses, peer.port, |_| None, &self.config.tcp_connect).await
     }
 
     async fn connect_through(
@@ -96,10 +86,7 @@ impl ProxyHttpEscaper {
         let response = read_head_exactly(tcp, max).await?;
         match response.code {
             200..=299 => Ok(()),
-            407 => Err(TaskError::UpstreamProtocol(
-                "the next-hop proxy wants credentials (407): set proxy_username and proxy_password"
-                    .into(),
-            )),
+            407 => Err(TaskError::next_hop_wants_credentials()),
             code => Err(TaskError::UpstreamProtocol(format!(
                 "the next-hop proxy answered CONNECT {target} with {code} {}",
                 response.reason
@@ -148,7 +135,8 @@ impl EscaperOps for ProxyHttpEscaper {
 }
 
 /// Reads one response head and not a byte more: peeks, takes off the socket only the bytes
-/// up to the blank line, and waits for more while the head is incomplete.
+/// up to the blank line (CRLF or bare LF, as `httparse` reads them), and waits for more while
+/// the head is incomplete.
 async fn read_head_exactly(tcp: &mut TcpStream, max: usize) -> Result<ResponseHead, TaskError> {
     let mut head: Vec<u8> = Vec::new();
     let mut window = vec![0u8; max.min(4096)];
@@ -172,30 +160,16 @@ async fn read_head_exactly(tcp: &mut TcpStream, max: usize) -> Result<ResponseHe
         // The blank line may straddle what we had and what we peeked.
         let search_from = head.len().saturating_sub(3);
         head.extend_from_slice(&window[..peeked]);
-        let end = head[search_from..]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|at| search_from + at + 4);
+        let end = head_end(&head, search_from);
         let ours = match end {
             Some(end) => peeked - (head.len() - end),
             None => peeked,
         };
         head.truncate(head.len() - (peeked - ours));
         // These bytes were just peeked, so they are there to read.
-        let mut consumed = 0;
-        while consumed < ours {
-            tcp.readable().await.map_err(TaskError::UpstreamIo)?;
-            match tcp.try_read(&mut window[..ours - consumed]) {
-                Ok(0) => {
-                    return Err(TaskError::UpstreamIo(
-                        std::io::ErrorKind::UnexpectedEof.into(),
-                    ));
-                }
-                Ok(n) => consumed += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(TaskError::UpstreamIo(e)),
-            }
-        }
+        tcp.read_exact(&mut window[..ours])
+            .await
+            .map_err(TaskError::UpstreamIo)?;
         if end.is_some() {
             return match http1::parse_response(&head) {
                 Ok(Parsed::Complete(response, _)) => Ok(response),
@@ -207,5 +181,28 @@ async fn read_head_exactly(tcp: &mut TcpStream, max: usize) -> Result<ResponseHe
                 ))),
             };
         }
+    }
+}
+
+/// Where a head ends: after the first `\n\n` or `\n\r\n` at or after `from`.
+fn head_end(buffer: &[u8], from: usize) -> Option<usize> {
+    (from..buffer.len()).find_map(|i| match &buffer[i..] {
+        [b'\n', b'\n', ..] => Some(i + 2),
+        [b'\n', b'\r', b'\n', ..] => Some(i + 3),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_end_at_the_first_blank_line() {
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nbanner", 0), Some(19));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\n\nbanner", 0), Some(17));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nX: y\r\n", 0), None);
+        assert_eq!(head_end(b"X\r\n\r\n", 1), Some(5));
+        assert_eq!(head_end(b"", 0), None);
     }
 }

@@ -29,40 +29,16 @@ impl RouteUpstreamEscaper {
     pub fn build(config: &RouteUpstreamConfig, deps: &Dependencies) -> anyhow::Result<Self> {
         let mut exact_ip = HashMap::new();
         let mut exact_domain = HashMap::new();
-        for (next, hosts) in &config.exact_match {
-            let escaper = deps.escaper(next);
-            for host in hosts {
-                match host {
-                    Host::Ip(ip) => exact_ip.insert(ip.to_canonical(), escaper.clone()),
-                    Host::Domain(domain) => exact_domain.insert(domain.clone(), escaper.clone()),
-                };
-            }
+        for (host, escaper) in by_value(&config.exact_match, deps) {
+            match host {
+                Host::Ip(ip) => exact_ip.insert(ip.to_canonical(), escaper),
+                Host::Domain(domain) => exact_domain.insert(domain, escaper),
+            };
         }
-        let mut subnets: Vec<(IpNetwork, Arc<Escaper>)> = config
-            .subnet_match
-            .iter()
-            .flat_map(|(next, nets)| {
-                let escaper = deps.escaper(next);
-                nets.iter().map(move |net| (*net, escaper.clone()))
-            })
-            .collect();
+        let mut subnets = by_value(&config.subnet_match, deps);
         subnets.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix));
-        let children = config
-            .child_match
-            .iter()
-            .flat_map(|(next, domains)| {
-                let escaper = deps.escaper(next);
-                domains.iter().map(move |d| (d.clone(), escaper.clone()))
-            })
-            .collect();
-        let mut suffixes: Vec<(String, Arc<Escaper>)> = config
-            .suffix_match
-            .iter()
-            .flat_map(|(next, suffixes)| {
-                let escaper = deps.escaper(next);
-                suffixes.iter().map(move |s| (s.clone(), escaper.clone()))
-            })
-            .collect();
+        let children = by_value(&config.child_match, deps).into_iter().collect();
+        let mut suffixes = by_value(&config.suffix_match, deps);
         suffixes.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         Ok(RouteUpstreamEscaper {
             exact_ip,
@@ -108,6 +84,17 @@ impl RouteUpstreamEscaper {
             .find(|(suffix, _)| domain.ends_with(suffix.as_str()))
             .map(|(_, next)| next)
     }
+}
+
+/// Each value of a rule set with the escaper it leads to.
+fn by_value<T: Clone>(rules: &[(String, Vec<T>)], deps: &Dependencies) -> Vec<(T, Arc<Escaper>)> {
+    rules
+        .iter()
+        .flat_map(|(next, values)| {
+            let escaper = deps.escaper(next);
+            values.iter().map(move |v| (v.clone(), escaper.clone()))
+        })
+        .collect()
 }
 
 impl EscaperOps for RouteUpstreamEscaper {
@@ -181,7 +168,7 @@ mod tests {
         assert_eq!(next("10.1.1.1"), "exact");
         assert_eq!(next("10.1.2.3"), "narrow");
         assert_eq!(next("10.2.0.1"), "wide");
-        assert_eq!(next("[::ffff:10.2.0.1]"), "wide");
+        assert_eq!(next("[::ffff:10.1.0.1]"), "narrow");
         assert_eq!(next("192.0.2.1"), "default");
     }
 }

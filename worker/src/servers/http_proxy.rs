@@ -1,8 +1,9 @@
 //! `type: http_proxy`: HTTP/1.x forward proxy. Per client connection (TLS first when
 //! `tls_server` makes it an HTTPS proxy): read a request head, then either tunnel (CONNECT,
-//! through the shared relay) or forward the request to the origin and its response back,
-//! over TLS for https forward (`GET https://…` sent in plain text), keeping both connections
-//! alive when allowed.
+//! through the shared relay) or forward the request and its response back, on the connection
+//! the escaper gives: to the origin (over TLS for https forward, `GET https://…` sent in
+//! plain text) or to a next-hop proxy in absolute form; both connections kept alive when
+//! allowed.
 //!
 //! Draining: the response in flight is sent with `Connection: close` and the connection ends;
 //! an idle keep-alive connection is served one more request (with `close`) rather than cut,
@@ -321,14 +322,11 @@ impl Session<'_> {
         {
             return Ok((kept, true));
         }
-        let tls_config = match tls {
-            true => Some(self.server.tls_client.config()?),
-            false => None,
-        };
+        let tls_client = &self.server.tls_client;
         let forward = self
             .server
             .escaper
-            .http_forward(self.task, target, tls_config)
+            .http_forward(self.task, target, tls, || tls_client.config())
             .await?;
         Ok((
             Upstream {
@@ -411,6 +409,11 @@ impl Session<'_> {
                 Err(error) => return Err(error),
             }
         };
+        if response.code == 407 && matches!(upstream.form, RequestForm::Absolute { .. }) {
+            // The next hop's challenge is for our credentials, not the client's: passed on,
+            // the client would answer it to us.
+            return Err(TaskError::next_hop_wants_credentials());
+        }
         let response_framing = response
             .body_framing(&head.method)
             .map_err(|e| TaskError::UpstreamProtocol(e.to_string()))?;

@@ -27,7 +27,20 @@ impl EscaperKind for ProxyHttpConfig {
         if by_name && self.resolver.is_none() {
             return Err("proxy_addr names a host: set resolver to look it up".into());
         }
-        Ok(())
+        // RFC 7617: the user-id ends at the first colon, and neither part has controls.
+        let controls = |text: &str| text.chars().any(char::is_control);
+        match (&self.proxy_username, &self.proxy_password) {
+            (None, Some(_)) => Err("proxy_password without proxy_username".into()),
+            (Some(user), _) if user.contains(':') => {
+                Err("proxy_username may not contain ':' (Basic auth splits there)".into())
+            }
+            (Some(user), password)
+                if controls(user) || password.as_ref().is_some_and(|p| controls(&p.0)) =>
+            {
+                Err("proxy_username and proxy_password may not contain control characters".into())
+            }
+            _ => Ok(()),
+        }
     }
 }
 

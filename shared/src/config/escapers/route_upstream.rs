@@ -3,7 +3,8 @@
 //! `exact_match`, then `child_match` (the domain or one under it, longest first), then
 //! `suffix_match` (alias `radix_match`, a plain string suffix); anything else goes to
 //! `default_next`. Each rule set is a list of `{next, hosts|subnets|domains|suffixes}` or a
-//! map of next escaper to values, as in g3proxy.
+//! map of next escaper to values (g3proxy reads both for its builders); a value listed for
+//! two escapers is refused.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::EscaperKind;
+use crate::config::de::NAMES_AS_KEYS;
 use crate::types::IpNetwork;
 
 impl EscaperKind for RouteUpstreamConfig {
@@ -57,16 +59,8 @@ struct RulesVisitor {
 
 type RawRules = BTreeMap<String, Vec<String>>;
 
-#[derive(Deserialize)]
-struct RawRule {
-    #[serde(alias = "escaper")]
-    next: String,
-    #[serde(flatten)]
-    values: BTreeMap<String, OneOrMany>,
-}
-
 /// One value or a list. Written out rather than left to the loader's own "one value is a
-/// list of one", which a flattened map does not pass through.
+/// list of one", which a map read as a plain `BTreeMap` does not pass through.
 struct OneOrMany(Vec<String>);
 
 impl<'de> Deserialize<'de> for OneOrMany {
@@ -107,6 +101,7 @@ impl<'de> Visitor<'de> for RulesVisitor {
         Ok(RawRules::new())
     }
 
+    /// `{escaper_name: [values]}`: the keys are escaper names, as written.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRules, A::Error> {
         let mut rules = RawRules::new();
         while let Some((next, values)) = map.next_entry::<String, OneOrMany>()? {
@@ -115,19 +110,30 @@ impl<'de> Visitor<'de> for RulesVisitor {
         Ok(rules)
     }
 
+    /// `[{next: name, hosts: [values]}]`: config keys, compared as every key is.
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawRules, A::Error> {
         let mut rules = RawRules::new();
-        while let Some(rule) = seq.next_element::<RawRule>()? {
-            let entry = rules.entry(rule.next).or_default();
-            for (key, values) in rule.values {
-                if !self.keys.contains(&key.as_str()) {
+        while let Some(rule) = seq.next_element::<BTreeMap<String, OneOrMany>>()? {
+            let mut next = None;
+            let mut values = Vec::new();
+            for (key, value) in rule {
+                let key = crate::config::normalize_key(&key);
+                if key == "next" || key == "escaper" {
+                    match <[String; 1]>::try_from(value.0) {
+                        Ok([name]) => next = Some(name),
+                        Err(_) => return Err(de::Error::custom("next names one escaper")),
+                    }
+                } else if self.keys.contains(&key.as_str()) {
+                    values.extend(value.0);
+                } else {
                     return Err(de::Error::custom(format!(
                         "unknown key {key}: a rule here has next and {}",
                         self.keys.join(" or ")
                     )));
                 }
-                entry.extend(values.0);
             }
+            let next = next.ok_or_else(|| de::Error::custom("a rule without next"))?;
+            rules.entry(next).or_default().extend(values);
         }
         Ok(rules)
     }
@@ -137,29 +143,38 @@ fn raw_rules<'de, D: Deserializer<'de>>(
     deserializer: D,
     keys: &'static [&'static str],
 ) -> Result<RawRules, D::Error> {
-    deserializer.deserialize_any(RulesVisitor { keys })
+    deserializer.deserialize_newtype_struct(NAMES_AS_KEYS, RulesVisitor { keys })
 }
 
-fn convert<T, E: de::Error>(
+/// Parses every value; a value listed for two different escapers is refused, as g3proxy
+/// does, since which one won would depend on the order of the file.
+fn convert<T: PartialEq + fmt::Debug, E: de::Error>(
     rules: RawRules,
     parse: impl Fn(&str) -> Option<T>,
     what: &str,
 ) -> Result<Vec<(String, Vec<T>)>, E> {
-    rules
-        .into_iter()
-        .map(|(next, values)| {
-            let parsed = values
-                .iter()
-                .map(|v| parse(v).ok_or_else(|| E::custom(format!("invalid {what} {v:?}"))))
-                .collect::<Result<Vec<T>, E>>()?;
-            Ok((next, parsed))
-        })
-        .collect()
+    let mut converted: Vec<(String, Vec<T>)> = Vec::new();
+    for (next, values) in rules {
+        let mut parsed = Vec::with_capacity(values.len());
+        for value in &values {
+            let item =
+                parse(value).ok_or_else(|| E::custom(format!("invalid {what} {value:?}")))?;
+            if let Some((other, _)) = converted.iter().find(|(_, items)| items.contains(&item)) {
+                return Err(E::custom(format!(
+                    "{what} {value:?} is listed for both {other} and {next}"
+                )));
+            }
+            parsed.push(item);
+        }
+        converted.push((next, parsed));
+    }
+    Ok(converted)
 }
 
-/// A domain as rules compare it: lower case, without a trailing dot.
+/// A domain as rules compare it: lower case, without a leading or trailing dot.
 fn domain(text: &str) -> Option<String> {
     let text = text.strip_suffix('.').unwrap_or(text);
+    let text = text.strip_prefix('.').unwrap_or(text);
     match Host::parse_uri_host(text)? {
         Host::Domain(domain) => Some(domain),
         Host::Ip(_) => None,
@@ -182,7 +197,12 @@ fn subnet_rules<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Vec<(String, Vec<IpNetwork>)>, D::Error> {
     let raw = raw_rules(d, &["subnets", "subnet", "networks", "network"])?;
-    convert(raw, |v| v.parse().ok(), "subnet")
+    // Targets are compared in their IPv4 form, so an IPv4-mapped subnet is written as IPv4.
+    convert(
+        raw,
+        |v| v.parse::<IpNetwork>().ok().map(IpNetwork::unmapped),
+        "subnet",
+    )
 }
 
 fn domain_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Vec<String>)>, D::Error> {
@@ -194,7 +214,10 @@ fn suffix_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Vec<Stri
     let raw = raw_rules(d, &["suffixes", "suffix"])?;
     convert(
         raw,
-        |v| (!v.is_empty()).then(|| v.to_ascii_lowercase()),
+        |v| {
+            let v = v.strip_suffix('.').unwrap_or(v);
+            (!v.is_empty()).then(|| v.to_ascii_lowercase())
+        },
         "suffix",
     )
 }
