@@ -354,8 +354,22 @@ pub async fn write_all(to: &Stream, mut data: &[u8]) -> io::Result<()> {
 
 /// [`write_all`] toward a peer that must keep reading: one that takes nothing for `timeout`
 /// (a client that never reads its response) fails with `TimedOut` instead of holding the task.
+/// What the socket takes at once goes without arming a timer, as most writes do.
 pub async fn write_all_within(to: &Stream, data: &[u8], timeout: Duration) -> io::Result<()> {
-    tokio::time::timeout(timeout, write_all(to, data))
+    let mut rest = data;
+    while !rest.is_empty() {
+        match to.try_write(rest) {
+            Ok(0) => break,
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    // A plain socket took it all; TLS may still hold records to flush.
+    if rest.is_empty() && !to.is_tls() {
+        return Ok(());
+    }
+    tokio::time::timeout(timeout, write_all(to, rest))
         .await
         .unwrap_or_else(|_| {
             Err(io::Error::new(

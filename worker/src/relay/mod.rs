@@ -148,7 +148,7 @@ pub async fn copy_body(
     let mut copied = 0u64;
     let mut tracker = ChunkedTracker::new();
     let mut remaining = match framing {
-        BodyFraming::Empty => return Ok(0),
+        BodyFraming::Empty | BodyFraming::Length(0) => return Ok(0),
         BodyFraming::Length(n) => n,
         BodyFraming::Chunked | BodyFraming::UntilClose => u64::MAX,
     };

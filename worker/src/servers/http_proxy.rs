@@ -433,23 +433,36 @@ impl Session<'_> {
             keep_alive,
             &mut out,
         );
+        // A sized body already read with the head goes out in the same write: one send for
+        // a small response instead of two. (Not under a speed limit, which meters the body.)
+        let limiter = self.server.policy.download_limiter();
+        let mut body_framing = response_framing;
+        let mut sent_with_head = 0u64;
+        if let (BodyFraming::Length(length), None) = (response_framing, &limiter) {
+            let take = (upstream.buffer.len() as u64).min(length) as usize;
+            out.extend_from_slice(&upstream.buffer[..take]);
+            upstream.buffer.drain(..take);
+            sent_with_head = take as u64;
+            body_framing = BodyFraming::Length(length - sent_with_head);
+        }
         self.replied = true;
         write_all_within(&self.client, &out, self.server.idle_timeout())
             .await
             .map_err(TaskError::ClientIo)?;
-        let copied = relay::copy_body(
-            &upstream.stream,
-            &mut upstream.buffer,
-            &self.client,
-            response_framing,
-            self.server.idle_timeout(),
-            self.server.policy.download_limiter(),
-        )
-        .await
-        .map_err(|(side, e)| match side {
-            Side::Reader => TaskError::UpstreamIo(e),
-            Side::Writer => TaskError::ClientIo(e),
-        })?;
+        let copied = sent_with_head
+            + relay::copy_body(
+                &upstream.stream,
+                &mut upstream.buffer,
+                &self.client,
+                body_framing,
+                self.server.idle_timeout(),
+                limiter,
+            )
+            .await
+            .map_err(|(side, e)| match side {
+                Side::Reader => TaskError::UpstreamIo(e),
+                Side::Writer => TaskError::ClientIo(e),
+            })?;
         self.task.notes.bytes_down += copied;
         if body_sent && response.keep_alive() && response_framing != BodyFraming::UntilClose {
             self.upstream = Some(upstream);
