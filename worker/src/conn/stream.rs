@@ -14,6 +14,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -222,12 +223,19 @@ impl Stream {
 
     /// Waits until a read would not block (data, or the end of the stream).
     pub async fn readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_readable(cx)).await
+    }
+
+    /// Ready when a read would not block; otherwise the task is woken when one would. The
+    /// socket keeps one reading waker, not a waiter node per wait: one task reads a stream,
+    /// and a waiting future then holds no more than a reference.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(state) = self.state()
             && state.readable_now
         {
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
-        self.tcp.readable().await
+        self.tcp.poll_read_ready(cx)
     }
 
     /// Reads what is there now; `WouldBlock` when nothing is, `Ok(0)` at the end.
@@ -275,10 +283,15 @@ impl Stream {
 
     /// Waits until a write may make progress (for TLS: after what rustls holds went out).
     pub async fn writable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_writable(cx)).await
+    }
+
+    /// [`Stream::writable`] as a poll, with the socket's one writing waker.
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.tls.is_some() {
-            return self.flush().await;
+            return self.poll_flush(cx);
         }
-        self.tcp.writable().await
+        self.tcp.poll_write_ready(cx)
     }
 
     /// Writes what can be written now; `WouldBlock` when nothing can.
@@ -300,27 +313,42 @@ impl Stream {
 
     /// Sends everything rustls still holds.
     pub async fn flush(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             {
                 let Some(mut state) = self.state() else {
-                    return Ok(());
+                    return Poll::Ready(Ok(()));
                 };
                 match state.push(&self.tcp) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => return Poll::Ready(Ok(())),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
             }
-            self.tcp.writable().await?;
+            ready!(self.tcp.poll_write_ready(cx))?;
         }
     }
 
     /// Ends our sending direction: close_notify for TLS, then a TCP half-close.
     pub async fn shutdown_write(&self) {
+        self.queue_close_notify();
+        let _ = self.flush().await;
+        self.shutdown_socket_write();
+    }
+
+    /// The first step of [`Stream::shutdown_write`]: close_notify queued for TLS (sent by the
+    /// next flush). Once per stream.
+    pub fn queue_close_notify(&self) {
         if let Some(mut state) = self.state() {
             state.connection.send_close_notify();
         }
-        let _ = self.flush().await;
+    }
+
+    /// The last step of [`Stream::shutdown_write`], after the flush: the TCP half-close.
+    pub fn shutdown_socket_write(&self) {
         let _ = nix::sys::socket::shutdown(self.tcp.as_raw_fd(), nix::sys::socket::Shutdown::Write);
     }
 }

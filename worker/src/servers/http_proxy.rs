@@ -201,7 +201,11 @@ impl Session<'_> {
                 .proxy_target()
                 .map_err(|e| TaskError::Client(e.to_string()))?;
             let next = match target {
-                RequestTarget::Tunnel(target) => self.tunnel(target).await?,
+                RequestTarget::Tunnel(target) => {
+                    // A tunnel may idle for hours: its request head's memory goes now.
+                    drop(head);
+                    self.tunnel(target).await?
+                }
                 RequestTarget::Forward {
                     upstream,
                     path,
@@ -289,15 +293,13 @@ impl Session<'_> {
                 .map_err(TaskError::UpstreamIo)?;
         }
         self.buffer = Vec::new();
-        // The relay is where a tunnel idles: in an allocation of its own, the futures around
-        // it stay as small as their other states instead of wrapping it in padding.
-        let relay = Box::pin(relay::relay_tunnel(
+        let outcome = relay::relay_tunnel(
             &self.client,
             &upstream.stream,
             &self.server.policy,
             self.server.context.phase.clone(),
-        ));
-        let outcome = relay.await;
+        )
+        .await;
         self.task.notes.bytes_up += outcome.client_to_upstream;
         self.task.notes.bytes_down += outcome.upstream_to_client;
         debug!(

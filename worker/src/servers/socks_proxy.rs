@@ -253,14 +253,13 @@ impl SocksProxyServer {
                 .map_err(TaskError::UpstreamIo)?;
         }
         conn.buffer = Vec::new();
-        // In an allocation of its own: see http_proxy's tunnel.
-        let relay = Box::pin(relay::relay_tunnel(
+        let outcome = relay::relay_tunnel(
             client,
             &upstream.stream,
             &self.policy,
             self.context.phase.clone(),
-        ));
-        let outcome = relay.await;
+        )
+        .await;
         task.notes.bytes_up += outcome.client_to_upstream;
         task.notes.bytes_down += outcome.upstream_to_client;
         debug!(
