@@ -4,7 +4,8 @@
 # client in the end-to-end tests), systemd (systemd-analyze verifies the unit), wrk (the
 # high-rate zero-loss scenarios), openssl (test certificates, s_client for mTLS), python3 (a
 # peer running as another uid in the control-plane tests) with h11 and Node.js (the origin
-# parsers of the HTTP/1 differential test).
+# parsers of the HTTP/1 differential test), nmap and iproute2 (the open-proxy scan from a test
+# host in a network namespace).
 set -euo pipefail
 need=()
 dpkg -s libc-ares-dev >/dev/null 2>&1 || need+=(libc-ares-dev)
@@ -15,6 +16,8 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v node >/dev/null || need+=(nodejs)
+command -v nmap >/dev/null || need+=(nmap)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -41,6 +41,17 @@ impl Group {
     }
 
     fn build(scenario: &str, base: &Path, preset: &[(&str, u16)]) -> Group {
+        let template_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(scenario)
+            .join("main.yml");
+        let text = std::fs::read_to_string(&template_path).expect("scenario main.yml");
+        Self::from_text(&text, base, preset)
+    }
+
+    /// A group running `text` as its main.yml (placeholders filled as for a scenario).
+    pub fn from_text(text: &str, base: &Path, preset: &[(&str, u16)]) -> Group {
+        let mut text = text.to_string();
         let dir = base.join(format!(
             "g3proxy-e2e-{}-{}",
             std::process::id(),
@@ -49,11 +60,6 @@ impl Group {
         let _ = std::fs::remove_dir_all(&dir);
         let control_dir = dir.join("run");
         std::fs::create_dir_all(&control_dir).expect("temp dir");
-        let template_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("scenarios")
-            .join(scenario)
-            .join("main.yml");
-        let mut text = std::fs::read_to_string(&template_path).expect("scenario main.yml");
         let mut ports: HashMap<String, u16> = preset
             .iter()
             .map(|(name, port)| (name.to_string(), *port))

@@ -14,7 +14,12 @@ pub struct Origin {
 
 impl Origin {
     pub fn start(ip: &str) -> Origin {
-        let listener = TcpListener::bind((ip, 0)).expect("bind origin");
+        Self::start_at(&format!("{ip}:0"))
+    }
+
+    /// An origin on exactly `address` (`ip:port`), for clients that cannot name a port.
+    pub fn start_at(address: &str) -> Origin {
+        let listener = TcpListener::bind(address).expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let served = Arc::new(AtomicU64::new(0));
         let counter = served.clone();
@@ -93,6 +98,36 @@ fn serve_http(stream: TcpStream, served: &AtomicU64) {
             }
             body
         };
+        // `GET /bytes/N`: N bytes of `pattern_byte`, for transfers large enough to fill
+        // socket and TLS buffers on the way.
+        if let Some(size) = request_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|target| target.rsplit_once("/bytes/"))
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+        {
+            let connection = if close { "close" } else { "keep-alive" };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: {connection}\r\n\r\n"
+            );
+            if writer.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let block: Vec<u8> = (0..65536).map(pattern_byte).collect();
+            let mut sent = 0;
+            while sent < size {
+                let take = (size - sent).min(block.len());
+                if writer.write_all(&block[..take]).is_err() {
+                    return;
+                }
+                sent += take;
+            }
+            served.fetch_add(1, Ordering::Relaxed);
+            if close {
+                return;
+            }
+            continue;
+        }
         let answer = if request_line.starts_with("POST") {
             format!("got {} bytes", body.len())
         } else {
@@ -111,6 +146,11 @@ fn serve_http(stream: TcpStream, served: &AtomicU64) {
             return;
         }
     }
+}
+
+/// The byte at `offset` of a `/bytes/N` answer (the pattern repeats every 64 KiB).
+pub fn pattern_byte(offset: usize) -> u8 {
+    (offset % 65536 % 251) as u8
 }
 
 fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {

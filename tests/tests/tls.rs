@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use g3proxy_tests::group::{kill, process_alive};
-use g3proxy_tests::{Certs, Echo, Group, Origin, TlsOrigin, curl, try_curl, wait_until};
+use g3proxy_tests::{
+    Certs, Echo, Group, Origin, TlsOrigin, curl, pattern_byte, try_curl, wait_until,
+};
 
 fn tls_group() -> (Group, Certs) {
     let mut group = Group::new("tls");
@@ -44,6 +46,24 @@ fn curl_through_an_https_proxy_and_a_tls_port() {
             &origin.url("/"),
         ]);
         assert_eq!(body, "hello", "through {port}");
+    }
+    // Transfers that fill the socket and TLS buffers on the way, tunnelled and forwarded:
+    // every byte arrives, in order.
+    let size = 48 << 20;
+    let want: Vec<u8> = (0..size).map(pattern_byte).collect();
+    let saved = certs.path("download");
+    for tunnel in [true, false] {
+        let proxy = format!("https://localhost:{}", group.port("https"));
+        let url = origin.url(&format!("/bytes/{size}"));
+        let mut args = vec!["--proxy", &proxy, "--proxy-cacert", ca.to_str().unwrap()];
+        if tunnel {
+            args.push("-p");
+        }
+        args.extend(["-o", saved.to_str().unwrap(), &url]);
+        curl(&args);
+        let got = std::fs::read(&saved).expect("downloaded file");
+        assert_eq!(got.len(), want.len(), "tunnel {tunnel}");
+        assert!(got == want, "tunnel {tunnel}: bytes differ");
     }
     // A client that does not trust our CA refuses the proxy.
     let output = try_curl(&[

@@ -1,7 +1,8 @@
 //! Loader tests over real files in a temporary directory: g3proxy's layouts and spellings
 //! load, and every kind of mistake is reported with its file, path and line.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -545,5 +546,55 @@ fn proxy_http_and_route_upstream_entries() {
     for (entry, want) in cases {
         let error = load_error(&[("main.yml", &format!("{base}{entry}"))]);
         assert!(error.contains(want), "{entry}: {error}");
+    }
+}
+
+/// The config loader's fuzz corpus (`proto/fuzz/corpus/config_load/`, split as the fuzz target
+/// splits it) and byte mutations of it load or are refused, and never through the panic guard.
+#[test]
+fn fuzz_corpus_configs_never_reach_the_panic_guard() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/fuzz/corpus/config_load");
+    let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .expect("config_load corpus")
+        .map(|e| std::fs::read(e.expect("entry").path()).expect("read"))
+        .collect();
+    inputs.sort();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut mutated = Vec::new();
+    for input in &inputs {
+        for _ in 0..200 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut bytes = input.clone();
+            let at = (seed % bytes.len().max(1) as u64) as usize;
+            const BYTES: &[u8] = b":- \n\t[]{}#&*!|>'\"0123456789.%";
+            let byte = BYTES[(seed >> 32) as usize % BYTES.len()];
+            if bytes.is_empty() || seed & 1 == 0 {
+                bytes.insert(at.min(bytes.len()), byte);
+            } else {
+                bytes[at] = byte;
+            }
+            mutated.push(bytes);
+        }
+    }
+    for input in inputs.iter().chain(&mutated) {
+        let text = String::from_utf8_lossy(input);
+        let (main, other) = text.split_once("\n#--\n").unwrap_or((&text, ""));
+        let root = PathBuf::from("/fuzz");
+        let bundle = ConfigBundle {
+            entry: root.join("main.yml"),
+            files: BTreeMap::from([
+                (root.join("main.yml"), main.to_string()),
+                (root.join("other.yml"), other.to_string()),
+            ]),
+            dirs: BTreeMap::new(),
+        };
+        if let Err(error) = load_bundle(&bundle) {
+            assert!(
+                !error.to_string().contains("internal error"),
+                "{text:?}: {error}"
+            );
+        }
     }
 }

@@ -106,12 +106,13 @@ impl Flow {
                     Err(e) => return Poll::Ready(Err((Side::Writer, e))),
                 }
                 if self.start == self.end {
-                    // TLS may still hold the bytes: out before we wait on reading again.
-                    ready!(to.poll_flush(cx)).map_err(|e| (Side::Writer, e))?;
                     (self.start, self.end) = (0, 0);
                 }
                 continue;
             }
+            // Nothing waits in our buffer; TLS may still hold some of it: out before we read
+            // (and wait on reading) again.
+            ready!(to.poll_flush(cx)).map_err(|e| (Side::Writer, e))?;
             if reads == READS_PER_POLL {
                 // Keep the buffer for the next burst and let the other tasks run.
                 cx.waker().wake_by_ref();
