@@ -89,6 +89,49 @@ impl Certs {
         self.dir.join(name)
     }
 
+    /// Copies the certificates and keys into `dir` (a group's directory, where its config
+    /// refers to them), for tests that start a TLS origin before the group exists.
+    pub fn copy_into(&self, dir: &Path) {
+        for name in [
+            "ca.pem",
+            "server.pem",
+            "server.key",
+            "client.pem",
+            "client.key",
+        ] {
+            std::fs::copy(self.path(name), dir.join(name)).expect("copy certificate");
+        }
+    }
+
+    /// A TLS client of `localhost` over `tcp`, trusting the test CA (a 20 s read timeout).
+    pub fn tls_client(
+        &self,
+        tcp: std::net::TcpStream,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in
+            rustls::pki_types::CertificateDer::pem_file_iter(self.path("ca.pem")).expect("ca.pem")
+        {
+            roots.add(cert.expect("ca certificate")).expect("add ca");
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connection = rustls::ClientConnection::new(
+            std::sync::Arc::new(config),
+            "localhost".try_into().expect("server name"),
+        )
+        .expect("tls client");
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("read timeout");
+        rustls::StreamOwned::new(connection, tcp)
+    }
+
     /// A rustls server config with the server certificate, for test origins.
     pub fn server_config(&self) -> std::sync::Arc<rustls::ServerConfig> {
         use rustls::pki_types::pem::PemObject;

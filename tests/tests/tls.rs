@@ -100,35 +100,11 @@ fn https_forward_speaks_tls_to_the_origin() {
 
 /// One request over TLS to our proxy, as a client trusting the test CA.
 fn tls_exchange(tcp: TcpStream, certs: &Certs, request: &str) -> String {
-    let mut tls = tls_client(tcp, certs);
+    let mut tls = certs.tls_client(tcp);
     tls.write_all(request.as_bytes()).unwrap();
     let mut answer = Vec::new();
     let _ = tls.read_to_end(&mut answer);
     String::from_utf8_lossy(&answer).into_owned()
-}
-
-/// TLS to our proxy as `localhost`, trusting the test CA.
-fn tls_client(
-    tcp: TcpStream,
-    certs: &Certs,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(certs.path("ca.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connection =
-        rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap())
-            .unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    rustls::StreamOwned::new(connection, tcp)
 }
 
 fn s_client(port: u16, certs: &Certs, with_client_cert: bool, input: &str) -> String {
@@ -200,7 +176,7 @@ fn reloads_and_a_crash_keep_tls_clients_served() {
     let echo = Echo::start("127.0.0.1");
     let (group, certs) = tls_group();
     let https = SocketAddr::from(([127, 0, 0, 1], group.port("https")));
-    let mut tunnel = tls_client(TcpStream::connect(https).unwrap(), &certs);
+    let mut tunnel = certs.tls_client(TcpStream::connect(https).unwrap());
     write!(
         tunnel,
         "CONNECT {} HTTP/1.1\r\nHost: {}\r\n\r\n",

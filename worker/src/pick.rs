@@ -46,6 +46,18 @@ impl<T> Picker<T> {
     }
 
     pub fn pick(&self) -> &T {
+        &self.entries[self.pick_index()]
+    }
+
+    /// Every entry once, starting with the one the policy picks: the order to try them in
+    /// when one fails.
+    pub fn failover_order(&self) -> impl Iterator<Item = &T> {
+        let start = self.pick_index();
+        let len = self.entries.len();
+        (0..len).map(move |i| &self.entries[(start + i) % len])
+    }
+
+    fn pick_index(&self) -> usize {
         let last = self.entries.len().saturating_sub(1);
         let index = match self.policy {
             PickPolicy::Random => {
@@ -72,7 +84,7 @@ impl<T> Picker<T> {
                 best
             }
         };
-        &self.entries[index.min(last)]
+        index.min(last)
     }
 }
 

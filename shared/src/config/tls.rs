@@ -350,15 +350,21 @@ impl TlsServerKeys {
             )?)
             .map_err(|e| e.to_string())?;
         let builder = if self.enable_client_auth {
+            // Without ca_certificate, client certificates are checked against the system's
+            // CA certificates, as g3proxy does.
+            let mut roots = ca_store(&self.ca_certificate)?;
             if self.ca_certificate.is_empty() {
-                return Err("enable_client_auth needs ca_certificate".into());
+                system_roots(&mut roots);
+                if roots.is_empty() {
+                    return Err(
+                        "enable_client_auth without ca_certificate, and the system has no CA certificates"
+                            .into(),
+                    );
+                }
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(
-                Arc::new(ca_store(&self.ca_certificate)?),
-                provider,
-            )
-            .build()
-            .map_err(|e| format!("client certificate verifier: {e}"))?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("client certificate verifier: {e}"))?;
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()

@@ -12,6 +12,8 @@ mod intelli_proxy;
 mod ports;
 mod socks_proxy;
 mod socks_proxy_udp;
+mod tcp_stream;
+mod tls_stream;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -111,6 +113,8 @@ server_runtimes! {
     NativeTlsPort => ports::TlsPort;
     IntelliProxy => intelli_proxy::IntelliProxyServer;
     DummyClose => dummy_close::DummyClose;
+    TcpStream => tcp_stream::TcpStreamServer;
+    TlsStream => tls_stream::TlsStreamServer;
 }
 
 type BoxedServe = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

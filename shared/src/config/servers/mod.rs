@@ -8,6 +8,7 @@ mod http_proxy;
 mod intelli_proxy;
 mod ports;
 mod socks_proxy;
+mod tcp_stream;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ pub use http_proxy::HttpProxyConfig;
 pub use intelli_proxy::IntelliProxyConfig;
 pub use ports::{NativeTlsPortConfig, PlainTcpPortConfig, PlainTlsPortConfig, ProxyProtocol};
 pub use socks_proxy::{PortRange, SocketBuffer, SocksProxyConfig, TransmuteEchoIp};
+pub use tcp_stream::{StreamConfig, TcpStreamConfig, TlsStreamConfig};
 
 use serde::Deserialize;
 
@@ -96,6 +98,10 @@ pub trait ServerKind {
     fn next_servers(&self) -> Vec<&str> {
         Vec::new()
     }
+    /// Rules between keys that decoding alone cannot see; the error names the entry.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The registry: one line per server type, `Variant(Config) = "type" | "alias"...`.
@@ -147,6 +153,8 @@ server_types! {
     NativeTlsPort(NativeTlsPortConfig) = "native_tls_port" | "native_tls";
     IntelliProxy(IntelliProxyConfig) = "intelli_proxy" | "ppdp_tcp_port";
     DummyClose(DummyCloseConfig) = "dummy_close";
+    TcpStream(TcpStreamConfig) = "tcp_stream" | "tcpstream";
+    TlsStream(TlsStreamConfig) = "tls_stream" | "tlsstream";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,8 +165,6 @@ pub struct ServerConfig {
 
 /// Types g3proxy has that this build does not run yet: named so the error says so plainly.
 const NOT_YET: &[&str] = &[
-    "tcp_stream",
-    "tls_stream",
     "sni_proxy",
     "http_rproxy",
     "http_gateway",
@@ -175,7 +181,13 @@ pub(crate) fn decode(
     path: &str,
 ) -> Result<ServerConfig, ConfigError> {
     if let Some(decoded) = decode_type(type_name, node, path) {
-        return decoded;
+        let config = decoded?;
+        config
+            .server_type
+            .kind()
+            .check()
+            .map_err(|message| ConfigError::at(&node.file, path, node.line, message))?;
+        return Ok(config);
     }
     let message = if NOT_YET.contains(&type_name) {
         format!("server type {type_name} is not supported by this build yet")

@@ -1,0 +1,178 @@
+//! Scenario: the stream servers with real clients. tcp_stream takes turns over two upstreams
+//! that answer differently, passes an upstream that is down, and speaks TLS to an origin
+//! signed by the test CA; tls_stream takes clients with a certificate and refuses those
+//! without; a plain_tls_port in front of a tcp_stream (the guide's other form); and a long
+//! tls_stream tunnel keeps flowing across reloads.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+
+use g3proxy_tests::{Certs, Echo, Group, RecordingOrigin, TlsOrigin, curl, free_port};
+
+fn answer(body: &'static str) -> &'static [u8] {
+    let text = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    Box::leak(text.into_boxed_str()).as_bytes()
+}
+
+/// Sends `input` over TLS with `openssl s_client` (with or without the client certificate) and
+/// returns what came back.
+fn s_client(port: u16, certs: &Certs, with_client_cert: bool, input: &str) -> String {
+    let ca = certs.path("ca.pem");
+    let mut args = vec![
+        "s_client".to_string(),
+        "-connect".into(),
+        format!("127.0.0.1:{port}"),
+        "-servername".into(),
+        "localhost".into(),
+        "-CAfile".into(),
+        ca.display().to_string(),
+        "-verify_return_error".into(),
+        "-quiet".into(),
+        // -quiet implies -ign_eof; the echo never closes first, so our end of input must.
+        "-no_ign_eof".into(),
+    ];
+    if with_client_cert {
+        for (flag, name) in [("-cert", "client.pem"), ("-key", "client.key")] {
+            args.extend([flag.to_string(), certs.path(name).display().to_string()]);
+        }
+    }
+    let mut child = Command::new("openssl")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A refused handshake may end openssl before it reads: then nothing comes back.
+    let _ = stdin.write_all(input.as_bytes());
+    // The echo's answer, or the end when the handshake was refused; then our side closes.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut echoed = vec![0u8; input.len()];
+    let mut got = 0;
+    while got < echoed.len() {
+        match stdout.read(&mut echoed[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    echoed.truncate(got);
+    String::from_utf8_lossy(&echoed).into_owned()
+}
+
+#[test]
+fn stream_servers_with_real_clients() {
+    let scratch = std::env::temp_dir().join(format!("g3proxy-streams-{}", std::process::id()));
+    let certs = Certs::make(&scratch);
+    let one = RecordingOrigin::start(answer("one"), false);
+    let two = RecordingOrigin::start(answer("two"), false);
+    let echo = Echo::start("127.0.0.1");
+    let tls_origin = TlsOrigin::start(certs.server_config());
+    let mut group = Group::with_ports(
+        "streams",
+        &[
+            ("one", one.addr.port()),
+            ("two", two.addr.port()),
+            ("echo", echo.addr.port()),
+            ("tls_origin", tls_origin.addr.port()),
+            ("down", free_port("127.0.0.1")),
+        ],
+    );
+    certs.copy_into(&group.dir);
+    group.start();
+    let url = |name: &str| format!("http://127.0.0.1:{}/", group.port(name));
+
+    // Round robin: the two upstreams in turn.
+    let answers: Vec<String> = (0..4).map(|_| curl(&[&url("rr")])).collect();
+    assert_eq!(answers, ["one", "two", "one", "two"]);
+    // An upstream that refuses is passed for the next one, every time.
+    for _ in 0..4 {
+        assert_eq!(curl(&[&url("failover")]), "one");
+    }
+    // TLS offloading: plain to us, TLS to the origin, checked against the test CA.
+    assert_eq!(curl(&[&url("offload")]), "hello over tls");
+
+    // tls_stream with client certificates, in front of an echo server.
+    let tls_port = group.port("tls");
+    assert_eq!(s_client(tls_port, &certs, true, "ping\n"), "ping\n");
+    assert_eq!(s_client(tls_port, &certs, false, "ping\n"), "");
+    // A plain_tls_port in front of a tcp_stream (no client certificate asked there).
+    assert_eq!(
+        s_client(group.port("tlsport"), &certs, false, "pong\n"),
+        "pong\n"
+    );
+
+    // A TLS stream tunnel opened before three reloads keeps flowing after them.
+    let mut tunnel = {
+        let tcp = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], group.port("tlsport"))))
+            .expect("connect");
+        certs.tls_client(tcp)
+    };
+    let mut roundtrip = |message: &[u8]| {
+        tunnel.write_all(message).expect("write");
+        let mut back = vec![0u8; message.len()];
+        tunnel.read_exact(&mut back).expect("read");
+        assert_eq!(back, message);
+    };
+    roundtrip(b"before the reloads");
+    for round in 0..3 {
+        let output = group.ctl(&["reload"]);
+        assert!(output.status.success(), "reload {round}: {output:?}");
+        assert_eq!(curl(&[&url("rr")]).len(), 3);
+    }
+    roundtrip(b"after the reloads");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// The guide's tcp_stream and tls_stream examples, as written there (certificate paths made
+/// real), load with `g3proxy -t`; TLCP toward the upstream is refused plainly.
+#[test]
+fn the_guides_stream_examples_load() {
+    let dir = std::env::temp_dir().join(format!("g3proxy-stream-guide-{}", std::process::id()));
+    let certs = Certs::make(&dir);
+    let check = |servers: &str| {
+        let text = format!(
+            "resolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\nserver:\n{servers}"
+        );
+        let path = dir.join("main.yml");
+        std::fs::write(&path, text).expect("write config");
+        Command::new(g3proxy_tests::bin("g3proxy"))
+            .args(["-t", "-c"])
+            .arg(&path)
+            .output()
+            .expect("g3proxy -t")
+    };
+    let cert = certs.path("server.pem");
+    let key = certs.path("server.key");
+    let (cert, key) = (cert.display(), key.display());
+    let examples = [
+        "- name: tcp\n  escaper: default\n  type: tcp_stream\n  listen:\n    address: \"[::1]:10086\"\n  proxy_pass:\n  - \"127.0.0.1:5201\"\n  - \"127.0.0.1:5202\"\n  upstream_pick_policy: rr\n".to_string(),
+        "- name: tcp\n  escaper: default\n  type: tcp_stream\n  listen: \"[::1]:80\"\n  proxy_pass: \"127.0.0.1:443\"\n  tls_client: { }\n".to_string(),
+        format!("- name: tls\n  escaper: default\n  type: tls_stream\n  listen:\n    address: \"[::1]:10443\"\n  tls_server:\n    cert_pairs:\n      certificate: {cert}\n      private_key: {key}\n    enable_client_auth: true\n  proxy_pass:\n  - \"127.0.0.1:5201\"\n  - \"127.0.0.1:5202\"\n  upstream_pick_policy: rr\n"),
+        format!("- name: tcp\n  escaper: default\n  type: tcp_stream\n  proxy_pass:\n  - \"127.0.0.1:5201\"\n  - \"127.0.0.1:5202\"\n  upstream_pick_policy: rr\n- name: tls\n  type: plain_tls_port\n  listen:\n    address: \"[::1]:10443\"\n  tls_server:\n    cert_pairs:\n      certificate: {cert}\n      private_key: {key}\n    enable_client_auth: true\n  server: tcp\n"),
+    ];
+    for example in &examples {
+        let output = check(example);
+        assert!(
+            output.status.success(),
+            "{example}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let tlcp = check(
+        "- name: tcp\n  escaper: default\n  type: tcp_stream\n  listen: \"[::1]:10086\"\n  upstream: \"127.0.0.1:443\"\n  tls_client:\n    protocol: tlcp\n  upstream_tls_name: target.host.domain\n",
+    );
+    assert!(!tlcp.status.success());
+    assert!(
+        String::from_utf8_lossy(&tlcp.stderr).contains("built without TLCP"),
+        "{}",
+        String::from_utf8_lossy(&tlcp.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,136 @@
+//! `type: tcp_stream`: each connection goes to one of the configured upstreams, picked by
+//! `upstream_pick_policy`, over TLS when `tls_client` says so; an upstream that fails is
+//! followed by the others in turn (each failure logged with its reason), then the bytes flow
+//! through the shared relay. `tls_stream` is the same behind a TLS handshake
+//! ([`StreamRelay`] is their common part).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use g3proxy_proto::HostPort;
+use g3proxy_shared::config::servers::{ServerCommon, StreamConfig, TcpStreamConfig};
+use g3proxy_shared::config::tls::TlsClientConfig;
+use tracing::{debug, info};
+
+use super::{BuildContext, ServeConnections};
+use crate::conn::{ClientConn, write_all};
+use crate::context::Context;
+use crate::error::TaskError;
+use crate::escapers::{Connected, Escaper};
+use crate::pick::Picker;
+use crate::relay::{self, RelayPolicy};
+use crate::task::TaskContext;
+
+/// Connects a client to an upstream of the list and relays between them.
+pub struct StreamRelay {
+    context: Arc<Context>,
+    escaper: Arc<Escaper>,
+    policy: RelayPolicy,
+    upstreams: Picker<HostPort>,
+    tls_client: Option<TlsClientConfig>,
+    tls_name: Option<String>,
+}
+
+impl StreamRelay {
+    pub fn build(common: &ServerCommon, config: &StreamConfig, cx: &BuildContext) -> StreamRelay {
+        let upstreams = config
+            .upstream
+            .iter()
+            // The loader refuses an entry without a port.
+            .map(|entry| (entry.addr.with_default_port(0), entry.weight))
+            .collect();
+        StreamRelay {
+            context: cx.context.clone(),
+            escaper: cx.escaper(&config.escaper),
+            policy: super::relay_policy(common),
+            upstreams: Picker::new(upstreams, config.upstream_pick_policy),
+            tls_client: config.upstream_tls().cloned(),
+            tls_name: config.upstream_tls_name.clone(),
+        }
+    }
+
+    /// The first upstream that answers, in the policy's order; `None` when none did (each
+    /// failure is logged).
+    async fn connect(&self, task: &mut TaskContext) -> Option<Connected> {
+        let mut last_error = None;
+        for target in self.upstreams.failover_order() {
+            let attempt = match &self.tls_client {
+                Some(tls) => {
+                    Box::pin(
+                        self.escaper
+                            .tls_connect(task, target, tls, self.tls_name.as_deref()),
+                    )
+                    .await
+                }
+                None => Box::pin(self.escaper.tcp_connect(task, target)).await,
+            };
+            match attempt {
+                Ok(connected) => return Some(connected),
+                Err(error) => {
+                    info!(
+                        "server {}: task {} upstream {target}: {error}",
+                        task.server_name(),
+                        task.id
+                    );
+                    last_error = Some(error);
+                }
+            }
+        }
+        if let Some(error) = last_error {
+            let all = TaskError::UpstreamUnreachable(std::io::Error::other(format!(
+                "every upstream failed, the last with: {error}"
+            )));
+            all.log(task);
+        }
+        None
+    }
+
+    pub async fn serve(&self, conn: ClientConn, mut task: TaskContext) {
+        let Some(upstream) = self.connect(&mut task).await else {
+            return;
+        };
+        // Bytes that came with the client's first read (after a PROXY header or a TLS
+        // handshake) go first.
+        if !conn.buffer.is_empty() && write_all(&upstream.stream, &conn.buffer).await.is_err() {
+            return;
+        }
+        let outcome = relay::relay_tunnel(
+            &conn.stream,
+            &upstream.stream,
+            &self.policy,
+            self.context.phase.clone(),
+        )
+        .await;
+        task.notes.bytes_up += outcome.client_to_upstream;
+        task.notes.bytes_down += outcome.upstream_to_client;
+        debug!(
+            "server {}: task {} stream ended: {outcome}",
+            task.server_name(),
+            task.id
+        );
+    }
+}
+
+pub struct TcpStreamServer(StreamRelay);
+
+impl ServeConnections for TcpStreamServer {
+    type Config = TcpStreamConfig;
+
+    fn build(
+        common: &ServerCommon,
+        config: &TcpStreamConfig,
+        cx: &BuildContext,
+    ) -> anyhow::Result<Self> {
+        Ok(TcpStreamServer(StreamRelay::build(common, &config.0, cx)))
+    }
+
+    // Not an `async fn`, which would store its arguments twice in the future.
+    #[allow(clippy::manual_async_fn)]
+    fn serve(
+        self: Arc<Self>,
+        conn: ClientConn,
+        task: TaskContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move { self.0.serve(conn, task).await }
+    }
+}
