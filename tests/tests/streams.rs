@@ -130,10 +130,10 @@ fn stream_servers_with_real_clients() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-/// The guide's tcp_stream and tls_stream examples, as written there (certificate paths made
+/// The guide's tcp_stream, tls_stream and sni_proxy examples, as written there (certificate paths made
 /// real), load with `g3proxy -t`; TLCP toward the upstream is refused plainly.
 #[test]
-fn the_guides_stream_examples_load() {
+fn the_guides_stream_and_sni_examples_load() {
     let dir = std::env::temp_dir().join(format!("g3proxy-stream-guide-{}", std::process::id()));
     let certs = Certs::make(&dir);
     let check = |servers: &str| {
@@ -156,6 +156,9 @@ fn the_guides_stream_examples_load() {
         "- name: tcp\n  escaper: default\n  type: tcp_stream\n  listen: \"[::1]:80\"\n  proxy_pass: \"127.0.0.1:443\"\n  tls_client: { }\n".to_string(),
         format!("- name: tls\n  escaper: default\n  type: tls_stream\n  listen:\n    address: \"[::1]:10443\"\n  tls_server:\n    cert_pairs:\n      certificate: {cert}\n      private_key: {key}\n    enable_client_auth: true\n  proxy_pass:\n  - \"127.0.0.1:5201\"\n  - \"127.0.0.1:5202\"\n  upstream_pick_policy: rr\n"),
         format!("- name: tcp\n  escaper: default\n  type: tcp_stream\n  proxy_pass:\n  - \"127.0.0.1:5201\"\n  - \"127.0.0.1:5202\"\n  upstream_pick_policy: rr\n- name: tls\n  type: plain_tls_port\n  listen:\n    address: \"[::1]:10443\"\n  tls_server:\n    cert_pairs:\n      certificate: {cert}\n      private_key: {key}\n    enable_client_auth: true\n  server: tcp\n"),
+        // sni_proxy on 443 and, through a port entry, on 80 (the guide names the server
+        // `sni_proxy` there, which loads with a warning, as in g3proxy).
+        "- name: sni\n  escaper: default\n  type: sni_proxy\n  listen:\n    address: \"[::]:443\"\n- name: port80\n  type: plain_tcp_port\n  listen: \"[::]:80\"\n  server: sni_proxy\n".to_string(),
     ];
     for example in &examples {
         let output = check(example);

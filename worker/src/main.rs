@@ -11,6 +11,7 @@ mod context;
 mod control;
 mod error;
 mod escapers;
+mod host_match;
 mod lifecycle;
 mod pick;
 mod relay;

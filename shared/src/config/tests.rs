@@ -143,9 +143,9 @@ fn mistakes_name_file_path_and_line() {
         (
             &[(
                 "main.yml",
-                &format!("{BASE}server:\n  - name: a\n    type: sni_proxy\n"),
+                &format!("{BASE}server:\n  - name: a\n    type: http_rproxy\n"),
             )],
-            "main.yml: server[0].type (line 7): server type sni_proxy is not supported by this build yet",
+            "main.yml: server[0].type (line 7): server type http_rproxy is not supported by this build yet",
         ),
         (
             &[(

@@ -12,6 +12,7 @@ use g3proxy_shared::config::escapers::RouteUpstreamConfig;
 use g3proxy_shared::types::IpNetwork;
 
 use super::{Dependencies, Escaper, EscaperOps};
+use crate::host_match::nearest_ancestor;
 
 pub struct RouteUpstreamEscaper {
     exact_ip: HashMap<IpAddr, Arc<Escaper>>,
@@ -66,18 +67,8 @@ impl RouteUpstreamEscaper {
         if let Some(next) = self.exact_domain.get(domain) {
             return Some(next);
         }
-        if !self.children.is_empty() {
-            // The domain itself, then each parent: the nearest listed ancestor wins.
-            let mut rest = domain;
-            loop {
-                if let Some(next) = self.children.get(rest) {
-                    return Some(next);
-                }
-                match rest.split_once('.') {
-                    Some((_, parent)) => rest = parent,
-                    None => break,
-                }
-            }
+        if let Some(next) = nearest_ancestor(&self.children, domain) {
+            return Some(next);
         }
         self.suffixes
             .iter()

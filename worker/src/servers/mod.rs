@@ -10,6 +10,7 @@ mod dummy_close;
 mod http_proxy;
 mod intelli_proxy;
 mod ports;
+mod sni_proxy;
 mod socks_proxy;
 mod socks_proxy_udp;
 mod tcp_stream;
@@ -115,6 +116,7 @@ server_runtimes! {
     DummyClose => dummy_close::DummyClose;
     TcpStream => tcp_stream::TcpStreamServer;
     TlsStream => tls_stream::TlsStreamServer;
+    SniProxy => sni_proxy::SniProxyServer;
 }
 
 type BoxedServe = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

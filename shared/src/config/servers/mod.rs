@@ -7,6 +7,7 @@ mod dummy_close;
 mod http_proxy;
 mod intelli_proxy;
 mod ports;
+mod sni_proxy;
 mod socks_proxy;
 mod tcp_stream;
 
@@ -16,6 +17,7 @@ pub use dummy_close::DummyCloseConfig;
 pub use http_proxy::HttpProxyConfig;
 pub use intelli_proxy::IntelliProxyConfig;
 pub use ports::{NativeTlsPortConfig, PlainTcpPortConfig, PlainTlsPortConfig, ProxyProtocol};
+pub use sni_proxy::{AllowedHost, SniProxyConfig};
 pub use socks_proxy::{PortRange, SocketBuffer, SocksProxyConfig, TransmuteEchoIp};
 pub use tcp_stream::{StreamConfig, TcpStreamConfig, TlsStreamConfig};
 
@@ -155,6 +157,7 @@ server_types! {
     DummyClose(DummyCloseConfig) = "dummy_close";
     TcpStream(TcpStreamConfig) = "tcp_stream" | "tcpstream";
     TlsStream(TlsStreamConfig) = "tls_stream" | "tlsstream";
+    SniProxy(SniProxyConfig) = "sni_proxy" | "sniproxy";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,7 +168,6 @@ pub struct ServerConfig {
 
 /// Types g3proxy has that this build does not run yet: named so the error says so plainly.
 const NOT_YET: &[&str] = &[
-    "sni_proxy",
     "http_rproxy",
     "http_gateway",
     "http_reverse_proxy",

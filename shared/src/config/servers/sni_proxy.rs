@@ -1,0 +1,106 @@
+//! Config of `type: sni_proxy`: TLS and plain HTTP on one port, each connection passed on
+//! untouched to the host its ClientHello names (SNI) or its `Host` header does, on the port
+//! it came in on. `allowed_hosts` (alias `allowed_sites`), when set, lists the hosts served,
+//! each an exact host or a parent domain (`child_match`) or the default, optionally
+//! redirected elsewhere.
+
+use serde::Deserialize;
+
+use super::ServerKind;
+use crate::types::{HumanDuration, HumanSize};
+
+fn default_client_hello_max() -> HumanSize {
+    HumanSize(1 << 16)
+}
+fn default_request_wait_timeout() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+fn default_request_recv_timeout() -> HumanDuration {
+    HumanDuration::secs(4)
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SniProxyConfig {
+    pub escaper: String,
+    /// Absent: every host. A single entry or a list.
+    #[serde(default, alias = "allowed_sites")]
+    pub allowed_hosts: Option<Vec<AllowedHost>>,
+    #[serde(
+        default = "default_client_hello_max",
+        deserialize_with = "crate::types::bounds::header_size"
+    )]
+    pub tls_max_client_hello_size: HumanSize,
+    /// How long a new connection may stay silent.
+    #[serde(
+        default = "default_request_wait_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
+    pub request_wait_timeout: HumanDuration,
+    /// How long the rest of the ClientHello or request head may take once it began.
+    #[serde(
+        default = "default_request_recv_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
+    pub request_recv_timeout: HumanDuration,
+    #[serde(default)]
+    pub auth_by_client_ip: bool,
+    #[serde(default)]
+    pub auth_by_server_name: bool,
+    #[serde(default)]
+    pub user_group: Option<String>,
+    #[serde(default)]
+    pub auditor: Option<String>,
+}
+
+/// One entry of `allowed_hosts` (g3's host-matched object).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedHost {
+    #[serde(default)]
+    pub exact_match: Vec<String>,
+    #[serde(default)]
+    pub child_match: Vec<String>,
+    #[serde(default)]
+    pub set_default: bool,
+    /// Where connections for this host go instead.
+    #[serde(default)]
+    pub redirect_host: Option<String>,
+    #[serde(default)]
+    pub redirect_port: Option<u16>,
+}
+
+impl ServerKind for SniProxyConfig {
+    fn escaper(&self) -> Option<&str> {
+        Some(&self.escaper)
+    }
+    fn user_group(&self) -> Option<&str> {
+        self.user_group.as_deref()
+    }
+    fn auditor(&self) -> Option<&str> {
+        self.auditor.as_deref()
+    }
+    fn check(&self) -> Result<(), String> {
+        if self.auth_by_client_ip || self.auth_by_server_name {
+            return Err(
+                "auth_by_client_ip / auth_by_server_name are not supported by this build yet (they need a facts user group)"
+                    .into(),
+            );
+        }
+        for (i, host) in self.allowed_hosts.iter().flatten().enumerate() {
+            if host.exact_match.is_empty() && host.child_match.is_empty() && !host.set_default {
+                return Err(format!(
+                    "allowed_hosts[{i}] matches nothing: give exact_match, child_match or set_default"
+                ));
+            }
+        }
+        let defaults = self
+            .allowed_hosts
+            .iter()
+            .flatten()
+            .filter(|h| h.set_default);
+        if defaults.count() > 1 {
+            return Err("allowed_hosts has more than one set_default".into());
+        }
+        Ok(())
+    }
+}
