@@ -5,7 +5,7 @@
 # high-rate zero-loss scenarios), openssl (test certificates, s_client for mTLS), python3 (a
 # peer running as another uid in the control-plane tests) with h11 and Node.js (the origin
 # parsers of the HTTP/1 differential test), nmap and iproute2 (the open-proxy scan from a test
-# host in a network namespace).
+# host in a network namespace), nftables (TPROXY rules for tcp_tproxy in namespaces).
 set -euo pipefail
 need=()
 dpkg -s libc-ares-dev >/dev/null 2>&1 || need+=(libc-ares-dev)
@@ -18,6 +18,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v node >/dev/null || need+=(nodejs)
 command -v nmap >/dev/null || need+=(nmap)
 command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

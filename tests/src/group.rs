@@ -124,7 +124,8 @@ impl Group {
         format!("G3PROXY_E2E_GROUP={}", self.dir.display())
     }
 
-    fn mark(&self, command: &mut Command) {
+    /// Marks a process this group starts, so that dropping the group kills it and its workers.
+    pub fn mark(&self, command: &mut Command) {
         command.env("G3PROXY_E2E_GROUP", &self.dir);
     }
 

@@ -18,6 +18,9 @@ pub struct ListenerEntry {
     pub slot: Option<usize>,
     /// Which of the address's `instance` sockets this is.
     pub instance: usize,
+    /// Bound with IP_TRANSPARENT (`tcp_tproxy`). Absent from older peers: not transparent.
+    #[serde(default)]
+    pub transparent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

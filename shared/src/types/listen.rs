@@ -17,6 +17,8 @@ pub struct ListenSpec {
     pub ipv6_only: Option<bool>,
     /// Listening sockets to open for this address (SO_REUSEPORT), g3's `instance`.
     pub instance: usize,
+    /// IP_TRANSPARENT, for a transparent proxy: not a YAML key, the server type decides.
+    pub transparent: bool,
 }
 
 impl ListenSpec {
@@ -26,6 +28,7 @@ impl ListenSpec {
             backlog: DEFAULT_BACKLOG,
             ipv6_only: None,
             instance: 1,
+            transparent: false,
         }
     }
 
@@ -104,6 +107,7 @@ impl<'de> Visitor<'de> for ListenVisitor {
             backlog: raw.backlog.unwrap_or(DEFAULT_BACKLOG),
             ipv6_only: raw.ipv6_only,
             instance,
+            transparent: false,
         })
     }
 }

@@ -23,6 +23,8 @@ pub struct ListenerKey {
     pub address: SocketAddr,
     pub slot: Option<usize>,
     pub instance: usize,
+    /// IP_TRANSPARENT: a different socket from a plain one on the same address.
+    pub transparent: bool,
 }
 
 impl ListenerKey {
@@ -31,6 +33,7 @@ impl ListenerKey {
             address: entry.address,
             slot: entry.slot,
             instance: entry.instance,
+            transparent: entry.transparent,
         }
     }
 
@@ -43,12 +46,18 @@ impl ListenerKey {
             .bytes()
             .map(|b| format!("{b:02x}"))
             .collect();
-        format!("g3l-{hex}-{slot}-{}", self.instance)
+        let transparent = if self.transparent { "-t" } else { "" };
+        format!("g3l-{hex}-{slot}-{}{transparent}", self.instance)
     }
 
     pub fn from_fd_name(name: &str) -> Option<Self> {
         let mut parts = name.strip_prefix("g3l-")?.split('-');
         let (hex, slot, instance) = (parts.next()?, parts.next()?, parts.next()?);
+        let transparent = match parts.next() {
+            None => false,
+            Some("t") => true,
+            Some(_) => return None,
+        };
         let bytes: Option<Vec<u8>> = (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
@@ -63,6 +72,7 @@ impl ListenerKey {
             address,
             slot,
             instance: instance.parse().ok()?,
+            transparent,
         })
     }
 }
@@ -81,6 +91,7 @@ pub fn plan_for_worker(config: &Config, worker_index: usize) -> Vec<ListenerEntr
                 address: spec.address,
                 slot,
                 instance,
+                transparent: spec.transparent,
             });
         }
     }
@@ -92,10 +103,7 @@ pub fn plan(config: &Config) -> BTreeMap<ListenerKey, ListenSpec> {
     let mut wanted = BTreeMap::new();
     for index in 0..config.worker_count() {
         for entry in plan_for_worker(config, index) {
-            let spec = config
-                .server(&entry.server)
-                .and_then(|s| s.listen())
-                .cloned();
+            let spec = config.server(&entry.server).and_then(|s| s.listen());
             if let Some(spec) = spec {
                 wanted.insert(ListenerKey::of(&entry), spec);
             }
@@ -187,11 +195,42 @@ pub fn bind(spec: &ListenSpec) -> anyhow::Result<TcpListener> {
         let only = spec.ipv6_only.unwrap_or(false);
         socket::setsockopt(&fd, sockopt::Ipv6V6Only, &only).context("IPV6_V6ONLY")?;
     }
+    if spec.transparent {
+        set_transparent(&fd, spec.address.is_ipv6())?;
+    }
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(spec.address)).context("bind")?;
     let backlog =
         Backlog::new(spec.backlog.min(i32::MAX as u32) as i32).unwrap_or(Backlog::MAXCONN);
     socket::listen(&fd, backlog).context("listen")?;
     Ok(TcpListener::from(fd))
+}
+
+/// IP_TRANSPARENT (IPV6_TRANSPARENT): the socket accepts connections to any address that
+/// TPROXY rules send it, with the original destination as its local address. Needs
+/// CAP_NET_ADMIN, which the supervisor has when it binds (it runs as root or with the
+/// capability, as g3proxy's unit grants it).
+fn set_transparent(fd: &OwnedFd, ipv6: bool) -> anyhow::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::SOL_IPV6, libc::IPV6_TRANSPARENT)
+    } else {
+        (libc::SOL_IP, libc::IP_TRANSPARENT)
+    };
+    let on: libc::c_int = 1;
+    // A plain int option on a socket we own.
+    let result = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("IP_TRANSPARENT (tcp_tproxy needs CAP_NET_ADMIN)");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -205,11 +244,19 @@ mod tests {
                 address: "[::1]:8080".parse().unwrap(),
                 slot: Some(3),
                 instance: 0,
+                transparent: false,
             },
             ListenerKey {
                 address: "127.0.0.1:1".parse().unwrap(),
                 slot: None,
                 instance: 2,
+                transparent: false,
+            },
+            ListenerKey {
+                address: "127.0.0.1:1".parse().unwrap(),
+                slot: Some(0),
+                instance: 0,
+                transparent: true,
             },
         ] {
             let name = key.fd_name();

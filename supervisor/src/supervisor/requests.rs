@@ -167,6 +167,7 @@ impl Supervisor {
                     address: key.address,
                     slot: key.slot,
                     instance: key.instance,
+                    transparent: key.transparent,
                 });
                 fds.push(fd);
             }

@@ -14,6 +14,7 @@ mod sni_proxy;
 mod socks_proxy;
 mod socks_proxy_udp;
 mod tcp_stream;
+mod tcp_tproxy;
 mod tls_stream;
 
 use std::collections::HashMap;
@@ -28,10 +29,10 @@ use g3proxy_shared::config::servers::{ServerCommon, ServerType};
 use g3proxy_shared::types::NetworkAcl;
 use tokio::net::TcpListener;
 
-use crate::conn::{ClientConn, Stream};
+use crate::conn::{ClientConn, Stream, write_all};
 use crate::context::{Context, Phase, ServerCounters};
-use crate::escapers::Escaper;
-use crate::relay::RelayPolicy;
+use crate::escapers::{Connected, Escaper};
+use crate::relay::{self, RelayPolicy};
 use crate::task::TaskContext;
 use tracing::{info, warn};
 
@@ -117,6 +118,7 @@ server_runtimes! {
     TcpStream => tcp_stream::TcpStreamServer;
     TlsStream => tls_stream::TlsStreamServer;
     SniProxy => sni_proxy::SniProxyServer;
+    TcpTproxy => tcp_tproxy::TcpTproxyServer;
 }
 
 type BoxedServe = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -167,6 +169,31 @@ impl Server {
 }
 
 /// The relay policy from a server's common keys.
+/// The end of every server that only tunnels (tcp_stream, tls_stream, sni_proxy,
+/// tcp_tproxy): what the client sent before the upstream existed goes first, then the shared
+/// relay, its bytes counted on the task.
+pub async fn relay_to_upstream(
+    conn: ClientConn,
+    upstream: Connected,
+    task: &mut TaskContext,
+    policy: &RelayPolicy,
+    context: &Context,
+) {
+    if !conn.buffer.is_empty() && write_all(&upstream.stream, &conn.buffer).await.is_err() {
+        return;
+    }
+    let ClientConn { stream, .. } = conn;
+    let outcome =
+        relay::relay_tunnel(&stream, &upstream.stream, policy, context.phase.clone()).await;
+    task.notes.bytes_up += outcome.client_to_upstream;
+    task.notes.bytes_down += outcome.upstream_to_client;
+    tracing::debug!(
+        "server {}: task {} tunnel ended: {outcome}",
+        task.server_name(),
+        task.id
+    );
+}
+
 pub fn relay_policy(common: &ServerCommon) -> RelayPolicy {
     RelayPolicy {
         idle_check_interval: common.task_idle_check_interval.0,

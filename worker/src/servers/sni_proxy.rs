@@ -13,14 +13,14 @@ use g3proxy_proto::tls_hello::{self, HelloError};
 use g3proxy_proto::{Host, HostPort, Parsed};
 use g3proxy_shared::config::servers::{AllowedHost, ServerCommon, SniProxyConfig};
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::info;
 
 use super::{BuildContext, ServeConnections};
-use crate::conn::{self, ClientConn, ReadError, write_all, write_all_within};
+use crate::conn::{self, ClientConn, ReadError, write_all_within};
 use crate::context::Context;
 use crate::escapers::Escaper;
 use crate::host_match::HostMatcher;
-use crate::relay::{self, RelayPolicy};
+use crate::relay::RelayPolicy;
 use crate::task::TaskContext;
 
 /// A request head this large without an end is no request worth routing.
@@ -150,24 +150,7 @@ impl ServeConnections for SniProxyServer {
                     return;
                 }
             };
-            if write_all(&upstream.stream, &conn.buffer).await.is_err() {
-                return;
-            }
-            conn.buffer = Vec::new();
-            let outcome = relay::relay_tunnel(
-                &conn.stream,
-                &upstream.stream,
-                &self.policy,
-                self.context.phase.clone(),
-            )
-            .await;
-            task.notes.bytes_up += outcome.client_to_upstream;
-            task.notes.bytes_down += outcome.upstream_to_client;
-            debug!(
-                "server {}: task {} to {target} ended: {outcome}",
-                task.server_name(),
-                task.id
-            );
+            super::relay_to_upstream(conn, upstream, &mut task, &self.policy, &self.context).await;
         }
     }
 }

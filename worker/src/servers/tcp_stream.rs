@@ -10,15 +10,15 @@ use std::sync::Arc;
 use g3proxy_proto::HostPort;
 use g3proxy_shared::config::servers::{ServerCommon, StreamConfig, TcpStreamConfig};
 use g3proxy_shared::config::tls::TlsClientConfig;
-use tracing::{debug, info};
+use tracing::info;
 
 use super::{BuildContext, ServeConnections};
-use crate::conn::{ClientConn, write_all};
+use crate::conn::ClientConn;
 use crate::context::Context;
 use crate::error::TaskError;
 use crate::escapers::{Connected, Escaper};
 use crate::pick::Picker;
-use crate::relay::{self, RelayPolicy};
+use crate::relay::RelayPolicy;
 use crate::task::TaskContext;
 
 /// Connects a client to an upstream of the list and relays between them.
@@ -89,25 +89,7 @@ impl StreamRelay {
         let Some(upstream) = self.connect(&mut task).await else {
             return;
         };
-        // Bytes that came with the client's first read (after a PROXY header or a TLS
-        // handshake) go first.
-        if !conn.buffer.is_empty() && write_all(&upstream.stream, &conn.buffer).await.is_err() {
-            return;
-        }
-        let outcome = relay::relay_tunnel(
-            &conn.stream,
-            &upstream.stream,
-            &self.policy,
-            self.context.phase.clone(),
-        )
-        .await;
-        task.notes.bytes_up += outcome.client_to_upstream;
-        task.notes.bytes_down += outcome.upstream_to_client;
-        debug!(
-            "server {}: task {} stream ended: {outcome}",
-            task.server_name(),
-            task.id
-        );
+        super::relay_to_upstream(conn, upstream, &mut task, &self.policy, &self.context).await;
     }
 }
 

@@ -10,6 +10,7 @@ mod ports;
 mod sni_proxy;
 mod socks_proxy;
 mod tcp_stream;
+mod tcp_tproxy;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ pub use ports::{NativeTlsPortConfig, PlainTcpPortConfig, PlainTlsPortConfig, Pro
 pub use sni_proxy::{AllowedHost, SniProxyConfig};
 pub use socks_proxy::{PortRange, SocketBuffer, SocksProxyConfig, TransmuteEchoIp};
 pub use tcp_stream::{StreamConfig, TcpStreamConfig, TlsStreamConfig};
+pub use tcp_tproxy::TcpTproxyConfig;
 
 use serde::Deserialize;
 
@@ -104,6 +106,10 @@ pub trait ServerKind {
     fn check(&self) -> Result<(), String> {
         Ok(())
     }
+    /// Whether the listening socket takes connections for other addresses (IP_TRANSPARENT).
+    fn transparent(&self) -> bool {
+        false
+    }
 }
 
 /// The registry: one line per server type, `Variant(Config) = "type" | "alias"...`.
@@ -158,6 +164,7 @@ server_types! {
     TcpStream(TcpStreamConfig) = "tcp_stream" | "tcpstream";
     TlsStream(TlsStreamConfig) = "tls_stream" | "tlsstream";
     SniProxy(SniProxyConfig) = "sni_proxy" | "sniproxy";
+    TcpTproxy(TcpTproxyConfig) = "tcp_tproxy" | "tcptproxy" | "tcp_transparent";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -171,7 +178,6 @@ const NOT_YET: &[&str] = &[
     "http_rproxy",
     "http_gateway",
     "http_reverse_proxy",
-    "tcp_tproxy",
     "plain_quic_port",
     "plain_quic",
 ];
@@ -208,8 +214,11 @@ impl ServerConfig {
         self.server_type.type_name()
     }
 
-    pub fn listen(&self) -> Option<&ListenSpec> {
-        self.common.listen.as_ref()
+    /// The listen spec, with the socket options the server type needs.
+    pub fn listen(&self) -> Option<ListenSpec> {
+        let mut spec = self.common.listen.clone()?;
+        spec.transparent = self.server_type.kind().transparent();
+        Some(spec)
     }
 
     pub fn listen_in_worker(&self) -> bool {
