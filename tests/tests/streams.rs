@@ -95,6 +95,23 @@ fn stream_servers_with_real_clients() {
     for _ in 0..4 {
         assert_eq!(curl(&[&url("failover")]), "one");
     }
+    // tcp_misc_opts on accepted connections, as the kernel reports them (`ss`).
+    let tuned = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], group.port("tuned"))))
+        .expect("connect");
+    let mut tuned_roundtrip = tuned.try_clone().expect("clone");
+    tuned_roundtrip.write_all(b"x").expect("write");
+    let mut byte = [0u8; 1];
+    tuned_roundtrip.read_exact(&mut byte).expect("echo");
+    let filter = format!("( sport = :{} )", group.port("tuned"));
+    let ss = Command::new("ss")
+        .args(["-tien", "state", "established", &filter])
+        .output()
+        .expect("ss");
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    assert!(ss.contains("fwmark:0x2a"), "{ss}");
+    assert!(ss.contains(" reno "), "{ss}");
+    drop(tuned);
+
     // TLS offloading: plain to us, TLS to the origin, checked against the test CA.
     assert_eq!(curl(&[&url("offload")]), "hello over tls");
 

@@ -5,12 +5,14 @@ pub mod bounds;
 mod humanize;
 mod listen;
 mod network_acl;
+mod sockopt;
 mod speed;
 mod upstream;
 
 pub use humanize::{HumanDuration, HumanSize, MAX_DURATION};
 pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};
+pub use sockopt::TcpMiscOpts;
 pub use speed::SpeedLimit;
 pub use upstream::{PickPolicy, Secret, UpstreamAddr, WeightedAddr};
 

@@ -7,6 +7,7 @@
 //! parser, read more on `Partial`, within a size cap and a deadline. HTTP heads, SOCKS
 //! negotiation, PROXY headers and protocol detection all go through it.
 
+pub mod sockopt;
 pub mod stream;
 
 use std::io;

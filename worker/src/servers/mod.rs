@@ -26,10 +26,10 @@ use std::time::Duration;
 
 use g3proxy_shared::config::ServerConfig;
 use g3proxy_shared::config::servers::{ServerCommon, ServerType};
-use g3proxy_shared::types::NetworkAcl;
+use g3proxy_shared::types::{NetworkAcl, TcpMiscOpts};
 use tokio::net::TcpListener;
 
-use crate::conn::{ClientConn, Stream, write_all};
+use crate::conn::{ClientConn, Stream, sockopt, write_all};
 use crate::context::{Context, Phase, ServerCounters};
 use crate::escapers::{Connected, Escaper};
 use crate::relay::{self, RelayPolicy};
@@ -56,6 +56,7 @@ impl BuildContext<'_> {
             Arc::new(Server {
                 counters: ServerCounters::new(name),
                 ingress: None,
+                misc_opts: TcpMiscOpts::default(),
                 runtime: ServerRuntime::DummyClose(Arc::new(dummy_close::DummyClose)),
             })
         })
@@ -126,6 +127,7 @@ type BoxedServe = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub struct Server {
     pub counters: Arc<ServerCounters>,
     ingress: Option<NetworkAcl>,
+    misc_opts: TcpMiscOpts,
     runtime: ServerRuntime,
 }
 
@@ -136,6 +138,7 @@ impl Server {
         Ok(Arc::new(Server {
             counters: ServerCounters::new(config.name()),
             ingress: config.common.ingress_network_filter.clone(),
+            misc_opts: config.common.tcp_misc_opts.clone(),
             runtime,
         }))
     }
@@ -225,6 +228,11 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, context: Ar
         };
         counters.total_conn.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
+        if !server.misc_opts.is_empty()
+            && let Err(error) = sockopt::apply(&tcp, &server.misc_opts)
+        {
+            info!("server {}: tcp_misc_opts: {error}", counters.name);
+        }
         let local = tcp.local_addr().unwrap_or(peer);
         let conn = ClientConn::new(Stream::plain(tcp), peer, local);
         if !server.admits(&conn) {

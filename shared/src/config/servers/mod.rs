@@ -29,7 +29,7 @@ use super::de::decode_parts;
 use super::error::ConfigError;
 use super::type_error;
 use super::yaml::Node;
-use crate::types::{HumanDuration, HumanSize, ListenSpec, NetworkAcl, SpeedLimit};
+use crate::types::{HumanDuration, HumanSize, ListenSpec, NetworkAcl, SpeedLimit, TcpMiscOpts};
 
 fn default_task_idle_check_interval() -> HumanDuration {
     HumanDuration::secs(60)
@@ -85,6 +85,9 @@ pub struct ServerCommon {
     pub tcp_copy_buffer_size: HumanSize,
     #[serde(default)]
     pub extra_metrics_tags: BTreeMap<String, String>,
+    /// Options set on every accepted connection.
+    #[serde(default)]
+    pub tcp_misc_opts: TcpMiscOpts,
 }
 
 /// What the loader needs to know of any server type: the modules it refers to.

@@ -1,0 +1,32 @@
+//! `tcp_misc_opts`: socket options g3proxy sets on a server's accepted connections (and an
+//! escaper's outgoing ones): Nagle, MSS, TTL / hop limit, TOS / traffic class, the congestion
+//! control algorithm and the netfilter mark. Unset options are left as the kernel has them.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpMiscOpts {
+    #[serde(default)]
+    pub no_delay: Option<bool>,
+    #[serde(default, alias = "mss")]
+    pub max_segment_size: Option<u32>,
+    #[serde(default, alias = "ttl")]
+    pub time_to_live: Option<u8>,
+    #[serde(default)]
+    pub hop_limit: Option<u8>,
+    #[serde(default, alias = "tos")]
+    pub type_of_service: Option<u8>,
+    #[serde(default)]
+    pub traffic_class: Option<u8>,
+    #[serde(default)]
+    pub congestion_control: Option<String>,
+    #[serde(default, alias = "mark")]
+    pub netfilter_mark: Option<u32>,
+}
+
+impl TcpMiscOpts {
+    pub fn is_empty(&self) -> bool {
+        *self == TcpMiscOpts::default()
+    }
+}
