@@ -10,6 +10,8 @@
 #     plain_tls_port in front of http_proxy, and single-stream throughput through an HTTPS
 #     proxy (TLS to the proxy, CONNECT inside), each beside HAProxy terminating the same TLS
 #     (P-256 certificate, TCP mode to nginx)
+#   - tcp_stream: single-stream throughput and keep-alive small requests/s through a
+#     tcp_stream to nginx, beside HAProxy in TCP mode doing the same
 # Not part of the tests. Usage: ci/bench.sh [ROUNDS (default 5)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +44,7 @@ trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_ORIGIN=$(port); P_HTTP=$(port); P_SOCKS=$(port); P_SQUID=$(port); P_ECHO=$(port)
-P_TLSPORT=$(port); P_HTTPS=$(port); P_HAPROXY=$(port)
+P_TLSPORT=$(port); P_HTTPS=$(port); P_HAPROXY=$(port); P_STREAM=$(port); P_HAPROXY_TCP=$(port)
 
 # One P-256 certificate for every TLS endpoint.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
@@ -107,6 +109,11 @@ server:
     escaper: default
     listen: "127.0.0.1:$P_HTTPS"
     tls_server: {certificate: tls.pem, private_key: tls.key}
+  - name: stream
+    type: tcp_stream
+    escaper: default
+    listen: "127.0.0.1:$P_STREAM"
+    upstream: "127.0.0.1:$P_ORIGIN"
 CONF
 target/release/g3proxy -c "$work/g3proxy.yml" -G bench -C "$work/run" 2>"$work/g3proxy.log" & pids+=($!)
 echo $! > "$work/g3.pid"
@@ -146,6 +153,9 @@ defaults
 frontend tls
     bind 127.0.0.1:$P_HAPROXY ssl crt $work/haproxy.pem
     default_backend origin
+frontend tcp
+    bind 127.0.0.1:$P_HAPROXY_TCP
+    default_backend origin
 backend origin
     server nginx 127.0.0.1:$P_ORIGIN
 CONF
@@ -157,7 +167,7 @@ wait_port() {
     tail -n 20 "$work"/*.log "$work"/squid/*.log >&2 || true
     exit 1
 }
-for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY"; do wait_port "$p"; done
+for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP"; do wait_port "$p"; done
 
 small="http://127.0.0.1:$P_ORIGIN/small"
 # One client for every path, reading with 1 MiB buffers, so the client is not what limits.
@@ -219,6 +229,10 @@ for round in $(seq 1 "$ROUNDS"); do
     record hs_haproxy "$(rps -s "$work/handshake-direct.lua" "https://127.0.0.1:$P_HAPROXY/")"
     record tput_https "$(speed tls-connect "$P_HTTPS")"
     record tput_haproxy "$(speed tls-direct "$P_HAPROXY")"
+    record tput_stream "$(speed direct "$P_STREAM")"
+    record tput_haproxy_tcp "$(speed direct "$P_HAPROXY_TCP")"
+    record rps_stream "$(rps "http://127.0.0.1:$P_STREAM/small")"
+    record rps_haproxy_tcp "$(rps "http://127.0.0.1:$P_HAPROXY_TCP/small")"
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -279,3 +293,8 @@ printf '%-44s %12.0f %12.0f %10s\n' "new TLS handshakes/s (plain_tls_port) [2]" 
 printf '%-44s %12.0f %12.0f %10s\n' "throughput through TLS (MB/s) [3]" "$(mb tput_https)" "$(mb tput_haproxy)" "$(ratio "$(m tput_https)" "$(m tput_haproxy)")"
 echo "[2] wrk -t1 -c32, one request per TLS connection; ours also parses and forwards it as a proxy."
 echo "[3] one stream: TLS to the HTTPS proxy and CONNECT inside it; HAProxy relays TLS to nginx directly."
+echo
+printf '%-44s %12s %12s %10s\n' "tcp_stream metric" "g3proxy" "haproxy" "/haproxy"
+printf '%-44s %12.0f %12.0f %10s\n' "single-stream throughput (MB/s)" "$(mb tput_stream)" "$(mb tput_haproxy_tcp)" "$(ratio "$(m tput_stream)" "$(m tput_haproxy_tcp)")"
+printf '%-44s %12.0f %12.0f %10s\n' "keep-alive small requests/s [4]" "$(m rps_stream)" "$(m rps_haproxy_tcp)" "$(ratio "$(m rps_stream)" "$(m rps_haproxy_tcp)")"
+echo "[4] wrk -t1 -c32 to nginx through a tcp_stream, and through HAProxy in TCP mode."
