@@ -7,6 +7,19 @@
 //! the second request. Anything else is a desync between proxy and origin: request
 //! smuggling. Where we accept a client head that h11 refuses is printed for review (we are
 //! the stricter one on framing; leniency elsewhere is allowed), not failed.
+//!
+//! The disagreements left, each deliberate:
+//! - Transfer codings before `chunked` (`gzip, chunked`): RFC 9112 allows them and we pass
+//!   them on; h11 and llhttp refuse such a request as origins, which is their right, and a
+//!   refusal is no desync.
+//! - Methods outside llhttp's list (`OST`, `PO5S`): any token is a method (RFC 9110 9.1);
+//!   Node refuses unknown ones.
+//! - A missing `Host` with an absolute-form target: a proxy takes the target from the URI
+//!   (RFC 9112 3.2.2) and writes `Host` itself.
+//! - One empty line before the request line: RFC 9112 2.2 lets a server ignore it.
+//!
+//! Found and fixed by this test: `chunked` applied twice or followed by another coding was
+//! accepted; it is refused now.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
