@@ -9,6 +9,7 @@
 //!
 //! Needs root (network namespaces, veth) and nmap; elsewhere the test says so and passes.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -39,11 +40,18 @@ impl ScanHost {
         if unsafe { libc::geteuid() } != 0 || Command::new("nmap").arg("-V").output().is_err() {
             return None;
         }
-        let holder = Command::new("unshare")
+        let mut command = Command::new("unshare");
+        command
             .args(["--net", "--", "sleep", "600"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("unshare");
+            .stdin(Stdio::null());
+        // The namespace (and with it the veth link) goes with the test even when it is killed.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let holder = command.spawn().expect("unshare");
         let pid = holder.id();
         let ours = std::fs::read_link("/proc/self/ns/net").expect("our netns");
         wait_until(Duration::from_secs(5), "the scanner's namespace", || {

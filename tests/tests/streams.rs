@@ -108,8 +108,11 @@ fn stream_servers_with_real_clients() {
         .output()
         .expect("ss");
     let ss = String::from_utf8_lossy(&ss.stdout);
-    assert!(ss.contains("fwmark:0x2a"), "{ss}");
     assert!(ss.contains(" reno "), "{ss}");
+    // Setting a mark takes CAP_NET_ADMIN.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(ss.contains("fwmark:0x2a"), "{ss}");
+    }
     drop(tuned);
 
     // TLS offloading: plain to us, TLS to the origin, checked against the test CA.

@@ -1,9 +1,10 @@
 //! The context every task of this worker shares: the drain phase and the task registry.
 //! Passed explicitly; the worker has no statics but its process log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
@@ -21,6 +22,70 @@ pub enum Phase {
 pub struct Context {
     pub phase: watch::Receiver<Phase>,
     pub tasks: Arc<TaskRegistry>,
+    /// Wakers of tasks that check the phase only when polled (tunnels).
+    pub quit_wakers: QuitWakers,
+}
+
+/// How a task that waits on its sockets alone (a tunnel) learns of force-quit without a
+/// phase waiter of its own: it leaves its waker here once, and force-quit wakes them all.
+#[derive(Default)]
+pub struct QuitWakers {
+    next_id: AtomicU64,
+    wakers: Mutex<HashMap<u64, Waker>>,
+}
+
+impl QuitWakers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waker>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.wakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wakes every registered task, once.
+    pub fn wake_all(&self) {
+        let wakers: Vec<Waker> = self.lock().drain().map(|(_, w)| w).collect();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+/// One task's entry in [`QuitWakers`], removed when the task's future is dropped.
+pub struct QuitRegistration<'a> {
+    wakers: &'a QuitWakers,
+    id: Option<u64>,
+    /// What was registered: the lock is taken again only if the task's waker changes.
+    registered: Option<Waker>,
+}
+
+impl<'a> QuitRegistration<'a> {
+    pub fn new(wakers: &'a QuitWakers) -> Self {
+        QuitRegistration {
+            wakers,
+            id: None,
+            registered: None,
+        }
+    }
+
+    pub fn register(&mut self, waker: &Waker) {
+        if self.registered.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        let id = *self
+            .id
+            .get_or_insert_with(|| self.wakers.next_id.fetch_add(1, Ordering::Relaxed));
+        self.wakers.lock().insert(id, waker.clone());
+        self.registered = Some(waker.clone());
+    }
+}
+
+impl Drop for QuitRegistration<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.wakers.lock().remove(&id);
+        }
+    }
 }
 
 impl Context {

@@ -85,6 +85,7 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     let context = Arc::new(Context {
         phase: phase_receiver,
         tasks: Arc::new(TaskRegistry::default()),
+        quit_wakers: Default::default(),
     });
     // The config lists servers after those they hand connections to.
     let mut servers = HashMap::new();
@@ -308,6 +309,8 @@ impl Worker {
         self.orphan_deadline = None;
         self.listeners.clear();
         self.phase.send_replace(Phase::ForceQuit);
+        // Tunnels look at the phase when polled: poll them now.
+        self.context.quit_wakers.wake_all();
         // Tasks see the phase at once; give them a moment to close their sockets cleanly.
         self.force_quit_at
             .get_or_insert(Instant::now() + Duration::from_secs(2));

@@ -139,6 +139,25 @@ pub(crate) fn resolve(
                     format!("server {next:?} does not exist: its connections are closed"),
                 ));
             }
+            // A connection handed over keeps the port's own address as its destination: a
+            // transparent proxy would connect back to the port, again and again.
+            if config
+                .server(next)
+                .is_some_and(|s| s.server_type.kind().transparent())
+            {
+                return Err(error(
+                    "server",
+                    format!(
+                        "server {next:?} is a transparent proxy: it takes connections only on its own IP_TRANSPARENT listener"
+                    ),
+                ));
+            }
+        }
+        if server.server_type.kind().transparent() && server.listen().is_none() {
+            return Err(error(
+                "listen",
+                "a transparent proxy needs its own listen address".into(),
+            ));
         }
         if let Some(group) = server.user_group() {
             let message = if config.user_groups.iter().any(|g| g == group) {

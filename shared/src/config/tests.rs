@@ -598,3 +598,51 @@ fn fuzz_corpus_configs_never_reach_the_panic_guard() {
         }
     }
 }
+
+/// The stream servers' and transparent proxy's rules between keys and between entries.
+#[test]
+fn stream_sni_and_tproxy_mistakes_are_refused() {
+    let base = "escaper:\n  - {name: d, type: direct_fixed, resolver: r}\nserver:\n";
+    let cases = [
+        (
+            "  - {name: t, type: tcp_tproxy, escaper: d}\n",
+            "a transparent proxy needs its own listen address",
+        ),
+        (
+            "  - {name: t, type: tcp_tproxy, escaper: d, listen: 1234}\n  - {name: p, type: plain_tcp_port, listen: 1235, server: t}\n",
+            "server \"t\" is a transparent proxy",
+        ),
+        (
+            "  - {name: s, type: tcp_stream, escaper: d, upstream: \"127.0.0.1:1\", upstream_tls_name: a.example}\n",
+            "upstream_tls_name without tls_client",
+        ),
+        (
+            "  - {name: s, type: tcp_stream, escaper: d, upstream: \"127.0.0.1\"}\n",
+            "upstream 127.0.0.1 has no port",
+        ),
+        (
+            "  - {name: s, type: tls_stream, escaper: d, upstream: \"127.0.0.1:1\"}\n",
+            "tls_stream needs tls_server",
+        ),
+        (
+            "  - {name: s, type: sni_proxy, escaper: d, allowed_hosts: [{exact_match: a.example, redirect_port: 0}]}\n",
+            "redirect_port 0 is no port",
+        ),
+        (
+            "  - {name: s, type: sni_proxy, escaper: d, allowed_hosts: [{exact_match: a.example}, {exact_match: A.example}]}\n",
+            "\"A.example\" is listed twice",
+        ),
+        (
+            "  - {name: s, type: sni_proxy, escaper: d, allowed_hosts: [{redirect_host: x}]}\n",
+            "allowed_hosts[0] matches nothing",
+        ),
+        (
+            "  - {name: s, type: http_proxy, escaper: d, tcp_misc_opts: {ttl: 0}}\n",
+            "0 is out of range: allowed is 1 to 255",
+        ),
+    ];
+    for (servers, want) in cases {
+        let error = load_error(&[("main.yml", &format!("{base}{servers}"))]);
+        assert!(error.contains(want), "{servers}: {error}");
+    }
+}

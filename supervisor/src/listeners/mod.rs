@@ -58,6 +58,9 @@ impl ListenerKey {
             Some("t") => true,
             Some(_) => return None,
         };
+        if parts.next().is_some() {
+            return None;
+        }
         let bytes: Option<Vec<u8>> = (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())

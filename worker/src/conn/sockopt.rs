@@ -8,9 +8,13 @@ use g3proxy_shared::types::TcpMiscOpts;
 use nix::sys::socket::{setsockopt, sockopt};
 use tokio::net::TcpStream;
 
-/// Applies `opts` to `tcp`; the first error, if any, after trying every option.
+/// Applies `opts` to `tcp`; the first error, if any, after trying every option. IPv4 options
+/// go to IPv4 peers, IPv4-mapped ones on an IPv6 socket included (Linux takes them there).
 pub fn apply(tcp: &TcpStream, opts: &TcpMiscOpts) -> io::Result<()> {
-    let ipv6 = tcp.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
+    let ipv6 = tcp
+        .peer_addr()
+        .map(|a| a.ip().to_canonical().is_ipv6())
+        .unwrap_or(false);
     let mut first_error = None;
     let mut keep = |result: nix::Result<()>, what: &str| {
         if let Err(errno) = result

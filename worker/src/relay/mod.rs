@@ -1,10 +1,9 @@
-//! The one relay of every tunnel and HTTP body, plain or TLS on either side, protocol-agnostic
-//! (HTTP framing is decided by the HTTP server and passed in): copies both ways, ends on
-//! idleness (`task_idle_check_interval` × `task_idle_max_count`) or force-quit, counts bytes,
-//! and holds each direction to the server's speed limit ([`RelayPolicy`]).
-//!
-//! Tunnels go through [`Tunnel`] (`tunnel.rs`), a hand-written future that holds a buffer only
-//! while data flows; bodies through [`copy_body`].
+//! Moving bytes, plain or TLS on either side, protocol-agnostic (HTTP framing is decided by
+//! the HTTP server and passed in), under one [`RelayPolicy`]: the idle rule
+//! (`task_idle_check_interval` × `task_idle_max_count`), force-quit, byte counts and each
+//! direction's speed limit. Two shapes share it: tunnels, both ways until the end, through
+//! `tunnel.rs`'s hand-written future that holds a buffer only while data flows; and one HTTP
+//! body, one way as its framing delimits it, through [`copy_body`].
 
 mod limit;
 mod tunnel;
@@ -160,7 +159,7 @@ pub async fn copy_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::Phase;
+    use crate::context::{Context, Phase};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::watch;
@@ -170,6 +169,14 @@ mod tests {
         let connect = TcpStream::connect(listener.local_addr().unwrap());
         let (accepted, connected) = tokio::join!(listener.accept(), connect);
         (accepted.unwrap().0, Stream::plain(connected.unwrap()))
+    }
+
+    fn context(phase: watch::Receiver<Phase>) -> Context {
+        Context {
+            phase,
+            tasks: Default::default(),
+            quit_wakers: Default::default(),
+        }
     }
 
     fn limits() -> RelayPolicy {
@@ -186,8 +193,9 @@ mod tests {
         let (client_far, client) = pair().await;
         let (mut upstream_far, upstream) = pair().await;
         let (_tx, phase) = watch::channel(Phase::Serving);
-        let relay =
-            tokio::spawn(async move { relay_tunnel(&client, &upstream, &limits(), phase).await });
+        let relay = tokio::spawn(async move {
+            relay_tunnel(&client, &upstream, &limits(), &context(phase)).await
+        });
         let mut client_far = client_far;
         client_far.write_all(&[1u8; 100_000]).await.unwrap();
         let mut got = vec![0u8; 100_000];
@@ -211,7 +219,7 @@ mod tests {
         let (_client_far, client) = pair().await;
         let (_upstream_far, upstream) = pair().await;
         let (_tx, phase) = watch::channel(Phase::Serving);
-        let outcome = relay_tunnel(&client, &upstream, &limits(), phase).await;
+        let outcome = relay_tunnel(&client, &upstream, &limits(), &context(phase)).await;
         assert!(matches!(outcome.end, RelayEnd::Idle), "{outcome:?}");
     }
 
@@ -225,16 +233,30 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 
-    /// Force-quit is seen at the next idle check (the worker exits shortly after anyway).
+    /// Force-quit ends an idle tunnel at once, through the waker it left with the worker,
+    /// not at its next idle check (an hour away here; paused time would jump there).
     #[tokio::test(start_paused = true)]
     async fn force_quit_ends_tunnels() {
         let (_client_far, client) = pair().await;
         let (_upstream_far, upstream) = pair().await;
         let (tx, phase) = watch::channel(Phase::Serving);
-        let relay =
-            tokio::spawn(async move { relay_tunnel(&client, &upstream, &limits(), phase).await });
-        tx.send(Phase::Draining).unwrap();
+        let context = std::sync::Arc::new(context(phase));
+        let policy = RelayPolicy {
+            idle_check_interval: Duration::from_secs(3600),
+            ..limits()
+        };
+        let started = tokio::time::Instant::now();
+        let relay = tokio::spawn({
+            let context = context.clone();
+            async move { relay_tunnel(&client, &upstream, &policy, &context).await }
+        });
+        // Let the tunnel settle into waiting.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
         tx.send(Phase::ForceQuit).unwrap();
+        context.quit_wakers.wake_all();
         assert!(matches!(relay.await.unwrap().end, RelayEnd::ForceQuit));
+        assert!(started.elapsed() < Duration::from_secs(3600));
     }
 }

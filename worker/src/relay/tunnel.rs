@@ -5,20 +5,19 @@
 //! buffer only while bytes are readable and gives it back when the socket runs dry, and one
 //! timer serves the idle check.
 //!
-//! Force-quit is seen at the next idle check, as g3proxy's tasks see it; the worker exits a
-//! moment after force-quit in any case.
+//! Force-quit: the tunnel leaves its waker with the worker once ([`QuitRegistration`]) and
+//! looks at the phase whenever it is polled; force-quit wakes every tunnel so it ends at once.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use super::{Limiter, RelayEnd, RelayOutcome, RelayPolicy, Side};
 use crate::conn::Stream;
-use crate::context::Phase;
+use crate::context::{self, Phase, QuitRegistration};
 
 /// Reads per direction in one poll before letting other tasks run.
 const READS_PER_POLL: usize = 16;
@@ -30,7 +29,8 @@ pin_project_lite::pin_project! {
         client: &'a Stream,
         upstream: &'a Stream,
         policy: &'a RelayPolicy,
-        phase: watch::Receiver<Phase>,
+        context: &'a context::Context,
+        quit: QuitRegistration<'a>,
         up: Flow,
         down: Flow,
         #[pin]
@@ -88,7 +88,8 @@ impl Flow {
             match self.state {
                 FlowState::Done => return Poll::Ready(Ok(())),
                 FlowState::Closing => {
-                    ready!(to.poll_flush(cx)).map_err(|e| (Side::Writer, e))?;
+                    // A peer gone while we flush ends this direction, not the other one.
+                    let _ = ready!(to.poll_flush(cx));
                     to.shutdown_socket_write();
                     self.state = FlowState::Done;
                     continue;
@@ -164,13 +165,14 @@ pub fn relay_tunnel<'a>(
     client: &'a Stream,
     upstream: &'a Stream,
     policy: &'a RelayPolicy,
-    phase: watch::Receiver<Phase>,
+    context: &'a context::Context,
 ) -> Tunnel<'a> {
     Tunnel {
         client,
         upstream,
         policy,
-        phase,
+        context,
+        quit: QuitRegistration::new(&context.quit_wakers),
         up: Flow::new(policy.upload_limiter()),
         down: Flow::new(policy.download_limiter()),
         tick: tokio::time::sleep(policy.idle_check_interval),
@@ -184,6 +186,14 @@ impl Future for Tunnel<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RelayOutcome> {
         let mut this = self.project();
+        this.quit.register(cx.waker());
+        if *this.context.phase.borrow() == Phase::ForceQuit {
+            return Poll::Ready(RelayOutcome {
+                client_to_upstream: this.up.bytes,
+                upstream_to_client: this.down.bytes,
+                end: RelayEnd::ForceQuit,
+            });
+        }
         let buffer_size = this.policy.buffer_size;
         let end = match this
             .up
@@ -207,9 +217,6 @@ impl Future for Tunnel<'_> {
         let end = end.or(closed.then_some(RelayEnd::Closed));
         let end = end.or_else(|| {
             while this.tick.as_mut().poll(cx).is_ready() {
-                if *this.phase.borrow() == Phase::ForceQuit {
-                    return Some(RelayEnd::ForceQuit);
-                }
                 let total = this.up.bytes + this.down.bytes;
                 if total == *this.total_at_last_check {
                     *this.idle_checks += 1;

@@ -27,7 +27,6 @@ use crate::error::{Forbidden, TaskError};
 use crate::escapers::{Escaper, RequestForm};
 use crate::relay::{self, RelayPolicy, Side};
 use crate::task::TaskContext;
-use tracing::debug;
 
 pub struct HttpProxyServer {
     config: HttpProxyConfig,
@@ -287,25 +286,16 @@ impl Session<'_> {
         )
         .await
         .map_err(TaskError::ClientIo)?;
-        if !self.buffer.is_empty() {
-            write_all(&upstream.stream, &self.buffer)
-                .await
-                .map_err(TaskError::UpstreamIo)?;
-        }
-        self.buffer = Vec::new();
-        let outcome = relay::relay_tunnel(
+        let early = std::mem::take(&mut self.buffer);
+        let relayed = Box::pin(super::tunnel(
             &self.client,
+            early,
             &upstream.stream,
+            self.task,
             &self.server.policy,
-            self.server.context.phase.clone(),
-        )
-        .await;
-        self.task.notes.bytes_up += outcome.client_to_upstream;
-        self.task.notes.bytes_down += outcome.upstream_to_client;
-        debug!(
-            "server {}: tunnel to {target} ended: {outcome}",
-            self.task.server_name()
-        );
+            &self.server.context,
+        ));
+        relayed.await?;
         Ok(Next::Close)
     }
 

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use g3proxy_shared::config::ServerConfig;
@@ -29,8 +29,9 @@ use g3proxy_shared::config::servers::{ServerCommon, ServerType};
 use g3proxy_shared::types::{NetworkAcl, TcpMiscOpts};
 use tokio::net::TcpListener;
 
-use crate::conn::{ClientConn, Stream, sockopt, write_all};
+use crate::conn::{ClientConn, Stream, sockopt, write_all_within};
 use crate::context::{Context, Phase, ServerCounters};
+use crate::error::TaskError;
 use crate::escapers::{Connected, Escaper};
 use crate::relay::{self, RelayPolicy};
 use crate::task::TaskContext;
@@ -57,6 +58,7 @@ impl BuildContext<'_> {
                 counters: ServerCounters::new(name),
                 ingress: None,
                 misc_opts: TcpMiscOpts::default(),
+                misc_opts_failed: AtomicBool::new(false),
                 runtime: ServerRuntime::DummyClose(Arc::new(dummy_close::DummyClose)),
             })
         })
@@ -128,6 +130,7 @@ pub struct Server {
     pub counters: Arc<ServerCounters>,
     ingress: Option<NetworkAcl>,
     misc_opts: TcpMiscOpts,
+    misc_opts_failed: AtomicBool,
     runtime: ServerRuntime,
 }
 
@@ -139,6 +142,7 @@ impl Server {
             counters: ServerCounters::new(config.name()),
             ingress: config.common.ingress_network_filter.clone(),
             misc_opts: config.common.tcp_misc_opts.clone(),
+            misc_opts_failed: AtomicBool::new(false),
             runtime,
         }))
     }
@@ -171,23 +175,26 @@ impl Server {
     }
 }
 
-/// The relay policy from a server's common keys.
-/// The end of every server that only tunnels (tcp_stream, tls_stream, sni_proxy,
-/// tcp_tproxy): what the client sent before the upstream existed goes first, then the shared
-/// relay, its bytes counted on the task.
-pub async fn relay_to_upstream(
-    conn: ClientConn,
-    upstream: Connected,
+/// The end of every tunnel (CONNECT, SOCKS, the stream servers, sni_proxy, tcp_tproxy):
+/// what the client sent before the upstream existed goes first (within the idle timeout,
+/// counted), then the shared relay, its bytes counted on the task.
+pub async fn tunnel(
+    client: &Stream,
+    early: Vec<u8>,
+    upstream: &Stream,
     task: &mut TaskContext,
     policy: &RelayPolicy,
     context: &Context,
-) {
-    if !conn.buffer.is_empty() && write_all(&upstream.stream, &conn.buffer).await.is_err() {
-        return;
+) -> Result<(), TaskError> {
+    if !early.is_empty() {
+        write_all_within(upstream, &early, policy.idle_timeout())
+            .await
+            .map_err(TaskError::UpstreamIo)?;
+        task.notes.bytes_up += early.len() as u64;
     }
-    let ClientConn { stream, .. } = conn;
-    let outcome =
-        relay::relay_tunnel(&stream, &upstream.stream, policy, context.phase.clone()).await;
+    // Its memory goes before the tunnel settles in for what may be hours.
+    drop(early);
+    let outcome = relay::relay_tunnel(client, upstream, policy, context).await;
     task.notes.bytes_up += outcome.client_to_upstream;
     task.notes.bytes_down += outcome.upstream_to_client;
     tracing::debug!(
@@ -195,8 +202,25 @@ pub async fn relay_to_upstream(
         task.server_name(),
         task.id
     );
+    Ok(())
 }
 
+/// [`tunnel`] for servers that only tunnel: a failure is logged, nobody is answered.
+pub async fn relay_to_upstream(
+    conn: ClientConn,
+    upstream: Connected,
+    task: &mut TaskContext,
+    policy: &RelayPolicy,
+    context: &Context,
+) {
+    let ClientConn { stream, buffer, .. } = conn;
+    let relayed = tunnel(&stream, buffer, &upstream.stream, task, policy, context);
+    if let Err(error) = relayed.await {
+        error.log(task);
+    }
+}
+
+/// The relay policy from a server's common keys.
 pub fn relay_policy(common: &ServerCommon) -> RelayPolicy {
     RelayPolicy {
         idle_check_interval: common.task_idle_check_interval.0,
@@ -230,8 +254,13 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, context: Ar
         let _ = tcp.set_nodelay(true);
         if !server.misc_opts.is_empty()
             && let Err(error) = sockopt::apply(&tcp, &server.misc_opts)
+            && !server.misc_opts_failed.swap(true, Ordering::Relaxed)
         {
-            info!("server {}: tcp_misc_opts: {error}", counters.name);
+            // Once per server: the kernel refuses the same option on every connection.
+            warn!(
+                "server {}: tcp_misc_opts: {error} (reported once)",
+                counters.name
+            );
         }
         let local = tcp.local_addr().unwrap_or(peer);
         let conn = ClientConn::new(Stream::plain(tcp), peer, local);

@@ -233,8 +233,9 @@ impl SniProxyServer {
             }
             return None;
         };
-        let host = match &site.redirect_host {
-            Some(name) => Host::parse_uri_host(name).unwrap_or_else(|| wanted.host.clone()),
+        // The loader checked that a redirect_host parses.
+        let host = match site.redirect_host.as_deref().and_then(Host::parse_uri_host) {
+            Some(redirect) => redirect,
             None => wanted.host.clone(),
         };
         Some(HostPort {

@@ -19,9 +19,8 @@ use crate::conn::{self, ClientConn, ReadError, write_all};
 use crate::context::Context;
 use crate::error::TaskError;
 use crate::escapers::{Connected, Escaper};
-use crate::relay::{self, RelayPolicy};
+use crate::relay::RelayPolicy;
 use crate::task::TaskContext;
-use tracing::debug;
 
 pub struct SocksProxyServer {
     config: SocksProxyConfig,
@@ -186,7 +185,7 @@ impl SocksProxyServer {
         )
         .await
         .map_err(TaskError::ClientIo)?;
-        self.relay(conn, task, upstream, &request.target).await
+        self.relay(conn, task, upstream).await
     }
 
     /// SOCKS4 and SOCKS4a: CONNECT only; BIND is refused.
@@ -235,7 +234,7 @@ impl SocksProxyServer {
         write_all(client, &socks4::encode_reply(socks4::Reply::Granted, bound))
             .await
             .map_err(TaskError::ClientIo)?;
-        self.relay(conn, task, upstream, &request.target).await
+        self.relay(conn, task, upstream).await
     }
 
     /// Relays an established tunnel: bytes the client sent early go first.
@@ -244,28 +243,16 @@ impl SocksProxyServer {
         conn: &mut ClientConn,
         task: &mut TaskContext,
         upstream: Connected,
-        target: &g3proxy_proto::HostPort,
     ) -> Result<(), TaskError> {
-        let client = &conn.stream;
-        if !conn.buffer.is_empty() {
-            write_all(&upstream.stream, &conn.buffer)
-                .await
-                .map_err(TaskError::UpstreamIo)?;
-        }
-        conn.buffer = Vec::new();
-        let outcome = relay::relay_tunnel(
-            client,
+        let early = std::mem::take(&mut conn.buffer);
+        super::tunnel(
+            &conn.stream,
+            early,
             &upstream.stream,
+            task,
             &self.policy,
-            self.context.phase.clone(),
+            &self.context,
         )
-        .await;
-        task.notes.bytes_up += outcome.client_to_upstream;
-        task.notes.bytes_down += outcome.upstream_to_client;
-        debug!(
-            "server {}: tunnel to {target} ended: {outcome}",
-            task.server_name(),
-        );
-        Ok(())
+        .await
     }
 }

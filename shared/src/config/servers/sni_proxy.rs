@@ -4,6 +4,7 @@
 //! each an exact host or a parent domain (`child_match`) or the default, optionally
 //! redirected elsewhere.
 
+use g3proxy_proto::Host;
 use serde::Deserialize;
 
 use super::ServerKind;
@@ -100,6 +101,25 @@ impl ServerKind for SniProxyConfig {
             .filter(|h| h.set_default);
         if defaults.count() > 1 {
             return Err("allowed_hosts has more than one set_default".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for host in self.allowed_hosts.iter().flatten() {
+            if let Some(name) = &host.redirect_host
+                && Host::parse_uri_host(name).is_none()
+            {
+                return Err(format!(
+                    "redirect_host {name:?} is not a host name or address"
+                ));
+            }
+            if host.redirect_port == Some(0) {
+                return Err("redirect_port 0 is no port".into());
+            }
+            for name in host.exact_match.iter().chain(&host.child_match) {
+                let key = name.trim_matches('.').to_ascii_lowercase();
+                if !seen.insert((host.child_match.contains(name), key)) {
+                    return Err(format!("{name:?} is listed twice in allowed_hosts"));
+                }
+            }
         }
         Ok(())
     }

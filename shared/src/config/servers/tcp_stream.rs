@@ -40,6 +40,12 @@ impl StreamConfig {
         if let Some(entry) = self.upstream.iter().find(|e| e.addr.port.is_none()) {
             return Err(format!("upstream {} has no port", entry.addr.host));
         }
+        if self.upstream_tls_name.is_some() && self.upstream_tls().is_none() {
+            return Err(
+                "upstream_tls_name without tls_client: the upstream is not spoken to over TLS"
+                    .into(),
+            );
+        }
         if self.auth_by_client_ip {
             return Err(
                 "auth_by_client_ip is not supported by this build yet (it needs a facts user group)"
