@@ -69,7 +69,8 @@ resolver: [{name: default, type: c-ares}]
 escaper:
   - {name: default, type: direct_fixed, resolver: default, egress_network_filter: {default: forbid, permit: 127.0.0.0/8}}
 server:
-  - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_HTTP"}
+  # The held tunnels stay idle for the whole run: an idle rule longer than it.
+  - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_HTTP", task_idle_max_count: 120}
 CONF
 start_supervisor() {
     target/release/g3proxy -c "$work/main.yml" -G soak -C "$work/run" >/dev/null 2>>"$work/g3proxy.log" &
