@@ -38,6 +38,7 @@ pub fn http1_request(data: &[u8]) {
                 framing,
                 keep_alive: true,
                 extra_headers: b"",
+                host: None,
             };
             http1::write_request_head(&head.without_expect(), &outgoing, &mut out);
             // What we send upstream is itself a valid request head, framed as we decided.
@@ -61,7 +62,7 @@ pub fn http1_response(data: &[u8]) {
         let _ = head.body_framing("HEAD");
         if let Ok(framing) = head.body_framing("GET") {
             let mut out = Vec::new();
-            http1::write_response_head(&head, 1, framing, true, &mut out);
+            http1::write_response_head(&head, 1, framing, true, b"", &mut out);
             match http1::parse_response(&out) {
                 Ok(Parsed::Complete(sent, n)) if n == out.len() => {
                     // The client reads the body where we relay it.

@@ -446,6 +446,9 @@ pub struct Outgoing<'a> {
     pub keep_alive: bool,
     /// Lines the proxy adds, each ending in CRLF (`Proxy-Authorization` for a next hop).
     pub extra_headers: &'a [u8],
+    /// The `Host` value to send in origin form instead of the upstream's authority: a
+    /// reverse proxy passes on the client's.
+    pub host: Option<&'a [u8]>,
 }
 
 /// Writes the head to send upstream for a forwarded request: the target in origin form (or
@@ -477,10 +480,14 @@ pub fn write_request_head(head: &RequestHead, outgoing: &Outgoing<'_>, out: &mut
         b" HTTP/1.1\r\n"
     });
     out.extend_from_slice(b"Host: ");
-    out.extend_from_slice(authority.as_bytes());
+    match outgoing.host {
+        Some(host) if !outgoing.absolute_form => out.extend_from_slice(host),
+        _ => out.extend_from_slice(authority.as_bytes()),
+    }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(outgoing.extra_headers);
     write_end_to_end_headers(&head.headers, out);
+    // After the client's: a `Via` or `X-Forwarded-For` of ours comes last in its list.
+    out.extend_from_slice(outgoing.extra_headers);
     write_framing(&head.headers, outgoing.framing, out);
     out.extend_from_slice(if outgoing.keep_alive {
         b"Connection: keep-alive\r\n\r\n"
@@ -490,13 +497,15 @@ pub fn write_request_head(head: &RequestHead, outgoing: &Outgoing<'_>, out: &mut
 }
 
 /// Writes the head to send back to the client: its HTTP version, end-to-end headers, the
-/// framing the proxy will relay, and its own connection choice (`close` while draining or when
-/// the body runs until close).
+/// lines the proxy adds (`extra_headers`, each ending in CRLF), the framing the proxy will
+/// relay, and its own connection choice (`close` while draining or when the body runs until
+/// close).
 pub fn write_response_head(
     head: &ResponseHead,
     client_minor_version: u8,
     framing: BodyFraming,
     keep_alive: bool,
+    extra_headers: &[u8],
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(if client_minor_version == 0 {
@@ -509,6 +518,7 @@ pub fn write_response_head(
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     write_end_to_end_headers(&head.headers, out);
+    out.extend_from_slice(extra_headers);
     write_framing(&head.headers, framing, out);
     out.extend_from_slice(if keep_alive {
         b"Connection: keep-alive\r\n\r\n"
@@ -810,6 +820,7 @@ mod tests {
             framing: BodyFraming::Empty,
             keep_alive: true,
             extra_headers: b"",
+            host: None,
         };
         write_request_head(&head, &outgoing, &mut out);
         assert_eq!(
@@ -823,8 +834,27 @@ mod tests {
         write_request_head(&head, &outgoing, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET http://a.example:81/x HTTP/1.1\r\nHost: a.example:81\r\nProxy-Authorization: Basic dTpw\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n"
+            "GET http://a.example:81/x HTTP/1.1\r\nHost: a.example:81\r\nAccept: */*\r\nProxy-Authorization: Basic dTpw\r\nConnection: keep-alive\r\n\r\n"
         );
+        // A reverse proxy passes the client's Host on in origin form (and only there).
+        outgoing.host = Some(b"www.example.net");
+        let mut out = Vec::new();
+        write_request_head(&head, &outgoing, &mut out);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("\r\nHost: a.example:81\r\n")
+        );
+        outgoing.absolute_form = false;
+        outgoing.extra_headers = b"Via: 1.1 gw\r\n";
+        let mut out = Vec::new();
+        write_request_head(&head, &outgoing, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /x HTTP/1.1\r\nHost: www.example.net\r\nAccept: */*\r\nVia: 1.1 gw\r\nConnection: keep-alive\r\n\r\n"
+        );
+        outgoing.host = None;
+        outgoing.absolute_form = true;
         let https = HostPort {
             host: Host::Domain("a.example".into()),
             port: 443,
@@ -868,6 +898,7 @@ mod tests {
                     framing,
                     keep_alive: true,
                     extra_headers: b"",
+                    host: None,
                 };
                 write_request_head(&head, &outgoing, &mut out);
                 Ok(String::from_utf8(out).unwrap())
@@ -925,7 +956,7 @@ mod tests {
             };
             let framing = head.body_framing("GET").unwrap();
             let mut out = Vec::new();
-            write_response_head(&head, 1, framing, true, &mut out);
+            write_response_head(&head, 1, framing, true, b"", &mut out);
             (framing, String::from_utf8(out).unwrap())
         };
         assert_eq!(

@@ -21,19 +21,21 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A new P-256 key, unencrypted.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 impl Certs {
     /// Writes `ca.pem`, `server.pem`/`server.key` and `client.pem`/`client.key` into `dir`.
     pub fn make(dir: &Path) -> Certs {
         std::fs::create_dir_all(dir).expect("cert dir");
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
         let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=g3proxy test CA"];
-        ca.extend(ec);
+        ca.extend(EC_KEY);
         ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
         ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
         ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
@@ -48,41 +50,20 @@ impl Certs {
                 "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
             ),
         ] {
-            let mut request = vec!["req", "-subj"];
-            let subject = format!("/CN={name}");
-            request.push(&subject);
-            request.extend(ec);
-            let key = format!("{name}.key");
-            let csr = format!("{name}.csr");
-            request.extend(["-keyout", &key, "-out", &csr]);
-            openssl(dir, &request);
-            let ext_file = format!("{name}.ext");
-            std::fs::write(dir.join(&ext_file), extensions).expect("ext file");
-            let pem = format!("{name}.pem");
-            openssl(
-                dir,
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &csr,
-                    "-CA",
-                    "ca.pem",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-days",
-                    "2",
-                    "-extfile",
-                    &ext_file,
-                    "-out",
-                    &pem,
-                ],
-            );
+            sign(dir, name, extensions);
         }
         Certs {
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// Writes `NAME.pem`/`NAME.key`: a server certificate for the DNS name `host`, signed
+    /// by the test CA.
+    pub fn make_server(&self, name: &str, host: &str) {
+        let extensions = format!(
+            "subjectAltName=DNS:{host}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
+        );
+        sign(&self.dir, name, &extensions);
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -151,4 +132,39 @@ impl Certs {
         .expect("server config");
         std::sync::Arc::new(config)
     }
+}
+
+/// A key and a certificate `NAME.pem` with `extensions`, signed by the CA in `dir`.
+fn sign(dir: &Path, name: &str, extensions: &str) {
+    let mut request = vec!["req", "-subj"];
+    let subject = format!("/CN={name}");
+    request.push(&subject);
+    request.extend(EC_KEY);
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    request.extend(["-keyout", &key, "-out", &csr]);
+    openssl(dir, &request);
+    let ext_file = format!("{name}.ext");
+    std::fs::write(dir.join(&ext_file), extensions).expect("ext file");
+    let pem = format!("{name}.pem");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext_file,
+            "-out",
+            &pem,
+        ],
+    );
 }

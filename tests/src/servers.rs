@@ -10,6 +10,7 @@ use std::thread;
 pub struct Origin {
     pub addr: SocketAddr,
     served: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
 }
 
 impl Origin {
@@ -22,14 +23,25 @@ impl Origin {
         let listener = TcpListener::bind(address).expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let served = Arc::new(AtomicU64::new(0));
-        let counter = served.clone();
+        let connections = Arc::new(AtomicU64::new(0));
+        let (counter, accepted) = (served.clone(), connections.clone());
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let counter = counter.clone();
                 thread::spawn(move || serve_http(stream, &counter));
             }
         });
-        Origin { addr, served }
+        Origin {
+            addr,
+            served,
+            connections,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Requests answered so far.

@@ -34,6 +34,9 @@ pub enum TaskError {
     ClientSocks(g3proxy_proto::socks5::Socks5Error),
     #[error("client timed out during {0}")]
     ClientTimeout(&'static str),
+    /// The request already passed through this proxy (its own name in `Via`).
+    #[error("client: request loops back through this proxy ({0})")]
+    LoopDetected(String),
     #[error("resolver: {0}")]
     Resolver(String),
     #[error("policy: {0}")]
@@ -73,6 +76,7 @@ impl TaskError {
             }
             TaskError::ClientHeadTooLarge => (431, "Request Header Fields Too Large"),
             TaskError::ClientTimeout(_) => (408, "Request Timeout"),
+            TaskError::LoopDetected(_) => (508, "Loop Detected"),
             TaskError::Policy(_) => (403, "Forbidden"),
             TaskError::Resolver(_) => (530, "Resolve Failed"),
             TaskError::UpstreamRefused(_) => (521, "Web Server Is Down"),
@@ -104,7 +108,10 @@ impl TaskError {
         let user = task.user.as_deref().unwrap_or("-");
         let (server, id, client) = (task.server_name(), task.id, task.client_addr);
         match self {
-            TaskError::Client(_) | TaskError::ClientHeadTooLarge | TaskError::ClientSocks(_) => {
+            TaskError::Client(_)
+            | TaskError::ClientHeadTooLarge
+            | TaskError::ClientSocks(_)
+            | TaskError::LoopDetected(_) => {
                 tracing::warn!("server {server}: task {id} client {client} user {user}: {self}")
             }
             _ => tracing::info!("server {server}: task {id} client {client} user {user}: {self}"),

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use g3proxy_shared::config::host_matched::{HostMatched, canonical_host};
+
 /// The value of the nearest of `domain` and its parents that `map` lists.
 pub fn nearest_ancestor<'a, T>(map: &'a HashMap<String, T>, domain: &str) -> Option<&'a T> {
     let mut rest = domain;
@@ -16,9 +18,7 @@ pub fn nearest_ancestor<'a, T>(map: &'a HashMap<String, T>, domain: &str) -> Opt
 }
 
 fn normalized(host: &str) -> String {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let host = host.strip_prefix('.').unwrap_or(host);
-    host.to_ascii_lowercase()
+    canonical_host(host).unwrap_or_else(|| host.to_ascii_lowercase())
 }
 
 pub struct HostMatcher<T> {
@@ -28,25 +28,26 @@ pub struct HostMatcher<T> {
 }
 
 impl<T: Clone> HostMatcher<T> {
-    pub fn new() -> Self {
-        HostMatcher {
+    /// The matcher of config entries, each matching to `value(entry)`.
+    pub fn build<E: HostMatched>(entries: &[E], value: impl Fn(&E) -> T) -> Self {
+        let mut matcher = HostMatcher {
             exact: HashMap::new(),
             children: HashMap::new(),
             default: None,
+        };
+        for entry in entries {
+            let value = value(entry);
+            for host in entry.exact_match() {
+                matcher.exact.insert(normalized(host), value.clone());
+            }
+            for domain in entry.child_match() {
+                matcher.children.insert(normalized(domain), value.clone());
+            }
+            if entry.is_default() {
+                matcher.default = Some(value);
+            }
         }
-    }
-
-    /// Adds one entry: its exact hosts, its parent domains, and whether it is the default.
-    pub fn add(&mut self, exact: &[String], children: &[String], is_default: bool, value: T) {
-        for host in exact {
-            self.exact.insert(normalized(host), value.clone());
-        }
-        for domain in children {
-            self.children.insert(normalized(domain), value.clone());
-        }
-        if is_default {
-            self.default = Some(value);
-        }
+        matcher
     }
 
     pub fn get(&self, host: &str) -> Option<&T> {
@@ -62,18 +63,38 @@ impl<T: Clone> HostMatcher<T> {
 mod tests {
     use super::*;
 
+    struct Entry(Vec<String>, Vec<String>, bool, &'static str);
+
+    impl HostMatched for Entry {
+        fn exact_match(&self) -> &[String] {
+            &self.0
+        }
+        fn child_match(&self) -> &[String] {
+            &self.1
+        }
+        fn set_default(&self) -> bool {
+            self.2
+        }
+    }
+
     #[test]
     fn exact_then_nearest_parent_then_default() {
-        let mut hosts = HostMatcher::new();
-        hosts.add(&["www.example.net".into()], &[], false, "exact");
-        hosts.add(&[], &["example.net".into()], false, "parent");
-        hosts.add(&[], &[".a.example.net".into()], false, "nearer");
+        let mut entries = vec![
+            Entry(vec!["www.example.net".into()], vec![], false, "exact"),
+            Entry(vec![], vec!["example.net".into()], false, "parent"),
+            Entry(vec![], vec![".a.example.net".into()], false, "nearer"),
+            Entry(vec!["::1".into()], vec![], false, "v6"),
+        ];
+        let hosts = HostMatcher::build(&entries, |e| e.3);
         assert_eq!(hosts.get("WWW.example.net."), Some(&"exact"));
         assert_eq!(hosts.get("example.net"), Some(&"parent"));
         assert_eq!(hosts.get("x.www.example.net"), Some(&"parent"));
         assert_eq!(hosts.get("x.a.example.net"), Some(&"nearer"));
+        assert_eq!(hosts.get("[::1]"), Some(&"v6"));
         assert_eq!(hosts.get("example.org"), None);
-        hosts.add(&[], &[], true, "default");
+        // An entry naming no host is the default.
+        entries.push(Entry(vec![], vec![], false, "default"));
+        let hosts = HostMatcher::build(&entries, |e| e.3);
         assert_eq!(hosts.get("example.org"), Some(&"default"));
     }
 }

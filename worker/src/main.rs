@@ -12,6 +12,7 @@ mod control;
 mod error;
 mod escapers;
 mod host_match;
+mod http;
 mod lifecycle;
 mod pick;
 mod relay;

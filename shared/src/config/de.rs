@@ -77,31 +77,46 @@ pub struct NodeDeserializer<'a> {
     note_if_ignored: Option<(&'a RefCell<Vec<String>>, String)>,
 }
 
-/// Decodes one module entry as two structs that share its keys: the fields every type of
-/// the module has (`C`), decoded once for all types, and the type's own (`T`). Neither may
-/// deny unknown fields; a key that neither takes is the error `deny_unknown_fields` would
-/// have given, at that key's line.
-pub fn decode_parts<C: DeserializeOwned, T: DeserializeOwned>(
-    node: &Node,
-    path: &str,
-) -> Result<(C, T), ConfigError> {
-    let ignored_by_common = RefCell::new(Vec::new());
-    let ignored_by_type = RefCell::new(Vec::new());
-    let decode_one = |ignored| {
-        let mut deserializer = NodeDeserializer::new(node, path.to_string());
-        deserializer.collect_ignored = Some(ignored);
-        deserializer
-    };
-    let common = C::deserialize(decode_one(&ignored_by_common))
-        .map_err(|e| e.located(node, path).into_config_error())?;
-    let own = T::deserialize(decode_one(&ignored_by_type))
-        .map_err(|e| e.located(node, path).into_config_error())?;
-    let by_type = ignored_by_type.into_inner();
-    if let Some(key) = ignored_by_common
-        .into_inner()
-        .into_iter()
-        .find(|key| by_type.contains(key))
-    {
+/// Decodes one module entry as several structs that share its keys: the fields every type
+/// of the module has, groups of keys some types share (an HTTP session's limits), and the
+/// type's own. No part may deny unknown fields; a key that every part ignored is the error
+/// `deny_unknown_fields` would have given, at that key's line ([`Parts::finish`]).
+pub struct Parts<'a> {
+    node: &'a Node,
+    path: &'a str,
+    /// Keys every part decoded so far ignored; `None` before the first part.
+    ignored_by_all: Option<Vec<String>>,
+}
+
+impl<'a> Parts<'a> {
+    pub fn new(node: &'a Node, path: &'a str) -> Self {
+        Parts {
+            node,
+            path,
+            ignored_by_all: None,
+        }
+    }
+
+    pub fn decode<T: DeserializeOwned>(&mut self) -> Result<T, ConfigError> {
+        let ignored = RefCell::new(Vec::new());
+        let mut deserializer = NodeDeserializer::new(self.node, self.path.to_string());
+        deserializer.collect_ignored = Some(&ignored);
+        let value = T::deserialize(deserializer)
+            .map_err(|e| e.located(self.node, self.path).into_config_error())?;
+        let ignored = ignored.into_inner();
+        self.ignored_by_all = Some(match self.ignored_by_all.take() {
+            None => ignored,
+            Some(before) => before.into_iter().filter(|k| ignored.contains(k)).collect(),
+        });
+        Ok(value)
+    }
+
+    /// Refuses the first key no part took.
+    pub fn finish(self) -> Result<(), ConfigError> {
+        let Some(key) = self.ignored_by_all.into_iter().flatten().next() else {
+            return Ok(());
+        };
+        let node = self.node;
         let key_node = match &node.value {
             Value::Map(entries) => entries
                 .iter()
@@ -110,18 +125,29 @@ pub fn decode_parts<C: DeserializeOwned, T: DeserializeOwned>(
                 .unwrap_or(node),
             _ => node,
         };
-        let shown = if path.is_empty() {
+        let shown = if self.path.is_empty() {
             key.clone()
         } else {
-            format!("{path}.{key}")
+            format!("{}.{key}", self.path)
         };
-        return Err(ConfigError::at(
+        Err(ConfigError::at(
             &key_node.file,
             &shown,
             key_node.line,
             format!("unknown field `{key}`"),
-        ));
+        ))
     }
+}
+
+/// [`Parts`] of the common fields `C` and the type's own `T`.
+pub fn decode_parts<C: DeserializeOwned, T: DeserializeOwned>(
+    node: &Node,
+    path: &str,
+) -> Result<(C, T), ConfigError> {
+    let mut parts = Parts::new(node, path);
+    let common = parts.decode()?;
+    let own = parts.decode()?;
+    parts.finish()?;
     Ok((common, own))
 }
 

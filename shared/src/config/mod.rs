@@ -8,6 +8,7 @@ mod de;
 mod error;
 pub mod escapers;
 mod graph;
+pub mod host_matched;
 pub mod resolvers;
 mod runtime;
 pub mod servers;

@@ -143,9 +143,9 @@ fn mistakes_name_file_path_and_line() {
         (
             &[(
                 "main.yml",
-                &format!("{BASE}server:\n  - name: a\n    type: http_rproxy\n"),
+                &format!("{BASE}server:\n  - name: a\n    type: plain_quic_port\n"),
             )],
-            "main.yml: server[0].type (line 7): server type http_rproxy is not supported by this build yet",
+            "main.yml: server[0].type (line 7): server type plain_quic_port is not supported by this build yet",
         ),
         (
             &[(
@@ -599,9 +599,10 @@ fn fuzz_corpus_configs_never_reach_the_panic_guard() {
     }
 }
 
-/// The stream servers' and transparent proxy's rules between keys and between entries.
+/// The stream servers', transparent proxy's and reverse proxy's rules between keys and
+/// between entries.
 #[test]
-fn stream_sni_and_tproxy_mistakes_are_refused() {
+fn stream_sni_tproxy_and_rproxy_mistakes_are_refused() {
     let base = "escaper:\n  - {name: d, type: direct_fixed, resolver: r}\nserver:\n";
     let cases = [
         (
@@ -633,12 +634,66 @@ fn stream_sni_and_tproxy_mistakes_are_refused() {
             "\"A.example\" is listed twice",
         ),
         (
-            "  - {name: s, type: sni_proxy, escaper: d, allowed_hosts: [{redirect_host: x}]}\n",
-            "allowed_hosts[0] matches nothing",
+            "  - {name: s, type: sni_proxy, escaper: d, allowed_hosts: [{redirect_host: x}, {set_default: true, redirect_host: y}]}\n",
+            "allowed_hosts[1] is a second default after allowed_hosts[0]",
         ),
         (
             "  - {name: s, type: http_proxy, escaper: d, tcp_misc_opts: {ttl: 0}}\n",
             "0 is out of range: allowed is 1 to 255",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d}\n",
+            "missing field `hosts`",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, hosts: []}\n",
+            "hosts is empty",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, hosts: [{exact_match: a.example}]}\n",
+            "missing field `upstream`",
+        ),
+        (
+            "  - {name: r, type: http_gateway, escaper: d, hosts: [{upstream: \"127.0.0.1:1\", tls_name: a.example}]}\n",
+            "hosts[0].tls_name without tls_client",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, enable_tls_server: true, hosts: {upstream: \"127.0.0.1:1\"}}\n",
+            "enable_tls_server needs a certificate",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, hosts: [{child_match: 127.0.0.1, upstream: a}]}\n",
+            "is an address, not a parent domain",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, hosts: [{upstream: a}, {upstream: b}]}\n",
+            "hosts[1] is a second default after hosts[0]",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, server_id: \"a b\", hosts: {upstream: a}}\n",
+            "server_id \"a b\" must be printable ASCII",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, append_forwarded_for: sideways, hosts: {upstream: a}}\n",
+            "unknown forwarded header type sideways",
+        ),
+        // g3's parser has no auditor for http_rproxy, whatever its documentation says.
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, auditor: x, hosts: {upstream: a}}\n",
+            "unknown field `auditor`",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, bogus: 1, hosts: {upstream: a}}\n",
+            "server[0].bogus (line 4): unknown field `bogus`",
+        ),
+        // The HTTP session keys are a part of their own: still checked, still known.
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, req_header_max_size: 10, hosts: {upstream: a}}\n",
+            "req_header_max_size",
+        ),
+        (
+            "  - {name: r, type: http_rproxy, escaper: d, pipeline_size: 0, hosts: {upstream: a}}\n",
+            "0 is out of range: allowed is 1 to 1000000",
         ),
     ];
     for (servers, want) in cases {

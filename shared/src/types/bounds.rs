@@ -16,6 +16,7 @@
 //! | `tries`             | c-ares `each_tries`                                   | 1 ..= 100       |
 //! | `retries`           | `tcp_connect.max_retry`                               | 0 ..= 100       |
 //! | `instances`         | `listen.instance`                                     | 1 ..= 256       |
+//! | `pipeline_size`     | `pipeline_size`                                       | 1 ..= 1000000   |
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -63,6 +64,7 @@ ranges! {
     tries / optional_tries: u32 = 1, 100;
     retries / optional_retries: usize = 0, 100;
     instances / optional_instances: usize = 1, 256;
+    pipeline_size / optional_pipeline_size: usize = 1, 1_000_000;
 }
 
 #[cfg(test)]

@@ -44,6 +44,13 @@ impl UpstreamAddr {
     }
 }
 
+impl<'de> Deserialize<'de> for UpstreamAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        UpstreamAddr::parse(&text).map_err(de::Error::custom)
+    }
+}
+
 /// One entry of an address list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightedAddr {

@@ -280,12 +280,14 @@ impl Escaper {
 
     /// A connection to forward HTTP requests for `target` on, and the form the requests take
     /// on it. For https (`tls`), TLS to the origin is ours, with the config `tls_config`
-    /// gives, unless the escaper leaves it to a next hop (then `tls_config` is not called).
+    /// gives (the certificate checked against `tls_name`, or the target's host), unless the
+    /// escaper leaves it to a next hop (then `tls_config` is not called).
     pub async fn http_forward<'c>(
         &self,
         task: &mut TaskContext,
         target: &HostPort,
         tls: bool,
+        tls_name: Option<&str>,
         tls_config: impl FnOnce() -> Result<&'c TlsClientConfig, TaskError>,
     ) -> Result<Forward, TaskError> {
         let escaper = self.route(target);
@@ -297,7 +299,7 @@ impl Escaper {
         let connected = match tls {
             true => {
                 let config = tls_config()?;
-                escaper.tls_connect(task, target, config, None).await?
+                escaper.tls_connect(task, target, config, tls_name).await?
             }
             false => escaper.tcp_connect(task, target).await?,
         };

@@ -8,6 +8,7 @@
 
 mod dummy_close;
 mod http_proxy;
+mod http_rproxy;
 mod intelli_proxy;
 mod ports;
 mod sni_proxy;
@@ -122,6 +123,7 @@ server_runtimes! {
     TlsStream => tls_stream::TlsStreamServer;
     SniProxy => sni_proxy::SniProxyServer;
     TcpTproxy => tcp_tproxy::TcpTproxyServer;
+    HttpRproxy => http_rproxy::HttpRproxyServer;
 }
 
 type BoxedServe = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

@@ -106,19 +106,10 @@ impl ServeConnections for SniProxyServer {
         config: &SniProxyConfig,
         cx: &BuildContext,
     ) -> anyhow::Result<Self> {
-        let allowed = config.allowed_hosts.as_ref().map(|hosts| {
-            let mut matcher = HostMatcher::new();
-            for host in hosts {
-                let entry = Arc::new(host.clone());
-                matcher.add(
-                    &host.exact_match,
-                    &host.child_match,
-                    host.set_default,
-                    entry,
-                );
-            }
-            matcher
-        });
+        let allowed = config
+            .allowed_hosts
+            .as_ref()
+            .map(|hosts| HostMatcher::build(hosts, |host| Arc::new(host.clone())));
         Ok(SniProxyServer {
             config: config.clone(),
             context: cx.context.clone(),

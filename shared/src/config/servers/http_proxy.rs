@@ -3,22 +3,8 @@
 
 use serde::Deserialize;
 
-use super::ServerKind;
+use super::{HttpSessionConfig, ServerKind};
 use crate::config::tls::{OptionalTlsClient, TlsServerConfig};
-use crate::types::{HumanDuration, HumanSize};
-
-fn default_req_header_recv_timeout() -> HumanDuration {
-    HumanDuration::secs(30)
-}
-fn default_rsp_header_recv_timeout() -> HumanDuration {
-    HumanDuration::secs(60)
-}
-fn default_header_max_size() -> HumanSize {
-    HumanSize(64 * 1024)
-}
-fn default_pipeline_read_idle_timeout() -> HumanDuration {
-    HumanDuration::secs(300)
-}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct HttpProxyConfig {
@@ -34,32 +20,9 @@ pub struct HttpProxyConfig {
     /// CA certificates.
     #[serde(default)]
     pub tls_client: Option<OptionalTlsClient>,
-    #[serde(
-        default = "default_req_header_recv_timeout",
-        deserialize_with = "crate::types::bounds::timeout"
-    )]
-    pub req_header_recv_timeout: HumanDuration,
-    #[serde(
-        default = "default_rsp_header_recv_timeout",
-        deserialize_with = "crate::types::bounds::timeout"
-    )]
-    pub rsp_header_recv_timeout: HumanDuration,
-    #[serde(
-        default = "default_header_max_size",
-        deserialize_with = "crate::types::bounds::header_size"
-    )]
-    pub req_header_max_size: HumanSize,
-    #[serde(
-        default = "default_header_max_size",
-        deserialize_with = "crate::types::bounds::header_size"
-    )]
-    pub rsp_header_max_size: HumanSize,
-    /// How long a keep-alive client connection may wait for its next request.
-    #[serde(
-        default = "default_pipeline_read_idle_timeout",
-        deserialize_with = "crate::types::bounds::timeout"
-    )]
-    pub pipeline_read_idle_timeout: HumanDuration,
+    /// Decoded as a part of its own (see `server_types!`).
+    #[serde(skip)]
+    pub session: HttpSessionConfig,
 }
 
 impl ServerKind for HttpProxyConfig {

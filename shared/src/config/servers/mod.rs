@@ -5,6 +5,8 @@
 
 mod dummy_close;
 mod http_proxy;
+mod http_rproxy;
+mod http_session;
 mod intelli_proxy;
 mod ports;
 mod sni_proxy;
@@ -16,6 +18,8 @@ use std::collections::BTreeMap;
 
 pub use dummy_close::DummyCloseConfig;
 pub use http_proxy::HttpProxyConfig;
+pub use http_rproxy::{ForwardedFor, HttpRproxyConfig, RproxyHost, UpstreamKeepalive};
+pub use http_session::HttpSessionConfig;
 pub use intelli_proxy::IntelliProxyConfig;
 pub use ports::{NativeTlsPortConfig, PlainTcpPortConfig, PlainTlsPortConfig, ProxyProtocol};
 pub use sni_proxy::{AllowedHost, SniProxyConfig};
@@ -25,7 +29,7 @@ pub use tcp_tproxy::TcpTproxyConfig;
 
 use serde::Deserialize;
 
-use super::de::decode_parts;
+use super::de::Parts;
 use super::error::ConfigError;
 use super::type_error;
 use super::yaml::Node;
@@ -115,9 +119,11 @@ pub trait ServerKind {
     }
 }
 
-/// The registry: one line per server type, `Variant(Config) = "type" | "alias"...`.
+/// The registry: one line per server type, `Variant(Config) = "type" | "alias"...`. A group
+/// of keys several types share is a part decoded on its own: `Variant(Config { field })`
+/// fills `Config::field` (a `#[serde(skip)]` field) from the same entry.
 macro_rules! server_types {
-    ($($variant:ident($config:ty) = $name:literal $(| $alias:literal)*;)*) => {
+    ($($variant:ident($config:ty $({ $part:ident })?) = $name:literal $(| $alias:literal)*;)*) => {
         // A handful of these live per config; boxing the large ones would save nothing.
         #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone, PartialEq)]
@@ -145,11 +151,15 @@ macro_rules! server_types {
             path: &str,
         ) -> Option<Result<ServerConfig, ConfigError>> {
             match type_name {
-                $($name $(| $alias)* => Some(
-                    decode_parts::<ServerCommon, $config>(node, path).map(|(common, own)| {
-                        ServerConfig { common, server_type: ServerType::$variant(own) }
-                    }),
-                ),)*
+                $($name $(| $alias)* => Some((|| {
+                    let mut parts = Parts::new(node, path);
+                    let common: ServerCommon = parts.decode()?;
+                    #[allow(unused_mut)]
+                    let mut own: $config = parts.decode()?;
+                    $(own.$part = parts.decode()?;)?
+                    parts.finish()?;
+                    Ok(ServerConfig { common, server_type: ServerType::$variant(own) })
+                })()),)*
                 _ => None,
             }
         }
@@ -157,7 +167,7 @@ macro_rules! server_types {
 }
 
 server_types! {
-    HttpProxy(HttpProxyConfig) = "http_proxy" | "httpproxy";
+    HttpProxy(HttpProxyConfig { session }) = "http_proxy" | "httpproxy";
     SocksProxy(SocksProxyConfig) = "socks_proxy" | "socksproxy";
     PlainTcpPort(PlainTcpPortConfig) = "plain_tcp_port" | "plain_tcp";
     PlainTlsPort(PlainTlsPortConfig) = "plain_tls_port" | "plain_tls";
@@ -168,6 +178,7 @@ server_types! {
     TlsStream(TlsStreamConfig) = "tls_stream" | "tlsstream";
     SniProxy(SniProxyConfig) = "sni_proxy" | "sniproxy";
     TcpTproxy(TcpTproxyConfig) = "tcp_tproxy" | "tcptproxy" | "tcp_transparent";
+    HttpRproxy(HttpRproxyConfig { session }) = "http_rproxy" | "http_gateway" | "http_reverse_proxy";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,13 +188,7 @@ pub struct ServerConfig {
 }
 
 /// Types g3proxy has that this build does not run yet: named so the error says so plainly.
-const NOT_YET: &[&str] = &[
-    "http_rproxy",
-    "http_gateway",
-    "http_reverse_proxy",
-    "plain_quic_port",
-    "plain_quic",
-];
+const NOT_YET: &[&str] = &["plain_quic_port", "plain_quic"];
 
 pub(crate) fn decode(
     type_name: &str,

@@ -1,13 +1,15 @@
 //! Config of `type: sni_proxy`: TLS and plain HTTP on one port, each connection passed on
 //! untouched to the host its ClientHello names (SNI) or its `Host` header does, on the port
 //! it came in on. `allowed_hosts` (alias `allowed_sites`), when set, lists the hosts served,
-//! each an exact host or a parent domain (`child_match`) or the default, optionally
+//! each an exact host or a parent domain (`child_match`) or the default (an entry naming
+//! no host is the default, as in g3), optionally
 //! redirected elsewhere.
 
 use g3proxy_proto::Host;
 use serde::Deserialize;
 
 use super::ServerKind;
+use crate::config::host_matched::{self, HostMatched};
 use crate::types::{HumanDuration, HumanSize};
 
 fn default_client_hello_max() -> HumanSize {
@@ -87,22 +89,9 @@ impl ServerKind for SniProxyConfig {
                     .into(),
             );
         }
-        for (i, host) in self.allowed_hosts.iter().flatten().enumerate() {
-            if host.exact_match.is_empty() && host.child_match.is_empty() && !host.set_default {
-                return Err(format!(
-                    "allowed_hosts[{i}] matches nothing: give exact_match, child_match or set_default"
-                ));
-            }
+        if let Some(hosts) = &self.allowed_hosts {
+            host_matched::check(hosts, "allowed_hosts")?;
         }
-        let defaults = self
-            .allowed_hosts
-            .iter()
-            .flatten()
-            .filter(|h| h.set_default);
-        if defaults.count() > 1 {
-            return Err("allowed_hosts has more than one set_default".into());
-        }
-        let mut seen = std::collections::BTreeSet::new();
         for host in self.allowed_hosts.iter().flatten() {
             if let Some(name) = &host.redirect_host
                 && Host::parse_uri_host(name).is_none()
@@ -114,13 +103,19 @@ impl ServerKind for SniProxyConfig {
             if host.redirect_port == Some(0) {
                 return Err("redirect_port 0 is no port".into());
             }
-            for name in host.exact_match.iter().chain(&host.child_match) {
-                let key = name.trim_matches('.').to_ascii_lowercase();
-                if !seen.insert((host.child_match.contains(name), key)) {
-                    return Err(format!("{name:?} is listed twice in allowed_hosts"));
-                }
-            }
         }
         Ok(())
+    }
+}
+
+impl HostMatched for AllowedHost {
+    fn exact_match(&self) -> &[String] {
+        &self.exact_match
+    }
+    fn child_match(&self) -> &[String] {
+        &self.child_match
+    }
+    fn set_default(&self) -> bool {
+        self.set_default
     }
 }

@@ -1,0 +1,384 @@
+//! `type: http_rproxy`: an HTTP/1.x reverse proxy. The request's `Host` picks a site
+//! (`hosts`: exact host, nearest parent domain, default); the request goes to the site's
+//! upstream (over TLS with the site's `tls_client`) on a connection from the site's pool,
+//! with the client's `Host`, an `X-Forwarded-For` (or RFC 7239 `Forwarded`) and a `Via`
+//! naming this proxy; a request whose `Via` already names it is a loop (508). With
+//! `enable_tls_server`, the ClientHello's server name picks the site's certificate before
+//! the handshake. With `no_early_error_reply`, a request that is not for a site, or not a
+//! request, gets a close and no answer (a port scanner learns nothing).
+//!
+//! Users (`user_group`, Basic auth, 401) come with user groups: the loader refuses a
+//! server that names one until then.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use g3proxy_proto::http1::RequestHead;
+use g3proxy_proto::tls_hello;
+use g3proxy_proto::{Host, HostPort, Parsed};
+use g3proxy_shared::config::servers::{ForwardedFor, HttpRproxyConfig, RproxyHost, ServerCommon};
+use g3proxy_shared::config::tls::{TlsClientConfig, TlsServerConfig};
+use tokio::time::Instant;
+use tracing::info;
+
+use super::{BuildContext, ServeConnections};
+use crate::conn::{self, ClientConn};
+use crate::context::{Context, Phase};
+use crate::error::TaskError;
+use crate::escapers::Escaper;
+use crate::host_match::HostMatcher;
+use crate::http::{self, HttpClient, UpstreamConn, UpstreamPool, UpstreamSource};
+use crate::relay::RelayPolicy;
+use crate::task::TaskContext;
+
+/// The most a ClientHello may take before the site is known.
+const CLIENT_HELLO_MAX: usize = 64 << 10;
+
+pub struct HttpRproxyServer {
+    config: HttpRproxyConfig,
+    context: Arc<Context>,
+    escaper: Arc<Escaper>,
+    policy: RelayPolicy,
+    sites: HostMatcher<Arc<Site>>,
+}
+
+/// One entry of `hosts`, ready to serve.
+struct Site {
+    upstream: HostPort,
+    tls_client: Option<TlsClientConfig>,
+    tls_name: Option<String>,
+    /// Its certificate: its own, else the global one.
+    tls_server: Option<TlsServerConfig>,
+    pool: UpstreamPool,
+}
+
+impl ServeConnections for HttpRproxyServer {
+    type Config = HttpRproxyConfig;
+
+    fn build(
+        common: &ServerCommon,
+        config: &HttpRproxyConfig,
+        cx: &BuildContext,
+    ) -> anyhow::Result<Self> {
+        let site = |host: &RproxyHost| {
+            Arc::new(Site {
+                upstream: host.upstream.with_default_port(80),
+                tls_client: host.upstream_tls().cloned(),
+                tls_name: host.tls_name.clone(),
+                tls_server: host
+                    .tls_server
+                    .clone()
+                    .or_else(|| config.global_tls_server.clone()),
+                pool: UpstreamPool::new(config.http_forward_upstream_keepalive),
+            })
+        };
+        Ok(HttpRproxyServer {
+            config: config.clone(),
+            context: cx.context.clone(),
+            escaper: cx.escaper(&config.escaper),
+            policy: super::relay_policy(common),
+            sites: HostMatcher::build(&config.hosts, site),
+        })
+    }
+
+    // Not an `async fn`, which would store its arguments twice in the future.
+    #[allow(clippy::manual_async_fn)]
+    fn serve(
+        self: Arc<Self>,
+        mut conn: ClientConn,
+        mut task: TaskContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            if self.config.enable_tls_server && !conn.stream.is_tls() {
+                let Some(secured) = self.accept_tls(conn, &task).await else {
+                    return;
+                };
+                conn = secured;
+                task.client_tls = conn.tls.clone();
+            }
+            let mut session = Session {
+                server: &self,
+                task: &mut task,
+                client: HttpClient::new(conn.stream, conn.buffer),
+                accepted: false,
+            };
+            if let Err(error) = session.run().await {
+                error.log(session.task);
+                if session.accepted || !self.config.no_early_error_reply {
+                    let timeout = self.policy.idle_timeout();
+                    session.client.reply_error(&error, timeout).await;
+                }
+            }
+            session.client.close().await;
+        }
+    }
+}
+
+impl HttpRproxyServer {
+    /// TLS with the certificate of the site the ClientHello names (or the default site), else
+    /// the global one; `None` (logged) when there is none or the handshake fails.
+    async fn accept_tls(&self, mut conn: ClientConn, task: &TaskContext) -> Option<ClientConn> {
+        let deadline = Instant::now() + self.config.client_hello_recv_timeout.0;
+        // The hello stays in the buffer: the handshake reads it from there.
+        let read = conn::read_until(
+            &conn.stream,
+            &mut conn.buffer,
+            CLIENT_HELLO_MAX,
+            deadline,
+            |bytes| {
+                Ok::<_, tls_hello::HelloError>(match tls_hello::parse(bytes, CLIENT_HELLO_MAX)? {
+                    Parsed::Partial => Parsed::Partial,
+                    Parsed::Complete(hello, _) => Parsed::Complete(hello.server_name, 0),
+                })
+            },
+        );
+        let why = match read.await {
+            Ok(name) => {
+                let site = match &name {
+                    Some(name) => self.sites.get(name),
+                    None => self.sites.get(""),
+                };
+                let tls = match site {
+                    Some(site) => site.tls_server.as_ref(),
+                    None => self.config.global_tls_server.as_ref(),
+                };
+                match tls {
+                    Some(tls) => return conn::terminate_tls(conn, tls, task).await,
+                    None => format!(
+                        "no certificate for server name {}",
+                        name.as_deref().unwrap_or("(none)")
+                    ),
+                }
+            }
+            Err(conn::ReadError::Invalid(e)) => e.to_string(),
+            Err(conn::ReadError::TooLarge) => "ClientHello too large".into(),
+            Err(conn::ReadError::Closed { .. }) => "closed before a whole ClientHello".into(),
+            Err(conn::ReadError::TimedOut) => "no whole ClientHello in time".into(),
+            Err(conn::ReadError::Io(e)) => e.to_string(),
+        };
+        info!(
+            "server {}: task {} client {}: tls: {why}",
+            task.server_name(),
+            task.id,
+            task.client_addr
+        );
+        None
+    }
+
+    /// The name this proxy goes by in `Via`: `server_id`, or the host the client asked for.
+    fn pseudonym<'a>(&'a self, host: &'a str) -> &'a str {
+        self.config.server_id.as_deref().unwrap_or(host)
+    }
+}
+
+struct Session<'a> {
+    server: &'a HttpRproxyServer,
+    task: &'a mut TaskContext,
+    client: HttpClient,
+    /// The current request is for a site: errors are answered even with
+    /// `no_early_error_reply`.
+    accepted: bool,
+}
+
+/// Where a request goes, read from its head.
+struct Routed {
+    site: Arc<Site>,
+    path: String,
+    /// The `Host` header as the client sent it.
+    host_header: Vec<u8>,
+    /// The host part of it, as sites match it.
+    host: String,
+}
+
+impl Session<'_> {
+    async fn run(&mut self) -> Result<(), TaskError> {
+        let server = self.server;
+        loop {
+            self.accepted = false;
+            let read = self
+                .client
+                .read_head(&server.config.session, &server.context);
+            let Some(head) = read.await? else {
+                return Ok(());
+            };
+            let routed = self.route(&head)?;
+            self.accepted = true;
+            let forward = Box::pin(self.forward(&head, &routed));
+            if !forward.await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The site a request is for, and what goes upstream of its target.
+    fn route(&self, head: &RequestHead) -> Result<Routed, TaskError> {
+        if head.is_connect() {
+            return Err(TaskError::Client(
+                "CONNECT is not served by a reverse proxy".into(),
+            ));
+        }
+        let host_header = head
+            .header("host")
+            .ok_or_else(|| TaskError::Client("no Host header".into()))?;
+        let authority = std::str::from_utf8(host_header)
+            .map(str::trim)
+            .map_err(|_| TaskError::Client("Host is not text".into()))?;
+        let host = host_of(authority)
+            .ok_or_else(|| TaskError::Client(format!("Host {authority:?} is no host")))?;
+        // An absolute-form target must name the same host (RFC 9112 3.2.2 lets us prefer
+        // the URI, but two answers to "which site" are one too many).
+        let path = match head.target.split_once("://") {
+            Some((_, rest)) => {
+                let end = rest.find(['/', '?']).unwrap_or(rest.len());
+                if host_of(&rest[..end]).as_ref() != Some(&host) {
+                    return Err(TaskError::Client(
+                        "the request-target and Host name different hosts".into(),
+                    ));
+                }
+                match &rest[end..] {
+                    "" => "/".to_string(),
+                    query if query.starts_with('?') => format!("/{query}"),
+                    path => path.to_string(),
+                }
+            }
+            None if head.target.starts_with('/') || head.target == "*" => head.target.clone(),
+            None => {
+                return Err(TaskError::Client(format!(
+                    "request-target {:?} is neither a path nor a URI",
+                    head.target
+                )));
+            }
+        };
+        let host = host.to_string();
+        let site = self
+            .server
+            .sites
+            .get(&host)
+            .cloned()
+            .ok_or_else(|| TaskError::Client(format!("no site for host {host}")))?;
+        let pseudonym = self.server.pseudonym(&host);
+        let looped = head
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("via"))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .any(|hop| {
+                hop.split(|b| b.is_ascii_whitespace())
+                    .filter(|word| !word.is_empty())
+                    .nth(1)
+                    == Some(pseudonym.as_bytes())
+            });
+        if looped {
+            return Err(TaskError::LoopDetected(pseudonym.to_string()));
+        }
+        Ok(Routed {
+            site,
+            path,
+            host_header: host_header.to_vec(),
+            host,
+        })
+    }
+
+    /// Forwards one request; whether the client connection may carry another.
+    async fn forward(&mut self, head: &RequestHead, routed: &Routed) -> Result<bool, TaskError> {
+        let server = self.server;
+        let site = &routed.site;
+        let mut extra = Vec::with_capacity(128);
+        let client = self.task.client_addr;
+        match server.config.append_forwarded_for {
+            ForwardedFor::Classic => {
+                let _ = write!(extra, "X-Forwarded-For: {}\r\n", client.ip().to_canonical());
+            }
+            ForwardedFor::Standard => {
+                let _ = write!(
+                    extra,
+                    "Forwarded: for=\"{client}\";by=\"{}\"\r\n",
+                    self.task.local_addr
+                );
+            }
+            ForwardedFor::None => {}
+        }
+        let version = if head.minor_version == 0 {
+            "1.0"
+        } else {
+            "1.1"
+        };
+        let _ = write!(
+            extra,
+            "Via: {version} {}\r\n",
+            server.pseudonym(&routed.host)
+        );
+        let request = http::Request {
+            head,
+            path: &routed.path,
+            upstream: &site.upstream,
+            tls: site.tls_client.is_some(),
+            host: Some(&routed.host_header),
+            extra_headers: &extra,
+            server_id: server.config.server_id.as_deref(),
+        };
+        let draining = server.context.phase() != Phase::Serving;
+        let mut source = PooledOrNew { server, site };
+        let exchanged = http::forward(
+            &mut self.client,
+            self.task,
+            &request,
+            &mut source,
+            &server.config.session,
+            &server.policy,
+            draining,
+        )
+        .await?;
+        if let Some(conn) = exchanged.upstream
+            && !draining
+        {
+            site.pool.put(conn);
+        }
+        Ok(exchanged.keep_client)
+    }
+}
+
+/// The host part of a `Host` value or authority, in the form sites match.
+fn host_of(authority: &str) -> Option<Host> {
+    match HostPort::parse_authority(authority, Some(0)) {
+        Some(with_port) => Some(with_port.host),
+        None => Host::parse_uri_host(authority),
+    }
+}
+
+/// A kept connection of the site's pool, else a new one through the escaper.
+struct PooledOrNew<'a> {
+    server: &'a HttpRproxyServer,
+    site: &'a Site,
+}
+
+impl UpstreamSource for PooledOrNew<'_> {
+    async fn connection(
+        &mut self,
+        task: &mut TaskContext,
+        fresh: bool,
+    ) -> Result<(UpstreamConn, bool), TaskError> {
+        if !fresh && let Some(conn) = self.site.pool.take() {
+            return Ok((conn, true));
+        }
+        let site = self.site;
+        let tls_config = || {
+            site.tls_client
+                .as_ref()
+                .ok_or_else(|| TaskError::Internal("no tls_client".into()))
+        };
+        let forward = self
+            .server
+            .escaper
+            .http_forward(
+                task,
+                &site.upstream,
+                site.tls_client.is_some(),
+                site.tls_name.as_deref(),
+                tls_config,
+            )
+            .await?;
+        Ok((UpstreamConn::from_forward(forward, task), false))
+    }
+}
