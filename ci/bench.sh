@@ -12,6 +12,9 @@
 #     (P-256 certificate, TCP mode to nginx)
 #   - tcp_stream: single-stream throughput and keep-alive small requests/s through a
 #     tcp_stream to nginx, beside HAProxy in TCP mode doing the same
+#   - http_rproxy: keep-alive small requests/s through a reverse proxy to nginx, beside
+#     HAProxy in HTTP mode and nginx as a reverse proxy (each with X-Forwarded-For and kept
+#     upstream connections)
 # Not part of the tests. Usage: ci/bench.sh [ROUNDS (default 5)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +48,7 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_ORIGIN=$(port); P_HTTP=$(port); P_SOCKS=$(port); P_SQUID=$(port); P_ECHO=$(port)
 P_TLSPORT=$(port); P_HTTPS=$(port); P_HAPROXY=$(port); P_STREAM=$(port); P_HAPROXY_TCP=$(port)
+P_RPROXY=$(port); P_HAPROXY_HTTP=$(port); P_NGINX_PROXY=$(port)
 
 # One P-256 certificate for every TLS endpoint.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
@@ -71,6 +75,34 @@ http {
 }
 CONF
 nginx -c "$work/nginx.conf" & pids+=($!)
+
+# nginx as a reverse proxy in front of the origin: a process of its own, one worker per core
+# (as g3proxy has a thread per core), kept upstream connections.
+mkdir -p "$work/nginx-proxy"
+cat > "$work/nginx-proxy.conf" <<CONF
+worker_processes $(nproc);
+daemon off;
+pid $work/nginx-proxy/nginx.pid;
+error_log $work/nginx-proxy/error.log;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream origin { server 127.0.0.1:$P_ORIGIN; keepalive 64; }
+    server {
+        listen 127.0.0.1:$P_NGINX_PROXY backlog=4096;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_buffering off;
+        }
+    }
+}
+CONF
+nginx -c "$work/nginx-proxy.conf" & pids+=($!)
 
 # Echo server for idle tunnels.
 python3 - "$P_ECHO" <<'PY' & pids+=($!)
@@ -114,6 +146,11 @@ server:
     escaper: default
     listen: "127.0.0.1:$P_STREAM"
     upstream: "127.0.0.1:$P_ORIGIN"
+  - name: rproxy
+    type: http_rproxy
+    escaper: default
+    listen: "127.0.0.1:$P_RPROXY"
+    hosts: {upstream: "127.0.0.1:$P_ORIGIN"}
 CONF
 target/release/g3proxy -c "$work/g3proxy.yml" -G bench -C "$work/run" 2>"$work/g3proxy.log" & pids+=($!)
 echo $! > "$work/g3.pid"
@@ -158,6 +195,15 @@ frontend tcp
     default_backend origin
 backend origin
     server nginx 127.0.0.1:$P_ORIGIN
+frontend http
+    mode http
+    bind 127.0.0.1:$P_HAPROXY_HTTP
+    option forwardfor
+    default_backend origin_http
+backend origin_http
+    mode http
+    http-reuse always
+    server nginx 127.0.0.1:$P_ORIGIN
 CONF
 haproxy -db -f "$work/haproxy.cfg" 2>"$work/haproxy.log" & pids+=($!)
 
@@ -167,7 +213,7 @@ wait_port() {
     tail -n 20 "$work"/*.log "$work"/squid/*.log >&2 || true
     exit 1
 }
-for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP"; do wait_port "$p"; done
+for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY"; do wait_port "$p"; done
 
 small="http://127.0.0.1:$P_ORIGIN/small"
 # One client for every path, reading with 1 MiB buffers, so the client is not what limits.
@@ -233,6 +279,9 @@ for round in $(seq 1 "$ROUNDS"); do
     record tput_haproxy_tcp "$(speed direct "$P_HAPROXY_TCP")"
     record rps_stream "$(rps "http://127.0.0.1:$P_STREAM/small")"
     record rps_haproxy_tcp "$(rps "http://127.0.0.1:$P_HAPROXY_TCP/small")"
+    record rps_rproxy "$(rps "http://127.0.0.1:$P_RPROXY/small")"
+    record rps_haproxy_http "$(rps "http://127.0.0.1:$P_HAPROXY_HTTP/small")"
+    record rps_nginx_proxy "$(rps "http://127.0.0.1:$P_NGINX_PROXY/small")"
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -298,3 +347,7 @@ printf '%-44s %12s %12s %10s\n' "tcp_stream metric" "g3proxy" "haproxy" "/haprox
 printf '%-44s %12.0f %12.0f %10s\n' "single-stream throughput (MB/s)" "$(mb tput_stream)" "$(mb tput_haproxy_tcp)" "$(ratio "$(m tput_stream)" "$(m tput_haproxy_tcp)")"
 printf '%-44s %12.0f %12.0f %10s\n' "keep-alive small requests/s [4]" "$(m rps_stream)" "$(m rps_haproxy_tcp)" "$(ratio "$(m rps_stream)" "$(m rps_haproxy_tcp)")"
 echo "[4] wrk -t1 -c32 to nginx through a tcp_stream, and through HAProxy in TCP mode."
+echo
+printf '%-44s %12s %12s %12s %10s %10s\n' "http_rproxy metric" "g3proxy" "haproxy" "nginx" "/haproxy" "/nginx"
+printf '%-44s %12.0f %12.0f %12.0f %10s %10s\n' "keep-alive small requests/s [5]" "$(m rps_rproxy)" "$(m rps_haproxy_http)" "$(m rps_nginx_proxy)" "$(ratio "$(m rps_rproxy)" "$(m rps_haproxy_http)")" "$(ratio "$(m rps_rproxy)" "$(m rps_nginx_proxy)")"
+echo "[5] wrk -t1 -c32 to nginx through each reverse proxy, each adding X-Forwarded-For and keeping upstream connections."

@@ -1,5 +1,6 @@
 //! Scenario: the stream servers with real clients. tcp_stream takes turns over two upstreams
-//! that answer differently, passes an upstream that is down, and speaks TLS to an origin
+//! that answer differently, keeps a client on one of them by ketama, passes an upstream that
+//! is down, and speaks TLS to an origin
 //! signed by the test CA; tls_stream takes clients with a certificate and refuses those
 //! without; a plain_tls_port in front of a tcp_stream (the guide's other form); and a long
 //! tls_stream tunnel keeps flowing across reloads.
@@ -91,6 +92,11 @@ fn stream_servers_with_real_clients() {
     // Round robin: the two upstreams in turn.
     let answers: Vec<String> = (0..4).map(|_| curl(&[&url("rr")])).collect();
     assert_eq!(answers, ["one", "two", "one", "two"]);
+    // Ketama on g3's key (client and server address): one client, always the same upstream,
+    // and the other one only when it is down.
+    let sticky: Vec<String> = (0..6).map(|_| curl(&[&url("sticky")])).collect();
+    assert!(sticky.iter().all(|a| *a == sticky[0]), "{sticky:?}");
+    assert!(sticky[0] == "one" || sticky[0] == "two", "{sticky:?}");
     // An upstream that refuses is passed for the next one, every time.
     for _ in 0..4 {
         assert_eq!(curl(&[&url("failover")]), "one");

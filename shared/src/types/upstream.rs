@@ -107,15 +107,34 @@ impl<'de> Deserialize<'de> for WeightedAddr {
     }
 }
 
-/// How one entry of a list is picked per connection. g3's hashing policies (ketama,
-/// rendezvous, jump hash) need the key they hash on and come with the modules that have one.
+/// How one entry of a list is picked per connection (g3's selective pick policies). The
+/// hashing ones (ketama, rendezvous, jump hash) pick by a key the module hashes on, so the same
+/// client keeps its entry while the list stays the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PickPolicy {
     /// Random, in proportion to the weights.
     #[default]
     Random,
+    /// The heaviest entry (the first of equals), the others in turn when it fails.
+    Serial,
     /// In turn, each entry as often as its weight says.
     RoundRobin,
+    /// Consistent hashing on a ring, points in proportion to the weights.
+    Ketama,
+    /// Highest random weight: each entry scores the key, weighted.
+    Rendezvous,
+    /// Lamping and Veach's jump consistent hash (weights not used).
+    JumpHash,
+}
+
+impl PickPolicy {
+    /// Whether the policy picks by a key.
+    pub fn is_hashed(self) -> bool {
+        matches!(
+            self,
+            PickPolicy::Ketama | PickPolicy::Rendezvous | PickPolicy::JumpHash
+        )
+    }
 }
 
 impl<'de> Deserialize<'de> for PickPolicy {
@@ -123,14 +142,13 @@ impl<'de> Deserialize<'de> for PickPolicy {
         let text = String::deserialize(deserializer)?;
         match text.to_ascii_lowercase().replace('-', "_").as_str() {
             "random" => Ok(PickPolicy::Random),
+            "serial" | "sequence" => Ok(PickPolicy::Serial),
             "rr" | "round_robin" | "roundrobin" => Ok(PickPolicy::RoundRobin),
-            "serial" | "ketama" | "rendezvous" | "jump_hash" | "jumphash" => {
-                Err(de::Error::custom(format!(
-                    "pick policy {text} is not supported by this build yet: use random or rr"
-                )))
-            }
+            "ketama" => Ok(PickPolicy::Ketama),
+            "rendezvous" => Ok(PickPolicy::Rendezvous),
+            "jump" | "jump_hash" | "jumphash" => Ok(PickPolicy::JumpHash),
             _ => Err(de::Error::custom(format!(
-                "unknown pick policy {text}: expected random or rr"
+                "unknown pick policy {text}: expected random, serial, rr, ketama, rendezvous or jump_hash"
             ))),
         }
     }

@@ -55,7 +55,8 @@ impl ProxyHttpEscaper {
     /// A TCP connection to one next hop, picked by the policy; a name is resolved and its
     /// addresses tried in turn (`tcp_connect.max_retry`).
     async fn connect_peer(&self) -> Result<Connected, TaskError> {
-        let peer = self.peers.pick();
+        // The config refuses the hashing policies here: no key is needed.
+        let peer = self.peers.pick(b"");
         let addresses = match (&peer.host, &self.resolver) {
             (Host::Ip(ip), _) => vec![*ip],
             (Host::Domain(name), Some(resolver)) => {
