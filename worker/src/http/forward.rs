@@ -5,6 +5,7 @@
 //! A kept connection the upstream closed meanwhile fails before any answer: a request without
 //! a body that is safe to repeat is sent again on a new one.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,12 +58,20 @@ impl UpstreamConn {
     }
 
     /// Whether it may carry another request: nothing unread, and not closed by the upstream.
+    /// A socket with no readiness event since its last dry read has neither data nor a close
+    /// waiting, and is asked nothing; otherwise a one-byte read tells.
     pub fn is_idle_and_open(&self) -> bool {
-        self.buffer.is_empty()
-            && matches!(
-                self.stream.try_read(&mut [0u8; 1]),
-                Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
-            )
+        if !self.buffer.is_empty() {
+            return false;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if self.stream.poll_readable(&mut cx).is_pending() {
+            return true;
+        }
+        matches!(
+            self.stream.try_read(&mut [0u8; 1]),
+            Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
     }
 }
 
@@ -128,9 +137,9 @@ pub async fn forward(
     // to run at once, for a saving of one round trip to a client that sends anyway.
     let answer_continue = head.expects_continue() && framing != BodyFraming::Empty;
     let forwarded = if answer_continue {
-        head.without_expect()
+        Cow::Owned(head.without_expect())
     } else {
-        head.clone()
+        Cow::Borrowed(head)
     };
     let retryable = framing == BodyFraming::Empty
         && IDEMPOTENT

@@ -133,8 +133,14 @@ impl Flow {
                 }
                 size = size.min(allowed as usize);
             }
-            if let Err(e) = ready!(from.poll_readable(cx)) {
-                return Poll::Ready(Err((Side::Reader, e)));
+            match from.poll_readable(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err((Side::Reader, e))),
+                // Dry: the buffer goes back until the socket is readable again.
+                Poll::Pending => {
+                    self.buffer = Vec::new();
+                    return Poll::Pending;
+                }
             }
             if self.buffer.len() < size {
                 self.buffer.resize(size, 0);
