@@ -33,13 +33,17 @@ use tracing::warn;
 /// frees and takes back its read buffers on every request, so under load that is a `brk` pair
 /// every few requests and a consolidation of the free lists each time (a sixth of small
 /// requests/s in `ci/bench.sh`'s reverse proxy figure). A worker keeps up to 8 MiB of free
-/// heap instead, and grows it 1 MiB at a time.
+/// heap per arena instead, and grows it 1 MiB at a time. Setting these fixes glibc's mmap
+/// threshold too (it would otherwise rise by itself): it is set above the largest copy
+/// buffer (`tcp_copy_buffer_size` is at most 1 MiB), so no buffer costs an mmap, a munmap
+/// and zeroed pages each time a tunnel takes it back.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
         libc::mallopt(libc::M_TOP_PAD, 1 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
 }
 

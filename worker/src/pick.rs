@@ -39,8 +39,10 @@ fn stable_hash(parts: &[&[u8]]) -> u64 {
     hash ^ (hash >> 31)
 }
 
-/// Points per unit of weight on the ketama ring (nginx's and g3's figure).
+/// Points per unit of weight on the ketama ring (nginx's and g3's figure), and the most a
+/// ring has.
 const KETAMA_POINTS: u32 = 160;
+const KETAMA_MAX_POINTS: u32 = 1 << 20;
 
 pub struct Picker<T> {
     entries: Vec<T>,
@@ -77,8 +79,13 @@ impl<T: Display> Picker<T> {
             .collect();
         let mut ring = Vec::new();
         if policy == PickPolicy::Ketama {
+            // Points in proportion to the weights relative to the lightest entry, the whole
+            // ring at most KETAMA_MAX_POINTS (weights go up to a million).
+            let lightest = weights.iter().copied().fold(f64::INFINITY, f64::min);
+            let total: f64 = weights.iter().map(|w| w / lightest).sum();
+            let per_unit = (f64::from(KETAMA_MAX_POINTS) / total).min(f64::from(KETAMA_POINTS));
             for (index, (name, weight)) in names.iter().zip(&weights).enumerate() {
-                let points = (weight.ceil() as u32).max(1) * KETAMA_POINTS;
+                let points = ((weight / lightest * per_unit).round() as u32).max(1);
                 for point in 0..points {
                     let hash = stable_hash(&[name.as_bytes(), &point.to_le_bytes()]);
                     ring.push((hash, index));
@@ -238,6 +245,13 @@ mod tests {
         let picker = Picker::new(vec![("a", 1.0), ("b", 2.0), ("c", 1.0)], PickPolicy::Serial);
         let order: Vec<&str> = picker.failover_order(b"").copied().collect();
         assert_eq!(order, ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn a_huge_weight_makes_a_bounded_ring() {
+        let picker = Picker::new(vec![("a", 1.0), ("b", 1e6)], PickPolicy::Ketama);
+        assert!(picker.ring.len() <= KETAMA_MAX_POINTS as usize);
+        assert!(picker.ring.iter().any(|(_, entry)| *entry == 0));
     }
 
     /// The hashing policies: the same key the same entry, keys spread in proportion to the

@@ -683,6 +683,10 @@ fn stream_sni_tproxy_and_rproxy_mistakes_are_refused() {
             "unknown field `auditor`",
         ),
         (
+            "  - {name: r, type: http_rproxy, escaper: d, hosts: [{exatc_match: a.example, upstream: a}]}\n",
+            "unknown field `exatc_match`",
+        ),
+        (
             "  - {name: r, type: http_rproxy, escaper: d, bogus: 1, hosts: {upstream: a}}\n",
             "server[0].bogus (line 4): unknown field `bogus`",
         ),

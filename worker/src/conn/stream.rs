@@ -365,7 +365,9 @@ impl Stream {
 /// receive queue was empty when it answered, so the socket's readiness is cleared as of before
 /// the read (tokio keeps an event that came after it): the next wait goes straight to epoll
 /// instead of through a `recv` that could only say EAGAIN. That is one system call less per
-/// message on every keep-alive connection and tunnel.
+/// message on every keep-alive connection and tunnel. (One exception: Linux also stops a read
+/// short at TCP urgent data with bytes still queued. A peer that sends it delays its own
+/// connection until more data comes or the idle rule ends it; no byte is lost.)
 ///
 /// # Safety
 /// `into` must be valid for writes of `len` bytes.

@@ -58,20 +58,15 @@ impl UpstreamConn {
     }
 
     /// Whether it may carry another request: nothing unread, and not closed by the upstream.
-    /// A socket with no readiness event since its last dry read has neither data nor a close
-    /// waiting, and is asked nothing; otherwise a one-byte read tells.
+    /// Asked of the kernel, not of tokio's readiness, which lags behind a close or stray
+    /// bytes (an idle-timeout 408) by up to a turn of the I/O driver: such a connection must
+    /// not carry the next request, least of all another client's.
     pub fn is_idle_and_open(&self) -> bool {
-        if !self.buffer.is_empty() {
-            return false;
-        }
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if self.stream.poll_readable(&mut cx).is_pending() {
-            return true;
-        }
-        matches!(
-            self.stream.try_read(&mut [0u8; 1]),
-            Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
-        )
+        self.buffer.is_empty()
+            && matches!(
+                self.stream.try_read(&mut [0u8; 1]),
+                Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
+            )
     }
 }
 
@@ -99,9 +94,6 @@ pub struct Request<'a> {
     pub host: Option<&'a [u8]>,
     /// Lines the server adds to the request (`X-Forwarded-For`, `Via`), each ending in CRLF.
     pub extra_headers: &'a [u8],
-    /// With a `server_id`, the response tells which connection served it
-    /// (`X-BD-Remote-Connection-Info`, as g3proxy does).
-    pub server_id: Option<&'a str>,
 }
 
 /// How a forward ended.
@@ -214,19 +206,13 @@ pub async fn forward(
     client.unread_upload = !body_sent;
     let keep_client =
         head.keep_alive() && body_sent && !draining && response_framing != BodyFraming::UntilClose;
-    let connection_info = request.server_id.map(|id| {
-        format!(
-            "X-BD-Remote-Connection-Info: {id}; local={}; remote={}\r\n",
-            upstream.bound, upstream.next_hop
-        )
-    });
     out.clear();
     http1::write_response_head(
         &response,
         head.minor_version,
         response_framing,
         keep_client,
-        connection_info.as_deref().unwrap_or_default().as_bytes(),
+        b"",
         &mut out,
     );
     // A sized body already read with the head goes out in the same write: one send for

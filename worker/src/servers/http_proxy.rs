@@ -217,7 +217,6 @@ impl Session<'_> {
             tls,
             host: None,
             extra_headers: b"",
-            server_id: None,
         };
         let mut source = KeptOrNew {
             server,

@@ -12,11 +12,12 @@
 
 use std::future::Future;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use g3proxy_proto::http1::RequestHead;
+use g3proxy_proto::http1::{RequestHead, RequestTarget};
 use g3proxy_proto::tls_hello;
-use g3proxy_proto::{Host, HostPort, Parsed};
+use g3proxy_proto::{HostPort, Parsed};
 use g3proxy_shared::config::servers::{ForwardedFor, HttpRproxyConfig, RproxyHost, ServerCommon};
 use g3proxy_shared::config::tls::{TlsClientConfig, TlsServerConfig};
 use tokio::time::Instant;
@@ -224,30 +225,31 @@ impl Session<'_> {
         let authority = std::str::from_utf8(host_header)
             .map(str::trim)
             .map_err(|_| TaskError::Client("Host is not text".into()))?;
-        let host = host_of(authority)
-            .ok_or_else(|| TaskError::Client(format!("Host {authority:?} is no host")))?;
-        // An absolute-form target must name the same host (RFC 9112 3.2.2 lets us prefer
-        // the URI, but two answers to "which site" are one too many).
-        let path = match head.target.split_once("://") {
-            Some((_, rest)) => {
-                let end = rest.find(['/', '?']).unwrap_or(rest.len());
-                if host_of(&rest[..end]).as_ref() != Some(&host) {
+        let host = HostPort::parse_authority(authority, Some(0))
+            .ok_or_else(|| TaskError::Client(format!("Host {authority:?} is no host")))?
+            .host;
+        let path = if head.target.starts_with('/') {
+            // Origin form, passed on as it came.
+            head.target.clone()
+        } else if head.target == "*" && head.method.eq_ignore_ascii_case("OPTIONS") {
+            head.target.clone()
+        } else {
+            // Absolute form (an http or https URI without credentials), which must name the
+            // same host as `Host`: RFC 9112 3.2.2 lets us prefer the URI, but two answers to
+            // "which site" are one too many.
+            match head.proxy_target() {
+                Ok(RequestTarget::Forward { upstream, path, .. }) if upstream.host == host => path,
+                Ok(RequestTarget::Forward { .. }) => {
                     return Err(TaskError::Client(
                         "the request-target and Host name different hosts".into(),
                     ));
                 }
-                match &rest[end..] {
-                    "" => "/".to_string(),
-                    query if query.starts_with('?') => format!("/{query}"),
-                    path => path.to_string(),
+                _ => {
+                    return Err(TaskError::Client(format!(
+                        "request-target {:?} is no path and no http URI",
+                        head.target
+                    )));
                 }
-            }
-            None if head.target.starts_with('/') || head.target == "*" => head.target.clone(),
-            None => {
-                return Err(TaskError::Client(format!(
-                    "request-target {:?} is neither a path nor a URI",
-                    head.target
-                )));
             }
         };
         let host = host.to_string();
@@ -291,10 +293,13 @@ impl Session<'_> {
                 let _ = write!(extra, "X-Forwarded-For: {}\r\n", client.ip().to_canonical());
             }
             ForwardedFor::Standard => {
+                let canonical =
+                    |a: std::net::SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
                 let _ = write!(
                     extra,
-                    "Forwarded: for=\"{client}\";by=\"{}\"\r\n",
-                    self.task.local_addr
+                    "Forwarded: for=\"{}\";by=\"{}\"\r\n",
+                    canonical(client),
+                    canonical(self.task.local_addr)
                 );
             }
             ForwardedFor::None => {}
@@ -316,7 +321,6 @@ impl Session<'_> {
             tls: site.tls_client.is_some(),
             host: Some(&routed.host_header),
             extra_headers: &extra,
-            server_id: server.config.server_id.as_deref(),
         };
         let draining = server.context.phase() != Phase::Serving;
         let mut source = PooledOrNew { server, site };
@@ -336,14 +340,6 @@ impl Session<'_> {
             site.pool.put(conn);
         }
         Ok(exchanged.keep_client)
-    }
-}
-
-/// The host part of a `Host` value or authority, in the form sites match.
-fn host_of(authority: &str) -> Option<Host> {
-    match HostPort::parse_authority(authority, Some(0)) {
-        Some(with_port) => Some(with_port.host),
-        None => Host::parse_uri_host(authority),
     }
 }
 

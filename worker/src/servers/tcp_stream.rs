@@ -54,7 +54,7 @@ impl StreamRelay {
     async fn connect(&self, task: &mut TaskContext) -> Option<Connected> {
         let mut last_error = None;
         // g3's key: the client's address and the one it connected to.
-        let key = format!("{}{}", task.client_addr.ip(), task.local_addr.ip());
+        let key = format!("{}-{}", task.client_addr.ip(), task.local_addr.ip());
         for target in self.upstreams.failover_order(key.as_bytes()) {
             let attempt = match &self.tls_client {
                 Some(tls) => {

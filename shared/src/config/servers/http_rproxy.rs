@@ -40,7 +40,7 @@ pub struct HttpRproxyConfig {
     pub client_hello_recv_timeout: HumanDuration,
     #[serde(default)]
     pub append_forwarded_for: ForwardedFor,
-    /// Names this proxy in `Via` and `X-BD-Remote-Connection-Info`.
+    /// Names this proxy in `Via` (without it, the host the client asked for does).
     #[serde(default)]
     pub server_id: Option<String>,
     /// Nothing is answered before a request is known to be for a site (and, with users, to
@@ -59,8 +59,10 @@ fn default_auth_realm() -> String {
     "proxy".into()
 }
 
-/// One site.
+/// One site. Unknown keys are refused: a misspelt match key would otherwise leave an entry
+/// without hosts, which is the default site.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RproxyHost {
     #[serde(default)]
     pub exact_match: Vec<String>,
@@ -128,7 +130,7 @@ impl<'de> Deserialize<'de> for ForwardedFor {
 pub struct UpstreamKeepalive {
     pub enable: bool,
     pub idle_expire: Duration,
-    /// The most idle connections kept per site and worker thread pool.
+    /// The most idle connections kept per site and worker process (ours: g3 has no bound).
     pub max_idle_count: usize,
 }
 

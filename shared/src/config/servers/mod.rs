@@ -178,7 +178,8 @@ server_types! {
     TlsStream(TlsStreamConfig) = "tls_stream" | "tlsstream";
     SniProxy(SniProxyConfig) = "sni_proxy" | "sniproxy";
     TcpTproxy(TcpTproxyConfig) = "tcp_tproxy" | "tcptproxy" | "tcp_transparent";
-    HttpRproxy(HttpRproxyConfig { session }) = "http_rproxy" | "http_gateway" | "http_reverse_proxy";
+    HttpRproxy(HttpRproxyConfig { session }) = "http_rproxy" | "httprproxy" | "http_gateway"
+        | "httpgateway" | "http_reverse_proxy" | "httpreverseproxy";
 }
 
 #[derive(Debug, Clone, PartialEq)]
