@@ -3,17 +3,70 @@
 //! upstream speaks TLS; each request arrives with the client's `Host`, `X-Forwarded-For` and
 //! `Via`, and a request that already passed this proxy is a loop (508); a URI in the query
 //! stays a path, and an absolute-form target must name the `Host`. Kept upstream
-//! connections serve later clients. A TLS front picks each site's certificate by SNI, and
+//! connections serve later clients, unless the upstream closed them meanwhile. A TLS front picks each site's certificate by SNI, and
 //! with `no_early_error_reply` answers nothing to what is not for one of its sites. Reloads
 //! and a crashed worker keep it serving. The guide's examples load with `g3proxy -t`.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use g3proxy_tests::group::kill;
 use g3proxy_tests::{Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, free_port, try_curl};
 use nix::sys::signal::Signal;
+
+/// An upstream that answers each request on a kept-alive connection, then, 100 ms later,
+/// sends a 408 and closes it, as a server at its idle timeout does; it counts those closes.
+struct ClosingOrigin {
+    addr: std::net::SocketAddr,
+    closed: Arc<AtomicU64>,
+}
+
+impl ClosingOrigin {
+    fn start() -> ClosingOrigin {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let closed = Arc::new(AtomicU64::new(0));
+        let counter = closed.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(value) =
+                            line.to_ascii_lowercase().strip_prefix("content-length:")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    let _ = reader.read_exact(&mut body);
+                    let mut writer = stream;
+                    let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh");
+                    let _ = writer.set_read_timeout(Some(Duration::from_millis(100)));
+                    let _ = reader.read(&mut [0u8; 1]);
+                    let _ = writer.write_all(
+                        b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    counter.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+        });
+        ClosingOrigin { addr, closed }
+    }
+}
 
 fn answer(body: &'static str) -> &'static [u8] {
     let text = format!(
@@ -40,6 +93,7 @@ fn sites_by_host_and_certificates_by_sni() {
     let two = RecordingOrigin::start(answer("two"), false);
     let origin = Origin::start("127.0.0.1");
     let tls_origin = TlsOrigin::start(certs.server_config());
+    let stale = ClosingOrigin::start();
     let mut group = Group::with_ports(
         "rproxy",
         &[
@@ -48,6 +102,7 @@ fn sites_by_host_and_certificates_by_sni() {
             ("origin", origin.addr.port()),
             ("tls_origin", tls_origin.addr.port()),
             ("down", free_port("127.0.0.1")),
+            ("stale", stale.addr.port()),
         ],
     );
     certs.copy_into(&group.dir);
@@ -133,6 +188,18 @@ fn sites_by_host_and_certificates_by_sni() {
         opened <= 2,
         "10 clients opened {opened} upstream connections"
     );
+    // A kept connection that the upstream closed with a 408 since carries no request: each
+    // POST (never retried) gets its own answer, not the 408 meant for nobody.
+    for round in 1..=3 {
+        assert_eq!(
+            get("stale.test", "/", &["-d", "x"]),
+            "fresh",
+            "round {round}"
+        );
+        g3proxy_tests::wait_until(Duration::from_secs(10), "the upstream's 408", || {
+            (stale.closed.load(Ordering::Relaxed) >= round).then_some(())
+        });
+    }
     // A site whose upstream speaks TLS, its certificate checked against the upstream's name.
     assert_eq!(get("secure.test", "/", &[]), "hello over tls");
     // A request that already came through this proxy is a loop.

@@ -24,6 +24,51 @@ pub struct Context {
     pub tasks: Arc<TaskRegistry>,
     /// Wakers of tasks that check the phase only when polled (tunnels).
     pub quit_wakers: QuitWakers,
+    /// Read buffers of keep-alive connections between their requests.
+    pub buffers: BufferCache,
+}
+
+/// Buffers of connections that went idle, for the next connection that reads: a keep-alive
+/// client gives its read buffer back between requests (an idle connection holds none) and
+/// takes one again when its next request comes, which under load is every request. Taking
+/// it here instead of from the allocator spares a large allocation and the consolidation of
+/// glibc's free lists that comes with it. At most [`BufferCache::MAX`] are kept.
+#[derive(Default)]
+pub struct BufferCache {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferCache {
+    /// The capacity of a cached buffer.
+    pub const SIZE: usize = 8 * 1024;
+    const MAX: usize = 256;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        // Holders only push and pop: a panic cannot leave the list half-changed.
+        self.free
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An empty buffer of [`BufferCache::SIZE`] bytes' capacity.
+    pub fn take(&self) -> Vec<u8> {
+        self.lock()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(Self::SIZE))
+    }
+
+    /// Keeps `buffer` for another connection if it is a plain one (grown ones go back to
+    /// the allocator) and there is room.
+    pub fn give(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() != Self::SIZE {
+            return;
+        }
+        buffer.clear();
+        let mut free = self.lock();
+        if free.len() < Self::MAX {
+            free.push(buffer);
+        }
+    }
 }
 
 /// How a task that waits on its sockets alone (a tunnel) learns of force-quit without a

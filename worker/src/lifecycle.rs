@@ -86,6 +86,7 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
         phase: phase_receiver,
         tasks: Arc::new(TaskRegistry::default()),
         quit_wakers: Default::default(),
+        buffers: Default::default(),
     });
     // The config lists servers after those they hand connections to.
     let mut servers = HashMap::new();

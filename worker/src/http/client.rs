@@ -53,7 +53,7 @@ impl HttpClient {
         let mut phase = context.phase.clone();
         if !first && self.buffer.is_empty() {
             // An idle keep-alive connection holds no read buffer.
-            self.buffer = Vec::new();
+            context.buffers.give(std::mem::take(&mut self.buffer));
             // Between requests the idle timeout applies until the first byte; once a request
             // has begun, the rest of its head must come within req_header_recv_timeout.
             let waited = tokio::select! {
@@ -68,6 +68,9 @@ impl HttpClient {
                 Ok(Err(e)) => return Err(TaskError::ClientIo(e)),
                 Err(_) => return Ok(None),
             }
+        }
+        if self.buffer.capacity() == 0 {
+            self.buffer = context.buffers.take();
         }
         let deadline = Instant::now() + config.req_header_recv_timeout.0;
         let read = conn::read_until(

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::HttpClient;
 use crate::conn::{self, ReadError, Stream, write_all, write_all_within};
+use crate::context::{Context, Phase};
 use crate::error::TaskError;
 use crate::escapers::{Forward, RequestForm};
 use crate::relay::{self, RelayPolicy, Side};
@@ -57,16 +58,27 @@ impl UpstreamConn {
         task.notes.bound = Some(self.bound);
     }
 
-    /// Whether it may carry another request: nothing unread, and not closed by the upstream.
-    /// Asked of the kernel, not of tokio's readiness, which lags behind a close or stray
-    /// bytes (an idle-timeout 408) by up to a turn of the I/O driver: such a connection must
-    /// not carry the next request, least of all another client's.
-    pub fn is_idle_and_open(&self) -> bool {
-        self.buffer.is_empty()
-            && matches!(
-                self.stream.try_read(&mut [0u8; 1]),
-                Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
-            )
+    /// Whether it may carry another request, having been idle since `idle_since`: nothing
+    /// unread, and neither closed by the upstream nor sent anything since. Tokio's readiness
+    /// knows that without a system call, but lags behind the kernel by up to a turn of the
+    /// I/O driver; it is trusted only for a connection idle less than [`TRUSTED_IDLE`], which
+    /// under load is every reuse. A close or a stray byte (an idle-timeout 408) that soon
+    /// after a complete response is a broken upstream; later ones are asked of the kernel,
+    /// so that such a connection carries no request, least of all another client's.
+    pub fn is_reusable(&self, idle_since: Instant) -> bool {
+        if !self.buffer.is_empty() {
+            return false;
+        }
+        if idle_since.elapsed() < TRUSTED_IDLE {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if self.stream.poll_readable(&mut cx).is_pending() {
+                return true;
+            }
+        }
+        matches!(
+            self.stream.try_read(&mut [0u8; 1]),
+            Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
     }
 }
 
@@ -106,11 +118,15 @@ pub struct Exchanged {
 
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
 
+/// How long a kept connection's readiness alone vouches for it ([`UpstreamConn::is_reusable`]).
+const TRUSTED_IDLE: Duration = Duration::from_millis(20);
+
 /// How long an upload that failed toward the upstream waits for the upstream's early answer.
 const EARLY_ANSWER_GRACE: Duration = Duration::from_secs(2);
 
 /// Forwards `request` on a connection from `source` and relays the response to `client`.
-/// `draining`: the response goes out with `Connection: close` and the session ends.
+/// While the worker drains, the response goes out with `Connection: close` and the session
+/// ends.
 pub async fn forward(
     client: &mut HttpClient,
     task: &mut TaskContext,
@@ -118,8 +134,30 @@ pub async fn forward(
     source: &mut impl UpstreamSource,
     session: &HttpSessionConfig,
     policy: &RelayPolicy,
-    draining: bool,
+    context: &Context,
 ) -> Result<Exchanged, TaskError> {
+    let mut out = context.buffers.take();
+    let exchanged = exchange(
+        client, task, request, source, session, policy, context, &mut out,
+    );
+    let exchanged = exchanged.await;
+    context.buffers.give(out);
+    exchanged
+}
+
+/// [`forward`] with its scratch buffer for heads.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    client: &mut HttpClient,
+    task: &mut TaskContext,
+    request: &Request<'_>,
+    source: &mut impl UpstreamSource,
+    session: &HttpSessionConfig,
+    policy: &RelayPolicy,
+    context: &Context,
+    out: &mut Vec<u8>,
+) -> Result<Exchanged, TaskError> {
+    let draining = context.phase() != Phase::Serving;
     let head = request.head;
     let framing = head
         .body_framing()
@@ -138,7 +176,6 @@ pub async fn forward(
             .iter()
             .any(|m| head.method.eq_ignore_ascii_case(m));
     let idle_timeout = policy.idle_timeout();
-    let mut out = Vec::with_capacity(1024);
     let mut fresh = false;
     let (mut upstream, response, body_sent) = loop {
         let (mut upstream, reused) = source.connection(task, fresh).await?;
@@ -161,8 +198,8 @@ pub async fn forward(
             host: request.host,
         };
         out.clear();
-        http1::write_request_head(&forwarded, &outgoing, &mut out);
-        let sent = write_all(&upstream.stream, &out).await;
+        http1::write_request_head(&forwarded, &outgoing, out);
+        let sent = write_all(&upstream.stream, out).await;
         if sent.is_ok() && answer_continue {
             write_all_within(
                 &client.stream,
@@ -213,7 +250,7 @@ pub async fn forward(
         response_framing,
         keep_client,
         b"",
-        &mut out,
+        out,
     );
     // A sized body already read with the head goes out in the same write: one send for
     // a small response instead of two. (Not under a speed limit, which meters the body.)
@@ -228,7 +265,7 @@ pub async fn forward(
         body_framing = BodyFraming::Length(length - sent_with_head);
     }
     client.replied = true;
-    write_all_within(&client.stream, &out, idle_timeout)
+    write_all_within(&client.stream, out, idle_timeout)
         .await
         .map_err(TaskError::ClientIo)?;
     let copied = sent_with_head

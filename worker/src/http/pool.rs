@@ -37,7 +37,7 @@ impl UpstreamPool {
                 let Some((conn, since)) = idle.pop() else {
                     break None;
                 };
-                if since.elapsed() < self.keepalive.idle_expire && conn.is_idle_and_open() {
+                if since.elapsed() < self.keepalive.idle_expire && conn.is_reusable(since) {
                     break Some(conn);
                 }
                 stale.push(conn);

@@ -176,6 +176,7 @@ mod tests {
             phase,
             tasks: Default::default(),
             quit_wakers: Default::default(),
+            buffers: Default::default(),
         }
     }
 

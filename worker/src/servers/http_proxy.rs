@@ -17,10 +17,11 @@ use g3proxy_proto::HostPort;
 use g3proxy_proto::http1::{RequestHead, RequestTarget};
 use g3proxy_shared::config::servers::{HttpProxyConfig, ServerCommon};
 use g3proxy_shared::config::tls::{OptionalTlsClient, TlsClientConfig, TlsServerConfig};
+use tokio::time::Instant;
 
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn, write_all_within};
-use crate::context::{Context, Phase};
+use crate::context::Context;
 use crate::error::{Forbidden, TaskError};
 use crate::escapers::Escaper;
 use crate::http::{self, HttpClient, UpstreamConn, UpstreamSource};
@@ -64,6 +65,7 @@ struct Kept {
     target: HostPort,
     tls: bool,
     conn: UpstreamConn,
+    since: Instant,
 }
 
 enum Next {
@@ -224,7 +226,6 @@ impl Session<'_> {
             target: &target,
             tls,
         };
-        let draining = server.context.phase() != Phase::Serving;
         let exchanged = http::forward(
             &mut self.client,
             self.task,
@@ -232,7 +233,7 @@ impl Session<'_> {
             &mut source,
             &server.config.session,
             &server.policy,
-            draining,
+            &server.context,
         )
         .await?;
         if let Some(conn) = exchanged.upstream {
@@ -240,6 +241,7 @@ impl Session<'_> {
                 target: target.clone(),
                 tls,
                 conn,
+                since: Instant::now(),
             });
         }
         Ok(if exchanged.keep_client {
@@ -269,7 +271,7 @@ impl UpstreamSource for KeptOrNew<'_> {
             && !fresh
             && kept.target == *self.target
             && kept.tls == self.tls
-            && kept.conn.is_idle_and_open()
+            && kept.conn.is_reusable(kept.since)
         {
             return Ok((kept.conn, true));
         }

@@ -11,7 +11,6 @@
 //! server that names one until then.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -98,11 +97,13 @@ impl ServeConnections for HttpRproxyServer {
                 conn = secured;
                 task.client_tls = conn.tls.clone();
             }
+            let forwarded_for = self.forwarded_for(&task);
             let mut session = Session {
                 server: &self,
                 task: &mut task,
                 client: HttpClient::new(conn.stream, conn.buffer),
                 accepted: false,
+                forwarded_for,
             };
             if let Err(error) = session.run().await {
                 error.log(session.task);
@@ -167,6 +168,22 @@ impl HttpRproxyServer {
         None
     }
 
+    /// The header line that tells upstreams who the client is (none with
+    /// `append_forwarded_for: none`).
+    fn forwarded_for(&self, task: &TaskContext) -> Vec<u8> {
+        let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+        let client = canonical(task.client_addr);
+        let line = match self.config.append_forwarded_for {
+            ForwardedFor::Classic => format!("X-Forwarded-For: {}\r\n", client.ip()),
+            ForwardedFor::Standard => format!(
+                "Forwarded: for=\"{client}\";by=\"{}\"\r\n",
+                canonical(task.local_addr)
+            ),
+            ForwardedFor::None => String::new(),
+        };
+        line.into_bytes()
+    }
+
     /// The name this proxy goes by in `Via`: `server_id`, or the host the client asked for.
     fn pseudonym<'a>(&'a self, host: &'a str) -> &'a str {
         self.config.server_id.as_deref().unwrap_or(host)
@@ -180,6 +197,8 @@ struct Session<'a> {
     /// The current request is for a site: errors are answered even with
     /// `no_early_error_reply`.
     accepted: bool,
+    /// The `X-Forwarded-For` or `Forwarded` line of every request of this client.
+    forwarded_for: Vec<u8>,
 }
 
 /// Where a request goes, read from its head.
@@ -286,34 +305,14 @@ impl Session<'_> {
     async fn forward(&mut self, head: &RequestHead, routed: &Routed) -> Result<bool, TaskError> {
         let server = self.server;
         let site = &routed.site;
-        let mut extra = Vec::with_capacity(128);
-        let client = self.task.client_addr;
-        match server.config.append_forwarded_for {
-            ForwardedFor::Classic => {
-                let _ = write!(extra, "X-Forwarded-For: {}\r\n", client.ip().to_canonical());
-            }
-            ForwardedFor::Standard => {
-                let canonical =
-                    |a: std::net::SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
-                let _ = write!(
-                    extra,
-                    "Forwarded: for=\"{}\";by=\"{}\"\r\n",
-                    canonical(client),
-                    canonical(self.task.local_addr)
-                );
-            }
-            ForwardedFor::None => {}
-        }
-        let version = if head.minor_version == 0 {
-            "1.0"
-        } else {
-            "1.1"
-        };
-        let _ = write!(
-            extra,
-            "Via: {version} {}\r\n",
-            server.pseudonym(&routed.host)
-        );
+        let mut extra = Vec::with_capacity(self.forwarded_for.len() + 64);
+        extra.extend_from_slice(&self.forwarded_for);
+        extra.extend_from_slice(match head.minor_version {
+            0 => b"Via: 1.0 ",
+            _ => b"Via: 1.1 ",
+        });
+        extra.extend_from_slice(server.pseudonym(&routed.host).as_bytes());
+        extra.extend_from_slice(b"\r\n");
         let request = http::Request {
             head,
             path: &routed.path,
@@ -331,7 +330,7 @@ impl Session<'_> {
             &mut source,
             &server.config.session,
             &server.policy,
-            draining,
+            &server.context,
         )
         .await?;
         if let Some(conn) = exchanged.upstream
