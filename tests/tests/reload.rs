@@ -359,11 +359,45 @@ fn force_quit_closes_what_a_draining_server_carries() {
     let echo = Echo::start("127.0.0.1");
     let mut group = Group::new("basic");
     group.start();
+    let origin = Origin::start("127.0.0.1");
     let mut tunnel = open_connect_tunnel(group.http_proxy(), echo.addr);
     roundtrip(&mut tunnel, b"open");
+    // A keep-alive client between two requests: it waits on the worker's force-quit, not on
+    // its five-minute idle timeout.
+    let mut idle = std::net::TcpStream::connect(group.http_proxy()).unwrap();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        origin.url("/"),
+        origin.addr
+    );
+    std::io::Write::write_all(&mut idle, request.as_bytes()).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"hello") {
+        let mut chunk = [0u8; 1024];
+        let n = std::io::Read::read(&mut idle, &mut chunk).unwrap();
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&chunk[..n]);
+    }
     ctl_ok(&group, &["reload"]);
     roundtrip(&mut tunnel, b"draining");
+    // Draining leaves it open (its next request would be answered, with `close`).
+    idle.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        std::io::Read::read(&mut idle, &mut byte).is_err(),
+        "still open"
+    );
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     assert_eq!(ctl_ok(&group, &["force-quit", "http"]), "notice: success\n");
+    assert_eq!(
+        std::io::Read::read(&mut idle, &mut byte).unwrap_or(0),
+        0,
+        "the idle keep-alive client is closed"
+    );
     tunnel
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

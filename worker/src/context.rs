@@ -2,17 +2,19 @@
 //! Passed explicitly; the worker has no statics but its process log.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
 /// Where the worker is in its life. Ordered: a phase only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum Phase {
-    Serving,
+    Serving = 0,
     /// No new connections; running tasks finish. Keep-alive clients get `Connection: close`.
     Draining,
     /// Every task ends now.
@@ -20,7 +22,11 @@ pub enum Phase {
 }
 
 pub struct Context {
+    /// For tasks that wait for a phase change (accept loops, UDP relays): a wait per task.
     pub phase: watch::Receiver<Phase>,
+    /// The same phase for the checks of every request and every poll: an atomic read, where
+    /// the watch's lock and waiter list are shared by every thread of the worker.
+    phase_now: AtomicU8,
     pub tasks: Arc<TaskRegistry>,
     /// Wakers of tasks that check the phase only when polled (tunnels).
     pub quit_wakers: QuitWakers,
@@ -134,8 +140,49 @@ impl Drop for QuitRegistration<'_> {
 }
 
 impl Context {
+    pub fn new(phase: watch::Receiver<Phase>, tasks: Arc<TaskRegistry>) -> Context {
+        let now = *phase.borrow();
+        Context {
+            phase,
+            phase_now: AtomicU8::new(now as u8),
+            tasks,
+            quit_wakers: QuitWakers::default(),
+            buffers: BufferCache::default(),
+        }
+    }
+
     pub fn phase(&self) -> Phase {
-        *self.phase.borrow()
+        match self.phase_now.load(Ordering::Acquire) {
+            0 => Phase::Serving,
+            1 => Phase::Draining,
+            _ => Phase::ForceQuit,
+        }
+    }
+
+    /// Moves the worker to `phase`, for both readers of it; at force-quit, wakes the tasks
+    /// that wait on their sockets alone.
+    pub fn set_phase(&self, sender: &watch::Sender<Phase>, phase: Phase) {
+        self.phase_now.store(phase as u8, Ordering::Release);
+        sender.send_replace(phase);
+        if phase == Phase::ForceQuit {
+            self.quit_wakers.wake_all();
+        }
+    }
+
+    /// Ready once the worker force-quits, for a task that waits on something else: its
+    /// waker is left with [`QuitWakers`] through `registration` (once per task, not per wait).
+    pub fn force_quit<'r>(
+        &'r self,
+        registration: &'r mut QuitRegistration<'_>,
+    ) -> impl Future<Output = ()> + 'r {
+        std::future::poll_fn(move |cx| {
+            registration.register(cx.waker());
+            if self.phase() == Phase::ForceQuit {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 }
 

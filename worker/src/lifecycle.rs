@@ -82,12 +82,10 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
         );
     }
     let (phase, phase_receiver) = watch::channel(Phase::Serving);
-    let context = Arc::new(Context {
-        phase: phase_receiver,
-        tasks: Arc::new(TaskRegistry::default()),
-        quit_wakers: Default::default(),
-        buffers: Default::default(),
-    });
+    let context = Arc::new(Context::new(
+        phase_receiver,
+        Arc::new(TaskRegistry::default()),
+    ));
     // The config lists servers after those they hand connections to.
     let mut servers = HashMap::new();
     for server in &config.servers {
@@ -299,7 +297,7 @@ impl Worker {
         self.orphan_deadline = None;
         self.drain_deadline = Some(deadline);
         if self.phase() == Phase::Serving {
-            self.phase.send_replace(Phase::Draining);
+            self.context.set_phase(&self.phase, Phase::Draining);
             // Our copies go too: a listener no generation serves any more must really close.
             self.listeners.clear();
             info!("draining {} tasks", self.context.tasks.alive());
@@ -309,9 +307,8 @@ impl Worker {
     fn force_quit(&mut self) {
         self.orphan_deadline = None;
         self.listeners.clear();
-        self.phase.send_replace(Phase::ForceQuit);
-        // Tunnels look at the phase when polled: poll them now.
-        self.context.quit_wakers.wake_all();
+        // Tunnels and idle keep-alive clients look at the phase when polled: they are woken.
+        self.context.set_phase(&self.phase, Phase::ForceQuit);
         // Tasks see the phase at once; give them a moment to close their sockets cleanly.
         self.force_quit_at
             .get_or_insert(Instant::now() + Duration::from_secs(2));

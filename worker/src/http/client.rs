@@ -10,10 +10,10 @@ use g3proxy_shared::config::servers::HttpSessionConfig;
 use tokio::time::Instant;
 
 use crate::conn::{self, ReadError, Stream, read_buf, write_all_within};
-use crate::context::{Context, Phase};
+use crate::context::{Context, QuitRegistration};
 use crate::error::TaskError;
 
-pub struct HttpClient {
+pub struct HttpClient<'c> {
     pub stream: Stream,
     /// Bytes read from the client and not yet handled.
     pub buffer: Vec<u8>,
@@ -22,6 +22,8 @@ pub struct HttpClient {
     /// The upstream answered before the client finished its upload: the rest is still coming.
     pub unread_upload: bool,
     requests: u64,
+    /// How a wait for the next request ends at force-quit.
+    quit: QuitRegistration<'c>,
 }
 
 /// How long, and how much, a close waits on an upload nobody will read, so that the kernel
@@ -29,14 +31,15 @@ pub struct HttpClient {
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 4 << 20;
 
-impl HttpClient {
-    pub fn new(stream: Stream, buffer: Vec<u8>) -> HttpClient {
+impl<'c> HttpClient<'c> {
+    pub fn new(stream: Stream, buffer: Vec<u8>, context: &'c Context) -> HttpClient<'c> {
         HttpClient {
             stream,
             buffer,
             replied: false,
             unread_upload: false,
             requests: 0,
+            quit: QuitRegistration::new(&context.quit_wakers),
         }
     }
 
@@ -50,7 +53,6 @@ impl HttpClient {
         let first = self.requests == 0;
         self.requests += 1;
         self.replied = false;
-        let mut phase = context.phase.clone();
         if !first && self.buffer.is_empty() {
             // An idle keep-alive connection holds no read buffer.
             context.buffers.give(std::mem::take(&mut self.buffer));
@@ -61,7 +63,7 @@ impl HttpClient {
                     config.pipeline_read_idle_timeout.0,
                     self.stream.readable(),
                 ) => waited,
-                _ = phase.wait_for(|p| *p == Phase::ForceQuit) => return Ok(None),
+                _ = context.force_quit(&mut self.quit) => return Ok(None),
             };
             match waited {
                 Ok(Ok(())) => {}
@@ -82,7 +84,7 @@ impl HttpClient {
         );
         let result = tokio::select! {
             result = read => result,
-            _ = phase.wait_for(|p| *p == Phase::ForceQuit) => return Ok(None),
+            _ = context.force_quit(&mut self.quit) => return Ok(None),
         };
         match result {
             Ok(head) => Ok(Some(head)),

@@ -128,7 +128,7 @@ const EARLY_ANSWER_GRACE: Duration = Duration::from_secs(2);
 /// While the worker drains, the response goes out with `Connection: close` and the session
 /// ends.
 pub async fn forward(
-    client: &mut HttpClient,
+    client: &mut HttpClient<'_>,
     task: &mut TaskContext,
     request: &Request<'_>,
     source: &mut impl UpstreamSource,
@@ -148,7 +148,7 @@ pub async fn forward(
 /// [`forward`] with its scratch buffer for heads.
 #[allow(clippy::too_many_arguments)]
 async fn exchange(
-    client: &mut HttpClient,
+    client: &mut HttpClient<'_>,
     task: &mut TaskContext,
     request: &Request<'_>,
     source: &mut impl UpstreamSource,
@@ -295,7 +295,7 @@ async fn exchange(
 /// response head with whether the whole body went out. The response-head timeout runs from
 /// the end of the body, so a long upload is no timeout.
 async fn send_body_and_read_response(
-    client: &mut HttpClient,
+    client: &mut HttpClient<'_>,
     task: &mut TaskContext,
     upstream: &mut UpstreamConn,
     framing: BodyFraming,

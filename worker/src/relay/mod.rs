@@ -172,12 +172,7 @@ mod tests {
     }
 
     fn context(phase: watch::Receiver<Phase>) -> Context {
-        Context {
-            phase,
-            tasks: Default::default(),
-            quit_wakers: Default::default(),
-            buffers: Default::default(),
-        }
+        Context::new(phase, Default::default())
     }
 
     fn limits() -> RelayPolicy {
@@ -255,8 +250,7 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        tx.send(Phase::ForceQuit).unwrap();
-        context.quit_wakers.wake_all();
+        context.set_phase(&tx, Phase::ForceQuit);
         assert!(matches!(relay.await.unwrap().end, RelayEnd::ForceQuit));
         assert!(started.elapsed() < Duration::from_secs(3600));
     }

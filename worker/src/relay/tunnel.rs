@@ -193,7 +193,7 @@ impl Future for Tunnel<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RelayOutcome> {
         let mut this = self.project();
         this.quit.register(cx.waker());
-        if *this.context.phase.borrow() == Phase::ForceQuit {
+        if this.context.phase() == Phase::ForceQuit {
             return Poll::Ready(RelayOutcome {
                 client_to_upstream: this.up.bytes,
                 upstream_to_client: this.down.bytes,

@@ -117,7 +117,7 @@ impl ServeConnections for HttpProxyServer {
             let mut session = Session {
                 server: &self,
                 task: &mut task,
-                client: HttpClient::new(conn.stream, conn.buffer),
+                client: HttpClient::new(conn.stream, conn.buffer, &self.context),
                 kept: None,
             };
             if let Err(error) = session.run().await {
@@ -141,7 +141,7 @@ impl HttpProxyServer {
 struct Session<'a> {
     server: &'a HttpProxyServer,
     task: &'a mut TaskContext,
-    client: HttpClient,
+    client: HttpClient<'a>,
     kept: Option<Kept>,
 }
 

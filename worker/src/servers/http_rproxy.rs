@@ -101,7 +101,7 @@ impl ServeConnections for HttpRproxyServer {
             let mut session = Session {
                 server: &self,
                 task: &mut task,
-                client: HttpClient::new(conn.stream, conn.buffer),
+                client: HttpClient::new(conn.stream, conn.buffer, &self.context),
                 accepted: false,
                 forwarded_for,
             };
@@ -193,7 +193,7 @@ impl HttpRproxyServer {
 struct Session<'a> {
     server: &'a HttpRproxyServer,
     task: &'a mut TaskContext,
-    client: HttpClient,
+    client: HttpClient<'a>,
     /// The current request is for a site: errors are answered even with
     /// `no_early_error_reply`.
     accepted: bool,

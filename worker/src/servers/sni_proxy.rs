@@ -75,13 +75,19 @@ fn sniff(bytes: &[u8], tls_max: usize) -> Result<Parsed<Wanted>, SniffError> {
         Parsed::Partial => return Ok(Parsed::Partial),
         Parsed::Complete(head, _) => head,
     };
-    // An absolute URI names the target; otherwise `Host` does (RFC 9112 3.2).
-    let authority = match head.target.split_once("://") {
-        Some((_, rest)) => rest.split('/').next().unwrap_or_default().to_string(),
-        None => {
-            let host = head.header("host").ok_or(SniffError::NoHost)?;
-            String::from_utf8_lossy(host).trim().to_string()
+    // An absolute URI names the target; otherwise `Host` does (RFC 9112 3.2). A path (even
+    // one with a URI in its query) is no absolute URI.
+    let authority = if head.target.starts_with('/') || head.target == "*" {
+        let host = head.header("host").ok_or(SniffError::NoHost)?;
+        String::from_utf8_lossy(host).trim().to_string()
+    } else {
+        let (_, rest) = head.target.split_once("://").ok_or(SniffError::NoHost)?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        // Credentials make an authority ambiguous.
+        if authority.contains('@') {
+            return Err(SniffError::NoHost);
         }
+        authority.to_string()
     };
     let wanted = match HostPort::parse_authority(&authority, None) {
         Some(with_port) => Wanted {
@@ -263,6 +269,21 @@ mod tests {
             host_of(b"GET http://b.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n"),
             Some(("b.example".into(), None, false))
         );
+        assert_eq!(
+            host_of(b"GET /r?u=http://b.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+            Some(("a.example".into(), None, false))
+        );
+        assert_eq!(
+            host_of(b"GET http://b.example?q HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+            Some(("b.example".into(), None, false))
+        );
+        assert!(matches!(
+            sniff(
+                b"GET http://u@b.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
+                1 << 16
+            ),
+            Err(SniffError::NoHost)
+        ));
         // No name to route by: refused, never guessed.
         let anonymous = tls_hello::encode_client_hello(None, &[], 1 << 14);
         assert!(matches!(
