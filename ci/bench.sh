@@ -14,7 +14,7 @@
 #     tcp_stream to nginx, beside HAProxy in TCP mode doing the same
 #   - http_rproxy: keep-alive small requests/s through a reverse proxy to nginx, beside
 #     HAProxy in HTTP mode and nginx as a reverse proxy (each with X-Forwarded-For and kept
-#     upstream connections)
+#     upstream connections), in the default runtime and with a worker process per core
 # Not part of the tests. Usage: ci/bench.sh [ROUNDS (default 5)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,9 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     [ -f "$work/run/bench.sock" ] && target/release/g3proxy-ctl -C "$work/run" -G bench force-quit-all >/dev/null 2>&1 || true
+    [ -f "$work/run-w/bench-w.sock" ] && target/release/g3proxy-ctl -C "$work/run-w" -G bench-w force-quit-all >/dev/null 2>&1 || true
     pkill -f "g3proxy-worker" -P "$(cat "$work/g3.pid" 2>/dev/null || echo 0)" 2>/dev/null || true
+    pkill -f "g3proxy-worker" -P "$(cat "$work/g3w.pid" 2>/dev/null || echo 0)" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -48,7 +50,7 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_ORIGIN=$(port); P_HTTP=$(port); P_SOCKS=$(port); P_SQUID=$(port); P_ECHO=$(port)
 P_TLSPORT=$(port); P_HTTPS=$(port); P_HAPROXY=$(port); P_STREAM=$(port); P_HAPROXY_TCP=$(port)
-P_RPROXY=$(port); P_HAPROXY_HTTP=$(port); P_NGINX_PROXY=$(port)
+P_RPROXY=$(port); P_HAPROXY_HTTP=$(port); P_NGINX_PROXY=$(port); P_RPROXY_W=$(port)
 
 # One P-256 certificate for every TLS endpoint.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
@@ -119,15 +121,16 @@ asyncio.run(main())
 PY
 
 # g3proxy with its default runtime (one worker process, one thread per core).
-mkdir -p "$work/run"
-cat > "$work/g3proxy.yml" <<CONF
-resolver:
+modules="resolver:
   - {name: default, type: c-ares}
 escaper:
   - name: default
     type: direct_fixed
     resolver: default
-    egress_network_filter: {default: forbid, permit: 127.0.0.0/8}
+    egress_network_filter: {default: forbid, permit: 127.0.0.0/8}"
+mkdir -p "$work/run"
+cat > "$work/g3proxy.yml" <<CONF
+$modules
 server:
   - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_HTTP"}
   - {name: socks, type: socks_proxy, escaper: default, listen: "127.0.0.1:$P_SOCKS"}
@@ -154,6 +157,21 @@ server:
 CONF
 target/release/g3proxy -c "$work/g3proxy.yml" -G bench -C "$work/run" 2>"$work/g3proxy.log" & pids+=($!)
 echo $! > "$work/g3.pid"
+
+# The same reverse proxy in the other layout: a single-threaded worker process per core.
+mkdir -p "$work/run-w"
+cat > "$work/g3proxy-w.yml" <<CONF
+worker: {thread_number: $(nproc), thread_number_per_runtime: 1}
+$modules
+server:
+  - name: rproxy
+    type: http_rproxy
+    escaper: default
+    listen: "127.0.0.1:$P_RPROXY_W"
+    hosts: {upstream: "127.0.0.1:$P_ORIGIN"}
+CONF
+target/release/g3proxy -c "$work/g3proxy-w.yml" -G bench-w -C "$work/run-w" 2>"$work/g3proxy-w.log" & pids+=($!)
+echo $! > "$work/g3w.pid"
 
 # Squid as Debian ships it, told to allow loopback clients, any port, no cache, no logs.
 mkdir -p "$work/squid"
@@ -213,7 +231,7 @@ wait_port() {
     tail -n 20 "$work"/*.log "$work"/squid/*.log >&2 || true
     exit 1
 }
-for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY"; do wait_port "$p"; done
+for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY" "$P_RPROXY_W"; do wait_port "$p"; done
 
 small="http://127.0.0.1:$P_ORIGIN/small"
 # One client for every path, reading with 1 MiB buffers, so the client is not what limits.
@@ -282,6 +300,7 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_rproxy "$(rps "http://127.0.0.1:$P_RPROXY/small")"
     record rps_haproxy_http "$(rps "http://127.0.0.1:$P_HAPROXY_HTTP/small")"
     record rps_nginx_proxy "$(rps "http://127.0.0.1:$P_NGINX_PROXY/small")"
+    record rps_rproxy_w "$(rps "http://127.0.0.1:$P_RPROXY_W/small")"
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -350,4 +369,6 @@ echo "[4] wrk -t1 -c32 to nginx through a tcp_stream, and through HAProxy in TCP
 echo
 printf '%-44s %12s %12s %12s %10s %10s\n' "http_rproxy metric" "g3proxy" "haproxy" "nginx" "/haproxy" "/nginx"
 printf '%-44s %12.0f %12.0f %12.0f %10s %10s\n' "keep-alive small requests/s [5]" "$(m rps_rproxy)" "$(m rps_haproxy_http)" "$(m rps_nginx_proxy)" "$(ratio "$(m rps_rproxy)" "$(m rps_haproxy_http)")" "$(ratio "$(m rps_rproxy)" "$(m rps_nginx_proxy)")"
+printf '%-44s %12.0f %12.0f %12.0f %10s %10s\n' "  with a worker process per core [6]" "$(m rps_rproxy_w)" "$(m rps_haproxy_http)" "$(m rps_nginx_proxy)" "$(ratio "$(m rps_rproxy_w)" "$(m rps_haproxy_http)")" "$(ratio "$(m rps_rproxy_w)" "$(m rps_nginx_proxy)")"
 echo "[5] wrk -t1 -c32 to nginx through each reverse proxy, each adding X-Forwarded-For and keeping upstream connections."
+echo "[6] worker: {thread_number: $(nproc), thread_number_per_runtime: 1}: single-threaded worker processes instead of one runtime of $(nproc) threads."
