@@ -447,3 +447,62 @@ pub async fn write_all_within(to: &Stream, data: &[u8], timeout: Duration) -> io
             ))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    async fn pair() -> (TcpStream, Stream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connect = TcpStream::connect(listener.local_addr().unwrap());
+        let (accepted, connected) = tokio::join!(listener.accept(), connect);
+        (accepted.unwrap().0, Stream::plain(connected.unwrap()))
+    }
+
+    async fn within<F: std::future::Future>(what: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(5), what)
+            .await
+            .expect("woken")
+    }
+
+    /// A short read clears the readiness it saw; what comes after it wakes the reader again,
+    /// and so does the close after the last bytes.
+    #[tokio::test]
+    async fn readiness_cleared_by_a_short_read_comes_back_with_new_data() {
+        let (mut far, near) = pair().await;
+        let mut buffer = Vec::with_capacity(8192);
+        far.write_all(b"first").await.unwrap();
+        assert_eq!(within(read_buf(&near, &mut buffer)).await.unwrap(), 5);
+        // Dry now, without a system call telling us so.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(near.poll_readable(&mut cx).is_pending());
+        far.write_all(b"second").await.unwrap();
+        assert_eq!(within(read_buf(&near, &mut buffer)).await.unwrap(), 6);
+        assert_eq!(buffer, b"firstsecond");
+        // The last bytes and the close in one go: both are seen.
+        far.write_all(b"last").await.unwrap();
+        far.shutdown().await.unwrap();
+        drop(far);
+        buffer.clear();
+        let mut total = 0;
+        loop {
+            match within(read_buf(&near, &mut buffer)).await.unwrap() {
+                0 => break,
+                n => total += n,
+            }
+        }
+        assert_eq!((total, buffer.as_slice()), (4, &b"last"[..]));
+        // A read that fills the buffer exactly leaves the readiness alone.
+        let (mut far, near) = pair().await;
+        far.write_all(&[7u8; 16]).await.unwrap();
+        let mut exact = [0u8; 16];
+        within(near.readable()).await.unwrap();
+        assert_eq!(near.try_read(&mut exact).unwrap(), 16);
+        assert!(near.poll_readable(&mut cx).is_ready());
+    }
+}
