@@ -134,12 +134,8 @@ fn s_client(port: u16, certs: &Certs, with_client_cert: bool, input: &str) -> St
         .stderr(Stdio::piped())
         .spawn()
         .expect("openssl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // A refused handshake may end openssl before it reads its input: a broken pipe then.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     g3proxy_tests::wait_until(Duration::from_secs(20), "openssl s_client to end", || {
         child.try_wait().unwrap().map(|_| ())
     });
