@@ -224,8 +224,11 @@ impl Session<'_> {
             };
             let routed = self.route(&head)?;
             self.accepted = true;
-            let forward = Box::pin(self.forward(&head, &routed));
-            if !forward.await? {
+            // Not boxed (http_proxy boxes its forward so that its tunnels stay small): a
+            // box of this future is a 2 KiB allocation per request, and every allocation that
+            // large makes glibc consolidate its free lists (7% of requests/s). A reverse
+            // proxy's connections pay the 2 KiB instead, idle or not.
+            if !self.forward(&head, &routed).await? {
                 return Ok(());
             }
         }
