@@ -25,7 +25,7 @@ pub use clients::{
 pub use dns::FakeDns;
 pub use group::Group;
 pub use notify::NotifySocket;
-pub use servers::{Echo, Origin, RecordingOrigin, TlsOrigin, UdpEcho, pattern_byte};
+pub use servers::{Echo, Origin, RecordingOrigin, TlsOrigin, UdpEcho, http_answer, pattern_byte};
 pub use systemd::RealSystemd;
 pub use wrk::{Wrk, WrkResult};
 

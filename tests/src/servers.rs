@@ -207,6 +207,15 @@ impl Echo {
     }
 }
 
+/// A complete `200 OK` response with `body`, closing: for [`RecordingOrigin`].
+pub fn http_answer(body: &'static str) -> &'static [u8] {
+    let text = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    Box::leak(text.into_boxed_str()).as_bytes()
+}
+
 /// An origin that records each request's head and the body bytes it chose to read, then
 /// sends a fixed response and closes: for checking exactly what the proxy passed on.
 pub struct RecordingOrigin {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use g3proxy_tests::{Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl};
+use g3proxy_tests::{Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, http_answer};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -59,10 +59,9 @@ fn runnable(name: &str, ports: &[(u16, &str)]) -> String {
     let mut text = std::fs::read_to_string(examples_dir().join(name).join("main.yml"))
         .expect("example main.yml");
     for (port, placeholder) in ports {
-        text = text.replace(
-            &format!("127.0.0.1:{port}\""),
-            &format!("127.0.0.1:{{{{{placeholder}_port}}}}\""),
-        );
+        let fixed = format!("127.0.0.1:{port}\"");
+        assert!(text.contains(&fixed), "{name} has no {fixed}");
+        text = text.replace(&fixed, &format!("127.0.0.1:{{{{{placeholder}_port}}}}\""));
     }
     text
 }
@@ -83,7 +82,7 @@ fn the_runnable_examples_serve() {
     drop(group);
 
     // The reverse proxy: two sites by Host, the default for the rest.
-    let one = RecordingOrigin::start(answer("one"), false);
+    let one = RecordingOrigin::start(http_answer("one"), false);
     let text = runnable(
         "reverse_proxy",
         &[(8000, "gateway"), (8081, "one"), (8082, "two")],
@@ -112,7 +111,7 @@ fn the_runnable_examples_serve() {
     let scratch = std::env::temp_dir().join(format!("g3proxy-ex-certs-{}", std::process::id()));
     let certs = Certs::make(&scratch);
     let tls_origin = TlsOrigin::start(certs.server_config());
-    let two = RecordingOrigin::start(answer("two"), false);
+    let two = RecordingOrigin::start(http_answer("two"), false);
     let text = runnable(
         "stream_tls",
         &[
@@ -142,13 +141,12 @@ fn the_runnable_examples_serve() {
     assert_eq!(turns, ["one", "two", "one", "two"]);
     let offload = format!("http://127.0.0.1:{}/", group.port("offload"));
     assert_eq!(curl(&[&offload]), "hello over tls");
+    // TLS encapsulation: TLS to us (checked against the test CA), plain to the upstream.
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", group.port("tls"))).expect("connect");
+    let mut tls = certs.tls_client(tcp);
+    std::io::Write::write_all(&mut tls, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut tls, &mut answer);
+    assert!(answer.ends_with(b"\r\n\r\none"), "{answer:?}");
     let _ = std::fs::remove_dir_all(&scratch);
-}
-
-fn answer(body: &'static str) -> &'static [u8] {
-    let text = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    Box::leak(text.into_boxed_str()).as_bytes()
 }

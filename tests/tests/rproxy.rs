@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use g3proxy_tests::group::kill;
-use g3proxy_tests::{Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, free_port, try_curl};
+use g3proxy_tests::{
+    Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, free_port, http_answer, try_curl,
+};
 use nix::sys::signal::Signal;
 
 /// An upstream that answers each request on a kept-alive connection, then, 100 ms later,
@@ -68,14 +70,6 @@ impl ClosingOrigin {
     }
 }
 
-fn answer(body: &'static str) -> &'static [u8] {
-    let text = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    Box::leak(text.into_boxed_str()).as_bytes()
-}
-
 /// What a raw client gets back for `request` sent on `stream` (until the server closes).
 fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Vec<u8> {
     stream.write_all(request).expect("send");
@@ -89,8 +83,8 @@ fn sites_by_host_and_certificates_by_sni() {
     let scratch = std::env::temp_dir().join(format!("g3proxy-rproxy-{}", std::process::id()));
     let certs = Certs::make(&scratch);
     certs.make_server("other", "other.test");
-    let one = RecordingOrigin::start(answer("one"), false);
-    let two = RecordingOrigin::start(answer("two"), false);
+    let one = RecordingOrigin::start(http_answer("one"), false);
+    let two = RecordingOrigin::start(http_answer("two"), false);
     let origin = Origin::start("127.0.0.1");
     let tls_origin = TlsOrigin::start(certs.server_config());
     let stale = ClosingOrigin::start();

@@ -9,15 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
-use g3proxy_tests::{Certs, Echo, Group, RecordingOrigin, TlsOrigin, curl, free_port};
-
-fn answer(body: &'static str) -> &'static [u8] {
-    let text = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    Box::leak(text.into_boxed_str()).as_bytes()
-}
+use g3proxy_tests::{Certs, Echo, Group, RecordingOrigin, TlsOrigin, curl, free_port, http_answer};
 
 /// Sends `input` over TLS with `openssl s_client` (with or without the client certificate) and
 /// returns what came back.
@@ -71,8 +63,8 @@ fn s_client(port: u16, certs: &Certs, with_client_cert: bool, input: &str) -> St
 fn stream_servers_with_real_clients() {
     let scratch = std::env::temp_dir().join(format!("g3proxy-streams-{}", std::process::id()));
     let certs = Certs::make(&scratch);
-    let one = RecordingOrigin::start(answer("one"), false);
-    let two = RecordingOrigin::start(answer("two"), false);
+    let one = RecordingOrigin::start(http_answer("one"), false);
+    let two = RecordingOrigin::start(http_answer("two"), false);
     let echo = Echo::start("127.0.0.1");
     let tls_origin = TlsOrigin::start(certs.server_config());
     let mut group = Group::with_ports(

@@ -93,8 +93,9 @@ impl QuitWakers {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Wakes every registered task, once.
-    pub fn wake_all(&self) {
+    /// Wakes every registered task, once: only at force-quit, after which a task polled
+    /// again sees the phase and ends (it does not register again with the same waker).
+    fn wake_all(&self) {
         let wakers: Vec<Waker> = self.lock().drain().map(|(_, w)| w).collect();
         for waker in wakers {
             waker.wake();
@@ -162,8 +163,15 @@ impl Context {
     /// Moves the worker to `phase`, for both readers of it; at force-quit, wakes the tasks
     /// that wait on their sockets alone.
     pub fn set_phase(&self, sender: &watch::Sender<Phase>, phase: Phase) {
-        self.phase_now.store(phase as u8, Ordering::Release);
-        sender.send_replace(phase);
+        // Only forward, whatever the callers' order.
+        self.phase_now.fetch_max(phase as u8, Ordering::AcqRel);
+        sender.send_if_modified(|now| {
+            let forward = phase > *now;
+            if forward {
+                *now = phase;
+            }
+            forward
+        });
         if phase == Phase::ForceQuit {
             self.quit_wakers.wake_all();
         }

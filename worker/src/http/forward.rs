@@ -112,7 +112,7 @@ pub struct Request<'a> {
 pub struct Exchanged {
     /// Whether the client connection may carry another request.
     pub keep_client: bool,
-    /// The upstream connection, when it may carry another request.
+    /// The upstream connection, when it may carry another request (never while draining).
     pub upstream: Option<UpstreamConn>,
 }
 
@@ -283,8 +283,11 @@ async fn exchange(
             Side::Writer => TaskError::ClientIo(e),
         })?;
     task.notes.bytes_down += copied;
-    let reusable =
-        body_sent && response.keep_alive() && response_framing != BodyFraming::UntilClose;
+    // A draining worker keeps no connection for requests it will not take.
+    let reusable = body_sent
+        && !draining
+        && response.keep_alive()
+        && response_framing != BodyFraming::UntilClose;
     Ok(Exchanged {
         keep_client,
         upstream: reusable.then_some(upstream),

@@ -24,7 +24,7 @@ use tracing::info;
 
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn};
-use crate::context::{Context, Phase};
+use crate::context::Context;
 use crate::error::TaskError;
 use crate::escapers::Escaper;
 use crate::host_match::HostMatcher;
@@ -324,7 +324,6 @@ impl Session<'_> {
             host: Some(&routed.host_header),
             extra_headers: &extra,
         };
-        let draining = server.context.phase() != Phase::Serving;
         let mut source = PooledOrNew { server, site };
         let exchanged = http::forward(
             &mut self.client,
@@ -336,9 +335,7 @@ impl Session<'_> {
             &server.context,
         )
         .await?;
-        if let Some(conn) = exchanged.upstream
-            && !draining
-        {
+        if let Some(conn) = exchanged.upstream {
             site.pool.put(conn);
         }
         Ok(exchanged.keep_client)

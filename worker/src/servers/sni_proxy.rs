@@ -81,7 +81,10 @@ fn sniff(bytes: &[u8], tls_max: usize) -> Result<Parsed<Wanted>, SniffError> {
         let host = head.header("host").ok_or(SniffError::NoHost)?;
         String::from_utf8_lossy(host).trim().to_string()
     } else {
-        let (_, rest) = head.target.split_once("://").ok_or(SniffError::NoHost)?;
+        let (scheme, rest) = head.target.split_once("://").ok_or(SniffError::NoHost)?;
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(SniffError::NoHost);
+        }
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         // Credentials make an authority ambiguous.
         if authority.contains('@') {
@@ -282,6 +285,10 @@ mod tests {
                 b"GET http://u@b.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
                 1 << 16
             ),
+            Err(SniffError::NoHost)
+        ));
+        assert!(matches!(
+            sniff(b"GET ftp://b.example/ HTTP/1.1\r\nHost: a\r\n\r\n", 1 << 16),
             Err(SniffError::NoHost)
         ));
         // No name to route by: refused, never guessed.
