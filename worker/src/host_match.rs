@@ -51,10 +51,20 @@ impl<T: Clone> HostMatcher<T> {
     }
 
     pub fn get(&self, host: &str) -> Option<&T> {
-        let host = normalized(host);
+        // Lower-case names and dotted quads are their own canonical form: no copy for them.
+        let canonical = !host.starts_with('.')
+            && !host.ends_with('.')
+            && host
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'));
+        let host = match canonical {
+            true => std::borrow::Cow::Borrowed(host),
+            false => std::borrow::Cow::Owned(normalized(host)),
+        };
+        let host = host.as_ref();
         self.exact
-            .get(&host)
-            .or_else(|| nearest_ancestor(&self.children, &host))
+            .get(host)
+            .or_else(|| nearest_ancestor(&self.children, host))
             .or(self.default.as_ref())
     }
 }
