@@ -123,6 +123,22 @@ fn runbook_forms_and_json() {
             > 0
     );
 
+    // g3proxy's per-entry reloads: a new generation serves the config read again; a name the
+    // config lacks is refused and the serving generation stays.
+    let before = group.current_generation();
+    assert_eq!(
+        text(&group.ctl(&["reload-server", "socks"])),
+        format!("notice: success: generation {} is serving\n", before + 1)
+    );
+    assert_eq!(group.current_generation(), before + 1);
+    let missing = group.ctl(&["reload-escaper", "nope"]);
+    assert!(!missing.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        "api error (code: -1, reason: \"no escaper named nope in the config\")\n"
+    );
+    assert_eq!(group.current_generation(), before + 1);
+
     // Control sockets are for root only.
     for entry in std::fs::read_dir(&group.control_dir).unwrap() {
         let mode = std::os::unix::fs::PermissionsExt::mode(

@@ -9,7 +9,7 @@ mod simple;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse};
+use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse, ModuleKind};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -35,6 +35,16 @@ pub enum Command {
     Fleet,
     /// Load the config again and switch to a new generation when it is ready
     Reload,
+    /// Reload for the named server (the whole config is read again)
+    ReloadServer { name: String },
+    /// Reload for the named escaper (the whole config is read again)
+    ReloadEscaper { name: String },
+    /// Reload for the named resolver (the whole config is read again)
+    ReloadResolver { name: String },
+    /// Reload for the named user group (the whole config is read again)
+    ReloadUserGroup { name: String },
+    /// Reload for the named auditor (the whole config is read again)
+    ReloadAuditor { name: String },
     /// Start a new generation from the worker binary on disk
     Upgrade,
 }
@@ -53,8 +63,20 @@ impl Command {
             Command::Server { name, action } => server::request(name, action),
             Command::Fleet => CtlRequest::Fleet,
             Command::Reload => CtlRequest::Reload,
+            Command::ReloadServer { name } => reload_entry(ModuleKind::Server, name),
+            Command::ReloadEscaper { name } => reload_entry(ModuleKind::Escaper, name),
+            Command::ReloadResolver { name } => reload_entry(ModuleKind::Resolver, name),
+            Command::ReloadUserGroup { name } => reload_entry(ModuleKind::UserGroup, name),
+            Command::ReloadAuditor { name } => reload_entry(ModuleKind::Auditor, name),
             Command::Upgrade => CtlRequest::Upgrade,
         }
+    }
+}
+
+fn reload_entry(kind: ModuleKind, name: &str) -> CtlRequest {
+    CtlRequest::ReloadEntry {
+        kind,
+        name: name.to_string(),
     }
 }
 

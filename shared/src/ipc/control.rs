@@ -15,6 +15,19 @@ pub enum ModuleKind {
     Auditor,
 }
 
+impl ModuleKind {
+    /// As config sections and ctl commands name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ModuleKind::Server => "server",
+            ModuleKind::Escaper => "escaper",
+            ModuleKind::Resolver => "resolver",
+            ModuleKind::UserGroup => "user-group",
+            ModuleKind::Auditor => "auditor",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CtlRequest {
@@ -33,6 +46,11 @@ pub enum CtlRequest {
     },
     Fleet,
     Reload,
+    /// `reload-server NAME` and its kin: a reload that names the entry it is for.
+    ReloadEntry {
+        kind: ModuleKind,
+        name: String,
+    },
     Upgrade,
     /// A successor supervisor asks for every listener (answered with `HandoffListeners`).
     HandoffBegin {

@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
+use g3proxy_shared::config::{self, Config};
 use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse, ModuleKind};
 use g3proxy_shared::ipc::worker::{ListenerEntry, ToWorker};
 use tokio::sync::oneshot;
 
 use super::{Generation, GenerationState, Source, State, Supervisor};
 use crate::event::{CtlReply, Event, Query};
-use tracing::info;
+use tracing::{info, warn};
 
 impl Supervisor {
     pub(super) async fn control(&mut self, request: CtlRequest, reply: oneshot::Sender<CtlReply>) {
@@ -79,27 +80,7 @@ impl Supervisor {
             CtlRequest::List { kind } => match self.current() {
                 None => CtlReply::error("no generation is serving"),
                 Some(current) => {
-                    let config = &current.config;
-                    let names: Vec<String> = match kind {
-                        ModuleKind::Server => config
-                            .servers
-                            .iter()
-                            .map(|s| s.name().to_string())
-                            .collect(),
-                        ModuleKind::Escaper => config
-                            .escapers
-                            .iter()
-                            .map(|e| e.name().to_string())
-                            .collect(),
-                        ModuleKind::Resolver => config
-                            .resolvers
-                            .iter()
-                            .map(|r| r.name().to_string())
-                            .collect(),
-                        ModuleKind::UserGroup => config.user_groups.clone(),
-                        ModuleKind::Auditor => config.auditors.clone(),
-                    };
-                    CtlReply::done(CtlResponse::Names(names))
+                    CtlReply::done(CtlResponse::Names(module_names(&current.config, kind)))
                 }
             },
             CtlRequest::ServerStatus { name } => match self.current() {
@@ -126,6 +107,26 @@ impl Supervisor {
                 )
             }
             CtlRequest::Reload => return self.start_generation(Source::Disk, Some(reply)).await,
+            // g3proxy re-reads the one entry; here the whole config is read again (the other
+            // entries are unchanged, or the operator meant them too) and a new generation
+            // serves it, with the same checks and rollback as a reload. The entry must exist.
+            CtlRequest::ReloadEntry { kind, name } => {
+                match config::load(&self.options.config_path) {
+                    Err(error) => CtlReply::error(format!(
+                        "config refused, still serving the old one: {error}"
+                    )),
+                    Ok((config, _)) if !module_names(&config, kind).contains(&name) => {
+                        CtlReply::error(format!("no {} named {name} in the config", kind.label()))
+                    }
+                    Ok((config, bundle)) => {
+                        for warning in &config.warnings {
+                            warn!("{warning}");
+                        }
+                        let source = Source::Loaded(Box::new(config), bundle);
+                        return self.start_generation(source, Some(reply)).await;
+                    }
+                }
+            }
             CtlRequest::Upgrade => {
                 return self
                     .start_generation(Source::CurrentConfig, Some(reply))
@@ -184,5 +185,28 @@ impl Supervisor {
             },
             fds,
         )
+    }
+}
+
+/// The names of the config's entries of `kind`.
+fn module_names(config: &Config, kind: ModuleKind) -> Vec<String> {
+    match kind {
+        ModuleKind::Server => config
+            .servers
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        ModuleKind::Escaper => config
+            .escapers
+            .iter()
+            .map(|e| e.name().to_string())
+            .collect(),
+        ModuleKind::Resolver => config
+            .resolvers
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect(),
+        ModuleKind::UserGroup => config.user_groups.clone(),
+        ModuleKind::Auditor => config.auditors.clone(),
     }
 }
