@@ -89,11 +89,33 @@ fn install_panic_policy() {
     }));
 }
 
+/// `-V`, and with `-v` what this build has, in g3proxy's lines: the features (only c-ares
+/// here: no Lua, Python, hickory or QUIC) and the TLS provider (rustls on ring; no OpenSSL).
+fn print_version(verbose: u8) {
+    println!("g3proxy {}", g3proxy_shared::VERSION);
+    if verbose > 0 {
+        println!("Features: c-ares");
+        println!("Rustls Provider: ring");
+    }
+    if verbose > 1 {
+        println!(
+            "Profile: {}, Target: {}-{}",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        );
+    }
+}
+
 fn main() -> ExitCode {
     install_panic_policy();
     let cli = Cli::parse();
     if cli.version {
-        println!("g3proxy {}", g3proxy_shared::VERSION);
+        print_version(cli.verbose);
         return ExitCode::SUCCESS;
     }
     let Some(config_file) = cli.config_file.clone() else {

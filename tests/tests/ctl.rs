@@ -167,3 +167,27 @@ fn cancel_shutdown_keeps_an_offline_supervisor_serving() {
         "the supervisor stops cleanly"
     );
 }
+
+/// `g3proxy -V`, and with `-v` the features and TLS provider, in g3proxy's lines.
+#[test]
+fn version_with_features() {
+    let version = |args: &[&str]| {
+        let output = std::process::Command::new(g3proxy_tests::bin("g3proxy"))
+            .args(args)
+            .output()
+            .expect("g3proxy -V");
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(
+        version(&["-V"]),
+        format!("g3proxy {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        version(&["-V", "-v"]),
+        format!(
+            "g3proxy {}\nFeatures: c-ares\nRustls Provider: ring\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
