@@ -21,9 +21,12 @@ struct Cli {
         short = 'G',
         long = "daemon-group",
         value_name = "NAME",
-        required_unless_present = "daemon_pid"
+        required_unless_present_any = ["daemon_pid", "completion"]
     )]
     daemon_group: Option<String>,
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    #[arg(long = "completion", value_name = "SHELL", exclusive = true)]
+    completion: Option<clap_complete::Shell>,
     /// Pid of the supervisor to talk to
     #[arg(short = 'p', long = "daemon-pid", value_name = "PID")]
     daemon_pid: Option<u32>,
@@ -31,11 +34,20 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
-    command: commands::Command,
+    command: Option<commands::Command>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(shell) = cli.completion {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "g3proxy-ctl", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = &cli.command else {
+        eprintln!("g3proxy-ctl: a command is required (see --help)");
+        return ExitCode::from(2);
+    };
     let control_dir = cli
         .control_dir
         .clone()
@@ -48,9 +60,9 @@ fn main() -> ExitCode {
             if group.is_empty() { "_" } else { &group }
         )),
     };
-    let request = cli.command.request();
+    let request = command.request();
     match client::ask(&socket, &request) {
-        Ok(response) => commands::print(&cli.command, &response, cli.json),
+        Ok(response) => commands::print(command, &response, cli.json),
         Err(error) => {
             eprintln!("rpc error ({error:#})");
             ExitCode::FAILURE

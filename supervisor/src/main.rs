@@ -65,6 +65,9 @@ struct Cli {
     /// Print the version
     #[arg(short = 'V', long = "version")]
     version: bool,
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    #[arg(long = "completion", value_name = "SHELL")]
+    completion: Option<clap_complete::Shell>,
     /// The worker binary (default: g3proxy-worker next to this binary)
     #[arg(long = "worker-binary", value_name = "FILE", hide = true)]
     worker_binary: Option<PathBuf>,
@@ -116,6 +119,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.version {
         print_version(cli.verbose);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(shell) = cli.completion {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "g3proxy", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
     let Some(config_file) = cli.config_file.clone() else {

@@ -191,3 +191,21 @@ fn version_with_features() {
         )
     );
 }
+
+/// `--completion SHELL` on both binaries prints a completion script and needs nothing else.
+#[test]
+fn shell_completions() {
+    for (binary, marker) in [
+        ("g3proxy", "_g3proxy()"),
+        ("g3proxy-ctl", "_g3proxy__ctl()"),
+    ] {
+        let output = std::process::Command::new(g3proxy_tests::bin(binary))
+            .args(["--completion", "bash"])
+            .output()
+            .expect("completion");
+        assert!(output.status.success(), "{binary}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(script.contains(marker), "{binary}: {script}");
+        assert!(script.contains("--control-dir"), "{binary}");
+    }
+}
