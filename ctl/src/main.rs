@@ -61,11 +61,44 @@ fn main() -> ExitCode {
         )),
     };
     let request = command.request();
-    match client::ask(&socket, &request) {
+    let ask = || match client::ask(&socket, &request) {
         Ok(response) => commands::print(command, &response, cli.json),
         Err(error) => {
             eprintln!("rpc error ({error:#})");
             ExitCode::FAILURE
         }
+    };
+    match command {
+        commands::Command::Fleet {
+            watch: true,
+            interval,
+        } => watch(ask, *interval),
+        _ => ask(),
+    }
+}
+
+/// Shows the answer again every `interval` seconds (on a terminal, in place) until stopped
+/// or the supervisor stops answering.
+fn watch(ask: impl Fn() -> ExitCode, interval: f64) -> ExitCode {
+    use std::io::{IsTerminal, Write};
+    let pause = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        if terminal {
+            // Home, then clear: the view is redrawn where it was.
+            print!("\x1b[H\x1b[2J");
+        }
+        let code = ask();
+        let _ = std::io::stdout().flush();
+        if code != ExitCode::SUCCESS {
+            return code;
+        }
+        if !terminal {
+            println!();
+        }
+        // The pause between two views is what the operator asked for, not a wait on a
+        // condition.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(pause);
     }
 }

@@ -209,3 +209,41 @@ fn shell_completions() {
         assert!(script.contains("--control-dir"), "{binary}");
     }
 }
+
+/// A drain an operator can watch: `fleet` ends with what is left of it, and `fleet -w` shows
+/// it again and again until stopped.
+#[test]
+fn fleet_shows_the_drain_and_watches_it() {
+    let echo = g3proxy_tests::Echo::start("127.0.0.1");
+    let mut group = Group::new("basic");
+    group.start();
+    let mut tunnel = g3proxy_tests::open_connect_tunnel(group.http_proxy(), echo.addr);
+    g3proxy_tests::roundtrip(&mut tunnel, b"held");
+    assert!(group.ctl(&["reload"]).status.success());
+    let fleet = text(&group.ctl(&["fleet"]));
+    let progress = fleet.lines().last().unwrap_or_default();
+    assert!(
+        progress.starts_with("draining: 1 task left in 1 generation, the oldest ")
+            && progress.contains(" at the latest"),
+        "{fleet}"
+    );
+    let frames = group.dir.join("fleet-watch.txt");
+    let mut watching = std::process::Command::new(g3proxy_tests::bin("g3proxy-ctl"))
+        .arg("-C")
+        .arg(&group.control_dir)
+        .args(["-G", &group.name, "fleet", "-w", "--interval", "0.2"])
+        .stdout(std::fs::File::create(&frames).unwrap())
+        .spawn()
+        .expect("g3proxy-ctl fleet -w");
+    g3proxy_tests::wait_until(
+        std::time::Duration::from_secs(10),
+        "three views of the fleet",
+        || {
+            let seen = std::fs::read_to_string(&frames).unwrap_or_default();
+            (seen.matches("draining: 1 task left").count() >= 3).then_some(())
+        },
+    );
+    let _ = watching.kill();
+    let _ = watching.wait();
+    drop(tunnel);
+}

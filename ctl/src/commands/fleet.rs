@@ -4,12 +4,61 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use g3proxy_shared::ipc::control::FleetStatus;
 
-fn deadline(unix_secs: u64) -> String {
+fn seconds_left(unix_secs: u64) -> Option<u64> {
     let at = UNIX_EPOCH + Duration::from_secs(unix_secs);
-    match at.duration_since(SystemTime::now()) {
-        Ok(left) => format!("in {}s", left.as_secs()),
-        Err(_) => "passed".into(),
+    at.duration_since(SystemTime::now())
+        .ok()
+        .map(|left| left.as_secs())
+}
+
+fn deadline(unix_secs: u64) -> String {
+    match seconds_left(unix_secs) {
+        Some(left) => format!("in {left}s"),
+        None => "passed".into(),
     }
+}
+
+/// `9h58m`, `4m05s`, `12s`: a time left as people read it.
+fn human(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// What is left of the drain, summed over the draining generations: `None` when none drains.
+fn progress(status: &FleetStatus) -> Option<String> {
+    let draining: Vec<_> = status
+        .generations
+        .iter()
+        .filter(|g| g.state == "draining")
+        .collect();
+    if draining.is_empty() {
+        return None;
+    }
+    let workers = draining.iter().flat_map(|g| &g.workers);
+    let tasks: u64 = workers.clone().map(|w| w.alive_tasks).sum();
+    let oldest = workers.filter_map(|w| w.oldest_task_age_secs).max();
+    let nearest = draining
+        .iter()
+        .filter_map(|g| g.drain_deadline_unix_secs)
+        .min();
+    let mut line = format!(
+        "draining: {tasks} task{} left in {} generation{}",
+        if tasks == 1 { "" } else { "s" },
+        draining.len(),
+        if draining.len() == 1 { "" } else { "s" }
+    );
+    if let Some(oldest) = oldest {
+        line += &format!(", the oldest {} old", human(oldest));
+    }
+    match nearest.map(seconds_left) {
+        Some(Some(left)) => line += &format!(", closed in {} at the latest", human(left)),
+        Some(None) => line += ", deadline passed: closing",
+        None => {}
+    }
+    Some(line)
 }
 
 pub fn print(status: &FleetStatus) {
@@ -41,5 +90,20 @@ pub fn print(status: &FleetStatus) {
                 worker.index, worker.pid, worker.state, worker.alive_tasks
             );
         }
+    }
+    if let Some(line) = progress(status) {
+        println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+
+    #[test]
+    fn times_left_read_as_people_say_them() {
+        assert_eq!(human(12), "12s");
+        assert_eq!(human(245), "4m05s");
+        assert_eq!(human(35_880), "9h58m");
     }
 }

@@ -32,7 +32,14 @@ pub enum Command {
         action: server::ServerAction,
     },
     /// Generations, workers, tasks and drain deadlines
-    Fleet,
+    Fleet {
+        /// Show it again every --interval seconds, with the drain's progress, until stopped
+        #[arg(short = 'w', long)]
+        watch: bool,
+        /// Seconds between two views with --watch
+        #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+        interval: f64,
+    },
     /// Load the config again and switch to a new generation when it is ready
     Reload,
     /// Reload for the named server (the whole config is read again)
@@ -61,7 +68,7 @@ impl Command {
             Command::ForceQuitAll => CtlRequest::ForceQuitAll,
             Command::List { what } => list::request(what),
             Command::Server { name, action } => server::request(name, action),
-            Command::Fleet => CtlRequest::Fleet,
+            Command::Fleet { .. } => CtlRequest::Fleet,
             Command::Reload => CtlRequest::Reload,
             Command::ReloadServer { name } => reload_entry(ModuleKind::Server, name),
             Command::ReloadEscaper { name } => reload_entry(ModuleKind::Escaper, name),
