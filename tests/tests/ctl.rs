@@ -219,11 +219,21 @@ fn fleet_shows_the_drain_and_watches_it() {
     group.start();
     let mut tunnel = g3proxy_tests::open_connect_tunnel(group.http_proxy(), echo.addr);
     g3proxy_tests::roundtrip(&mut tunnel, b"held");
+    // The CONNECT counts as one, under its kind, on the worker that carries it.
+    let kinds: Vec<serde_json::Value> = group
+        .first_generation_workers()
+        .iter()
+        .map(|w| w["tasks_by_kind"].clone())
+        .collect();
+    assert!(
+        kinds.contains(&serde_json::json!({"connect": 1})),
+        "{kinds:?}"
+    );
     assert!(group.ctl(&["reload"]).status.success());
     let fleet = text(&group.ctl(&["fleet"]));
     let progress = fleet.lines().last().unwrap_or_default();
     assert!(
-        progress.starts_with("draining: 1 task left in 1 generation, the oldest ")
+        progress.starts_with("draining: 1 task left (connect 1) in 1 generation, the oldest ")
             && progress.contains(" at the latest"),
         "{fleet}"
     );
@@ -240,7 +250,7 @@ fn fleet_shows_the_drain_and_watches_it() {
         "three views of the fleet",
         || {
             let seen = std::fs::read_to_string(&frames).unwrap_or_default();
-            (seen.matches("draining: 1 task left").count() >= 3).then_some(())
+            (seen.matches("draining: 1 task left (connect 1)").count() >= 3).then_some(())
         },
     );
     let _ = watching.kill();

@@ -212,26 +212,75 @@ impl ServerCounters {
     }
 }
 
+/// What a task is, as the fleet view counts them: a draining generation shows what it still
+/// carries (long tunnels, or requests about to end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// A connection handed on by a port before the server it goes to takes it.
+    Other,
+    Http,
+    Connect,
+    SocksTcp,
+    SocksUdp,
+    Stream,
+}
+
+impl TaskKind {
+    const ALL: [TaskKind; 6] = [
+        TaskKind::Other,
+        TaskKind::Http,
+        TaskKind::Connect,
+        TaskKind::SocksTcp,
+        TaskKind::SocksUdp,
+        TaskKind::Stream,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TaskKind::Other => "other",
+            TaskKind::Http => "http",
+            TaskKind::Connect => "connect",
+            TaskKind::SocksTcp => "socks_tcp",
+            TaskKind::SocksUdp => "socks_udp",
+            TaskKind::Stream => "stream",
+        }
+    }
+}
+
 /// Every live task of the worker, so draining knows when it is done and status can report the
-/// oldest task. One short lock per connection, which is nothing next to its syscalls.
+/// oldest task and the tasks of each kind. One short lock per connection, which is nothing
+/// next to its syscalls.
 #[derive(Default)]
 pub struct TaskRegistry {
     next_id: AtomicU64,
     started: Mutex<BTreeMap<u64, Instant>>,
     changed: Notify,
+    by_kind: [AtomicU64; TaskKind::ALL.len()],
 }
 
 impl TaskRegistry {
-    pub fn register(self: &Arc<Self>, server: &Arc<ServerCounters>) -> TaskGuard {
+    pub fn register(self: &Arc<Self>, server: &Arc<ServerCounters>, kind: TaskKind) -> TaskGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, Instant::now());
         server.total_task.fetch_add(1, Ordering::Relaxed);
         server.alive.fetch_add(1, Ordering::Relaxed);
+        self.by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
         TaskGuard {
             id,
             registry: self.clone(),
             server: server.clone(),
+            kind,
         }
+    }
+
+    /// Live tasks of each kind that has any.
+    pub fn by_kind(&self) -> BTreeMap<String, u64> {
+        TaskKind::ALL
+            .iter()
+            .map(|kind| (kind, self.by_kind[*kind as usize].load(Ordering::Relaxed)))
+            .filter(|(_, count)| *count > 0)
+            .map(|(kind, count)| (kind.label().to_string(), count))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Instant>> {
@@ -259,9 +308,19 @@ pub struct TaskGuard {
     id: u64,
     registry: Arc<TaskRegistry>,
     server: Arc<ServerCounters>,
+    kind: TaskKind,
 }
 
 impl TaskGuard {
+    /// The task turned out to be of `kind` (a CONNECT on an HTTP proxy, a SOCKS UDP relay).
+    pub fn set_kind(&mut self, kind: TaskKind) {
+        if kind != self.kind {
+            self.registry.by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
+            self.registry.by_kind[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
+            self.kind = kind;
+        }
+    }
+
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -278,6 +337,7 @@ impl Drop for TaskGuard {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.id);
         self.server.alive.fetch_sub(1, Ordering::Relaxed);
+        self.registry.by_kind[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
         self.registry.changed.notify_waiters();
     }
 }

@@ -328,6 +328,7 @@ impl Worker {
             version: g3proxy_shared::VERSION.to_string(),
             state,
             alive_tasks: self.context.tasks.alive(),
+            tasks_by_kind: self.context.tasks.by_kind(),
             oldest_task_age_secs: self.context.tasks.oldest_age().map(|age| age.as_secs()),
             drain_deadline_unix_secs: self.drain_deadline.map(unix_secs),
             servers: self

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::conn::{ClientConn, TlsFacts};
-use crate::context::{ServerCounters, TaskGuard, TaskRegistry};
+use crate::context::{ServerCounters, TaskGuard, TaskKind, TaskRegistry};
 
 /// What happened on the way to the upstream, for logs and metrics.
 #[derive(Debug, Default, Clone)]
@@ -42,9 +42,10 @@ impl TaskContext {
     pub fn new(
         tasks: &Arc<TaskRegistry>,
         server: &Arc<ServerCounters>,
+        kind: TaskKind,
         conn: &ClientConn,
     ) -> TaskContext {
-        let guard = tasks.register(server);
+        let guard = tasks.register(server, kind);
         TaskContext {
             id: guard.id(),
             server: server.clone(),
@@ -60,9 +61,10 @@ impl TaskContext {
 
     /// A port or intelli_proxy handed the connection to `server`, which serves it from now on;
     /// the addresses are those the connection carries now (after a PROXY header).
-    pub fn enter(&mut self, server: &Arc<ServerCounters>, conn: &ClientConn) {
+    pub fn enter(&mut self, server: &Arc<ServerCounters>, kind: TaskKind, conn: &ClientConn) {
         server.total_task.fetch_add(1, Ordering::Relaxed);
         self.guard.move_to(server);
+        self.guard.set_kind(kind);
         self.server = server.clone();
         self.client_addr = conn.client_addr;
         self.local_addr = conn.local_addr;
@@ -71,6 +73,11 @@ impl TaskContext {
 
     pub fn server_name(&self) -> &str {
         &self.server.name
+    }
+
+    /// What the task turned out to be, for the fleet view.
+    pub fn set_kind(&mut self, kind: TaskKind) {
+        self.guard.set_kind(kind);
     }
 }
 

@@ -18,6 +18,19 @@ fn deadline(unix_secs: u64) -> String {
     }
 }
 
+/// ` (connect 2, http 1)`, or nothing when there are no tasks.
+fn kinds<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let listed: Vec<String> = counts
+        .filter(|(_, count)| *count > 0)
+        .map(|(kind, count)| format!("{kind} {count}"))
+        .collect();
+    if listed.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", listed.join(", "))
+    }
+}
+
 /// `9h58m`, `4m05s`, `12s`: a time left as people read it.
 fn human(secs: u64) -> String {
     match secs {
@@ -39,14 +52,19 @@ fn progress(status: &FleetStatus) -> Option<String> {
     }
     let workers = draining.iter().flat_map(|g| &g.workers);
     let tasks: u64 = workers.clone().map(|w| w.alive_tasks).sum();
+    let mut by_kind = std::collections::BTreeMap::new();
+    for (kind, count) in workers.clone().flat_map(|w| &w.tasks_by_kind) {
+        *by_kind.entry(kind.as_str()).or_insert(0) += count;
+    }
     let oldest = workers.filter_map(|w| w.oldest_task_age_secs).max();
     let nearest = draining
         .iter()
         .filter_map(|g| g.drain_deadline_unix_secs)
         .min();
     let mut line = format!(
-        "draining: {tasks} task{} left in {} generation{}",
+        "draining: {tasks} task{} left{} in {} generation{}",
         if tasks == 1 { "" } else { "s" },
+        kinds(by_kind.iter().map(|(kind, count)| (*kind, *count))),
         draining.len(),
         if draining.len() == 1 { "" } else { "s" }
     );
@@ -86,8 +104,17 @@ pub fn print(status: &FleetStatus) {
                 .map(|a| format!(", oldest task {a}s"))
                 .unwrap_or_default();
             println!(
-                "  worker {} pid {} {:?}: {} tasks{oldest}",
-                worker.index, worker.pid, worker.state, worker.alive_tasks
+                "  worker {} pid {} {:?}: {} tasks{}{oldest}",
+                worker.index,
+                worker.pid,
+                worker.state,
+                worker.alive_tasks,
+                kinds(
+                    worker
+                        .tasks_by_kind
+                        .iter()
+                        .map(|(kind, count)| (kind.as_str(), *count))
+                )
             );
         }
     }

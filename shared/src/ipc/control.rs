@@ -78,6 +78,9 @@ pub struct WorkerRow {
     pub index: usize,
     pub state: WorkerState,
     pub alive_tasks: u64,
+    /// Live tasks by kind, kinds without any left out.
+    #[serde(default)]
+    pub tasks_by_kind: std::collections::BTreeMap<String, u64>,
     pub oldest_task_age_secs: Option<u64>,
     pub servers: Vec<ServerStats>,
 }

@@ -100,6 +100,10 @@ pub struct WorkerStatus {
     pub version: String,
     pub state: WorkerState,
     pub alive_tasks: u64,
+    /// Live tasks by kind (`http`, `connect`, `socks_tcp`, `socks_udp`, `stream`, `other`),
+    /// kinds without any left out.
+    #[serde(default)]
+    pub tasks_by_kind: std::collections::BTreeMap<String, u64>,
     pub oldest_task_age_secs: Option<u64>,
     pub drain_deadline_unix_secs: Option<u64>,
     pub servers: Vec<ServerStats>,

@@ -8,12 +8,15 @@ use g3proxy_shared::config::servers::{DummyCloseConfig, ServerCommon};
 
 use super::{BuildContext, ServeConnections};
 use crate::conn::ClientConn;
+use crate::context::TaskKind;
 use crate::task::TaskContext;
 
 pub struct DummyClose;
 
 impl ServeConnections for DummyClose {
     type Config = DummyCloseConfig;
+
+    const KIND: TaskKind = TaskKind::Other;
 
     fn build(_: &ServerCommon, _: &DummyCloseConfig, _: &BuildContext) -> anyhow::Result<Self> {
         Ok(DummyClose)

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn, write_all_within};
-use crate::context::Context;
+use crate::context::{Context, TaskKind};
 use crate::error::{Forbidden, TaskError};
 use crate::escapers::Escaper;
 use crate::http::{self, HttpClient, UpstreamConn, UpstreamSource};
@@ -75,6 +75,8 @@ enum Next {
 
 impl ServeConnections for HttpProxyServer {
     type Config = HttpProxyConfig;
+
+    const KIND: TaskKind = TaskKind::Http;
 
     fn build(
         common: &ServerCommon,
@@ -181,6 +183,7 @@ impl Session<'_> {
     }
 
     async fn tunnel(&mut self, target: HostPort) -> Result<Next, TaskError> {
+        self.task.set_kind(TaskKind::Connect);
         let connect = Box::pin(self.server.escaper.tcp_connect(self.task, &target));
         let upstream = connect.await?;
         self.client.replied = true;

@@ -24,7 +24,7 @@ use tracing::info;
 
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn};
-use crate::context::Context;
+use crate::context::{Context, TaskKind};
 use crate::error::TaskError;
 use crate::escapers::Escaper;
 use crate::host_match::HostMatcher;
@@ -55,6 +55,8 @@ struct Site {
 
 impl ServeConnections for HttpRproxyServer {
     type Config = HttpRproxyConfig;
+
+    const KIND: TaskKind = TaskKind::Http;
 
     fn build(
         common: &ServerCommon,

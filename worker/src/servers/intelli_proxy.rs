@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::ports::read_proxy_header;
 use super::{BuildContext, ServeConnections, Server};
 use crate::conn::{self, ClientConn};
+use crate::context::TaskKind;
 use crate::task::TaskContext;
 use tracing::info;
 
@@ -39,6 +40,8 @@ fn detect(bytes: &[u8]) -> Result<Parsed<Protocol>, std::convert::Infallible> {
 
 impl ServeConnections for IntelliProxyServer {
     type Config = IntelliProxyConfig;
+
+    const KIND: TaskKind = TaskKind::Other;
 
     fn build(
         _: &ServerCommon,

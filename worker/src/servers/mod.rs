@@ -31,7 +31,7 @@ use g3proxy_shared::types::{NetworkAcl, TcpMiscOpts};
 use tokio::net::TcpListener;
 
 use crate::conn::{ClientConn, Stream, sockopt, write_all_within};
-use crate::context::{Context, Phase, ServerCounters};
+use crate::context::{Context, Phase, ServerCounters, TaskKind};
 use crate::error::TaskError;
 use crate::escapers::{Connected, Escaper};
 use crate::relay::{self, RelayPolicy};
@@ -70,6 +70,9 @@ impl BuildContext<'_> {
 pub trait ServeConnections: Sized + Send + Sync + 'static {
     type Config;
 
+    /// What its tasks are, until a task says otherwise ([`TaskContext::set_kind`]).
+    const KIND: TaskKind;
+
     fn build(
         common: &ServerCommon,
         config: &Self::Config,
@@ -99,6 +102,12 @@ macro_rules! server_runtimes {
                         <$runtime>::build(&config.common, own, cx)?,
                     )),)*
                 })
+            }
+
+            fn kind(&self) -> TaskKind {
+                match self {
+                    $(ServerRuntime::$variant(_) => <$runtime>::KIND,)*
+                }
             }
 
             /// The connection's whole future, boxed (one allocation, no wrapper around it).
@@ -172,7 +181,7 @@ impl Server {
         if !self.admits(&conn) {
             return None;
         }
-        task.enter(&self.counters, &conn);
+        task.enter(&self.counters, self.runtime.kind(), &conn);
         Some(self.runtime.serve(conn, task))
     }
 }
@@ -269,7 +278,7 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, context: Ar
         if !server.admits(&conn) {
             continue;
         }
-        let task = TaskContext::new(&context.tasks, &counters, &conn);
+        let task = TaskContext::new(&context.tasks, &counters, server.runtime.kind(), &conn);
         let server = server.clone();
         tokio::spawn(server.runtime.serve(conn, task));
     }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::{BuildContext, ServeConnections, Server};
 use crate::conn::{self, ClientConn, ReadError};
+use crate::context::TaskKind;
 use crate::task::TaskContext;
 use tracing::info;
 
@@ -125,6 +126,8 @@ pub struct PlainTcpPort(Port);
 impl ServeConnections for PlainTcpPort {
     type Config = PlainTcpPortConfig;
 
+    const KIND: TaskKind = TaskKind::Other;
+
     fn build(
         _: &ServerCommon,
         config: &PlainTcpPortConfig,
@@ -156,6 +159,8 @@ pub struct TlsPort {
 
 impl ServeConnections for TlsPort {
     type Config = PlainTlsPortConfig;
+
+    const KIND: TaskKind = TaskKind::Other;
 
     fn build(
         _: &ServerCommon,

@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn, ReadError, write_all_within};
-use crate::context::Context;
+use crate::context::{Context, TaskKind};
 use crate::escapers::Escaper;
 use crate::host_match::HostMatcher;
 use crate::relay::RelayPolicy;
@@ -109,6 +109,8 @@ fn sniff(bytes: &[u8], tls_max: usize) -> Result<Parsed<Wanted>, SniffError> {
 
 impl ServeConnections for SniProxyServer {
     type Config = SniProxyConfig;
+
+    const KIND: TaskKind = TaskKind::Stream;
 
     fn build(
         common: &ServerCommon,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::socks_proxy_udp::UdpSession;
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn, ReadError, write_all};
-use crate::context::Context;
+use crate::context::{Context, TaskKind};
 use crate::error::TaskError;
 use crate::escapers::{Connected, Escaper};
 use crate::relay::RelayPolicy;
@@ -37,6 +37,8 @@ const MAX_MESSAGE: usize = 1024;
 
 impl ServeConnections for SocksProxyServer {
     type Config = SocksProxyConfig;
+
+    const KIND: TaskKind = TaskKind::SocksTcp;
 
     fn build(
         common: &ServerCommon,
@@ -151,6 +153,7 @@ impl SocksProxyServer {
         match request.command {
             Command::Connect => {}
             Command::UdpAssociate => {
+                task.set_kind(TaskKind::SocksUdp);
                 let session = UdpSession {
                     config: &self.config,
                     escaper: &self.escaper,

@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::{BuildContext, ServeConnections};
 use crate::conn::ClientConn;
-use crate::context::Context;
+use crate::context::{Context, TaskKind};
 use crate::error::TaskError;
 use crate::escapers::{Connected, Escaper};
 use crate::pick::Picker;
@@ -99,6 +99,8 @@ pub struct TcpStreamServer(StreamRelay);
 
 impl ServeConnections for TcpStreamServer {
     type Config = TcpStreamConfig;
+
+    const KIND: TaskKind = TaskKind::Stream;
 
     fn build(
         common: &ServerCommon,

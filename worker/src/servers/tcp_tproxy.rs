@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::{BuildContext, ServeConnections};
 use crate::conn::ClientConn;
-use crate::context::Context;
+use crate::context::{Context, TaskKind};
 use crate::escapers::Escaper;
 use crate::relay::RelayPolicy;
 use crate::task::TaskContext;
@@ -37,6 +37,8 @@ impl TcpTproxyServer {
 
 impl ServeConnections for TcpTproxyServer {
     type Config = TcpTproxyConfig;
+
+    const KIND: TaskKind = TaskKind::Stream;
 
     fn build(
         common: &ServerCommon,

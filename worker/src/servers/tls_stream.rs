@@ -10,6 +10,7 @@ use g3proxy_shared::config::tls::TlsServerConfig;
 use super::tcp_stream::StreamRelay;
 use super::{BuildContext, ServeConnections};
 use crate::conn::{self, ClientConn};
+use crate::context::TaskKind;
 use crate::task::TaskContext;
 
 pub struct TlsStreamServer {
@@ -19,6 +20,8 @@ pub struct TlsStreamServer {
 
 impl ServeConnections for TlsStreamServer {
     type Config = TlsStreamConfig;
+
+    const KIND: TaskKind = TaskKind::Stream;
 
     fn build(
         common: &ServerCommon,
