@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use g3proxy_tests::{Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, http_answer};
+use g3proxy_tests::{
+    Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, free_port, http_answer, try_curl,
+};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -54,16 +56,71 @@ fn every_example_loads() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-/// An example's `main.yml` with each `127.0.0.1:PORT` of `ports` made a placeholder.
-fn runnable(name: &str, ports: &[(u16, &str)]) -> String {
-    let mut text = std::fs::read_to_string(examples_dir().join(name).join("main.yml"))
-        .expect("example main.yml");
-    for (port, placeholder) in ports {
-        let fixed = format!("127.0.0.1:{port}\"");
-        assert!(text.contains(&fixed), "{name} has no {fixed}");
-        text = text.replace(&fixed, &format!("127.0.0.1:{{{{{placeholder}_port}}}}\""));
+/// Every file of an example, by its path inside the example.
+fn example_files(dir: &Path, under: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            example_files(&path, under, files);
+        } else {
+            files.push(path.strip_prefix(under).expect("inside").to_path_buf());
+        }
     }
-    text
+}
+
+/// A group running example `name`, each `127.0.0.1:PORT` of `ports` swapped for a free port
+/// (or the `preset` one of the same name), in `main.yml` and every file beside it.
+fn example_group(name: &str, ports: &[(u16, &str)], preset: &[(&str, u16)]) -> Group {
+    let dir = examples_dir().join(name);
+    let mut files = Vec::new();
+    example_files(&dir, &dir, &mut files);
+    let read = |file: &Path| std::fs::read_to_string(dir.join(file)).expect("example file");
+    for (port, _) in ports {
+        let fixed = format!("127.0.0.1:{port}\"");
+        assert!(
+            files.iter().any(|f| read(f).contains(&fixed)),
+            "{name} has no {fixed}"
+        );
+    }
+    let swap = |text: String, to: &dyn Fn(&str) -> String| {
+        ports.iter().fold(text, |text, (port, placeholder)| {
+            text.replace(
+                &format!("127.0.0.1:{port}\""),
+                &format!("127.0.0.1:{}\"", to(placeholder)),
+            )
+        })
+    };
+    // Every port chosen now, so that files beside main.yml get the same ones.
+    let chosen: Vec<(&str, u16)> = ports
+        .iter()
+        .map(|(_, name)| {
+            let preset = preset.iter().find(|(n, _)| n == name).map(|(_, p)| *p);
+            (*name, preset.unwrap_or_else(|| free_port("127.0.0.1")))
+        })
+        .collect();
+    let main = swap(read(Path::new("main.yml")), &|p| {
+        format!("{{{{{p}_port}}}}")
+    });
+    let group = Group::from_text(&main, &std::env::temp_dir(), &chosen);
+    for file in files.iter().filter(|f| *f != Path::new("main.yml")) {
+        let target = group.dir.join(file);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        let text = swap(read(file), &|p| group.port(p).to_string());
+        std::fs::write(target, text).expect("write");
+    }
+    group
+}
+
+/// What curl gets through `proxy` for `url`: the status code, or `curl exit N`.
+fn status_through(proxy: &str, url: &str, extra: &[&str]) -> String {
+    let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", proxy];
+    args.extend(extra);
+    args.push(url);
+    let output = try_curl(&args);
+    match output.status.code() {
+        Some(0) => String::from_utf8_lossy(&output.stdout).into_owned(),
+        code => format!("curl exit {code:?}"),
+    }
 }
 
 #[test]
@@ -71,8 +128,7 @@ fn the_runnable_examples_serve() {
     let origin = Origin::start("127.0.0.1");
 
     // HTTP and SOCKS proxies.
-    let text = runnable("http_socks", &[(13128, "http"), (11080, "socks")]);
-    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    let mut group = example_group("http_socks", &[(13128, "http"), (11080, "socks")], &[]);
     group.start();
     let url = origin.url("/");
     let http = format!("http://127.0.0.1:{}", group.port("http"));
@@ -83,13 +139,9 @@ fn the_runnable_examples_serve() {
 
     // The reverse proxy: two sites by Host, the default for the rest.
     let one = RecordingOrigin::start(http_answer("one"), false);
-    let text = runnable(
+    let mut group = example_group(
         "reverse_proxy",
         &[(8000, "gateway"), (8081, "one"), (8082, "two")],
-    );
-    let mut group = Group::from_text(
-        &text,
-        &std::env::temp_dir(),
         &[("one", one.addr.port()), ("two", origin.addr.port())],
     );
     group.start();
@@ -112,7 +164,7 @@ fn the_runnable_examples_serve() {
     let certs = Certs::make(&scratch);
     let tls_origin = TlsOrigin::start(certs.server_config());
     let two = RecordingOrigin::start(http_answer("two"), false);
-    let text = runnable(
+    let mut group = example_group(
         "stream_tls",
         &[
             (10086, "tcp"),
@@ -122,10 +174,6 @@ fn the_runnable_examples_serve() {
             (5202, "two"),
             (5443, "tls_origin"),
         ],
-    );
-    let mut group = Group::from_text(
-        &text,
-        &std::env::temp_dir(),
         &[
             ("one", one.addr.port()),
             ("two", two.addr.port()),
@@ -148,5 +196,64 @@ fn the_runnable_examples_serve() {
     let mut answer = Vec::new();
     let _ = std::io::Read::read_to_end(&mut tls, &mut answer);
     assert!(answer.ends_with(b"\r\n\r\none"), "{answer:?}");
+    drop(group);
+
+    // The split layout serves from its files; its escaper keeps g3's default egress filter,
+    // so the test's loopback origin is refused (403, and SOCKS's "not allowed").
+    let mut group = example_group("split_layout", &[(13128, "http"), (11080, "socks")], &[]);
+    group.start();
+    let http = format!("http://127.0.0.1:{}", group.port("http"));
+    let socks = format!("socks5h://127.0.0.1:{}", group.port("socks"));
+    assert_eq!(status_through(&http, &url, &[]), "403");
+    assert_eq!(status_through(&socks, &url, &[]), "curl exit Some(97)");
+    drop(group);
+
+    // SNI and several ports: a host outside allowed_hosts is refused on both of sni_proxy's
+    // ports, and the HTTP proxy answers on its plain port, its TLS port and the port shared
+    // with SOCKS (loopback targets refused there too).
+    let mut group = example_group(
+        "sni_multi_port",
+        &[
+            (8443, "sni"),
+            (8080, "sni80"),
+            (13128, "http"),
+            (13129, "http_tls"),
+            (13130, "http_pp"),
+            (11080, "socks"),
+            (18080, "both"),
+        ],
+        &[],
+    );
+    let tls_dir = group.dir.join("tls");
+    std::fs::create_dir_all(&tls_dir).expect("tls dir");
+    certs.copy_into(&tls_dir);
+    group.start();
+    for port in ["sni", "sni80"] {
+        let port = group.port(port);
+        let refused = try_curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--resolve",
+            &format!("other.test:{port}:127.0.0.1"),
+            &format!("http://other.test:{port}/"),
+        ]);
+        assert_eq!(String::from_utf8_lossy(&refused.stdout), "403", "{port}");
+    }
+    let ca = certs.path("ca.pem");
+    for (proxy, extra) in [
+        (format!("http://127.0.0.1:{}", group.port("http")), vec![]),
+        (
+            format!("https://localhost:{}", group.port("http_tls")),
+            vec!["--proxy-cacert", ca.to_str().unwrap()],
+        ),
+        (format!("http://127.0.0.1:{}", group.port("both")), vec![]),
+    ] {
+        assert_eq!(status_through(&proxy, &url, &extra), "403", "{proxy}");
+    }
+    let socks = format!("socks5h://127.0.0.1:{}", group.port("both"));
+    assert_eq!(status_through(&socks, &url, &[]), "curl exit Some(97)");
     let _ = std::fs::remove_dir_all(&scratch);
 }
