@@ -186,7 +186,10 @@ async fn exchange(
                 (true, authorization.as_deref().unwrap_or(""))
             }
         };
-        let extra_headers = [authorization.as_bytes(), request.extra_headers].concat();
+        let extra_headers = match authorization {
+            "" => Cow::Borrowed(request.extra_headers),
+            authorization => Cow::Owned([authorization.as_bytes(), request.extra_headers].concat()),
+        };
         let outgoing = http1::Outgoing {
             path: request.path,
             upstream: request.upstream,

@@ -10,6 +10,7 @@
 //! Users (`user_group`, Basic auth, 401) come with user groups: the loader refuses a
 //! server that names one until then.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -204,11 +205,12 @@ struct Session<'a> {
 }
 
 /// Where a request goes, read from its head.
-struct Routed {
+struct Routed<'h> {
     site: Arc<Site>,
-    path: String,
+    /// Borrowed from the head in origin form (every request but a proxy-style one).
+    path: Cow<'h, str>,
     /// The `Host` header as the client sent it.
-    host_header: Vec<u8>,
+    host_header: &'h [u8],
     /// The host part of it, as sites match it.
     host: String,
 }
@@ -237,7 +239,7 @@ impl Session<'_> {
     }
 
     /// The site a request is for, and what goes upstream of its target.
-    fn route(&self, head: &RequestHead) -> Result<Routed, TaskError> {
+    fn route<'h>(&self, head: &'h RequestHead) -> Result<Routed<'h>, TaskError> {
         if head.is_connect() {
             return Err(TaskError::Client(
                 "CONNECT is not served by a reverse proxy".into(),
@@ -254,15 +256,17 @@ impl Session<'_> {
             .host;
         let path = if head.target.starts_with('/') {
             // Origin form, passed on as it came.
-            head.target.clone()
+            Cow::Borrowed(head.target.as_str())
         } else if head.target == "*" && head.method.eq_ignore_ascii_case("OPTIONS") {
-            head.target.clone()
+            Cow::Borrowed(head.target.as_str())
         } else {
             // Absolute form (an http or https URI without credentials), which must name the
             // same host as `Host`: RFC 9112 3.2.2 lets us prefer the URI, but two answers to
             // "which site" are one too many.
             match head.proxy_target() {
-                Ok(RequestTarget::Forward { upstream, path, .. }) if upstream.host == host => path,
+                Ok(RequestTarget::Forward { upstream, path, .. }) if upstream.host == host => {
+                    Cow::Owned(path)
+                }
                 Ok(RequestTarget::Forward { .. }) => {
                     return Err(TaskError::Client(
                         "the request-target and Host name different hosts".into(),
@@ -301,13 +305,17 @@ impl Session<'_> {
         Ok(Routed {
             site,
             path,
-            host_header: host_header.to_vec(),
+            host_header,
             host,
         })
     }
 
     /// Forwards one request; whether the client connection may carry another.
-    async fn forward(&mut self, head: &RequestHead, routed: &Routed) -> Result<bool, TaskError> {
+    async fn forward(
+        &mut self,
+        head: &RequestHead,
+        routed: &Routed<'_>,
+    ) -> Result<bool, TaskError> {
         let server = self.server;
         let site = &routed.site;
         let mut extra = Vec::with_capacity(self.forwarded_for.len() + 64);
@@ -323,7 +331,7 @@ impl Session<'_> {
             path: &routed.path,
             upstream: &site.upstream,
             tls: site.tls_client.is_some(),
-            host: Some(&routed.host_header),
+            host: Some(routed.host_header),
             extra_headers: &extra,
         };
         let mut source = PooledOrNew { server, site };
