@@ -13,6 +13,7 @@ pub mod certs;
 pub mod clients;
 pub mod dns;
 pub mod group;
+pub mod netns;
 pub mod notify;
 pub mod servers;
 pub mod systemd;
@@ -24,6 +25,7 @@ pub use clients::{
 };
 pub use dns::FakeDns;
 pub use group::Group;
+pub use netns::Netns;
 pub use notify::NotifySocket;
 pub use servers::{Echo, Origin, RecordingOrigin, TlsOrigin, UdpEcho, http_answer, pattern_byte};
 pub use systemd::RealSystemd;

@@ -9,19 +9,17 @@
 //!
 //! Needs root (network namespaces, veth) and nmap; elsewhere the test says so and passes.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
-use g3proxy_tests::{Group, Origin, wait_until};
+use g3proxy_tests::{Group, Netns, Origin};
 
 const HOST_SIDE: &str = "10.253.0.1";
 const SCANNER_SIDE: &str = "10.253.0.2";
 
 /// A network namespace with a veth link to ours: the scanner's host.
 struct ScanHost {
-    holder: Child,
+    netns: Netns,
     link: String,
 }
 
@@ -40,64 +38,37 @@ impl ScanHost {
         if unsafe { libc::geteuid() } != 0 || Command::new("nmap").arg("-V").output().is_err() {
             return None;
         }
-        let mut command = Command::new("unshare");
-        command
-            .args(["--net", "--", "sleep", "600"])
-            .stdin(Stdio::null());
-        // The namespace (and with it the veth link) goes with the test even when it is killed.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let holder = command.spawn().expect("unshare");
-        let pid = holder.id();
-        let ours = std::fs::read_link("/proc/self/ns/net").expect("our netns");
-        wait_until(Duration::from_secs(5), "the scanner's namespace", || {
-            std::fs::read_link(format!("/proc/{pid}/ns/net"))
-                .ok()
-                .filter(|ns| *ns != ours)
-        });
+        let netns = Netns::new();
+        let pid = netns.pid();
         let link = format!("g3scan{}", std::process::id() % 100_000);
-        let host = ScanHost {
-            holder,
-            link: link.clone(),
-        };
         let peer = format!("{link}p");
-        let pid = pid.to_string();
         run(Command::new("ip").args([
             "link", "add", &link, "type", "veth", "peer", "name", &peer, "netns", &pid,
         ]));
         run(Command::new("ip").args(["addr", "add", &format!("{HOST_SIDE}/30"), "dev", &link]));
         run(Command::new("ip").args(["link", "set", &link, "up"]));
-        let inside = |args: &[&str]| {
-            run(Command::new("nsenter")
-                .args(["-t", &pid, "-n", "ip"])
-                .args(args));
-        };
-        inside(&["addr", "add", &format!("{SCANNER_SIDE}/30"), "dev", &peer]);
-        inside(&["link", "set", &peer, "up"]);
-        inside(&["link", "set", "lo", "up"]);
-        Some(host)
+        netns.run(
+            "ip",
+            &["addr", "add", &format!("{SCANNER_SIDE}/30"), "dev", &peer],
+        );
+        netns.run("ip", &["link", "set", &peer, "up"]);
+        netns.run("ip", &["link", "set", "lo", "up"]);
+        Some(ScanHost { netns, link })
     }
 
     /// nmap's open-proxy scripts against the proxy host, fetching `page` (expecting `hello`).
     fn scan(&self, ports: &str, page: &str) -> String {
-        let pid = self.holder.id().to_string();
-        let output = run(Command::new("nsenter")
-            .args(["-t", &pid, "-n", "nmap"])
-            .args([
-                "-Pn",
-                "-n",
-                "-p",
-                ports,
-                "--script",
-                "http-open-proxy,socks-open-proxy",
-                "--script-args",
-                &format!("proxy.url={page},proxy.pattern=hello"),
-                HOST_SIDE,
-            ]));
+        let output = run(self.netns.command("nmap").args([
+            "-Pn",
+            "-n",
+            "-p",
+            ports,
+            "--script",
+            "http-open-proxy,socks-open-proxy",
+            "--script-args",
+            &format!("proxy.url={page},proxy.pattern=hello"),
+            HOST_SIDE,
+        ]));
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
@@ -105,18 +76,10 @@ impl ScanHost {
 impl ScanHost {
     /// Whether `page` can be fetched through the SOCKS5 port from the scanner's host.
     fn socks_fetch(&self, port: u16, page: &str) -> bool {
-        let pid = self.holder.id().to_string();
-        let output = Command::new("nsenter")
-            .args([
-                "-t",
-                &pid,
-                "-n",
-                "curl",
-                "-s",
-                "--max-time",
-                "5",
-                "--socks5",
-            ])
+        let output = self
+            .netns
+            .command("curl")
+            .args(["-s", "--max-time", "5", "--socks5"])
             .arg(format!("{HOST_SIDE}:{port}"))
             .arg(page)
             .output()
@@ -130,8 +93,6 @@ impl Drop for ScanHost {
         let _ = Command::new("ip")
             .args(["link", "del", &self.link])
             .status();
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
     }
 }
 

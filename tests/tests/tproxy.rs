@@ -7,69 +7,10 @@
 //! Needs root, nft, and a kernel that takes TPROXY rules; elsewhere the test says why and
 //! passes.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use g3proxy_tests::{Group, wait_until};
-
-/// A process holding a new network namespace open.
-struct Netns {
-    holder: Child,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let mut command = Command::new("unshare");
-        command
-            .args(["--net", "--", "sleep", "600"])
-            .stdin(Stdio::null());
-        // The namespace goes with the test even when the test is killed.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let holder = command.spawn().expect("unshare");
-        let pid = holder.id();
-        let ours = std::fs::read_link("/proc/self/ns/net").expect("our netns");
-        wait_until(Duration::from_secs(5), "a new network namespace", || {
-            std::fs::read_link(format!("/proc/{pid}/ns/net"))
-                .ok()
-                .filter(|ns| *ns != ours)
-        });
-        Netns { holder }
-    }
-
-    fn pid(&self) -> String {
-        self.holder.id().to_string()
-    }
-
-    /// `program args` run inside this namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("nsenter");
-        command.args(["-t", &self.pid(), "-n", program]);
-        command
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        let output = self.command(program).args(args).output().expect("nsenter");
-        assert!(
-            output.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
+use g3proxy_tests::{Group, Netns, wait_until};
 
 /// A veth pair between two namespaces, each end addressed and up.
 fn link(a: &Netns, a_name: &str, a_addr: &str, b: &Netns, b_name: &str, b_addr: &str) {
