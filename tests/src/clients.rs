@@ -275,3 +275,77 @@ pub fn try_curl(args: &[&str]) -> std::process::Output {
         .output()
         .expect("curl is installed")
 }
+
+/// How long [`s_client`] reads.
+pub enum Until {
+    /// Until the server closes (then openssl ends).
+    Close,
+    /// This many bytes (an echo never closes first), then our side closes.
+    Bytes(usize),
+}
+
+/// Sends `input` over TLS to 127.0.0.1:`port` with `openssl s_client` (server name
+/// `localhost`, checked against the test CA; with the test's client certificate when
+/// `with_client_cert`) and returns what came back. A refused handshake gives what came
+/// before it, usually nothing.
+pub fn s_client(
+    port: u16,
+    certs: &crate::Certs,
+    with_client_cert: bool,
+    input: &str,
+    until: Until,
+) -> String {
+    use std::process::Stdio;
+    let mut args = vec![
+        "s_client".to_string(),
+        "-connect".into(),
+        format!("127.0.0.1:{port}"),
+        "-servername".into(),
+        "localhost".into(),
+        "-CAfile".into(),
+        certs.path("ca.pem").display().to_string(),
+        "-verify_return_error".into(),
+        // -quiet implies -ign_eof: openssl waits for the server, not for our input's end.
+        "-quiet".into(),
+    ];
+    if matches!(until, Until::Bytes(_)) {
+        args.push("-no_ign_eof".into());
+    }
+    if with_client_cert {
+        for (flag, name) in [("-cert", "client.pem"), ("-key", "client.key")] {
+            args.extend([flag.to_string(), certs.path(name).display().to_string()]);
+        }
+    }
+    let mut child = std::process::Command::new("openssl")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A refused handshake may end openssl before it reads its input: a broken pipe then.
+    let _ = stdin.write_all(input.as_bytes());
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut answer = Vec::new();
+    match until {
+        Until::Close => {
+            drop(stdin);
+            let _ = stdout.read_to_end(&mut answer);
+        }
+        Until::Bytes(wanted) => {
+            answer.resize(wanted, 0);
+            let mut got = 0;
+            while got < wanted {
+                match stdout.read(&mut answer[got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            answer.truncate(got);
+            drop(stdin);
+        }
+    }
+    let _ = child.wait();
+    String::from_utf8_lossy(&answer).into_owned()
+}

@@ -7,57 +7,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use g3proxy_tests::{Certs, Echo, Group, RecordingOrigin, TlsOrigin, curl, free_port, http_answer};
-
-/// Sends `input` over TLS with `openssl s_client` (with or without the client certificate) and
-/// returns what came back.
-fn s_client(port: u16, certs: &Certs, with_client_cert: bool, input: &str) -> String {
-    let ca = certs.path("ca.pem");
-    let mut args = vec![
-        "s_client".to_string(),
-        "-connect".into(),
-        format!("127.0.0.1:{port}"),
-        "-servername".into(),
-        "localhost".into(),
-        "-CAfile".into(),
-        ca.display().to_string(),
-        "-verify_return_error".into(),
-        "-quiet".into(),
-        // -quiet implies -ign_eof; the echo never closes first, so our end of input must.
-        "-no_ign_eof".into(),
-    ];
-    if with_client_cert {
-        for (flag, name) in [("-cert", "client.pem"), ("-key", "client.key")] {
-            args.extend([flag.to_string(), certs.path(name).display().to_string()]);
-        }
-    }
-    let mut child = Command::new("openssl")
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl");
-    let mut stdin = child.stdin.take().expect("stdin");
-    // A refused handshake may end openssl before it reads: then nothing comes back.
-    let _ = stdin.write_all(input.as_bytes());
-    // The echo's answer, or the end when the handshake was refused; then our side closes.
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut echoed = vec![0u8; input.len()];
-    let mut got = 0;
-    while got < echoed.len() {
-        match stdout.read(&mut echoed[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
-    drop(stdin);
-    let _ = child.wait();
-    echoed.truncate(got);
-    String::from_utf8_lossy(&echoed).into_owned()
-}
+use g3proxy_tests::{
+    Certs, Echo, Group, RecordingOrigin, TlsOrigin, Until, curl, free_port, http_answer, s_client,
+};
 
 #[test]
 fn stream_servers_with_real_clients() {
@@ -118,11 +72,23 @@ fn stream_servers_with_real_clients() {
 
     // tls_stream with client certificates, in front of an echo server.
     let tls_port = group.port("tls");
-    assert_eq!(s_client(tls_port, &certs, true, "ping\n"), "ping\n");
-    assert_eq!(s_client(tls_port, &certs, false, "ping\n"), "");
+    assert_eq!(
+        s_client(tls_port, &certs, true, "ping\n", Until::Bytes(5)),
+        "ping\n"
+    );
+    assert_eq!(
+        s_client(tls_port, &certs, false, "ping\n", Until::Bytes(5)),
+        ""
+    );
     // A plain_tls_port in front of a tcp_stream (no client certificate asked there).
     assert_eq!(
-        s_client(group.port("tlsport"), &certs, false, "pong\n"),
+        s_client(
+            group.port("tlsport"),
+            &certs,
+            false,
+            "pong\n",
+            Until::Bytes(5)
+        ),
         "pong\n"
     );
 

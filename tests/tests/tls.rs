@@ -5,12 +5,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use g3proxy_tests::group::{kill, process_alive};
 use g3proxy_tests::{
-    Certs, Echo, Group, Origin, TlsOrigin, curl, pattern_byte, try_curl, wait_until,
+    Certs, Echo, Group, Origin, TlsOrigin, Until, curl, pattern_byte, s_client, try_curl,
+    wait_until,
 };
 
 fn tls_group() -> (Group, Certs) {
@@ -107,48 +107,6 @@ fn tls_exchange(tcp: TcpStream, certs: &Certs, request: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-fn s_client(port: u16, certs: &Certs, with_client_cert: bool, input: &str) -> String {
-    let mut args = vec![
-        "s_client".to_string(),
-        "-connect".into(),
-        format!("127.0.0.1:{port}"),
-        "-servername".into(),
-        "localhost".into(),
-        "-CAfile".into(),
-        certs.path("ca.pem").display().to_string(),
-        "-verify_return_error".into(),
-        "-quiet".into(),
-    ];
-    if with_client_cert {
-        args.extend([
-            "-cert".into(),
-            certs.path("client.pem").display().to_string(),
-            "-key".into(),
-            certs.path("client.key").display().to_string(),
-        ]);
-    }
-    let mut child = Command::new("openssl")
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl");
-    // A refused handshake may end openssl before it reads its input: a broken pipe then.
-    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    g3proxy_tests::wait_until(Duration::from_secs(20), "openssl s_client to end", || {
-        child.try_wait().unwrap().map(|_| ())
-    });
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    out
-}
-
 #[test]
 fn mtls_port_requires_a_client_certificate() {
     let origin = Origin::start("127.0.0.1");
@@ -158,9 +116,9 @@ fn mtls_port_requires_a_client_certificate() {
         origin.url("/"),
         origin.addr
     );
-    let with = s_client(group.port("mtls"), &certs, true, &request);
+    let with = s_client(group.port("mtls"), &certs, true, &request, Until::Close);
     assert!(with.contains("200 OK") && with.ends_with("hello"), "{with}");
-    let without = s_client(group.port("mtls"), &certs, false, &request);
+    let without = s_client(group.port("mtls"), &certs, false, &request, Until::Close);
     assert!(!without.contains("hello"), "{without}");
 }
 
