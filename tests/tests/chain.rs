@@ -140,6 +140,10 @@ fn routes_pick_direct_a_next_hop_proxy_or_deny() {
     assert_eq!(status(&http, "http://denied.test/"), "403");
     let denied = try_curl(&["--socks5-hostname", &socks, "http://denied.test/"]);
     assert!(!denied.status.success());
+    // A dummy_deny escaper refuses the same way.
+    assert_eq!(status(&http, "http://walled.test/"), "403");
+    let denied = try_curl(&["--socks5-hostname", &socks, "http://walled.test/"]);
+    assert!(!denied.status.success());
 
     // `g3proxy -t` says which reference is missing, and still loads the config.
     let checked = std::process::Command::new(g3proxy_tests::bin("g3proxy"))

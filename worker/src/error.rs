@@ -16,6 +16,8 @@ pub enum Forbidden {
     EgressAddress(IpAddr),
     #[error("escaper {0:?} does not exist")]
     MissingEscaper(String),
+    #[error("escaper {0:?} denies every task (dummy_deny)")]
+    DeniedByEscaper(String),
     #[error("resolver {0:?} does not exist")]
     MissingResolver(String),
     #[error("https forward is not enabled on this server")]

@@ -1,25 +1,39 @@
-//! The stand-in for an escaper that the config names but lacks (g3proxy's `DummyDeny`): every
-//! operation is refused as a policy, naming the missing escaper.
+//! An escaper that refuses every operation as a policy: `type: dummy_deny`, and the stand-in
+//! for an escaper that the config names but lacks (g3proxy's `DummyDeny`), whose refusals
+//! name the missing escaper.
 
 use std::net::SocketAddr;
 
 use g3proxy_proto::HostPort;
 use tokio::net::UdpSocket;
 
-use super::{Connected, EscaperOps, Forward};
+use g3proxy_shared::config::escapers::DummyDenyConfig;
+
+use super::{Connected, Dependencies, EscaperOps, Forward};
 use crate::error::{Forbidden, TaskError};
 
 pub struct DenyAll {
-    name: String,
+    /// The escaper the config lacks; `None` for a configured `dummy_deny`.
+    missing: Option<String>,
 }
 
 impl DenyAll {
     pub fn new(name: &str) -> DenyAll {
-        DenyAll { name: name.into() }
+        DenyAll {
+            missing: Some(name.into()),
+        }
+    }
+
+    pub fn build(_config: &DummyDenyConfig, _deps: &Dependencies) -> anyhow::Result<DenyAll> {
+        Ok(DenyAll { missing: None })
     }
 
     fn denied(&self) -> TaskError {
-        TaskError::Policy(Forbidden::MissingEscaper(self.name.clone()))
+        TaskError::Policy(match &self.missing {
+            Some(name) => Forbidden::MissingEscaper(name.clone()),
+            // Named by `Escaper::explain`, which knows the escaper.
+            None => Forbidden::DeniedByEscaper(String::new()),
+        })
     }
 }
 

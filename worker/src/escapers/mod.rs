@@ -29,7 +29,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::{TcpSocket, UdpSocket};
 
 use crate::conn::Stream;
-use crate::error::TaskError;
+use crate::error::{Forbidden, TaskError};
 use crate::resolvers::Resolver;
 use crate::task::TaskContext;
 
@@ -160,6 +160,7 @@ escaper_runtimes! {
     DirectFixed => direct_fixed::DirectFixedEscaper;
     ProxyHttp => proxy_http::ProxyHttpEscaper;
     RouteUpstream => route_upstream::RouteUpstreamEscaper;
+    DummyDeny => deny_all::DenyAll;
 }
 
 /// What an escaper may refer to while it is built: resolvers, and the escapers built before
@@ -218,6 +219,9 @@ impl Escaper {
         match error {
             TaskError::Unsupported(what) => {
                 TaskError::Unsupported(format!("escaper {} does not do {what}", self.name))
+            }
+            TaskError::Policy(Forbidden::DeniedByEscaper(name)) if name.is_empty() => {
+                TaskError::Policy(Forbidden::DeniedByEscaper(self.name.to_string()))
             }
             other => other,
         }

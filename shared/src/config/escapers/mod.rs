@@ -3,12 +3,14 @@
 //! in [`escaper_types!`], plus its runtime in `worker/src/escapers/`.
 
 mod direct_fixed;
+mod dummy_deny;
 mod proxy_http;
 mod route_upstream;
 
 pub use direct_fixed::{
     DirectFixedConfig, PickStrategy, QueryStrategy, ResolveStrategy, TcpConnectConfig,
 };
+pub use dummy_deny::DummyDenyConfig;
 pub use proxy_http::{DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, ProxyHttpConfig};
 pub use route_upstream::RouteUpstreamConfig;
 
@@ -86,6 +88,7 @@ escaper_types! {
     DirectFixed(DirectFixedConfig) = "direct_fixed" | "directfixed";
     ProxyHttp(ProxyHttpConfig) = "proxy_http" | "proxyhttp";
     RouteUpstream(RouteUpstreamConfig) = "route_upstream" | "routeupstream";
+    DummyDeny(DummyDenyConfig) = "dummy_deny" | "dummydeny" | "denyall";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,7 +106,6 @@ const NOT_YET: &[&str] = &[
     "proxy_float",
     "proxy_dynamic",
     "divert_tcp",
-    "dummy_deny",
     "comply_audit",
     "trick_float",
     "route_mapping",
