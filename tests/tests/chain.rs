@@ -8,7 +8,8 @@
 use std::io::{Read, Write};
 
 use g3proxy_tests::{
-    Echo, Group, Origin, RecordingOrigin, curl, open_socks5_tunnel, roundtrip, try_curl,
+    Echo, Group, Origin, RecordingOrigin, curl, open_connect_tunnel, open_socks5_tunnel, roundtrip,
+    try_curl,
 };
 
 const FORWARD_ANSWER: &[u8] =
@@ -172,4 +173,60 @@ fn status(proxy: &str, url: &str) -> String {
         url,
     ]);
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// route_failover: a primary that refuses hands over to the standby at once, and one that
+/// never answers is raced by the standby after `fallback_delay`; either way the tunnel flows.
+#[test]
+fn failover_takes_the_standby_when_the_primary_fails_or_stalls() {
+    let echo = Echo::start("127.0.0.1");
+    // A next hop that accepts and then says nothing, holding what it accepted.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().flatten().take(8).collect();
+        std::thread::park();
+        drop(held);
+    });
+    let config = "\
+resolver:
+  - {name: default, type: c-ares}
+escaper:
+  - name: direct
+    type: direct_fixed
+    resolver: default
+    egress_network_filter: {default: forbid, permit: [127.0.0.1/32]}
+  - name: silent_hop
+    type: proxy_http
+    proxy_addr: \"127.0.0.1:{{silent_port}}\"
+  - name: dead_hop
+    type: proxy_http
+    proxy_addr: \"127.0.0.1:{{dead_hop_port}}\"
+  - name: stalled
+    type: route_failover
+    primary: silent_hop
+    standby: direct
+    fallback_delay: 200ms
+  - name: refused
+    type: failover
+    primary_next: dead_hop
+    standby_next: direct
+server:
+  - {name: stalled, type: http_proxy, escaper: stalled, listen: \"127.0.0.1:{{stalled_port}}\"}
+  - {name: refused, type: http_proxy, escaper: refused, listen: \"127.0.0.1:{{refused_port}}\"}
+";
+    let mut group = Group::from_text(
+        config,
+        &std::env::temp_dir(),
+        &[
+            ("silent", silent_port),
+            ("dead_hop", g3proxy_tests::free_port("127.0.0.1")),
+        ],
+    );
+    group.start();
+    for server in ["refused", "stalled"] {
+        let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], group.port(server)));
+        let mut tunnel = open_connect_tunnel(proxy, echo.addr);
+        roundtrip(&mut tunnel, b"through the standby");
+    }
 }

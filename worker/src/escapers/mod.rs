@@ -14,6 +14,7 @@
 mod deny_all;
 mod direct_fixed;
 mod proxy_http;
+mod route_failover;
 mod route_upstream;
 
 use std::collections::HashMap;
@@ -161,6 +162,7 @@ escaper_runtimes! {
     ProxyHttp => proxy_http::ProxyHttpEscaper;
     RouteUpstream => route_upstream::RouteUpstreamEscaper;
     DummyDeny => deny_all::DenyAll;
+    RouteFailover => route_failover::RouteFailoverEscaper;
 }
 
 /// What an escaper may refer to while it is built: resolvers, and the escapers built before

@@ -5,6 +5,7 @@
 mod direct_fixed;
 mod dummy_deny;
 mod proxy_http;
+mod route_failover;
 mod route_upstream;
 
 pub use direct_fixed::{
@@ -12,6 +13,7 @@ pub use direct_fixed::{
 };
 pub use dummy_deny::DummyDenyConfig;
 pub use proxy_http::{DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, ProxyHttpConfig};
+pub use route_failover::RouteFailoverConfig;
 pub use route_upstream::RouteUpstreamConfig;
 
 use std::collections::BTreeMap;
@@ -89,6 +91,7 @@ escaper_types! {
     ProxyHttp(ProxyHttpConfig) = "proxy_http" | "proxyhttp";
     RouteUpstream(RouteUpstreamConfig) = "route_upstream" | "routeupstream";
     DummyDeny(DummyDenyConfig) = "dummy_deny" | "dummydeny" | "denyall";
+    RouteFailover(RouteFailoverConfig) = "route_failover" | "routefailover" | "failover";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +119,6 @@ const NOT_YET: &[&str] = &[
     "route_geo_ip",
     "route_client",
     "route_query",
-    "route_failover",
 ];
 
 pub(crate) fn decode(

@@ -1,0 +1,145 @@
+//! `type: route_failover`: a connection through the primary escaper, or through the standby
+//! when the primary fails or has not connected within `fallback_delay` (then both race and
+//! the first to connect wins; the other attempt is dropped). UDP is not supported through it
+//! yet (refused as such, naming the escaper).
+//!
+//! The task's notes name this escaper with the winner's addresses. HTTP forwarding goes in
+//! origin form over the winning connection: through a next-hop proxy that is a tunnel, not
+//! its absolute-form forwarding.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use g3proxy_proto::HostPort;
+use g3proxy_shared::config::escapers::RouteFailoverConfig;
+
+use super::{Connected, Dependencies, Escaper, EscaperOps};
+use crate::error::TaskError;
+
+pub struct RouteFailoverEscaper {
+    primary: Arc<Escaper>,
+    standby: Arc<Escaper>,
+    delay: Duration,
+}
+
+impl RouteFailoverEscaper {
+    pub fn build(config: &RouteFailoverConfig, deps: &Dependencies) -> anyhow::Result<Self> {
+        Ok(RouteFailoverEscaper {
+            primary: deps.escaper(&config.primary_next),
+            standby: deps.escaper(&config.standby_next),
+            delay: config.fallback_delay.0,
+        })
+    }
+}
+
+/// The primary's answer if it succeeds in time; else whichever of the two succeeds first; else
+/// the standby's error (the primary's when the standby never ran).
+async fn race<T>(
+    primary: impl Future<Output = Result<T, TaskError>>,
+    standby: impl Future<Output = Result<T, TaskError>>,
+    delay: Duration,
+) -> Result<T, TaskError> {
+    tokio::pin!(primary, standby);
+    tokio::select! {
+        first = &mut primary => return match first {
+            Ok(won) => Ok(won),
+            Err(_) => standby.await,
+        },
+        _ = tokio::time::sleep(delay) => {}
+    }
+    tokio::select! {
+        first = &mut primary => match first {
+            Ok(won) => Ok(won),
+            Err(_) => standby.await,
+        },
+        second = &mut standby => match second {
+            Ok(won) => Ok(won),
+            Err(error) => primary.await.map_err(|_| error),
+        },
+    }
+}
+
+/// The future of an escaper operation, boxed: the operations of every type are one enum's,
+/// and a failover's contains another escaper's, so unboxed it would contain itself.
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, TaskError>> + Send + 'a>>;
+
+/// `escaper`'s own connection to `target`, after its routes.
+fn connect_through<'a>(escaper: &'a Escaper, target: &'a HostPort) -> Boxed<'a, Connected> {
+    Box::pin(async move {
+        let escaper = escaper.route(target);
+        escaper
+            .runtime
+            .tcp_connect(target)
+            .await
+            .map_err(|e| escaper.explain(e))
+    })
+}
+
+impl EscaperOps for RouteFailoverEscaper {
+    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
+        race(
+            connect_through(&self.primary, target),
+            connect_through(&self.standby, target),
+            self.delay,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> TaskError {
+        TaskError::UpstreamRefused(std::io::ErrorKind::ConnectionRefused.into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_standby_runs_after_a_failure_or_the_delay() {
+        let delay = Duration::from_millis(100);
+        let after = |ms, value: Result<&'static str, TaskError>| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            value
+        };
+        // A primary in time wins; one that fails hands over at once.
+        assert_eq!(
+            race(after(50, Ok("primary")), after(0, Ok("standby")), delay)
+                .await
+                .unwrap(),
+            "primary"
+        );
+        assert_eq!(
+            race(after(10, Err(refused())), after(0, Ok("standby")), delay)
+                .await
+                .unwrap(),
+            "standby"
+        );
+        // A slow primary races the standby from the delay on: the first success wins.
+        assert_eq!(
+            race(after(500, Ok("primary")), after(50, Ok("standby")), delay)
+                .await
+                .unwrap(),
+            "standby"
+        );
+        assert_eq!(
+            race(after(120, Ok("primary")), after(50, Ok("standby")), delay)
+                .await
+                .unwrap(),
+            "primary"
+        );
+        // A standby that fails leaves the primary to finish.
+        assert_eq!(
+            race(after(500, Ok("primary")), after(0, Err(refused())), delay)
+                .await
+                .unwrap(),
+            "primary"
+        );
+        assert!(
+            race(after(500, Err(refused())), after(0, Err(refused())), delay)
+                .await
+                .is_err()
+        );
+    }
+}
