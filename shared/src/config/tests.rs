@@ -519,6 +519,14 @@ fn proxy_http_and_route_upstream_entries() {
             "main.yml: escaper[1] (line 3): proxy_username may not contain ':'",
         ),
         (
+            "  - {name: f, type: failover, primary: d, standby: d}\n",
+            "primary_next and standby_next are both \"d\"",
+        ),
+        (
+            "  - {name: f, type: route_failover, primary: d, standby: g}\n  - {name: g, type: route_failover, primary: f, standby: d}\n",
+            "cycle",
+        ),
+        (
             "  - {name: p, type: proxy_http, proxy_addr: \"127.0.0.1\", proxy_password: x}\n",
             "proxy_password without proxy_username",
         ),
