@@ -81,6 +81,7 @@ fn main() -> ExitCode {
 /// or the supervisor stops answering.
 fn watch(ask: impl Fn() -> ExitCode, interval: f64) -> ExitCode {
     use std::io::{IsTerminal, Write};
+    let interval = if interval.is_finite() { interval } else { 2.0 };
     let pause = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
     let terminal = std::io::stdout().is_terminal();
     loop {

@@ -199,6 +199,8 @@ escaper:
   - name: silent_hop
     type: proxy_http
     proxy_addr: \"127.0.0.1:{{silent_port}}\"
+    # Longer than the client waits: only the race reaches the standby in time.
+    peer_negotiation_timeout: 60s
   - name: dead_hop
     type: proxy_http
     proxy_addr: \"127.0.0.1:{{dead_hop_port}}\"

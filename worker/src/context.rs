@@ -216,7 +216,7 @@ impl ServerCounters {
 /// carries (long tunnels, or requests about to end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
-    /// A connection handed on by a port before the server it goes to takes it.
+    /// A connection a port has not handed on yet, or one `dummy_close` takes.
     Other,
     Http,
     Connect,

@@ -35,7 +35,7 @@ impl RouteFailoverEscaper {
 }
 
 /// The primary's answer if it succeeds in time; else whichever of the two succeeds first; else
-/// the standby's error (the primary's when the standby never ran).
+/// the error of the one that failed last.
 async fn race<T>(
     primary: impl Future<Output = Result<T, TaskError>>,
     standby: impl Future<Output = Result<T, TaskError>>,
@@ -110,12 +110,14 @@ mod tests {
                 .unwrap(),
             "primary"
         );
+        let started = tokio::time::Instant::now();
         assert_eq!(
             race(after(10, Err(refused())), after(0, Ok("standby")), delay)
                 .await
                 .unwrap(),
             "standby"
         );
+        assert_eq!(started.elapsed(), Duration::from_millis(10));
         // A slow primary races the standby from the delay on: the first success wins.
         assert_eq!(
             race(after(500, Ok("primary")), after(50, Ok("standby")), delay)
@@ -129,6 +131,11 @@ mod tests {
                 .unwrap(),
             "primary"
         );
+        // A primary that fails after the delay leaves the standby to finish.
+        let started = tokio::time::Instant::now();
+        let won = race(after(150, Err(refused())), after(100, Ok("standby")), delay).await;
+        assert_eq!(won.unwrap(), "standby");
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
         // A standby that fails leaves the primary to finish.
         assert_eq!(
             race(after(500, Ok("primary")), after(0, Err(refused())), delay)
