@@ -331,6 +331,11 @@ pub fn s_client(
     match until {
         Until::Close => {
             drop(stdin);
+            // A server that never closes fails the test here, not hangs it. (The answers
+            // are small: the pipe holds them until openssl has ended.)
+            crate::wait_until(Duration::from_secs(20), "openssl s_client to end", || {
+                child.try_wait().ok().flatten()
+            });
             let _ = stdout.read_to_end(&mut answer);
         }
         Until::Bytes(wanted) => {
