@@ -276,6 +276,18 @@ pub fn try_curl(args: &[&str]) -> std::process::Output {
         .expect("curl is installed")
 }
 
+/// The HTTP status curl gets with `args` (the body discarded), or `curl exit N` when curl
+/// itself failed (a refused SOCKS request, a closed connection).
+pub fn curl_status(args: &[&str]) -> String {
+    let mut all = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+    all.extend(args);
+    let output = try_curl(&all);
+    match output.status.code() {
+        Some(0) => String::from_utf8_lossy(&output.stdout).into_owned(),
+        code => format!("curl exit {code:?}"),
+    }
+}
+
 /// How long [`s_client`] reads.
 pub enum Until {
     /// Until the server closes (then openssl ends).

@@ -21,8 +21,8 @@ pub mod wrk;
 
 pub use certs::Certs;
 pub use clients::{
-    Load, LoadStats, Until, curl, http_get, open_connect_tunnel, open_socks5_tunnel, roundtrip,
-    s_client, try_curl,
+    Load, LoadStats, Until, curl, curl_status, http_get, open_connect_tunnel, open_socks5_tunnel,
+    roundtrip, s_client, try_curl,
 };
 pub use dns::FakeDns;
 pub use group::Group;

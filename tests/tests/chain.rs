@@ -8,8 +8,8 @@
 use std::io::{Read, Write};
 
 use g3proxy_tests::{
-    Echo, Group, Origin, RecordingOrigin, curl, open_connect_tunnel, open_socks5_tunnel, roundtrip,
-    try_curl,
+    Echo, Group, Origin, RecordingOrigin, curl, curl_status, open_connect_tunnel,
+    open_socks5_tunnel, roundtrip, try_curl,
 };
 
 const FORWARD_ANSWER: &[u8] =
@@ -162,17 +162,7 @@ fn routes_pick_direct_a_next_hop_proxy_or_deny() {
 
 /// The status code curl gets for `url` through `proxy`.
 fn status(proxy: &str, url: &str) -> String {
-    let output = try_curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-x",
-        proxy,
-        url,
-    ]);
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    curl_status(&["-x", proxy, url])
 }
 
 /// route_failover: a primary that refuses hands over to the standby at once, and one that

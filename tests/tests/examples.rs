@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use g3proxy_tests::{
-    Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, free_port, http_answer, try_curl,
+    Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, curl_status, free_port, http_answer,
 };
 
 fn examples_dir() -> PathBuf {
@@ -111,16 +111,12 @@ fn example_group(name: &str, ports: &[(u16, &str)], preset: &[(&str, u16)]) -> G
     group
 }
 
-/// What curl gets through `proxy` for `url`: the status code, or `curl exit N`.
+/// What curl gets through `proxy` for `url`.
 fn status_through(proxy: &str, url: &str, extra: &[&str]) -> String {
-    let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", proxy];
+    let mut args = vec!["-x", proxy];
     args.extend(extra);
     args.push(url);
-    let output = try_curl(&args);
-    match output.status.code() {
-        Some(0) => String::from_utf8_lossy(&output.stdout).into_owned(),
-        code => format!("curl exit {code:?}"),
-    }
+    curl_status(&args)
 }
 
 #[test]
@@ -230,17 +226,12 @@ fn the_runnable_examples_serve() {
     group.start();
     for port in ["sni", "sni80"] {
         let port = group.port(port);
-        let refused = try_curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
+        let refused = curl_status(&[
             "--resolve",
             &format!("other.test:{port}:127.0.0.1"),
             &format!("http://other.test:{port}/"),
         ]);
-        assert_eq!(String::from_utf8_lossy(&refused.stdout), "403", "{port}");
+        assert_eq!(refused, "403", "{port}");
     }
     let ca = certs.path("ca.pem");
     for (proxy, extra) in [

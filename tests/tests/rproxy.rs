@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use g3proxy_tests::group::kill;
 use g3proxy_tests::{
-    Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, free_port, http_answer, try_curl,
+    Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, curl_status, free_port, http_answer,
+    try_curl,
 };
 use nix::sys::signal::Signal;
 
@@ -197,19 +198,14 @@ fn sites_by_host_and_certificates_by_sni() {
     // A site whose upstream speaks TLS, its certificate checked against the upstream's name.
     assert_eq!(get("secure.test", "/", &[]), "hello over tls");
     // A request that already came through this proxy is a loop.
-    let looped = try_curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
+    let looped = curl_status(&[
         "-H",
         "Via: 1.1 edge, 1.1 gw1",
         "--resolve",
         &resolve("one.test", port),
         &format!("http://one.test:{port}/"),
     ]);
-    assert_eq!(String::from_utf8_lossy(&looped.stdout), "508");
+    assert_eq!(looped, "508");
     // Without no_early_error_reply, what is not a request is answered 400.
     let garbage = exchange(
         TcpStream::connect(address).expect("connect"),
@@ -249,18 +245,13 @@ fn sites_by_host_and_certificates_by_sni() {
     ]);
     assert_eq!(unknown.status.code(), Some(52), "{unknown:?}");
     // Once a request is for a site, its failures are answered all the same.
-    let down = try_curl(&[
-        "-s",
+    let down = curl_status(&[
         "-k",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
         "--resolve",
         &resolve("down.test", front),
         &format!("https://down.test:{front}/"),
     ]);
-    assert_eq!(String::from_utf8_lossy(&down.stdout), "521");
+    assert_eq!(down, "521");
     let tcp = TcpStream::connect(("127.0.0.1", front)).expect("connect");
     let answer = exchange(certs.tls_client(tcp), b"NOT A REQUEST\r\n\r\n");
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));

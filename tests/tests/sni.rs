@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use g3proxy_proto::tls_hello::encode_client_hello;
-use g3proxy_tests::{Certs, Echo, Group, Origin, TlsOrigin, curl, try_curl};
+use g3proxy_tests::{Certs, Echo, Group, Origin, TlsOrigin, curl, curl_status, try_curl};
 
 #[test]
 fn sni_and_host_routing_on_one_port() {
@@ -48,17 +48,12 @@ fn sni_and_host_routing_on_one_port() {
         assert_eq!(body, "hello", "{host}");
     }
     // Not listed: a 403 for HTTP, a closed connection for TLS.
-    let refused = try_curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
+    let refused = curl_status(&[
         "--resolve",
         &resolve("other.test"),
         &format!("http://other.test:{port}/"),
     ]);
-    assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
+    assert_eq!(refused, "403");
     let refused = try_curl(&[
         "-k",
         "--resolve",

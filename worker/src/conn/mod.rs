@@ -97,6 +97,16 @@ pub async fn terminate_tls(
     }
 }
 
+/// A connected pair on loopback for unit tests: the far end as tokio has it, the near end as
+/// a [`Stream`].
+#[cfg(test)]
+pub(crate) async fn test_pair() -> (tokio::net::TcpStream, Stream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let connect = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+    let (accepted, connected) = tokio::join!(listener.accept(), connect);
+    (accepted.unwrap().0, Stream::plain(connected.unwrap()))
+}
+
 /// Why [`read_until`] gave up.
 #[derive(Debug)]
 pub enum ReadError<E> {

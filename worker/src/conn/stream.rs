@@ -453,16 +453,8 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::AsyncWriteExt;
-    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-
-    async fn pair() -> (TcpStream, Stream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let connect = TcpStream::connect(listener.local_addr().unwrap());
-        let (accepted, connected) = tokio::join!(listener.accept(), connect);
-        (accepted.unwrap().0, Stream::plain(connected.unwrap()))
-    }
 
     async fn within<F: std::future::Future>(what: F) -> F::Output {
         tokio::time::timeout(Duration::from_secs(5), what)
@@ -474,7 +466,7 @@ mod tests {
     /// and so does the close after the last bytes.
     #[tokio::test]
     async fn readiness_cleared_by_a_short_read_comes_back_with_new_data() {
-        let (mut far, near) = pair().await;
+        let (mut far, near) = crate::conn::test_pair().await;
         let mut buffer = Vec::with_capacity(8192);
         far.write_all(b"first").await.unwrap();
         assert_eq!(within(read_buf(&near, &mut buffer)).await.unwrap(), 5);
@@ -498,7 +490,7 @@ mod tests {
         }
         assert_eq!((total, buffer.as_slice()), (4, &b"last"[..]));
         // A read that fills the buffer exactly leaves the readiness alone.
-        let (mut far, near) = pair().await;
+        let (mut far, near) = crate::conn::test_pair().await;
         far.write_all(&[7u8; 16]).await.unwrap();
         let mut exact = [0u8; 16];
         within(near.readable()).await.unwrap();

@@ -124,6 +124,15 @@ const TRUSTED_IDLE: Duration = Duration::from_millis(20);
 /// How long an upload that failed toward the upstream waits for the upstream's early answer.
 const EARLY_ANSWER_GRACE: Duration = Duration::from_secs(2);
 
+/// What every forward of one server uses: its HTTP session keys, its relay policy, and the
+/// worker's context (the drain phase, the buffer cache).
+#[derive(Clone, Copy)]
+pub struct ForwardEnv<'a> {
+    pub session: &'a HttpSessionConfig,
+    pub policy: &'a RelayPolicy,
+    pub context: &'a Context,
+}
+
 /// Forwards `request` on a connection from `source` and relays the response to `client`.
 /// While the worker drains, the response goes out with `Connection: close` and the session
 /// ends.
@@ -132,31 +141,28 @@ pub async fn forward(
     task: &mut TaskContext,
     request: &Request<'_>,
     source: &mut impl UpstreamSource,
-    session: &HttpSessionConfig,
-    policy: &RelayPolicy,
-    context: &Context,
+    env: ForwardEnv<'_>,
 ) -> Result<Exchanged, TaskError> {
-    let mut out = context.buffers.take();
-    let exchanged = exchange(
-        client, task, request, source, session, policy, context, &mut out,
-    );
-    let exchanged = exchanged.await;
-    context.buffers.give(out);
+    // The heads' scratch buffer goes back to the cache however the exchange ends.
+    let mut out = env.context.buffers.take();
+    let exchanged = exchange(client, task, request, source, env, &mut out).await;
+    env.context.buffers.give(out);
     exchanged
 }
 
-/// [`forward`] with its scratch buffer for heads.
-#[allow(clippy::too_many_arguments)]
 async fn exchange(
     client: &mut HttpClient<'_>,
     task: &mut TaskContext,
     request: &Request<'_>,
     source: &mut impl UpstreamSource,
-    session: &HttpSessionConfig,
-    policy: &RelayPolicy,
-    context: &Context,
+    env: ForwardEnv<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Exchanged, TaskError> {
+    let ForwardEnv {
+        session,
+        policy,
+        context,
+    } = env;
     let draining = context.phase() != Phase::Serving;
     let head = request.head;
     let framing = head

@@ -11,5 +11,5 @@ mod forward;
 mod pool;
 
 pub use client::HttpClient;
-pub use forward::{Request, UpstreamConn, UpstreamSource, forward};
+pub use forward::{ForwardEnv, Request, UpstreamConn, UpstreamSource, forward};
 pub use pool::UpstreamPool;

@@ -161,15 +161,9 @@ mod tests {
     use super::*;
     use crate::context::{Context, Phase};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::watch;
 
-    async fn pair() -> (TcpStream, Stream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let connect = TcpStream::connect(listener.local_addr().unwrap());
-        let (accepted, connected) = tokio::join!(listener.accept(), connect);
-        (accepted.unwrap().0, Stream::plain(connected.unwrap()))
-    }
+    use crate::conn::test_pair as pair;
 
     fn context(phase: watch::Receiver<Phase>) -> Context {
         Context::new(phase, Default::default())

@@ -138,6 +138,14 @@ impl HttpProxyServer {
     fn idle_timeout(&self) -> Duration {
         self.policy.idle_timeout()
     }
+
+    fn forward_env(&self) -> http::ForwardEnv<'_> {
+        http::ForwardEnv {
+            session: &self.config.session,
+            policy: &self.policy,
+            context: &self.context,
+        }
+    }
 }
 
 struct Session<'a> {
@@ -234,9 +242,7 @@ impl Session<'_> {
             self.task,
             &request,
             &mut source,
-            &server.config.session,
-            &server.policy,
-            &server.context,
+            server.forward_env(),
         )
         .await?;
         if let Some(conn) = exchanged.upstream {

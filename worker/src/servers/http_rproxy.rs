@@ -100,13 +100,14 @@ impl ServeConnections for HttpRproxyServer {
                 conn = secured;
                 task.client_tls = conn.tls.clone();
             }
-            let forwarded_for = self.forwarded_for(&task);
+            let added = self.forwarded_for(&task);
             let mut session = Session {
                 server: &self,
                 task: &mut task,
                 client: HttpClient::new(conn.stream, conn.buffer, &self.context),
                 accepted: false,
-                forwarded_for,
+                forwarded_len: added.len(),
+                added,
             };
             if let Err(error) = session.run().await {
                 error.log(session.task);
@@ -187,6 +188,14 @@ impl HttpRproxyServer {
         line.into_bytes()
     }
 
+    fn forward_env(&self) -> http::ForwardEnv<'_> {
+        http::ForwardEnv {
+            session: &self.config.session,
+            policy: &self.policy,
+            context: &self.context,
+        }
+    }
+
     /// The name this proxy goes by in `Via`: `server_id`, or the host the client asked for.
     fn pseudonym<'a>(&'a self, host: &'a str) -> &'a str {
         self.config.server_id.as_deref().unwrap_or(host)
@@ -200,8 +209,10 @@ struct Session<'a> {
     /// The current request is for a site: errors are answered even with
     /// `no_early_error_reply`.
     accepted: bool,
-    /// The `X-Forwarded-For` or `Forwarded` line of every request of this client.
-    forwarded_for: Vec<u8>,
+    /// The lines added to every request: the client's `X-Forwarded-For` (or `Forwarded`),
+    /// the first `forwarded_len` bytes, built once; then this request's `Via`.
+    added: Vec<u8>,
+    forwarded_len: usize,
 }
 
 /// Where a request goes, read from its head.
@@ -318,8 +329,8 @@ impl Session<'_> {
     ) -> Result<bool, TaskError> {
         let server = self.server;
         let site = &routed.site;
-        let mut extra = Vec::with_capacity(self.forwarded_for.len() + 64);
-        extra.extend_from_slice(&self.forwarded_for);
+        let mut extra = std::mem::take(&mut self.added);
+        extra.truncate(self.forwarded_len);
         extra.extend_from_slice(match head.minor_version {
             0 => b"Via: 1.0 ",
             _ => b"Via: 1.1 ",
@@ -340,11 +351,12 @@ impl Session<'_> {
             self.task,
             &request,
             &mut source,
-            &server.config.session,
-            &server.policy,
-            &server.context,
+            server.forward_env(),
         )
-        .await?;
+        .await;
+        // Kept for the next request: its capacity, and the client's line at its start.
+        self.added = extra;
+        let exchanged = exchanged?;
         if let Some(conn) = exchanged.upstream {
             site.pool.put(conn);
         }
