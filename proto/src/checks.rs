@@ -117,6 +117,15 @@ pub fn socks5(data: &[u8]) {
         assert!(used <= data.len());
         let _ = header.target.to_string();
     }
+    if let Ok(Parsed::Complete(credentials, used)) = socks5::parse_user_password(data) {
+        assert_eq!(
+            used,
+            3 + credentials.user.len() + credentials.password.len()
+        );
+        assert!(used <= data.len());
+    }
+    // Basic credentials come from a header value: any bytes decode or are refused.
+    let _ = crate::http1::basic_credentials(data);
 }
 
 /// SOCKS4 requests: never more used than given, and a complete request re-reads the same

@@ -229,6 +229,42 @@ fn is_chunked(headers: &[Header]) -> Result<Option<bool>, HeadError> {
     }
 }
 
+/// A user name and password from HTTP Basic credentials (RFC 7617).
+pub struct BasicCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password, wherever this ends up printed.
+        write!(f, "BasicCredentials({:?})", self.user)
+    }
+}
+
+/// Reads an `Authorization` / `Proxy-Authorization` value: `Ok(None)` for a scheme other
+/// than Basic (no credentials we know), an error for Basic credentials that do not decode
+/// (not base64, not UTF-8, no `:`). The password may hold `:`; the name ends at the first.
+pub fn basic_credentials(value: &[u8]) -> Result<Option<BasicCredentials>, HeadError> {
+    let bad = || HeadError::Malformed("malformed basic credentials");
+    let value = value.trim_ascii();
+    let (scheme, token) = match value.iter().position(|b| *b == b' ') {
+        Some(at) => (&value[..at], value[at + 1..].trim_ascii()),
+        None => return Err(bad()),
+    };
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return Ok(None);
+    }
+    let token = std::str::from_utf8(token).map_err(|_| bad())?;
+    let decoded = crate::base64::decode(token).ok_or_else(bad)?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (user, password) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Some(BasicCredentials {
+        user: user.to_string(),
+        password: password.to_string(),
+    }))
+}
+
 impl RequestHead {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         header_values(&self.headers, name).next()
@@ -1056,5 +1092,33 @@ mod tests {
             run_chunked(b"11111111111111111\r\n", 3),
             Err(ChunkError::InvalidSize)
         );
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_forms() {
+        let token = crate::base64::encode(b"bob:pa:ss");
+        let parsed = basic_credentials(format!("Basic {token}").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (parsed.user.as_str(), parsed.password.as_str()),
+            ("bob", "pa:ss")
+        );
+        assert!(!format!("{parsed:?}").contains("pa:ss"));
+        assert!(
+            basic_credentials(format!("bAsIc  {token} ").as_bytes())
+                .unwrap()
+                .is_some()
+        );
+        assert!(basic_credentials(b"Bearer abc").unwrap().is_none());
+        assert!(basic_credentials(b"Basic").is_err());
+        assert!(basic_credentials(b"Basic !!!!").is_err());
+        let no_colon = crate::base64::encode(b"bob");
+        assert!(basic_credentials(format!("Basic {no_colon}").as_bytes()).is_err());
     }
 }

@@ -93,6 +93,57 @@ pub fn encode_method_choice(method: u8) -> [u8; 2] {
     [VERSION, method]
 }
 
+/// Username/password sub-negotiation (RFC 1929): its version byte and our answers.
+pub const USER_PASSWORD_VERSION: u8 = 1;
+pub const USER_PASSWORD_SUCCESS: u8 = 0;
+pub const USER_PASSWORD_FAILURE: u8 = 1;
+
+/// RFC 1929's `VER ULEN UNAME PLEN PASSWD`: the name and the password as sent.
+pub struct UserPassword {
+    pub user: Vec<u8>,
+    pub password: Vec<u8>,
+}
+
+impl std::fmt::Debug for UserPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password, wherever this ends up printed.
+        write!(f, "UserPassword({:?})", String::from_utf8_lossy(&self.user))
+    }
+}
+
+pub fn parse_user_password(buf: &[u8]) -> Result<Parsed<UserPassword>, Socks5Error> {
+    let [version, user_len, rest @ ..] = buf else {
+        return match buf.first() {
+            Some(&v) if v != USER_PASSWORD_VERSION => Err(Socks5Error::Version(v)),
+            _ => Ok(Parsed::Partial),
+        };
+    };
+    if *version != USER_PASSWORD_VERSION {
+        return Err(Socks5Error::Version(*version));
+    }
+    let user_len = *user_len as usize;
+    let Some((user, rest)) = rest.split_at_checked(user_len) else {
+        return Ok(Parsed::Partial);
+    };
+    let Some((&password_len, rest)) = rest.split_first() else {
+        return Ok(Parsed::Partial);
+    };
+    let Some(password) = rest.get(..password_len as usize) else {
+        return Ok(Parsed::Partial);
+    };
+    Ok(Parsed::Complete(
+        UserPassword {
+            user: user.to_vec(),
+            password: password.to_vec(),
+        },
+        3 + user_len + password_len as usize,
+    ))
+}
+
+pub fn encode_user_password_status(status: u8) -> [u8; 2] {
+    [USER_PASSWORD_VERSION, status]
+}
+
 /// Parses `VER CMD RSV ATYP DST.ADDR DST.PORT`.
 pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request>, Socks5Error> {
     if let Some(&version) = buf.first()
@@ -253,6 +304,30 @@ pub fn encode_reply(reply: Reply, bound: Option<SocketAddr>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_password() {
+        let wire = b"\x01\x03bob\x04p:ss";
+        for cut in 0..wire.len() {
+            assert!(matches!(
+                parse_user_password(&wire[..cut]),
+                Ok(Parsed::Partial)
+            ));
+        }
+        let Ok(Parsed::Complete(parsed, used)) = parse_user_password(wire) else {
+            panic!("complete message not parsed");
+        };
+        assert_eq!(
+            (parsed.user.as_slice(), parsed.password.as_slice(), used),
+            (&b"bob"[..], &b"p:ss"[..], 10)
+        );
+        assert!(!format!("{parsed:?}").contains("p:ss"));
+        assert!(parse_user_password(b"\x05\x01").is_err());
+        let Ok(Parsed::Complete(empty, 3)) = parse_user_password(b"\x01\x00\x00") else {
+            panic!("empty name and password not parsed");
+        };
+        assert!(empty.user.is_empty() && empty.password.is_empty());
+    }
 
     fn check_request(wire: &[u8], want: Result<(&str, Command), Socks5Error>) {
         for cut in 0..wire.len() {

@@ -160,14 +160,23 @@ pub(crate) fn resolve(
             ));
         }
         if let Some(group) = server.user_group() {
-            let message = if config.user_groups.iter().any(|g| g == group) {
-                format!(
-                    "user group {group:?} exists, but this build cannot authenticate users yet; refusing to serve without it"
-                )
-            } else {
-                format!("user group {group:?} does not exist")
-            };
-            return Err(error("user_group", message));
+            if !server.server_type.kind().checks_passwords() {
+                return Err(error(
+                    "user_group",
+                    format!(
+                        "a {} server checks its users by connection facts (auth_by_*), which this build cannot do yet; refusing to serve without it",
+                        server.type_name()
+                    ),
+                ));
+            }
+            if !config.user_groups.iter().any(|g| g.name() == group) {
+                warnings.push(error(
+                    "user_group",
+                    format!(
+                        "user group {group:?} does not exist: every user of this server is refused"
+                    ),
+                ));
+            }
         }
         if let Some(auditor) = server.auditor() {
             return Err(error(

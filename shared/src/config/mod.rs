@@ -14,6 +14,7 @@ mod runtime;
 pub mod servers;
 mod source;
 pub mod tls;
+pub mod user_groups;
 mod yaml;
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,7 @@ pub use resolvers::ResolverConfig;
 pub use runtime::{RuntimeConfig, SchedAffinity, WorkerConfig};
 pub use servers::ServerConfig;
 pub use source::{ConfigBundle, find_entry};
+pub use user_groups::UserGroupConfig;
 pub use yaml::normalize_key;
 
 use de::decode;
@@ -40,9 +42,9 @@ pub struct Config {
     pub resolvers: Vec<ResolverConfig>,
     pub escapers: Vec<EscaperConfig>,
     pub servers: Vec<ServerConfig>,
-    /// Names only: user groups and auditors are not run by this build, and a server that
-    /// refers to one is refused rather than served without its checks.
-    pub user_groups: Vec<String>,
+    pub user_groups: Vec<UserGroupConfig>,
+    /// Names only: auditors are not run by this build, and a server that refers to one is
+    /// refused rather than served without its checks.
     pub auditors: Vec<String>,
     /// References to modules that do not exist: loaded as g3proxy does (the worker stands in
     /// a module that refuses everything), and reported.
@@ -219,14 +221,23 @@ impl<'a, S: Source> Loader<'a, S> {
         }
         let decoded = (|| {
             Ok::<_, ConfigError>((
-                decode_typed(&resolver_entries, resolvers::decode)?,
-                decode_typed(&escaper_entries, escapers::decode)?,
-                decode_typed(&server_entries, servers::decode)?,
+                decode_typed(&resolver_entries, resolvers::decode, None)?,
+                decode_typed(&escaper_entries, escapers::decode, None)?,
+                decode_typed(&server_entries, servers::decode, None)?,
             ))
         })();
         tls::forget_pem_files();
         let (resolvers, escapers, servers) = decoded?;
-        let user_groups = entry_names(&user_group_entries)?;
+        // A group without `type` is a basic one, as in g3.
+        let mut user_groups = decode_typed(
+            &user_group_entries,
+            user_groups::decode_group,
+            Some("basic"),
+        )?;
+        for (group, _) in &mut user_groups {
+            let user_groups::UserGroupType::Basic(basic) = &mut group.group_type;
+            basic.resolve_paths(&self.base_dir);
+        }
         let auditors = entry_names(&auditor_entries)?;
 
         let mut config = Config {
@@ -236,7 +247,7 @@ impl<'a, S: Source> Loader<'a, S> {
             resolvers: resolvers.iter().map(|(c, _)| c.clone()).collect(),
             escapers: escapers.iter().map(|(c, _)| c.clone()).collect(),
             servers: servers.iter().map(|(c, _)| c.clone()).collect(),
-            user_groups: user_groups.iter().map(|(n, _)| n.clone()).collect(),
+            user_groups: user_groups.iter().map(|(g, _)| g.clone()).collect(),
             auditors: auditors.iter().map(|(n, _)| n.clone()).collect(),
             warnings: Vec::new(),
         };
@@ -245,7 +256,7 @@ impl<'a, S: Source> Loader<'a, S> {
         check_unique("server", servers.iter().map(|(c, e)| (c.name(), *e)))?;
         check_unique(
             "user_group",
-            user_groups.iter().map(|(n, e)| (n.as_str(), *e)),
+            user_groups.iter().map(|(g, e)| (g.name(), *e)),
         )?;
         check_unique("auditor", auditors.iter().map(|(n, e)| (n.as_str(), *e)))?;
         let escaper_origins = escapers.iter().map(|(c, o)| (c.name(), *o)).collect();
@@ -353,24 +364,41 @@ impl Origin<'_> {
 
 type TypedDecoder<T> = fn(&str, &Node, &Node, &str) -> Result<T, ConfigError>;
 
-/// Reads `type`, then decodes the rest of the entry as that type.
-fn decode_typed<T>(
-    entries: &[Entry],
+/// Reads `type` (`default_type` when the entry has none and the module allows it), then
+/// decodes the rest of the entry as that type.
+fn decode_typed<'e, T>(
+    entries: &'e [Entry],
     decoder: TypedDecoder<T>,
-) -> Result<Vec<(T, Origin<'_>)>, ConfigError> {
+    default_type: Option<&str>,
+) -> Result<Vec<(T, Origin<'e>)>, ConfigError> {
     let mut decoded = Vec::new();
     for entry in entries {
         let Value::Map(fields) = &entry.node.value else {
             continue;
         };
-        let type_node = entry.node.get("type").ok_or_else(|| {
-            ConfigError::at(
-                &entry.node.file,
-                &entry.path,
-                entry.node.line,
-                "missing field `type`",
-            )
-        })?;
+        let implied;
+        let type_node = match (entry.node.get("type"), default_type) {
+            (Some(node), _) => node,
+            (None, Some(name)) => {
+                implied = Node {
+                    value: Value::Scalar {
+                        text: name.to_string(),
+                        plain: true,
+                    },
+                    line: entry.node.line,
+                    file: entry.node.file.clone(),
+                };
+                &implied
+            }
+            (None, None) => {
+                return Err(ConfigError::at(
+                    &entry.node.file,
+                    &entry.path,
+                    entry.node.line,
+                    "missing field `type`",
+                ));
+            }
+        };
         let type_name = type_node.as_str().map(normalize_key).ok_or_else(|| {
             ConfigError::at(
                 &type_node.file,

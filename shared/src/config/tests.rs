@@ -169,10 +169,42 @@ fn mistakes_name_file_path_and_line() {
             &[(
                 "main.yml",
                 &format!(
-                    "{BASE}user_group:\n  - name: g\nserver:\n  - name: a\n    type: http_proxy\n    escaper: default\n    user-group: g\n"
+                    "{BASE}user_group:\n  - name: g\nserver:\n  - name: a\n    type: tcp_stream\n    escaper: default\n    upstream: 127.0.0.1:1\n    user-group: g\n"
                 ),
             )],
-            "main.yml: server[0].user_group (line 11): user group \"g\" exists, but this build cannot authenticate users yet",
+            "main.yml: server[0].user_group (line 12): a tcp_stream server checks its users by connection facts",
+        ),
+        (
+            &[(
+                "main.yml",
+                "user_group:\n  - name: g\n    static_users:\n      - name: a\n        token: {salt: 113323bdab6fd2cc, md5: 5c81}\n",
+            )],
+            "main.yml: user_group[0].static_users[0].token (line 5): md5 must be 16 bytes",
+        ),
+        (
+            &[(
+                "main.yml",
+                "user_group:\n  - name: g\n    static_users:\n      - name: a\n        request_max_alive: 2\n",
+            )],
+            "main.yml: user_group[0].static_users[0].request_max_alive (line 5): this user key is not supported by this build yet",
+        ),
+        (
+            &[("main.yml", "user_group:\n  - name: g\n    type: ldap\n")],
+            "main.yml: user_group[0].type (line 3): user group type ldap is not supported by this build yet",
+        ),
+        (
+            &[(
+                "main.yml",
+                "user_group:\n  - name: g\n    source: {type: lua, script: x.lua}\n",
+            )],
+            "main.yml: user_group[0].source (line 3): user source type lua is not supported by this build",
+        ),
+        (
+            &[(
+                "main.yml",
+                "user_group:\n  - name: g\n    static_users:\n      - name: a\n      - name: a\n",
+            )],
+            "main.yml: user_group[0] (line 2): duplicate static user \"a\"",
         ),
         (
             &[("main.yml", "server: missing.yml\n")],

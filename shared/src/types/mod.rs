@@ -1,12 +1,15 @@
 //! Value types shared by config and runtime: humanized durations and sizes, listen specs,
-//! network ACLs, upstream address lists.
+//! network ACLs and other ACL rules, upstream address lists, user tokens.
 
+pub mod acl;
 pub mod bounds;
+mod crypt;
 mod humanize;
 mod listen;
 mod network_acl;
 mod sockopt;
 mod speed;
+mod token;
 mod upstream;
 
 pub use humanize::{HumanDuration, HumanSize, MAX_DURATION};
@@ -14,6 +17,7 @@ pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};
 pub use sockopt::TcpMiscOpts;
 pub use speed::SpeedLimit;
+pub use token::{Token, constant_time_eq, hex};
 pub use upstream::{PickPolicy, Secret, UpstreamAddr, WeightedAddr};
 
 /// Seconds since the Unix epoch: how deadlines travel between processes.

@@ -206,7 +206,11 @@ fn module_names(config: &Config, kind: ModuleKind) -> Vec<String> {
             .iter()
             .map(|r| r.name().to_string())
             .collect(),
-        ModuleKind::UserGroup => config.user_groups.clone(),
+        ModuleKind::UserGroup => config
+            .user_groups
+            .iter()
+            .map(|g| g.name().to_string())
+            .collect(),
         ModuleKind::Auditor => config.auditors.clone(),
     }
 }

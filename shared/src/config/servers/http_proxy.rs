@@ -32,6 +32,9 @@ impl ServerKind for HttpProxyConfig {
     fn user_group(&self) -> Option<&str> {
         self.user_group.as_deref()
     }
+    fn checks_passwords(&self) -> bool {
+        true
+    }
     fn auditor(&self) -> Option<&str> {
         self.auditor.as_deref()
     }

@@ -206,6 +206,9 @@ impl ServerKind for HttpRproxyConfig {
     fn user_group(&self) -> Option<&str> {
         self.user_group.as_deref()
     }
+    fn checks_passwords(&self) -> bool {
+        true
+    }
     fn check(&self) -> Result<(), String> {
         if self.hosts.is_empty() {
             return Err("hosts is empty: name at least one site".into());

@@ -105,6 +105,11 @@ pub trait ServerKind {
     fn auditor(&self) -> Option<&str> {
         None
     }
+    /// Whether the server asks clients for a user name and password (HTTP Basic, SOCKS5
+    /// username/password), which is what a basic user group checks.
+    fn checks_passwords(&self) -> bool {
+        false
+    }
     /// Servers this one hands its connections to (ports, intelli_proxy).
     fn next_servers(&self) -> Vec<&str> {
         Vec::new()

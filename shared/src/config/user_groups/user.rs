@@ -1,0 +1,399 @@
+//! One user of a group, as `static_users`, `anonymous_user` and dynamic user files write it
+//! (YAML and JSON take the same keys). Keys g3proxy has that this build does not enforce yet
+//! are refused by name rather than accepted and ignored: a limit that silently does nothing
+//! is worse than a config that says it cannot load.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+use crate::types::acl::{
+    AclRule, ChildDomain, DomainRegex, ExactHost, PortRange, ProxyRequestType, UserAgentProduct,
+};
+use crate::types::{AclAction, HumanDuration, IpNetwork, NetworkAcl, SpeedLimit, Token};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    #[serde(deserialize_with = "user_name")]
+    pub name: String,
+    #[serde(default)]
+    pub token: Token,
+    /// Seconds since the epoch after which the user is refused (RFC 3339 in the config).
+    #[serde(default)]
+    pub expire: Option<Expire>,
+    /// The user is refused, after this delay (slows down whoever holds the password).
+    #[serde(default)]
+    pub block_and_delay: Option<HumanDuration>,
+    #[serde(default, alias = "ingress_net_filter")]
+    pub ingress_network_filter: Option<NetworkAcl>,
+    #[serde(default)]
+    pub proxy_request_filter: Option<AclRule<ProxyRequestType>>,
+    #[serde(default)]
+    pub dst_port_filter: Option<AclRule<PortRange>>,
+    #[serde(default)]
+    pub dst_host_filter_set: Option<DstHostFilterSet>,
+    #[serde(default)]
+    pub http_user_agent_filter: Option<AclRule<UserAgentProduct>>,
+    #[serde(default, alias = "tcp_conn_speed_limit", alias = "tcp_conn_limit")]
+    pub tcp_sock_speed_limit: Option<SpeedLimit>,
+    #[serde(default, alias = "udp_relay_speed_limit", alias = "udp_relay_limit")]
+    pub udp_sock_speed_limit: Option<SpeedLimit>,
+    #[serde(default)]
+    pub task_idle_max_count: Option<u32>,
+
+    // g3proxy keys this build refuses until they are enforced (see the module comment).
+    #[serde(default, deserialize_with = "not_yet")]
+    pub tcp_all_upload_speed_limit: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub tcp_all_download_speed_limit: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub udp_all_upload_speed_limit: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub udp_all_download_speed_limit: (),
+    #[serde(
+        default,
+        alias = "tcp_conn_rate_limit",
+        alias = "tcp_conn_limit_quota",
+        deserialize_with = "not_yet"
+    )]
+    pub connection_rate_limit: (),
+    #[serde(default, alias = "request_limit_quota", deserialize_with = "not_yet")]
+    pub request_rate_limit: (),
+    #[serde(default, alias = "request_max_alive", deserialize_with = "not_yet")]
+    pub request_alive_max: (),
+    #[serde(default, alias = "log_limit_quota", deserialize_with = "not_yet")]
+    pub log_rate_limit: (),
+    #[serde(default, alias = "uri_log_max_chars", deserialize_with = "not_yet")]
+    pub log_uri_max_chars: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub resolve_strategy: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub resolve_redirection: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub explicit_sites: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub audit: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub egress_path_id_map: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub egress_path_value_map: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub socks_use_udp_associate: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub match_by_facts: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub tcp_connect: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub tcp_remote_keepalive: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub tcp_remote_misc_opts: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub udp_remote_misc_opts: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub tcp_client_misc_opts: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub udp_client_misc_opts: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub http_upstream_keepalive: (),
+    #[serde(default, deserialize_with = "not_yet")]
+    pub http_rsp_header_recv_timeout: (),
+}
+
+fn not_yet<'de, D: Deserializer<'de>>(_: D) -> Result<(), D::Error> {
+    Err(de::Error::custom(
+        "this user key is not supported by this build yet; remove it or wait for the release that enforces it",
+    ))
+}
+
+fn user_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    if name.is_empty() || name.len() > 255 {
+        return Err(de::Error::custom("a user name has 1 to 255 bytes"));
+    }
+    // A `:` could never be sent in HTTP Basic credentials (it ends the name).
+    if name.contains(':') || name.chars().any(char::is_control) {
+        return Err(de::Error::custom(format!(
+            "invalid user name {name:?}: no ':' or control characters"
+        )));
+    }
+    Ok(name)
+}
+
+/// `dst_host_filter_set`: rules on the target host, tried exact → child → regex for a
+/// domain, exact → subnet for an IP address; the first rule that matches decides, else the
+/// strictest default among the rules given (g3's semantics: a plain list anywhere makes
+/// every unmatched target forbidden, IP addresses included).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DstHostFilterSet {
+    #[serde(default, alias = "exact")]
+    pub exact_match: Option<AclRule<ExactHost>>,
+    #[serde(default, alias = "child")]
+    pub child_match: Option<AclRule<ChildDomain>>,
+    #[serde(default, alias = "regex")]
+    pub regex_match: Option<AclRule<DomainRegex>>,
+    #[serde(default, alias = "subnet")]
+    pub subnet_match: Option<AclRule<IpNetwork>>,
+}
+
+/// g3 forbids these targets in every `subnet_match` unless the rule names them.
+const SUBNET_FORBIDDEN: [&str; 7] = [
+    "0.0.0.0/32",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "::/128",
+    "::1/128",
+    "fe80::/10",
+    "100::/64",
+];
+
+/// The stricter of two actions (forbid_log < forbid < permit_log < permit).
+pub fn stricter(a: AclAction, b: AclAction) -> AclAction {
+    let rank = |action| match action {
+        AclAction::ForbidLog => 0,
+        AclAction::Forbid => 1,
+        AclAction::PermitLog => 2,
+        AclAction::Permit => 3,
+    };
+    if rank(a) <= rank(b) { a } else { b }
+}
+
+impl DstHostFilterSet {
+    fn default_action(&self) -> AclAction {
+        [
+            self.exact_match.as_ref().map(|r| r.default),
+            self.child_match.as_ref().map(|r| r.default),
+            self.regex_match.as_ref().map(|r| r.default),
+            self.subnet_match.as_ref().map(|r| r.default),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(AclAction::Permit, stricter)
+    }
+
+    pub fn check_ip(&self, ip: std::net::IpAddr) -> AclAction {
+        let ip = ip.to_canonical();
+        if let Some(exact) = &self.exact_match
+            && let (action, true) = exact.check(|h| *h == ExactHost::Ip(ip))
+        {
+            return action;
+        }
+        if let Some(subnet) = &self.subnet_match {
+            let configured = subnet
+                .rules
+                .iter()
+                .filter(|(net, _)| net.contains(ip))
+                .max_by_key(|(net, _)| net.prefix);
+            if let Some((_, action)) = configured {
+                return *action;
+            }
+            let builtin = SUBNET_FORBIDDEN
+                .iter()
+                .filter_map(|n| n.parse::<IpNetwork>().ok())
+                .any(|net| net.contains(ip));
+            if builtin {
+                return AclAction::Forbid;
+            }
+        }
+        self.default_action()
+    }
+
+    /// `domain` in lower case.
+    pub fn check_domain(&self, domain: &str) -> AclAction {
+        if let Some(exact) = &self.exact_match
+            && let (action, true) =
+                exact.check(|h| matches!(h, ExactHost::Domain(d) if d == domain))
+        {
+            return action;
+        }
+        if let Some(child) = &self.child_match {
+            // The most specific parent decides when several are listed.
+            let nearest = child
+                .rules
+                .iter()
+                .filter(|(parent, _)| parent.contains(domain))
+                .max_by_key(|(parent, _)| parent.0.len());
+            if let Some((_, action)) = nearest {
+                return *action;
+            }
+        }
+        if let Some(regex) = &self.regex_match {
+            // Strictest first, as g3 tries its regex sets.
+            let found = regex
+                .rules
+                .iter()
+                .filter(|(r, _)| r.is_match(domain))
+                .map(|(_, action)| *action)
+                .reduce(stricter);
+            if let Some(action) = found {
+                return action;
+            }
+        }
+        self.default_action()
+    }
+}
+
+/// A user's `expire`: an RFC 3339 time with an offset (`2030-01-01T00:00:00Z`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Expire {
+    pub unix_secs: i64,
+}
+
+impl fmt::Debug for Expire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Expire({})", self.unix_secs)
+    }
+}
+
+impl Expire {
+    pub fn parse(text: &str) -> Option<Expire> {
+        let text = text.trim();
+        let bytes = text.as_bytes();
+        if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[13] != b':' {
+            return None;
+        }
+        if !matches!(bytes[10], b'T' | b't' | b' ') || bytes[16] != b':' {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| -> Option<i64> {
+            let digits = text.get(range)?;
+            digits
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| digits.parse().ok())?
+        };
+        let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+        let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+            return None;
+        }
+        if second > 60 {
+            return None;
+        }
+        let mut rest = &text[19..];
+        if let Some(fraction) = rest.strip_prefix('.') {
+            let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            rest = &fraction[digits..];
+        }
+        let offset = match rest {
+            "Z" | "z" => 0,
+            _ => {
+                let sign = match rest.as_bytes().first()? {
+                    b'+' => 1,
+                    b'-' => -1,
+                    _ => return None,
+                };
+                let (h, m) = rest[1..].split_once(':')?;
+                if h.len() != 2 || m.len() != 2 {
+                    return None;
+                }
+                let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+                if h > 23 || m > 59 {
+                    return None;
+                }
+                sign * (h * 3600 + m * 60)
+            }
+        };
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let year_of_era = y - era * 400;
+        let shifted_month = (month + 9) % 12;
+        let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        let days = era * 146_097 + day_of_era - 719_468;
+        Some(Expire {
+            unix_secs: days * 86_400 + hour * 3600 + minute * 60 + second - offset,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Expire {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Expire::parse(&text).ok_or_else(|| {
+            de::Error::custom(format!(
+                "invalid expire {text:?}: an RFC 3339 time with its offset, such as 2030-01-01T00:00:00Z"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expire_times() {
+        assert_eq!(Expire::parse("1970-01-01T00:00:00Z").unwrap().unix_secs, 0);
+        assert_eq!(
+            Expire::parse("2019-05-23T17:38:00Z").unwrap().unix_secs,
+            1_558_633_080
+        );
+        assert_eq!(
+            Expire::parse("2019-05-23T19:38:00.25+02:00")
+                .unwrap()
+                .unix_secs,
+            1_558_633_080
+        );
+        assert!(Expire::parse("2019-05-23T17:38:00").is_none());
+        assert!(Expire::parse("2019-13-23T17:38:00Z").is_none());
+        assert!(Expire::parse("yesterday").is_none());
+    }
+
+    #[test]
+    fn host_sets() {
+        let permit = |items: Vec<ExactHost>| AclRule {
+            default: AclAction::Forbid,
+            rules: items.into_iter().map(|i| (i, AclAction::Permit)).collect(),
+        };
+        let only_exact = DstHostFilterSet {
+            exact_match: Some(permit(vec![ExactHost::Domain("example.com".into())])),
+            child_match: None,
+            regex_match: None,
+            subnet_match: None,
+        };
+        assert_eq!(only_exact.check_domain("example.com"), AclAction::Permit);
+        assert_eq!(
+            only_exact.check_domain("www.example.com"),
+            AclAction::Forbid
+        );
+        // g3's rule: a list forbids everything else, addresses too.
+        assert_eq!(
+            only_exact.check_ip("192.0.2.1".parse().unwrap()),
+            AclAction::Forbid
+        );
+
+        let children = DstHostFilterSet {
+            child_match: Some(AclRule {
+                default: AclAction::Permit,
+                rules: vec![
+                    (ChildDomain("example.com".into()), AclAction::Forbid),
+                    (ChildDomain("ok.example.com".into()), AclAction::Permit),
+                ],
+            }),
+            exact_match: None,
+            regex_match: None,
+            subnet_match: Some(AclRule {
+                default: AclAction::Permit,
+                rules: Vec::new(),
+            }),
+        };
+        assert_eq!(children.check_domain("a.example.com"), AclAction::Forbid);
+        assert_eq!(children.check_domain("x.ok.example.com"), AclAction::Permit);
+        assert_eq!(children.check_domain("example.org"), AclAction::Permit);
+        assert_eq!(
+            children.check_ip("127.0.0.1".parse().unwrap()),
+            AclAction::Forbid
+        );
+        assert_eq!(
+            children.check_ip("192.0.2.1".parse().unwrap()),
+            AclAction::Permit
+        );
+    }
+}
