@@ -270,6 +270,11 @@ impl RequestHead {
         header_values(&self.headers, name).next()
     }
 
+    /// Every value of the header `name`, in order.
+    pub fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        header_values(&self.headers, name)
+    }
+
     pub fn keep_alive(&self) -> bool {
         wants_keep_alive(self.minor_version, &self.headers)
     }
@@ -420,12 +425,14 @@ fn is_written_by_us(name: &str) -> bool {
         .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-fn write_end_to_end_headers(headers: &[Header], out: &mut Vec<u8>) {
+/// `also_drop`: a header the proxy consumed itself (a gateway's `Authorization`).
+fn write_end_to_end_headers(headers: &[Header], also_drop: Option<&str>, out: &mut Vec<u8>) {
     let listed: Vec<&[u8]> = header_tokens(headers, "connection").collect();
-    for header in headers
-        .iter()
-        .filter(|h| !is_written_by_us(&h.name) && !is_hop_by_hop(&h.name, &listed))
-    {
+    for header in headers.iter().filter(|h| {
+        !is_written_by_us(&h.name)
+            && !is_hop_by_hop(&h.name, &listed)
+            && also_drop.is_none_or(|name| !h.name.eq_ignore_ascii_case(name))
+    }) {
         out.extend_from_slice(header.name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(&header.value);
@@ -485,6 +492,8 @@ pub struct Outgoing<'a> {
     /// The `Host` value to send in origin form instead of the upstream's authority: a
     /// reverse proxy passes on the client's.
     pub host: Option<&'a [u8]>,
+    /// Leave out `Authorization`: the credentials were for this proxy (a gateway with users).
+    pub drop_authorization: bool,
 }
 
 /// Writes the head to send upstream for a forwarded request: the target in origin form (or
@@ -521,7 +530,8 @@ pub fn write_request_head(head: &RequestHead, outgoing: &Outgoing<'_>, out: &mut
         _ => out.extend_from_slice(authority.as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
-    write_end_to_end_headers(&head.headers, out);
+    let consumed = outgoing.drop_authorization.then_some("authorization");
+    write_end_to_end_headers(&head.headers, consumed, out);
     // After the client's: a `Via` or `X-Forwarded-For` of ours comes last in its list.
     out.extend_from_slice(outgoing.extra_headers);
     write_framing(&head.headers, outgoing.framing, out);
@@ -553,7 +563,7 @@ pub fn write_response_head(
     out.push(b' ');
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    write_end_to_end_headers(&head.headers, out);
+    write_end_to_end_headers(&head.headers, None, out);
     out.extend_from_slice(extra_headers);
     write_framing(&head.headers, framing, out);
     out.extend_from_slice(if keep_alive {
@@ -857,6 +867,7 @@ mod tests {
             keep_alive: true,
             extra_headers: b"",
             host: None,
+            drop_authorization: false,
         };
         write_request_head(&head, &outgoing, &mut out);
         assert_eq!(
@@ -935,6 +946,7 @@ mod tests {
                     keep_alive: true,
                     extra_headers: b"",
                     host: None,
+                    drop_authorization: false,
                 };
                 write_request_head(&head, &outgoing, &mut out);
                 Ok(String::from_utf8(out).unwrap())

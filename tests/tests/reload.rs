@@ -129,20 +129,18 @@ fn broken_config_is_refused_with_file_and_line_and_the_old_one_serves() {
     assert_eq!(group.current_generation(), generation);
     assert!(group.worker_pids("draining").is_empty());
 
-    // A reference this build must refuse (a user group it cannot check) is refused the
-    // same way.
+    // A reference this build must refuse (an auditor it cannot run) is refused the same way.
     std::fs::write(
         &group.config,
         good.replace(
             "    escaper: default\n    listen: \"[::1]",
-            "    escaper: default\n    user_group: missing\n    listen: \"[::1]",
+            "    escaper: default\n    auditor: missing\n    listen: \"[::1]",
         ),
     )
     .unwrap();
     let error = String::from_utf8_lossy(&group.ctl(&["reload"]).stderr).into_owned();
     assert!(
-        error.contains("server[1].user_group")
-            && error.contains("user group \"missing\" does not exist"),
+        error.contains("server[1].auditor") && error.contains("this build cannot audit yet"),
         "{error}"
     );
 

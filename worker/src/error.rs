@@ -6,6 +6,7 @@ use std::io;
 use std::net::IpAddr;
 
 use g3proxy_proto::socks5::Reply;
+use g3proxy_shared::types::acl::ProxyRequestType;
 
 use crate::task::TaskContext;
 
@@ -22,6 +23,34 @@ pub enum Forbidden {
     MissingResolver(String),
     #[error("https forward is not enabled on this server")]
     HttpsForward,
+    /// `block_and_delay`.
+    #[error("user {0:?} is blocked")]
+    UserBlocked(String),
+    /// The user's `proxy_request_filter`.
+    #[error("request type {0:?} is not allowed for this user")]
+    ProtoBanned(ProxyRequestType),
+    /// The user's `dst_port_filter` or `dst_host_filter_set`.
+    #[error("destination {0} is denied for this user")]
+    DestDenied(String),
+    /// The user's `http_user_agent_filter`.
+    #[error("user agent is blocked for this user")]
+    UaBlocked,
+}
+
+/// Why a login was refused. Names the user; never the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("no credentials")]
+    NoCredentials,
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    #[error("wrong password for user {0:?}")]
+    WrongPassword(String),
+    #[error("user {0:?} has expired")]
+    Expired(String),
+    /// The user's own `ingress_network_filter`.
+    #[error("user {0:?} may not connect from this address")]
+    ClientIpBlocked(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +72,9 @@ pub enum TaskError {
     Resolver(String),
     #[error("policy: {0}")]
     Policy(Forbidden),
+    /// The user check failed: 407 from a proxy, 401 from a gateway, RFC 1929 failure.
+    #[error("auth: {0}")]
+    Auth(AuthFailure),
     #[error("upstream refused the connection: {0}")]
     UpstreamRefused(io::Error),
     #[error("upstream connect timed out")]
@@ -79,7 +111,9 @@ impl TaskError {
             TaskError::ClientHeadTooLarge => (431, "Request Header Fields Too Large"),
             TaskError::ClientTimeout(_) => (408, "Request Timeout"),
             TaskError::LoopDetected(_) => (508, "Loop Detected"),
+            TaskError::Policy(Forbidden::ProtoBanned(_)) => (405, "Method Not Allowed"),
             TaskError::Policy(_) => (403, "Forbidden"),
+            TaskError::Auth(_) => (407, "Proxy Authentication Required"),
             TaskError::Resolver(_) => (530, "Resolve Failed"),
             TaskError::UpstreamRefused(_) => (521, "Web Server Is Down"),
             TaskError::UpstreamConnectTimeout => (522, "Connection Timed Out"),
@@ -94,7 +128,7 @@ impl TaskError {
 
     pub fn socks_reply(&self) -> Reply {
         match self {
-            TaskError::Policy(_) => Reply::NotAllowed,
+            TaskError::Policy(_) | TaskError::Auth(_) => Reply::NotAllowed,
             TaskError::Resolver(_) => Reply::HostUnreachable,
             TaskError::UpstreamRefused(_) => Reply::ConnectionRefused,
             TaskError::UpstreamConnectTimeout => Reply::TtlExpired,
@@ -107,7 +141,7 @@ impl TaskError {
     /// Logs a task that ended in error: malformed client input always (operators want to see
     /// it), everything else when asked for (`-v`).
     pub fn log(&self, task: &TaskContext) {
-        let user = task.user.as_deref().unwrap_or("-");
+        let user = task.user.as_ref().map_or("-", |u| &*u.name);
         let (server, id, client) = (task.server_name(), task.id, task.client_addr);
         match self {
             TaskError::Client(_)

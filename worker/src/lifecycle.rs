@@ -27,6 +27,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::auth::UserGroup;
 use crate::context::{Context, Phase, TaskRegistry};
 use crate::control::{self, ControlRequest};
 use crate::escapers::{Dependencies, Escaper};
@@ -81,6 +82,12 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
             )?),
         );
     }
+    let mut user_groups = HashMap::new();
+    for group in &config.user_groups {
+        let built = Arc::new(UserGroup::build(group));
+        built.spawn_refresh();
+        user_groups.insert(group.name().to_string(), built);
+    }
     let (phase, phase_receiver) = watch::channel(Phase::Serving);
     let context = Arc::new(Context::new(
         phase_receiver,
@@ -94,6 +101,7 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
             &BuildContext {
                 context: &context,
                 escapers: &escapers,
+                user_groups: &user_groups,
                 servers: &servers,
             },
         )?;

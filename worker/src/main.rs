@@ -6,6 +6,7 @@
 //! ([`resolvers`]) → upstream, with bytes moved by [`relay`]. [`lifecycle`] runs the worker's
 //! life: READY, serving, draining, exit; [`control`] lets a successor supervisor adopt it.
 
+mod auth;
 mod conn;
 mod context;
 mod control;

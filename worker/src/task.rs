@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::auth::User;
 use crate::conn::{ClientConn, TlsFacts};
 use crate::context::{ServerCounters, TaskGuard, TaskKind, TaskRegistry};
 
@@ -29,8 +30,9 @@ pub struct TaskContext {
     pub server: Arc<ServerCounters>,
     pub client_addr: SocketAddr,
     pub local_addr: SocketAddr,
-    /// The authenticated user; empty until user groups exist.
-    pub user: Option<Arc<str>>,
+    /// The user the server's gate admitted (`auth::Gate::admit`); none on servers without
+    /// a user group.
+    pub user: Option<Arc<User>>,
     /// What the client's TLS handshake said, when a server or port terminated it.
     pub client_tls: Option<Box<TlsFacts>>,
     pub started: Instant,

@@ -29,6 +29,7 @@ use g3proxy_shared::config::tls::TlsClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpSocket, UdpSocket};
 
+use crate::auth::Permit;
 use crate::conn::Stream;
 use crate::error::{Forbidden, TaskError};
 use crate::resolvers::Resolver;
@@ -235,12 +236,13 @@ impl Escaper {
         task.notes.bound = Some(connected.bound);
     }
 
-    /// Opens a TCP connection toward `target` and notes on the task how it went.
+    /// Opens a TCP connection toward the permit's target and notes on the task how it went.
     pub async fn tcp_connect(
         &self,
         task: &mut TaskContext,
-        target: &HostPort,
+        permit: &Permit<'_>,
     ) -> Result<Connected, TaskError> {
+        let target = permit.target();
         let escaper = self.route(target);
         let connected = escaper
             .runtime
@@ -251,16 +253,17 @@ impl Escaper {
         Ok(connected)
     }
 
-    /// A TCP connection as [`Escaper::tcp_connect`] opens it, then TLS to `target` with
+    /// A TCP connection as [`Escaper::tcp_connect`] opens it, then TLS to the target with
     /// `config`; the certificate is checked against `tls_name`, or the target's host.
     pub async fn tls_connect(
         &self,
         task: &mut TaskContext,
-        target: &HostPort,
+        permit: &Permit<'_>,
         config: &TlsClientConfig,
         tls_name: Option<&str>,
     ) -> Result<Connected, TaskError> {
-        let connected = self.tcp_connect(task, target).await?;
+        let target = permit.target();
+        let connected = self.tcp_connect(task, permit).await?;
         let name = match (tls_name, &target.host) {
             (Some(name), _) => ServerName::try_from(name.to_string()),
             (None, Host::Domain(domain)) => ServerName::try_from(domain.clone()),
@@ -291,11 +294,12 @@ impl Escaper {
     pub async fn http_forward<'c>(
         &self,
         task: &mut TaskContext,
-        target: &HostPort,
+        permit: &Permit<'_>,
         tls: bool,
         tls_name: Option<&str>,
         tls_config: impl FnOnce() -> Result<&'c TlsClientConfig, TaskError>,
     ) -> Result<Forward, TaskError> {
+        let target = permit.target();
         let escaper = self.route(target);
         if let Some(forward) = escaper.runtime.http_forward(target, tls).await {
             let forward = forward.map_err(|e| escaper.explain(e))?;
@@ -305,9 +309,9 @@ impl Escaper {
         let connected = match tls {
             true => {
                 let config = tls_config()?;
-                escaper.tls_connect(task, target, config, tls_name).await?
+                escaper.tls_connect(task, permit, config, tls_name).await?
             }
-            false => escaper.tcp_connect(task, target).await?,
+            false => escaper.tcp_connect(task, permit).await?,
         };
         Ok(Forward {
             connected,
@@ -330,13 +334,14 @@ impl Escaper {
         self.runtime.udp_bind(address).map_err(|e| self.explain(e))
     }
 
-    /// A UDP socket connected to `target`, checked and resolved once (g3's "udp connect").
+    /// A UDP socket connected to the permit's target, checked and resolved once (g3's "udp
+    /// connect").
     pub async fn udp_connect(
         &self,
         task: &mut TaskContext,
-        target: &HostPort,
+        permit: &Permit<'_>,
     ) -> Result<UdpSocket, TaskError> {
-        let (escaper, address) = self.udp_route(target).await?;
+        let (escaper, address) = self.udp_route(permit.target()).await?;
         let socket = escaper.udp_bind(address)?;
         socket
             .connect(address)
@@ -422,8 +427,8 @@ impl UdpRelay {
         }
     }
 
-    pub async fn send_to(&mut self, target: &HostPort, payload: &[u8]) -> Result<(), TaskError> {
-        let (escaper, address) = self.escaper.udp_route(target).await?;
+    pub async fn send_to(&mut self, permit: &Permit<'_>, payload: &[u8]) -> Result<(), TaskError> {
+        let (escaper, address) = self.escaper.udp_route(permit.target()).await?;
         let slot = if address.is_ipv4() {
             &mut self.v4
         } else {

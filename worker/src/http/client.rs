@@ -13,6 +13,15 @@ use crate::conn::{self, ReadError, Stream, read_buf, write_all_within};
 use crate::context::{Context, QuitRegistration};
 use crate::error::TaskError;
 
+/// How a server asks for credentials, with its realm.
+#[derive(Clone, Copy)]
+pub enum Challenge<'a> {
+    /// A proxy: `Proxy-Authenticate` with 407.
+    Proxy(&'a str),
+    /// A gateway: `WWW-Authenticate` with 401.
+    Origin(&'a str),
+}
+
 pub struct HttpClient<'c> {
     pub stream: Stream,
     /// Bytes read from the client and not yet handled.
@@ -101,16 +110,43 @@ impl<'c> HttpClient<'c> {
     }
 
     /// Answers the current request with `error`'s status and closes, unless a response head
-    /// already went out (then the close alone tells the client).
-    pub async fn reply_error(&mut self, error: &TaskError, timeout: Duration) {
+    /// already went out (then the close alone tells the client). A failed login is answered
+    /// with the server's challenge: 407 from a proxy, 401 from a gateway.
+    pub async fn reply_error(
+        &mut self,
+        error: &TaskError,
+        timeout: Duration,
+        challenge: Challenge<'_>,
+    ) {
         if self.replied {
             return;
         }
         self.replied = true;
-        let (code, reason) = error.http_status();
+        let (code, reason, header) = match (error, challenge) {
+            (TaskError::Auth(_), Challenge::Proxy(realm)) => (
+                407,
+                "Proxy Authentication Required",
+                Some(("Proxy-Authenticate", realm)),
+            ),
+            (TaskError::Auth(_), Challenge::Origin(realm)) => {
+                (401, "Unauthorized", Some(("WWW-Authenticate", realm)))
+            }
+            _ => {
+                let (code, reason) = error.http_status();
+                (code, reason, None)
+            }
+        };
+        let challenge = match header {
+            // A realm is config text; quotes or line breaks in it must not break the header.
+            Some((name, realm)) => format!(
+                "{name}: Basic realm=\"{}\"\r\n",
+                realm.replace(['"', '\\', '\r', '\n'], "")
+            ),
+            None => String::new(),
+        };
         let body = format!("{code} {reason}\n");
         let response = format!(
-            "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {code} {reason}\r\n{challenge}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         let _ = write_all_within(&self.stream, response.as_bytes(), timeout).await;

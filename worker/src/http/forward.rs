@@ -106,6 +106,8 @@ pub struct Request<'a> {
     pub host: Option<&'a [u8]>,
     /// Lines the server adds to the request (`X-Forwarded-For`, `Via`), each ending in CRLF.
     pub extra_headers: &'a [u8],
+    /// The client's `Authorization` was for us (a gateway's users): not passed on.
+    pub drop_authorization: bool,
 }
 
 /// How a forward ended.
@@ -163,6 +165,11 @@ async fn exchange(
         policy,
         context,
     } = env;
+    let user_policy = task
+        .user
+        .as_ref()
+        .and_then(|user| user.relay_policy(policy));
+    let policy = user_policy.as_ref().unwrap_or(policy);
     let draining = context.phase() != Phase::Serving;
     let head = request.head;
     let framing = head
@@ -205,6 +212,7 @@ async fn exchange(
             keep_alive: true,
             extra_headers: &extra_headers,
             host: request.host,
+            drop_authorization: request.drop_authorization,
         };
         out.clear();
         http1::write_request_head(&forwarded, &outgoing, out);

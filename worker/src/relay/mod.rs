@@ -53,6 +53,8 @@ pub enum RelayEnd {
     Closed,
     Idle,
     ForceQuit,
+    /// The task's user was blocked while the tunnel ran.
+    UserBlocked,
     ClientError(io::Error),
     UpstreamError(io::Error),
 }
@@ -70,6 +72,7 @@ impl std::fmt::Display for RelayOutcome {
             RelayEnd::Closed => "closed".to_string(),
             RelayEnd::Idle => "idle".to_string(),
             RelayEnd::ForceQuit => "force quit".to_string(),
+            RelayEnd::UserBlocked => "user blocked".to_string(),
             RelayEnd::ClientError(e) => format!("client error: {e}"),
             RelayEnd::UpstreamError(e) => format!("upstream error: {e}"),
         };
@@ -184,7 +187,7 @@ mod tests {
         let (mut upstream_far, upstream) = pair().await;
         let (_tx, phase) = watch::channel(Phase::Serving);
         let relay = tokio::spawn(async move {
-            relay_tunnel(&client, &upstream, &limits(), &context(phase)).await
+            relay_tunnel(&client, &upstream, &limits(), &context(phase), None).await
         });
         let mut client_far = client_far;
         client_far.write_all(&[1u8; 100_000]).await.unwrap();
@@ -209,7 +212,7 @@ mod tests {
         let (_client_far, client) = pair().await;
         let (_upstream_far, upstream) = pair().await;
         let (_tx, phase) = watch::channel(Phase::Serving);
-        let outcome = relay_tunnel(&client, &upstream, &limits(), &context(phase)).await;
+        let outcome = relay_tunnel(&client, &upstream, &limits(), &context(phase), None).await;
         assert!(matches!(outcome.end, RelayEnd::Idle), "{outcome:?}");
     }
 
@@ -238,7 +241,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         let relay = tokio::spawn({
             let context = context.clone();
-            async move { relay_tunnel(&client, &upstream, &policy, &context).await }
+            async move { relay_tunnel(&client, &upstream, &policy, &context, None).await }
         });
         // Let the tunnel settle into waiting.
         for _ in 0..10 {

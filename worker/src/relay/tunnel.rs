@@ -16,6 +16,7 @@ use std::task::{Context, Poll, ready};
 use tokio::time::{Instant, Sleep};
 
 use super::{Limiter, RelayEnd, RelayOutcome, RelayPolicy, Side};
+use crate::auth::User;
 use crate::conn::Stream;
 use crate::context::{self, Phase, QuitRegistration};
 
@@ -30,6 +31,8 @@ pin_project_lite::pin_project! {
         upstream: &'a Stream,
         policy: &'a RelayPolicy,
         context: &'a context::Context,
+        // Checked at each idle check: a user blocked since the tunnel began ends it.
+        user: Option<&'a User>,
         quit: QuitRegistration<'a>,
         up: Flow,
         down: Flow,
@@ -172,12 +175,14 @@ pub fn relay_tunnel<'a>(
     upstream: &'a Stream,
     policy: &'a RelayPolicy,
     context: &'a context::Context,
+    user: Option<&'a User>,
 ) -> Tunnel<'a> {
     Tunnel {
         client,
         upstream,
         policy,
         context,
+        user,
         quit: QuitRegistration::new(&context.quit_wakers),
         up: Flow::new(policy.upload_limiter()),
         down: Flow::new(policy.download_limiter()),
@@ -223,6 +228,9 @@ impl Future for Tunnel<'_> {
         let end = end.or(closed.then_some(RelayEnd::Closed));
         let end = end.or_else(|| {
             while this.tick.as_mut().poll(cx).is_ready() {
+                if this.user.is_some_and(|user| user.is_blocked()) {
+                    return Some(RelayEnd::UserBlocked);
+                }
                 let total = this.up.bytes + this.down.bytes;
                 if total == *this.total_at_last_check {
                     *this.idle_checks += 1;

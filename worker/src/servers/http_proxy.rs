@@ -17,14 +17,16 @@ use g3proxy_proto::HostPort;
 use g3proxy_proto::http1::{RequestHead, RequestTarget};
 use g3proxy_shared::config::servers::{HttpProxyConfig, ServerCommon};
 use g3proxy_shared::config::tls::{OptionalTlsClient, TlsClientConfig, TlsServerConfig};
+use g3proxy_shared::types::acl::ProxyRequestType;
 use tokio::time::Instant;
 
 use super::{BuildContext, ServeConnections};
+use crate::auth::{Gate, Permit};
 use crate::conn::{self, ClientConn, write_all_within};
 use crate::context::{Context, TaskKind};
 use crate::error::{Forbidden, TaskError};
 use crate::escapers::Escaper;
-use crate::http::{self, HttpClient, UpstreamConn, UpstreamSource};
+use crate::http::{self, Challenge, HttpClient, SessionLogin, UpstreamConn, UpstreamSource};
 use crate::relay::RelayPolicy;
 use crate::task::TaskContext;
 
@@ -32,6 +34,7 @@ pub struct HttpProxyServer {
     config: HttpProxyConfig,
     context: Arc<Context>,
     escaper: Arc<Escaper>,
+    gate: Gate,
     policy: RelayPolicy,
     tls_server: Option<TlsServerConfig>,
     /// How https forward speaks TLS to origins.
@@ -94,6 +97,7 @@ impl ServeConnections for HttpProxyServer {
             config: config.clone(),
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
+            gate: cx.gate(config.user_group.as_deref()),
             policy: super::relay_policy(common),
             tls_server: config.tls_server.clone(),
             tls_client,
@@ -121,12 +125,14 @@ impl ServeConnections for HttpProxyServer {
                 task: &mut task,
                 client: HttpClient::new(conn.stream, conn.buffer, &self.context),
                 kept: None,
+                login: SessionLogin::default(),
             };
             if let Err(error) = session.run().await {
                 error.log(session.task);
+                let challenge = Challenge::Proxy(&self.config.auth_realm);
                 session
                     .client
-                    .reply_error(&error, self.idle_timeout())
+                    .reply_error(&error, self.idle_timeout(), challenge)
                     .await;
             }
             session.client.close().await;
@@ -153,6 +159,7 @@ struct Session<'a> {
     task: &'a mut TaskContext,
     client: HttpClient<'a>,
     kept: Option<Kept>,
+    login: SessionLogin,
 }
 
 impl Session<'_> {
@@ -167,6 +174,10 @@ impl Session<'_> {
             let target = head
                 .proxy_target()
                 .map_err(|e| TaskError::Client(e.to_string()))?;
+            let login =
+                self.login
+                    .admit(&self.server.gate, self.task, &head, "proxy-authorization");
+            login.await?;
             let next = match target {
                 RequestTarget::Tunnel(target) => {
                     // A tunnel may idle for hours: its request head's memory goes now.
@@ -192,7 +203,11 @@ impl Session<'_> {
 
     async fn tunnel(&mut self, target: HostPort) -> Result<Next, TaskError> {
         self.task.set_kind(TaskKind::Connect);
-        let connect = Box::pin(self.server.escaper.tcp_connect(self.task, &target));
+        let permit =
+            self.server
+                .gate
+                .permit(self.task, Some(ProxyRequestType::HttpConnect), &target)?;
+        let connect = Box::pin(self.server.escaper.tcp_connect(self.task, &permit));
         let upstream = connect.await?;
         self.client.replied = true;
         write_all_within(
@@ -223,6 +238,15 @@ impl Session<'_> {
         tls: bool,
     ) -> Result<Next, TaskError> {
         let server = self.server;
+        let request_type = match tls {
+            true => ProxyRequestType::HttpsForward,
+            false => ProxyRequestType::HttpForward,
+        };
+        let permit = server.gate.permit(self.task, Some(request_type), &target)?;
+        if let Some(user) = &self.task.user {
+            user.check_user_agent(head.headers("user-agent"))
+                .map_err(TaskError::Policy)?;
+        }
         let request = http::Request {
             head,
             path,
@@ -230,11 +254,12 @@ impl Session<'_> {
             tls,
             host: None,
             extra_headers: b"",
+            drop_authorization: false,
         };
         let mut source = KeptOrNew {
             server,
             kept: &mut self.kept,
-            target: &target,
+            permit,
             tls,
         };
         let exchanged = http::forward(
@@ -266,7 +291,7 @@ impl Session<'_> {
 struct KeptOrNew<'a> {
     server: &'a HttpProxyServer,
     kept: &'a mut Option<Kept>,
-    target: &'a HostPort,
+    permit: Permit<'a>,
     tls: bool,
 }
 
@@ -278,7 +303,7 @@ impl UpstreamSource for KeptOrNew<'_> {
     ) -> Result<(UpstreamConn, bool), TaskError> {
         if let Some(kept) = self.kept.take()
             && !fresh
-            && kept.target == *self.target
+            && kept.target == *self.permit.target()
             && kept.tls == self.tls
             && kept.conn.is_reusable(kept.since)
         {
@@ -288,7 +313,7 @@ impl UpstreamSource for KeptOrNew<'_> {
         let forward = self
             .server
             .escaper
-            .http_forward(task, self.target, self.tls, None, || tls_client.config())
+            .http_forward(task, &self.permit, self.tls, None, || tls_client.config())
             .await?;
         Ok((UpstreamConn::from_forward(forward, task), false))
     }

@@ -7,8 +7,8 @@
 //! the handshake. With `no_early_error_reply`, a request that is not for a site, or not a
 //! request, gets a close and no answer (a port scanner learns nothing).
 //!
-//! Users (`user_group`, Basic auth, 401) come with user groups: the loader refuses a
-//! server that names one until then.
+//! With a `user_group`, every request logs in with Basic credentials in `Authorization`
+//! (401 with `WWW-Authenticate` and `auth_realm` otherwise), which are not passed upstream.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -20,16 +20,20 @@ use g3proxy_proto::tls_hello;
 use g3proxy_proto::{HostPort, Parsed};
 use g3proxy_shared::config::servers::{ForwardedFor, HttpRproxyConfig, RproxyHost, ServerCommon};
 use g3proxy_shared::config::tls::{TlsClientConfig, TlsServerConfig};
+use g3proxy_shared::types::acl::ProxyRequestType;
 use tokio::time::Instant;
 use tracing::info;
 
 use super::{BuildContext, ServeConnections};
+use crate::auth::{Gate, Permit};
 use crate::conn::{self, ClientConn};
 use crate::context::{Context, TaskKind};
 use crate::error::TaskError;
 use crate::escapers::Escaper;
 use crate::host_match::HostMatcher;
-use crate::http::{self, HttpClient, UpstreamConn, UpstreamPool, UpstreamSource};
+use crate::http::{
+    self, Challenge, HttpClient, SessionLogin, UpstreamConn, UpstreamPool, UpstreamSource,
+};
 use crate::relay::RelayPolicy;
 use crate::task::TaskContext;
 
@@ -40,6 +44,7 @@ pub struct HttpRproxyServer {
     config: HttpRproxyConfig,
     context: Arc<Context>,
     escaper: Arc<Escaper>,
+    gate: Gate,
     policy: RelayPolicy,
     sites: HostMatcher<Arc<Site>>,
 }
@@ -80,6 +85,7 @@ impl ServeConnections for HttpRproxyServer {
             config: config.clone(),
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
+            gate: cx.gate(config.user_group.as_deref()),
             policy: super::relay_policy(common),
             sites: HostMatcher::build(&config.hosts, site),
         })
@@ -108,12 +114,14 @@ impl ServeConnections for HttpRproxyServer {
                 accepted: false,
                 forwarded_len: added.len(),
                 added,
+                login: SessionLogin::default(),
             };
             if let Err(error) = session.run().await {
                 error.log(session.task);
                 if session.accepted || !self.config.no_early_error_reply {
                     let timeout = self.policy.idle_timeout();
-                    session.client.reply_error(&error, timeout).await;
+                    let challenge = Challenge::Origin(&self.config.auth_realm);
+                    session.client.reply_error(&error, timeout, challenge).await;
                 }
             }
             session.client.close().await;
@@ -213,6 +221,7 @@ struct Session<'a> {
     /// the first `forwarded_len` bytes, built once; then this request's `Via`.
     added: Vec<u8>,
     forwarded_len: usize,
+    login: SessionLogin,
 }
 
 /// Where a request goes, read from its head.
@@ -239,6 +248,10 @@ impl Session<'_> {
             };
             let routed = self.route(&head)?;
             self.accepted = true;
+            let login = self
+                .login
+                .admit(&server.gate, self.task, &head, "authorization");
+            login.await?;
             // Not boxed (http_proxy boxes its forward so that its tunnels stay small): a
             // box of this future is a 2 KiB allocation per request, and every allocation that
             // large makes glibc consolidate its free lists (7% of requests/s). A reverse
@@ -329,6 +342,17 @@ impl Session<'_> {
     ) -> Result<bool, TaskError> {
         let server = self.server;
         let site = &routed.site;
+        let request_type = match site.tls_client {
+            Some(_) => ProxyRequestType::HttpsForward,
+            None => ProxyRequestType::HttpForward,
+        };
+        let permit = server
+            .gate
+            .permit(self.task, Some(request_type), &site.upstream)?;
+        if let Some(user) = &self.task.user {
+            user.check_user_agent(head.headers("user-agent"))
+                .map_err(TaskError::Policy)?;
+        }
         let mut extra = std::mem::take(&mut self.added);
         extra.truncate(self.forwarded_len);
         extra.extend_from_slice(match head.minor_version {
@@ -344,8 +368,13 @@ impl Session<'_> {
             tls: site.tls_client.is_some(),
             host: Some(routed.host_header),
             extra_headers: &extra,
+            drop_authorization: server.gate.has_users(),
         };
-        let mut source = PooledOrNew { server, site };
+        let mut source = PooledOrNew {
+            server,
+            site,
+            permit,
+        };
         let exchanged = http::forward(
             &mut self.client,
             self.task,
@@ -368,6 +397,7 @@ impl Session<'_> {
 struct PooledOrNew<'a> {
     server: &'a HttpRproxyServer,
     site: &'a Site,
+    permit: Permit<'a>,
 }
 
 impl UpstreamSource for PooledOrNew<'_> {
@@ -390,7 +420,7 @@ impl UpstreamSource for PooledOrNew<'_> {
             .escaper
             .http_forward(
                 task,
-                &site.upstream,
+                &self.permit,
                 site.tls_client.is_some(),
                 site.tls_name.as_deref(),
                 tls_config,

@@ -30,6 +30,7 @@ use g3proxy_shared::config::servers::{ServerCommon, ServerType};
 use g3proxy_shared::types::{NetworkAcl, TcpMiscOpts};
 use tokio::net::TcpListener;
 
+use crate::auth::{Gate, UserGroup};
 use crate::conn::{ClientConn, Stream, sockopt, write_all_within};
 use crate::context::{Context, Phase, ServerCounters, TaskKind};
 use crate::error::TaskError;
@@ -43,10 +44,22 @@ use tracing::{info, warn};
 pub struct BuildContext<'a> {
     pub context: &'a Arc<Context>,
     pub escapers: &'a HashMap<String, Arc<Escaper>>,
+    pub user_groups: &'a HashMap<String, Arc<UserGroup>>,
     pub servers: &'a HashMap<String, Arc<Server>>,
 }
 
 impl BuildContext<'_> {
+    /// The gate of a server with `user_group` (an empty group, which admits nobody, when
+    /// the config lacks it); an open gate without one.
+    pub fn gate(&self, user_group: Option<&str>) -> Gate {
+        Gate::new(user_group.map(|name| {
+            self.user_groups
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(UserGroup::empty(name)))
+        }))
+    }
+
     /// The escaper called `name`, or a deny-all stand-in when the config lacks it.
     pub fn escaper(&self, name: &str) -> Arc<Escaper> {
         Escaper::named(self.escapers, name)
@@ -205,7 +218,10 @@ pub async fn tunnel(
     }
     // Its memory goes before the tunnel settles in for what may be hours.
     drop(early);
-    let outcome = relay::relay_tunnel(client, upstream, policy, context).await;
+    let user = task.user.clone();
+    let user_policy = user.as_ref().and_then(|u| u.relay_policy(policy));
+    let policy = user_policy.as_ref().unwrap_or(policy);
+    let outcome = relay::relay_tunnel(client, upstream, policy, context, user.as_deref()).await;
     task.notes.bytes_up += outcome.client_to_upstream;
     task.notes.bytes_down += outcome.upstream_to_client;
     tracing::debug!(

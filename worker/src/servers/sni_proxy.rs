@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::{BuildContext, ServeConnections};
+use crate::auth::Gate;
 use crate::conn::{self, ClientConn, ReadError, write_all_within};
 use crate::context::{Context, TaskKind};
 use crate::escapers::Escaper;
@@ -30,6 +31,8 @@ pub struct SniProxyServer {
     config: SniProxyConfig,
     context: Arc<Context>,
     escaper: Arc<Escaper>,
+    /// Open until facts user groups arrive (the loader refuses `user_group` here).
+    gate: Gate,
     policy: RelayPolicy,
     /// `None`: every host is served.
     allowed: Option<HostMatcher<Arc<AllowedHost>>>,
@@ -125,6 +128,7 @@ impl ServeConnections for SniProxyServer {
             config: config.clone(),
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
+            gate: cx.gate(config.user_group.as_deref()),
             policy: super::relay_policy(common),
             allowed,
         })
@@ -144,8 +148,11 @@ impl ServeConnections for SniProxyServer {
             let Some(target) = self.allowed_target(&wanted, &conn, &task).await else {
                 return;
             };
-            let connect = Box::pin(self.escaper.tcp_connect(&mut task, &target));
-            let upstream = match connect.await {
+            let connected = match self.gate.permit(&task, None, &target) {
+                Ok(permit) => Box::pin(self.escaper.tcp_connect(&mut task, &permit)).await,
+                Err(error) => Err(error),
+            };
+            let upstream = match connected {
                 Ok(upstream) => upstream,
                 Err(error) => {
                     error.log(&task);

@@ -1,8 +1,9 @@
 //! `type: socks_proxy`: SOCKS5 CONNECT and UDP ASSOCIATE (`socks_proxy_udp.rs`), and
 //! SOCKS4/4a CONNECT (the first byte says which).
 //! Negotiate within `negotiation_timeout`, connect through the escaper, answer with the bound
-//! address, then hand both streams to the shared relay. Only the no-authentication method is
-//! offered until user groups arrive (SOCKS4 will stay limited to the anonymous user).
+//! address, then hand both streams to the shared relay. With a `user_group`, a client that
+//! offers username/password (RFC 1929) must log in; one that does not gets in only as the
+//! group's anonymous user, and so does SOCKS4.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,14 +11,16 @@ use std::sync::Arc;
 use g3proxy_proto::socks4;
 use g3proxy_proto::socks5::{self, Command, Reply};
 use g3proxy_shared::config::servers::{ServerCommon, SocksProxyConfig};
+use g3proxy_shared::types::acl::ProxyRequestType;
 use g3proxy_shared::types::{NetworkAcl, SpeedLimit};
 use tokio::time::Instant;
 
 use super::socks_proxy_udp::UdpSession;
 use super::{BuildContext, ServeConnections};
+use crate::auth::{Gate, Login};
 use crate::conn::{self, ClientConn, ReadError, write_all};
 use crate::context::{Context, TaskKind};
-use crate::error::TaskError;
+use crate::error::{AuthFailure, TaskError};
 use crate::escapers::{Connected, Escaper};
 use crate::relay::RelayPolicy;
 use crate::task::TaskContext;
@@ -26,6 +29,7 @@ pub struct SocksProxyServer {
     config: SocksProxyConfig,
     context: Arc<Context>,
     escaper: Arc<Escaper>,
+    gate: Gate,
     policy: RelayPolicy,
     /// Checked again against the source of a UDP session's first datagram.
     ingress: Option<NetworkAcl>,
@@ -49,6 +53,7 @@ impl ServeConnections for SocksProxyServer {
             config: config.clone(),
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
+            gate: cx.gate(config.user_group.as_deref()),
             policy: super::relay_policy(common),
             ingress: common.ingress_network_filter.clone(),
             udp_speed_limit: common.udp_sock_speed_limit.filter(|l| !l.is_unlimited()),
@@ -102,6 +107,12 @@ impl SocksProxyServer {
             Err(error) => return Err(socks_error(error)),
         };
         if version == socks4::VERSION {
+            // SOCKS4 has no passwords: with users, only an anonymous user may use it, and
+            // anyone else hears nothing (as g3 does).
+            if !self.gate.takes_anonymous(task.client_addr.ip()) {
+                return Err(TaskError::Auth(AuthFailure::NoCredentials));
+            }
+            self.gate.admit(task, None).await?;
             return self.run_socks4(conn, task, deadline).await;
         }
         let client = &conn.stream;
@@ -114,7 +125,18 @@ impl SocksProxyServer {
         )
         .await
         .map_err(socks_error)?;
-        if !methods.contains(&socks5::METHOD_NO_AUTH) {
+        // With users, a client that can send a password must (as g3 chooses); one that
+        // cannot gets in only as the anonymous user.
+        let method = if !self.gate.has_users() {
+            socks5::METHOD_NO_AUTH
+        } else if methods.contains(&socks5::METHOD_USER_PASSWORD) {
+            socks5::METHOD_USER_PASSWORD
+        } else if self.gate.takes_anonymous(task.client_addr.ip()) {
+            socks5::METHOD_NO_AUTH
+        } else {
+            socks5::METHOD_USER_PASSWORD
+        };
+        if !methods.contains(&method) {
             let _ = write_all(
                 client,
                 &socks5::encode_method_choice(socks5::METHOD_NONE_ACCEPTABLE),
@@ -124,12 +146,15 @@ impl SocksProxyServer {
                 "no acceptable authentication method offered".into(),
             ));
         }
-        write_all(
-            client,
-            &socks5::encode_method_choice(socks5::METHOD_NO_AUTH),
-        )
-        .await
-        .map_err(TaskError::ClientIo)?;
+        write_all(client, &socks5::encode_method_choice(method))
+            .await
+            .map_err(TaskError::ClientIo)?;
+        if method == socks5::METHOD_USER_PASSWORD {
+            self.login(conn, task, deadline).await?;
+        } else {
+            self.gate.admit(task, None).await?;
+        }
+        let client = &conn.stream;
         let request = match conn::read_until(
             client,
             &mut conn.buffer,
@@ -154,12 +179,21 @@ impl SocksProxyServer {
             Command::Connect => {}
             Command::UdpAssociate => {
                 task.set_kind(TaskKind::SocksUdp);
+                // The relay checks each datagram's target; the request type is known now.
+                let udp = Some(ProxyRequestType::SocksUdpAssociate);
+                if let Err(error) = self.gate.check_request(task, udp) {
+                    let _ =
+                        write_all(client, &socks5::encode_reply(error.socks_reply(), None)).await;
+                    return Err(error);
+                }
+                let user_limit = task.user.as_ref().and_then(|u| u.udp_speed_limit());
                 let session = UdpSession {
                     config: &self.config,
                     escaper: &self.escaper,
+                    gate: &self.gate,
                     policy: &self.policy,
                     ingress: self.ingress.as_ref(),
-                    speed_limit: self.udp_speed_limit.as_ref(),
+                    speed_limit: user_limit.as_ref().or(self.udp_speed_limit.as_ref()),
                     phase: self.context.phase.clone(),
                 };
                 let udp = Box::pin(session.run(client, conn.local_addr, &request.target, task));
@@ -174,8 +208,12 @@ impl SocksProxyServer {
                 return Err(TaskError::Client("socks5 bind is not supported".into()));
             }
         }
-        let connect = Box::pin(self.escaper.tcp_connect(task, &request.target));
-        let upstream = match connect.await {
+        let request_type = Some(ProxyRequestType::SocksTcpConnect);
+        let connected = match self.gate.permit(task, request_type, &request.target) {
+            Ok(permit) => Box::pin(self.escaper.tcp_connect(task, &permit)).await,
+            Err(error) => Err(error),
+        };
+        let upstream = match connected {
             Ok(upstream) => upstream,
             Err(error) => {
                 let _ = write_all(client, &socks5::encode_reply(error.socks_reply(), None)).await;
@@ -189,6 +227,42 @@ impl SocksProxyServer {
         .await
         .map_err(TaskError::ClientIo)?;
         self.relay(conn, task, upstream).await
+    }
+
+    /// RFC 1929: reads a user name and password and answers whether the gate admitted them.
+    /// A blocked user hears, after its delay, a SOCKS5 "not allowed" reply (as g3 answers).
+    async fn login(
+        &self,
+        conn: &mut ClientConn,
+        task: &mut TaskContext,
+        deadline: Instant,
+    ) -> Result<(), TaskError> {
+        let client = &conn.stream;
+        let credentials = conn::read_until(
+            client,
+            &mut conn.buffer,
+            MAX_MESSAGE,
+            deadline,
+            socks5::parse_user_password,
+        )
+        .await
+        .map_err(socks_error)?;
+        let Ok(user) = std::str::from_utf8(&credentials.user) else {
+            return Err(TaskError::Client("socks5 user name is not utf-8".into()));
+        };
+        let login = Login {
+            user,
+            password: &credentials.password,
+        };
+        let admitted = self.gate.admit(task, Some(login)).await;
+        let answer = match &admitted {
+            Ok(()) => socks5::encode_user_password_status(socks5::USER_PASSWORD_SUCCESS).to_vec(),
+            Err(TaskError::Policy(_)) => socks5::encode_reply(Reply::NotAllowed, None),
+            Err(_) => socks5::encode_user_password_status(socks5::USER_PASSWORD_FAILURE).to_vec(),
+        };
+        let written = write_all(client, &answer).await;
+        admitted?;
+        written.map_err(TaskError::ClientIo)
     }
 
     /// SOCKS4 and SOCKS4a: CONNECT only; BIND is refused.
@@ -221,8 +295,12 @@ impl SocksProxyServer {
             let _ = write_all(client, &socks4::encode_reply(socks4::Reply::Rejected, None)).await;
             return Err(TaskError::Client("socks4 bind is not supported".into()));
         }
-        let connect = Box::pin(self.escaper.tcp_connect(task, &request.target));
-        let upstream = match connect.await {
+        let request_type = Some(ProxyRequestType::SocksTcpConnect);
+        let connected = match self.gate.permit(task, request_type, &request.target) {
+            Ok(permit) => Box::pin(self.escaper.tcp_connect(task, &permit)).await,
+            Err(error) => Err(error),
+        };
+        let upstream = match connected {
             Ok(upstream) => upstream,
             Err(error) => {
                 let _ =

@@ -17,13 +17,15 @@ use std::sync::Arc;
 use g3proxy_proto::socks5::{self, Reply};
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::servers::{PortRange, SocketBuffer, SocksProxyConfig};
+use g3proxy_shared::types::acl::ProxyRequestType;
 use g3proxy_shared::types::{NetworkAcl, SpeedLimit};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use crate::auth::Gate;
 use crate::conn::{Stream, write_all};
 use crate::context::Phase;
-use crate::error::TaskError;
+use crate::error::{Forbidden, TaskError};
 use crate::escapers::{Escaper, UdpRelay};
 use crate::pick::random_index;
 use crate::relay::{DatagramLimiter, RelayPolicy};
@@ -36,6 +38,7 @@ const MAX_DATAGRAM: usize = 65_535;
 pub struct UdpSession<'a> {
     pub config: &'a SocksProxyConfig,
     pub escaper: &'a Arc<Escaper>,
+    pub gate: &'a Gate,
     pub policy: &'a RelayPolicy,
     pub ingress: Option<&'a NetworkAcl>,
     /// `udp_sock_speed_limit`: datagrams over it are dropped.
@@ -258,12 +261,14 @@ impl UdpSession<'_> {
             Ok((header.target, start))
         };
         let (first_target, start) = datagram(&buffer[..length])?;
+        let request = Some(ProxyRequestType::SocksUdpAssociate);
+        let permit = self.gate.permit(task, request, &first_target)?;
         let mut upstream = if self.config.use_udp_associate {
             let mut relay = UdpRelay::new(self.escaper.clone());
-            relay.send_to(&first_target, &buffer[start..length]).await?;
+            relay.send_to(&permit, &buffer[start..length]).await?;
             Upstream::Associate(relay)
         } else {
-            let socket = self.escaper.udp_connect(task, &first_target).await?;
+            let socket = self.escaper.udp_connect(task, &permit).await?;
             socket
                 .send(&buffer[start..length])
                 .await
@@ -301,7 +306,11 @@ impl UdpSession<'_> {
                             }
                             socket.send(&buffer[start..length]).await.map_err(TaskError::UpstreamIo)?;
                         }
-                        Upstream::Associate(relay) => relay.send_to(&target, &buffer[start..length]).await?,
+                        Upstream::Associate(relay) => {
+                            // Each target passes the user's filters, as the first did.
+                            let permit = self.gate.permit(task, request, &target)?;
+                            relay.send_to(&permit, &buffer[start..length]).await?
+                        }
                     }
                     task.notes.bytes_up += (length - start) as u64;
                     moved = true;
@@ -322,6 +331,9 @@ impl UdpSession<'_> {
                     moved = true;
                 }
                 _ = ticker.tick() => {
+                    if let Some(user) = task.user.as_ref().filter(|u| u.is_blocked()) {
+                        return Err(TaskError::Policy(Forbidden::UserBlocked(user.name.to_string())));
+                    }
                     if moved {
                         (moved, idle_count) = (false, 0);
                     } else {

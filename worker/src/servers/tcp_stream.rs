@@ -13,6 +13,7 @@ use g3proxy_shared::config::tls::TlsClientConfig;
 use tracing::info;
 
 use super::{BuildContext, ServeConnections};
+use crate::auth::Gate;
 use crate::conn::ClientConn;
 use crate::context::{Context, TaskKind};
 use crate::error::TaskError;
@@ -25,6 +26,8 @@ use crate::task::TaskContext;
 pub struct StreamRelay {
     context: Arc<Context>,
     escaper: Arc<Escaper>,
+    /// Open until facts user groups arrive (the loader refuses `user_group` here).
+    gate: Gate,
     policy: RelayPolicy,
     upstreams: Picker<HostPort>,
     tls_client: Option<TlsClientConfig>,
@@ -42,6 +45,7 @@ impl StreamRelay {
         StreamRelay {
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
+            gate: cx.gate(config.user_group.as_deref()),
             policy: super::relay_policy(common),
             upstreams: Picker::new(upstreams, config.upstream_pick_policy),
             tls_client: config.upstream_tls().cloned(),
@@ -56,15 +60,16 @@ impl StreamRelay {
         // g3's key: the client's address and the one it connected to.
         let key = format!("{}-{}", task.client_addr.ip(), task.local_addr.ip());
         for target in self.upstreams.failover_order(key.as_bytes()) {
-            let attempt = match &self.tls_client {
-                Some(tls) => {
+            let attempt = match (self.gate.permit(task, None, target), &self.tls_client) {
+                (Err(error), _) => Err(error),
+                (Ok(permit), Some(tls)) => {
                     Box::pin(
                         self.escaper
-                            .tls_connect(task, target, tls, self.tls_name.as_deref()),
+                            .tls_connect(task, &permit, tls, self.tls_name.as_deref()),
                     )
                     .await
                 }
-                None => Box::pin(self.escaper.tcp_connect(task, target)).await,
+                (Ok(permit), None) => Box::pin(self.escaper.tcp_connect(task, &permit)).await,
             };
             match attempt {
                 Ok(connected) => return Some(connected),

@@ -12,6 +12,7 @@ use g3proxy_shared::config::servers::{ServerCommon, TcpTproxyConfig};
 use tracing::info;
 
 use super::{BuildContext, ServeConnections};
+use crate::auth::Gate;
 use crate::conn::ClientConn;
 use crate::context::{Context, TaskKind};
 use crate::escapers::Escaper;
@@ -21,6 +22,8 @@ use crate::task::TaskContext;
 pub struct TcpTproxyServer {
     context: Arc<Context>,
     escaper: Arc<Escaper>,
+    /// Open until facts user groups arrive (the loader refuses `user_group` here).
+    gate: Gate,
     policy: RelayPolicy,
     listen: Option<SocketAddr>,
 }
@@ -48,6 +51,7 @@ impl ServeConnections for TcpTproxyServer {
         Ok(TcpTproxyServer {
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
+            gate: cx.gate(config.user_group.as_deref()),
             policy: super::relay_policy(common),
             listen: common.listen.as_ref().map(|spec| spec.address),
         })
@@ -75,8 +79,11 @@ impl ServeConnections for TcpTproxyServer {
                 host: Host::Ip(original.ip().to_canonical()),
                 port: original.port(),
             };
-            let connect = Box::pin(self.escaper.tcp_connect(&mut task, &target));
-            let upstream = match connect.await {
+            let connected = match self.gate.permit(&task, None, &target) {
+                Ok(permit) => Box::pin(self.escaper.tcp_connect(&mut task, &permit)).await,
+                Err(error) => Err(error),
+            };
+            let upstream = match connected {
                 Ok(upstream) => upstream,
                 Err(error) => {
                     error.log(&task);

@@ -11,6 +11,9 @@ pub struct HttpProxyConfig {
     pub escaper: String,
     #[serde(default, alias = "user")]
     pub user_group: Option<String>,
+    /// The realm of the `Proxy-Authenticate` challenge when a user group is set.
+    #[serde(default = "default_auth_realm")]
+    pub auth_realm: String,
     #[serde(default)]
     pub auditor: Option<String>,
     /// TLS on the listening socket: an HTTPS proxy.
@@ -23,6 +26,10 @@ pub struct HttpProxyConfig {
     /// Decoded as a part of its own (see `server_types!`).
     #[serde(skip)]
     pub session: HttpSessionConfig,
+}
+
+fn default_auth_realm() -> String {
+    "proxy".into()
 }
 
 impl ServerKind for HttpProxyConfig {

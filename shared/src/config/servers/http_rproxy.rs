@@ -55,8 +55,9 @@ pub struct HttpRproxyConfig {
     pub session: HttpSessionConfig,
 }
 
+/// g3proxy's realm for its reverse proxy.
 fn default_auth_realm() -> String {
-    "proxy".into()
+    "g3proxy".into()
 }
 
 /// One site. Unknown keys are refused: a misspelt match key would otherwise leave an entry

@@ -11,7 +11,7 @@ pub use user::{DstHostFilterSet, Expire, UserConfig, stricter};
 use super::de::decode;
 use super::error::ConfigError;
 use super::type_error;
-use super::yaml::Node;
+use super::yaml::{Node, Value, parse_documents};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserGroupConfig {
@@ -64,5 +64,31 @@ pub(crate) fn decode_group(
             path,
             format!("unknown user group type {other}"),
         )),
+    }
+}
+
+/// Reads the users of a dynamic user file (a `source` file, or what `publish-user` sent):
+/// YAML documents each holding one user or a list of users, or a JSON array of users. A later
+/// user of the same name replaces an earlier one, as in g3. `shown` names the file in errors.
+pub fn parse_dynamic_users(
+    text: &str,
+    format: DynamicFormat,
+    shown: &str,
+) -> Result<Vec<UserConfig>, ConfigError> {
+    match format {
+        DynamicFormat::Json => serde_json::from_str::<Vec<UserConfig>>(text)
+            .map_err(|e| ConfigError::at(shown, "", e.line(), format!("invalid user list: {e}"))),
+        DynamicFormat::Yaml => {
+            let mut users = Vec::new();
+            for (index, document) in parse_documents(text, shown.into())?.into_iter().enumerate() {
+                let path = format!("[{index}]");
+                match &document.value {
+                    Value::Null => {}
+                    Value::Seq(_) => users.extend(decode::<Vec<UserConfig>>(&document, &path)?),
+                    _ => users.push(decode::<UserConfig>(&document, &path)?),
+                }
+            }
+            Ok(users)
+        }
     }
 }

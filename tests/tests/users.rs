@@ -1,0 +1,265 @@
+//! Scenario: a basic user group behind an HTTP proxy, a SOCKS proxy and a reverse proxy, with
+//! curl and raw sockets. Every token form takes its password and refuses another; each user
+//! filter (ports, hosts, request types, user agents, the user's own ingress) permits and
+//! denies; an expired user and a user without token never get in, a blocked one waits and is
+//! refused; dynamic users follow their file while the proxy runs (a broken file keeps the last
+//! good set), and a user blocked there loses its live tunnel. No password or token reaches
+//! the process log.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use g3proxy_proto::base64;
+use g3proxy_tests::{Echo, Group, Origin, RecordingOrigin, curl_status, http_answer, wait_until};
+
+/// Passwords the test uses; none may appear in any log.
+const SECRETS: &[&str] = &["toor", "wrong-password", "dyn-secret"];
+
+fn basic(user: &str, password: &str) -> String {
+    base64::encode(format!("{user}:{password}").as_bytes())
+}
+
+/// The status of a GET through the HTTP proxy as `user:password` (no credentials: `None`).
+fn via_http(group: &Group, login: Option<(&str, &str)>, url: &str, extra: &[&str]) -> String {
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let mut args = vec!["-x", &proxy];
+    let joined;
+    if let Some((user, password)) = login {
+        joined = format!("{user}:{password}");
+        args.extend(["-U", &joined]);
+    }
+    args.extend(extra);
+    args.push(url);
+    curl_status(&args)
+}
+
+/// The status of a GET through the SOCKS5 proxy (curl's exit code when the proxy refused).
+fn via_socks(group: &Group, login: Option<(&str, &str)>, url: &str) -> String {
+    let proxy = match login {
+        Some((user, password)) => {
+            format!(
+                "socks5h://{user}:{password}@127.0.0.1:{}",
+                group.port("socks")
+            )
+        }
+        None => format!("socks5h://127.0.0.1:{}", group.port("socks")),
+    };
+    curl_status(&["-x", &proxy, url])
+}
+
+/// Opens a CONNECT tunnel as `user` and returns it after the proxy's answer head.
+fn connect_as(
+    proxy: SocketAddr,
+    user: &str,
+    password: &str,
+    target: SocketAddr,
+) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(proxy).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let request = format!(
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {}\r\n\r\n",
+        basic(user, password)
+    );
+    stream.write_all(request.as_bytes()).expect("send CONNECT");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    (stream, String::from_utf8_lossy(&head).into_owned())
+}
+
+fn write_dynamic(group: &Group, json: &str) {
+    // Written beside and renamed: the refresh never reads a half-written file.
+    let temporary = group.dir.join("dynamic.json.new");
+    std::fs::write(&temporary, json).expect("write users");
+    std::fs::rename(&temporary, group.dir.join("dynamic.json")).expect("rename users");
+}
+
+#[test]
+fn users_log_in_and_their_filters_hold() {
+    let origin = Origin::start("127.0.0.1");
+    let recording = RecordingOrigin::start(http_answer("behind the gateway"), false);
+    let echo = Echo::start("127.0.0.1");
+    let mut group = Group::with_ports(
+        "users",
+        &[
+            ("origin", origin.addr.port()),
+            ("recording", recording.addr.port()),
+        ],
+    );
+    write_dynamic(&group, r#"[{"name": "dyn1", "token": null}]"#);
+    // Verbose, into a file the test reads at the end.
+    let log_path = group.dir.join("process.log");
+    let log = File::create(&log_path).expect("log file");
+    let mut command = group.supervisor_command();
+    command.arg("-vv").stderr(Stdio::from(log));
+    let child = command.spawn().expect("spawn g3proxy");
+    let pid = child.id();
+    group.adopt_child(child);
+    group.wait_serving(pid);
+
+    let url = origin.url("/");
+    let ok = "200";
+    // Every token form: the right password in, a wrong one out (407, with the challenge).
+    for user in ["hashed", "md5crypt", "sha512crypt", "sha256crypt"] {
+        assert_eq!(
+            via_http(&group, Some((user, "toor")), &url, &[]),
+            ok,
+            "{user}"
+        );
+        assert_eq!(
+            via_http(&group, Some((user, "wrong-password")), &url, &[]),
+            "407",
+            "{user}"
+        );
+        assert_eq!(via_socks(&group, Some((user, "toor")), &url), ok, "{user}");
+        assert_ne!(
+            via_socks(&group, Some((user, "wrong-password")), &url),
+            ok,
+            "{user}"
+        );
+    }
+    assert_eq!(via_http(&group, Some(("open", "anything")), &url, &[]), ok);
+    assert_eq!(via_http(&group, Some(("locked", "")), &url, &[]), "407");
+    assert_eq!(via_http(&group, Some(("nobody", "toor")), &url, &[]), "407");
+    assert_eq!(via_http(&group, None, &url, &[]), "407");
+    assert_ne!(via_socks(&group, None, &url), ok);
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let challenge = g3proxy_tests::curl(&["-s", "-o", "/dev/null", "-D", "-", "-x", &proxy, &url]);
+    assert!(
+        challenge.contains("Proxy-Authenticate: Basic realm=\"staff only\"\r\n"),
+        "{challenge}"
+    );
+
+    // Filters, each permitting and denying.
+    let closed_port = format!(
+        "http://127.0.0.1:{}/",
+        g3proxy_tests::free_port("127.0.0.1")
+    );
+    assert_eq!(via_http(&group, Some(("ports", "")), &url, &[]), ok);
+    assert_eq!(
+        via_http(&group, Some(("ports", "")), &closed_port, &[]),
+        "403"
+    );
+    let by_name = format!("http://localhost:{}/", origin.addr.port());
+    assert_eq!(via_http(&group, Some(("hosts", "")), &by_name, &[]), ok);
+    assert_eq!(via_http(&group, Some(("hosts", "")), &url, &[]), "403");
+    // Permitted by its subnet rule: nothing listens there, so the escaper's 5xx, not 403.
+    let permitted = format!("http://127.0.0.2:{}/", origin.addr.port());
+    assert_eq!(
+        via_http(&group, Some(("hosts", "")), &permitted, &[]),
+        "521"
+    );
+    assert_eq!(via_http(&group, Some(("noconnect", "")), &url, &[]), ok);
+    assert_eq!(
+        via_http(&group, Some(("noconnect", "")), &url, &["-p"]),
+        "curl exit Some(56)"
+    );
+    assert_ne!(via_socks(&group, Some(("noconnect", "")), &url), ok);
+    assert_eq!(via_http(&group, Some(("nocurl", "")), &url, &[]), "403");
+    assert_eq!(
+        via_http(&group, Some(("nocurl", "")), &url, &["-A", "Mozilla/5.0"]),
+        ok
+    );
+    assert_eq!(via_http(&group, Some(("expired", "")), &url, &[]), "407");
+    assert_eq!(via_http(&group, Some(("elsewhere", "")), &url, &[]), "407");
+    let started = Instant::now();
+    assert_eq!(via_http(&group, Some(("blocked", "")), &url, &[]), "403");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // The anonymous user: no credentials needed, its own filters apply, SOCKS4 too.
+    let guests = format!("http://127.0.0.1:{}", group.port("guests_http"));
+    assert_eq!(curl_status(&["-x", &guests, &url]), ok);
+    assert_eq!(curl_status(&["-x", &guests, &closed_port]), "403");
+    for scheme in ["socks4a", "socks5h"] {
+        let socks = format!("{scheme}://127.0.0.1:{}", group.port("guests_socks"));
+        assert_eq!(curl_status(&["-x", &socks, &url]), ok, "{scheme}");
+        assert_ne!(curl_status(&["-x", &socks, &closed_port]), ok, "{scheme}");
+    }
+    // SOCKS4 cannot carry a password: without an anonymous user it is not served.
+    let staff_socks4 = format!("socks4a://127.0.0.1:{}", group.port("socks"));
+    assert_ne!(curl_status(&["-x", &staff_socks4, &url]), ok);
+
+    // The gateway asks with 401 and keeps the credentials to itself.
+    let gateway = format!("http://127.0.0.1:{}/", group.port("gateway"));
+    assert_eq!(curl_status(&[&gateway]), "401");
+    let login = "hashed:toor";
+    assert_eq!(curl_status(&["-u", login, &gateway]), ok);
+    let seen = recording.next_request();
+    assert!(
+        !seen.to_ascii_lowercase().contains("authorization"),
+        "{seen}"
+    );
+
+    // Dynamic users follow their file; a static user wins a name clash.
+    assert_eq!(via_http(&group, Some(("dyn1", "x")), &url, &[]), ok);
+    let token = r#"{"salt": "113323bdab6fd2cc", "md5": "5c81f2becadde7fa5fde9026652ccc84"}"#;
+    write_dynamic(
+        &group,
+        &format!(r#"[{{"name": "dyn2", "token": {token}}}, {{"name": "hashed", "token": null}}]"#),
+    );
+    wait_until(Duration::from_secs(10), "dyn2 to appear", || {
+        (via_http(&group, Some(("dyn2", "toor")), &url, &[]) == ok).then_some(())
+    });
+    assert_eq!(via_http(&group, Some(("dyn1", "x")), &url, &[]), "407");
+    assert_eq!(
+        via_http(&group, Some(("hashed", "dyn-secret")), &url, &[]),
+        "407"
+    );
+    // A broken file changes nothing.
+    write_dynamic(&group, "[{\"name\": ");
+    wait_until(
+        Duration::from_secs(10),
+        "the broken file to be refused",
+        || {
+            let logged = std::fs::read_to_string(&log_path).unwrap_or_default();
+            logged.contains("keeping the last good set").then_some(())
+        },
+    );
+    assert_eq!(via_http(&group, Some(("dyn2", "toor")), &url, &[]), ok);
+
+    // A tunnel of a user that the file then blocks ends at the next idle checks.
+    let (mut tunnel, answer) = connect_as(group.http_proxy(), "dyn2", "toor", echo.addr);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    tunnel.write_all(b"ping").expect("send");
+    let mut back = [0u8; 4];
+    tunnel.read_exact(&mut back).expect("echo");
+    write_dynamic(
+        &group,
+        &format!(r#"[{{"name": "dyn2", "token": {token}, "block_and_delay": "1s"}}]"#),
+    );
+    let blocked_at = Instant::now();
+    let mut rest = Vec::new();
+    let _ = tunnel.read_to_end(&mut rest);
+    assert!(
+        blocked_at.elapsed() < Duration::from_secs(5),
+        "the blocked user's tunnel lived on"
+    );
+
+    // Nothing secret in the process log.
+    let logged = std::fs::read_to_string(&log_path).expect("read log");
+    assert!(
+        logged.contains("wrong password"),
+        "the log has no login failures:\n{logged}"
+    );
+    for secret in SECRETS
+        .iter()
+        .copied()
+        .chain(["5c81f2becadde7fa5fde9026652ccc84", "DJNIbbMpjjSmral92rE3k1"])
+    {
+        assert!(!logged.contains(secret), "the log shows {secret:?}");
+    }
+    if std::env::var_os("USERS_TEST_SHOW_LOG").is_some() {
+        eprintln!("{logged}");
+    }
+    drop(group);
+}

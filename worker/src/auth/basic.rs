@@ -1,0 +1,155 @@
+//! `type: basic` at run time: static users, dynamic users from a file re-read every
+//! `refresh_interval` (a broken file keeps the last good set and says why), and the
+//! anonymous user. Lookups are a read lock and a map probe; the set of dynamic users is
+//! swapped whole on refresh.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use g3proxy_shared::config::UserGroupConfig;
+use g3proxy_shared::config::user_groups::{DynamicFormat, UserSource, parse_dynamic_users};
+
+use super::User;
+
+pub struct UserGroup {
+    pub name: Arc<str>,
+    static_users: HashMap<String, Arc<User>>,
+    dynamic_users: RwLock<Arc<HashMap<String, Arc<User>>>>,
+    anonymous: Option<Arc<User>>,
+    source: Option<(PathBuf, DynamicFormat)>,
+    refresh_interval: Duration,
+}
+
+fn by_name(users: impl IntoIterator<Item = User>) -> HashMap<String, Arc<User>> {
+    users
+        .into_iter()
+        .map(|user| (user.name.to_string(), Arc::new(user)))
+        .collect()
+}
+
+impl UserGroup {
+    /// The group, with its dynamic users as the file holds them now (an unreadable file
+    /// starts the group with none, and the refresh keeps trying).
+    pub fn build(config: &UserGroupConfig) -> UserGroup {
+        let basic = config.basic();
+        let source = basic.source.as_ref().map(|source| match source {
+            UserSource::File { path, format } => (path.clone(), *format),
+        });
+        let group = UserGroup {
+            name: config.name().into(),
+            static_users: by_name(basic.static_users.iter().map(|c| User::new(c.clone()))),
+            dynamic_users: RwLock::new(Arc::new(HashMap::new())),
+            anonymous: basic.anonymous().map(|c| Arc::new(User::new(c))),
+            source,
+            refresh_interval: basic.refresh_interval.0,
+        };
+        group.refresh();
+        group
+    }
+
+    /// A group for a name the config lacks: nobody is let in (g3 stands in an empty group).
+    pub fn empty(name: &str) -> UserGroup {
+        UserGroup {
+            name: name.into(),
+            static_users: HashMap::new(),
+            dynamic_users: RwLock::new(Arc::new(HashMap::new())),
+            anonymous: None,
+            source: None,
+            refresh_interval: Duration::from_secs(60),
+        }
+    }
+
+    /// A user by name: static users first (they win a name clash), then dynamic ones.
+    pub fn user(&self, name: &str) -> Option<Arc<User>> {
+        if let Some(user) = self.static_users.get(name) {
+            return Some(user.clone());
+        }
+        let dynamic = self.dynamic_users.read().unwrap_or_else(|e| e.into_inner());
+        dynamic.get(name).cloned()
+    }
+
+    pub fn anonymous(&self) -> Option<&Arc<User>> {
+        self.anonymous.as_ref()
+    }
+
+    /// Re-reads the source file; on any error the current users stay and the reason is
+    /// logged. Users whose new config blocks them are marked in their old copies too, so
+    /// their live tasks end.
+    pub fn refresh(&self) {
+        let Some((path, format)) = &self.source else {
+            return;
+        };
+        let shown = path.display().to_string();
+        let parsed = std::fs::read_to_string(path)
+            .map_err(|e| format!("{shown}: cannot read: {e}"))
+            .and_then(|text| {
+                parse_dynamic_users(&text, *format, &shown).map_err(|e| e.to_string())
+            });
+        let configs = match parsed {
+            Ok(configs) => configs,
+            Err(error) => {
+                tracing::warn!(
+                    "user group {}: dynamic users not refreshed, keeping the last good set: {error}",
+                    self.name
+                );
+                return;
+            }
+        };
+        let mut fresh = HashMap::with_capacity(configs.len());
+        let mut current = self
+            .dynamic_users
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut changed = 0;
+        for config in configs {
+            // Unchanged users keep their object (and whatever state it carries).
+            let user = match current.get(&config.name) {
+                Some(existing) if *existing.config() == config => existing.clone(),
+                existing => {
+                    changed += 1;
+                    let user = Arc::new(User::new(config));
+                    if let Some(old) = existing
+                        && user.is_blocked()
+                    {
+                        old.mark_blocked();
+                    }
+                    user
+                }
+            };
+            fresh.insert(user.name.to_string(), user);
+        }
+        let removed = current.keys().filter(|n| !fresh.contains_key(*n)).count();
+        if changed + removed > 0 {
+            tracing::info!(
+                "user group {}: {} dynamic user(s), {changed} new or changed, {removed} removed",
+                self.name,
+                fresh.len()
+            );
+        }
+        *current = Arc::new(fresh);
+    }
+
+    /// Refreshes the dynamic users every `refresh_interval` for as long as the worker runs.
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        if self.source.is_none() {
+            return;
+        }
+        let group = Arc::downgrade(self);
+        let interval = self.refresh_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(group) = group.upgrade() else {
+                    return;
+                };
+                // Reading a file is blocking work; keep it off the proxy's threads.
+                let done = tokio::task::spawn_blocking(move || group.refresh()).await;
+                if done.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,167 @@
+//! Users: who a task's client is, and what it may reach. A server holds a [`Gate`] built
+//! from its `user_group` (an open gate without one). The gate admits a connection's
+//! credentials ([`Gate::admit`]: user lookup, token, expiry, the user's ingress filter,
+//! `block_and_delay`) and notes the user on the task; then, for each target, it gives the
+//! [`Permit`] every escaper operation requires ([`Gate::permit`]: the user's request, port
+//! and host filters). A permit cannot be made anywhere else, so no server can reach an
+//! escaper without passing its gate; and a gate with a group gives none to a task whose
+//! user it did not admit.
+
+mod basic;
+mod user;
+
+pub use basic::UserGroup;
+pub use user::User;
+
+use std::sync::Arc;
+
+use g3proxy_proto::HostPort;
+use g3proxy_shared::types::acl::ProxyRequestType;
+
+use crate::error::{AuthFailure, Forbidden, TaskError};
+use crate::task::TaskContext;
+
+/// Leave to connect to one target: made only by [`Gate::permit`].
+pub struct Permit<'t> {
+    target: &'t HostPort,
+}
+
+impl<'t> Permit<'t> {
+    pub fn target(&self) -> &'t HostPort {
+        self.target
+    }
+}
+
+/// A password login as the client sent it.
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub password: &'a [u8],
+}
+
+#[derive(Clone, Default)]
+pub struct Gate {
+    group: Option<Arc<UserGroup>>,
+}
+
+impl Gate {
+    pub fn new(group: Option<Arc<UserGroup>>) -> Gate {
+        Gate { group }
+    }
+
+    /// Whether clients must be admitted before they get a permit.
+    pub fn has_users(&self) -> bool {
+        self.group.is_some()
+    }
+
+    /// Whether a client that sends no credentials is let in from `client` (SOCKS5 method
+    /// choice, SOCKS4): no group, or an anonymous user whose ingress filter takes it.
+    pub fn takes_anonymous(&self, client: std::net::IpAddr) -> bool {
+        match &self.group {
+            None => true,
+            Some(group) => group
+                .anonymous()
+                .is_some_and(|user| user.permits_client(client)),
+        }
+    }
+
+    /// Checks `login` (or its absence) and notes the user on the task. Unknown names and
+    /// clients without credentials get the anonymous user when the group has one, as in g3.
+    pub async fn admit(
+        &self,
+        task: &mut TaskContext,
+        login: Option<Login<'_>>,
+    ) -> Result<(), TaskError> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        let user = match &login {
+            Some(login) => match group.user(login.user) {
+                Some(user) => {
+                    if !user.verify_password(login.password) {
+                        return Err(TaskError::Auth(AuthFailure::WrongPassword(
+                            user.name.to_string(),
+                        )));
+                    }
+                    user
+                }
+                None => group.anonymous().cloned().ok_or_else(|| {
+                    TaskError::Auth(AuthFailure::UnknownUser(login.user.to_string()))
+                })?,
+            },
+            None => group
+                .anonymous()
+                .cloned()
+                .ok_or(TaskError::Auth(AuthFailure::NoCredentials))?,
+        };
+        if user.is_expired() {
+            return Err(TaskError::Auth(AuthFailure::Expired(user.name.to_string())));
+        }
+        if !user.permits_client(task.client_addr.ip()) {
+            return Err(TaskError::Auth(AuthFailure::ClientIpBlocked(
+                user.name.to_string(),
+            )));
+        }
+        if let Some(delay) = user.block_delay() {
+            // Whoever holds a blocked user's password waits before learning anything.
+            tokio::time::sleep(delay).await;
+            return Err(TaskError::Policy(Forbidden::UserBlocked(
+                user.name.to_string(),
+            )));
+        }
+        task.user = Some(user);
+        Ok(())
+    }
+
+    /// The user admitted on `task`, checked for a block or expiry since; `None` without a
+    /// group.
+    fn live_user<'u>(&self, task: &'u TaskContext) -> Result<Option<&'u Arc<User>>, TaskError> {
+        match (&self.group, &task.user) {
+            (None, _) => Ok(None),
+            (Some(_), None) => Err(TaskError::Internal(
+                "a task asked for a permit before its user was admitted".into(),
+            )),
+            (Some(_), Some(user)) => {
+                if user.is_blocked() {
+                    return Err(TaskError::Policy(Forbidden::UserBlocked(
+                        user.name.to_string(),
+                    )));
+                }
+                // A login admitted earlier on a keep-alive connection may have expired since.
+                if user.is_expired() {
+                    return Err(TaskError::Auth(AuthFailure::Expired(user.name.to_string())));
+                }
+                Ok(Some(user))
+            }
+        }
+    }
+
+    /// Whether the task's user may make a request of this type at all (`proxy_request_filter`),
+    /// before any target is known (a SOCKS UDP association).
+    pub fn check_request(
+        &self,
+        task: &TaskContext,
+        request: Option<ProxyRequestType>,
+    ) -> Result<(), TaskError> {
+        if let (Some(user), Some(request)) = (self.live_user(task)?, request) {
+            user.check_request(request).map_err(TaskError::Policy)?;
+        }
+        Ok(())
+    }
+
+    /// Leave for the task to go to `target` for `request` (`None`: a stream server's
+    /// connection, which no request filter names).
+    pub fn permit<'t>(
+        &self,
+        task: &TaskContext,
+        request: Option<ProxyRequestType>,
+        target: &'t HostPort,
+    ) -> Result<Permit<'t>, TaskError> {
+        if let Some(user) = self.live_user(task)? {
+            if let Some(request) = request {
+                user.check_request(request).map_err(TaskError::Policy)?;
+            }
+            user.check_target(target).map_err(TaskError::Policy)?;
+        }
+        Ok(Permit { target })
+    }
+}

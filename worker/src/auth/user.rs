@@ -1,0 +1,173 @@
+//! One user at run time: its config and the checks a task of it goes through, in g3's order
+//! (request type, then destination port and host: both must permit; user agent for HTTP).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use g3proxy_proto::{Host, HostPort};
+use g3proxy_shared::config::user_groups::{UserConfig, stricter};
+use g3proxy_shared::types::acl::ProxyRequestType;
+use g3proxy_shared::types::{AclAction, SpeedLimit, unix_secs};
+
+use crate::error::Forbidden;
+use crate::relay::RelayPolicy;
+
+pub struct User {
+    pub name: Arc<str>,
+    config: UserConfig,
+    /// Set when a newer copy of this user's config blocks it: the live tasks that still hold
+    /// this copy end at their next idle check.
+    blocked_since_built: AtomicBool,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "User({:?})", self.name)
+    }
+}
+
+impl User {
+    pub fn new(config: UserConfig) -> User {
+        User {
+            name: config.name.as_str().into(),
+            config,
+            blocked_since_built: AtomicBool::new(false),
+        }
+    }
+
+    pub fn config(&self) -> &UserConfig {
+        &self.config
+    }
+
+    pub fn verify_password(&self, password: &[u8]) -> bool {
+        self.config.token.verify(password)
+    }
+
+    pub fn is_expired(&self) -> bool {
+        self.config
+            .expire
+            .is_some_and(|expire| expire.unix_secs < unix_secs(std::time::SystemTime::now()) as i64)
+    }
+
+    /// `block_and_delay`: how long a login of this user waits before it is refused.
+    pub fn block_delay(&self) -> Option<Duration> {
+        self.config.block_and_delay.map(|d| d.0)
+    }
+
+    /// Whether tasks holding this user must end now: blocked by config, then or since.
+    pub fn is_blocked(&self) -> bool {
+        self.config.block_and_delay.is_some() || self.blocked_since_built.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn mark_blocked(&self) {
+        self.blocked_since_built.store(true, Ordering::Relaxed);
+    }
+
+    pub fn permits_client(&self, client: std::net::IpAddr) -> bool {
+        self.config
+            .ingress_network_filter
+            .as_ref()
+            .is_none_or(|acl| logged(acl.check(client), || format!("client {client}"), self))
+    }
+
+    /// The server's relay policy as this user's tasks run under it: the user's
+    /// `tcp_sock_speed_limit` and `task_idle_max_count` in place of the server's; `None` when
+    /// the user changes nothing.
+    pub fn relay_policy(&self, server: &RelayPolicy) -> Option<RelayPolicy> {
+        let limit = self.config.tcp_sock_speed_limit;
+        let idle = self.config.task_idle_max_count;
+        if limit.is_none() && idle.is_none() {
+            return None;
+        }
+        Some(RelayPolicy {
+            speed_limit: limit.filter(|l| !l.is_unlimited()).or(server.speed_limit),
+            idle_max_count: idle.unwrap_or(server.idle_max_count).max(1),
+            ..*server
+        })
+    }
+
+    /// The user's `udp_sock_speed_limit`, in place of the server's.
+    pub fn udp_speed_limit(&self) -> Option<SpeedLimit> {
+        self.config
+            .udp_sock_speed_limit
+            .filter(|l| !l.is_unlimited())
+    }
+
+    /// `proxy_request_filter`.
+    pub fn check_request(&self, request: ProxyRequestType) -> Result<(), Forbidden> {
+        if let Some(acl) = &self.config.proxy_request_filter {
+            let (action, _) = acl.check(|r| *r == request);
+            if !logged(action, || format!("request {request:?}"), self) {
+                return Err(Forbidden::ProtoBanned(request));
+            }
+        }
+        Ok(())
+    }
+
+    /// `dst_port_filter` and `dst_host_filter_set` for one target: both must permit.
+    pub fn check_target(&self, target: &HostPort) -> Result<(), Forbidden> {
+        let config = &self.config;
+        let port_action = config
+            .dst_port_filter
+            .as_ref()
+            .map(|acl| acl.check(|range| range.contains(target.port)).0);
+        let host_action = config
+            .dst_host_filter_set
+            .as_ref()
+            .map(|set| match &target.host {
+                Host::Ip(ip) => set.check_ip(*ip),
+                Host::Domain(domain) if domain.bytes().any(|b| b.is_ascii_uppercase()) => {
+                    set.check_domain(&domain.to_ascii_lowercase())
+                }
+                Host::Domain(domain) => set.check_domain(domain),
+            });
+        let action = [port_action, host_action]
+            .into_iter()
+            .flatten()
+            .fold(AclAction::Permit, stricter);
+        if !logged(action, || format!("target {target}"), self) {
+            return Err(Forbidden::DestDenied(target.to_string()));
+        }
+        Ok(())
+    }
+
+    /// `http_user_agent_filter` over every `User-Agent` value of a request.
+    pub fn check_user_agent<'h>(
+        &self,
+        values: impl Iterator<Item = &'h [u8]>,
+    ) -> Result<(), Forbidden> {
+        let Some(acl) = &self.config.http_user_agent_filter else {
+            return Ok(());
+        };
+        let mut action = acl.default;
+        for value in values {
+            let found = acl
+                .rules
+                .iter()
+                .filter(|(product, _)| product.found_in(value))
+                .map(|(_, action)| *action)
+                .reduce(stricter);
+            if let Some(found) = found {
+                action = found;
+                if !found.is_permitted() {
+                    break;
+                }
+            }
+        }
+        if !logged(action, || "user agent".to_string(), self) {
+            return Err(Forbidden::UaBlocked);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `action` permits; the `_log` actions also write what they decided.
+fn logged(action: AclAction, what: impl FnOnce() -> String, user: &User) -> bool {
+    match action {
+        AclAction::PermitLog => tracing::info!("user {}: {} permitted by acl", user.name, what()),
+        AclAction::ForbidLog => tracing::info!("user {}: {} forbidden by acl", user.name, what()),
+        _ => {}
+    }
+    action.is_permitted()
+}
