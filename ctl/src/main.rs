@@ -17,12 +17,7 @@ struct Cli {
     #[arg(short = 'C', long = "control-dir", value_name = "DIR")]
     control_dir: Option<PathBuf>,
     /// Daemon group
-    #[arg(
-        short = 'G',
-        long = "daemon-group",
-        value_name = "NAME",
-        required_unless_present_any = ["daemon_pid", "completion"]
-    )]
+    #[arg(short = 'G', long = "daemon-group", value_name = "NAME")]
     daemon_group: Option<String>,
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
     #[arg(long = "completion", value_name = "SHELL", exclusive = true)]
@@ -48,6 +43,22 @@ fn main() -> ExitCode {
         eprintln!("g3proxy-ctl: a command is required (see --help)");
         return ExitCode::from(2);
     };
+    if let commands::Command::PassphraseHash = command {
+        return match commands::passphrase::run() {
+            Ok(token) => {
+                print!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("g3proxy-ctl: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if cli.daemon_group.is_none() && cli.daemon_pid.is_none() {
+        eprintln!("g3proxy-ctl: --daemon-group (-G) or --daemon-pid (-p) is required");
+        return ExitCode::from(2);
+    }
     let control_dir = cli
         .control_dir
         .clone()
@@ -60,7 +71,13 @@ fn main() -> ExitCode {
             if group.is_empty() { "_" } else { &group }
         )),
     };
-    let request = command.request();
+    let request = match command.request() {
+        Ok(request) => request,
+        Err(error) => {
+            eprintln!("g3proxy-ctl: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let ask = || match client::ask(&socket, &request) {
         Ok(response) => commands::print(command, &response, cli.json),
         Err(error) => {

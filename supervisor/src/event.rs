@@ -40,8 +40,16 @@ pub struct SnapshotGeneration {
 
 #[derive(Debug, Clone)]
 pub enum Query {
-    Fleet { state: String },
-    ServerStatus { name: String },
+    Fleet {
+        state: String,
+    },
+    ServerStatus {
+        name: String,
+    },
+    /// A user group's dynamic users, as the first worker that answers has them.
+    DynamicUsers {
+        group: String,
+    },
 }
 
 pub enum CtlReply {

@@ -211,12 +211,30 @@ pub async fn drain_adopted(
     }
 }
 
-/// `force-quit-all` reaches workers we did not spawn, too.
-pub async fn force_quit_foreign(control_dir: PathBuf, group: String, own: Vec<u32>) {
+/// Tells `message` to the group's workers we did not spawn (`force-quit-all`, published
+/// users reach those too).
+pub async fn tell_foreign(control_dir: PathBuf, group: String, own: Vec<u32>, message: ToWorker) {
     for pid in worker_pids_in(&control_dir, &group)
         .into_iter()
         .filter(|pid| !own.contains(pid))
     {
-        let _ = worker_request(&control_dir, &group, pid, ToWorker::ForceQuit).await;
+        let _ = worker_request(&control_dir, &group, pid, message.clone()).await;
+    }
+}
+
+/// The dynamic user names of `group` in worker `pid`.
+pub async fn query_dynamic_users(
+    control_dir: &Path,
+    group: &str,
+    pid: u32,
+    user_group: &str,
+) -> Option<Option<Vec<String>>> {
+    let request = ToWorker::ListDynamicUsers {
+        id: 0,
+        group: user_group.to_string(),
+    };
+    match worker_request(control_dir, group, pid, request).await {
+        Some((FromWorker::UserNames { names, .. }, _)) => Some(names),
+        _ => None,
     }
 }

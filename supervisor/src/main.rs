@@ -11,6 +11,7 @@ mod event;
 mod fleet;
 mod handoff;
 mod listeners;
+mod published;
 mod supervisor;
 mod systemd;
 
@@ -245,6 +246,7 @@ async fn run(
     };
     let mut supervisor = Supervisor::new(options, listeners, events.clone());
     supervisor.adopted_workers = adopted_workers;
+    supervisor.published_users = published::load(&control_dir, &group, &config);
     supervisor.number_after(handoff::highest_generation(&control_dir, &group));
 
     let unique_path = control::unique_socket_path(&control_dir, &group, std::process::id());

@@ -61,6 +61,8 @@ pub struct Supervisor {
     pub exit_code: Option<u8>,
     /// A successor took over: the group socket path is its now.
     pub handed_over: bool,
+    /// The users last published to each user group, for every later worker.
+    pub published_users: BTreeMap<String, String>,
 }
 
 /// How a generation's config and binary are chosen.
@@ -89,6 +91,7 @@ impl Supervisor {
             adopted_workers: Vec::new(),
             exit_code: None,
             handed_over: false,
+            published_users: BTreeMap::new(),
         }
     }
 
@@ -332,6 +335,7 @@ impl Supervisor {
             cpus,
             runtime,
             verbosity: self.options.verbosity,
+            published_users: self.published_users.clone(),
         };
         let binary = generation.binary.clone();
         let process = worker::spawn(&binary, id, start, fds, self.events.clone()).await?;
@@ -520,7 +524,9 @@ impl Supervisor {
                     info!("{message}");
                 }
             }
-            FromWorker::Status { .. } | FromWorker::Listeners { .. } => {}
+            FromWorker::Status { .. }
+            | FromWorker::Listeners { .. }
+            | FromWorker::UserNames { .. } => {}
         }
     }
 

@@ -4,7 +4,8 @@
 //! denies; an expired user and a user without token never get in, a blocked one waits and is
 //! refused; dynamic users follow their file while the proxy runs (a broken file keeps the last
 //! good set), and a user blocked there loses its live tunnel. No password or token reaches
-//! the process log.
+//! the process log. Users published with `g3proxy-ctl user-group NAME publish-user` reach
+//! every worker and outlive a reload and a supervisor handoff.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -262,4 +263,122 @@ fn users_log_in_and_their_filters_hold() {
         eprintln!("{logged}");
     }
     drop(group);
+}
+
+fn ctl_text(group: &Group, args: &[&str]) -> String {
+    let output = group.ctl(args);
+    assert!(
+        output.status.success(),
+        "ctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn published_users_outlive_reload_and_handoff() {
+    let origin = Origin::start("127.0.0.1");
+    let mut group = Group::with_ports("users", &[("origin", origin.addr.port())]);
+    write_dynamic(&group, "[]");
+    let old = group.start();
+    let proxy = format!("http://127.0.0.1:{}", group.port("guests_http"));
+    let url = origin.url("/");
+    let status = |login: &str| curl_status(&["-x", &proxy, "-U", login, &url]);
+    // An unknown name is the anonymous user, whatever the password.
+    assert_eq!(status("pub1:wrong-password"), "200");
+
+    let file = group.dir.join("publish.json");
+    std::fs::write(
+        &file,
+        r#"[{"name": "pub1", "token": {"salt": "113323bdab6fd2cc", "md5": "5c81f2becadde7fa5fde9026652ccc84"}}]"#,
+    )
+    .expect("write users");
+    let file = file.to_str().expect("utf-8 path");
+    assert_eq!(
+        ctl_text(&group, &["user-group", "guests", "publish-user", file]),
+        "notice: success\n"
+    );
+    let published = || {
+        assert_eq!(status("pub1:toor"), "200");
+        assert_eq!(status("pub1:wrong-password"), "407");
+    };
+    published();
+    assert_eq!(
+        ctl_text(&group, &["user-group", "guests", "list-dynamic-user"]),
+        "pub1\n"
+    );
+    assert!(
+        ctl_text(&group, &["user-group", "staff", "list-static-user"])
+            .starts_with("hashed\nmd5crypt\n")
+    );
+    // A file that is no user list is refused by the ctl itself, naming the file.
+    std::fs::write(group.dir.join("bad.json"), "{\"name\": 1}").expect("write");
+    let bad = group.dir.join("bad.json");
+    let refused = group.ctl(&[
+        "user-group",
+        "guests",
+        "publish",
+        bad.to_str().expect("path"),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("bad.json"));
+    // The cache file holds them, readable by us alone.
+    let cache = group.dir.join("guests-published.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&cache).expect("cache").permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the cache is private");
+
+    ctl_text(&group, &["reload"]);
+    published();
+
+    // A successor supervisor takes the group over and keeps them.
+    let new = group.spawn_supervisor();
+    wait_until(Duration::from_secs(30), "the successor to serve", || {
+        let fleet = group.fleet_of(None)?;
+        (fleet["supervisor_pid"] == new).then_some(())
+    });
+    assert!(group.wait_exit(old, Duration::from_secs(30)));
+    published();
+}
+
+#[test]
+fn passphrase_hash_makes_tokens_that_log_in() {
+    let mut child = std::process::Command::new(g3proxy_tests::bin("g3proxy-ctl"))
+        .arg("passphrase-hash")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("g3proxy-ctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret\n")
+        .expect("password");
+    let output = child.wait_with_output().expect("token");
+    assert!(output.status.success());
+    let token = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(token.starts_with("token:\n  salt: "), "{token}");
+    assert!(!token.contains("s3cret"));
+    let origin = Origin::start("127.0.0.1");
+    let text = format!(
+        "resolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nuser_group:\n  - name: made\n    static_users:\n      - name: maker\n{}server:\n  - name: http\n    type: http_proxy\n    escaper: default\n    user_group: made\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n",
+        token
+            .lines()
+            .map(|l| format!("        {l}\n"))
+            .collect::<String>()
+    );
+    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    group.start();
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let url = origin.url("/");
+    assert_eq!(
+        curl_status(&["-x", &proxy, "-U", "maker:s3cret", &url]),
+        "200"
+    );
+    assert_eq!(
+        curl_status(&["-x", &proxy, "-U", "maker:s3cres", &url]),
+        "407"
+    );
 }

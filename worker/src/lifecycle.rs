@@ -42,6 +42,7 @@ struct Worker {
     phase: watch::Sender<Phase>,
     context: Arc<Context>,
     servers: Vec<Arc<Server>>,
+    user_groups: HashMap<String, Arc<UserGroup>>,
     /// Our copies of the listeners, kept to share with a successor; dropped when draining.
     listeners: Vec<(ListenerEntry, StdTcpListener)>,
     drain_deadline: Option<SystemTime>,
@@ -85,6 +86,9 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     let mut user_groups = HashMap::new();
     for group in &config.user_groups {
         let built = Arc::new(UserGroup::build(group));
+        if let Some(users) = start.published_users.get(group.name()) {
+            built.publish(users);
+        }
         built.spawn_refresh();
         user_groups.insert(group.name().to_string(), built);
     }
@@ -128,6 +132,7 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
         phase,
         context,
         servers: servers.into_values().collect(),
+        user_groups,
         listeners,
         drain_timeout: config.runtime.drain_timeout(),
         drain_deadline: None,
@@ -389,6 +394,14 @@ impl Worker {
                     }),
                     Vec::new(),
                 );
+            }
+            ToWorker::PublishUsers { group, users } => match self.user_groups.get(&group) {
+                Some(found) => found.publish(&users),
+                None => warn!("users published to user group {group}, which this worker lacks"),
+            },
+            ToWorker::ListDynamicUsers { id, group } => {
+                let names = self.user_groups.get(&group).map(|g| g.dynamic_user_names());
+                return (Some(FromWorker::UserNames { id, names }), Vec::new());
             }
             ToWorker::SupervisorLeaving {
                 offline_delay_millis,

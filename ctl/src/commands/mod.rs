@@ -3,8 +3,10 @@
 
 mod fleet;
 mod list;
+pub mod passphrase;
 mod server;
 mod simple;
+mod user_group;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,14 @@ pub enum Command {
         #[command(subcommand)]
         action: server::ServerAction,
     },
+    /// User group commands
+    UserGroup {
+        name: String,
+        #[command(subcommand)]
+        action: user_group::UserGroupAction,
+    },
+    /// Print a token for a user's config; the password is read from standard input
+    PassphraseHash,
     /// Generations, workers, tasks and drain deadlines
     Fleet {
         /// Show it again every --interval seconds, with the drain's progress, until stopped
@@ -57,8 +67,10 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn request(&self) -> CtlRequest {
-        match self {
+    /// The request to send; an error for arguments that cannot make one (an unreadable
+    /// file), or for a command that sends none.
+    pub fn request(&self) -> Result<CtlRequest, String> {
+        Ok(match self {
             Command::Version => CtlRequest::Version,
             Command::Offline => CtlRequest::Offline,
             Command::CancelShutdown => CtlRequest::CancelShutdown,
@@ -76,7 +88,9 @@ impl Command {
             Command::ReloadUserGroup { name } => reload_entry(ModuleKind::UserGroup, name),
             Command::ReloadAuditor { name } => reload_entry(ModuleKind::Auditor, name),
             Command::Upgrade => CtlRequest::Upgrade,
-        }
+            Command::UserGroup { name, action } => user_group::request(name, action)?,
+            Command::PassphraseHash => return Err("passphrase-hash sends no request".into()),
+        })
     }
 }
 

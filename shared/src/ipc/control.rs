@@ -52,6 +52,20 @@ pub enum CtlRequest {
         name: String,
     },
     Upgrade,
+    /// `user-group NAME list-static-user`.
+    ListStaticUsers {
+        group: String,
+    },
+    /// `user-group NAME list-dynamic-user`: as a worker of the serving generation has them.
+    ListDynamicUsers {
+        group: String,
+    },
+    /// `user-group NAME publish-user FILE`: the file's JSON array of users, which replaces
+    /// the group's dynamic users in every worker, now and in later generations.
+    PublishUsers {
+        group: String,
+        users: String,
+    },
     /// A successor supervisor asks for every listener (answered with `HandoffListeners`).
     HandoffBegin {
         successor_pid: u32,

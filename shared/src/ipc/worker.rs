@@ -36,6 +36,9 @@ pub struct WorkerStart {
     pub runtime: RuntimeTuning,
     /// Process-log verbosity, as the supervisor's `-v` count: 0 warn, 1 info, 2 debug.
     pub verbosity: u8,
+    /// The users last published to each user group (`publish-user`), as JSON arrays.
+    #[serde(default)]
+    pub published_users: std::collections::BTreeMap<String, String>,
 }
 
 /// How a worker builds its tokio runtime, from `worker` (or, without it, `runtime`).
@@ -69,6 +72,16 @@ pub enum ToWorker {
     /// From a successor supervisor: the listeners this worker holds, with descriptors.
     ShareListeners {
         id: u64,
+    },
+    /// Users published to `group`: they replace its dynamic users.
+    PublishUsers {
+        group: String,
+        users: String,
+    },
+    /// The names of `group`'s dynamic users (answered with `UserNames`).
+    ListDynamicUsers {
+        id: u64,
+        group: String,
     },
 }
 
@@ -122,6 +135,11 @@ pub enum FromWorker {
     Status {
         id: u64,
         status: WorkerStatus,
+    },
+    /// Answer to `ListDynamicUsers`; `None` when the worker has no such group.
+    UserNames {
+        id: u64,
+        names: Option<Vec<String>>,
     },
     /// Answer to `ShareListeners`; the descriptors ride in the same frame.
     Listeners {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use g3proxy_shared::config::user_groups::{DynamicFormat, parse_dynamic_users};
 use g3proxy_shared::config::{self, Config};
 use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse, ModuleKind};
 use g3proxy_shared::ipc::worker::{ListenerEntry, ToWorker};
@@ -67,16 +68,35 @@ impl Supervisor {
                         .processes()
                         .for_each(|p| p.send(ToWorker::ForceQuit));
                 }
-                let control_dir = self.options.control_dir.clone();
-                let group = self.options.group.clone();
-                let own: Vec<u32> = self
-                    .generations
-                    .values()
-                    .flat_map(|g| g.processes().map(|p| p.pid).collect::<Vec<_>>())
-                    .collect();
-                tokio::spawn(crate::handoff::force_quit_foreign(control_dir, group, own));
+                self.tell_foreign_workers(ToWorker::ForceQuit);
                 CtlReply::success()
             }
+            CtlRequest::ListStaticUsers { group } => match self.current() {
+                None => CtlReply::error("no generation is serving"),
+                Some(current) => match current
+                    .config
+                    .user_groups
+                    .iter()
+                    .find(|g| g.name() == group)
+                {
+                    None => CtlReply::error(format!("no user group named {group}")),
+                    Some(found) => CtlReply::done(CtlResponse::Names(
+                        found
+                            .basic()
+                            .static_users
+                            .iter()
+                            .map(|u| u.name.clone())
+                            .collect(),
+                    )),
+                },
+            },
+            CtlRequest::ListDynamicUsers { group } => match self.current() {
+                Some(current) if current.config.user_groups.iter().any(|g| g.name() == group) => {
+                    CtlReply::QueryWorkers(vec![current.snapshot()], Query::DynamicUsers { group })
+                }
+                _ => CtlReply::error(format!("no user group named {group}")),
+            },
+            CtlRequest::PublishUsers { group, users } => self.publish_users(group, users),
             CtlRequest::List { kind } => match self.current() {
                 None => CtlReply::error("no generation is serving"),
                 Some(current) => {
@@ -212,5 +232,72 @@ fn module_names(config: &Config, kind: ModuleKind) -> Vec<String> {
             .map(|g| g.name().to_string())
             .collect(),
         ModuleKind::Auditor => config.auditors.clone(),
+    }
+}
+
+impl Supervisor {
+    /// Sends `message` to every worker of every generation (draining ones too), and to the
+    /// workers a predecessor left.
+    fn tell_every_worker(&self, message: ToWorker) {
+        for generation in self.generations.values() {
+            generation.processes().for_each(|p| p.send(message.clone()));
+        }
+        self.tell_foreign_workers(message);
+    }
+
+    /// Sends `message` to the group's workers we did not spawn, through their control
+    /// sockets (off the main loop).
+    fn tell_foreign_workers(&self, message: ToWorker) {
+        let own: Vec<u32> = self
+            .generations
+            .values()
+            .flat_map(|g| g.processes().map(|p| p.pid).collect::<Vec<_>>())
+            .collect();
+        tokio::spawn(crate::handoff::tell_foreign(
+            self.options.control_dir.clone(),
+            self.options.group.clone(),
+            own,
+            message,
+        ));
+    }
+
+    /// `publish-user`: checked, kept (in memory for later generations, on disk for a
+    /// successor supervisor, and in the group's `cache` file when it has one), and sent to
+    /// every worker.
+    fn publish_users(&mut self, group: String, users: String) -> CtlReply {
+        let Some(current) = self.current() else {
+            return CtlReply::error("no generation is serving");
+        };
+        let Some(config) = current
+            .config
+            .user_groups
+            .iter()
+            .find(|g| g.name() == group)
+        else {
+            return CtlReply::error(format!("no user group named {group}"));
+        };
+        let parsed = match parse_dynamic_users(&users, DynamicFormat::Json, "published users") {
+            Ok(parsed) => parsed,
+            Err(error) => return CtlReply::error(format!("users refused: {error}")),
+        };
+        if let Some(cache) = &config.basic().cache
+            && let Err(error) = crate::published::write_private(cache, &users)
+        {
+            warn!(
+                "user group {group}: cannot write its cache {}: {error}",
+                cache.display()
+            );
+        }
+        self.published_users.insert(group.clone(), users.clone());
+        if let Err(error) = crate::published::save(
+            &self.options.control_dir,
+            &self.options.group,
+            &self.published_users,
+        ) {
+            warn!("published users not saved for a successor: {error}");
+        }
+        info!("user group {group}: {} user(s) published", parsed.len());
+        self.tell_every_worker(ToWorker::PublishUsers { group, users });
+        CtlReply::success()
     }
 }

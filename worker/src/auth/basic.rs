@@ -9,7 +9,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use g3proxy_shared::config::UserGroupConfig;
-use g3proxy_shared::config::user_groups::{DynamicFormat, UserSource, parse_dynamic_users};
+use g3proxy_shared::config::user_groups::{
+    DynamicFormat, UserConfig, UserSource, parse_dynamic_users,
+};
 
 use super::User;
 
@@ -74,9 +76,15 @@ impl UserGroup {
         self.anonymous.as_ref()
     }
 
+    pub fn dynamic_user_names(&self) -> Vec<String> {
+        let dynamic = self.dynamic_users.read().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = dynamic.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Re-reads the source file; on any error the current users stay and the reason is
-    /// logged. Users whose new config blocks them are marked in their old copies too, so
-    /// their live tasks end.
+    /// logged.
     pub fn refresh(&self) {
         let Some((path, format)) = &self.source else {
             return;
@@ -87,11 +95,25 @@ impl UserGroup {
             .and_then(|text| {
                 parse_dynamic_users(&text, *format, &shown).map_err(|e| e.to_string())
             });
+        self.replace_dynamic(parsed, "refreshed");
+    }
+
+    /// Users published with `publish-user` (a JSON array): they replace the dynamic users,
+    /// until the next publish or, with a `source`, its next refresh (as in g3).
+    pub fn publish(&self, users: &str) {
+        let parsed = parse_dynamic_users(users, DynamicFormat::Json, "published users")
+            .map_err(|e| e.to_string());
+        self.replace_dynamic(parsed, "published");
+    }
+
+    /// Makes `parsed` the dynamic users. Users whose new config blocks them are marked in
+    /// their old copies too, so their live tasks end.
+    fn replace_dynamic(&self, parsed: Result<Vec<UserConfig>, String>, how: &str) {
         let configs = match parsed {
             Ok(configs) => configs,
             Err(error) => {
                 tracing::warn!(
-                    "user group {}: dynamic users not refreshed, keeping the last good set: {error}",
+                    "user group {}: dynamic users not {how}, keeping the last good set: {error}",
                     self.name
                 );
                 return;
