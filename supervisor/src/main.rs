@@ -28,6 +28,7 @@ use event::{CtlReply, Event, SignalAction};
 use g3proxy_shared::ipc::control::CtlResponse;
 use g3proxy_shared::ipc::trust;
 use g3proxy_shared::logs;
+use g3proxy_shared::user_limits::{self, UserLimits};
 use listeners::{ListenerKey, ListenerSet};
 use supervisor::{Options, Source, Supervisor};
 use tracing::{info, warn};
@@ -244,7 +245,28 @@ async fn run(
         worker_binary: worker_binary(&cli)?,
         verbosity: cli.verbose,
     };
+    // Group-wide user counters: kept while any worker of the group lives (it counts in
+    // them), made anew otherwise.
+    let workers_alive = !handoff::worker_pids_in(&control_dir, &group).is_empty();
+    let limits_path = user_limits::path(&control_dir, &group);
+    let limits = match UserLimits::prepare(&limits_path, !workers_alive) {
+        Ok(limits) => {
+            let reclaimed = limits.reclaim_dead();
+            if reclaimed > 0 {
+                info!("user limits: gave back the tasks of {reclaimed} exited worker(s)");
+            }
+            Some(limits)
+        }
+        Err(error) => {
+            warn!(
+                "{}: {error}; users' request_alive_max and rate limits will not hold",
+                limits_path.display()
+            );
+            None
+        }
+    };
     let mut supervisor = Supervisor::new(options, listeners, events.clone());
+    supervisor.user_limits = limits;
     supervisor.adopted_workers = adopted_workers;
     supervisor.published_users = published::load(&control_dir, &group, &config);
     supervisor.number_after(handoff::highest_generation(&control_dir, &group));

@@ -63,6 +63,8 @@ pub struct Supervisor {
     pub handed_over: bool,
     /// The users last published to each user group, for every later worker.
     pub published_users: BTreeMap<String, String>,
+    /// The group-wide user counters, to give back what a dead worker held.
+    pub user_limits: Option<g3proxy_shared::user_limits::UserLimits>,
 }
 
 /// How a generation's config and binary are chosen.
@@ -92,6 +94,7 @@ impl Supervisor {
             exit_code: None,
             handed_over: false,
             published_users: BTreeMap::new(),
+            user_limits: None,
         }
     }
 
@@ -531,6 +534,9 @@ impl Supervisor {
     }
 
     fn worker_exited(&mut self, id: WorkerId, pid: u32, status: String) {
+        if let Some(limits) = &self.user_limits {
+            limits.reclaim_dead();
+        }
         let stopping = self.state == State::Stopping;
         let Some(generation) = self.generation_of(id, pid) else {
             return;

@@ -382,3 +382,79 @@ fn passphrase_hash_makes_tokens_that_log_in() {
         "407"
     );
 }
+
+/// Whether a CONNECT as `user` is answered 200 (the tunnel is returned) or refused.
+fn tunnel_as(group: &Group, user: &str, target: SocketAddr) -> Result<TcpStream, String> {
+    let (stream, answer) = connect_as(group.http_proxy(), user, "x", target);
+    match answer.starts_with("HTTP/1.1 200") {
+        true => Ok(stream),
+        false => Err(answer),
+    }
+}
+
+#[test]
+fn limits_hold_across_workers_generations_and_crashes() {
+    let origin = Origin::start("127.0.0.1");
+    let echo = Echo::start("127.0.0.1");
+    let mut group = Group::new("user_limits");
+    group.start();
+    let url = origin.url("/");
+
+    // request_alive_max: 2 live requests over both workers; the third is refused with 429.
+    let first = tunnel_as(&group, "capped", echo.addr).expect("first tunnel");
+    let second = tunnel_as(&group, "capped", echo.addr).expect("second tunnel");
+    for _ in 0..4 {
+        let refused = tunnel_as(&group, "capped", echo.addr).expect_err("a third tunnel");
+        assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    }
+    // So does SOCKS, which counts in the same place.
+    let socks = format!("socks5h://capped:x@127.0.0.1:{}", group.port("socks"));
+    assert_ne!(curl_status(&["-x", &socks, &url]), "200");
+
+    // After a reload the two tunnels live on in the draining generation, and still count.
+    let old_workers = group.worker_pids("current");
+    let output = group.ctl(&["reload"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(group.worker_pids("draining"), old_workers);
+    let refused = tunnel_as(&group, "capped", echo.addr).expect_err("a third tunnel");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    // One ends: its place is free for a request of the new generation.
+    drop(first);
+    let third = wait_until(
+        Duration::from_secs(10),
+        "a place freed by the old generation",
+        || tunnel_as(&group, "capped", echo.addr).ok(),
+    );
+    // The draining workers die holding the other tunnel: the supervisor gives its place back.
+    for pid in &old_workers {
+        g3proxy_tests::group::kill(*pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    drop(second);
+    let fourth = wait_until(Duration::from_secs(10), "the dead workers' places", || {
+        tunnel_as(&group, "capped", echo.addr).ok()
+    });
+    assert!(tunnel_as(&group, "capped", echo.addr).is_err());
+    drop((third, fourth));
+
+    // request_rate_limit 3/h over both workers: three requests, then 429 (each curl is a new
+    // connection, spread over the workers).
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let statuses: Vec<String> = (0..6)
+        .map(|_| curl_status(&["-x", &proxy, "-U", "rated:x", &url]))
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "200").count(),
+        3,
+        "{statuses:?}"
+    );
+    assert!(statuses[3..].iter().all(|s| s == "429"), "{statuses:?}");
+    // connection_rate_limit 2/h: two connections log in, the third does not.
+    let statuses: Vec<String> = (0..4)
+        .map(|_| curl_status(&["-x", &proxy, "-U", "connections:x", &url]))
+        .collect();
+    assert_eq!(statuses, ["200", "200", "429", "429"]);
+}

@@ -35,6 +35,12 @@ pub enum Forbidden {
     /// The user's `http_user_agent_filter`.
     #[error("user agent is blocked for this user")]
     UaBlocked,
+    /// The user's `request_rate_limit` or `connection_rate_limit`, over the whole group.
+    #[error("user {0:?} is over its rate limit")]
+    RateLimited(String),
+    /// The user's `request_alive_max`, over the whole group.
+    #[error("user {0:?} has request_alive_max requests alive")]
+    FullyLoaded(String),
 }
 
 /// Why a login was refused. Names the user; never the password.
@@ -112,6 +118,9 @@ impl TaskError {
             TaskError::ClientTimeout(_) => (408, "Request Timeout"),
             TaskError::LoopDetected(_) => (508, "Loop Detected"),
             TaskError::Policy(Forbidden::ProtoBanned(_)) => (405, "Method Not Allowed"),
+            TaskError::Policy(Forbidden::RateLimited(_) | Forbidden::FullyLoaded(_)) => {
+                (429, "Too Many Requests")
+            }
             TaskError::Policy(_) => (403, "Forbidden"),
             TaskError::Auth(_) => (407, "Proxy Authentication Required"),
             TaskError::Resolver(_) => (530, "Resolve Failed"),

@@ -27,7 +27,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::auth::UserGroup;
+use crate::auth::{GroupLimits, UserGroup};
 use crate::context::{Context, Phase, TaskRegistry};
 use crate::control::{self, ControlRequest};
 use crate::escapers::{Dependencies, Escaper};
@@ -83,9 +83,14 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
             )?),
         );
     }
+    // The group-wide user counters, mapped once for every user group of this worker.
+    let limits = match config.user_groups.is_empty() {
+        true => None,
+        false => GroupLimits::open(&start.control_dir, &start.group),
+    };
     let mut user_groups = HashMap::new();
     for group in &config.user_groups {
-        let built = Arc::new(UserGroup::build(group));
+        let built = Arc::new(UserGroup::build(group, limits.as_ref()));
         if let Some(users) = start.published_users.get(group.name()) {
             built.publish(users);
         }

@@ -14,6 +14,7 @@ use g3proxy_shared::config::user_groups::{
 };
 
 use super::User;
+use super::limits::GroupLimits;
 
 pub struct UserGroup {
     pub name: Arc<str>,
@@ -22,6 +23,7 @@ pub struct UserGroup {
     anonymous: Option<Arc<User>>,
     source: Option<(PathBuf, DynamicFormat)>,
     refresh_interval: Duration,
+    limits: Option<Arc<GroupLimits>>,
 }
 
 fn by_name(users: impl IntoIterator<Item = User>) -> HashMap<String, Arc<User>> {
@@ -34,18 +36,21 @@ fn by_name(users: impl IntoIterator<Item = User>) -> HashMap<String, Arc<User>> 
 impl UserGroup {
     /// The group, with its dynamic users as the file holds them now (an unreadable file
     /// starts the group with none, and the refresh keeps trying).
-    pub fn build(config: &UserGroupConfig) -> UserGroup {
+    pub fn build(config: &UserGroupConfig, limits: Option<&Arc<GroupLimits>>) -> UserGroup {
         let basic = config.basic();
         let source = basic.source.as_ref().map(|source| match source {
             UserSource::File { path, format } => (path.clone(), *format),
         });
+        let name = config.name();
+        let user = |c: UserConfig| User::new(c, name, limits);
         let group = UserGroup {
-            name: config.name().into(),
-            static_users: by_name(basic.static_users.iter().map(|c| User::new(c.clone()))),
+            name: name.into(),
+            static_users: by_name(basic.static_users.iter().cloned().map(user)),
             dynamic_users: RwLock::new(Arc::new(HashMap::new())),
-            anonymous: basic.anonymous().map(|c| Arc::new(User::new(c))),
+            anonymous: basic.anonymous().map(|c| Arc::new(user(c))),
             source,
             refresh_interval: basic.refresh_interval.0,
+            limits: limits.cloned(),
         };
         group.refresh();
         group
@@ -60,6 +65,7 @@ impl UserGroup {
             anonymous: None,
             source: None,
             refresh_interval: Duration::from_secs(60),
+            limits: None,
         }
     }
 
@@ -131,7 +137,7 @@ impl UserGroup {
                 Some(existing) if *existing.config() == config => existing.clone(),
                 existing => {
                     changed += 1;
-                    let user = Arc::new(User::new(config));
+                    let user = Arc::new(User::new(config, &self.name, self.limits.as_ref()));
                     if let Some(old) = existing
                         && user.is_blocked()
                     {

@@ -8,9 +8,11 @@
 //! user it did not admit.
 
 mod basic;
+mod limits;
 mod user;
 
 pub use basic::UserGroup;
+pub use limits::GroupLimits;
 pub use user::User;
 
 use std::sync::Arc;
@@ -20,16 +22,24 @@ use g3proxy_shared::types::acl::ProxyRequestType;
 
 use crate::error::{AuthFailure, Forbidden, TaskError};
 use crate::task::TaskContext;
+use limits::AliveGuard;
 
-/// Leave to connect to one target: made only by [`Gate::permit`].
+/// Leave to connect to one target: made only by [`Gate::permit`]. It holds the user's
+/// place under `request_alive_max` until it drops.
 pub struct Permit<'t> {
     target: &'t HostPort,
+    _alive: Option<AliveGuard>,
 }
 
 impl<'t> Permit<'t> {
     pub fn target(&self) -> &'t HostPort {
         self.target
     }
+}
+
+/// A request's place among its user's live requests (see [`Gate::hold_request`]).
+pub struct RequestHold {
+    _alive: Option<AliveGuard>,
 }
 
 /// A password login as the client sent it.
@@ -108,6 +118,7 @@ impl Gate {
                 user.name.to_string(),
             )));
         }
+        user.take_connection().map_err(TaskError::Policy)?;
         task.user = Some(user);
         Ok(())
     }
@@ -135,22 +146,50 @@ impl Gate {
         }
     }
 
-    /// Whether the task's user may make a request of this type at all (`proxy_request_filter`),
-    /// before any target is known (a SOCKS UDP association).
-    pub fn check_request(
+    /// A request with no single target yet (a SOCKS UDP association): the request type
+    /// filter, the user's request rate, and its place among its live requests, held until
+    /// the returned hold drops. Its targets then each need [`Gate::permit_within`].
+    pub fn hold_request(
         &self,
         task: &TaskContext,
-        request: Option<ProxyRequestType>,
-    ) -> Result<(), TaskError> {
-        if let (Some(user), Some(request)) = (self.live_user(task)?, request) {
+        request: ProxyRequestType,
+    ) -> Result<RequestHold, TaskError> {
+        let mut alive = None;
+        if let Some(user) = self.live_user(task)? {
             user.check_request(request).map_err(TaskError::Policy)?;
+            user.take_request().map_err(TaskError::Policy)?;
+            alive = user.acquire_alive().map_err(TaskError::Policy)?;
         }
-        Ok(())
+        Ok(RequestHold { _alive: alive })
     }
 
     /// Leave for the task to go to `target` for `request` (`None`: a stream server's
-    /// connection, which no request filter names).
+    /// connection, which no request filter names): the user's filters, then its request
+    /// rate and its live requests over the whole group.
     pub fn permit<'t>(
+        &self,
+        task: &TaskContext,
+        request: Option<ProxyRequestType>,
+        target: &'t HostPort,
+    ) -> Result<Permit<'t>, TaskError> {
+        let mut alive = None;
+        if let Some(user) = self.live_user(task)? {
+            if let Some(request) = request {
+                user.check_request(request).map_err(TaskError::Policy)?;
+            }
+            user.check_target(target).map_err(TaskError::Policy)?;
+            user.take_request().map_err(TaskError::Policy)?;
+            alive = user.acquire_alive().map_err(TaskError::Policy)?;
+        }
+        Ok(Permit {
+            target,
+            _alive: alive,
+        })
+    }
+
+    /// Leave for one more target within a request already permitted (the datagrams of a
+    /// SOCKS UDP association): the user's filters only, which every target must pass.
+    pub fn permit_within<'t>(
         &self,
         task: &TaskContext,
         request: Option<ProxyRequestType>,
@@ -162,6 +201,9 @@ impl Gate {
             }
             user.check_target(target).map_err(TaskError::Policy)?;
         }
-        Ok(Permit { target })
+        Ok(Permit {
+            target,
+            _alive: None,
+        })
     }
 }

@@ -8,14 +8,18 @@ use std::time::Duration;
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::user_groups::{UserConfig, stricter};
 use g3proxy_shared::types::acl::ProxyRequestType;
-use g3proxy_shared::types::{AclAction, SpeedLimit, unix_secs};
+use g3proxy_shared::types::{AclAction, RateQuota, SpeedLimit, unix_secs};
+use g3proxy_shared::user_limits::Bucket;
 
+use super::limits::{AliveGuard, GroupLimits};
 use crate::error::Forbidden;
 use crate::relay::RelayPolicy;
 
 pub struct User {
     pub name: Arc<str>,
     config: UserConfig,
+    /// Where the user's group-wide counters are, when it has a limit that needs them.
+    counters: Option<(Arc<GroupLimits>, usize)>,
     /// Set when a newer copy of this user's config blocks it: the live tasks that still hold
     /// this copy end at their next idle check.
     blocked_since_built: AtomicBool,
@@ -28,8 +32,15 @@ impl std::fmt::Debug for User {
 }
 
 impl User {
-    pub fn new(config: UserConfig) -> User {
+    pub fn new(config: UserConfig, group: &str, limits: Option<&Arc<GroupLimits>>) -> User {
+        let counted = config.request_alive_max > 0
+            || config.request_rate_limit.is_some()
+            || config.connection_rate_limit.is_some();
+        let counters = limits
+            .filter(|_| counted)
+            .and_then(|limits| Some((limits.clone(), limits.slot(group, &config.name)?)));
         User {
+            counters,
             name: config.name.as_str().into(),
             config,
             blocked_since_built: AtomicBool::new(false),
@@ -103,6 +114,40 @@ impl User {
             }
         }
         Ok(())
+    }
+
+    /// `connection_rate_limit`: one more client connection of this user.
+    pub fn take_connection(&self) -> Result<(), Forbidden> {
+        self.take(
+            self.config.connection_rate_limit.as_ref(),
+            Bucket::Connections,
+        )
+    }
+
+    /// `request_rate_limit`: one more request of this user.
+    pub fn take_request(&self) -> Result<(), Forbidden> {
+        self.take(self.config.request_rate_limit.as_ref(), Bucket::Requests)
+    }
+
+    fn take(&self, quota: Option<&RateQuota>, bucket: Bucket) -> Result<(), Forbidden> {
+        match (quota, &self.counters) {
+            (Some(quota), Some((limits, slot))) if !limits.take(*slot, bucket, quota) => {
+                Err(Forbidden::RateLimited(self.name.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `request_alive_max`: a live request of this user, counted until the guard drops.
+    pub fn acquire_alive(&self) -> Result<Option<AliveGuard>, Forbidden> {
+        let max = self.config.request_alive_max;
+        match &self.counters {
+            Some((limits, slot)) if max > 0 => limits
+                .acquire(*slot, max)
+                .map(Some)
+                .ok_or_else(|| Forbidden::FullyLoaded(self.name.to_string())),
+            _ => Ok(None),
+        }
     }
 
     /// `dst_port_filter` and `dst_host_filter_set` for one target: both must permit.

@@ -179,13 +179,17 @@ impl SocksProxyServer {
             Command::Connect => {}
             Command::UdpAssociate => {
                 task.set_kind(TaskKind::SocksUdp);
-                // The relay checks each datagram's target; the request type is known now.
-                let udp = Some(ProxyRequestType::SocksUdpAssociate);
-                if let Err(error) = self.gate.check_request(task, udp) {
-                    let _ =
-                        write_all(client, &socks5::encode_reply(error.socks_reply(), None)).await;
-                    return Err(error);
-                }
+                // The relay checks each datagram's target; the request itself counts now,
+                // and holds its place among the user's live requests for the session.
+                let udp = ProxyRequestType::SocksUdpAssociate;
+                let _hold = match self.gate.hold_request(task, udp) {
+                    Ok(hold) => hold,
+                    Err(error) => {
+                        let reply = socks5::encode_reply(error.socks_reply(), None);
+                        let _ = write_all(client, &reply).await;
+                        return Err(error);
+                    }
+                };
                 let user_limit = task.user.as_ref().and_then(|u| u.udp_speed_limit());
                 let session = UdpSession {
                     config: &self.config,
@@ -209,9 +213,13 @@ impl SocksProxyServer {
             }
         }
         let request_type = Some(ProxyRequestType::SocksTcpConnect);
-        let connected = match self.gate.permit(task, request_type, &request.target) {
-            Ok(permit) => Box::pin(self.escaper.tcp_connect(task, &permit)).await,
-            Err(error) => Err(error),
+        // Held until the relay ends: the user's place among its live requests.
+        let (_permit, connected) = match self.gate.permit(task, request_type, &request.target) {
+            Ok(permit) => {
+                let connected = Box::pin(self.escaper.tcp_connect(task, &permit)).await;
+                (Some(permit), connected)
+            }
+            Err(error) => (None, Err(error)),
         };
         let upstream = match connected {
             Ok(upstream) => upstream,
@@ -296,9 +304,13 @@ impl SocksProxyServer {
             return Err(TaskError::Client("socks4 bind is not supported".into()));
         }
         let request_type = Some(ProxyRequestType::SocksTcpConnect);
-        let connected = match self.gate.permit(task, request_type, &request.target) {
-            Ok(permit) => Box::pin(self.escaper.tcp_connect(task, &permit)).await,
-            Err(error) => Err(error),
+        // Held until the relay ends: the user's place among its live requests.
+        let (_permit, connected) = match self.gate.permit(task, request_type, &request.target) {
+            Ok(permit) => {
+                let connected = Box::pin(self.escaper.tcp_connect(task, &permit)).await;
+                (Some(permit), connected)
+            }
+            Err(error) => (None, Err(error)),
         };
         let upstream = match connected {
             Ok(upstream) => upstream,

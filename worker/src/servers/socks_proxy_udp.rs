@@ -262,7 +262,7 @@ impl UdpSession<'_> {
         };
         let (first_target, start) = datagram(&buffer[..length])?;
         let request = Some(ProxyRequestType::SocksUdpAssociate);
-        let permit = self.gate.permit(task, request, &first_target)?;
+        let permit = self.gate.permit_within(task, request, &first_target)?;
         let mut upstream = if self.config.use_udp_associate {
             let mut relay = UdpRelay::new(self.escaper.clone());
             relay.send_to(&permit, &buffer[start..length]).await?;
@@ -308,7 +308,7 @@ impl UdpSession<'_> {
                         }
                         Upstream::Associate(relay) => {
                             // Each target passes the user's filters, as the first did.
-                            let permit = self.gate.permit(task, request, &target)?;
+                            let permit = self.gate.permit_within(task, request, &target)?;
                             relay.send_to(&permit, &buffer[start..length]).await?
                         }
                     }

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer};
 use crate::types::acl::{
     AclRule, ChildDomain, DomainRegex, ExactHost, PortRange, ProxyRequestType, UserAgentProduct,
 };
-use crate::types::{AclAction, HumanDuration, IpNetwork, NetworkAcl, SpeedLimit, Token};
+use crate::types::{AclAction, HumanDuration, IpNetwork, NetworkAcl, RateQuota, SpeedLimit, Token};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +42,15 @@ pub struct UserConfig {
     pub udp_sock_speed_limit: Option<SpeedLimit>,
     #[serde(default)]
     pub task_idle_max_count: Option<u32>,
+    /// New client connections of the user, over the whole group of workers.
+    #[serde(default, alias = "tcp_conn_rate_limit", alias = "tcp_conn_limit_quota")]
+    pub connection_rate_limit: Option<RateQuota>,
+    /// Requests (a forward, a tunnel, a UDP association) of the user, over the whole group.
+    #[serde(default, alias = "request_limit_quota")]
+    pub request_rate_limit: Option<RateQuota>,
+    /// Requests of the user alive at once, over the whole group; 0 is no limit (g3's default).
+    #[serde(default, alias = "request_max_alive")]
+    pub request_alive_max: u32,
 
     // g3proxy keys this build refuses until they are enforced (see the module comment).
     #[serde(default, deserialize_with = "not_yet")]
@@ -52,17 +61,6 @@ pub struct UserConfig {
     pub udp_all_upload_speed_limit: (),
     #[serde(default, deserialize_with = "not_yet")]
     pub udp_all_download_speed_limit: (),
-    #[serde(
-        default,
-        alias = "tcp_conn_rate_limit",
-        alias = "tcp_conn_limit_quota",
-        deserialize_with = "not_yet"
-    )]
-    pub connection_rate_limit: (),
-    #[serde(default, alias = "request_limit_quota", deserialize_with = "not_yet")]
-    pub request_rate_limit: (),
-    #[serde(default, alias = "request_max_alive", deserialize_with = "not_yet")]
-    pub request_alive_max: (),
     #[serde(default, alias = "log_limit_quota", deserialize_with = "not_yet")]
     pub log_rate_limit: (),
     #[serde(default, alias = "uri_log_max_chars", deserialize_with = "not_yet")]

@@ -1,0 +1,78 @@
+//! A worker's side of the group-wide user counters (`g3proxy_shared::user_limits`): the
+//! mapped region and this worker's column in it, and the guard a live task holds.
+
+use std::sync::Arc;
+
+use g3proxy_shared::types::RateQuota;
+use g3proxy_shared::user_limits::{self, Bucket, UserLimits};
+
+pub struct GroupLimits {
+    region: UserLimits,
+    column: usize,
+}
+
+impl GroupLimits {
+    /// The group's region and a column of our own; `None` (logged) when there is none.
+    pub fn open(control_dir: &std::path::Path, group: &str) -> Option<Arc<GroupLimits>> {
+        let path = user_limits::path(control_dir, group);
+        let region = match UserLimits::open(&path) {
+            Ok(region) => region,
+            Err(error) => {
+                tracing::error!(
+                    "{}: {error}; users' request_alive_max and rate limits are not enforced by this worker",
+                    path.display()
+                );
+                return None;
+            }
+        };
+        let Some(column) = region.claim_column(std::process::id()) else {
+            tracing::error!(
+                "{}: no free worker column ({} workers alive?); users' request_alive_max and rate limits are not enforced by this worker",
+                path.display(),
+                user_limits::COLUMNS
+            );
+            return None;
+        };
+        Some(Arc::new(GroupLimits { region, column }))
+    }
+
+    /// The slot of a user of `user_group`; `None` (logged) when the table is full.
+    pub fn slot(&self, user_group: &str, user: &str) -> Option<usize> {
+        let slot = self.region.slot(user_limits::user_key(user_group, user));
+        if slot.is_none() {
+            tracing::error!(
+                "user group {user_group}: no room to count user {user:?} group-wide; its request_alive_max and rate limits are not enforced"
+            );
+        }
+        slot
+    }
+
+    pub fn take(&self, slot: usize, bucket: Bucket, quota: &RateQuota) -> bool {
+        self.region.take(slot, bucket, quota)
+    }
+
+    /// A live task of the user in `slot`, given back when the guard drops; `None` when the
+    /// user already has `max` over the group.
+    pub fn acquire(self: &Arc<Self>, slot: usize, max: u32) -> Option<AliveGuard> {
+        self.region
+            .acquire_alive(slot, self.column, max)
+            .then(|| AliveGuard {
+                limits: self.clone(),
+                slot,
+            })
+    }
+}
+
+/// One live task of a user with `request_alive_max`.
+pub struct AliveGuard {
+    limits: Arc<GroupLimits>,
+    slot: usize,
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.limits
+            .region
+            .release_alive(self.slot, self.limits.column);
+    }
+}
