@@ -15,6 +15,9 @@
 #   - http_rproxy: keep-alive small requests/s through a reverse proxy to nginx, beside
 #     HAProxy in HTTP mode and nginx as a reverse proxy (each with X-Forwarded-For and kept
 #     upstream connections), in the default runtime and with a worker process per core
+#   - HTTP forward keep-alive small requests/s with Basic auth (a user group of 100 static
+#     users and 10,000 dynamic ones from a file; a static and a dynamic user logging in),
+#     beside the same proxy without users
 # Not part of the tests. Usage: ci/bench.sh [ROUNDS (default 5)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +54,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 P_ORIGIN=$(port); P_HTTP=$(port); P_SOCKS=$(port); P_SQUID=$(port); P_ECHO=$(port)
 P_TLSPORT=$(port); P_HTTPS=$(port); P_HAPROXY=$(port); P_STREAM=$(port); P_HAPROXY_TCP=$(port)
 P_RPROXY=$(port); P_HAPROXY_HTTP=$(port); P_NGINX_PROXY=$(port); P_RPROXY_W=$(port)
+P_AUTH=$(port)
 
 # One P-256 certificate for every TLS endpoint.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
@@ -120,6 +124,23 @@ async def main():
 asyncio.run(main())
 PY
 
+# Users for the auth case: 100 static, 10,000 dynamic, each with a salted md5+sha1 token of
+# the password "bench" (g3's fast hash: hash(password || salt)).
+python3 - "$work" <<'PY'
+import hashlib, json, os, sys
+work = sys.argv[1]
+def token(i):
+    salt = os.urandom(8)
+    return {"salt": salt.hex(), "md5": hashlib.md5(b"bench" + salt).hexdigest(),
+            "sha1": hashlib.sha1(b"bench" + salt).hexdigest()}
+with open(f"{work}/static-users.yml", "w") as f:
+    for i in range(100):
+        t = token(i)
+        f.write(f"      - name: static{i}\n        token: {{salt: {t['salt']}, md5: {t['md5']}, sha1: {t['sha1']}}}\n")
+with open(f"{work}/dynamic-users.json", "w") as f:
+    json.dump([{"name": f"dynamic{i}", "token": token(i)} for i in range(10000)], f)
+PY
+
 # g3proxy with its default runtime (one worker process, one thread per core).
 modules="resolver:
   - {name: default, type: c-ares}
@@ -154,6 +175,16 @@ server:
     escaper: default
     listen: "127.0.0.1:$P_RPROXY"
     hosts: {upstream: "127.0.0.1:$P_ORIGIN"}
+  - name: auth
+    type: http_proxy
+    escaper: default
+    user_group: bench
+    listen: "127.0.0.1:$P_AUTH"
+user_group:
+  - name: bench
+    source: {type: file, path: dynamic-users.json}
+    static_users:
+$(cat "$work/static-users.yml")
 CONF
 target/release/g3proxy -c "$work/g3proxy.yml" -G bench -C "$work/run" 2>"$work/g3proxy.log" & pids+=($!)
 echo $! > "$work/g3.pid"
@@ -268,6 +299,12 @@ speed() { python3 "$work/tput.py" "$1" "$2" "$P_ORIGIN"; }
 cat > "$work/forward.lua" <<LUA
 wrk.path = "$small"
 LUA
+for who in static57 dynamic5321; do
+cat > "$work/forward-$who.lua" <<LUA
+wrk.path = "$small"
+wrk.headers["Proxy-Authorization"] = "Basic $(printf '%s:bench' "$who" | base64)"
+LUA
+done
 cat > "$work/handshake.lua" <<LUA
 wrk.path = "$small"
 wrk.headers["Connection"] = "close"
@@ -289,6 +326,8 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_direct "$(rps "$small")"
     record rps_forward "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_HTTP/")"
     record rps_squid "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_SQUID/")"
+    record rps_auth_static "$(rps -s "$work/forward-static57.lua" "http://127.0.0.1:$P_AUTH/")"
+    record rps_auth_dynamic "$(rps -s "$work/forward-dynamic5321.lua" "http://127.0.0.1:$P_AUTH/")"
     record hs_g3 "$(rps -s "$work/handshake.lua" "https://127.0.0.1:$P_TLSPORT/")"
     record hs_haproxy "$(rps -s "$work/handshake-direct.lua" "https://127.0.0.1:$P_HAPROXY/")"
     record tput_https "$(speed tls-connect "$P_HTTPS")"
@@ -372,3 +411,8 @@ printf '%-44s %12.0f %12.0f %12.0f %10s %10s\n' "keep-alive small requests/s [5]
 printf '%-44s %12.0f %12.0f %12.0f %10s %10s\n' "  with a worker process per core [6]" "$(m rps_rproxy_w)" "$(m rps_haproxy_http)" "$(m rps_nginx_proxy)" "$(ratio "$(m rps_rproxy_w)" "$(m rps_haproxy_http)")" "$(ratio "$(m rps_rproxy_w)" "$(m rps_nginx_proxy)")"
 echo "[5] wrk -t1 -c32 to nginx through each reverse proxy, each adding X-Forwarded-For and keeping upstream connections."
 echo "[6] worker: {thread_number: $(nproc), thread_number_per_runtime: 1}: single-threaded worker processes instead of one runtime of $(nproc) threads."
+echo
+printf '%-44s %12s %12s %10s\n' "users metric" "with auth" "no users" "/no users"
+printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, static user [7]" "$(m rps_auth_static)" "$(m rps_forward)" "$(ratio "$(m rps_auth_static)" "$(m rps_forward)")"
+printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, dynamic user [7]" "$(m rps_auth_dynamic)" "$(m rps_forward)" "$(ratio "$(m rps_auth_dynamic)" "$(m rps_forward)")"
+echo "[7] Basic auth on every request, a group of 100 static and 10,000 dynamic users (salted md5+sha1 tokens); the same http_proxy without a user group."

@@ -8,8 +8,11 @@
 //! group starts with no worker alive; supervisors that follow (handoff, systemd's restart,
 //! after a crash) keep using it, since its path is all they need.
 //!
+//! The same slots carry a user's block: a generation whose config blocks a user marks its
+//! slot, and the tasks of that user in older generations end at their next idle check.
+//!
 //! Layout: a header (magic, boot id, one owner pid per worker column), then user slots (a
-//! user's hash, its live tasks, and one rate bucket per kind), then one ledger per worker
+//! user's hash, its live tasks, one rate bucket per kind, the block), then one ledger per worker
 //! column: how many live tasks each user has in that worker. A worker takes a free column
 //! when it starts. When a worker dies without giving its tasks back, the supervisor subtracts
 //! its ledger from the users' counts and frees the column, so a crash never leaves a user
@@ -268,6 +271,27 @@ impl UserLimits {
         self.owner(column).store(0, Ordering::Release);
     }
 
+    fn blocked(&self, slot: usize) -> &AtomicU64 {
+        self.u64_at(SLOTS_OFFSET + slot * SLOT_SIZE + 32)
+    }
+
+    /// The slot of the user with `key` if it has one; none is taken.
+    pub fn find(&self, key: u64) -> Option<usize> {
+        let home = (key as usize) % SLOTS;
+        (0..MAX_PROBES)
+            .map(|probe| (home + probe) % SLOTS)
+            .take_while(|&slot| self.slot_key(slot).load(Ordering::Acquire) != 0)
+            .find(|&slot| self.slot_key(slot).load(Ordering::Acquire) == key)
+    }
+
+    pub fn set_blocked(&self, slot: usize, blocked: bool) {
+        self.blocked(slot).store(blocked as u64, Ordering::Release);
+    }
+
+    pub fn is_blocked(&self, slot: usize) -> bool {
+        self.blocked(slot).load(Ordering::Acquire) != 0
+    }
+
     /// The slot of the user with `key`, taken now if it has none; `None` when the table is
     /// full around its place.
     pub fn slot(&self, key: u64) -> Option<usize> {
@@ -365,6 +389,10 @@ mod tests {
         assert_ne!(a, b);
         let slot = first.slot(user_key("g", "alice")).unwrap();
         assert_eq!(second.slot(user_key("g", "alice")), Some(slot));
+        assert_eq!(second.find(user_key("g", "alice")), Some(slot));
+        assert_eq!(second.find(user_key("g", "bob")), None);
+        second.set_blocked(slot, true);
+        assert!(first.is_blocked(slot));
         assert!(first.acquire_alive(slot, a, 2));
         assert!(second.acquire_alive(slot, b, 2));
         assert!(!first.acquire_alive(slot, a, 2));

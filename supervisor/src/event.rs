@@ -46,6 +46,11 @@ pub enum Query {
     ServerStatus {
         name: String,
     },
+    /// Users published to a user group, answered once every worker uses them.
+    Publish {
+        group: String,
+        users: String,
+    },
     /// A user group's dynamic users, as the first worker that answers has them.
     DynamicUsers {
         group: String,

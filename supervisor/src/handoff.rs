@@ -222,6 +222,16 @@ pub async fn tell_foreign(control_dir: PathBuf, group: String, own: Vec<u32>, me
     }
 }
 
+/// Users published to `user_group`, applied by worker `pid` before this returns (or it
+/// did not answer).
+pub async fn publish_to(control_dir: &Path, group: &str, pid: u32, user_group: &str, users: &str) {
+    let request = ToWorker::PublishUsers {
+        group: user_group.to_string(),
+        users: users.to_string(),
+    };
+    let _ = worker_request(control_dir, group, pid, request).await;
+}
+
 /// The dynamic user names of `group` in worker `pid`.
 pub async fn query_dynamic_users(
     control_dir: &Path,

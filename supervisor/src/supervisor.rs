@@ -529,7 +529,8 @@ impl Supervisor {
             }
             FromWorker::Status { .. }
             | FromWorker::Listeners { .. }
-            | FromWorker::UserNames { .. } => {}
+            | FromWorker::UserNames { .. }
+            | FromWorker::Applied { .. } => {}
         }
     }
 

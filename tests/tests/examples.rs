@@ -144,15 +144,35 @@ fn the_runnable_examples_serve() {
     let port = group.port("gateway");
     let get = |host: &str| {
         curl(&[
+            "-u",
+            "root:toor",
             "--resolve",
             &format!("{host}:{port}:127.0.0.1"),
             &format!("http://{host}:{port}/"),
         ])
     };
+    let anonymous = format!("http://127.0.0.1:{port}/");
+    assert_eq!(curl_status(&[&anonymous]), "401");
     assert_eq!(get("service1.example.net"), "one");
     assert!(one.next_request().contains("\r\nVia: 1.1 gateway-1\r\n"));
     assert_eq!(get("a.service2.example.net"), "hello");
     assert_eq!(get("elsewhere.example.org"), "hello");
+    drop(group);
+
+    // Users: the guide's root may only reach a few hosts on ports 80 and 443; the limited
+    // user goes anywhere; the dynamic guest comes from the file beside the config.
+    let mut group = example_group("users", &[(13128, "http"), (11080, "socks")], &[]);
+    group.start();
+    let http = format!("http://127.0.0.1:{}", group.port("http"));
+    let socks = |login: &str| format!("socks5h://{login}@127.0.0.1:{}", group.port("socks"));
+    assert_eq!(status_through(&http, &url, &["-U", "root:toor"]), "403");
+    assert_eq!(status_through(&http, &url, &["-U", "limited:toor"]), "200");
+    assert_eq!(status_through(&http, &url, &["-U", "guest:toor"]), "200");
+    assert_eq!(status_through(&http, &url, &["-U", "limited:root"]), "407");
+    assert_eq!(status_through(&http, &url, &[]), "407");
+    assert_eq!(status_through(&socks("limited:toor"), &url, &[]), "200");
+    // The guest's request filter leaves out SOCKS.
+    assert_ne!(status_through(&socks("guest:toor"), &url, &[]), "200");
     drop(group);
 
     // TCP mapping taking turns, and TLS offloading to an upstream of the test CA.

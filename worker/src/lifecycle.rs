@@ -400,10 +400,13 @@ impl Worker {
                     Vec::new(),
                 );
             }
-            ToWorker::PublishUsers { group, users } => match self.user_groups.get(&group) {
-                Some(found) => found.publish(&users),
-                None => warn!("users published to user group {group}, which this worker lacks"),
-            },
+            ToWorker::PublishUsers { group, users } => {
+                match self.user_groups.get(&group) {
+                    Some(found) => found.publish(&users),
+                    None => warn!("users published to user group {group}, which this worker lacks"),
+                }
+                return (Some(FromWorker::Applied { id: 0 }), Vec::new());
+            }
             ToWorker::ListDynamicUsers { id, group } => {
                 let names = self.user_groups.get(&group).map(|g| g.dynamic_user_names());
                 return (Some(FromWorker::UserNames { id, names }), Vec::new());

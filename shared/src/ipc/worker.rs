@@ -136,6 +136,10 @@ pub enum FromWorker {
         id: u64,
         status: WorkerStatus,
     },
+    /// Answer to `PublishUsers` over the control socket: the users are in use.
+    Applied {
+        id: u64,
+    },
     /// Answer to `ListDynamicUsers`; `None` when the worker has no such group.
     UserNames {
         id: u64,

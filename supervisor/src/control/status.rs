@@ -10,7 +10,7 @@ use g3proxy_shared::ipc::control::{
 use g3proxy_shared::ipc::worker::{WorkerState, WorkerStatus};
 
 use crate::event::{Query, SnapshotGeneration};
-use crate::handoff::{query_dynamic_users, query_status, worker_pids_in};
+use crate::handoff::{publish_to, query_dynamic_users, query_status, worker_pids_in};
 
 pub async fn answer(
     control_dir: &Path,
@@ -21,6 +21,16 @@ pub async fn answer(
     match query {
         Query::DynamicUsers { group: user_group } => {
             dynamic_users(control_dir, group, &generations, &user_group).await
+        }
+        Query::Publish {
+            group: user_group,
+            users,
+        } => {
+            // Our workers and those a predecessor left: every one that has a control socket.
+            for pid in worker_pids_in(control_dir, group) {
+                publish_to(control_dir, group, pid, &user_group, &users).await;
+            }
+            CtlResponse::Notice("success".into())
         }
         Query::ServerStatus { name } => {
             let statuses = collect_statuses(control_dir, group, &generations).await;

@@ -236,15 +236,6 @@ fn module_names(config: &Config, kind: ModuleKind) -> Vec<String> {
 }
 
 impl Supervisor {
-    /// Sends `message` to every worker of every generation (draining ones too), and to the
-    /// workers a predecessor left.
-    fn tell_every_worker(&self, message: ToWorker) {
-        for generation in self.generations.values() {
-            generation.processes().for_each(|p| p.send(message.clone()));
-        }
-        self.tell_foreign_workers(message);
-    }
-
     /// Sends `message` to the group's workers we did not spawn, through their control
     /// sockets (off the main loop).
     fn tell_foreign_workers(&self, message: ToWorker) {
@@ -297,7 +288,22 @@ impl Supervisor {
             warn!("published users not saved for a successor: {error}");
         }
         info!("user group {group}: {} user(s) published", parsed.len());
-        self.tell_every_worker(ToWorker::PublishUsers { group, users });
-        CtlReply::success()
+        // Through the link too: a worker still starting has no control socket yet, and its
+        // start message was written before these users.
+        let message = ToWorker::PublishUsers {
+            group: group.clone(),
+            users: users.clone(),
+        };
+        for generation in self.generations.values() {
+            generation.processes().for_each(|p| p.send(message.clone()));
+        }
+        // The answer waits until every worker that can say so uses them.
+        CtlReply::QueryWorkers(
+            self.generations
+                .values()
+                .map(Generation::snapshot)
+                .collect(),
+            Query::Publish { group, users },
+        )
     }
 }

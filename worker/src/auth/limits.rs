@@ -36,15 +36,34 @@ impl GroupLimits {
         Some(Arc::new(GroupLimits { region, column }))
     }
 
-    /// The slot of a user of `user_group`; `None` (logged) when the table is full.
-    pub fn slot(&self, user_group: &str, user: &str) -> Option<usize> {
-        let slot = self.region.slot(user_limits::user_key(user_group, user));
+    /// The slot of a user of `user_group` (its key); `None` (logged) when the table is full.
+    pub fn slot(&self, key: u64, user_group: &str, user: &str) -> Option<usize> {
+        let slot = self.region.slot(key);
         if slot.is_none() {
             tracing::error!(
-                "user group {user_group}: no room to count user {user:?} group-wide; its request_alive_max and rate limits are not enforced"
+                "user group {user_group}: no room to count user {user:?} group-wide; its request_alive_max, rate limits and blocks from newer generations do not hold"
             );
         }
         slot
+    }
+
+    /// Tells every process of the group whether this config blocks the user, so that older
+    /// generations end its tasks too. An unblocked user without a slot needs none.
+    pub fn publish_block(&self, key: u64, user_group: &str, user: &str, blocked: bool) {
+        let slot = match blocked {
+            true => self.slot(key, user_group, user),
+            false => self.region.find(key),
+        };
+        if let Some(slot) = slot {
+            self.region.set_blocked(slot, blocked);
+        }
+    }
+
+    /// Whether a newer config of the group blocks the user of `key`.
+    pub fn blocked_by_group(&self, key: u64) -> bool {
+        self.region
+            .find(key)
+            .is_some_and(|slot| self.region.is_blocked(slot))
     }
 
     pub fn take(&self, slot: usize, bucket: Bucket, quota: &RateQuota) -> bool {

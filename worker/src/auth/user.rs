@@ -9,7 +9,7 @@ use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::user_groups::{UserConfig, stricter};
 use g3proxy_shared::types::acl::ProxyRequestType;
 use g3proxy_shared::types::{AclAction, RateQuota, SpeedLimit, unix_secs};
-use g3proxy_shared::user_limits::Bucket;
+use g3proxy_shared::user_limits::{self, Bucket};
 
 use super::limits::{AliveGuard, GroupLimits};
 use crate::error::Forbidden;
@@ -18,8 +18,10 @@ use crate::relay::RelayPolicy;
 pub struct User {
     pub name: Arc<str>,
     config: UserConfig,
-    /// Where the user's group-wide counters are, when it has a limit that needs them.
-    counters: Option<(Arc<GroupLimits>, usize)>,
+    /// The group-wide counters and the user's key in them.
+    shared: Option<(Arc<GroupLimits>, u64)>,
+    /// The user's slot there, when it has a limit that needs one.
+    slot: Option<usize>,
     /// Set when a newer copy of this user's config blocks it: the live tasks that still hold
     /// this copy end at their next idle check.
     blocked_since_built: AtomicBool,
@@ -36,11 +38,17 @@ impl User {
         let counted = config.request_alive_max > 0
             || config.request_rate_limit.is_some()
             || config.connection_rate_limit.is_some();
-        let counters = limits
+        let key = user_limits::user_key(group, &config.name);
+        let slot = limits
             .filter(|_| counted)
-            .and_then(|limits| Some((limits.clone(), limits.slot(group, &config.name)?)));
+            .and_then(|limits| limits.slot(key, group, &config.name));
+        if let Some(limits) = limits {
+            let blocked = config.block_and_delay.is_some();
+            limits.publish_block(key, group, &config.name, blocked);
+        }
         User {
-            counters,
+            shared: limits.map(|limits| (limits.clone(), key)),
+            slot,
             name: config.name.as_str().into(),
             config,
             blocked_since_built: AtomicBool::new(false),
@@ -66,9 +74,15 @@ impl User {
         self.config.block_and_delay.map(|d| d.0)
     }
 
-    /// Whether tasks holding this user must end now: blocked by config, then or since.
+    /// Whether tasks holding this user must end now: blocked by its config, by a newer copy
+    /// of it in this worker, or by a newer generation's config.
     pub fn is_blocked(&self) -> bool {
-        self.config.block_and_delay.is_some() || self.blocked_since_built.load(Ordering::Relaxed)
+        self.config.block_and_delay.is_some()
+            || self.blocked_since_built.load(Ordering::Relaxed)
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|(limits, key)| limits.blocked_by_group(*key))
     }
 
     pub(super) fn mark_blocked(&self) {
@@ -130,8 +144,8 @@ impl User {
     }
 
     fn take(&self, quota: Option<&RateQuota>, bucket: Bucket) -> Result<(), Forbidden> {
-        match (quota, &self.counters) {
-            (Some(quota), Some((limits, slot))) if !limits.take(*slot, bucket, quota) => {
+        match (quota, &self.shared, self.slot) {
+            (Some(quota), Some((limits, _)), Some(slot)) if !limits.take(slot, bucket, quota) => {
                 Err(Forbidden::RateLimited(self.name.to_string()))
             }
             _ => Ok(()),
@@ -141,9 +155,9 @@ impl User {
     /// `request_alive_max`: a live request of this user, counted until the guard drops.
     pub fn acquire_alive(&self) -> Result<Option<AliveGuard>, Forbidden> {
         let max = self.config.request_alive_max;
-        match &self.counters {
-            Some((limits, slot)) if max > 0 => limits
-                .acquire(*slot, max)
+        match (&self.shared, self.slot) {
+            (Some((limits, _)), Some(slot)) if max > 0 => limits
+                .acquire(slot, max)
                 .map(Some)
                 .ok_or_else(|| Forbidden::FullyLoaded(self.name.to_string())),
             _ => Ok(None),
