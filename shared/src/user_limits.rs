@@ -12,7 +12,8 @@
 //! slot, and the tasks of that user in older generations end at their next idle check.
 //!
 //! Layout: a header (magic, boot id, one owner pid per worker column), then user slots (a
-//! user's hash, its live tasks, one rate bucket per kind, the block), then one ledger per worker
+//! user's hash, its live tasks, one rate bucket per kind (requests, connections, bytes each
+//! way), the block), then one ledger per worker
 //! column: how many live tasks each user has in that worker. A worker takes a free column
 //! when it starts. When a worker dies without giving its tasks back, the supervisor subtracts
 //! its ledger from the users' counts and frees the column, so a crash never leaves a user
@@ -31,9 +32,11 @@ use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-use crate::types::RateQuota;
+use std::time::Duration;
 
-const MAGIC: u64 = u64::from_le_bytes(*b"g3ulim01");
+use crate::types::{GlobalSpeedLimit, RateQuota};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"g3ulim02");
 /// Users with a group-wide limit that one group can count; more are let through unlimited
 /// (and logged), never refused for our lack of room.
 pub const SLOTS: usize = 16384;
@@ -42,18 +45,20 @@ pub const COLUMNS: usize = 256;
 
 const HEADER_SIZE: usize = 4096;
 const OWNERS_OFFSET: usize = 64;
-const SLOT_SIZE: usize = 64;
+const SLOT_SIZE: usize = 128;
 const SLOTS_OFFSET: usize = HEADER_SIZE;
 const LEDGERS_OFFSET: usize = SLOTS_OFFSET + SLOTS * SLOT_SIZE;
 const FILE_SIZE: usize = LEDGERS_OFFSET + COLUMNS * SLOTS * 4;
 /// How far a user's slot may be from its hash's home.
 const MAX_PROBES: usize = 64;
 
-/// The two rate buckets of a user's slot.
+/// The rate buckets of a user's slot: events (requests, connections) and bytes (each way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     Requests,
     Connections,
+    TcpUpload,
+    TcpDownload,
 }
 
 /// The mapped file. Everything in it is read and written through atomics.
@@ -214,6 +219,8 @@ impl UserLimits {
         let offset = match bucket {
             Bucket::Requests => 16,
             Bucket::Connections => 24,
+            Bucket::TcpUpload => 40,
+            Bucket::TcpDownload => 48,
         };
         self.u64_at(SLOTS_OFFSET + slot * SLOT_SIZE + offset)
     }
@@ -362,10 +369,66 @@ impl UserLimits {
     }
 }
 
+/// A byte bucket of a user: what a [`GlobalSpeedLimit`] costs on the bucket's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct ByteRate {
+    interval_nanos: u128,
+    bytes: u128,
+    tolerance: u64,
+}
+
+impl ByteRate {
+    pub fn new(limit: &GlobalSpeedLimit) -> ByteRate {
+        let interval_nanos = limit.interval.as_nanos().max(1);
+        let bytes = (limit.bytes as u128).max(1);
+        let tolerance = (limit.burst_bytes as u128 * interval_nanos / bytes).min(u64::MAX as u128);
+        ByteRate {
+            interval_nanos,
+            bytes,
+            tolerance: tolerance as u64,
+        }
+    }
+
+    fn cost(&self, bytes: u64) -> u64 {
+        (bytes as u128 * self.interval_nanos / self.bytes).min(u64::MAX as u128) as u64
+    }
+}
+
+impl UserLimits {
+    /// Bytes the user's `bucket` lets through now (every process shares it).
+    pub fn allowance(&self, slot: usize, bucket: Bucket, rate: &ByteRate) -> u64 {
+        let backlog = self
+            .bucket(slot, bucket)
+            .load(Ordering::Acquire)
+            .saturating_sub(monotonic_nanos());
+        let room = rate.tolerance.saturating_sub(backlog) as u128;
+        (room * rate.bytes / rate.interval_nanos).min(u64::MAX as u128) as u64
+    }
+
+    /// How long until `bytes` more fit in the bucket.
+    pub fn wait_for(&self, slot: usize, bucket: Bucket, rate: &ByteRate, bytes: u64) -> Duration {
+        let backlog = self
+            .bucket(slot, bucket)
+            .load(Ordering::Acquire)
+            .saturating_sub(monotonic_nanos());
+        let needed = backlog.saturating_add(rate.cost(bytes));
+        Duration::from_nanos(needed.saturating_sub(rate.tolerance))
+    }
+
+    /// Counts `bytes` that went through.
+    pub fn consume(&self, slot: usize, bucket: Bucket, rate: &ByteRate, bytes: u64) {
+        let cost = rate.cost(bytes);
+        let now = monotonic_nanos();
+        let _ = self.bucket(slot, bucket).fetch_update(
+            Ordering::AcqRel,
+            Ordering::Acquire,
+            |arrival| Some(arrival.max(now).saturating_add(cost)),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn region() -> (PathBuf, UserLimits) {
@@ -426,6 +489,29 @@ mod tests {
         assert_eq!(taken, 5);
         // The other bucket is the user's own too.
         assert!(limits.take(slot, Bucket::Connections, &quota));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn byte_buckets_allow_a_burst_then_their_rate() {
+        let (path, limits) = region();
+        let rate = ByteRate::new(&GlobalSpeedLimit {
+            interval: Duration::from_secs(1),
+            bytes: 1000,
+            burst_bytes: 1000,
+        });
+        let slot = limits.slot(user_key("g", "carol")).unwrap();
+        let first = limits.allowance(slot, Bucket::TcpDownload, &rate);
+        assert!((990..=1000).contains(&first), "{first}");
+        limits.consume(slot, Bucket::TcpDownload, &rate, first);
+        assert!(limits.allowance(slot, Bucket::TcpDownload, &rate) < 10);
+        let wait = limits.wait_for(slot, Bucket::TcpDownload, &rate, 500);
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+        // The other direction is untouched.
+        assert!(limits.allowance(slot, Bucket::TcpUpload, &rate) >= 990);
         std::fs::remove_file(&path).unwrap();
     }
 

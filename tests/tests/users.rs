@@ -177,6 +177,16 @@ fn users_log_in_and_their_filters_hold() {
     assert_eq!(via_http(&group, Some(("blocked", "")), &url, &[]), "403");
     assert!(started.elapsed() >= Duration::from_millis(300));
 
+    // A per-connection speed limit: 300 KB take three slices.
+    let started = Instant::now();
+    let big = origin.url("/bytes/300000");
+    assert_eq!(via_http(&group, Some(("slow", "")), &big, &[]), ok);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(15),
+        "300 KB at 100 KB a slice took {took:?}"
+    );
+
     // The anonymous user: no credentials needed, its own filters apply, SOCKS4 too.
     let guests = format!("http://127.0.0.1:{}", group.port("guests_http"));
     assert_eq!(curl_status(&["-x", &guests, &url]), ok);
@@ -476,6 +486,35 @@ fn limits_hold_across_workers_generations_and_crashes() {
         "{statuses:?}"
     );
     assert!(statuses[3..].iter().all(|s| s == "429"), "{statuses:?}");
+    // tcp_all_download_speed_limit 200K/s over both workers: two downloads of 400 KB at once
+    // share it (800 KB less the 200 KB burst: about 3 s), where each alone would get it all.
+    let started = Instant::now();
+    let downloads: Vec<_> = (0..2)
+        .map(|_| {
+            let (proxy, url) = (proxy.clone(), origin.url("/bytes/400000"));
+            std::thread::spawn(move || {
+                g3proxy_tests::curl(&[
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-x",
+                    &proxy,
+                    "-U",
+                    "throttled:x",
+                    &url,
+                ])
+            })
+        })
+        .collect();
+    for download in downloads {
+        download.join().expect("download");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2200) && took < Duration::from_secs(15),
+        "two throttled downloads took {took:?}"
+    );
+
     // connection_rate_limit 2/h: two connections log in, the third does not.
     let statuses: Vec<String> = (0..4)
         .map(|_| curl_status(&["-x", &proxy, "-U", "connections:x", &url]))

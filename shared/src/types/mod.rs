@@ -18,7 +18,7 @@ pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};
 pub use rate::RateQuota;
 pub use sockopt::TcpMiscOpts;
-pub use speed::SpeedLimit;
+pub use speed::{GlobalSpeedLimit, SpeedLimit};
 pub use token::{Token, constant_time_eq, hex};
 pub use upstream::{PickPolicy, Secret, UpstreamAddr, WeightedAddr};
 

@@ -100,3 +100,74 @@ impl<'de> Deserialize<'de> for SpeedLimit {
         deserializer.deserialize_any(LimitVisitor)
     }
 }
+
+/// A speed limit over a whole user (`tcp_all_upload_speed_limit` and kin): a size per
+/// second (`100M`, `100M/s`), or a map `{replenish_interval, replenish_bytes,
+/// max_burst_bytes}`. The burst is one interval's bytes unless set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalSpeedLimit {
+    pub interval: Duration,
+    pub bytes: u64,
+    pub burst_bytes: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GlobalSpeedLimitMap {
+    #[serde(default)]
+    replenish_interval: Option<super::HumanDuration>,
+    #[serde(default)]
+    replenish_bytes: Option<HumanSize>,
+    #[serde(default)]
+    max_burst_bytes: Option<HumanSize>,
+}
+
+impl<'de> Deserialize<'de> for GlobalSpeedLimit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct GlobalVisitor;
+        impl<'de> de::Visitor<'de> for GlobalVisitor {
+            type Value = GlobalSpeedLimit;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size per second such as 100M, or a map of replenish_interval, replenish_bytes and max_burst_bytes")
+            }
+            fn visit_u64<E: de::Error>(self, bytes: u64) -> Result<GlobalSpeedLimit, E> {
+                if bytes == 0 {
+                    return Err(E::custom("a speed limit of 0 lets nothing through"));
+                }
+                Ok(GlobalSpeedLimit {
+                    interval: Duration::from_secs(1),
+                    bytes,
+                    burst_bytes: bytes,
+                })
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<GlobalSpeedLimit, E> {
+                let bytes = HumanSize::parse(text)
+                    .ok_or_else(|| E::custom(format!("invalid speed limit: {text:?}")))?;
+                self.visit_u64(bytes)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<GlobalSpeedLimit, A::Error> {
+                let raw =
+                    GlobalSpeedLimitMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let interval = raw
+                    .replenish_interval
+                    .map_or(Duration::from_secs(1), |d| d.0);
+                let bytes = raw
+                    .replenish_bytes
+                    .ok_or_else(|| de::Error::custom("replenish_bytes is needed"))?
+                    .0;
+                if bytes == 0 || interval.is_zero() {
+                    return Err(de::Error::custom("a speed limit of 0 lets nothing through"));
+                }
+                Ok(GlobalSpeedLimit {
+                    interval,
+                    bytes,
+                    burst_bytes: raw.max_burst_bytes.map_or(bytes, |b| b.0.max(1)),
+                })
+            }
+        }
+        deserializer.deserialize_any(GlobalVisitor)
+    }
+}

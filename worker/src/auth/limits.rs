@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use g3proxy_shared::types::RateQuota;
-use g3proxy_shared::user_limits::{self, Bucket, UserLimits};
+use g3proxy_shared::types::{GlobalSpeedLimit, RateQuota};
+use g3proxy_shared::user_limits::{self, Bucket, ByteRate, UserLimits};
 
 pub struct GroupLimits {
     region: UserLimits,
@@ -79,6 +79,61 @@ impl GroupLimits {
                 limits: self.clone(),
                 slot,
             })
+    }
+}
+
+/// A user's byte bucket of one direction, shared by the whole group.
+#[derive(Clone)]
+pub struct GroupBytes {
+    limits: Arc<GroupLimits>,
+    slot: usize,
+    bucket: Bucket,
+    rate: ByteRate,
+    burst: u64,
+}
+
+impl std::fmt::Debug for GroupBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GroupBytes({:?})", self.bucket)
+    }
+}
+
+impl GroupBytes {
+    pub fn new(
+        limits: &Arc<GroupLimits>,
+        slot: usize,
+        bucket: Bucket,
+        limit: &GlobalSpeedLimit,
+    ) -> GroupBytes {
+        GroupBytes {
+            limits: limits.clone(),
+            slot,
+            bucket,
+            rate: ByteRate::new(limit),
+            burst: limit.burst_bytes,
+        }
+    }
+
+    pub fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    pub fn allowance(&self) -> u64 {
+        self.limits
+            .region
+            .allowance(self.slot, self.bucket, &self.rate)
+    }
+
+    pub fn wait_for(&self, bytes: u64) -> std::time::Duration {
+        self.limits
+            .region
+            .wait_for(self.slot, self.bucket, &self.rate, bytes)
+    }
+
+    pub fn consume(&self, bytes: u64) {
+        self.limits
+            .region
+            .consume(self.slot, self.bucket, &self.rate, bytes);
     }
 }
 

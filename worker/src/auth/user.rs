@@ -8,10 +8,10 @@ use std::time::Duration;
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::user_groups::{UserConfig, stricter};
 use g3proxy_shared::types::acl::ProxyRequestType;
-use g3proxy_shared::types::{AclAction, RateQuota, SpeedLimit, unix_secs};
+use g3proxy_shared::types::{AclAction, GlobalSpeedLimit, RateQuota, SpeedLimit, unix_secs};
 use g3proxy_shared::user_limits::{self, Bucket};
 
-use super::limits::{AliveGuard, GroupLimits};
+use super::limits::{AliveGuard, GroupBytes, GroupLimits};
 use crate::error::Forbidden;
 use crate::relay::RelayPolicy;
 
@@ -37,7 +37,9 @@ impl User {
     pub fn new(config: UserConfig, group: &str, limits: Option<&Arc<GroupLimits>>) -> User {
         let counted = config.request_alive_max > 0
             || config.request_rate_limit.is_some()
-            || config.connection_rate_limit.is_some();
+            || config.connection_rate_limit.is_some()
+            || config.tcp_all_upload_speed_limit.is_some()
+            || config.tcp_all_download_speed_limit.is_some();
         let key = user_limits::user_key(group, &config.name);
         let slot = limits
             .filter(|_| counted)
@@ -150,6 +152,27 @@ impl User {
             }
             _ => Ok(()),
         }
+    }
+
+    /// `tcp_all_upload_speed_limit`: the user's bytes from its clients, group-wide.
+    pub fn group_upload(&self) -> Option<GroupBytes> {
+        self.group_bytes(
+            self.config.tcp_all_upload_speed_limit.as_ref(),
+            Bucket::TcpUpload,
+        )
+    }
+
+    /// `tcp_all_download_speed_limit`: the user's bytes toward its clients, group-wide.
+    pub fn group_download(&self) -> Option<GroupBytes> {
+        self.group_bytes(
+            self.config.tcp_all_download_speed_limit.as_ref(),
+            Bucket::TcpDownload,
+        )
+    }
+
+    fn group_bytes(&self, limit: Option<&GlobalSpeedLimit>, bucket: Bucket) -> Option<GroupBytes> {
+        let (limits, _) = self.shared.as_ref()?;
+        Some(GroupBytes::new(limits, self.slot?, bucket, limit?))
     }
 
     /// `request_alive_max`: a live request of this user, counted until the guard drops.

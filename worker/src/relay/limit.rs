@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use g3proxy_shared::types::SpeedLimit;
+
+use crate::auth::GroupBytes;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -13,7 +15,13 @@ pub struct Limiter {
     slice: Duration,
     slice_start: Instant,
     used: u64,
+    /// The user's bytes over the whole group (`tcp_all_*_speed_limit`), on top. Boxed: every
+    /// idle tunnel carries this field, and few users have such a limit.
+    group: Option<Box<GroupBytes>>,
 }
+
+/// Reads smaller than this wait for the group's bucket to fill rather than trickle.
+const GROUP_MIN_CHUNK: u64 = 4096;
 
 impl Limiter {
     /// One direction of `limit`; `None` when that direction is unlimited.
@@ -23,7 +31,24 @@ impl Limiter {
             slice: limit.slice(),
             slice_start: Instant::now(),
             used: 0,
+            group: None,
         })
+    }
+
+    /// `local` (a socket's limit) with the user's group-wide bucket on top.
+    pub fn with_group(local: Option<Limiter>, group: Option<GroupBytes>) -> Option<Limiter> {
+        let Some(group) = group else {
+            return local;
+        };
+        let mut limiter = local.unwrap_or(Limiter {
+            per_slice: u64::MAX,
+            slice: Duration::from_secs(1),
+            slice_start: Instant::now(),
+            used: 0,
+            group: None,
+        });
+        limiter.group = Some(Box::new(group));
+        Some(limiter)
     }
 
     /// Bytes that may go now; 0 means wait for [`Limiter::next_slice`].
@@ -35,15 +60,35 @@ impl Limiter {
             self.slice_start += self.slice * slices.min(u32::MAX as u128) as u32;
             self.used = 0;
         }
-        self.per_slice.saturating_sub(self.used)
+        let local = self.per_slice.saturating_sub(self.used);
+        match &self.group {
+            Some(group) if local > 0 => {
+                let shared = group.allowance();
+                if shared < GROUP_MIN_CHUNK.min(group.burst()) {
+                    0
+                } else {
+                    local.min(shared)
+                }
+            }
+            _ => local,
+        }
     }
 
+    /// When to ask again after an allowance of 0.
     pub fn next_slice(&self) -> Instant {
-        self.slice_start + self.slice
+        match &self.group {
+            Some(group) if self.used < self.per_slice => {
+                Instant::now() + group.wait_for(GROUP_MIN_CHUNK.min(group.burst()))
+            }
+            _ => self.slice_start + self.slice,
+        }
     }
 
     pub fn consume(&mut self, bytes: u64) {
         self.used = self.used.saturating_add(bytes);
+        if let Some(group) = &self.group {
+            group.consume(bytes);
+        }
     }
 }
 

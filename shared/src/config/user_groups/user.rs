@@ -11,7 +11,9 @@ use serde::de::{self, Deserializer};
 use crate::types::acl::{
     AclRule, ChildDomain, DomainRegex, ExactHost, PortRange, ProxyRequestType, UserAgentProduct,
 };
-use crate::types::{AclAction, HumanDuration, IpNetwork, NetworkAcl, RateQuota, SpeedLimit, Token};
+use crate::types::{
+    AclAction, GlobalSpeedLimit, HumanDuration, IpNetwork, NetworkAcl, RateQuota, SpeedLimit, Token,
+};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,11 +54,14 @@ pub struct UserConfig {
     #[serde(default, alias = "request_max_alive")]
     pub request_alive_max: u32,
 
+    /// Bytes from the user's clients, over all its connections in the whole group.
+    #[serde(default)]
+    pub tcp_all_upload_speed_limit: Option<GlobalSpeedLimit>,
+    /// Bytes toward the user's clients, over all its connections in the whole group.
+    #[serde(default)]
+    pub tcp_all_download_speed_limit: Option<GlobalSpeedLimit>,
+
     // g3proxy keys this build refuses until they are enforced (see the module comment).
-    #[serde(default, deserialize_with = "not_yet")]
-    pub tcp_all_upload_speed_limit: (),
-    #[serde(default, deserialize_with = "not_yet")]
-    pub tcp_all_download_speed_limit: (),
     #[serde(default, deserialize_with = "not_yet")]
     pub udp_all_upload_speed_limit: (),
     #[serde(default, deserialize_with = "not_yet")]
