@@ -177,6 +177,27 @@ fn users_log_in_and_their_filters_hold() {
     assert_eq!(via_http(&group, Some(("blocked", "")), &url, &[]), "403");
     assert!(started.elapsed() >= Duration::from_millis(300));
 
+    // resolve_redirection: the name goes where the user's rule says; the request still
+    // names it.
+    let recording_port = recording.addr.port();
+    for host in ["origin.test", "alias.test"] {
+        let url = format!("http://{host}:{recording_port}/r");
+        assert_eq!(
+            via_http(&group, Some(("redirected", "")), &url, &[]),
+            ok,
+            "{host}"
+        );
+        let seen = recording.next_request();
+        assert!(
+            seen.contains(&format!("\r\nHost: {host}:{recording_port}\r\n")),
+            "{seen}"
+        );
+    }
+    let socks = format!("socks5h://redirected:x@127.0.0.1:{}", group.port("socks"));
+    let by_socks = format!("http://origin.test:{recording_port}/s");
+    assert_eq!(curl_status(&["-x", &socks, &by_socks]), ok);
+    recording.next_request();
+
     // A per-connection speed limit: 300 KB take three slices.
     let started = Instant::now();
     let big = origin.url("/bytes/300000");

@@ -28,12 +28,20 @@ use limits::AliveGuard;
 /// place under `request_alive_max` until it drops.
 pub struct Permit<'t> {
     target: &'t HostPort,
+    /// The target as the user's `resolve_redirection` has it resolved.
+    resolve_as: Option<HostPort>,
     _alive: Option<AliveGuard>,
 }
 
 impl<'t> Permit<'t> {
     pub fn target(&self) -> &'t HostPort {
         self.target
+    }
+
+    /// What an escaper that resolves names itself connects to: the target, or where the
+    /// user's `resolve_redirection` sends its name.
+    pub fn resolve_target(&self) -> &HostPort {
+        self.resolve_as.as_ref().unwrap_or(self.target)
     }
 }
 
@@ -183,6 +191,7 @@ impl Gate {
         }
         Ok(Permit {
             target,
+            resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
             _alive: alive,
         })
     }
@@ -203,6 +212,7 @@ impl Gate {
         }
         Ok(Permit {
             target,
+            resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
             _alive: None,
         })
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use g3proxy_proto::{Host, HostPort};
-use g3proxy_shared::config::user_groups::{UserConfig, stricter};
+use g3proxy_shared::config::user_groups::{RedirectTo, UserConfig, stricter};
 use g3proxy_shared::types::acl::ProxyRequestType;
 use g3proxy_shared::types::{AclAction, GlobalSpeedLimit, RateQuota, SpeedLimit, unix_secs};
 use g3proxy_shared::user_limits::{self, Bucket};
@@ -185,6 +185,23 @@ impl User {
                 .ok_or_else(|| Forbidden::FullyLoaded(self.name.to_string())),
             _ => Ok(None),
         }
+    }
+
+    /// `resolve_redirection`: where the user's `target` resolves instead (a list of
+    /// addresses gives its first).
+    pub fn redirect(&self, target: &HostPort) -> Option<HostPort> {
+        let rules = self.config.resolve_redirection.as_ref()?;
+        let Host::Domain(name) = &target.host else {
+            return None;
+        };
+        let host = match rules.redirect(&name.to_ascii_lowercase())? {
+            RedirectTo::Addresses(addresses) => Host::Ip(*addresses.first()?),
+            RedirectTo::Name(name) => Host::Domain(name),
+        };
+        Some(HostPort {
+            host,
+            port: target.port,
+        })
     }
 
     /// `dst_port_filter` and `dst_host_filter_set` for one target: both must permit.

@@ -72,6 +72,10 @@ impl DirectFixedEscaper {
 }
 
 impl EscaperOps for DirectFixedEscaper {
+    fn resolves_names(&self) -> bool {
+        true
+    }
+
     async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
         let addresses = self.candidates(target).await?;
         let bind = |ip| self.bind_address(ip);

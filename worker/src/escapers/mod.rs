@@ -68,6 +68,12 @@ trait EscaperOps {
         None
     }
 
+    /// Whether the escaper resolves target names itself, so that a user's
+    /// `resolve_redirection` applies (a next-hop proxy resolves them its own way).
+    fn resolves_names(&self) -> bool {
+        false
+    }
+
     async fn tcp_connect(&self, _target: &HostPort) -> Result<Connected, TaskError> {
         Err(TaskError::Unsupported("tcp connect".into()))
     }
@@ -119,6 +125,13 @@ macro_rules! escaper_runtimes {
                 match self {
                     $(EscaperRuntime::$variant(e) => e.next_for(target),)*
                     EscaperRuntime::$standin(e) => e.next_for(target),
+                }
+            }
+
+            fn resolves_names(&self) -> bool {
+                match self {
+                    $(EscaperRuntime::$variant(e) => e.resolves_names(),)*
+                    EscaperRuntime::$standin(e) => e.resolves_names(),
                 }
             }
 
@@ -217,6 +230,15 @@ impl Escaper {
         escaper
     }
 
+    /// The target this escaper connects to for `permit`: redirected by the user when the
+    /// escaper resolves names itself.
+    fn connect_target<'p>(&self, permit: &'p Permit<'_>) -> &'p HostPort {
+        match self.runtime.resolves_names() {
+            true => permit.resolve_target(),
+            false => permit.target(),
+        }
+    }
+
     /// Names this escaper in an error that did not say who could not do what.
     fn explain(&self, error: TaskError) -> TaskError {
         match error {
@@ -242,11 +264,10 @@ impl Escaper {
         task: &mut TaskContext,
         permit: &Permit<'_>,
     ) -> Result<Connected, TaskError> {
-        let target = permit.target();
-        let escaper = self.route(target);
+        let escaper = self.route(permit.target());
         let connected = escaper
             .runtime
-            .tcp_connect(target)
+            .tcp_connect(escaper.connect_target(permit))
             .await
             .map_err(|e| escaper.explain(e))?;
         escaper.note(task, &connected);
@@ -319,12 +340,13 @@ impl Escaper {
         })
     }
 
-    /// The escaper a datagram for `target` goes through, and the address it goes to.
-    async fn udp_route(&self, target: &HostPort) -> Result<(&Escaper, SocketAddr), TaskError> {
-        let escaper = self.route(target);
+    /// The escaper a datagram for the permit's target goes through, and the address it
+    /// goes to.
+    async fn udp_route(&self, permit: &Permit<'_>) -> Result<(&Escaper, SocketAddr), TaskError> {
+        let escaper = self.route(permit.target());
         let address = escaper
             .runtime
-            .udp_target(target)
+            .udp_target(escaper.connect_target(permit))
             .await
             .map_err(|e| escaper.explain(e))?;
         Ok((escaper, address))
@@ -341,7 +363,7 @@ impl Escaper {
         task: &mut TaskContext,
         permit: &Permit<'_>,
     ) -> Result<UdpSocket, TaskError> {
-        let (escaper, address) = self.udp_route(permit.target()).await?;
+        let (escaper, address) = self.udp_route(permit).await?;
         let socket = escaper.udp_bind(address)?;
         socket
             .connect(address)
@@ -428,7 +450,7 @@ impl UdpRelay {
     }
 
     pub async fn send_to(&mut self, permit: &Permit<'_>, payload: &[u8]) -> Result<(), TaskError> {
-        let (escaper, address) = self.escaper.udp_route(permit.target()).await?;
+        let (escaper, address) = self.escaper.udp_route(permit).await?;
         let slot = if address.is_ipv4() {
             &mut self.v4
         } else {

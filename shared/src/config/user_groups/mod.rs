@@ -6,7 +6,9 @@ mod basic;
 mod user;
 
 pub use basic::{BasicUserGroupConfig, DynamicFormat, UserSource};
-pub use user::{DstHostFilterSet, Expire, UserConfig, stricter};
+pub use user::{
+    DstHostFilterSet, Expire, Redirect, RedirectTo, ResolveRedirection, UserConfig, stricter,
+};
 
 use super::de::decode;
 use super::error::ConfigError;

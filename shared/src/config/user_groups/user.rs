@@ -54,6 +54,9 @@ pub struct UserConfig {
     #[serde(default, alias = "request_max_alive")]
     pub request_alive_max: u32,
 
+    /// Names the user's targets resolve as (a DNS hijack of the user's own).
+    #[serde(default)]
+    pub resolve_redirection: Option<ResolveRedirection>,
     /// Bytes from the user's clients, over all its connections in the whole group.
     #[serde(default)]
     pub tcp_all_upload_speed_limit: Option<GlobalSpeedLimit>,
@@ -72,8 +75,6 @@ pub struct UserConfig {
     pub log_uri_max_chars: (),
     #[serde(default, deserialize_with = "not_yet")]
     pub resolve_strategy: (),
-    #[serde(default, deserialize_with = "not_yet")]
-    pub resolve_redirection: (),
     #[serde(default, deserialize_with = "not_yet")]
     pub explicit_sites: (),
     #[serde(default, deserialize_with = "not_yet")]
@@ -398,5 +399,219 @@ mod tests {
             children.check_ip("192.0.2.1".parse().unwrap()),
             AclAction::Permit
         );
+    }
+}
+
+/// `resolve_redirection`: names this user's targets resolve as, before the escaper's
+/// resolver sees them. A list of `{exact: NAME, to: ADDRESS | [ADDRESSES] | NAME}` and
+/// `{parent: DOMAIN, to: DOMAIN}` (the domain and every name under it, the suffix replaced;
+/// the guide writes it `child`), or a map `NAME: TO` of exact rules.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResolveRedirection(pub Vec<Redirect>);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redirect {
+    Exact { name: String, to: RedirectTo },
+    Parent { domain: String, to: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedirectTo {
+    Addresses(Vec<std::net::IpAddr>),
+    Name(String),
+}
+
+impl ResolveRedirection {
+    /// Where `name` (lower case) resolves for this user: `None` when no rule names it.
+    pub fn redirect(&self, name: &str) -> Option<RedirectTo> {
+        for rule in &self.0 {
+            match rule {
+                Redirect::Exact { name: exact, to } if exact == name => return Some(to.clone()),
+                Redirect::Parent { domain, to } => {
+                    if name == domain {
+                        return Some(RedirectTo::Name(to.clone()));
+                    }
+                    if let Some(prefix) = name.strip_suffix(domain.as_str())
+                        && let Some(prefix) = prefix.strip_suffix('.')
+                    {
+                        return Some(RedirectTo::Name(format!("{prefix}.{to}")));
+                    }
+                }
+                Redirect::Exact { .. } => {}
+            }
+        }
+        None
+    }
+}
+
+fn redirect_to(texts: Vec<String>) -> Result<RedirectTo, String> {
+    let addresses: Result<Vec<std::net::IpAddr>, _> =
+        texts.iter().map(|t| t.trim().parse()).collect();
+    match (addresses, texts.as_slice()) {
+        (Ok(addresses), _) if !addresses.is_empty() => Ok(RedirectTo::Addresses(addresses)),
+        (_, [name]) => Ok(RedirectTo::Name(
+            name.trim().trim_end_matches('.').to_ascii_lowercase(),
+        )),
+        _ => Err("to must be a name, an address or a list of addresses".into()),
+    }
+}
+
+/// One value or a list of them, as text.
+struct Texts(Vec<String>);
+
+impl<'de> Deserialize<'de> for Texts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextsVisitor;
+        impl<'de> de::Visitor<'de> for TextsVisitor {
+            type Value = Texts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a name or address, or a list of addresses")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Texts, E> {
+                Ok(Texts(vec![text.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Texts, A::Error> {
+                let mut texts = Vec::new();
+                while let Some(text) = seq.next_element::<String>()? {
+                    texts.push(text);
+                }
+                Ok(Texts(texts))
+            }
+        }
+        deserializer.deserialize_any(TextsVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResolveRedirection {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RulesVisitor;
+        impl<'de> de::Visitor<'de> for RulesVisitor {
+            type Value = ResolveRedirection;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of {exact|parent: NAME, to: ...} rules, or a map NAME: TO")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ResolveRedirection, A::Error> {
+                let mut rules = Vec::new();
+                while let Some(rule) = seq.next_element::<RuleMap>()? {
+                    rules.push(rule.0);
+                }
+                Ok(ResolveRedirection(rules))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ResolveRedirection, A::Error> {
+                let mut rules = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let Texts(to) = map.next_value()?;
+                    rules.push(Redirect::Exact {
+                        name: domain_name(&name).map_err(de::Error::custom)?,
+                        to: redirect_to(to).map_err(de::Error::custom)?,
+                    });
+                }
+                Ok(ResolveRedirection(rules))
+            }
+        }
+        deserializer.deserialize_any(RulesVisitor)
+    }
+}
+
+fn domain_name(text: &str) -> Result<String, String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("{text:?} is no domain name"));
+    }
+    Ok(name)
+}
+
+/// One rule of the list form.
+struct RuleMap(Redirect);
+
+impl<'de> Deserialize<'de> for RuleMap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RuleVisitor;
+        impl<'de> de::Visitor<'de> for RuleVisitor {
+            type Value = RuleMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("{exact: NAME, to: ...} or {parent: DOMAIN, to: DOMAIN}")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RuleMap, A::Error> {
+                let (mut exact, mut parent, mut to) = (None, None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "exact" => exact = Some(map.next_value::<String>()?),
+                        // The guide's spelling of g3's `parent`.
+                        "parent" | "child" => parent = Some(map.next_value::<String>()?),
+                        "to" => to = Some(map.next_value::<Texts>()?.0),
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "invalid key {other} in a resolve redirection"
+                            )));
+                        }
+                    }
+                }
+                let to = to.ok_or_else(|| de::Error::custom("a redirection needs to"))?;
+                let rule = match (exact, parent) {
+                    (Some(name), None) => Redirect::Exact {
+                        name: domain_name(&name).map_err(de::Error::custom)?,
+                        to: redirect_to(to).map_err(de::Error::custom)?,
+                    },
+                    (None, Some(domain)) => match redirect_to(to).map_err(de::Error::custom)? {
+                        RedirectTo::Name(to) => Redirect::Parent {
+                            domain: domain_name(&domain).map_err(de::Error::custom)?,
+                            to,
+                        },
+                        RedirectTo::Addresses(_) => {
+                            return Err(de::Error::custom(
+                                "a parent redirection goes to another domain, not to addresses",
+                            ));
+                        }
+                    },
+                    _ => {
+                        return Err(de::Error::custom(
+                            "a redirection has exact or parent (one of them)",
+                        ));
+                    }
+                };
+                Ok(RuleMap(rule))
+            }
+        }
+        deserializer.deserialize_map(RuleVisitor)
+    }
+}
+
+#[cfg(test)]
+mod redirection_tests {
+    use super::*;
+
+    #[test]
+    fn rules() {
+        let rules = ResolveRedirection(vec![
+            Redirect::Exact {
+                name: "t1.example.net".into(),
+                to: RedirectTo::Addresses(vec!["192.168.10.1".parse().unwrap()]),
+            },
+            Redirect::Parent {
+                domain: "example.com".into(),
+                to: "example.net".into(),
+            },
+        ]);
+        assert_eq!(
+            rules.redirect("t1.example.net"),
+            Some(RedirectTo::Addresses(vec!["192.168.10.1".parse().unwrap()]))
+        );
+        assert_eq!(
+            rules.redirect("a.b.example.com"),
+            Some(RedirectTo::Name("a.b.example.net".into()))
+        );
+        assert_eq!(
+            rules.redirect("example.com"),
+            Some(RedirectTo::Name("example.net".into()))
+        );
+        assert_eq!(rules.redirect("badexample.com"), None);
+        assert!(redirect_to(vec!["a.test".into(), "b.test".into()]).is_err());
     }
 }
