@@ -52,13 +52,18 @@ const FILE_SIZE: usize = LEDGERS_OFFSET + COLUMNS * SLOTS * 4;
 /// How far a user's slot may be from its hash's home.
 const MAX_PROBES: usize = 64;
 
-/// The rate buckets of a user's slot: events (requests, connections) and bytes (each way).
+/// The rate buckets of a user's slot: events (requests, connections), TCP bytes and UDP
+/// bytes and packets (each way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     Requests,
     Connections,
     TcpUpload,
     TcpDownload,
+    UdpUpload,
+    UdpDownload,
+    UdpUploadPackets,
+    UdpDownloadPackets,
 }
 
 /// The mapped file. Everything in it is read and written through atomics.
@@ -221,6 +226,10 @@ impl UserLimits {
             Bucket::Connections => 24,
             Bucket::TcpUpload => 40,
             Bucket::TcpDownload => 48,
+            Bucket::UdpUpload => 56,
+            Bucket::UdpDownload => 64,
+            Bucket::UdpUploadPackets => 72,
+            Bucket::UdpDownloadPackets => 80,
         };
         self.u64_at(SLOTS_OFFSET + slot * SLOT_SIZE + offset)
     }
@@ -369,24 +378,30 @@ impl UserLimits {
     }
 }
 
-/// A byte bucket of a user: what a [`GlobalSpeedLimit`] costs on the bucket's clock.
+/// A user's bucket of bytes or packets: what `units` per `interval` (bursts up to `burst`)
+/// cost on the bucket's clock.
 #[derive(Debug, Clone, Copy)]
-pub struct ByteRate {
+pub struct FlowRate {
     interval_nanos: u128,
     bytes: u128,
     tolerance: u64,
 }
 
-impl ByteRate {
-    pub fn new(limit: &GlobalSpeedLimit) -> ByteRate {
-        let interval_nanos = limit.interval.as_nanos().max(1);
-        let bytes = (limit.bytes as u128).max(1);
-        let tolerance = (limit.burst_bytes as u128 * interval_nanos / bytes).min(u64::MAX as u128);
-        ByteRate {
+impl FlowRate {
+    pub fn new(interval: Duration, units: u64, burst: u64) -> FlowRate {
+        let interval_nanos = interval.as_nanos().max(1);
+        let bytes = (units as u128).max(1);
+        let tolerance = (burst as u128 * interval_nanos / bytes).min(u64::MAX as u128);
+        FlowRate {
             interval_nanos,
             bytes,
             tolerance: tolerance as u64,
         }
+    }
+
+    /// The bytes of a [`GlobalSpeedLimit`].
+    pub fn of_bytes(limit: &GlobalSpeedLimit) -> FlowRate {
+        FlowRate::new(limit.interval, limit.bytes, limit.burst_bytes)
     }
 
     fn cost(&self, bytes: u64) -> u64 {
@@ -396,7 +411,7 @@ impl ByteRate {
 
 impl UserLimits {
     /// Bytes the user's `bucket` lets through now (every process shares it).
-    pub fn allowance(&self, slot: usize, bucket: Bucket, rate: &ByteRate) -> u64 {
+    pub fn allowance(&self, slot: usize, bucket: Bucket, rate: &FlowRate) -> u64 {
         let backlog = self
             .bucket(slot, bucket)
             .load(Ordering::Acquire)
@@ -406,7 +421,7 @@ impl UserLimits {
     }
 
     /// How long until `bytes` more fit in the bucket.
-    pub fn wait_for(&self, slot: usize, bucket: Bucket, rate: &ByteRate, bytes: u64) -> Duration {
+    pub fn wait_for(&self, slot: usize, bucket: Bucket, rate: &FlowRate, bytes: u64) -> Duration {
         let backlog = self
             .bucket(slot, bucket)
             .load(Ordering::Acquire)
@@ -416,7 +431,7 @@ impl UserLimits {
     }
 
     /// Counts `bytes` that went through.
-    pub fn consume(&self, slot: usize, bucket: Bucket, rate: &ByteRate, bytes: u64) {
+    pub fn consume(&self, slot: usize, bucket: Bucket, rate: &FlowRate, bytes: u64) {
         let cost = rate.cost(bytes);
         let now = monotonic_nanos();
         let _ = self.bucket(slot, bucket).fetch_update(
@@ -495,11 +510,7 @@ mod tests {
     #[test]
     fn byte_buckets_allow_a_burst_then_their_rate() {
         let (path, limits) = region();
-        let rate = ByteRate::new(&GlobalSpeedLimit {
-            interval: Duration::from_secs(1),
-            bytes: 1000,
-            burst_bytes: 1000,
-        });
+        let rate = FlowRate::new(Duration::from_secs(1), 1000, 1000);
         let slot = limits.slot(user_key("g", "carol")).unwrap();
         let first = limits.allowance(slot, Bucket::TcpDownload, &rate);
         assert!((990..=1000).contains(&first), "{first}");

@@ -542,3 +542,76 @@ fn limits_hold_across_workers_generations_and_crashes() {
         .collect();
     assert_eq!(statuses, ["200", "200", "429", "429"]);
 }
+
+/// A SOCKS5 UDP association as `user` (any password) from `client`: the control connection
+/// and the relay address.
+fn udp_associate_as(
+    proxy: SocketAddr,
+    user: &str,
+    client: &std::net::UdpSocket,
+) -> (TcpStream, SocketAddr) {
+    let mut control = TcpStream::connect(proxy).expect("connect");
+    control
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    control.write_all(&[5, 1, 2]).expect("greeting");
+    let mut answer = [0u8; 2];
+    control.read_exact(&mut answer).expect("method");
+    assert_eq!(answer, [5, 2]);
+    let mut login = vec![1, user.len() as u8];
+    login.extend_from_slice(user.as_bytes());
+    login.extend_from_slice(&[1, b'x']);
+    control.write_all(&login).expect("login");
+    control.read_exact(&mut answer).expect("login answer");
+    assert_eq!(answer, [1, 0]);
+    let local = client.local_addr().expect("client address");
+    let std::net::IpAddr::V4(ip) = local.ip() else {
+        panic!("ipv4 client")
+    };
+    let mut request = vec![5, 3, 0, 1];
+    request.extend_from_slice(&ip.octets());
+    request.extend_from_slice(&local.port().to_be_bytes());
+    control.write_all(&request).expect("associate");
+    let mut reply = [0u8; 10];
+    control.read_exact(&mut reply).expect("reply");
+    assert_eq!(reply[..4], [5, 0, 0, 1], "{reply:?}");
+    let relay = SocketAddr::from((
+        [reply[4], reply[5], reply[6], reply[7]],
+        u16::from_be_bytes([reply[8], reply[9]]),
+    ));
+    (control, relay)
+}
+
+#[test]
+fn udp_limits_hold_over_a_users_sessions() {
+    let echo = g3proxy_tests::UdpEcho::start();
+    let mut group = Group::new("user_limits");
+    group.start();
+    let proxy = SocketAddr::from(([127, 0, 0, 1], group.port("socks")));
+    let std::net::IpAddr::V4(ip) = echo.addr.ip() else {
+        panic!("ipv4 echo")
+    };
+    let mut answers = 0;
+    // Two sessions of the user, three datagrams each: two go up in all.
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        client
+            .set_read_timeout(Some(Duration::from_millis(800)))
+            .expect("timeout");
+        let (control, relay) = udp_associate_as(proxy, "udp_limited", &client);
+        for i in 0..3u8 {
+            let mut datagram = vec![0, 0, 0, 1];
+            datagram.extend_from_slice(&ip.octets());
+            datagram.extend_from_slice(&echo.addr.port().to_be_bytes());
+            datagram.push(i);
+            client.send_to(&datagram, relay).expect("send");
+        }
+        let mut buffer = [0u8; 64];
+        while client.recv(&mut buffer).is_ok() {
+            answers += 1;
+        }
+        sessions.push((control, client));
+    }
+    assert_eq!(answers, 2);
+}

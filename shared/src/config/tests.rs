@@ -184,9 +184,9 @@ fn mistakes_name_file_path_and_line() {
         (
             &[(
                 "main.yml",
-                "user_group:\n  - name: g\n    static_users:\n      - name: a\n        udp_all_upload_speed_limit: 10M\n",
+                "user_group:\n  - name: g\n    static_users:\n      - name: a\n        explicit_sites: []\n",
             )],
-            "main.yml: user_group[0].static_users[0].udp_all_upload_speed_limit (line 5): this user key is not supported by this build yet",
+            "main.yml: user_group[0].static_users[0].explicit_sites (line 5): this user key is not supported by this build yet",
         ),
         (
             &[("main.yml", "user_group:\n  - name: g\n    type: ldap\n")],

@@ -103,12 +103,15 @@ impl<'de> Deserialize<'de> for SpeedLimit {
 
 /// A speed limit over a whole user (`tcp_all_upload_speed_limit` and kin): a size per
 /// second (`100M`, `100M/s`), or a map `{replenish_interval, replenish_bytes,
-/// max_burst_bytes}`. The burst is one interval's bytes unless set.
+/// max_burst_bytes}` and for UDP `replenish_packets`, `max_burst_packets`. A burst is one
+/// interval's worth unless set; 0 bytes or packets is no limit on that measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GlobalSpeedLimit {
     pub interval: Duration,
     pub bytes: u64,
     pub burst_bytes: u64,
+    pub packets: u64,
+    pub burst_packets: u64,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +123,10 @@ struct GlobalSpeedLimitMap {
     replenish_bytes: Option<HumanSize>,
     #[serde(default)]
     max_burst_bytes: Option<HumanSize>,
+    #[serde(default)]
+    replenish_packets: Option<u64>,
+    #[serde(default)]
+    max_burst_packets: Option<u64>,
 }
 
 impl<'de> Deserialize<'de> for GlobalSpeedLimit {
@@ -138,6 +145,8 @@ impl<'de> Deserialize<'de> for GlobalSpeedLimit {
                     interval: Duration::from_secs(1),
                     bytes,
                     burst_bytes: bytes,
+                    packets: 0,
+                    burst_packets: 0,
                 })
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<GlobalSpeedLimit, E> {
@@ -154,17 +163,19 @@ impl<'de> Deserialize<'de> for GlobalSpeedLimit {
                 let interval = raw
                     .replenish_interval
                     .map_or(Duration::from_secs(1), |d| d.0);
-                let bytes = raw
-                    .replenish_bytes
-                    .ok_or_else(|| de::Error::custom("replenish_bytes is needed"))?
-                    .0;
-                if bytes == 0 || interval.is_zero() {
-                    return Err(de::Error::custom("a speed limit of 0 lets nothing through"));
+                let bytes = raw.replenish_bytes.map_or(0, |b| b.0);
+                let packets = raw.replenish_packets.unwrap_or(0);
+                if (bytes == 0 && packets == 0) || interval.is_zero() {
+                    return Err(de::Error::custom(
+                        "a speed limit needs replenish_bytes or replenish_packets above 0",
+                    ));
                 }
                 Ok(GlobalSpeedLimit {
                     interval,
                     bytes,
                     burst_bytes: raw.max_burst_bytes.map_or(bytes, |b| b.0.max(1)),
+                    packets,
+                    burst_packets: raw.max_burst_packets.unwrap_or(packets).max(1),
                 })
             }
         }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use g3proxy_shared::types::{GlobalSpeedLimit, RateQuota};
-use g3proxy_shared::user_limits::{self, Bucket, ByteRate, UserLimits};
+use g3proxy_shared::types::RateQuota;
+use g3proxy_shared::user_limits::{self, Bucket, FlowRate, UserLimits};
 
 pub struct GroupLimits {
     region: UserLimits,
@@ -82,36 +82,38 @@ impl GroupLimits {
     }
 }
 
-/// A user's byte bucket of one direction, shared by the whole group.
+/// A user's bucket of bytes or packets of one direction, shared by the whole group.
 #[derive(Clone)]
-pub struct GroupBytes {
+pub struct GroupBucket {
     limits: Arc<GroupLimits>,
     slot: usize,
     bucket: Bucket,
-    rate: ByteRate,
+    rate: FlowRate,
     burst: u64,
 }
 
-impl std::fmt::Debug for GroupBytes {
+impl std::fmt::Debug for GroupBucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GroupBytes({:?})", self.bucket)
+        write!(f, "GroupBucket({:?})", self.bucket)
     }
 }
 
-impl GroupBytes {
+impl GroupBucket {
+    /// `units` per `interval` (bursts up to `burst`) of `bucket`; `None` for 0 units (no
+    /// limit on that measure).
     pub fn new(
         limits: &Arc<GroupLimits>,
         slot: usize,
         bucket: Bucket,
-        limit: &GlobalSpeedLimit,
-    ) -> GroupBytes {
-        GroupBytes {
+        (interval, units, burst): (std::time::Duration, u64, u64),
+    ) -> Option<GroupBucket> {
+        (units > 0).then(|| GroupBucket {
             limits: limits.clone(),
             slot,
             bucket,
-            rate: ByteRate::new(limit),
-            burst: limit.burst_bytes,
-        }
+            rate: FlowRate::new(interval, units, burst),
+            burst,
+        })
     }
 
     pub fn burst(&self) -> u64 {

@@ -12,7 +12,7 @@ mod limits;
 mod user;
 
 pub use basic::UserGroup;
-pub use limits::{GroupBytes, GroupLimits};
+pub use limits::{GroupBucket, GroupLimits};
 pub use user::User;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use g3proxy_shared::types::acl::ProxyRequestType;
 use g3proxy_shared::types::{AclAction, GlobalSpeedLimit, RateQuota, SpeedLimit, unix_secs};
 use g3proxy_shared::user_limits::{self, Bucket};
 
-use super::limits::{AliveGuard, GroupBytes, GroupLimits};
+use super::limits::{AliveGuard, GroupBucket, GroupLimits};
 use crate::error::Forbidden;
 use crate::relay::RelayPolicy;
 
@@ -39,7 +39,9 @@ impl User {
             || config.request_rate_limit.is_some()
             || config.connection_rate_limit.is_some()
             || config.tcp_all_upload_speed_limit.is_some()
-            || config.tcp_all_download_speed_limit.is_some();
+            || config.tcp_all_download_speed_limit.is_some()
+            || config.udp_all_upload_speed_limit.is_some()
+            || config.udp_all_download_speed_limit.is_some();
         let key = user_limits::user_key(group, &config.name);
         let slot = limits
             .filter(|_| counted)
@@ -155,7 +157,7 @@ impl User {
     }
 
     /// `tcp_all_upload_speed_limit`: the user's bytes from its clients, group-wide.
-    pub fn group_upload(&self) -> Option<GroupBytes> {
+    pub fn group_upload(&self) -> Option<GroupBucket> {
         self.group_bytes(
             self.config.tcp_all_upload_speed_limit.as_ref(),
             Bucket::TcpUpload,
@@ -163,16 +165,56 @@ impl User {
     }
 
     /// `tcp_all_download_speed_limit`: the user's bytes toward its clients, group-wide.
-    pub fn group_download(&self) -> Option<GroupBytes> {
+    pub fn group_download(&self) -> Option<GroupBucket> {
         self.group_bytes(
             self.config.tcp_all_download_speed_limit.as_ref(),
             Bucket::TcpDownload,
         )
     }
 
-    fn group_bytes(&self, limit: Option<&GlobalSpeedLimit>, bucket: Bucket) -> Option<GroupBytes> {
+    /// `udp_all_upload_speed_limit`: the user's datagrams from its clients, group-wide, as
+    /// byte and packet buckets.
+    pub fn group_udp_upload(&self) -> (Option<GroupBucket>, Option<GroupBucket>) {
+        let limit = self.config.udp_all_upload_speed_limit.as_ref();
+        (
+            self.group_bytes(limit, Bucket::UdpUpload),
+            self.group_packets(limit, Bucket::UdpUploadPackets),
+        )
+    }
+
+    /// `udp_all_download_speed_limit`, as [`User::group_udp_upload`] the other way.
+    pub fn group_udp_download(&self) -> (Option<GroupBucket>, Option<GroupBucket>) {
+        let limit = self.config.udp_all_download_speed_limit.as_ref();
+        (
+            self.group_bytes(limit, Bucket::UdpDownload),
+            self.group_packets(limit, Bucket::UdpDownloadPackets),
+        )
+    }
+
+    fn group_bytes(&self, limit: Option<&GlobalSpeedLimit>, bucket: Bucket) -> Option<GroupBucket> {
         let (limits, _) = self.shared.as_ref()?;
-        Some(GroupBytes::new(limits, self.slot?, bucket, limit?))
+        let limit = limit?;
+        GroupBucket::new(
+            limits,
+            self.slot?,
+            bucket,
+            (limit.interval, limit.bytes, limit.burst_bytes),
+        )
+    }
+
+    fn group_packets(
+        &self,
+        limit: Option<&GlobalSpeedLimit>,
+        bucket: Bucket,
+    ) -> Option<GroupBucket> {
+        let (limits, _) = self.shared.as_ref()?;
+        let limit = limit?;
+        GroupBucket::new(
+            limits,
+            self.slot?,
+            bucket,
+            (limit.interval, limit.packets, limit.burst_packets),
+        )
     }
 
     /// `request_alive_max`: a live request of this user, counted until the guard drops.

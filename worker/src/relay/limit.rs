@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use g3proxy_shared::types::SpeedLimit;
 
-use crate::auth::GroupBytes;
+use crate::auth::GroupBucket;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct Limiter {
     used: u64,
     /// The user's bytes over the whole group (`tcp_all_*_speed_limit`), on top. Boxed: every
     /// idle tunnel carries this field, and few users have such a limit.
-    group: Option<Box<GroupBytes>>,
+    group: Option<Box<GroupBucket>>,
 }
 
 /// Reads smaller than this wait for the group's bucket to fill rather than trickle.
@@ -36,7 +36,7 @@ impl Limiter {
     }
 
     /// `local` (a socket's limit) with the user's group-wide bucket on top.
-    pub fn with_group(local: Option<Limiter>, group: Option<GroupBytes>) -> Option<Limiter> {
+    pub fn with_group(local: Option<Limiter>, group: Option<GroupBucket>) -> Option<Limiter> {
         let Some(group) = group else {
             return local;
         };
@@ -98,6 +98,9 @@ impl Limiter {
 pub struct DatagramLimiter {
     bytes: Option<Limiter>,
     packets: Option<Limiter>,
+    /// The user's bytes and packets over the whole group (`udp_all_*_speed_limit`).
+    group_bytes: Option<GroupBucket>,
+    group_packets: Option<GroupBucket>,
 }
 
 impl DatagramLimiter {
@@ -113,6 +116,16 @@ impl DatagramLimiter {
         DatagramLimiter {
             bytes: Limiter::new(bytes, limit),
             packets: Limiter::new(packets, limit),
+            ..DatagramLimiter::default()
+        }
+    }
+
+    /// The same with a user's group-wide buckets (bytes, packets) on top.
+    pub fn with_group(self, (bytes, packets): (Option<GroupBucket>, Option<GroupBucket>)) -> Self {
+        DatagramLimiter {
+            group_bytes: bytes,
+            group_packets: packets,
+            ..self
         }
     }
 
@@ -124,6 +137,18 @@ impl DatagramLimiter {
         };
         if !fits(&mut self.bytes, length as u64) || !fits(&mut self.packets, 1) {
             return false;
+        }
+        let group_fits = |group: &Option<GroupBucket>, amount: u64| {
+            group.as_ref().is_none_or(|g| g.allowance() >= amount)
+        };
+        if !group_fits(&self.group_bytes, length as u64) || !group_fits(&self.group_packets, 1) {
+            return false;
+        }
+        if let Some(group) = &self.group_bytes {
+            group.consume(length as u64);
+        }
+        if let Some(group) = &self.group_packets {
+            group.consume(1);
         }
         if let Some(l) = self.bytes.as_mut() {
             l.consume(length as u64);

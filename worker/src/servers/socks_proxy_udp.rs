@@ -263,22 +263,37 @@ impl UdpSession<'_> {
         let (first_target, start) = datagram(&buffer[..length])?;
         let request = Some(ProxyRequestType::SocksUdpAssociate);
         let permit = self.gate.permit_within(task, request, &first_target)?;
+        let user = task.user.clone();
+        let mut upload = DatagramLimiter::new(self.speed_limit, true).with_group(
+            user.as_ref()
+                .map(|u| u.group_udp_upload())
+                .unwrap_or_default(),
+        );
+        let mut download = DatagramLimiter::new(self.speed_limit, false).with_group(
+            user.as_ref()
+                .map(|u| u.group_udp_download())
+                .unwrap_or_default(),
+        );
+        // The first datagram opens the upstream side either way; it goes only if the
+        // limits let it (a user's group-wide ones may be spent by its other sessions).
+        let first = &buffer[start..length];
+        let first_allowed = upload.admit(first.len());
         let mut upstream = if self.config.use_udp_associate {
             let mut relay = UdpRelay::new(self.escaper.clone());
-            relay.send_to(&permit, &buffer[start..length]).await?;
+            if first_allowed {
+                relay.send_to(&permit, first).await?;
+            }
             Upstream::Associate(relay)
         } else {
             let socket = self.escaper.udp_connect(task, &permit).await?;
-            socket
-                .send(&buffer[start..length])
-                .await
-                .map_err(TaskError::UpstreamIo)?;
+            if first_allowed {
+                socket.send(first).await.map_err(TaskError::UpstreamIo)?;
+            }
             Upstream::Connect(socket)
         };
-        task.notes.bytes_up += (length - start) as u64;
-        let mut upload = DatagramLimiter::new(self.speed_limit, true);
-        let mut download = DatagramLimiter::new(self.speed_limit, false);
-        upload.admit(length - start);
+        if first_allowed {
+            task.notes.bytes_up += first.len() as u64;
+        }
         let mut from_upstream = vec![0u8; MAX_DATAGRAM];
         let mut out = Vec::with_capacity(MAX_DATAGRAM + 262);
         let mut ticker = tokio::time::interval(self.policy.idle_check_interval);

@@ -54,6 +54,12 @@ pub struct UserConfig {
     #[serde(default, alias = "request_max_alive")]
     pub request_alive_max: u32,
 
+    /// Datagrams (bytes and packets) from the user's clients, over the whole group.
+    #[serde(default)]
+    pub udp_all_upload_speed_limit: Option<GlobalSpeedLimit>,
+    /// Datagrams toward the user's clients, over the whole group.
+    #[serde(default)]
+    pub udp_all_download_speed_limit: Option<GlobalSpeedLimit>,
     /// Names the user's targets resolve as (a DNS hijack of the user's own).
     #[serde(default)]
     pub resolve_redirection: Option<ResolveRedirection>,
@@ -65,10 +71,6 @@ pub struct UserConfig {
     pub tcp_all_download_speed_limit: Option<GlobalSpeedLimit>,
 
     // g3proxy keys this build refuses until they are enforced (see the module comment).
-    #[serde(default, deserialize_with = "not_yet")]
-    pub udp_all_upload_speed_limit: (),
-    #[serde(default, deserialize_with = "not_yet")]
-    pub udp_all_download_speed_limit: (),
     #[serde(default, alias = "log_limit_quota", deserialize_with = "not_yet")]
     pub log_rate_limit: (),
     #[serde(default, alias = "uri_log_max_chars", deserialize_with = "not_yet")]
