@@ -51,6 +51,8 @@ const LEDGERS_OFFSET: usize = SLOTS_OFFSET + SLOTS * SLOT_SIZE;
 const FILE_SIZE: usize = LEDGERS_OFFSET + COLUMNS * SLOTS * 4;
 /// How far a user's slot may be from its hash's home.
 const MAX_PROBES: usize = 64;
+/// A column's owner while a supervisor gives its tasks back.
+const SETTLING: u32 = u32::MAX;
 
 /// The rate buckets of a user's slot: events (requests, connections), TCP bytes and UDP
 /// bytes and packets (each way).
@@ -247,18 +249,23 @@ impl UserLimits {
         })
     }
 
-    /// A worker leaving on its own: its tasks are gone, its column is free.
-    pub fn release_column(&self, column: usize) {
-        self.settle(column);
-    }
-
-    /// Gives back the tasks of every column whose worker is no longer alive, and frees those
-    /// columns; returns how many. For the supervisor, when a worker exits and when it starts.
+    /// Gives back the tasks of every column whose owner `alive` says is no running worker of
+    /// the group, and frees those columns; returns how many. For the supervisor: when it
+    /// starts, when a worker exits, and now and then (workers it adopted die unwatched).
     pub fn reclaim(&self, alive: impl Fn(u32) -> bool) -> usize {
         let mut reclaimed = 0;
         for column in 0..COLUMNS {
             let pid = self.owner(column).load(Ordering::Acquire);
-            if pid != 0 && !alive(pid) {
+            if pid == 0 || pid == SETTLING || alive(pid) {
+                continue;
+            }
+            // Taken from the dead owner first: of two supervisors reclaiming at once (a
+            // handoff), one settles; a worker never claims a column being settled.
+            if self
+                .owner(column)
+                .compare_exchange(pid, SETTLING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 self.settle(column);
                 reclaimed += 1;
             }
@@ -266,17 +273,8 @@ impl UserLimits {
         reclaimed
     }
 
-    /// [`UserLimits::reclaim`] for the columns of processes that have exited (or are
-    /// zombies waiting to be reaped).
-    pub fn reclaim_dead(&self) -> usize {
-        self.reclaim(|pid| {
-            let pid = nix::unistd::Pid::from_raw(pid as i32);
-            nix::sys::signal::kill(pid, None).is_ok()
-                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|stat| stat.contains(") Z "))
-        })
-    }
-
+    /// Gives back what `column`'s ledger holds, then frees the column (its owner is
+    /// already [`SETTLING`]).
     fn settle(&self, column: usize) {
         for slot in 0..SLOTS {
             let held = self.ledger(column, slot).swap(0, Ordering::AcqRel);
@@ -367,7 +365,7 @@ impl UserLimits {
             }
             match arrival.compare_exchange_weak(
                 expected,
-                earliest + emission,
+                earliest.saturating_add(emission),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -391,12 +389,19 @@ impl FlowRate {
     pub fn new(interval: Duration, units: u64, burst: u64) -> FlowRate {
         let interval_nanos = interval.as_nanos().max(1);
         let bytes = (units as u128).max(1);
-        let tolerance = (burst as u128 * interval_nanos / bytes).min(u64::MAX as u128);
+        // Rounded up, so that an empty bucket holds the whole burst (see `capacity`).
+        let tolerance = (burst.max(1) as u128 * interval_nanos).div_ceil(bytes);
         FlowRate {
             interval_nanos,
             bytes,
-            tolerance: tolerance as u64,
+            tolerance: tolerance.min(u64::MAX as u128) as u64,
         }
+    }
+
+    /// What an empty bucket lets through at once: the burst, at least 1.
+    pub fn capacity(&self) -> u64 {
+        (self.tolerance as u128 * self.bytes / self.interval_nanos).clamp(1, u64::MAX as u128)
+            as u64
     }
 
     /// The bytes of a [`GlobalSpeedLimit`].
@@ -410,23 +415,23 @@ impl FlowRate {
 }
 
 impl UserLimits {
+    /// How far the bucket's arrival time is ahead of now: the time its content takes to
+    /// drain.
+    fn backlog(&self, slot: usize, bucket: Bucket) -> u64 {
+        self.bucket(slot, bucket)
+            .load(Ordering::Acquire)
+            .saturating_sub(monotonic_nanos())
+    }
+
     /// Bytes the user's `bucket` lets through now (every process shares it).
     pub fn allowance(&self, slot: usize, bucket: Bucket, rate: &FlowRate) -> u64 {
-        let backlog = self
-            .bucket(slot, bucket)
-            .load(Ordering::Acquire)
-            .saturating_sub(monotonic_nanos());
-        let room = rate.tolerance.saturating_sub(backlog) as u128;
+        let room = rate.tolerance.saturating_sub(self.backlog(slot, bucket)) as u128;
         (room * rate.bytes / rate.interval_nanos).min(u64::MAX as u128) as u64
     }
 
     /// How long until `bytes` more fit in the bucket.
     pub fn wait_for(&self, slot: usize, bucket: Bucket, rate: &FlowRate, bytes: u64) -> Duration {
-        let backlog = self
-            .bucket(slot, bucket)
-            .load(Ordering::Acquire)
-            .saturating_sub(monotonic_nanos());
-        let needed = backlog.saturating_add(rate.cost(bytes));
+        let needed = self.backlog(slot, bucket).saturating_add(rate.cost(bytes));
         Duration::from_nanos(needed.saturating_sub(rate.tolerance))
     }
 

@@ -49,7 +49,7 @@ pub enum Query {
     /// Users published to a user group, answered once every worker uses them.
     Publish {
         group: String,
-        users: String,
+        published: g3proxy_shared::ipc::worker::PublishedUsers,
     },
     /// A user group's dynamic users, as the first worker that answers has them.
     DynamicUsers {
@@ -111,6 +111,8 @@ pub enum Event {
     },
     /// The first generation is up (or failed): finish taking over from any predecessor.
     Started(Result<(), String>),
+    /// Give back the shared user counts of workers that died unwatched (adopted ones).
+    ReclaimUserLimits,
     /// Leave the event loop now.
     Exit,
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse};
 use g3proxy_shared::ipc::worker::{
-    FromWorker, ToWorker, WorkerStatus, parse_worker_socket_name, worker_socket_path,
+    FromWorker, PublishedUsers, ToWorker, WorkerStatus, parse_worker_socket_name,
+    worker_socket_path,
 };
 use g3proxy_shared::ipc::{self, fd_passing, trust};
 
@@ -211,6 +212,13 @@ pub async fn drain_adopted(
     }
 }
 
+/// Whether process `pid` runs: it exists and is no zombie waiting to be reaped. (Its control
+/// socket would tell a worker from a program that got a reused pid, but a starting worker
+/// counts in the shared user limits before it makes its socket.)
+pub fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
 /// Tells `message` to the group's workers we did not spawn (`force-quit-all`, published
 /// users reach those too).
 pub async fn tell_foreign(control_dir: PathBuf, group: String, own: Vec<u32>, message: ToWorker) {
@@ -224,12 +232,21 @@ pub async fn tell_foreign(control_dir: PathBuf, group: String, own: Vec<u32>, me
 
 /// Users published to `user_group`, applied by worker `pid` before this returns (or it
 /// did not answer).
-pub async fn publish_to(control_dir: &Path, group: &str, pid: u32, user_group: &str, users: &str) {
+pub async fn publish_to(
+    control_dir: &Path,
+    group: &str,
+    pid: u32,
+    user_group: &str,
+    published: &PublishedUsers,
+) -> bool {
     let request = ToWorker::PublishUsers {
         group: user_group.to_string(),
-        users: users.to_string(),
+        published: published.clone(),
     };
-    let _ = worker_request(control_dir, group, pid, request).await;
+    matches!(
+        worker_request(control_dir, group, pid, request).await,
+        Some((FromWorker::Applied { .. }, _))
+    )
 }
 
 /// The dynamic user names of `group` in worker `pid`.

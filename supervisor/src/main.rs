@@ -250,13 +250,7 @@ async fn run(
     let workers_alive = !handoff::worker_pids_in(&control_dir, &group).is_empty();
     let limits_path = user_limits::path(&control_dir, &group);
     let limits = match UserLimits::prepare(&limits_path, !workers_alive) {
-        Ok(limits) => {
-            let reclaimed = limits.reclaim_dead();
-            if reclaimed > 0 {
-                info!("user limits: gave back the tasks of {reclaimed} exited worker(s)");
-            }
-            Some(limits)
-        }
+        Ok(limits) => Some(limits),
         Err(error) => {
             warn!(
                 "{}: {error}; users' request_alive_max and rate limits will not hold",
@@ -267,6 +261,8 @@ async fn run(
     };
     let mut supervisor = Supervisor::new(options, listeners, events.clone());
     supervisor.user_limits = limits;
+    // Now, then every few seconds.
+    supervisor.reclaim_user_limits();
     supervisor.adopted_workers = adopted_workers;
     supervisor.published_users = published::load(&control_dir, &group, &config);
     supervisor.number_after(handoff::highest_generation(&control_dir, &group));

@@ -11,32 +11,44 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use g3proxy_shared::config::Config;
+use g3proxy_shared::ipc::worker::PublishedUsers;
 use tracing::warn;
 
 fn state_path(control_dir: &Path, group: &str) -> PathBuf {
     control_dir.join(format!("{group}.published-users.json"))
 }
 
-/// Writes `text` to `path` readable by us alone, through a temporary file and a rename.
+/// Writes `text` to `path` readable by us alone, through a temporary file and a rename. The
+/// temporary name is new each time and must not exist (no symlink planted beside a `cache`
+/// in a directory others can write makes us write through it).
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
     let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".new");
+    temporary.push(format!(".{}.{nanos}.new", std::process::id()));
     let temporary = PathBuf::from(temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 pub fn save(
     control_dir: &Path,
     group: &str,
-    published: &BTreeMap<String, String>,
+    published: &BTreeMap<String, PublishedUsers>,
 ) -> std::io::Result<()> {
     let text = serde_json::to_string(published).map_err(std::io::Error::other)?;
     write_private(&state_path(control_dir, group), &text)
@@ -44,9 +56,9 @@ pub fn save(
 
 /// What was published to `group`'s user groups before this supervisor: the control
 /// directory's record, else each user group's `cache` file.
-pub fn load(control_dir: &Path, group: &str, config: &Config) -> BTreeMap<String, String> {
+pub fn load(control_dir: &Path, group: &str, config: &Config) -> BTreeMap<String, PublishedUsers> {
     let path = state_path(control_dir, group);
-    let mut published: BTreeMap<String, String> = match std::fs::read_to_string(&path) {
+    let mut published: BTreeMap<String, PublishedUsers> = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).unwrap_or_else(|error| {
             warn!(
                 "{}: unreadable, published users lost: {error}",
@@ -64,7 +76,12 @@ pub fn load(control_dir: &Path, group: &str, config: &Config) -> BTreeMap<String
             && let Ok(text) = std::fs::read_to_string(cache)
             && !text.trim().is_empty()
         {
-            published.insert(user_group.name().to_string(), text);
+            // Older than any publish to come.
+            let users = PublishedUsers {
+                sequence: 1,
+                users: text,
+            };
+            published.insert(user_group.name().to_string(), users);
         }
     }
     published

@@ -47,6 +47,9 @@ pub enum State {
     Stopping,
 }
 
+/// How often the shared user counts of unwatched dead workers are given back.
+const USER_LIMITS_RECLAIM: Duration = Duration::from_secs(10);
+
 pub struct Supervisor {
     pub options: Options,
     pub listeners: ListenerSet,
@@ -62,7 +65,7 @@ pub struct Supervisor {
     /// A successor took over: the group socket path is its now.
     pub handed_over: bool,
     /// The users last published to each user group, for every later worker.
-    pub published_users: BTreeMap<String, String>,
+    pub published_users: BTreeMap<String, g3proxy_shared::ipc::worker::PublishedUsers>,
     /// The group-wide user counters, to give back what a dead worker held.
     pub user_limits: Option<g3proxy_shared::user_limits::UserLimits>,
 }
@@ -179,8 +182,22 @@ impl Supervisor {
             }
             Event::Started(result) => self.started(result),
             Event::DrainBackstop { generation } => self.drain_backstop(generation),
+            Event::ReclaimUserLimits => self.reclaim_user_limits(),
             Event::Exit => self.exit_code = Some(self.exit_code.unwrap_or(0)),
         }
+    }
+
+    /// Every few seconds, and when one of our workers exits: the workers we did not spawn
+    /// die without an event of ours.
+    pub fn reclaim_user_limits(&self) {
+        let Some(limits) = &self.user_limits else {
+            return;
+        };
+        let reclaimed = limits.reclaim(crate::handoff::process_running);
+        if reclaimed > 0 {
+            info!("user limits: gave back what {reclaimed} exited worker(s) held");
+        }
+        self.after(USER_LIMITS_RECLAIM, Event::ReclaimUserLimits);
     }
 
     /// Before the process exits: every worker link is flushed and closed.
@@ -536,7 +553,7 @@ impl Supervisor {
 
     fn worker_exited(&mut self, id: WorkerId, pid: u32, status: String) {
         if let Some(limits) = &self.user_limits {
-            limits.reclaim_dead();
+            limits.reclaim(crate::handoff::process_running);
         }
         let stopping = self.state == State::Stopping;
         let Some(generation) = self.generation_of(id, pid) else {

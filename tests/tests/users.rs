@@ -160,6 +160,15 @@ fn users_log_in_and_their_filters_hold() {
         via_http(&group, Some(("hosts", "")), &permitted, &[]),
         "521"
     );
+    for spelling in ["localhost", "LocalHost.", "localhost."] {
+        let url = format!("http://{spelling}:{}/", origin.addr.port());
+        assert_eq!(
+            via_http(&group, Some(("denylist", "")), &url, &[]),
+            "403",
+            "{spelling}"
+        );
+    }
+    assert_eq!(via_http(&group, Some(("denylist", "")), &url, &[]), ok);
     assert_eq!(via_http(&group, Some(("noconnect", "")), &url, &[]), ok);
     assert_eq!(
         via_http(&group, Some(("noconnect", "")), &url, &["-p"]),

@@ -90,10 +90,8 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     };
     let mut user_groups = HashMap::new();
     for group in &config.user_groups {
-        let built = Arc::new(UserGroup::build(group, limits.as_ref()));
-        if let Some(users) = start.published_users.get(group.name()) {
-            built.publish(users);
-        }
+        let published = start.published_users.get(group.name());
+        let built = Arc::new(UserGroup::build(group, limits.as_ref(), published));
         built.spawn_refresh();
         user_groups.insert(group.name().to_string(), built);
     }
@@ -400,9 +398,9 @@ impl Worker {
                     Vec::new(),
                 );
             }
-            ToWorker::PublishUsers { group, users } => {
+            ToWorker::PublishUsers { group, published } => {
                 match self.user_groups.get(&group) {
-                    Some(found) => found.publish(&users),
+                    Some(found) => found.publish(&published),
                     None => warn!("users published to user group {group}, which this worker lacks"),
                 }
                 return (Some(FromWorker::Applied { id: 0 }), Vec::new());

@@ -36,9 +36,18 @@ pub struct WorkerStart {
     pub runtime: RuntimeTuning,
     /// Process-log verbosity, as the supervisor's `-v` count: 0 warn, 1 info, 2 debug.
     pub verbosity: u8,
-    /// The users last published to each user group (`publish-user`), as JSON arrays.
+    /// The users last published to each user group (`publish-user`).
     #[serde(default)]
-    pub published_users: std::collections::BTreeMap<String, String>,
+    pub published_users: std::collections::BTreeMap<String, PublishedUsers>,
+}
+
+/// Users published to a user group: a JSON array of users, and an order between publishes
+/// (a worker may get the same one twice, and two quick ones by two paths out of order; it
+/// keeps the latest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedUsers {
+    pub sequence: u64,
+    pub users: String,
 }
 
 /// How a worker builds its tokio runtime, from `worker` (or, without it, `runtime`).
@@ -76,7 +85,7 @@ pub enum ToWorker {
     /// Users published to `group`: they replace its dynamic users.
     PublishUsers {
         group: String,
-        users: String,
+        published: PublishedUsers,
     },
     /// The names of `group`'s dynamic users (answered with `UserNames`).
     ListDynamicUsers {

@@ -101,8 +101,9 @@ impl<'de, T: AclItem> Deserialize<'de> for Items<T> {
     }
 }
 
-/// A string or a list of strings (the values inside a regex map).
-struct Texts(Vec<String>);
+/// A string or a list of strings (the values inside a regex map; `to` of a resolve
+/// redirection).
+pub(crate) struct Texts(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for Texts {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -313,7 +314,8 @@ impl AclItem for ExactHost {
     }
 }
 
-fn domain(text: &str) -> Result<String, String> {
+/// A domain as rules are written: lower case, without the trailing dot.
+pub(crate) fn domain(text: &str) -> Result<String, String> {
     let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
     if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/') {
         return Err(format!("invalid domain {text:?}"));

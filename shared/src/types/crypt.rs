@@ -22,8 +22,9 @@ pub struct CryptError(pub String);
 #[derive(Clone, PartialEq, Eq)]
 pub struct CryptHash {
     scheme: Scheme,
-    /// The `$id$[rounds=N$]salt` prefix, exactly as written, and where the salt starts in it.
+    /// The salt between the scheme (and `rounds=N$`) and the hash.
     salt: String,
+    /// `rounds=N`, clamped as the reference does; `None`: the default 5000.
     rounds: Option<u32>,
     /// The encoded hash after the last `$`.
     hash: String,

@@ -26,6 +26,29 @@ impl SpeedLimit {
         Duration::from_millis(1 << self.shift_millis)
     }
 
+    /// The stricter of two limits in each direction and measure (0 is no limit), in the
+    /// finer of their slices: a user's limit can lower a server's, never lift it.
+    pub fn stricter(&self, other: &SpeedLimit) -> SpeedLimit {
+        let shift = self.shift_millis.min(other.shift_millis);
+        let rescale = |value: u64, from: u8| value >> (from - shift);
+        let pick = |a: u64, a_shift: u8, b: u64, b_shift: u8| match (
+            rescale(a, a_shift).max(a.min(1)),
+            rescale(b, b_shift).max(b.min(1)),
+        ) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
+        let (s, o) = (self.shift_millis, other.shift_millis);
+        SpeedLimit {
+            shift_millis: shift,
+            upload_bytes: pick(self.upload_bytes, s, other.upload_bytes, o),
+            download_bytes: pick(self.download_bytes, s, other.download_bytes, o),
+            upload_packets: pick(self.upload_packets, s, other.upload_packets, o),
+            download_packets: pick(self.download_packets, s, other.download_packets, o),
+        }
+    }
+
     pub fn is_unlimited(&self) -> bool {
         self.upload_bytes == 0
             && self.download_bytes == 0
@@ -180,5 +203,32 @@ impl<'de> Deserialize<'de> for GlobalSpeedLimit {
             }
         }
         deserializer.deserialize_any(GlobalVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stricter_of_two_limits() {
+        let server = SpeedLimit {
+            shift_millis: 10,
+            upload_bytes: 1000,
+            download_bytes: 0,
+            ..Default::default()
+        };
+        let user = SpeedLimit {
+            shift_millis: 8,
+            upload_bytes: 500,
+            download_bytes: 100,
+            ..Default::default()
+        };
+        let both = server.stricter(&user);
+        // 1000 a 1024 ms slice is 250 a 256 ms slice, below the user's 500.
+        assert_eq!(both.shift_millis, 8);
+        assert_eq!(both.upload_bytes, 250);
+        assert_eq!(both.download_bytes, 100);
+        assert_eq!(both.upload_packets, 0);
     }
 }

@@ -58,6 +58,14 @@ impl Token {
         }
     }
 
+    /// A token nobody's password matches, checked for names that are not users so that a
+    /// refusal takes as long as a wrong password (a timing that would tell names apart).
+    pub fn decoy() -> Token {
+        let mut hash = FastHash::of(b"", b"decoy-salt");
+        hash.md5 = Some([0; 16]);
+        Token::FastHash(hash)
+    }
+
     /// A fast-hash token for `password` with `salt` (every hash), as the guide's
     /// `passphrase_hash.py` makes them: the map to paste into a user's `token`.
     pub fn fast_hash_yaml(password: &[u8], salt: &[u8]) -> String {

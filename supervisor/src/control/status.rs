@@ -24,13 +24,24 @@ pub async fn answer(
         }
         Query::Publish {
             group: user_group,
-            users,
+            published,
         } => {
             // Our workers and those a predecessor left: every one that has a control socket.
+            let mut unconfirmed = Vec::new();
             for pid in worker_pids_in(control_dir, group) {
-                publish_to(control_dir, group, pid, &user_group, &users).await;
+                if !publish_to(control_dir, group, pid, &user_group, &published).await {
+                    unconfirmed.push(pid.to_string());
+                }
             }
-            CtlResponse::Notice("success".into())
+            CtlResponse::Notice(match unconfirmed.is_empty() {
+                true => "success".into(),
+                // Kept and sent on the link all the same; a worker that did not answer (one
+                // still starting, or exiting) has them from its start message or its link.
+                false => format!(
+                    "success; worker(s) {} did not confirm",
+                    unconfirmed.join(", ")
+                ),
+            })
         }
         Query::ServerStatus { name } => {
             let statuses = collect_statuses(control_dir, group, &generations).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use g3proxy_shared::config::user_groups::{DynamicFormat, parse_dynamic_users};
 use g3proxy_shared::config::{self, Config};
 use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse, ModuleKind};
-use g3proxy_shared::ipc::worker::{ListenerEntry, ToWorker};
+use g3proxy_shared::ipc::worker::{ListenerEntry, PublishedUsers, ToWorker};
 use tokio::sync::oneshot;
 
 use super::{Generation, GenerationState, Source, State, Supervisor};
@@ -279,7 +279,19 @@ impl Supervisor {
                 cache.display()
             );
         }
-        self.published_users.insert(group.clone(), users.clone());
+        // Publishes are ordered by time, and strictly, whatever the clock does: a successor
+        // supervisor goes on from a later time than its predecessor's last publish.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        let last = self.published_users.values().map(|p| p.sequence).max();
+        let published = PublishedUsers {
+            sequence: now.max(last.unwrap_or(0) + 1),
+            users,
+        };
+        self.published_users
+            .insert(group.clone(), published.clone());
         if let Err(error) = crate::published::save(
             &self.options.control_dir,
             &self.options.group,
@@ -292,7 +304,7 @@ impl Supervisor {
         // start message was written before these users.
         let message = ToWorker::PublishUsers {
             group: group.clone(),
-            users: users.clone(),
+            published: published.clone(),
         };
         for generation in self.generations.values() {
             generation.processes().for_each(|p| p.send(message.clone()));
@@ -303,7 +315,7 @@ impl Supervisor {
                 .values()
                 .map(Generation::snapshot)
                 .collect(),
-            Query::Publish { group, users },
+            Query::Publish { group, published },
         )
     }
 }

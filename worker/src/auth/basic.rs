@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -12,6 +13,9 @@ use g3proxy_shared::config::UserGroupConfig;
 use g3proxy_shared::config::user_groups::{
     DynamicFormat, UserConfig, UserSource, parse_dynamic_users,
 };
+
+use g3proxy_shared::ipc::worker::PublishedUsers;
+use g3proxy_shared::types::Token;
 
 use super::User;
 use super::limits::GroupLimits;
@@ -24,6 +28,10 @@ pub struct UserGroup {
     source: Option<(PathBuf, DynamicFormat)>,
     refresh_interval: Duration,
     limits: Option<Arc<GroupLimits>>,
+    /// Checked for names that are no user (see [`UserGroup::check_decoy`]).
+    decoy: Token,
+    /// The last publish applied.
+    published_sequence: AtomicU64,
 }
 
 fn by_name(users: impl IntoIterator<Item = User>) -> HashMap<String, Arc<User>> {
@@ -36,7 +44,11 @@ fn by_name(users: impl IntoIterator<Item = User>) -> HashMap<String, Arc<User>> 
 impl UserGroup {
     /// The group, with its dynamic users as the file holds them now (an unreadable file
     /// starts the group with none, and the refresh keeps trying).
-    pub fn build(config: &UserGroupConfig, limits: Option<&Arc<GroupLimits>>) -> UserGroup {
+    pub fn build(
+        config: &UserGroupConfig,
+        limits: Option<&Arc<GroupLimits>>,
+        published: Option<&PublishedUsers>,
+    ) -> UserGroup {
         let basic = config.basic();
         let source = basic.source.as_ref().map(|source| match source {
             UserSource::File { path, format } => (path.clone(), *format),
@@ -51,7 +63,14 @@ impl UserGroup {
             source,
             refresh_interval: basic.refresh_interval.0,
             limits: limits.cloned(),
+            decoy: Token::decoy(),
+            published_sequence: AtomicU64::new(0),
         };
+        // Published users first, then the source over them, as each later refresh does: a
+        // publish older than the file must not bring back users the file has dropped.
+        if let Some(users) = published {
+            group.publish(users);
+        }
         group.refresh();
         group
     }
@@ -66,6 +85,8 @@ impl UserGroup {
             source: None,
             refresh_interval: Duration::from_secs(60),
             limits: None,
+            decoy: Token::decoy(),
+            published_sequence: AtomicU64::new(0),
         }
     }
 
@@ -76,6 +97,12 @@ impl UserGroup {
         }
         let dynamic = self.dynamic_users.read().unwrap_or_else(|e| e.into_inner());
         dynamic.get(name).cloned()
+    }
+
+    /// Spends on a name that is no user the time a wrong password takes, so a refusal does
+    /// not tell which names exist (for fast-hash tokens; a crypt token takes longer).
+    pub fn check_decoy(&self, password: &[u8]) {
+        std::hint::black_box(self.decoy.verify(password));
     }
 
     pub fn anonymous(&self) -> Option<&Arc<User>> {
@@ -105,9 +132,17 @@ impl UserGroup {
     }
 
     /// Users published with `publish-user` (a JSON array): they replace the dynamic users,
-    /// until the next publish or, with a `source`, its next refresh (as in g3).
-    pub fn publish(&self, users: &str) {
-        let parsed = parse_dynamic_users(users, DynamicFormat::Json, "published users")
+    /// until the next publish or, with a `source`, its next refresh (as in g3). A publish
+    /// not newer than the last one applied is ignored.
+    pub fn publish(&self, published: &PublishedUsers) {
+        let newer = self
+            .published_sequence
+            .fetch_max(published.sequence, Ordering::AcqRel)
+            < published.sequence;
+        if !newer {
+            return;
+        }
+        let parsed = parse_dynamic_users(&published.users, DynamicFormat::Json, "published users")
             .map_err(|e| e.to_string());
         self.replace_dynamic(parsed, "published");
     }

@@ -89,7 +89,6 @@ pub struct GroupBucket {
     slot: usize,
     bucket: Bucket,
     rate: FlowRate,
-    burst: u64,
 }
 
 impl std::fmt::Debug for GroupBucket {
@@ -112,12 +111,12 @@ impl GroupBucket {
             slot,
             bucket,
             rate: FlowRate::new(interval, units, burst),
-            burst,
         })
     }
 
-    pub fn burst(&self) -> u64 {
-        self.burst
+    /// What an empty bucket lets through at once.
+    pub fn capacity(&self) -> u64 {
+        self.rate.capacity()
     }
 
     pub fn allowance(&self) -> u64 {

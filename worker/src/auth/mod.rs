@@ -34,6 +34,14 @@ pub struct Permit<'t> {
 }
 
 impl<'t> Permit<'t> {
+    fn new(task: &TaskContext, target: &'t HostPort, alive: Option<AliveGuard>) -> Permit<'t> {
+        Permit {
+            target,
+            resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
+            _alive: alive,
+        }
+    }
+
     pub fn target(&self) -> &'t HostPort {
         self.target
     }
@@ -71,6 +79,19 @@ impl Gate {
         self.group.is_some()
     }
 
+    /// Whether `user` is still what the group has under its name (not dropped or replaced
+    /// by a refresh or a publish since it was admitted).
+    pub fn is_current(&self, user: &Arc<User>) -> bool {
+        let Some(group) = &self.group else {
+            return true;
+        };
+        let current = group.user(&user.name);
+        current.is_some_and(|current| Arc::ptr_eq(&current, user))
+            || group
+                .anonymous()
+                .is_some_and(|anonymous| Arc::ptr_eq(anonymous, user))
+    }
+
     /// Whether a client that sends no credentials is let in from `client` (SOCKS5 method
     /// choice, SOCKS4): no group, or an anonymous user whose ingress filter takes it.
     pub fn takes_anonymous(&self, client: std::net::IpAddr) -> bool {
@@ -102,9 +123,16 @@ impl Gate {
                     }
                     user
                 }
-                None => group.anonymous().cloned().ok_or_else(|| {
-                    TaskError::Auth(AuthFailure::UnknownUser(login.user.to_string()))
-                })?,
+                None => match group.anonymous() {
+                    Some(anonymous) => anonymous.clone(),
+                    None => {
+                        // As long as a wrong password of a real user (fast-hash tokens).
+                        group.check_decoy(login.password);
+                        return Err(TaskError::Auth(AuthFailure::UnknownUser(
+                            login.user.to_string(),
+                        )));
+                    }
+                },
             },
             None => group
                 .anonymous()
@@ -154,66 +182,64 @@ impl Gate {
         }
     }
 
-    /// A request with no single target yet (a SOCKS UDP association): the request type
-    /// filter, the user's request rate, and its place among its live requests, held until
-    /// the returned hold drops. Its targets then each need [`Gate::permit_within`].
+    /// The checks of a request, in g3's order: the request type, the target's port and host,
+    /// then (when `counts`: a new request, not one more target of a request already counted)
+    /// the user's request rate and its place among its live requests, held by the guard.
+    fn check(
+        &self,
+        task: &TaskContext,
+        request: Option<ProxyRequestType>,
+        target: Option<&HostPort>,
+        counts: bool,
+    ) -> Result<Option<AliveGuard>, TaskError> {
+        let Some(user) = self.live_user(task)? else {
+            return Ok(None);
+        };
+        if let Some(request) = request {
+            user.check_request(request).map_err(TaskError::Policy)?;
+        }
+        if let Some(target) = target {
+            user.check_target(target).map_err(TaskError::Policy)?;
+        }
+        if !counts {
+            return Ok(None);
+        }
+        user.take_request().map_err(TaskError::Policy)?;
+        user.acquire_alive().map_err(TaskError::Policy)
+    }
+
+    /// A request with no single target yet (a SOCKS UDP association), held until the
+    /// returned hold drops. Its targets then each need [`Gate::permit_within`].
     pub fn hold_request(
         &self,
         task: &TaskContext,
         request: ProxyRequestType,
     ) -> Result<RequestHold, TaskError> {
-        let mut alive = None;
-        if let Some(user) = self.live_user(task)? {
-            user.check_request(request).map_err(TaskError::Policy)?;
-            user.take_request().map_err(TaskError::Policy)?;
-            alive = user.acquire_alive().map_err(TaskError::Policy)?;
-        }
+        let alive = self.check(task, Some(request), None, true)?;
         Ok(RequestHold { _alive: alive })
     }
 
     /// Leave for the task to go to `target` for `request` (`None`: a stream server's
-    /// connection, which no request filter names): the user's filters, then its request
-    /// rate and its live requests over the whole group.
+    /// connection, which no request filter names).
     pub fn permit<'t>(
         &self,
         task: &TaskContext,
         request: Option<ProxyRequestType>,
         target: &'t HostPort,
     ) -> Result<Permit<'t>, TaskError> {
-        let mut alive = None;
-        if let Some(user) = self.live_user(task)? {
-            if let Some(request) = request {
-                user.check_request(request).map_err(TaskError::Policy)?;
-            }
-            user.check_target(target).map_err(TaskError::Policy)?;
-            user.take_request().map_err(TaskError::Policy)?;
-            alive = user.acquire_alive().map_err(TaskError::Policy)?;
-        }
-        Ok(Permit {
-            target,
-            resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
-            _alive: alive,
-        })
+        let alive = self.check(task, request, Some(target), true)?;
+        Ok(Permit::new(task, target, alive))
     }
 
-    /// Leave for one more target within a request already permitted (the datagrams of a
-    /// SOCKS UDP association): the user's filters only, which every target must pass.
+    /// Leave for one more target within a request already counted (the datagrams of a SOCKS
+    /// UDP association): the user's filters only, which every target must pass.
     pub fn permit_within<'t>(
         &self,
         task: &TaskContext,
         request: Option<ProxyRequestType>,
         target: &'t HostPort,
     ) -> Result<Permit<'t>, TaskError> {
-        if let Some(user) = self.live_user(task)? {
-            if let Some(request) = request {
-                user.check_request(request).map_err(TaskError::Policy)?;
-            }
-            user.check_target(target).map_err(TaskError::Policy)?;
-        }
-        Ok(Permit {
-            target,
-            resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
-            _alive: None,
-        })
+        self.check(task, request, Some(target), false)?;
+        Ok(Permit::new(task, target, None))
     }
 }

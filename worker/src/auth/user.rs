@@ -100,9 +100,9 @@ impl User {
             .is_none_or(|acl| logged(acl.check(client), || format!("client {client}"), self))
     }
 
-    /// The server's relay policy as this user's tasks run under it: the user's
-    /// `tcp_sock_speed_limit` and `task_idle_max_count` in place of the server's; `None` when
-    /// the user changes nothing.
+    /// The server's relay policy as this user's tasks run under it: the stricter of the
+    /// user's and the server's `tcp_sock_speed_limit`, and the user's `task_idle_max_count`
+    /// in place of the server's; `None` when the user changes nothing.
     pub fn relay_policy(&self, server: &RelayPolicy) -> Option<RelayPolicy> {
         let limit = self.config.tcp_sock_speed_limit;
         let idle = self.config.task_idle_max_count;
@@ -110,17 +110,15 @@ impl User {
             return None;
         }
         Some(RelayPolicy {
-            speed_limit: limit.filter(|l| !l.is_unlimited()).or(server.speed_limit),
+            speed_limit: stricter_limit(limit, server.speed_limit.as_ref()),
             idle_max_count: idle.unwrap_or(server.idle_max_count).max(1),
             ..*server
         })
     }
 
-    /// The user's `udp_sock_speed_limit`, in place of the server's.
-    pub fn udp_speed_limit(&self) -> Option<SpeedLimit> {
-        self.config
-            .udp_sock_speed_limit
-            .filter(|l| !l.is_unlimited())
+    /// The stricter of the user's `udp_sock_speed_limit` and the server's.
+    pub fn udp_speed_limit(&self, server: Option<&SpeedLimit>) -> Option<SpeedLimit> {
+        stricter_limit(self.config.udp_sock_speed_limit, server)
     }
 
     /// `proxy_request_filter`.
@@ -236,7 +234,7 @@ impl User {
         let Host::Domain(name) = &target.host else {
             return None;
         };
-        let host = match rules.redirect(&name.to_ascii_lowercase())? {
+        let host = match rules.redirect(&canonical_name(name))? {
             RedirectTo::Addresses(addresses) => Host::Ip(*addresses.first()?),
             RedirectTo::Name(name) => Host::Domain(name),
         };
@@ -258,10 +256,7 @@ impl User {
             .as_ref()
             .map(|set| match &target.host {
                 Host::Ip(ip) => set.check_ip(*ip),
-                Host::Domain(domain) if domain.bytes().any(|b| b.is_ascii_uppercase()) => {
-                    set.check_domain(&domain.to_ascii_lowercase())
-                }
-                Host::Domain(domain) => set.check_domain(domain),
+                Host::Domain(domain) => set.check_domain(&canonical_name(domain)),
             });
         let action = [port_action, host_action]
             .into_iter()
@@ -300,6 +295,24 @@ impl User {
             return Err(Forbidden::UaBlocked);
         }
         Ok(())
+    }
+}
+
+/// The stricter of a user's socket limit and its server's, either possibly absent.
+fn stricter_limit(user: Option<SpeedLimit>, server: Option<&SpeedLimit>) -> Option<SpeedLimit> {
+    match (user.filter(|l| !l.is_unlimited()), server) {
+        (Some(user), Some(server)) => Some(server.stricter(&user)),
+        (user, server) => user.or(server.copied()),
+    }
+}
+
+/// A domain as the user's rules are written: lower case, without the root's trailing dot
+/// (`Example.COM.` is `example.com`, which a rule for it must not miss).
+fn canonical_name(domain: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = domain.strip_suffix('.').unwrap_or(domain);
+    match trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => std::borrow::Cow::Owned(trimmed.to_ascii_lowercase()),
+        false => std::borrow::Cow::Borrowed(trimmed),
     }
 }
 

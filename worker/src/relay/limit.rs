@@ -51,7 +51,7 @@ impl Limiter {
         Some(limiter)
     }
 
-    /// Bytes that may go now; 0 means wait for [`Limiter::next_slice`].
+    /// Bytes that may go now; 0 means wait for [`Limiter::next_try`].
     pub fn allowance(&mut self, now: Instant) -> u64 {
         if now >= self.slice_start + self.slice {
             // Slices stay aligned to the first one, so idle time earns no burst.
@@ -64,7 +64,7 @@ impl Limiter {
         match &self.group {
             Some(group) if local > 0 => {
                 let shared = group.allowance();
-                if shared < GROUP_MIN_CHUNK.min(group.burst()) {
+                if shared < GROUP_MIN_CHUNK.min(group.capacity()) {
                     0
                 } else {
                     local.min(shared)
@@ -74,11 +74,12 @@ impl Limiter {
         }
     }
 
-    /// When to ask again after an allowance of 0.
-    pub fn next_slice(&self) -> Instant {
+    /// When to ask again after an allowance of 0: the next slice, or when the group's bucket
+    /// has room for a chunk.
+    pub fn next_try(&self) -> Instant {
         match &self.group {
             Some(group) if self.used < self.per_slice => {
-                Instant::now() + group.wait_for(GROUP_MIN_CHUNK.min(group.burst()))
+                Instant::now() + group.wait_for(GROUP_MIN_CHUNK.min(group.capacity()))
             }
             _ => self.slice_start + self.slice,
         }
@@ -172,7 +173,7 @@ pub async fn allowance(limiter: &mut Option<Limiter>) -> u64 {
         }
         // Boxed: only a limited direction ever sleeps, and an unboxed timer would grow every
         // relay's future (and so every idle tunnel) by its size.
-        Box::pin(tokio::time::sleep_until(limiter.next_slice())).await;
+        Box::pin(tokio::time::sleep_until(limiter.next_try())).await;
     }
 }
 

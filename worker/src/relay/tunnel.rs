@@ -126,7 +126,7 @@ impl Flow {
             if let Some(limiter) = self.limiter.as_mut() {
                 let allowed = limiter.allowance(Instant::now());
                 if allowed == 0 {
-                    let next = limiter.next_slice();
+                    let next = limiter.next_try();
                     let wait = self
                         .slice_wait
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));

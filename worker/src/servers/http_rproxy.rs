@@ -115,6 +115,7 @@ impl ServeConnections for HttpRproxyServer {
                 forwarded_len: added.len(),
                 added,
                 login: SessionLogin::default(),
+                consumed_authorization: false,
             };
             if let Err(error) = session.run().await {
                 error.log(session.task);
@@ -222,6 +223,8 @@ struct Session<'a> {
     added: Vec<u8>,
     forwarded_len: usize,
     login: SessionLogin,
+    /// The current request's `Authorization` held our users' credentials.
+    consumed_authorization: bool,
 }
 
 /// Where a request goes, read from its head.
@@ -251,7 +254,8 @@ impl Session<'_> {
             let login = self
                 .login
                 .admit(&server.gate, self.task, &head, "authorization");
-            login.await?;
+            // Basic credentials were for us; any other scheme is the site's business.
+            self.consumed_authorization = login.await?;
             // Not boxed (http_proxy boxes its forward so that its tunnels stay small): a
             // box of this future is a 2 KiB allocation per request, and every allocation that
             // large makes glibc consolidate its free lists (7% of requests/s). A reverse
@@ -368,7 +372,7 @@ impl Session<'_> {
             tls: site.tls_client.is_some(),
             host: Some(routed.host_header),
             extra_headers: &extra,
-            drop_authorization: server.gate.has_users(),
+            drop_authorization: self.consumed_authorization,
         };
         let mut source = PooledOrNew {
             server,

@@ -190,14 +190,23 @@ impl SocksProxyServer {
                         return Err(error);
                     }
                 };
-                let user_limit = task.user.as_ref().and_then(|u| u.udp_speed_limit());
+                // The user's limits and idle rule where it has its own.
+                let server_limit = self.udp_speed_limit.as_ref();
+                let udp_limit = match &task.user {
+                    Some(user) => user.udp_speed_limit(server_limit),
+                    None => server_limit.copied(),
+                };
+                let user_policy = task
+                    .user
+                    .as_ref()
+                    .and_then(|u| u.relay_policy(&self.policy));
                 let session = UdpSession {
                     config: &self.config,
                     escaper: &self.escaper,
                     gate: &self.gate,
-                    policy: &self.policy,
+                    policy: user_policy.as_ref().unwrap_or(&self.policy),
                     ingress: self.ingress.as_ref(),
-                    speed_limit: user_limit.as_ref().or(self.udp_speed_limit.as_ref()),
+                    speed_limit: udp_limit.as_ref(),
                     phase: self.context.phase.clone(),
                 };
                 let udp = Box::pin(session.run(client, conn.local_addr, &request.target, task));
@@ -238,7 +247,6 @@ impl SocksProxyServer {
     }
 
     /// RFC 1929: reads a user name and password and answers whether the gate admitted them.
-    /// A blocked user hears, after its delay, a SOCKS5 "not allowed" reply (as g3 answers).
     async fn login(
         &self,
         conn: &mut ClientConn,
@@ -255,20 +263,22 @@ impl SocksProxyServer {
         )
         .await
         .map_err(socks_error)?;
-        let Ok(user) = std::str::from_utf8(&credentials.user) else {
-            return Err(TaskError::Client("socks5 user name is not utf-8".into()));
+        let admitted = match std::str::from_utf8(&credentials.user) {
+            Ok(user) => {
+                let login = Login {
+                    user,
+                    password: &credentials.password,
+                };
+                self.gate.admit(task, Some(login)).await
+            }
+            Err(_) => Err(TaskError::Client("socks5 user name is not utf-8".into())),
         };
-        let login = Login {
-            user,
-            password: &credentials.password,
+        // RFC 1929's answer in every case (a blocked user too, after its delay).
+        let status = match admitted {
+            Ok(()) => socks5::USER_PASSWORD_SUCCESS,
+            Err(_) => socks5::USER_PASSWORD_FAILURE,
         };
-        let admitted = self.gate.admit(task, Some(login)).await;
-        let answer = match &admitted {
-            Ok(()) => socks5::encode_user_password_status(socks5::USER_PASSWORD_SUCCESS).to_vec(),
-            Err(TaskError::Policy(_)) => socks5::encode_reply(Reply::NotAllowed, None),
-            Err(_) => socks5::encode_user_password_status(socks5::USER_PASSWORD_FAILURE).to_vec(),
-        };
-        let written = write_all(client, &answer).await;
+        let written = write_all(client, &socks5::encode_user_password_status(status)).await;
         admitted?;
         written.map_err(TaskError::ClientIo)
     }

@@ -26,8 +26,8 @@ pub struct BasicUserGroupConfig {
     pub anonymous_user: Option<UserConfig>,
     #[serde(default)]
     pub source: Option<UserSource>,
-    /// Where published users are kept (g3's key); this build does not publish users yet, so
-    /// the path is only remembered.
+    /// Where every `publish-user` is also written (g3's key), so published users come back
+    /// after a reboot (see `supervisor/src/published.rs`).
     #[serde(default)]
     pub cache: Option<PathBuf>,
     #[serde(default = "default_refresh_interval")]

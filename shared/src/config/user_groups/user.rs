@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 use crate::types::acl::{
-    AclRule, ChildDomain, DomainRegex, ExactHost, PortRange, ProxyRequestType, UserAgentProduct,
+    AclRule, ChildDomain, DomainRegex, ExactHost, PortRange, ProxyRequestType, Texts,
+    UserAgentProduct, domain,
 };
 use crate::types::{
     AclAction, GlobalSpeedLimit, HumanDuration, IpNetwork, NetworkAcl, RateQuota, SpeedLimit, Token,
@@ -458,32 +459,6 @@ fn redirect_to(texts: Vec<String>) -> Result<RedirectTo, String> {
     }
 }
 
-/// One value or a list of them, as text.
-struct Texts(Vec<String>);
-
-impl<'de> Deserialize<'de> for Texts {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextsVisitor;
-        impl<'de> de::Visitor<'de> for TextsVisitor {
-            type Value = Texts;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a name or address, or a list of addresses")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Texts, E> {
-                Ok(Texts(vec![text.to_string()]))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Texts, A::Error> {
-                let mut texts = Vec::new();
-                while let Some(text) = seq.next_element::<String>()? {
-                    texts.push(text);
-                }
-                Ok(Texts(texts))
-            }
-        }
-        deserializer.deserialize_any(TextsVisitor)
-    }
-}
-
 impl<'de> Deserialize<'de> for ResolveRedirection {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct RulesVisitor;
@@ -521,9 +496,10 @@ impl<'de> Deserialize<'de> for ResolveRedirection {
     }
 }
 
+/// A name a redirection is for: a domain, not an address.
 fn domain_name(text: &str) -> Result<String, String> {
-    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
-    if name.is_empty() || name.parse::<std::net::IpAddr>().is_ok() {
+    let name = domain(text)?;
+    if name.parse::<std::net::IpAddr>().is_ok() {
         return Err(format!("{text:?} is no domain name"));
     }
     Ok(name)
