@@ -54,6 +54,9 @@ pub enum AuthFailure {
     WrongPassword(String),
     #[error("user {0:?} has expired")]
     Expired(String),
+    /// A facts group has no user (and no anonymous user) for the connection.
+    #[error("no user for {0}")]
+    NoMatchingUser(String),
     /// The user's own `ingress_network_filter`.
     #[error("user {0:?} may not connect from this address")]
     ClientIpBlocked(String),

@@ -160,22 +160,41 @@ pub(crate) fn resolve(
             ));
         }
         if let Some(group) = server.user_group() {
-            if !server.server_type.kind().checks_passwords() {
-                return Err(error(
+            let kind = server.server_type.kind();
+            let found = config.user_groups.iter().find(|g| g.name() == group);
+            let wants = match (kind.checks_passwords(), kind.facts_auth()) {
+                (true, _) => Some(false),
+                (false, Some(_)) => Some(true),
+                (false, None) => None,
+            };
+            match (found, wants) {
+                (_, None) => warnings.push(error(
                     "user_group",
                     format!(
-                        "a {} server checks its users by connection facts (auth_by_*), which this build cannot do yet; refusing to serve without it",
+                        "a {} server finds users only with auth_by_*: user group {group:?} has no effect here",
                         server.type_name()
                     ),
-                ));
-            }
-            if !config.user_groups.iter().any(|g| g.name() == group) {
-                warnings.push(error(
+                )),
+                (None, Some(_)) => warnings.push(error(
                     "user_group",
-                    format!(
-                        "user group {group:?} does not exist: every user of this server is refused"
-                    ),
-                ));
+                    format!("user group {group:?} does not exist: every user of this server is refused"),
+                )),
+                (Some(found), Some(facts)) if found.is_facts() != facts => {
+                    let needed = if facts {
+                        "finds its users by connection facts (auth_by_*): it needs a facts group"
+                    } else {
+                        "checks passwords: it needs a basic group"
+                    };
+                    return Err(error(
+                        "user_group",
+                        format!(
+                            "user group {group:?} is of type {}, and a {} server {needed}",
+                            found.type_name(),
+                            server.type_name()
+                        ),
+                    ));
+                }
+                (Some(_), Some(_)) => {}
             }
         }
         if let Some(auditor) = server.auditor() {

@@ -235,8 +235,7 @@ impl<'a, S: Source> Loader<'a, S> {
             Some("basic"),
         )?;
         for (group, _) in &mut user_groups {
-            let user_groups::UserGroupType::Basic(basic) = &mut group.group_type;
-            basic.resolve_paths(&self.base_dir);
+            group.basic_mut().resolve_paths(&self.base_dir);
         }
         let auditors = entry_names(&auditor_entries)?;
 

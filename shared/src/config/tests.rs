@@ -169,10 +169,10 @@ fn mistakes_name_file_path_and_line() {
             &[(
                 "main.yml",
                 &format!(
-                    "{BASE}user_group:\n  - name: g\nserver:\n  - name: a\n    type: tcp_stream\n    escaper: default\n    upstream: 127.0.0.1:1\n    user-group: g\n"
+                    "{BASE}user_group:\n  - name: g\nserver:\n  - name: a\n    type: tcp_stream\n    escaper: default\n    upstream: 127.0.0.1:1\n    auth_by_client_ip: true\n    user-group: g\n"
                 ),
             )],
-            "main.yml: server[0].user_group (line 12): a tcp_stream server checks its users by connection facts",
+            "main.yml: server[0].user_group (line 13): user group \"g\" is of type basic, and a tcp_stream server finds its users by connection facts (auth_by_*): it needs a facts group",
         ),
         (
             &[(

@@ -17,8 +17,9 @@ use g3proxy_shared::config::user_groups::{
 use g3proxy_shared::ipc::worker::PublishedUsers;
 use g3proxy_shared::types::Token;
 
-use super::User;
+use super::facts::FactsTable;
 use super::limits::GroupLimits;
+use super::{Fact, User};
 
 pub struct UserGroup {
     pub name: Arc<str>,
@@ -32,6 +33,9 @@ pub struct UserGroup {
     decoy: Token,
     /// The last publish applied.
     published_sequence: AtomicU64,
+    /// A facts group's users by the facts they claim, made again when the dynamic users
+    /// change; `None` for a basic group.
+    facts: Option<RwLock<Arc<FactsTable>>>,
 }
 
 fn by_name(users: impl IntoIterator<Item = User>) -> HashMap<String, Arc<User>> {
@@ -65,7 +69,11 @@ impl UserGroup {
             limits: limits.cloned(),
             decoy: Token::decoy(),
             published_sequence: AtomicU64::new(0),
+            facts: config
+                .is_facts()
+                .then(|| RwLock::new(Arc::new(FactsTable::default()))),
         };
+        group.rebuild_facts();
         // Published users first, then the source over them, as each later refresh does: a
         // publish older than the file must not bring back users the file has dropped.
         if let Some(users) = published {
@@ -87,6 +95,7 @@ impl UserGroup {
             limits: None,
             decoy: Token::decoy(),
             published_sequence: AtomicU64::new(0),
+            facts: None,
         }
     }
 
@@ -192,6 +201,28 @@ impl UserGroup {
             );
         }
         *current = Arc::new(fresh);
+        drop(current);
+        self.rebuild_facts();
+    }
+
+    fn rebuild_facts(&self) {
+        let Some(facts) = &self.facts else {
+            return;
+        };
+        let dynamic = self
+            .dynamic_users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let table = FactsTable::build(dynamic.values(), self.static_users.values());
+        *facts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
+    /// A facts group's user for `fact` (no anonymous user here); `None` in a basic group.
+    pub fn user_by_fact(&self, fact: &Fact<'_>) -> Option<Arc<User>> {
+        let facts = self.facts.as_ref()?;
+        let table = facts.read().unwrap_or_else(|e| e.into_inner()).clone();
+        table.user(fact)
     }
 
     /// Refreshes the dynamic users every `refresh_interval` for as long as the worker runs.

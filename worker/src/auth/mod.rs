@@ -8,6 +8,7 @@
 //! user it did not admit.
 
 mod basic;
+mod facts;
 mod limits;
 mod user;
 
@@ -18,6 +19,7 @@ pub use user::User;
 use std::sync::Arc;
 
 use g3proxy_proto::HostPort;
+use g3proxy_shared::config::servers::FactsMatch;
 use g3proxy_shared::types::acl::ProxyRequestType;
 
 use crate::error::{AuthFailure, Forbidden, TaskError};
@@ -58,6 +60,21 @@ pub struct RequestHold {
     _alive: Option<AliveGuard>,
 }
 
+/// What a facts group finds a connection's user by.
+pub enum Fact<'a> {
+    Ip(std::net::IpAddr),
+    Host(&'a g3proxy_proto::Host),
+}
+
+impl std::fmt::Display for Fact<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fact::Ip(ip) => write!(f, "address {ip}"),
+            Fact::Host(host) => write!(f, "server name {host}"),
+        }
+    }
+}
+
 /// A password login as the client sent it.
 pub struct Login<'a> {
     pub user: &'a str,
@@ -67,11 +84,47 @@ pub struct Login<'a> {
 #[derive(Clone, Default)]
 pub struct Gate {
     group: Option<Arc<UserGroup>>,
+    /// For a stream server's facts group: what it finds a connection's user by.
+    facts: Option<FactsMatch>,
 }
 
 impl Gate {
+    /// A password server's gate (open without a group).
     pub fn new(group: Option<Arc<UserGroup>>) -> Gate {
-        Gate { group }
+        Gate { group, facts: None }
+    }
+
+    /// A stream server's gate: its facts group when `auth_by_*` is on, else open (a group
+    /// without `auth_by_*` has no effect, as in g3).
+    pub fn by_facts(group: Option<Arc<UserGroup>>, facts: Option<FactsMatch>) -> Gate {
+        match facts {
+            Some(facts) => Gate {
+                group,
+                facts: Some(facts),
+            },
+            None => Gate::default(),
+        }
+    }
+
+    /// A stream server's connection: its user found by the gate's fact (the client's
+    /// address, the address it reached, or `server_name`, the host it asks for).
+    pub async fn admit_connection(
+        &self,
+        task: &mut TaskContext,
+        server_name: Option<&g3proxy_proto::Host>,
+    ) -> Result<(), TaskError> {
+        let fact = match (self.facts, server_name) {
+            (None, _) => return Ok(()),
+            (Some(FactsMatch::ClientIp), _) => Fact::Ip(task.client_addr.ip()),
+            (Some(FactsMatch::ServerIp), _) => Fact::Ip(task.local_addr.ip()),
+            (Some(FactsMatch::ServerName), Some(host)) => Fact::Host(host),
+            (Some(FactsMatch::ServerName), None) => {
+                return Err(TaskError::Internal(
+                    "no server name to find a user by".into(),
+                ));
+            }
+        };
+        self.admit_by_fact(task, fact).await
     }
 
     /// Whether clients must be admitted before they get a permit.
@@ -139,6 +192,24 @@ impl Gate {
                 .cloned()
                 .ok_or(TaskError::Auth(AuthFailure::NoCredentials))?,
         };
+        Self::admit_user(task, user).await
+    }
+
+    /// For a facts group (`auth_by_*`): the user that `fact` names, else the anonymous user.
+    async fn admit_by_fact(&self, task: &mut TaskContext, fact: Fact<'_>) -> Result<(), TaskError> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        let user = group
+            .user_by_fact(&fact)
+            .or_else(|| group.anonymous().cloned())
+            .ok_or_else(|| TaskError::Auth(AuthFailure::NoMatchingUser(fact.to_string())))?;
+        Self::admit_user(task, user).await
+    }
+
+    /// What every login checks once the user is known: expiry, the user's ingress filter,
+    /// a block (after its delay), the user's connection rate.
+    async fn admit_user(task: &mut TaskContext, user: Arc<User>) -> Result<(), TaskError> {
         if user.is_expired() {
             return Err(TaskError::Auth(AuthFailure::Expired(user.name.to_string())));
         }

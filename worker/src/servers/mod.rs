@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use g3proxy_shared::config::ServerConfig;
-use g3proxy_shared::config::servers::{ServerCommon, ServerType};
+use g3proxy_shared::config::servers::{FactsMatch, ServerCommon, ServerType};
 use g3proxy_shared::types::{NetworkAcl, TcpMiscOpts};
 use tokio::net::TcpListener;
 
@@ -52,12 +52,21 @@ impl BuildContext<'_> {
     /// The gate of a server with `user_group` (an empty group, which admits nobody, when
     /// the config lacks it); an open gate without one.
     pub fn gate(&self, user_group: Option<&str>) -> Gate {
-        Gate::new(user_group.map(|name| {
+        Gate::new(self.user_group(user_group))
+    }
+
+    /// The gate of a stream server, which finds users by `facts` (its `auth_by_*`).
+    pub fn facts_gate(&self, user_group: Option<&str>, facts: Option<FactsMatch>) -> Gate {
+        Gate::by_facts(self.user_group(user_group), facts)
+    }
+
+    fn user_group(&self, name: Option<&str>) -> Option<Arc<UserGroup>> {
+        name.map(|name| {
             self.user_groups
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(UserGroup::empty(name)))
-        }))
+        })
     }
 
     /// The escaper called `name`, or a deny-all stand-in when the config lacks it.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use g3proxy_proto::http1::{self, HeadError};
 use g3proxy_proto::tls_hello::{self, HelloError};
 use g3proxy_proto::{Host, HostPort, Parsed};
-use g3proxy_shared::config::servers::{AllowedHost, ServerCommon, SniProxyConfig};
+use g3proxy_shared::config::servers::{AllowedHost, ServerCommon, ServerKind as _, SniProxyConfig};
 use tokio::time::Instant;
 use tracing::info;
 
@@ -31,7 +31,7 @@ pub struct SniProxyServer {
     config: SniProxyConfig,
     context: Arc<Context>,
     escaper: Arc<Escaper>,
-    /// Open until facts user groups arrive (the loader refuses `user_group` here).
+    /// Its facts group with `auth_by_*`, else open.
     gate: Gate,
     policy: RelayPolicy,
     /// `None`: every host is served.
@@ -128,7 +128,7 @@ impl ServeConnections for SniProxyServer {
             config: config.clone(),
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
-            gate: cx.gate(config.user_group.as_deref()),
+            gate: cx.facts_gate(config.user_group.as_deref(), config.facts_auth()),
             policy: super::relay_policy(common),
             allowed,
         })
@@ -148,6 +148,14 @@ impl ServeConnections for SniProxyServer {
             let Some(target) = self.allowed_target(&wanted, &conn, &task).await else {
                 return;
             };
+            if let Err(error) = self
+                .gate
+                .admit_connection(&mut task, Some(&target.host))
+                .await
+            {
+                error.log(&task);
+                return;
+            }
             let connected = match self.gate.permit(&task, None, &target) {
                 Ok(permit) => Box::pin(self.escaper.tcp_connect(&mut task, &permit)).await,
                 Err(error) => Err(error),

@@ -26,7 +26,7 @@ use crate::task::TaskContext;
 pub struct StreamRelay {
     context: Arc<Context>,
     escaper: Arc<Escaper>,
-    /// Open until facts user groups arrive (the loader refuses `user_group` here).
+    /// Its facts group with `auth_by_client_ip`, else open.
     gate: Gate,
     policy: RelayPolicy,
     upstreams: Picker<HostPort>,
@@ -45,7 +45,7 @@ impl StreamRelay {
         StreamRelay {
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
-            gate: cx.gate(config.user_group.as_deref()),
+            gate: cx.facts_gate(config.user_group.as_deref(), config.facts_auth()),
             policy: super::relay_policy(common),
             upstreams: Picker::new(upstreams, config.upstream_pick_policy),
             tls_client: config.upstream_tls().cloned(),
@@ -56,6 +56,10 @@ impl StreamRelay {
     /// The first upstream that answers, in the policy's order; `None` when none did (each
     /// failure is logged).
     async fn connect(&self, task: &mut TaskContext) -> Option<Connected> {
+        if let Err(error) = self.gate.admit_connection(task, None).await {
+            error.log(task);
+            return None;
+        }
         let mut last_error = None;
         // g3's key: the client's address and the one it connected to.
         let key = format!("{}-{}", task.client_addr.ip(), task.local_addr.ip());

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use g3proxy_proto::{Host, HostPort};
-use g3proxy_shared::config::servers::{ServerCommon, TcpTproxyConfig};
+use g3proxy_shared::config::servers::{ServerCommon, ServerKind as _, TcpTproxyConfig};
 use tracing::info;
 
 use super::{BuildContext, ServeConnections};
@@ -22,7 +22,7 @@ use crate::task::TaskContext;
 pub struct TcpTproxyServer {
     context: Arc<Context>,
     escaper: Arc<Escaper>,
-    /// Open until facts user groups arrive (the loader refuses `user_group` here).
+    /// Its facts group with `auth_by_*`, else open.
     gate: Gate,
     policy: RelayPolicy,
     listen: Option<SocketAddr>,
@@ -51,7 +51,7 @@ impl ServeConnections for TcpTproxyServer {
         Ok(TcpTproxyServer {
             context: cx.context.clone(),
             escaper: cx.escaper(&config.escaper),
-            gate: cx.gate(config.user_group.as_deref()),
+            gate: cx.facts_gate(config.user_group.as_deref(), config.facts_auth()),
             policy: super::relay_policy(common),
             listen: common.listen.as_ref().map(|spec| spec.address),
         })
@@ -79,6 +79,10 @@ impl ServeConnections for TcpTproxyServer {
                 host: Host::Ip(original.ip().to_canonical()),
                 port: original.port(),
             };
+            if let Err(error) = self.gate.admit_connection(&mut task, None).await {
+                error.log(&task);
+                return;
+            }
             let connected = match self.gate.permit(&task, None, &target) {
                 Ok(permit) => Box::pin(self.escaper.tcp_connect(&mut task, &permit)).await,
                 Err(error) => Err(error),

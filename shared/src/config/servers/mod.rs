@@ -94,6 +94,36 @@ pub struct ServerCommon {
     pub tcp_misc_opts: TcpMiscOpts,
 }
 
+/// The fact a facts user group matches a connection's user by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactsMatch {
+    /// `auth_by_client_ip`.
+    ClientIp,
+    /// `auth_by_server_ip`: the address the client connected to (tcp_tproxy: its target).
+    ServerIp,
+    /// `auth_by_server_name`: the target host (sni_proxy: the SNI or `Host`).
+    ServerName,
+}
+
+/// One of a server's `auth_by_*` switches, refusing two at once as g3 does.
+pub(crate) fn facts_match(
+    choices: &[(bool, FactsMatch, &str)],
+) -> Result<Option<FactsMatch>, String> {
+    let on: Vec<_> = choices.iter().filter(|(on, _, _)| *on).collect();
+    match on.as_slice() {
+        [] => Ok(None),
+        [(_, kind, _)] => Ok(Some(*kind)),
+        _ => Err(format!(
+            "only one of {} can be enabled",
+            choices
+                .iter()
+                .map(|(_, _, key)| *key)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 /// What the loader needs to know of any server type: the modules it refers to.
 pub trait ServerKind {
     fn escaper(&self) -> Option<&str> {
@@ -109,6 +139,11 @@ pub trait ServerKind {
     /// username/password), which is what a basic user group checks.
     fn checks_passwords(&self) -> bool {
         false
+    }
+    /// The connection fact a stream server finds its user by (`auth_by_*`), in a facts
+    /// user group.
+    fn facts_auth(&self) -> Option<FactsMatch> {
+        None
     }
     /// Servers this one hands its connections to (ports, intelli_proxy).
     fn next_servers(&self) -> Vec<&str> {

@@ -8,7 +8,7 @@
 use g3proxy_proto::Host;
 use serde::Deserialize;
 
-use super::ServerKind;
+use super::{FactsMatch, ServerKind, facts_match};
 use crate::config::host_matched::{self, HostMatched};
 use crate::types::{HumanDuration, HumanSize};
 
@@ -72,6 +72,23 @@ pub struct AllowedHost {
     pub redirect_port: Option<u16>,
 }
 
+impl SniProxyConfig {
+    fn facts_auth_checked(&self) -> Result<Option<FactsMatch>, String> {
+        facts_match(&[
+            (
+                self.auth_by_client_ip,
+                FactsMatch::ClientIp,
+                "auth_by_client_ip",
+            ),
+            (
+                self.auth_by_server_name,
+                FactsMatch::ServerName,
+                "auth_by_server_name",
+            ),
+        ])
+    }
+}
+
 impl ServerKind for SniProxyConfig {
     fn escaper(&self) -> Option<&str> {
         Some(&self.escaper)
@@ -82,12 +99,13 @@ impl ServerKind for SniProxyConfig {
     fn auditor(&self) -> Option<&str> {
         self.auditor.as_deref()
     }
+    fn facts_auth(&self) -> Option<FactsMatch> {
+        self.facts_auth_checked().ok().flatten()
+    }
     fn check(&self) -> Result<(), String> {
-        if self.auth_by_client_ip || self.auth_by_server_name {
-            return Err(
-                "auth_by_client_ip / auth_by_server_name are not supported by this build yet (they need a facts user group)"
-                    .into(),
-            );
+        let auth = self.facts_auth_checked()?;
+        if auth.is_some() && self.user_group.is_none() {
+            return Err("auth_by_* needs a user_group (of type facts)".into());
         }
         if let Some(hosts) = &self.allowed_hosts {
             host_matched::check(hosts, "allowed_hosts")?;

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::ServerKind;
+use super::{FactsMatch, ServerKind};
 use crate::config::tls::{OptionalTlsClient, TlsServerConfig};
 use crate::types::{PickPolicy, WeightedAddr};
 
@@ -46,13 +46,15 @@ impl StreamConfig {
                     .into(),
             );
         }
-        if self.auth_by_client_ip {
-            return Err(
-                "auth_by_client_ip is not supported by this build yet (it needs a facts user group)"
-                    .into(),
-            );
+        if self.auth_by_client_ip && self.user_group.is_none() {
+            return Err("auth_by_client_ip needs a user_group (of type facts)".into());
         }
         Ok(())
+    }
+
+    /// `auth_by_client_ip`, the only fact a stream server finds users by.
+    pub fn facts_auth(&self) -> Option<FactsMatch> {
+        self.auth_by_client_ip.then_some(FactsMatch::ClientIp)
     }
 
     /// The TLS client toward upstreams, when there is one.
@@ -72,6 +74,9 @@ impl ServerKind for TcpStreamConfig {
     }
     fn user_group(&self) -> Option<&str> {
         self.0.user_group.as_deref()
+    }
+    fn facts_auth(&self) -> Option<FactsMatch> {
+        self.0.facts_auth()
     }
     fn check(&self) -> Result<(), String> {
         if self.0.tls_server.is_some() {
@@ -101,6 +106,9 @@ impl ServerKind for TlsStreamConfig {
     }
     fn user_group(&self) -> Option<&str> {
         self.0.user_group.as_deref()
+    }
+    fn facts_auth(&self) -> Option<FactsMatch> {
+        self.0.facts_auth()
     }
     fn check(&self) -> Result<(), String> {
         if self.0.tls_server.is_none() {

@@ -4,7 +4,24 @@
 
 use serde::Deserialize;
 
-use super::ServerKind;
+use super::{FactsMatch, ServerKind, facts_match};
+
+impl TcpTproxyConfig {
+    fn facts_auth_checked(&self) -> Result<Option<FactsMatch>, String> {
+        facts_match(&[
+            (
+                self.auth_by_client_ip,
+                FactsMatch::ClientIp,
+                "auth_by_client_ip",
+            ),
+            (
+                self.auth_by_server_ip,
+                FactsMatch::ServerIp,
+                "auth_by_server_ip",
+            ),
+        ])
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TcpTproxyConfig {
@@ -15,6 +32,8 @@ pub struct TcpTproxyConfig {
     pub user_group: Option<String>,
     #[serde(default)]
     pub auth_by_client_ip: bool,
+    #[serde(default)]
+    pub auth_by_server_ip: bool,
 }
 
 impl ServerKind for TcpTproxyConfig {
@@ -30,12 +49,13 @@ impl ServerKind for TcpTproxyConfig {
     fn transparent(&self) -> bool {
         true
     }
+    fn facts_auth(&self) -> Option<FactsMatch> {
+        self.facts_auth_checked().ok().flatten()
+    }
     fn check(&self) -> Result<(), String> {
-        if self.auth_by_client_ip {
-            return Err(
-                "auth_by_client_ip is not supported by this build yet (it needs a facts user group)"
-                    .into(),
-            );
+        let auth = self.facts_auth_checked()?;
+        if auth.is_some() && self.user_group.is_none() {
+            return Err("auth_by_* needs a user_group (of type facts)".into());
         }
         Ok(())
     }

@@ -1,13 +1,15 @@
 //! User group configs (`user_group:`, alias `user:`). A group authenticates the users of the
-//! servers that name it. `type: basic` (the default) is the only type this build runs; `facts`
-//! and `ldap` are refused by name. One file per type, as for servers and escapers.
+//! servers that name it: `type: basic` (the default) by password, `type: facts` by what a
+//! connection is (its client or server address, its server name: the `auth_by_*` of stream
+//! servers). Both have the same keys (a facts user has `match_by_facts` where a basic one has
+//! a `token`). `ldap` is refused by name.
 
 mod basic;
 mod user;
 
 pub use basic::{BasicUserGroupConfig, DynamicFormat, UserSource};
 pub use user::{
-    DstHostFilterSet, Expire, Redirect, RedirectTo, ResolveRedirection, UserConfig, stricter,
+    DstHostFilterSet, Expire, Fact, Redirect, RedirectTo, ResolveRedirection, UserConfig, stricter,
 };
 
 use super::de::decode;
@@ -24,6 +26,7 @@ pub struct UserGroupConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserGroupType {
     Basic(BasicUserGroupConfig),
+    Facts(BasicUserGroupConfig),
 }
 
 impl UserGroupConfig {
@@ -31,9 +34,27 @@ impl UserGroupConfig {
         &self.name
     }
 
+    /// The keys every group type has.
     pub fn basic(&self) -> &BasicUserGroupConfig {
         match &self.group_type {
-            UserGroupType::Basic(basic) => basic,
+            UserGroupType::Basic(basic) | UserGroupType::Facts(basic) => basic,
+        }
+    }
+
+    pub(crate) fn basic_mut(&mut self) -> &mut BasicUserGroupConfig {
+        match &mut self.group_type {
+            UserGroupType::Basic(basic) | UserGroupType::Facts(basic) => basic,
+        }
+    }
+
+    pub fn is_facts(&self) -> bool {
+        matches!(self.group_type, UserGroupType::Facts(_))
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self.group_type {
+            UserGroupType::Basic(_) => "basic",
+            UserGroupType::Facts(_) => "facts",
         }
     }
 }
@@ -46,17 +67,19 @@ pub(crate) fn decode_group(
     path: &str,
 ) -> Result<UserGroupConfig, ConfigError> {
     match type_name {
-        "basic" => {
+        "basic" | "facts" => {
             let basic: BasicUserGroupConfig = decode(node, path)?;
             basic
                 .check()
                 .map_err(|message| ConfigError::at(&node.file, path, node.line, message))?;
-            Ok(UserGroupConfig {
-                name: basic.name.clone(),
-                group_type: UserGroupType::Basic(basic),
-            })
+            let name = basic.name.clone();
+            let group_type = match type_name {
+                "facts" => UserGroupType::Facts(basic),
+                _ => UserGroupType::Basic(basic),
+            };
+            Ok(UserGroupConfig { name, group_type })
         }
-        "facts" | "ldap" => Err(type_error(
+        "ldap" => Err(type_error(
             type_node,
             path,
             format!("user group type {type_name} is not supported by this build yet"),

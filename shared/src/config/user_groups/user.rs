@@ -61,6 +61,9 @@ pub struct UserConfig {
     /// Datagrams toward the user's clients, over the whole group.
     #[serde(default)]
     pub udp_all_download_speed_limit: Option<GlobalSpeedLimit>,
+    /// In a facts group: the connections that are this user's.
+    #[serde(default)]
+    pub match_by_facts: Vec<Fact>,
     /// Names the user's targets resolve as (a DNS hijack of the user's own).
     #[serde(default)]
     pub resolve_redirection: Option<ResolveRedirection>,
@@ -88,8 +91,6 @@ pub struct UserConfig {
     pub egress_path_value_map: (),
     #[serde(default, deserialize_with = "not_yet")]
     pub socks_use_udp_associate: (),
-    #[serde(default, deserialize_with = "not_yet")]
-    pub match_by_facts: (),
     #[serde(default, deserialize_with = "not_yet")]
     pub tcp_connect: (),
     #[serde(default, deserialize_with = "not_yet")]
@@ -591,5 +592,106 @@ mod redirection_tests {
         );
         assert_eq!(rules.redirect("badexample.com"), None);
         assert!(redirect_to(vec!["a.test".into(), "b.test".into()]).is_err());
+    }
+}
+
+/// One fact of `match_by_facts`: `ip: ADDRESS`, `net: NETWORK`, `domain: NAME` (alias
+/// `exact_domain`) or `child_domain: DOMAIN` (the domain and every name under it), written as
+/// a one-key map or as the string `type:value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    Ip(std::net::IpAddr),
+    Network(IpNetwork),
+    ExactDomain(String),
+    ChildDomain(String),
+}
+
+impl Fact {
+    fn parse(kind: &str, value: &str) -> Result<Fact, String> {
+        let value = value.trim();
+        Ok(
+            match kind.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "ip" => Fact::Ip(
+                    value
+                        .parse()
+                        .map_err(|_| format!("invalid ip address {value:?}"))?,
+                ),
+                "net" => {
+                    let network: IpNetwork = value.parse()?;
+                    let network = network.unmapped();
+                    let full = if network.address.is_ipv4() { 32 } else { 128 };
+                    match network.prefix == full {
+                        true => Fact::Ip(network.address),
+                        false => Fact::Network(network),
+                    }
+                }
+                "domain" | "exact_domain" => Fact::ExactDomain(domain(value)?),
+                "child_domain" => Fact::ChildDomain(domain(value.trim_start_matches('.'))?),
+                other => {
+                    return Err(format!(
+                        "unknown fact type {other:?}: ip, net, domain or child_domain"
+                    ));
+                }
+            },
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Fact {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FactVisitor;
+        impl<'de> de::Visitor<'de> for FactVisitor {
+            type Value = Fact;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a fact: TYPE:VALUE or {TYPE: VALUE}")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Fact, E> {
+                let (kind, value) = text
+                    .split_once(':')
+                    .ok_or_else(|| E::custom(format!("invalid fact {text:?}: TYPE:VALUE")))?;
+                Fact::parse(kind, value).map_err(E::custom)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Fact, A::Error> {
+                let kind: String = map
+                    .next_key()?
+                    .ok_or_else(|| de::Error::custom("a fact needs a type"))?;
+                let value: String = map.next_value()?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom("a fact is one TYPE: VALUE pair"));
+                }
+                Fact::parse(&kind, &value).map_err(de::Error::custom)
+            }
+        }
+        deserializer.deserialize_any(FactVisitor)
+    }
+}
+
+#[cfg(test)]
+mod fact_tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            Fact::parse("ip", "192.0.2.1").unwrap(),
+            Fact::Ip("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            Fact::parse("net", "192.0.2.1/32").unwrap(),
+            Fact::Ip("192.0.2.1".parse().unwrap())
+        );
+        assert!(matches!(
+            Fact::parse("net", "10.0.0.0/8").unwrap(),
+            Fact::Network(_)
+        ));
+        assert_eq!(
+            Fact::parse("exact-domain", "A.Test.").unwrap(),
+            Fact::ExactDomain("a.test".into())
+        );
+        assert_eq!(
+            Fact::parse("child_domain", ".b.test").unwrap(),
+            Fact::ChildDomain("b.test".into())
+        );
+        assert!(Fact::parse("port", "80").is_err());
     }
 }
