@@ -1,5 +1,6 @@
 //! Scenario: facts user groups behind stream servers. A tcp_stream with `auth_by_client_ip`
-//! finds the user by the client's address and applies its filters; a group without a user
+//! finds the user by the client's address and applies its filters and its limit of live
+//! streams over the relay's whole life; a group without a user
 //! for the address closes the connection; an sni_proxy with `auth_by_server_name` lets in
 //! only the names a user claims.
 
@@ -33,6 +34,19 @@ fn stream_servers_find_users_by_facts() {
     group.start();
     // The client's address is user `local`'s, whose port filter takes the echo server...
     assert!(echoes(group.port("echo_stream")));
+    // One stream at a time: a second waits for the first to end.
+    let held = TcpStream::connect(SocketAddr::from((
+        [127, 0, 0, 1],
+        group.port("echo_stream"),
+    )))
+    .expect("connect");
+    g3proxy_tests::wait_until(Duration::from_secs(10), "the first stream to count", || {
+        (!echoes(group.port("echo_stream"))).then_some(())
+    });
+    drop(held);
+    g3proxy_tests::wait_until(Duration::from_secs(10), "its place to be free", || {
+        echoes(group.port("echo_stream")).then_some(())
+    });
     // ...and not the origin.
     let through = format!("http://127.0.0.1:{}/", group.port("origin_stream"));
     assert_ne!(curl_status(&[&through]), "200");

@@ -279,14 +279,15 @@ impl Gate {
         user.acquire_alive().map_err(TaskError::Policy)
     }
 
-    /// A request with no single target yet (a SOCKS UDP association), held until the
-    /// returned hold drops. Its targets then each need [`Gate::permit_within`].
+    /// A request with no single target yet (a SOCKS UDP association, a stream server trying
+    /// its upstreams in turn), held until the returned hold drops. Its targets then each need
+    /// [`Gate::permit_within`].
     pub fn hold_request(
         &self,
         task: &TaskContext,
-        request: ProxyRequestType,
+        request: Option<ProxyRequestType>,
     ) -> Result<RequestHold, TaskError> {
-        let alive = self.check(task, Some(request), None, true)?;
+        let alive = self.check(task, request, None, true)?;
         Ok(RequestHold { _alive: alive })
     }
 

@@ -25,12 +25,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use g3proxy_proto::HostPort;
 use g3proxy_shared::config::ServerConfig;
 use g3proxy_shared::config::servers::{FactsMatch, ServerCommon, ServerType};
+use g3proxy_shared::types::acl::ProxyRequestType;
 use g3proxy_shared::types::{NetworkAcl, TcpMiscOpts};
 use tokio::net::TcpListener;
 
-use crate::auth::{Gate, UserGroup};
+use crate::auth::{Gate, Permit, UserGroup};
 use crate::conn::{ClientConn, Stream, sockopt, write_all_within};
 use crate::context::{Context, Phase, ServerCounters, TaskKind};
 use crate::error::TaskError;
@@ -239,6 +241,59 @@ pub async fn tunnel(
         task.id
     );
     Ok(())
+}
+
+/// Leave for `target` from `gate`, then the escaper's connection to it. The permit comes
+/// back too: the caller keeps it until the task ends (it holds the user's place among its
+/// live requests).
+pub async fn connect_permitted<'t>(
+    gate: &Gate,
+    escaper: &Escaper,
+    task: &mut TaskContext,
+    request: Option<ProxyRequestType>,
+    target: &'t HostPort,
+) -> (Option<Permit<'t>>, Result<Connected, TaskError>) {
+    match gate.permit(task, request, target) {
+        Ok(permit) => {
+            let connected = Box::pin(escaper.tcp_connect(task, &permit)).await;
+            (Some(permit), connected)
+        }
+        Err(error) => (None, Err(error)),
+    }
+}
+
+/// What a server that only tunnels to one target (sni_proxy, tcp_tproxy) goes through.
+pub struct Way<'a> {
+    pub gate: &'a Gate,
+    pub escaper: &'a Escaper,
+    pub policy: &'a RelayPolicy,
+    pub context: &'a Context,
+}
+
+impl Way<'_> {
+    /// The rest of such a task: its user by the gate's facts (`server_name` for
+    /// `auth_by_server_name`), leave for `target`, the connection and the relay, the user's
+    /// place held to the end. Failures are logged; nobody is answered.
+    pub async fn tunnel(
+        &self,
+        conn: ClientConn,
+        task: &mut TaskContext,
+        target: &HostPort,
+        server_name: Option<&g3proxy_proto::Host>,
+    ) {
+        if let Err(error) = self.gate.admit_connection(task, server_name).await {
+            error.log(task);
+            return;
+        }
+        let (_permit, connected) =
+            connect_permitted(self.gate, self.escaper, task, None, target).await;
+        match connected {
+            Ok(upstream) => {
+                relay_to_upstream(conn, upstream, task, self.policy, self.context).await
+            }
+            Err(error) => error.log(task),
+        }
+    }
 }
 
 /// [`tunnel`] for servers that only tunnel: a failure is logged, nobody is answered.

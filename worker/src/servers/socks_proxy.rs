@@ -181,7 +181,7 @@ impl SocksProxyServer {
                 task.set_kind(TaskKind::SocksUdp);
                 // The relay checks each datagram's target; the request itself counts now,
                 // and holds its place among the user's live requests for the session.
-                let udp = ProxyRequestType::SocksUdpAssociate;
+                let udp = Some(ProxyRequestType::SocksUdpAssociate);
                 let _hold = match self.gate.hold_request(task, udp) {
                     Ok(hold) => hold,
                     Err(error) => {
@@ -223,13 +223,14 @@ impl SocksProxyServer {
         }
         let request_type = Some(ProxyRequestType::SocksTcpConnect);
         // Held until the relay ends: the user's place among its live requests.
-        let (_permit, connected) = match self.gate.permit(task, request_type, &request.target) {
-            Ok(permit) => {
-                let connected = Box::pin(self.escaper.tcp_connect(task, &permit)).await;
-                (Some(permit), connected)
-            }
-            Err(error) => (None, Err(error)),
-        };
+        let (_permit, connected) = super::connect_permitted(
+            &self.gate,
+            &self.escaper,
+            task,
+            request_type,
+            &request.target,
+        )
+        .await;
         let upstream = match connected {
             Ok(upstream) => upstream,
             Err(error) => {
@@ -315,13 +316,14 @@ impl SocksProxyServer {
         }
         let request_type = Some(ProxyRequestType::SocksTcpConnect);
         // Held until the relay ends: the user's place among its live requests.
-        let (_permit, connected) = match self.gate.permit(task, request_type, &request.target) {
-            Ok(permit) => {
-                let connected = Box::pin(self.escaper.tcp_connect(task, &permit)).await;
-                (Some(permit), connected)
-            }
-            Err(error) => (None, Err(error)),
-        };
+        let (_permit, connected) = super::connect_permitted(
+            &self.gate,
+            &self.escaper,
+            task,
+            request_type,
+            &request.target,
+        )
+        .await;
         let upstream = match connected {
             Ok(upstream) => upstream,
             Err(error) => {

@@ -13,7 +13,7 @@ use g3proxy_shared::config::tls::TlsClientConfig;
 use tracing::info;
 
 use super::{BuildContext, ServeConnections};
-use crate::auth::Gate;
+use crate::auth::{Gate, RequestHold};
 use crate::conn::ClientConn;
 use crate::context::{Context, TaskKind};
 use crate::error::TaskError;
@@ -53,18 +53,24 @@ impl StreamRelay {
         }
     }
 
-    /// The first upstream that answers, in the policy's order; `None` when none did (each
+    /// The first upstream that answers, in the policy's order, and the user's place held for
+    /// the connection (one request, whatever the upstreams tried); `None` when none did (each
     /// failure is logged).
-    async fn connect(&self, task: &mut TaskContext) -> Option<Connected> {
-        if let Err(error) = self.gate.admit_connection(task, None).await {
-            error.log(task);
-            return None;
-        }
+    async fn connect(&self, task: &mut TaskContext) -> Option<(RequestHold, Connected)> {
+        let admitted = self.gate.admit_connection(task, None).await;
+        let hold = match admitted.and_then(|()| self.gate.hold_request(task, None)) {
+            Ok(hold) => hold,
+            Err(error) => {
+                error.log(task);
+                return None;
+            }
+        };
         let mut last_error = None;
         // g3's key: the client's address and the one it connected to.
         let key = format!("{}-{}", task.client_addr.ip(), task.local_addr.ip());
         for target in self.upstreams.failover_order(key.as_bytes()) {
-            let attempt = match (self.gate.permit(task, None, target), &self.tls_client) {
+            let permit = self.gate.permit_within(task, None, target);
+            let attempt = match (permit, &self.tls_client) {
                 (Err(error), _) => Err(error),
                 (Ok(permit), Some(tls)) => {
                     Box::pin(
@@ -76,7 +82,7 @@ impl StreamRelay {
                 (Ok(permit), None) => Box::pin(self.escaper.tcp_connect(task, &permit)).await,
             };
             match attempt {
-                Ok(connected) => return Some(connected),
+                Ok(connected) => return Some((hold, connected)),
                 Err(error) => {
                     info!(
                         "server {}: task {} upstream {target}: {error}",
@@ -97,7 +103,8 @@ impl StreamRelay {
     }
 
     pub async fn serve(&self, conn: ClientConn, mut task: TaskContext) {
-        let Some(upstream) = self.connect(&mut task).await else {
+        // The hold lives until the relay ends.
+        let Some((_hold, upstream)) = self.connect(&mut task).await else {
             return;
         };
         super::relay_to_upstream(conn, upstream, &mut task, &self.policy, &self.context).await;

@@ -79,22 +79,13 @@ impl ServeConnections for TcpTproxyServer {
                 host: Host::Ip(original.ip().to_canonical()),
                 port: original.port(),
             };
-            if let Err(error) = self.gate.admit_connection(&mut task, None).await {
-                error.log(&task);
-                return;
-            }
-            let connected = match self.gate.permit(&task, None, &target) {
-                Ok(permit) => Box::pin(self.escaper.tcp_connect(&mut task, &permit)).await,
-                Err(error) => Err(error),
+            let way = super::Way {
+                gate: &self.gate,
+                escaper: &self.escaper,
+                policy: &self.policy,
+                context: &self.context,
             };
-            let upstream = match connected {
-                Ok(upstream) => upstream,
-                Err(error) => {
-                    error.log(&task);
-                    return;
-                }
-            };
-            super::relay_to_upstream(conn, upstream, &mut task, &self.policy, &self.context).await;
+            way.tunnel(conn, &mut task, &target, None).await;
         }
     }
 }
