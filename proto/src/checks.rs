@@ -127,6 +127,10 @@ pub fn socks5(data: &[u8]) {
     }
     // Basic credentials come from a header value: any bytes decode or are refused.
     let _ = crate::http1::basic_credentials(data);
+    // So does an LDAP server's answer, which is never allowed past its size cap.
+    if let Ok(Parsed::Complete(_, used)) = crate::ldap::parse_bind_response(data, 256) {
+        assert!(used <= data.len() && used <= 256);
+    }
 }
 
 /// SOCKS4 requests: never more used than given, and a complete request re-reads the same

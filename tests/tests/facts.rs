@@ -34,15 +34,23 @@ fn stream_servers_find_users_by_facts() {
     group.start();
     // The client's address is user `local`'s, whose port filter takes the echo server...
     assert!(echoes(group.port("echo_stream")));
-    // One stream at a time: a second waits for the first to end.
-    let held = TcpStream::connect(SocketAddr::from((
-        [127, 0, 0, 1],
-        group.port("echo_stream"),
-    )))
-    .expect("connect");
-    g3proxy_tests::wait_until(Duration::from_secs(10), "the first stream to count", || {
-        (!echoes(group.port("echo_stream"))).then_some(())
+    // One stream at a time. (The stream just closed frees its place once its relay ends:
+    // try until one holds, proven by an echo through it.)
+    let held = g3proxy_tests::wait_until(Duration::from_secs(10), "a stream to hold", || {
+        let mut stream = TcpStream::connect(SocketAddr::from((
+            [127, 0, 0, 1],
+            group.port("echo_stream"),
+        )))
+        .ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        stream.write_all(b"held").ok()?;
+        let mut back = [0u8; 4];
+        stream.read_exact(&mut back).ok()?;
+        Some(stream)
     });
+    assert!(!echoes(group.port("echo_stream")));
     drop(held);
     g3proxy_tests::wait_until(Duration::from_secs(10), "its place to be free", || {
         echoes(group.port("echo_stream")).then_some(())

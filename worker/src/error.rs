@@ -54,6 +54,9 @@ pub enum AuthFailure {
     WrongPassword(String),
     #[error("user {0:?} has expired")]
     Expired(String),
+    /// The directory of an LDAP group could not say (down, slow, an odd answer).
+    #[error("user {0:?} not checked: the ldap server {1}")]
+    DirectoryFailed(String, String),
     /// A facts group has no user (and no anonymous user) for the connection.
     #[error("no user for {0}")]
     NoMatchingUser(String),

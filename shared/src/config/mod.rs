@@ -216,7 +216,12 @@ impl<'a, S: Source> Loader<'a, S> {
 
         // Certificates and keys are read now, through the source, so they are part of the
         // snapshot; decoding then finds them by path.
-        for entry in escaper_entries.iter_mut().chain(server_entries.iter_mut()) {
+        let mut user_group_entries = user_group_entries;
+        for entry in escaper_entries
+            .iter_mut()
+            .chain(server_entries.iter_mut())
+            .chain(user_group_entries.iter_mut())
+        {
             tls::read_pem_files(&mut entry.node, &self.base_dir, self.source);
         }
         let decoded = (|| {

@@ -189,8 +189,11 @@ fn mistakes_name_file_path_and_line() {
             "main.yml: user_group[0].static_users[0].explicit_sites (line 5): this user key is not supported by this build yet",
         ),
         (
-            &[("main.yml", "user_group:\n  - name: g\n    type: ldap\n")],
-            "main.yml: user_group[0].type (line 3): user group type ldap is not supported by this build yet",
+            &[(
+                "main.yml",
+                "user_group:\n  - name: g\n    type: ldap\n    ldap_url: ldap://127.0.0.1/dc=example\n    tls_client: {}\n",
+            )],
+            "main.yml: user_group[0] (line 2): tls_client with an ldap:// url would need StartTLS",
         ),
         (
             &[(

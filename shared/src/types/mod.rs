@@ -19,7 +19,7 @@ pub use network_acl::{AclAction, IpNetwork, NetworkAcl};
 pub use rate::RateQuota;
 pub use sockopt::TcpMiscOpts;
 pub use speed::{GlobalSpeedLimit, SpeedLimit};
-pub use token::{Token, constant_time_eq, hex};
+pub use token::{Token, constant_time_eq, hex, password_digest};
 pub use upstream::{PickPolicy, Secret, UpstreamAddr, WeightedAddr};
 
 /// Seconds since the Unix epoch: how deadlines travel between processes.

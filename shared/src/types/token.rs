@@ -130,6 +130,12 @@ impl FastHash {
     }
 }
 
+/// A password's keyed digest, for remembering one that a directory accepted without
+/// keeping it: `key` is random per process, so the digest means nothing anywhere else.
+pub fn password_digest(key: &[u8; 32], password: &[u8]) -> [u8; 32] {
+    *blake3::keyed_hash(key, password).as_bytes()
+}
+
 /// Equal slices, compared without an early exit.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

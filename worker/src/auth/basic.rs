@@ -18,8 +18,10 @@ use g3proxy_shared::ipc::worker::PublishedUsers;
 use g3proxy_shared::types::Token;
 
 use super::facts::FactsTable;
+use super::ldap::{Directory, Unmanaged, Verdict};
 use super::limits::GroupLimits;
-use super::{Fact, User};
+use super::{Fact, Login, User};
+use crate::error::{AuthFailure, TaskError};
 
 pub struct UserGroup {
     pub name: Arc<str>,
@@ -36,6 +38,8 @@ pub struct UserGroup {
     /// A facts group's users by the facts they claim, made again when the dynamic users
     /// change; `None` for a basic group.
     facts: Option<RwLock<Arc<FactsTable>>>,
+    /// An LDAP group's directory, and the users it made for names the group does not list.
+    directory: Option<(Directory, Unmanaged)>,
 }
 
 fn by_name(users: impl IntoIterator<Item = User>) -> HashMap<String, Arc<User>> {
@@ -72,6 +76,9 @@ impl UserGroup {
             facts: config
                 .is_facts()
                 .then(|| RwLock::new(Arc::new(FactsTable::default()))),
+            directory: config
+                .ldap()
+                .map(|keys| (Directory::new(keys), Unmanaged::default())),
         };
         group.rebuild_facts();
         // Published users first, then the source over them, as each later refresh does: a
@@ -96,6 +103,7 @@ impl UserGroup {
             decoy: Token::decoy(),
             published_sequence: AtomicU64::new(0),
             facts: None,
+            directory: None,
         }
     }
 
@@ -216,6 +224,46 @@ impl UserGroup {
             .clone();
         let table = FactsTable::build(dynamic.values(), self.static_users.values());
         *facts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
+    pub fn is_ldap(&self) -> bool {
+        self.directory.is_some()
+    }
+
+    /// An LDAP group's login: a user the group lists (or, with `unmanaged_user`, any name),
+    /// whose password the directory accepts.
+    pub async fn ldap_login(&self, login: &Login<'_>) -> Result<Arc<User>, TaskError> {
+        let Some((directory, unmanaged)) = &self.directory else {
+            return Err(TaskError::Internal("not an ldap group".into()));
+        };
+        let listed = self.user(login.user);
+        let unknown = || TaskError::Auth(AuthFailure::UnknownUser(login.user.to_string()));
+        if listed.is_none() && directory.unmanaged_user(login.user).is_none() {
+            return Err(unknown());
+        }
+        match directory.check(login.user, login.password).await {
+            Verdict::Accepted => {}
+            Verdict::Refused => {
+                return Err(TaskError::Auth(AuthFailure::WrongPassword(
+                    login.user.to_string(),
+                )));
+            }
+            Verdict::Unknown(reason) => {
+                return Err(TaskError::Auth(AuthFailure::DirectoryFailed(
+                    login.user.to_string(),
+                    reason,
+                )));
+            }
+        }
+        if let Some(user) = listed {
+            return Ok(user);
+        }
+        unmanaged
+            .get_or_make(login.user, || {
+                let config = directory.unmanaged_user(login.user)?;
+                Some(User::new(config, &self.name, self.limits.as_ref()))
+            })
+            .ok_or_else(unknown)
     }
 
     /// A facts group's user for `fact` (no anonymous user here); `None` in a basic group.

@@ -9,6 +9,7 @@
 
 mod basic;
 mod facts;
+mod ldap;
 mod limits;
 mod user;
 
@@ -167,6 +168,7 @@ impl Gate {
             return Ok(());
         };
         let user = match &login {
+            Some(login) if group.is_ldap() => group.ldap_login(login).await?,
             Some(login) => match group.user(login.user) {
                 Some(user) => {
                     if !user.verify_password(login.password) {

@@ -16,8 +16,9 @@ fn default_refresh_interval() -> HumanDuration {
     HumanDuration::secs(60)
 }
 
+/// The keys of every group type. (No `deny_unknown_fields`: an LDAP group's own keys are
+/// decoded from the same entry; a key no part takes is refused all the same.)
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BasicUserGroupConfig {
     pub name: String,
     #[serde(default)]

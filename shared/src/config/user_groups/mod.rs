@@ -2,17 +2,19 @@
 //! servers that name it: `type: basic` (the default) by password, `type: facts` by what a
 //! connection is (its client or server address, its server name: the `auth_by_*` of stream
 //! servers). Both have the same keys (a facts user has `match_by_facts` where a basic one has
-//! a `token`). `ldap` is refused by name.
+//! a `token`); `type: ldap` by a directory's bind (`ldap.rs`).
 
 mod basic;
+mod ldap;
 mod user;
 
 pub use basic::{BasicUserGroupConfig, DynamicFormat, UserSource};
+pub use ldap::{LdapKeys, LdapServer};
 pub use user::{
     DstHostFilterSet, Expire, Fact, Redirect, RedirectTo, ResolveRedirection, UserConfig, stricter,
 };
 
-use super::de::decode;
+use super::de::{Parts, decode};
 use super::error::ConfigError;
 use super::type_error;
 use super::yaml::{Node, Value, parse_documents};
@@ -27,6 +29,7 @@ pub struct UserGroupConfig {
 pub enum UserGroupType {
     Basic(BasicUserGroupConfig),
     Facts(BasicUserGroupConfig),
+    Ldap(BasicUserGroupConfig, Box<LdapKeys>),
 }
 
 impl UserGroupConfig {
@@ -37,13 +40,25 @@ impl UserGroupConfig {
     /// The keys every group type has.
     pub fn basic(&self) -> &BasicUserGroupConfig {
         match &self.group_type {
-            UserGroupType::Basic(basic) | UserGroupType::Facts(basic) => basic,
+            UserGroupType::Basic(basic)
+            | UserGroupType::Facts(basic)
+            | UserGroupType::Ldap(basic, _) => basic,
+        }
+    }
+
+    /// An LDAP group's own keys.
+    pub fn ldap(&self) -> Option<&LdapKeys> {
+        match &self.group_type {
+            UserGroupType::Ldap(_, keys) => Some(keys),
+            _ => None,
         }
     }
 
     pub(crate) fn basic_mut(&mut self) -> &mut BasicUserGroupConfig {
         match &mut self.group_type {
-            UserGroupType::Basic(basic) | UserGroupType::Facts(basic) => basic,
+            UserGroupType::Basic(basic)
+            | UserGroupType::Facts(basic)
+            | UserGroupType::Ldap(basic, _) => basic,
         }
     }
 
@@ -55,6 +70,7 @@ impl UserGroupConfig {
         match self.group_type {
             UserGroupType::Basic(_) => "basic",
             UserGroupType::Facts(_) => "facts",
+            UserGroupType::Ldap(..) => "ldap",
         }
     }
 }
@@ -66,24 +82,29 @@ pub(crate) fn decode_group(
     node: &Node,
     path: &str,
 ) -> Result<UserGroupConfig, ConfigError> {
+    let refuse = |message: String| ConfigError::at(&node.file, path, node.line, message);
     match type_name {
-        "basic" | "facts" => {
-            let basic: BasicUserGroupConfig = decode(node, path)?;
-            basic
-                .check()
-                .map_err(|message| ConfigError::at(&node.file, path, node.line, message))?;
+        "basic" | "facts" | "ldap" => {
+            let mut parts = Parts::new(node, path);
+            let basic: BasicUserGroupConfig = parts.decode()?;
+            basic.check().map_err(refuse)?;
+            let ldap = match type_name {
+                "ldap" => {
+                    let keys: LdapKeys = parts.decode()?;
+                    keys.check().map_err(refuse)?;
+                    Some(Box::new(keys))
+                }
+                _ => None,
+            };
+            parts.finish()?;
             let name = basic.name.clone();
-            let group_type = match type_name {
-                "facts" => UserGroupType::Facts(basic),
+            let group_type = match (type_name, ldap) {
+                (_, Some(keys)) => UserGroupType::Ldap(basic, keys),
+                ("facts", None) => UserGroupType::Facts(basic),
                 _ => UserGroupType::Basic(basic),
             };
             Ok(UserGroupConfig { name, group_type })
         }
-        "ldap" => Err(type_error(
-            type_node,
-            path,
-            format!("user group type {type_name} is not supported by this build yet"),
-        )),
         other => Err(type_error(
             type_node,
             path,
