@@ -624,3 +624,46 @@ fn udp_limits_hold_over_a_users_sessions() {
     }
     assert_eq!(answers, 2);
 }
+
+#[test]
+fn a_user_may_bring_its_own_udp_mode_and_response_timeout() {
+    let (one, two) = (
+        g3proxy_tests::UdpEcho::start(),
+        g3proxy_tests::UdpEcho::start(),
+    );
+    let mut group = Group::new("user_limits");
+    group.start();
+    // The server keeps to "udp connect"; this user's session relays to two targets.
+    let proxy = SocketAddr::from(([127, 0, 0, 1], group.port("socks")));
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (_control, relay) = udp_associate_as(proxy, "own_ways", &client);
+    for echo in [one.addr, two.addr] {
+        let std::net::IpAddr::V4(ip) = echo.ip() else {
+            panic!("ipv4 echo")
+        };
+        let mut datagram = vec![0, 0, 0, 1];
+        datagram.extend_from_slice(&ip.octets());
+        datagram.extend_from_slice(&echo.port().to_be_bytes());
+        datagram.extend_from_slice(b"hi");
+        client.send_to(&datagram, relay).expect("send");
+        let mut buffer = [0u8; 64];
+        let length = client
+            .recv(&mut buffer)
+            .expect("an answer from each target");
+        assert_eq!(&buffer[length - 2..length], b"hi");
+    }
+    // An upstream that never answers: this user gives up after its own 300 ms (504).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/", silent.local_addr().expect("address"));
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let started = Instant::now();
+    assert_eq!(
+        curl_status(&["-x", &proxy, "-U", "own_ways:x", &url]),
+        "504"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(silent);
+}

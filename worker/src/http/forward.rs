@@ -340,6 +340,13 @@ async fn send_body_and_read_response(
     );
     tokio::pin!(body);
     let mut body_sent = framing == BodyFraming::Empty;
+    // The user's own, where it has one.
+    let rsp_header_recv_timeout = task
+        .user
+        .as_ref()
+        .and_then(|u| u.config().http_rsp_header_recv_timeout)
+        .unwrap_or(session.rsp_header_recv_timeout)
+        .0;
     loop {
         let response = read_response_head(
             &upstream.stream,
@@ -349,7 +356,7 @@ async fn send_body_and_read_response(
         tokio::pin!(response);
         let response = loop {
             if body_sent {
-                break tokio::time::timeout(session.rsp_header_recv_timeout.0, &mut response)
+                break tokio::time::timeout(rsp_header_recv_timeout, &mut response)
                     .await
                     .map_err(|_| TaskError::UpstreamTimeout("response head"))??;
             }

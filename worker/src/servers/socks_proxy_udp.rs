@@ -278,7 +278,12 @@ impl UdpSession<'_> {
         // limits let it (a user's group-wide ones may be spent by its other sessions).
         let first = &buffer[start..length];
         let first_allowed = upload.admit(first.len());
-        let mut upstream = if self.config.use_udp_associate {
+        // Either the server or the user asks for "udp associate" (as g3 decides).
+        let associate = self.config.use_udp_associate
+            || user
+                .as_ref()
+                .is_some_and(|u| u.config().socks_use_udp_associate);
+        let mut upstream = if associate {
             let mut relay = UdpRelay::new(self.escaper.clone());
             if first_allowed {
                 relay.send_to(&permit, first).await?;

@@ -61,6 +61,14 @@ pub struct UserConfig {
     /// Datagrams toward the user's clients, over the whole group.
     #[serde(default)]
     pub udp_all_download_speed_limit: Option<GlobalSpeedLimit>,
+    /// SOCKS5 UDP in "udp associate" mode for this user even where the server keeps to
+    /// "udp connect" (g3: either one asks for it).
+    #[serde(default)]
+    pub socks_use_udp_associate: bool,
+    /// How long an upstream may take to answer this user's forwarded requests, in place of
+    /// the server's `rsp_header_recv_timeout`.
+    #[serde(default)]
+    pub http_rsp_header_recv_timeout: Option<HumanDuration>,
     /// In a facts group: the connections that are this user's.
     #[serde(default)]
     pub match_by_facts: Vec<Fact>,
@@ -90,8 +98,6 @@ pub struct UserConfig {
     #[serde(default, deserialize_with = "not_yet")]
     pub egress_path_value_map: (),
     #[serde(default, deserialize_with = "not_yet")]
-    pub socks_use_udp_associate: (),
-    #[serde(default, deserialize_with = "not_yet")]
     pub tcp_connect: (),
     #[serde(default, deserialize_with = "not_yet")]
     pub tcp_remote_keepalive: (),
@@ -105,8 +111,6 @@ pub struct UserConfig {
     pub udp_client_misc_opts: (),
     #[serde(default, deserialize_with = "not_yet")]
     pub http_upstream_keepalive: (),
-    #[serde(default, deserialize_with = "not_yet")]
-    pub http_rsp_header_recv_timeout: (),
 }
 
 fn not_yet<'de, D: Deserializer<'de>>(_: D) -> Result<(), D::Error> {
