@@ -198,6 +198,13 @@ fn mistakes_name_file_path_and_line() {
         (
             &[(
                 "main.yml",
+                "user_group:\n  - name: g\n    type: ldap\n    ldap_url: ldap://127.0.0.1\n",
+            )],
+            "main.yml: user_group[0].ldap_url (line 4): invalid ldap_url \"ldap://127.0.0.1\": no base dn",
+        ),
+        (
+            &[(
+                "main.yml",
                 "user_group:\n  - name: g\n    source: {type: lua, script: x.lua}\n",
             )],
             "main.yml: user_group[0].source (line 3): user source type lua is not supported by this build",

@@ -80,7 +80,7 @@ impl UserGroup {
                 .ldap()
                 .map(|keys| (Directory::new(keys), Unmanaged::default())),
         };
-        group.rebuild_facts();
+        group.rebuild_facts(&HashMap::new());
         // Published users first, then the source over them, as each later refresh does: a
         // publish older than the file must not bring back users the file has dropped.
         if let Some(users) = published {
@@ -117,7 +117,8 @@ impl UserGroup {
     }
 
     /// Spends on a name that is no user the time a wrong password takes, so a refusal does
-    /// not tell which names exist (for fast-hash tokens; a crypt token takes longer).
+    /// not tell which names exist. Only as long as a fast-hash token: a group of crypt
+    /// tokens (milliseconds each) still answers an unknown name sooner.
     pub fn check_decoy(&self, password: &[u8]) {
         std::hint::black_box(self.decoy.verify(password));
     }
@@ -209,20 +210,23 @@ impl UserGroup {
             );
         }
         *current = Arc::new(fresh);
-        drop(current);
-        self.rebuild_facts();
+        self.rebuild_facts(&current);
     }
 
-    fn rebuild_facts(&self) {
+    /// Makes the facts table of `dynamic` and the static users; called with the dynamic
+    /// users' lock held, so two refreshes cannot leave the older table in place.
+    fn rebuild_facts(&self, dynamic: &HashMap<String, Arc<User>>) {
         let Some(facts) = &self.facts else {
             return;
         };
-        let dynamic = self
-            .dynamic_users
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let table = FactsTable::build(dynamic.values(), self.static_users.values());
+        // In name order, so every worker picks the same user for a fact two users claim.
+        let sorted = |users: &HashMap<String, Arc<User>>| {
+            let mut users: Vec<Arc<User>> = users.values().cloned().collect();
+            users.sort_by(|a, b| a.name.cmp(&b.name));
+            users
+        };
+        let (dynamic, static_users) = (sorted(dynamic), sorted(&self.static_users));
+        let table = FactsTable::build(dynamic.iter(), static_users.iter());
         *facts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
     }
 
@@ -236,12 +240,15 @@ impl UserGroup {
         let Some((directory, unmanaged)) = &self.directory else {
             return Err(TaskError::Internal("not an ldap group".into()));
         };
-        let listed = self.user(login.user);
+        // Directories match names regardless of case and outer spaces: so must we, or
+        // `ALICE` would bind as alice and escape alice's own keys as an unmanaged user.
+        let name = login.user.trim().to_lowercase();
+        let listed = self.user(&name).or_else(|| self.user_ignoring_case(&name));
         let unknown = || TaskError::Auth(AuthFailure::UnknownUser(login.user.to_string()));
-        if listed.is_none() && directory.unmanaged_user(login.user).is_none() {
+        if listed.is_none() && directory.unmanaged_user(&name).is_none() {
             return Err(unknown());
         }
-        match directory.check(login.user, login.password).await {
+        match directory.check(&name, login.password).await {
             Verdict::Accepted => {}
             Verdict::Refused => {
                 return Err(TaskError::Auth(AuthFailure::WrongPassword(
@@ -259,11 +266,41 @@ impl UserGroup {
             return Ok(user);
         }
         unmanaged
-            .get_or_make(login.user, || {
-                let config = directory.unmanaged_user(login.user)?;
+            .get_or_make(&name, || {
+                let config = directory.unmanaged_user(&name)?;
                 Some(User::new(config, &self.name, self.limits.as_ref()))
             })
             .ok_or_else(unknown)
+    }
+
+    /// A listed user whose name differs from `lowercase` only in case.
+    fn user_ignoring_case(&self, lowercase: &str) -> Option<Arc<User>> {
+        let matches = |users: &HashMap<String, Arc<User>>| {
+            users
+                .iter()
+                .find(|(name, _)| name.to_lowercase() == lowercase)
+                .map(|(_, user)| user.clone())
+        };
+        matches(&self.static_users).or_else(|| {
+            let dynamic = self.dynamic_users.read().unwrap_or_else(|e| e.into_inner());
+            matches(&dynamic)
+        })
+    }
+
+    /// Whether `user` is what the group has under its name now: listed, anonymous, or (in an
+    /// LDAP group) the unmanaged user made for it.
+    pub fn is_current(&self, user: &Arc<User>) -> bool {
+        let listed = self
+            .user(&user.name)
+            .is_some_and(|current| Arc::ptr_eq(&current, user));
+        listed
+            || self
+                .anonymous()
+                .is_some_and(|anonymous| Arc::ptr_eq(anonymous, user))
+            || self
+                .directory
+                .as_ref()
+                .is_some_and(|(_, unmanaged)| unmanaged.holds(user))
     }
 
     /// A facts group's user for `fact` (no anonymous user here); `None` in a basic group.

@@ -31,8 +31,12 @@ pub enum Verdict {
 
 pub struct Directory {
     keys: LdapKeys,
-    /// `ldaps://` without `tls_client`: the system's CA certificates, read on first use.
-    system_tls: OnceLock<Result<TlsClientConfig, String>>,
+    /// `ldaps://` without `tls_client`: the system's CA certificates, read on first use
+    /// (a failure is tried again next time).
+    system_tls: OnceLock<TlsClientConfig>,
+    /// Binds in flight at once (`queue_channel_size`); a login waits for a turn at most
+    /// `queue_wait_timeout`, so a flood of wrong passwords is no flood at the directory.
+    binds: tokio::sync::Semaphore,
     digest_key: [u8; 32],
     accepted: Mutex<HashMap<String, ([u8; 32], Instant)>>,
     next_message_id: AtomicU32,
@@ -51,6 +55,7 @@ impl Directory {
         Directory {
             keys: keys.clone(),
             system_tls: OnceLock::new(),
+            binds: tokio::sync::Semaphore::new(keys.queue_channel_size.unwrap_or(64).max(1)),
             digest_key,
             accepted: Mutex::new(HashMap::new()),
             next_message_id: AtomicU32::new(1),
@@ -80,6 +85,10 @@ impl Directory {
                 return Verdict::Accepted;
             }
         }
+        let turn = tokio::time::timeout(self.keys.queue_wait_timeout.0, self.binds.acquire()).await;
+        let Ok(Ok(_turn)) = turn else {
+            return Verdict::Unknown("too many binds waiting (queue_wait_timeout)".into());
+        };
         let verdict = match self.bind(name, password).await {
             Ok(true) => Verdict::Accepted,
             Ok(false) => Verdict::Refused,
@@ -133,13 +142,13 @@ impl Directory {
         let stream = match server.tls {
             false => Stream::plain(tcp),
             true => {
-                let config = match &keys.tls_client {
-                    Some(config) => config,
-                    None => self
-                        .system_tls
-                        .get_or_init(TlsClientConfig::defaults)
-                        .as_ref()
-                        .map_err(|e| format!("tls client: {e}"))?,
+                let config = match (&keys.tls_client, self.system_tls.get()) {
+                    (Some(config), _) | (None, Some(config)) => config,
+                    (None, None) => {
+                        let config =
+                            TlsClientConfig::defaults().map_err(|e| format!("tls client: {e}"))?;
+                        self.system_tls.get_or_init(|| config)
+                    }
                 };
                 let name = keys
                     .tls_name
@@ -156,8 +165,9 @@ impl Directory {
                 stream
             }
         };
-        let message_id = self.next_message_id.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
-        let request = ldap::encode_simple_bind(message_id.max(1), &dn, password);
+        let message_id =
+            (self.next_message_id.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff).max(1);
+        let request = ldap::encode_simple_bind(message_id, &dn, password);
         let deadline = Instant::now() + keys.response_timeout.0;
         tokio::time::timeout_at(deadline, write_all(&stream, &request))
             .await
@@ -176,7 +186,13 @@ impl Directory {
             conn::ReadError::Closed { .. } => "closed before answering".to_string(),
             conn::ReadError::Io(e) => e.to_string(),
         })?;
-        let _ = stream.shutdown_write().await;
+        let _ = tokio::time::timeout_at(deadline, stream.shutdown_write()).await;
+        if answer.message_id != message_id {
+            return Err(format!(
+                "answer to message {} for bind {message_id}",
+                answer.message_id
+            ));
+        }
         match answer.result_code {
             ldap::SUCCESS => Ok(true),
             ldap::INVALID_CREDENTIALS => Ok(false),
@@ -186,11 +202,14 @@ impl Directory {
 }
 
 /// The users an LDAP group made for names it does not list, once the directory accepted
-/// them: one object each, so their limits and blocks hold across logins.
+/// them: one object each, so their limits and blocks hold across logins. Bounded: past
+/// the bound a name gets a user of its own each login (its limits then count per login).
 #[derive(Default)]
 pub struct Unmanaged {
     users: Mutex<HashMap<String, Arc<super::User>>>,
 }
+
+const UNMANAGED_MAX: usize = 65_536;
 
 impl Unmanaged {
     pub fn get_or_make(
@@ -203,7 +222,16 @@ impl Unmanaged {
             return Some(user.clone());
         }
         let user = Arc::new(make()?);
-        users.insert(name.to_string(), user.clone());
+        if users.len() < UNMANAGED_MAX {
+            users.insert(name.to_string(), user.clone());
+        }
         Some(user)
+    }
+
+    pub fn holds(&self, user: &Arc<super::User>) -> bool {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users
+            .get(&*user.name)
+            .is_some_and(|held| Arc::ptr_eq(held, user))
     }
 }

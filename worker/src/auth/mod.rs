@@ -136,14 +136,9 @@ impl Gate {
     /// Whether `user` is still what the group has under its name (not dropped or replaced
     /// by a refresh or a publish since it was admitted).
     pub fn is_current(&self, user: &Arc<User>) -> bool {
-        let Some(group) = &self.group else {
-            return true;
-        };
-        let current = group.user(&user.name);
-        current.is_some_and(|current| Arc::ptr_eq(&current, user))
-            || group
-                .anonymous()
-                .is_some_and(|anonymous| Arc::ptr_eq(anonymous, user))
+        self.group
+            .as_ref()
+            .is_none_or(|group| group.is_current(user))
     }
 
     /// Whether a client that sends no credentials is let in from `client` (SOCKS5 method
@@ -158,7 +153,8 @@ impl Gate {
     }
 
     /// Checks `login` (or its absence) and notes the user on the task. Unknown names and
-    /// clients without credentials get the anonymous user when the group has one, as in g3.
+    /// clients without credentials get the anonymous user when the group has one, as in g3
+    /// (in an LDAP group, an unknown name is refused: its password is the directory's).
     pub async fn admit(
         &self,
         task: &mut TaskContext,

@@ -154,7 +154,8 @@ impl ServeConnections for SniProxyServer {
                 policy: &self.policy,
                 context: &self.context,
             };
-            way.tunnel(conn, &mut task, &target, Some(&target.host))
+            // The name the client asked for, before any redirect_host.
+            way.tunnel(conn, &mut task, &target, Some(&wanted.host))
                 .await;
         }
     }

@@ -56,10 +56,12 @@ pub struct LdapKeys {
     pub connect_timeout: HumanDuration,
     #[serde(default = "default_response_timeout")]
     pub response_timeout: HumanDuration,
-    /// g3's connection pool and bind queue: accepted; this build opens a connection per bind
-    /// (the cache keeps binds rare) and queues nothing.
+    /// g3's connection pool: accepted; this build opens a connection per bind (the cache
+    /// keeps binds rare).
     #[serde(default, alias = "pool")]
     pub connection_pool: Option<Accepted>,
+    /// Binds in flight at once (64 unless set), each login waiting `queue_wait_timeout` for
+    /// its turn.
     #[serde(default)]
     pub queue_channel_size: Option<usize>,
     #[serde(default = "default_queue_wait_timeout")]
@@ -128,7 +130,18 @@ fn ldap_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LdapServer, D:
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let address = g3proxy_proto::HostPort::parse_authority(authority, Some(default_port))
         .ok_or_else(|| invalid("no host"))?;
-    let base_dn = percent_decode(path).ok_or_else(|| invalid("the base dn is not utf-8"))?;
+    // RFC 4516's attributes, scope and filter after `?` have no use in a bind.
+    if path.contains('?') {
+        return Err(invalid(
+            "only the base dn may follow the host (no ?attributes)",
+        ));
+    }
+    let base_dn = percent_decode(path).ok_or_else(|| invalid("the base dn is not valid"))?;
+    if base_dn.trim().is_empty() {
+        return Err(invalid(
+            "no base dn: ldap://host/ou=people,dc=example,dc=com",
+        ));
+    }
     Ok(LdapServer {
         address,
         tls,
@@ -142,8 +155,11 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
