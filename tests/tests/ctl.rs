@@ -82,7 +82,7 @@ fn runbook_forms_and_json() {
     assert_eq!(text(&group.ctl(&["list", "server"])), "http\nsocks\n");
     assert_eq!(text(&group.ctl(&["list", "Escaper"])), "default\n");
     assert_eq!(text(&group.ctl(&["list", "resolver"])), "default\n");
-    assert_eq!(text(&group.ctl(&["list", "user-group"])), "");
+    assert_eq!(text(&group.ctl(&["list", "user-group"])), "staff\n");
     let status = text(&group.ctl(&["server", "socks", "status"]));
     assert_eq!(
         status

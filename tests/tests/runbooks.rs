@@ -33,8 +33,15 @@ fn every_runbook_command_works() {
     group.start();
     let mut tunnel = open_connect_tunnel(group.http_proxy(), echo.addr);
     roundtrip(&mut tunnel, b"held");
+    // The file the user lock-out runbook publishes, where its command line finds it.
+    std::fs::write(
+        group.dir.join("users-blocked.json"),
+        r#"[{"name": "leaked", "token": null, "block_and_delay": "2s"}]"#,
+    )
+    .expect("users file");
     let ctl = |args: &[&str]| {
         Command::new(g3proxy_tests::bin("g3proxy-ctl"))
+            .current_dir(&group.dir)
             .arg("-C")
             .arg(&group.control_dir)
             .args(["-G", &group.name])
