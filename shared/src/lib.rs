@@ -8,6 +8,7 @@
 pub mod config;
 pub mod ipc;
 pub mod logs;
+pub mod statsd;
 pub mod types;
 pub mod user_limits;
 

@@ -113,6 +113,8 @@ pub enum Event {
     Started(Result<(), String>),
     /// Give back the shared user counts of workers that died unwatched (adopted ones).
     ReclaimUserLimits,
+    /// Emit the fleet metrics (every `stat.emit_interval`).
+    EmitFleetMetrics,
     /// Leave the event loop now.
     Exit,
 }

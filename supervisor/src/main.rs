@@ -11,6 +11,7 @@ mod event;
 mod fleet;
 mod handoff;
 mod listeners;
+mod metrics;
 mod published;
 mod supervisor;
 mod systemd;
@@ -263,6 +264,11 @@ async fn run(
     supervisor.user_limits = limits;
     // Now, then every few seconds.
     supervisor.reclaim_user_limits();
+    supervisor.fleet_metrics = config
+        .stat
+        .as_ref()
+        .and_then(|stat| metrics::FleetMetrics::new(stat, &group));
+    supervisor.emit_fleet_metrics();
     supervisor.adopted_workers = adopted_workers;
     supervisor.published_users = published::load(&control_dir, &group, &config);
     supervisor.number_after(handoff::highest_generation(&control_dir, &group));

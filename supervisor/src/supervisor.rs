@@ -47,6 +47,23 @@ pub enum State {
     Stopping,
 }
 
+/// A dead worker's gauges go to 0 under its `stat_id` (its pid): what it counted is gone,
+/// and a StatsD backend would otherwise keep its last values. A worker that exits on its own
+/// has emitted its zeros already; these change nothing then.
+fn zero_worker_gauges(config: &g3proxy_shared::config::Config, group: &str, pid: u32) {
+    let Some(stat) = &config.stat else {
+        return;
+    };
+    let Ok(mut sink) = g3proxy_shared::statsd::StatsdSink::new(stat, group, pid as u64) else {
+        return;
+    };
+    for server in &config.servers {
+        let tags = [("server", server.name()), ("online", "n")];
+        sink.gauge("server.task.alive", 0, &tags);
+    }
+    sink.flush();
+}
+
 /// How often the shared user counts of unwatched dead workers are given back.
 const USER_LIMITS_RECLAIM: Duration = Duration::from_secs(10);
 
@@ -68,6 +85,8 @@ pub struct Supervisor {
     pub published_users: BTreeMap<String, g3proxy_shared::ipc::worker::PublishedUsers>,
     /// The group-wide user counters, to give back what a dead worker held.
     pub user_limits: Option<g3proxy_shared::user_limits::UserLimits>,
+    /// Our own metrics of the fleet, when the config has a `stat` section.
+    pub fleet_metrics: Option<crate::metrics::FleetMetrics>,
 }
 
 /// How a generation's config and binary are chosen.
@@ -98,6 +117,7 @@ impl Supervisor {
             handed_over: false,
             published_users: BTreeMap::new(),
             user_limits: None,
+            fleet_metrics: None,
         }
     }
 
@@ -183,8 +203,19 @@ impl Supervisor {
             Event::Started(result) => self.started(result),
             Event::DrainBackstop { generation } => self.drain_backstop(generation),
             Event::ReclaimUserLimits => self.reclaim_user_limits(),
+            Event::EmitFleetMetrics => self.emit_fleet_metrics(),
             Event::Exit => self.exit_code = Some(self.exit_code.unwrap_or(0)),
         }
+    }
+
+    /// Every `stat.emit_interval`, when the config has a `stat` section.
+    pub fn emit_fleet_metrics(&mut self) {
+        let Some(metrics) = &mut self.fleet_metrics else {
+            return;
+        };
+        metrics.emit(&self.generations);
+        let interval = metrics.interval;
+        self.after(interval, Event::EmitFleetMetrics);
     }
 
     /// Every few seconds, and when one of our workers exits: the workers we did not spawn
@@ -377,6 +408,9 @@ impl Supervisor {
             return;
         };
         info!("generation {number} rolled back: {error}");
+        if let Some(metrics) = &mut self.fleet_metrics {
+            metrics.rolled_back += 1;
+        }
         // Workers already READY may hold accepted connections: they drain instead of dying.
         let deadline = SystemTime::now() + generation.config.runtime.drain_timeout();
         for slot in &generation.slots {
@@ -440,6 +474,9 @@ impl Supervisor {
         systemd::forget_listeners(&self.listeners.retain(&in_use));
         self.bound_draining();
         info!("generation {number} is serving");
+        if let Some(metrics) = &mut self.fleet_metrics {
+            metrics.served += 1;
+        }
         if let Some(reply) = waiting {
             let _ = reply.send(CtlReply::done(CtlResponse::Notice(format!(
                 "success: generation {number} is serving"
@@ -556,9 +593,11 @@ impl Supervisor {
             limits.reclaim(crate::handoff::process_running);
         }
         let stopping = self.state == State::Stopping;
+        let group = self.options.group.clone();
         let Some(generation) = self.generation_of(id, pid) else {
             return;
         };
+        zero_worker_gauges(&generation.config, &group, pid);
         let slot = &mut generation.slots[id.index];
         slot.process = None;
         let was_ready = std::mem::replace(&mut slot.ready, false);
@@ -584,6 +623,9 @@ impl Supervisor {
                     id.index, id.generation
                 );
                 self.after(delay, Event::RestartWorker { id });
+                if let Some(metrics) = &mut self.fleet_metrics {
+                    metrics.worker_restarts += 1;
+                }
             }
             GenerationState::Current | GenerationState::Draining { .. } => {
                 if !generation.has_processes() {
@@ -623,6 +665,9 @@ impl Supervisor {
             );
             if let Some(delay) = delay {
                 self.after(delay, Event::RestartWorker { id });
+                if let Some(metrics) = &mut self.fleet_metrics {
+                    metrics.worker_restarts += 1;
+                }
             }
         }
     }

@@ -31,6 +31,7 @@ use crate::auth::{GroupLimits, UserGroup};
 use crate::context::{Context, Phase, TaskRegistry};
 use crate::control::{self, ControlRequest};
 use crate::escapers::{Dependencies, Escaper};
+use crate::metrics::Metrics;
 use crate::resolvers::Resolver;
 use crate::servers::{self, BuildContext, Server};
 use tracing::{info, warn};
@@ -43,6 +44,7 @@ struct Worker {
     context: Arc<Context>,
     servers: Vec<Arc<Server>>,
     user_groups: HashMap<String, Arc<UserGroup>>,
+    metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
     /// Our copies of the listeners, kept to share with a successor; dropped when draining.
     listeners: Vec<(ListenerEntry, StdTcpListener)>,
     drain_deadline: Option<SystemTime>,
@@ -130,12 +132,18 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
         ));
         listeners.push((entry.clone(), kept));
     }
+    let servers: Vec<Arc<Server>> = servers.into_values().collect();
+    let metrics = config
+        .stat
+        .as_ref()
+        .and_then(|stat| Metrics::start(stat, &start.group, &servers, &context));
     Ok(Worker {
         start,
         phase,
         context,
-        servers: servers.into_values().collect(),
+        servers,
         user_groups,
+        metrics,
         listeners,
         drain_timeout: config.runtime.drain_timeout(),
         drain_deadline: None,
@@ -250,6 +258,13 @@ pub async fn run(
         }
     };
     let _ = std::fs::remove_file(&socket_path);
+    // The last changes, and gauges at what is left.
+    if let Some(metrics) = &worker.metrics {
+        metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .emit(false);
+    }
     info!("exiting");
     exit
 }

@@ -13,6 +13,7 @@ pub mod resolvers;
 mod runtime;
 pub mod servers;
 mod source;
+pub mod stat;
 pub mod tls;
 pub mod user_groups;
 mod yaml;
@@ -39,6 +40,8 @@ pub struct Config {
     pub entry: PathBuf,
     pub runtime: RuntimeConfig,
     pub worker: Option<WorkerConfig>,
+    /// Where StatsD metrics go; none without a `stat` section.
+    pub stat: Option<stat::StatConfig>,
     pub resolvers: Vec<ResolverConfig>,
     pub escapers: Vec<EscaperConfig>,
     pub servers: Vec<ServerConfig>,
@@ -164,6 +167,7 @@ impl<'a, S: Source> Loader<'a, S> {
         let entry = self.source.entry().to_path_buf();
         let mut runtime = None;
         let mut worker = None;
+        let mut stat = None;
         let mut sections: HashMap<&'static str, Vec<Entry>> = HashMap::new();
         for document in self.read_documents(&entry)? {
             let entries = match &document.value {
@@ -189,8 +193,12 @@ impl<'a, S: Source> Loader<'a, S> {
                         worker = Some(decode::<WorkerConfig>(value, "worker")?);
                         continue;
                     }
-                    // Accepted for compatibility; this build logs to stderr and emits no metrics yet.
-                    "log" | "stat" | "controller" => continue,
+                    "stat" => {
+                        stat = Some(decode::<stat::StatConfig>(value, "stat")?);
+                        continue;
+                    }
+                    // Accepted for compatibility; this build logs to stderr.
+                    "log" | "controller" => continue,
                     "resolver" => "resolver",
                     "escaper" => "escaper",
                     "server" => "server",
@@ -248,6 +256,7 @@ impl<'a, S: Source> Loader<'a, S> {
             entry,
             runtime: runtime.unwrap_or_default(),
             worker,
+            stat,
             resolvers: resolvers.iter().map(|(c, _)| c.clone()).collect(),
             escapers: escapers.iter().map(|(c, _)| c.clone()).collect(),
             servers: servers.iter().map(|(c, _)| c.clone()).collect(),

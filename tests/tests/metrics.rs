@@ -1,0 +1,120 @@
+//! Scenario: StatsD metrics into a UDP receiver of the test (it reads the DogStatsD line
+//! format): after known traffic the server counts arrive with g3proxy's names and tags; a
+//! reload in the middle leaves every count adding up; a worker killed with a tunnel open
+//! has its gauge set back to 0 under its `stat_id`. The fleet metrics of our own count the
+//! generations served and the worker restarted.
+
+use std::net::UdpSocket;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use g3proxy_tests::group::kill;
+use g3proxy_tests::{Echo, Group, Origin, curl, open_connect_tunnel, roundtrip, wait_until};
+use nix::sys::signal::Signal;
+
+/// Every line received so far.
+fn receive(socket: UdpSocket) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 65536];
+        while let Ok(length) = socket.recv(&mut buffer) {
+            let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
+            sink.lock()
+                .unwrap()
+                .extend(text.lines().map(str::to_string));
+        }
+    });
+    lines
+}
+
+/// `name:value|kind|#tags` with all of `tags` among its tags.
+fn matching<'a>(lines: &'a [String], name: &str, kind: &str, tags: &[&str]) -> Vec<(u64, &'a str)> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let (metric, rest) = line.split_once(':')?;
+            let (value, rest) = rest.split_once('|')?;
+            let (line_kind, line_tags) = rest.split_once("|#")?;
+            let found: Vec<&str> = line_tags.split(',').collect();
+            (metric == name && line_kind == kind && tags.iter().all(|t| found.contains(t)))
+                .then(|| Some((value.parse().ok()?, line_tags)))?
+        })
+        .collect()
+}
+
+fn total(lines: &Arc<Mutex<Vec<String>>>, name: &str, tags: &[&str]) -> u64 {
+    let lines = lines.lock().unwrap();
+    matching(&lines, name, "c", tags)
+        .iter()
+        .map(|(v, _)| v)
+        .sum()
+}
+
+#[test]
+fn server_counts_add_up_across_a_reload_and_a_crash() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("statsd receiver");
+    let port = receiver.local_addr().expect("address").port();
+    let lines = receive(receiver);
+    let origin = Origin::start("127.0.0.1");
+    let echo = Echo::start("127.0.0.1");
+    let text = format!(
+        "stat:\n  target:\n    udp: 127.0.0.1:{port}\n  emit_interval: 100ms\nresolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n"
+    );
+    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    group.start();
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let url = origin.url("/");
+    let daemon_group = format!("daemon_group:{}", group.name);
+    let http = ["server:http", daemon_group.as_str()];
+
+    for _ in 0..10 {
+        assert_eq!(curl(&["-x", &proxy, &url]), "hello");
+    }
+    wait_until(Duration::from_secs(10), "10 tasks counted", || {
+        (total(&lines, "g3proxy.server.task.total", &http) == 10).then_some(())
+    });
+    assert_eq!(total(&lines, "g3proxy.server.connection.total", &http), 10);
+    {
+        let lines = lines.lock().unwrap();
+        let alive = matching(&lines, "g3proxy.server.task.alive", "g", &http);
+        assert!(!alive.is_empty(), "no server.task.alive gauge");
+        assert!(alive.iter().all(|(_, tags)| tags.contains("stat_id:")));
+    }
+
+    // A reload in the middle: the new generation's counts add to the old one's.
+    let output = group.ctl(&["reload"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for _ in 0..5 {
+        assert_eq!(curl(&["-x", &proxy, &url]), "hello");
+    }
+    wait_until(Duration::from_secs(10), "15 tasks counted", || {
+        (total(&lines, "g3proxy.server.task.total", &http) == 15).then_some(())
+    });
+
+    // A worker killed with a tunnel open: its gauge goes back to 0.
+    let mut tunnel = open_connect_tunnel(group.http_proxy(), echo.addr);
+    roundtrip(&mut tunnel, b"counted");
+    let pid = group.worker_pids("current")[0];
+    let stat_id = format!("stat_id:{pid}");
+    let tagged = ["server:http", stat_id.as_str()];
+    wait_until(Duration::from_secs(10), "the tunnel in the gauge", || {
+        let lines = lines.lock().unwrap();
+        let alive = matching(&lines, "g3proxy.server.task.alive", "g", &tagged);
+        (alive.last().map(|(v, _)| *v) == Some(1)).then_some(())
+    });
+    kill(pid, Signal::SIGKILL);
+    wait_until(
+        Duration::from_secs(10),
+        "the dead worker's gauge at 0",
+        || {
+            let lines = lines.lock().unwrap();
+            let alive = matching(&lines, "g3proxy.server.task.alive", "g", &tagged);
+            (alive.last().map(|(v, _)| *v) == Some(0)).then_some(())
+        },
+    );
+}
