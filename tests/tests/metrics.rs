@@ -1,5 +1,6 @@
 //! Scenario: StatsD metrics into a UDP receiver of the test (it reads the DogStatsD line
-//! format): after known traffic the server counts arrive with g3proxy's names and tags; a
+//! format): after known traffic (10 requests, a tunnel of 1000 bytes, a refused login) the
+//! server counts arrive with g3proxy's names and tags; a
 //! reload in the middle leaves every count adding up; a worker killed with a tunnel open
 //! has its gauge set back to 0 under its `stat_id`. The fleet metrics of our own count the
 //! generations served and the worker restarted.
@@ -59,7 +60,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     let origin = Origin::start("127.0.0.1");
     let echo = Echo::start("127.0.0.1");
     let text = format!(
-        "stat:\n  target:\n    udp: 127.0.0.1:{port}\n  emit_interval: 100ms\nresolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n"
+        "stat:\n  target:\n    udp: 127.0.0.1:{port}\n  emit_interval: 100ms\nresolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nuser_group:\n  - name: g\n    static_users:\n      - name: locked\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n  - name: auth\n    type: http_proxy\n    escaper: default\n    user_group: g\n    listen: \"127.0.0.1:{{{{auth_port}}}}\"\n"
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
     group.start();
@@ -82,6 +83,30 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
         assert!(alive.iter().all(|(_, tags)| tags.contains("stat_id:")));
     }
 
+    // A tunnel of 1000 bytes each way, and a refused login.
+    let mut tunnel = open_connect_tunnel(group.http_proxy(), echo.addr);
+    roundtrip(&mut tunnel, &[b'x'; 1000]);
+    drop(tunnel);
+    wait_until(Duration::from_secs(10), "the tunnel's bytes", || {
+        let counted = |name| total(&lines, name, &["server:http", "transport:tcp"]);
+        (counted("g3proxy.server.traffic.in.bytes") >= 1000
+            && counted("g3proxy.server.traffic.out.bytes") >= 1000)
+            .then_some(())
+    });
+    let auth = format!("http://127.0.0.1:{}", group.port("auth"));
+    assert_eq!(
+        g3proxy_tests::curl_status(&["-x", &auth, "-U", "locked:x", &url]),
+        "407"
+    );
+    wait_until(Duration::from_secs(10), "the refusal counted", || {
+        let refused = total(
+            &lines,
+            "g3proxy.server.forbidden.auth_failed",
+            &["server:auth"],
+        );
+        (refused == 1).then_some(())
+    });
+
     // A reload in the middle: the new generation's counts add to the old one's.
     let output = group.ctl(&["reload"]);
     assert!(
@@ -92,8 +117,9 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     for _ in 0..5 {
         assert_eq!(curl(&["-x", &proxy, &url]), "hello");
     }
-    wait_until(Duration::from_secs(10), "15 tasks counted", || {
-        (total(&lines, "g3proxy.server.task.total", &http) == 15).then_some(())
+    // (Ten requests, the tunnel, five more.)
+    wait_until(Duration::from_secs(10), "16 tasks counted", || {
+        (total(&lines, "g3proxy.server.task.total", &http) == 16).then_some(())
     });
 
     // A worker killed with a tunnel open: its gauge goes back to 0.

@@ -194,13 +194,21 @@ impl Context {
     }
 }
 
-/// Counters of one server, as `g3proxy-ctl server NAME status` shows them.
+/// Counters of one server, as `g3proxy-ctl server NAME status` and the metrics show them.
 #[derive(Default)]
 pub struct ServerCounters {
     pub name: String,
     pub total_conn: AtomicU64,
     pub total_task: AtomicU64,
     pub alive: AtomicU64,
+    /// Bytes from clients and to clients, counted as each task ends.
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Tasks refused: a login that failed, a destination a user may not reach, a blocked
+    /// user (g3's `server.forbidden.*`).
+    pub auth_failed: AtomicU64,
+    pub dest_denied: AtomicU64,
+    pub user_blocked: AtomicU64,
 }
 
 impl ServerCounters {

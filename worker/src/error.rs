@@ -153,9 +153,18 @@ impl TaskError {
         }
     }
 
-    /// Logs a task that ended in error: malformed client input always (operators want to see
-    /// it), everything else when asked for (`-v`).
+    /// Logs a task that ended in error (malformed client input always: operators want to
+    /// see it; everything else when asked for, `-v`) and counts refusals for the metrics.
     pub fn log(&self, task: &TaskContext) {
+        let forbidden = match self {
+            TaskError::Auth(_) => Some(&task.server.auth_failed),
+            TaskError::Policy(Forbidden::DestDenied(_)) => Some(&task.server.dest_denied),
+            TaskError::Policy(Forbidden::UserBlocked(_)) => Some(&task.server.user_blocked),
+            _ => None,
+        };
+        if let Some(counter) = forbidden {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let user = task.user.as_ref().map_or("-", |u| &*u.name);
         let (server, id, client) = (task.server_name(), task.id, task.client_addr);
         match self {

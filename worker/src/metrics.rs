@@ -1,6 +1,7 @@
 //! StatsD metrics of one worker, with g3proxy's names: every `emit_interval`, per server,
-//! `server.connection.total` and `server.task.total` (counts: what happened since the last
-//! emit) and `server.task.alive` (a gauge). Tags: `daemon_group`, `stat_id` (this worker's
+//! `server.connection.total`, `server.task.total`, `server.traffic.{in,out}.bytes` (tag
+//! `transport`), `server.forbidden.{auth_failed,dest_denied,user_blocked}` (counts: what
+//! happened since the last emit) and `server.task.alive` (a gauge). Tags: `daemon_group`, `stat_id` (this worker's
 //! pid: the series of each worker process are its own, and a backend sums them as g3's
 //! `stat_id` asks it to), `server`, `online` (`y` while the worker serves, `n` draining).
 //!
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use g3proxy_shared::config::stat::StatConfig;
 use g3proxy_shared::statsd::StatsdSink;
 
-use crate::context::{Context, Phase};
+use crate::context::{Context, Phase, ServerCounters};
 use crate::servers::Server;
 
 pub struct Metrics {
@@ -28,6 +29,26 @@ pub struct Metrics {
 struct Last {
     connections: u64,
     tasks: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    auth_failed: u64,
+    dest_denied: u64,
+    user_blocked: u64,
+}
+
+impl Last {
+    fn of(counters: &ServerCounters) -> Last {
+        let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        Last {
+            connections: read(&counters.total_conn),
+            tasks: read(&counters.total_task),
+            bytes_in: read(&counters.bytes_in),
+            bytes_out: read(&counters.bytes_out),
+            auth_failed: read(&counters.auth_failed),
+            dest_denied: read(&counters.dest_denied),
+            user_blocked: read(&counters.user_blocked),
+        }
+    }
 }
 
 impl Metrics {
@@ -76,19 +97,54 @@ impl Metrics {
         let online = if online { "y" } else { "n" };
         for (server, last) in &mut self.servers {
             let counters = &server.counters;
-            let now = Last {
-                connections: counters.total_conn.load(Ordering::Relaxed),
-                tasks: counters.total_task.load(Ordering::Relaxed),
-            };
+            let now = Last::of(counters);
             let tags = [("server", counters.name.as_str()), ("online", online)];
-            let connections = now.connections.saturating_sub(last.connections);
-            if connections > 0 {
-                self.sink
-                    .count("server.connection.total", connections, &tags);
-            }
-            let tasks = now.tasks.saturating_sub(last.tasks);
-            if tasks > 0 {
-                self.sink.count("server.task.total", tasks, &tags);
+            let tcp = [tags[0], tags[1], ("transport", "tcp")];
+            // Only what changed: an idle server sends its gauge alone.
+            let changes = [
+                (
+                    "server.connection.total",
+                    now.connections,
+                    last.connections,
+                    &tags[..],
+                ),
+                ("server.task.total", now.tasks, last.tasks, &tags[..]),
+                (
+                    "server.traffic.in.bytes",
+                    now.bytes_in,
+                    last.bytes_in,
+                    &tcp[..],
+                ),
+                (
+                    "server.traffic.out.bytes",
+                    now.bytes_out,
+                    last.bytes_out,
+                    &tcp[..],
+                ),
+                (
+                    "server.forbidden.auth_failed",
+                    now.auth_failed,
+                    last.auth_failed,
+                    &tags[..],
+                ),
+                (
+                    "server.forbidden.dest_denied",
+                    now.dest_denied,
+                    last.dest_denied,
+                    &tags[..],
+                ),
+                (
+                    "server.forbidden.user_blocked",
+                    now.user_blocked,
+                    last.user_blocked,
+                    &tags[..],
+                ),
+            ];
+            for (name, now, before, tags) in changes {
+                let delta = now.saturating_sub(before);
+                if delta > 0 {
+                    self.sink.count(name, delta, tags);
+                }
             }
             self.sink.gauge(
                 "server.task.alive",

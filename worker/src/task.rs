@@ -86,11 +86,17 @@ impl TaskContext {
 impl Drop for TaskContext {
     /// The end of every task, at debug level until task logs arrive with the `log` section.
     fn drop(&mut self) {
+        let notes = &self.notes;
+        self.server
+            .bytes_in
+            .fetch_add(notes.bytes_up, Ordering::Relaxed);
+        self.server
+            .bytes_out
+            .fetch_add(notes.bytes_down, Ordering::Relaxed);
         // Every task ends here: build nothing unless the line will be written.
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return;
         }
-        let notes = &self.notes;
         tracing::debug!(
             "server {}: task {} client {}{} ended after {:?}: escaper {} next hop {} bound {}, {} bytes up, {} down",
             self.server.name,
