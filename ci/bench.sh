@@ -15,6 +15,8 @@
 #   - http_rproxy: keep-alive small requests/s through a reverse proxy to nginx, beside
 #     HAProxy in HTTP mode and nginx as a reverse proxy (each with X-Forwarded-For and kept
 #     upstream connections), in the default runtime and with a worker process per core
+#   - HTTP forward keep-alive small requests/s with StatsD metrics on (a second group whose
+#     only difference is its stat section), beside the same without
 #   - HTTP forward keep-alive small requests/s with Basic auth (a user group of 100 static
 #     users and 10,000 dynamic ones from a file; a static and a dynamic user logging in),
 #     beside the same proxy without users
@@ -54,7 +56,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 P_ORIGIN=$(port); P_HTTP=$(port); P_SOCKS=$(port); P_SQUID=$(port); P_ECHO=$(port)
 P_TLSPORT=$(port); P_HTTPS=$(port); P_HAPROXY=$(port); P_STREAM=$(port); P_HAPROXY_TCP=$(port)
 P_RPROXY=$(port); P_HAPROXY_HTTP=$(port); P_NGINX_PROXY=$(port); P_RPROXY_W=$(port)
-P_AUTH=$(port)
+P_AUTH=$(port); P_STAT=$(port); P_STATSD=$(port)
 
 # One P-256 certificate for every TLS endpoint.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
@@ -189,6 +191,16 @@ CONF
 target/release/g3proxy -c "$work/g3proxy.yml" -G bench -C "$work/run" 2>"$work/g3proxy.log" & pids+=($!)
 echo $! > "$work/g3.pid"
 
+# The same forward proxy with metrics on, sent to a UDP port nobody reads.
+mkdir -p "$work/run-s"
+cat > "$work/g3proxy-s.yml" <<CONF
+stat: {target: {udp: "127.0.0.1:$P_STATSD"}, emit_interval: 200ms}
+$modules
+server:
+  - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_STAT"}
+CONF
+target/release/g3proxy -c "$work/g3proxy-s.yml" -G bench-s -C "$work/run-s" 2>"$work/g3proxy-s.log" & pids+=($!)
+
 # The same reverse proxy in the other layout: a single-threaded worker process per core.
 mkdir -p "$work/run-w"
 cat > "$work/g3proxy-w.yml" <<CONF
@@ -262,7 +274,7 @@ wait_port() {
     tail -n 20 "$work"/*.log "$work"/squid/*.log >&2 || true
     exit 1
 }
-for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY" "$P_RPROXY_W"; do wait_port "$p"; done
+for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY" "$P_RPROXY_W" "$P_AUTH" "$P_STAT"; do wait_port "$p"; done
 
 small="http://127.0.0.1:$P_ORIGIN/small"
 # One client for every path, reading with 1 MiB buffers, so the client is not what limits.
@@ -326,6 +338,7 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_direct "$(rps "$small")"
     record rps_forward "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_HTTP/")"
     record rps_squid "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_SQUID/")"
+    record rps_stat "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_STAT/")"
     record rps_auth_static "$(rps -s "$work/forward-static57.lua" "http://127.0.0.1:$P_AUTH/")"
     record rps_auth_dynamic "$(rps -s "$work/forward-dynamic5321.lua" "http://127.0.0.1:$P_AUTH/")"
     record hs_g3 "$(rps -s "$work/handshake.lua" "https://127.0.0.1:$P_TLSPORT/")"
@@ -416,3 +429,7 @@ printf '%-44s %12s %12s %10s\n' "users metric" "with auth" "no users" "/no users
 printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, static user [7]" "$(m rps_auth_static)" "$(m rps_forward)" "$(ratio "$(m rps_auth_static)" "$(m rps_forward)")"
 printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, dynamic user [7]" "$(m rps_auth_dynamic)" "$(m rps_forward)" "$(ratio "$(m rps_auth_dynamic)" "$(m rps_forward)")"
 echo "[7] Basic auth on every request, a group of 100 static and 10,000 dynamic users (salted md5+sha1 tokens); the same http_proxy without a user group."
+echo
+printf '%-44s %12s %12s %10s\n' "metrics" "with stat" "without" "/without"
+printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, metrics on [8]" "$(m rps_stat)" "$(m rps_forward)" "$(ratio "$(m rps_stat)" "$(m rps_forward)")"
+echo "[8] the same http_proxy in a group of its own with a stat section (200ms, UDP); task logs are not there yet."

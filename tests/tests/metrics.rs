@@ -107,6 +107,21 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
         (refused == 1).then_some(())
     });
 
+    // The escaper: a connection per request and the tunnel, and a target its egress filter
+    // refuses.
+    assert_eq!(
+        g3proxy_tests::curl_status(&["-x", &proxy, "http://192.0.2.1/"]),
+        "403"
+    );
+    wait_until(Duration::from_secs(10), "the escaper's counts", || {
+        let escaper = ["escaper:default", daemon_group.as_str()];
+        let count = |name| total(&lines, name, &escaper);
+        (count("g3proxy.escaper.connection.establish") == 11
+            && count("g3proxy.escaper.task.total") == 12
+            && count("g3proxy.escaper.forbidden.ip_blocked") == 1)
+            .then_some(())
+    });
+
     // A reload in the middle: the new generation's counts add to the old one's.
     let output = group.ctl(&["reload"]);
     assert!(
@@ -117,9 +132,9 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     for _ in 0..5 {
         assert_eq!(curl(&["-x", &proxy, &url]), "hello");
     }
-    // (Ten requests, the tunnel, five more.)
-    wait_until(Duration::from_secs(10), "16 tasks counted", || {
-        (total(&lines, "g3proxy.server.task.total", &http) == 16).then_some(())
+    // (Ten requests, the tunnel, the refused one, five more.)
+    wait_until(Duration::from_secs(10), "17 tasks counted", || {
+        (total(&lines, "g3proxy.server.task.total", &http) == 17).then_some(())
     });
 
     // A worker killed with a tunnel open: its gauge goes back to 0.

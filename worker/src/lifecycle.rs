@@ -133,10 +133,10 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
         listeners.push((entry.clone(), kept));
     }
     let servers: Vec<Arc<Server>> = servers.into_values().collect();
-    let metrics = config
-        .stat
-        .as_ref()
-        .and_then(|stat| Metrics::start(stat, &start.group, &servers, &context));
+    let metrics = config.stat.as_ref().and_then(|stat| {
+        let escapers: Vec<Arc<Escaper>> = escapers.values().cloned().collect();
+        Metrics::start(stat, &start.group, &servers, &escapers, &context)
+    });
     Ok(Worker {
         start,
         phase,

@@ -17,11 +17,14 @@ use g3proxy_shared::config::stat::StatConfig;
 use g3proxy_shared::statsd::StatsdSink;
 
 use crate::context::{Context, Phase, ServerCounters};
+use crate::escapers::Escaper;
 use crate::servers::Server;
 
 pub struct Metrics {
     sink: StatsdSink,
     servers: Vec<(Arc<Server>, Last)>,
+    /// Each escaper's counters at the last emit: attempts, established, ip_blocked.
+    escapers: Vec<(Arc<Escaper>, [u64; 3])>,
 }
 
 /// A server's counters at the last emit.
@@ -57,6 +60,7 @@ impl Metrics {
         config: &StatConfig,
         group: &str,
         servers: &[Arc<Server>],
+        escapers: &[Arc<Escaper>],
         context: &Arc<Context>,
     ) -> Option<Arc<Mutex<Metrics>>> {
         let sink = match StatsdSink::new(config, group, std::process::id() as u64) {
@@ -72,6 +76,7 @@ impl Metrics {
                 .iter()
                 .map(|s| (s.clone(), Last::default()))
                 .collect(),
+            escapers: escapers.iter().map(|e| (e.clone(), [0; 3])).collect(),
         }));
         let emitter = Arc::downgrade(&metrics);
         let (interval, context) = (config.emit_interval.0, context.clone());
@@ -151,6 +156,30 @@ impl Metrics {
                 counters.alive.load(Ordering::Relaxed),
                 &tags,
             );
+            *last = now;
+        }
+        for (escaper, last) in &mut self.escapers {
+            let counters = &escaper.counters;
+            let now = [
+                counters.attempts.load(Ordering::Relaxed),
+                counters.established.load(Ordering::Relaxed),
+                counters.ip_blocked.load(Ordering::Relaxed),
+            ];
+            let tags = [("escaper", &*escaper.name)];
+            // g3 counts a task and its remote connection apart; here each is one connect.
+            let names = [
+                &["escaper.task.total", "escaper.connection.attempt"][..],
+                &["escaper.connection.establish"][..],
+                &["escaper.forbidden.ip_blocked"][..],
+            ];
+            for ((names, now), before) in names.iter().zip(now).zip(*last) {
+                let delta = now.saturating_sub(before);
+                if delta > 0 {
+                    for name in *names {
+                        self.sink.count(name, delta, &tags);
+                    }
+                }
+            }
             *last = now;
         }
         self.sink.flush();

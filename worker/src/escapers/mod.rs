@@ -20,6 +20,7 @@ mod route_upstream;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use g3proxy_proto::{Host, HostPort};
@@ -199,13 +200,38 @@ impl Dependencies<'_> {
 
 pub struct Escaper {
     pub name: Arc<str>,
+    pub counters: EscaperCounters,
     runtime: EscaperRuntime,
+}
+
+/// What an escaper did, for its metrics (`escaper.*` in g3's names): connections asked of
+/// it and made, and targets its egress filter refused. Counted where the work ends up, after
+/// routing: a route escaper counts nothing of its own.
+#[derive(Default)]
+pub struct EscaperCounters {
+    pub attempts: AtomicU64,
+    pub established: AtomicU64,
+    pub ip_blocked: AtomicU64,
+}
+
+impl EscaperCounters {
+    fn count<T>(&self, result: &Result<T, TaskError>) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(_) => self.established.fetch_add(1, Ordering::Relaxed),
+            Err(TaskError::Policy(Forbidden::EgressAddress(_))) => {
+                self.ip_blocked.fetch_add(1, Ordering::Relaxed)
+            }
+            Err(_) => 0,
+        };
+    }
 }
 
 impl Escaper {
     pub fn build(config: &EscaperConfig, deps: &Dependencies) -> anyhow::Result<Escaper> {
         Ok(Escaper {
             name: config.name().into(),
+            counters: EscaperCounters::default(),
             runtime: EscaperRuntime::build(config, deps)?,
         })
     }
@@ -215,6 +241,7 @@ impl Escaper {
         escapers.get(name).cloned().unwrap_or_else(|| {
             Arc::new(Escaper {
                 name: name.into(),
+                counters: EscaperCounters::default(),
                 runtime: EscaperRuntime::DenyAll(deny_all::DenyAll::new(name)),
             })
         })
@@ -269,7 +296,9 @@ impl Escaper {
             .runtime
             .tcp_connect(escaper.connect_target(permit))
             .await
-            .map_err(|e| escaper.explain(e))?;
+            .map_err(|e| escaper.explain(e));
+        escaper.counters.count(&connected);
+        let connected = connected?;
         escaper.note(task, &connected);
         Ok(connected)
     }
@@ -323,7 +352,9 @@ impl Escaper {
         let target = permit.target();
         let escaper = self.route(target);
         if let Some(forward) = escaper.runtime.http_forward(target, tls).await {
-            let forward = forward.map_err(|e| escaper.explain(e))?;
+            let forward = forward.map_err(|e| escaper.explain(e));
+            escaper.counters.count(&forward);
+            let forward = forward?;
             escaper.note(task, &forward.connected);
             return Ok(forward);
         }
