@@ -185,6 +185,8 @@ server:
 user_group:
   - name: bench
     source: {type: file, path: dynamic-users.json}
+    # Not read again during the run: the memory of idle tunnels is measured in this worker.
+    refresh_interval: 1h
     static_users:
 $(cat "$work/static-users.yml")
 CONF

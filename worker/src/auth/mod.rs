@@ -1,11 +1,14 @@
 //! Users: who a task's client is, and what it may reach. A server holds a [`Gate`] built
-//! from its `user_group` (an open gate without one). The gate admits a connection's
-//! credentials ([`Gate::admit`]: user lookup, token, expiry, the user's ingress filter,
-//! `block_and_delay`) and notes the user on the task; then, for each target, it gives the
-//! [`Permit`] every escaper operation requires ([`Gate::permit`]: the user's request, port
-//! and host filters). A permit cannot be made anywhere else, so no server can reach an
-//! escaper without passing its gate; and a gate with a group gives none to a task whose
-//! user it did not admit.
+//! from its `user_group` (an open gate without one). The gate admits a connection's user
+//! ([`Gate::admit`]: a password login checked against a basic group's tokens or an LDAP
+//! group's directory; [`Gate::admit_connection`]: a stream server's user found by a facts
+//! group; then expiry, the user's ingress filter, `block_and_delay`, its connection rate)
+//! and notes the user on the task; then, for each target, it gives the [`Permit`] every
+//! escaper operation requires ([`Gate::permit`]: the user's request, port and host filters,
+//! its request rate, its place among its live requests). A permit cannot be made anywhere
+//! else, so no server can reach an escaper without passing its gate; and a gate with a group
+//! gives none to a task whose user it did not admit. The limits that count over the whole
+//! group of processes are in `limits.rs` (and `g3proxy_shared::user_limits`).
 
 mod basic;
 mod facts;

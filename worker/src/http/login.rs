@@ -23,23 +23,47 @@ pub struct SessionLogin {
 impl SessionLogin {
     /// Admits the request's credentials; answers whether they were Basic credentials (a
     /// gateway then keeps them from its upstream).
-    pub async fn admit(
+    pub async fn check(
         &mut self,
         gate: &Gate,
         task: &mut TaskContext,
         head: &RequestHead,
         header: &str,
     ) -> Result<bool, TaskError> {
+        if let Some(known) = self.known(gate, task, head, header) {
+            return Ok(known);
+        }
+        // Boxed: a login may wait on a directory, and that wait's state would otherwise
+        // make every connection's future larger, idle tunnels included.
+        Box::pin(self.admit(gate, task, head, header)).await
+    }
+
+    /// The answer without waiting: no users, or the credentials admitted last on this
+    /// connection (or again none) while their user is still the group's.
+    fn known(
+        &self,
+        gate: &Gate,
+        task: &TaskContext,
+        head: &RequestHead,
+        header: &str,
+    ) -> Option<bool> {
         if !gate.has_users() {
-            return Ok(false);
+            return Some(false);
         }
+        let admitted = self.admitted.as_ref()?;
+        let same = admitted.as_deref() == head.header(header);
+        let current = task.user.as_ref().is_some_and(|user| gate.is_current(user));
+        (same && current).then_some(self.basic)
+    }
+
+    async fn admit(
+        &mut self,
+        gate: &Gate,
+        task: &mut TaskContext,
+        head: &RequestHead,
+        header: &str,
+    ) -> Result<bool, TaskError> {
         let value = head.header(header);
-        if let Some(admitted) = &self.admitted
-            && admitted.as_deref() == value
-            && task.user.as_ref().is_some_and(|user| gate.is_current(user))
-        {
-            return Ok(self.basic);
-        }
         self.admitted = None;
         task.user = None;
         let credentials = value

@@ -176,7 +176,7 @@ impl Session<'_> {
                 .map_err(|e| TaskError::Client(e.to_string()))?;
             let login =
                 self.login
-                    .admit(&self.server.gate, self.task, &head, "proxy-authorization");
+                    .check(&self.server.gate, self.task, &head, "proxy-authorization");
             login.await?;
             let next = match target {
                 RequestTarget::Tunnel(target) => {

@@ -253,7 +253,7 @@ impl Session<'_> {
             self.accepted = true;
             let login = self
                 .login
-                .admit(&server.gate, self.task, &head, "authorization");
+                .check(&server.gate, self.task, &head, "authorization");
             // Basic credentials were for us; any other scheme is the site's business.
             self.consumed_authorization = login.await?;
             // Not boxed (http_proxy boxes its forward so that its tunnels stay small): a

@@ -112,7 +112,10 @@ impl SocksProxyServer {
             if !self.gate.takes_anonymous(task.client_addr.ip()) {
                 return Err(TaskError::Auth(AuthFailure::NoCredentials));
             }
-            self.gate.admit(task, None).await?;
+            // Boxed where it can wait (see `Gate::admit`), so idle tunnels do not carry it.
+            if self.gate.has_users() {
+                Box::pin(self.gate.admit(task, None)).await?;
+            }
             return self.run_socks4(conn, task, deadline).await;
         }
         let client = &conn.stream;
@@ -152,7 +155,10 @@ impl SocksProxyServer {
         if method == socks5::METHOD_USER_PASSWORD {
             self.login(conn, task, deadline).await?;
         } else {
-            self.gate.admit(task, None).await?;
+            // Boxed where it can wait (see `Gate::admit`), so idle tunnels do not carry it.
+            if self.gate.has_users() {
+                Box::pin(self.gate.admit(task, None)).await?;
+            }
         }
         let client = &conn.stream;
         let request = match conn::read_until(
@@ -270,7 +276,7 @@ impl SocksProxyServer {
                     user,
                     password: &credentials.password,
                 };
-                self.gate.admit(task, Some(login)).await
+                Box::pin(self.gate.admit(task, Some(login))).await
             }
             Err(_) => Err(TaskError::Client("socks5 user name is not utf-8".into())),
         };
