@@ -44,6 +44,7 @@ pub const SLOTS: usize = 16384;
 pub const COLUMNS: usize = 256;
 
 const HEADER_SIZE: usize = 4096;
+const BLOCK_EPOCH_OFFSET: usize = 16;
 const OWNERS_OFFSET: usize = 64;
 const SLOT_SIZE: usize = 128;
 const SLOTS_OFFSET: usize = HEADER_SIZE;
@@ -299,7 +300,17 @@ impl UserLimits {
     }
 
     pub fn set_blocked(&self, slot: usize, blocked: bool) {
-        self.blocked(slot).store(blocked as u64, Ordering::Release);
+        let before = self.blocked(slot).swap(blocked as u64, Ordering::AcqRel);
+        if before != blocked as u64 {
+            self.u64_at(BLOCK_EPOCH_OFFSET)
+                .fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Changes whenever any user's block changes: a process that saw the same number before
+    /// need not look at a user's slot again (one load per request instead of a probe).
+    pub fn block_epoch(&self) -> u64 {
+        self.u64_at(BLOCK_EPOCH_OFFSET).load(Ordering::Acquire)
     }
 
     pub fn is_blocked(&self, slot: usize) -> bool {

@@ -35,6 +35,9 @@ pub struct UserGroup {
     decoy: Token,
     /// The last publish applied.
     published_sequence: AtomicU64,
+    /// Changes whenever the dynamic users are replaced: a session whose login is older
+    /// checks that its user is still the group's.
+    version: AtomicU64,
     /// A facts group's users by the facts they claim, made again when the dynamic users
     /// change; `None` for a basic group.
     facts: Option<RwLock<Arc<FactsTable>>>,
@@ -73,6 +76,7 @@ impl UserGroup {
             limits: limits.cloned(),
             decoy: Token::decoy(),
             published_sequence: AtomicU64::new(0),
+            version: AtomicU64::new(0),
             facts: config
                 .is_facts()
                 .then(|| RwLock::new(Arc::new(FactsTable::default()))),
@@ -102,6 +106,7 @@ impl UserGroup {
             limits: None,
             decoy: Token::decoy(),
             published_sequence: AtomicU64::new(0),
+            version: AtomicU64::new(0),
             facts: None,
             directory: None,
         }
@@ -210,6 +215,7 @@ impl UserGroup {
             );
         }
         *current = Arc::new(fresh);
+        self.version.fetch_add(1, Ordering::AcqRel);
         self.rebuild_facts(&current);
     }
 
@@ -228,6 +234,11 @@ impl UserGroup {
         let (dynamic, static_users) = (sorted(dynamic), sorted(&self.static_users));
         let table = FactsTable::build(dynamic.iter(), static_users.iter());
         *facts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
+    /// See `version`.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     pub fn is_ldap(&self) -> bool {

@@ -59,6 +59,10 @@ impl GroupLimits {
         }
     }
 
+    pub fn block_epoch(&self) -> u64 {
+        self.region.block_epoch()
+    }
+
     /// Whether a newer config of the group blocks the user of `key`.
     pub fn blocked_by_group(&self, key: u64) -> bool {
         self.region

@@ -144,6 +144,11 @@ impl Gate {
             .is_none_or(|group| group.is_current(user))
     }
 
+    /// A number that changes when the group's users may have (see `UserGroup::version`).
+    pub fn users_version(&self) -> u64 {
+        self.group.as_ref().map_or(0, |group| group.version())
+    }
+
     /// Whether a client that sends no credentials is let in from `client` (SOCKS5 method
     /// choice, SOCKS4): no group, or an anonymous user whose ingress filter takes it.
     pub fn takes_anonymous(&self, client: std::net::IpAddr) -> bool {

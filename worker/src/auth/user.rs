@@ -2,7 +2,7 @@
 //! (request type, then destination port and host: both must permit; user agent for HTTP).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use g3proxy_proto::{Host, HostPort};
@@ -25,6 +25,9 @@ pub struct User {
     /// Set when a newer copy of this user's config blocks it: the live tasks that still hold
     /// this copy end at their next idle check.
     blocked_since_built: AtomicBool,
+    /// What the group's shared slot said of a block, as of which block epoch.
+    group_block: AtomicBool,
+    group_block_epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for User {
@@ -56,6 +59,8 @@ impl User {
             name: config.name.as_str().into(),
             config,
             blocked_since_built: AtomicBool::new(false),
+            group_block: AtomicBool::new(false),
+            group_block_epoch: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -81,12 +86,21 @@ impl User {
     /// Whether tasks holding this user must end now: blocked by its config, by a newer copy
     /// of it in this worker, or by a newer generation's config.
     pub fn is_blocked(&self) -> bool {
-        self.config.block_and_delay.is_some()
-            || self.blocked_since_built.load(Ordering::Relaxed)
-            || self
-                .shared
-                .as_ref()
-                .is_some_and(|(limits, key)| limits.blocked_by_group(*key))
+        if self.config.block_and_delay.is_some() || self.blocked_since_built.load(Ordering::Relaxed)
+        {
+            return true;
+        }
+        let Some((limits, key)) = &self.shared else {
+            return false;
+        };
+        // The slot is looked at only when some block in the group changed since.
+        let epoch = limits.block_epoch();
+        if self.group_block_epoch.load(Ordering::Acquire) != epoch {
+            let blocked = limits.blocked_by_group(*key);
+            self.group_block.store(blocked, Ordering::Release);
+            self.group_block_epoch.store(epoch, Ordering::Release);
+        }
+        self.group_block.load(Ordering::Acquire)
     }
 
     pub(super) fn mark_blocked(&self) {

@@ -18,6 +18,8 @@ pub struct SessionLogin {
     admitted: Option<Option<Vec<u8>>>,
     /// Whether that header held Basic credentials, which were ours to consume.
     basic: bool,
+    /// The group's users version then: unchanged, the user is still the group's.
+    version: u64,
 }
 
 impl SessionLogin {
@@ -51,9 +53,12 @@ impl SessionLogin {
             return Some(false);
         }
         let admitted = self.admitted.as_ref()?;
-        let same = admitted.as_deref() == head.header(header);
-        let current = task.user.as_ref().is_some_and(|user| gate.is_current(user));
-        (same && current).then_some(self.basic)
+        if admitted.as_deref() != head.header(header) {
+            return None;
+        }
+        let user = task.user.as_ref()?;
+        let current = self.version == gate.users_version() || gate.is_current(user);
+        current.then_some(self.basic)
     }
 
     async fn admit(
@@ -66,6 +71,7 @@ impl SessionLogin {
         let value = head.header(header);
         self.admitted = None;
         task.user = None;
+        let version = gate.users_version();
         let credentials = value
             .map(http1::basic_credentials)
             .transpose()
@@ -78,6 +84,7 @@ impl SessionLogin {
         gate.admit(task, login).await?;
         self.admitted = Some(value.map(<[u8]>::to_vec));
         self.basic = credentials.is_some();
+        self.version = version;
         Ok(self.basic)
     }
 }
