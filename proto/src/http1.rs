@@ -149,22 +149,23 @@ pub fn parse_response(buf: &[u8]) -> Result<Parsed<ResponseHead>, HeadError> {
     }
 }
 
-fn header_values<'a>(
+/// Every value of the header `name` (any case), with no allocation: this runs several
+/// times for every request.
+fn header_values<'a, 'n>(
     headers: &'a [Header],
-    name: &str,
-) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-    let name = name.to_ascii_lowercase();
+    name: &'n str,
+) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
     headers
         .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(&name))
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
         .map(|h| h.value.as_slice())
 }
 
 /// Comma-separated tokens of every header line called `name`, trimmed.
-fn header_tokens<'a>(
+fn header_tokens<'a, 'n>(
     headers: &'a [Header],
-    name: &str,
-) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    name: &'n str,
+) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
     header_values(headers, name)
         .flat_map(|value| value.split(|&b| b == b','))
         .map(|token| token.trim_ascii())
