@@ -127,9 +127,17 @@ pub fn socks5(data: &[u8]) {
     }
     // Basic credentials come from a header value: any bytes decode or are refused.
     let _ = crate::http1::basic_credentials(data);
-    // So does an LDAP server's answer, which is never allowed past its size cap.
-    if let Ok(Parsed::Complete(_, used)) = crate::ldap::parse_bind_response(data, 256) {
+}
+
+/// An LDAP server's answer to a bind: never more used than given nor than the size cap, and
+/// a complete answer re-reads the same from exactly its bytes.
+pub fn ldap(data: &[u8]) {
+    if let Ok(Parsed::Complete(answer, used)) = crate::ldap::parse_bind_response(data, 256) {
         assert!(used <= data.len() && used <= 256);
+        assert_eq!(
+            crate::ldap::parse_bind_response(&data[..used], 256),
+            Ok(Parsed::Complete(answer, used))
+        );
     }
 }
 

@@ -8,7 +8,7 @@ use g3proxy_proto::checks;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 8] = [
+const TARGETS: [(&str, Check); 9] = [
     ("http1_request", checks::http1_request),
     ("http1_response", checks::http1_response),
     ("chunked", checks::chunked),
@@ -17,6 +17,7 @@ const TARGETS: [(&str, Check); 8] = [
     ("proxy_protocol", checks::proxy_protocol),
     ("tls_hello", checks::tls_hello),
     ("frame", checks::frame),
+    ("ldap", checks::ldap),
 ];
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
