@@ -137,6 +137,18 @@ pub struct GlobalSpeedLimit {
     pub burst_packets: u64,
 }
 
+impl GlobalSpeedLimit {
+    /// `(interval, bytes, burst)`.
+    pub fn byte_rate(&self) -> (Duration, u64, u64) {
+        (self.interval, self.bytes, self.burst_bytes)
+    }
+
+    /// `(interval, packets, burst)`.
+    pub fn packet_rate(&self) -> (Duration, u64, u64) {
+        (self.interval, self.packets, self.burst_packets)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GlobalSpeedLimitMap {

@@ -170,17 +170,23 @@ impl User {
 
     /// `tcp_all_upload_speed_limit`: the user's bytes from its clients, group-wide.
     pub fn group_upload(&self) -> Option<GroupBucket> {
-        self.group_bytes(
-            self.config.tcp_all_upload_speed_limit.as_ref(),
+        self.group_bucket(
             Bucket::TcpUpload,
+            self.config
+                .tcp_all_upload_speed_limit
+                .as_ref()
+                .map(GlobalSpeedLimit::byte_rate),
         )
     }
 
     /// `tcp_all_download_speed_limit`: the user's bytes toward its clients, group-wide.
     pub fn group_download(&self) -> Option<GroupBucket> {
-        self.group_bytes(
-            self.config.tcp_all_download_speed_limit.as_ref(),
+        self.group_bucket(
             Bucket::TcpDownload,
+            self.config
+                .tcp_all_download_speed_limit
+                .as_ref()
+                .map(GlobalSpeedLimit::byte_rate),
         )
     }
 
@@ -189,8 +195,11 @@ impl User {
     pub fn group_udp_upload(&self) -> (Option<GroupBucket>, Option<GroupBucket>) {
         let limit = self.config.udp_all_upload_speed_limit.as_ref();
         (
-            self.group_bytes(limit, Bucket::UdpUpload),
-            self.group_packets(limit, Bucket::UdpUploadPackets),
+            self.group_bucket(Bucket::UdpUpload, limit.map(GlobalSpeedLimit::byte_rate)),
+            self.group_bucket(
+                Bucket::UdpUploadPackets,
+                limit.map(GlobalSpeedLimit::packet_rate),
+            ),
         )
     }
 
@@ -198,35 +207,22 @@ impl User {
     pub fn group_udp_download(&self) -> (Option<GroupBucket>, Option<GroupBucket>) {
         let limit = self.config.udp_all_download_speed_limit.as_ref();
         (
-            self.group_bytes(limit, Bucket::UdpDownload),
-            self.group_packets(limit, Bucket::UdpDownloadPackets),
+            self.group_bucket(Bucket::UdpDownload, limit.map(GlobalSpeedLimit::byte_rate)),
+            self.group_bucket(
+                Bucket::UdpDownloadPackets,
+                limit.map(GlobalSpeedLimit::packet_rate),
+            ),
         )
     }
 
-    fn group_bytes(&self, limit: Option<&GlobalSpeedLimit>, bucket: Bucket) -> Option<GroupBucket> {
-        let (limits, _) = self.shared.as_ref()?;
-        let limit = limit?;
-        GroupBucket::new(
-            limits,
-            self.slot?,
-            bucket,
-            (limit.interval, limit.bytes, limit.burst_bytes),
-        )
-    }
-
-    fn group_packets(
+    /// The user's group-wide `bucket` of `(interval, units, burst)`, when it has a slot.
+    fn group_bucket(
         &self,
-        limit: Option<&GlobalSpeedLimit>,
         bucket: Bucket,
+        rate: Option<(Duration, u64, u64)>,
     ) -> Option<GroupBucket> {
         let (limits, _) = self.shared.as_ref()?;
-        let limit = limit?;
-        GroupBucket::new(
-            limits,
-            self.slot?,
-            bucket,
-            (limit.interval, limit.packets, limit.burst_packets),
-        )
+        GroupBucket::new(limits, self.slot?, bucket, rate?)
     }
 
     /// `request_alive_max`: a live request of this user, counted until the guard drops.
