@@ -22,7 +22,7 @@ use crate::conn::{self, ReadError, Stream, write_all, write_all_within};
 use crate::context::{Context, Phase};
 use crate::error::TaskError;
 use crate::escapers::{Forward, RequestForm};
-use crate::relay::{self, Limiter, RelayPolicy, Side};
+use crate::relay::{self, RelayPolicy, Side};
 use crate::task::TaskContext;
 
 /// An upstream connection that carries forwarded requests.
@@ -165,11 +165,7 @@ async fn exchange(
         policy,
         context,
     } = env;
-    let user_policy = task
-        .user
-        .as_ref()
-        .and_then(|user| user.relay_policy(policy));
-    let policy = user_policy.as_ref().unwrap_or(policy);
+    let policy = &policy.for_user(task.user.as_deref());
     let draining = context.phase() != Phase::Serving;
     let head = request.head;
     let framing = head
@@ -271,10 +267,7 @@ async fn exchange(
     );
     // A sized body already read with the head goes out in the same write: one send for
     // a small response instead of two. (Not under a speed limit, which meters the body.)
-    let limiter = Limiter::with_group(
-        policy.download_limiter(),
-        task.user.as_ref().and_then(|u| u.group_download()),
-    );
+    let limiter = policy.download_limiter_for(task.user.as_deref());
     let mut body_framing = response_framing;
     let mut sent_with_head = 0u64;
     if let (BodyFraming::Length(length), None) = (response_framing, &limiter) {
@@ -333,10 +326,7 @@ async fn send_body_and_read_response(
         &upstream.stream,
         framing,
         idle_timeout,
-        Limiter::with_group(
-            policy.upload_limiter(),
-            task.user.as_ref().and_then(|u| u.group_upload()),
-        ),
+        policy.upload_limiter_for(task.user.as_deref()),
     );
     tokio::pin!(body);
     let mut body_sent = framing == BodyFraming::Empty;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use g3proxy_proto::http1::{BodyFraming, ChunkedTracker};
 use g3proxy_shared::types::SpeedLimit;
 
+use crate::auth::User;
 use crate::conn::{Stream, read_buf, write_all_within};
 pub use limit::{DatagramLimiter, Limiter};
 pub use tunnel::relay_tunnel;
@@ -32,6 +33,23 @@ impl RelayPolicy {
     /// How long a direction may stall (no byte read or written) before the task ends.
     pub fn idle_timeout(&self) -> Duration {
         self.idle_check_interval * self.idle_max_count
+    }
+
+    /// This policy as `user`'s tasks run under it (the user's socket limit and idle count,
+    /// see `User::relay_policy`).
+    pub fn for_user(&self, user: Option<&User>) -> RelayPolicy {
+        user.and_then(|u| u.relay_policy(self)).unwrap_or(*self)
+    }
+
+    /// The upload limiter of a task of `user`: the socket's, with the user's group-wide
+    /// bucket on top.
+    pub fn upload_limiter_for(&self, user: Option<&User>) -> Option<Limiter> {
+        Limiter::with_group(self.upload_limiter(), user.and_then(User::group_upload))
+    }
+
+    /// As [`RelayPolicy::upload_limiter_for`], the other way.
+    pub fn download_limiter_for(&self, user: Option<&User>) -> Option<Limiter> {
+        Limiter::with_group(self.download_limiter(), user.and_then(User::group_download))
     }
 
     pub fn upload_limiter(&self) -> Option<Limiter> {

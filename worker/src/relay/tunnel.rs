@@ -184,14 +184,8 @@ pub fn relay_tunnel<'a>(
         context,
         user,
         quit: QuitRegistration::new(&context.quit_wakers),
-        up: Flow::new(Limiter::with_group(
-            policy.upload_limiter(),
-            user.and_then(User::group_upload),
-        )),
-        down: Flow::new(Limiter::with_group(
-            policy.download_limiter(),
-            user.and_then(User::group_download),
-        )),
+        up: Flow::new(policy.upload_limiter_for(user)),
+        down: Flow::new(policy.download_limiter_for(user)),
         tick: tokio::time::sleep(policy.idle_check_interval),
         idle_checks: 0,
         total_at_last_check: 0,

@@ -230,9 +230,8 @@ pub async fn tunnel(
     // Its memory goes before the tunnel settles in for what may be hours.
     drop(early);
     let user = task.user.clone();
-    let user_policy = user.as_ref().and_then(|u| u.relay_policy(policy));
-    let policy = user_policy.as_ref().unwrap_or(policy);
-    let outcome = relay::relay_tunnel(client, upstream, policy, context, user.as_deref()).await;
+    let policy = policy.for_user(user.as_deref());
+    let outcome = relay::relay_tunnel(client, upstream, &policy, context, user.as_deref()).await;
     task.notes.bytes_up += outcome.client_to_upstream;
     task.notes.bytes_down += outcome.upstream_to_client;
     tracing::debug!(

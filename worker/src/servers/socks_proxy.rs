@@ -202,15 +202,12 @@ impl SocksProxyServer {
                     Some(user) => user.udp_speed_limit(server_limit),
                     None => server_limit.copied(),
                 };
-                let user_policy = task
-                    .user
-                    .as_ref()
-                    .and_then(|u| u.relay_policy(&self.policy));
+                let policy = self.policy.for_user(task.user.as_deref());
                 let session = UdpSession {
                     config: &self.config,
                     escaper: &self.escaper,
                     gate: &self.gate,
-                    policy: user_policy.as_ref().unwrap_or(&self.policy),
+                    policy: &policy,
                     ingress: self.ingress.as_ref(),
                     speed_limit: udp_limit.as_ref(),
                     phase: self.context.phase.clone(),
