@@ -224,30 +224,10 @@ impl SocksProxyServer {
                 return Err(TaskError::Client("socks5 bind is not supported".into()));
             }
         }
-        let request_type = Some(ProxyRequestType::SocksTcpConnect);
-        // Held until the relay ends: the user's place among its live requests.
-        let (_permit, connected) = super::connect_permitted(
-            &self.gate,
-            &self.escaper,
-            task,
-            request_type,
-            &request.target,
-        )
-        .await;
-        let upstream = match connected {
-            Ok(upstream) => upstream,
-            Err(error) => {
-                let _ = write_all(client, &socks5::encode_reply(error.socks_reply(), None)).await;
-                return Err(error);
-            }
-        };
-        write_all(
-            client,
-            &socks5::encode_reply(Reply::Succeeded, Some(upstream.bound)),
-        )
-        .await
-        .map_err(TaskError::ClientIo)?;
-        self.relay(conn, task, upstream).await
+        let refuse = |error: &TaskError| socks5::encode_reply(error.socks_reply(), None);
+        let grant = |bound| socks5::encode_reply(Reply::Succeeded, Some(bound));
+        self.connect_and_relay(conn, task, &request.target, refuse, grant)
+            .await
     }
 
     /// RFC 1929: reads a user name and password and answers whether the gate admitted them.
@@ -317,29 +297,41 @@ impl SocksProxyServer {
             let _ = write_all(client, &socks4::encode_reply(socks4::Reply::Rejected, None)).await;
             return Err(TaskError::Client("socks4 bind is not supported".into()));
         }
+        let refuse = |_: &TaskError| socks4::encode_reply(socks4::Reply::Rejected, None).to_vec();
+        // SOCKS4 has room for an IPv4 address only.
+        let grant = |bound: std::net::SocketAddr| {
+            let bound = match bound {
+                std::net::SocketAddr::V4(v4) => Some(v4),
+                std::net::SocketAddr::V6(_) => None,
+            };
+            socks4::encode_reply(socks4::Reply::Granted, bound).to_vec()
+        };
+        self.connect_and_relay(conn, task, &request.target, refuse, grant)
+            .await
+    }
+
+    /// A CONNECT of either SOCKS version: leave from the gate and the escaper's connection,
+    /// answered with `grant(bound)` or `refuse(error)`, then the relay, with the user's place
+    /// among its live requests held to the end.
+    async fn connect_and_relay(
+        &self,
+        conn: &mut ClientConn,
+        task: &mut TaskContext,
+        target: &g3proxy_proto::HostPort,
+        refuse: impl FnOnce(&TaskError) -> Vec<u8>,
+        grant: impl FnOnce(std::net::SocketAddr) -> Vec<u8>,
+    ) -> Result<(), TaskError> {
         let request_type = Some(ProxyRequestType::SocksTcpConnect);
-        // Held until the relay ends: the user's place among its live requests.
-        let (_permit, connected) = super::connect_permitted(
-            &self.gate,
-            &self.escaper,
-            task,
-            request_type,
-            &request.target,
-        )
-        .await;
+        let (_permit, connected) =
+            super::connect_permitted(&self.gate, &self.escaper, task, request_type, target).await;
         let upstream = match connected {
             Ok(upstream) => upstream,
             Err(error) => {
-                let _ =
-                    write_all(client, &socks4::encode_reply(socks4::Reply::Rejected, None)).await;
+                let _ = write_all(&conn.stream, &refuse(&error)).await;
                 return Err(error);
             }
         };
-        let bound = match upstream.bound {
-            std::net::SocketAddr::V4(v4) => Some(v4),
-            std::net::SocketAddr::V6(_) => None,
-        };
-        write_all(client, &socks4::encode_reply(socks4::Reply::Granted, bound))
+        write_all(&conn.stream, &grant(upstream.bound))
             .await
             .map_err(TaskError::ClientIo)?;
         self.relay(conn, task, upstream).await
