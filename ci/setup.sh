@@ -6,7 +6,8 @@
 # peer running as another uid in the control-plane tests) with h11 and Node.js (the origin
 # parsers of the HTTP/1 differential test), nmap and iproute2 (the open-proxy scan from a test
 # host in a network namespace), nftables (TPROXY rules for tcp_tproxy in namespaces), slapd
-# (a real LDAP directory for ldap user groups; Debian does not start it, the test does).
+# (a real LDAP directory for ldap user groups; Debian does not start it, the test does),
+# unbound (a real name server for the resolvers: UDP, TCP, DoT, DoH; the test starts its own).
 set -euo pipefail
 need=()
 dpkg -s libc-ares-dev >/dev/null 2>&1 || need+=(libc-ares-dev)
@@ -21,6 +22,7 @@ command -v nmap >/dev/null || need+=(nmap)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 [ -x /usr/sbin/slapd ] || need+=(slapd)
+[ -x /usr/sbin/unbound ] || need+=(unbound)
 if [ ${#need[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

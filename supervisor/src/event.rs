@@ -5,7 +5,7 @@
 use std::os::fd::OwnedFd;
 
 use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse};
-use g3proxy_shared::ipc::worker::FromWorker;
+use g3proxy_shared::ipc::worker::{FromWorker, ToWorker};
 use tokio::sync::oneshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +55,8 @@ pub enum Query {
     DynamicUsers {
         group: String,
     },
+    /// A lookup through a resolver of the first worker that answers.
+    Resolve(ToWorker),
 }
 
 pub enum CtlReply {

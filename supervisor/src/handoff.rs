@@ -144,6 +144,18 @@ async fn worker_request(
         .flatten()
 }
 
+/// One request to worker `pid` and its answer, for requests answered without descriptors.
+pub async fn ask_worker(
+    control_dir: &Path,
+    group: &str,
+    pid: u32,
+    request: ToWorker,
+) -> Option<FromWorker> {
+    worker_request(control_dir, group, pid, request)
+        .await
+        .map(|(answer, _)| answer)
+}
+
 pub async fn query_status(control_dir: &Path, group: &str, pid: u32) -> Option<WorkerStatus> {
     match worker_request(control_dir, group, pid, ToWorker::Status { id: 0 }).await {
         Some((FromWorker::Status { status, .. }, _)) => Some(status),

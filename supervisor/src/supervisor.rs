@@ -584,6 +584,7 @@ impl Supervisor {
             FromWorker::Status { .. }
             | FromWorker::Listeners { .. }
             | FromWorker::UserNames { .. }
+            | FromWorker::Resolved { .. }
             | FromWorker::Applied { .. } => {}
         }
     }

@@ -4,8 +4,10 @@
 //!   supervisors started in it, and cleanup of every process it started;
 //! - [`NotifySocket`]: systemd's side of `NOTIFY_SOCKET`, including the fd store; and
 //!   [`RealSystemd`]: systemd itself, booted in its own namespaces, for the unit file;
-//! - [`Origin`] and [`Echo`]: an HTTP origin and a TCP echo server; [`FakeDns`] for resolvers;
+//! - [`Origin`] and [`Echo`]: an HTTP origin and a TCP echo server; [`FakeDns`] and
+//!   [`Unbound`] (a real name server, with DoT and DoH) for resolvers;
 //! - [`Load`]: bounded clients sending requests continuously, counting every failure;
+//! - [`StatsdReceiver`]: a StatsD server that keeps every metric line it gets;
 //! - [`Wrk`]: wrk at a high new-connection rate, for zero-loss checks where a loss would show;
 //! - [`wait_until`]: the one way tests wait, naming what they waited for when it fails.
 
@@ -16,7 +18,9 @@ pub mod group;
 pub mod netns;
 pub mod notify;
 pub mod servers;
+pub mod statsd;
 pub mod systemd;
+pub mod unbound;
 pub mod wrk;
 
 pub use certs::Certs;
@@ -29,7 +33,9 @@ pub use group::Group;
 pub use netns::Netns;
 pub use notify::NotifySocket;
 pub use servers::{Echo, Origin, RecordingOrigin, TlsOrigin, UdpEcho, http_answer, pattern_byte};
+pub use statsd::StatsdReceiver;
 pub use systemd::RealSystemd;
+pub use unbound::Unbound;
 pub use wrk::{Wrk, WrkResult};
 
 use std::path::PathBuf;

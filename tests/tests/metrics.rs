@@ -5,58 +5,18 @@
 //! has its gauge set back to 0 under its `stat_id`. The fleet metrics of our own count the
 //! generations served and the worker restarted.
 
-use std::net::UdpSocket;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use g3proxy_tests::group::kill;
-use g3proxy_tests::{Echo, Group, Origin, curl, open_connect_tunnel, roundtrip, wait_until};
+use g3proxy_tests::{
+    Echo, Group, Origin, StatsdReceiver, curl, open_connect_tunnel, roundtrip, wait_until,
+};
 use nix::sys::signal::Signal;
-
-/// Every line received so far.
-fn receive(socket: UdpSocket) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 65536];
-        while let Ok(length) = socket.recv(&mut buffer) {
-            let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
-            sink.lock()
-                .unwrap()
-                .extend(text.lines().map(str::to_string));
-        }
-    });
-    lines
-}
-
-/// `name:value|kind|#tags` with all of `tags` among its tags.
-fn matching<'a>(lines: &'a [String], name: &str, kind: &str, tags: &[&str]) -> Vec<(u64, &'a str)> {
-    lines
-        .iter()
-        .filter_map(|line| {
-            let (metric, rest) = line.split_once(':')?;
-            let (value, rest) = rest.split_once('|')?;
-            let (line_kind, line_tags) = rest.split_once("|#")?;
-            let found: Vec<&str> = line_tags.split(',').collect();
-            (metric == name && line_kind == kind && tags.iter().all(|t| found.contains(t)))
-                .then(|| Some((value.parse().ok()?, line_tags)))?
-        })
-        .collect()
-}
-
-fn total(lines: &Arc<Mutex<Vec<String>>>, name: &str, tags: &[&str]) -> u64 {
-    let lines = lines.lock().unwrap();
-    matching(&lines, name, "c", tags)
-        .iter()
-        .map(|(v, _)| v)
-        .sum()
-}
 
 #[test]
 fn server_counts_add_up_across_a_reload_and_a_crash() {
-    let receiver = UdpSocket::bind("127.0.0.1:0").expect("statsd receiver");
-    let port = receiver.local_addr().expect("address").port();
-    let lines = receive(receiver);
+    let statsd = StatsdReceiver::start();
+    let port = statsd.port;
     let origin = Origin::start("127.0.0.1");
     let echo = Echo::start("127.0.0.1");
     let text = format!(
@@ -73,12 +33,11 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
         assert_eq!(curl(&["-x", &proxy, &url]), "hello");
     }
     wait_until(Duration::from_secs(10), "10 tasks counted", || {
-        (total(&lines, "g3proxy.server.task.total", &http) == 10).then_some(())
+        (statsd.total("g3proxy.server.task.total", &http) == 10).then_some(())
     });
-    assert_eq!(total(&lines, "g3proxy.server.connection.total", &http), 10);
+    assert_eq!(statsd.total("g3proxy.server.connection.total", &http), 10);
     {
-        let lines = lines.lock().unwrap();
-        let alive = matching(&lines, "g3proxy.server.task.alive", "g", &http);
+        let alive = statsd.matching("g3proxy.server.task.alive", "g", &http);
         assert!(!alive.is_empty(), "no server.task.alive gauge");
         assert!(alive.iter().all(|(_, tags)| tags.contains("stat_id:")));
     }
@@ -88,7 +47,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     roundtrip(&mut tunnel, &[b'x'; 1000]);
     drop(tunnel);
     wait_until(Duration::from_secs(10), "the tunnel's bytes", || {
-        let counted = |name| total(&lines, name, &["server:http", "transport:tcp"]);
+        let counted = |name| statsd.total(name, &["server:http", "transport:tcp"]);
         (counted("g3proxy.server.traffic.in.bytes") >= 1000
             && counted("g3proxy.server.traffic.out.bytes") >= 1000)
             .then_some(())
@@ -99,11 +58,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
         "407"
     );
     wait_until(Duration::from_secs(10), "the refusal counted", || {
-        let refused = total(
-            &lines,
-            "g3proxy.server.forbidden.auth_failed",
-            &["server:auth"],
-        );
+        let refused = statsd.total("g3proxy.server.forbidden.auth_failed", &["server:auth"]);
         (refused == 1).then_some(())
     });
 
@@ -115,7 +70,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     );
     wait_until(Duration::from_secs(10), "the escaper's counts", || {
         let escaper = ["escaper:default", daemon_group.as_str()];
-        let count = |name| total(&lines, name, &escaper);
+        let count = |name| statsd.total(name, &escaper);
         (count("g3proxy.escaper.connection.establish") == 11
             && count("g3proxy.escaper.task.total") == 12
             && count("g3proxy.escaper.forbidden.ip_blocked") == 1)
@@ -134,7 +89,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     }
     // (Ten requests, the tunnel, the refused one, five more.)
     wait_until(Duration::from_secs(10), "17 tasks counted", || {
-        (total(&lines, "g3proxy.server.task.total", &http) == 17).then_some(())
+        (statsd.total("g3proxy.server.task.total", &http) == 17).then_some(())
     });
 
     // A worker killed with a tunnel open: its gauge goes back to 0.
@@ -144,8 +99,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     let stat_id = format!("stat_id:{pid}");
     let tagged = ["server:http", stat_id.as_str()];
     wait_until(Duration::from_secs(10), "the tunnel in the gauge", || {
-        let lines = lines.lock().unwrap();
-        let alive = matching(&lines, "g3proxy.server.task.alive", "g", &tagged);
+        let alive = statsd.matching("g3proxy.server.task.alive", "g", &tagged);
         (alive.last().map(|(v, _)| *v) == Some(1)).then_some(())
     });
     kill(pid, Signal::SIGKILL);
@@ -153,8 +107,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
         Duration::from_secs(10),
         "the dead worker's gauge at 0",
         || {
-            let lines = lines.lock().unwrap();
-            let alive = matching(&lines, "g3proxy.server.task.alive", "g", &tagged);
+            let alive = statsd.matching("g3proxy.server.task.alive", "g", &tagged);
             (alive.last().map(|(v, _)| *v) == Some(0)).then_some(())
         },
     );

@@ -19,8 +19,6 @@ pub enum Forbidden {
     MissingEscaper(String),
     #[error("escaper {0:?} denies every task (dummy_deny)")]
     DeniedByEscaper(String),
-    #[error("resolver {0:?} does not exist")]
-    MissingResolver(String),
     #[error("https forward is not enabled on this server")]
     HttpsForward,
     /// `block_and_delay`.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use g3proxy_shared::config::escapers::QueryStrategy;
 use g3proxy_shared::config::load_bundle;
 use g3proxy_shared::ipc::worker::{
     FromWorker, ListenerEntry, ServerStats, ToWorker, WorkerStart, WorkerState, WorkerStatus,
@@ -43,6 +44,7 @@ struct Worker {
     phase: watch::Sender<Phase>,
     context: Arc<Context>,
     servers: Vec<Arc<Server>>,
+    resolvers: HashMap<String, Arc<Resolver>>,
     user_groups: HashMap<String, Arc<UserGroup>>,
     metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
     /// Our copies of the listeners, kept to share with a successor; dropped when draining.
@@ -67,10 +69,9 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     }
     let mut resolvers = HashMap::new();
     for resolver in &config.resolvers {
-        resolvers.insert(
-            resolver.name().to_string(),
-            Arc::new(Resolver::build(resolver)?),
-        );
+        let built = Resolver::build(resolver, &resolvers)
+            .map_err(|e| anyhow::anyhow!("resolver {}: {e}", resolver.name()))?;
+        resolvers.insert(resolver.name().to_string(), Arc::new(built));
     }
     let mut escapers = HashMap::new();
     for escaper in &config.escapers {
@@ -135,13 +136,22 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     let servers: Vec<Arc<Server>> = servers.into_values().collect();
     let metrics = config.stat.as_ref().and_then(|stat| {
         let escapers: Vec<Arc<Escaper>> = escapers.values().cloned().collect();
-        Metrics::start(stat, &start.group, &servers, &escapers, &context)
+        let resolvers: Vec<Arc<Resolver>> = resolvers.values().cloned().collect();
+        Metrics::start(
+            stat,
+            &start.group,
+            &servers,
+            &escapers,
+            &resolvers,
+            &context,
+        )
     });
     Ok(Worker {
         start,
         phase,
         context,
         servers,
+        resolvers,
         user_groups,
         metrics,
         listeners,
@@ -248,10 +258,24 @@ pub async fn run(
                 },
                 Ok(None) | Err(_) => worker.orphan(),
             },
-            Some(request) = control_requests.recv() => {
-                let answer = worker.handle(request.message);
-                let _ = request.reply.send(answer);
-            }
+            Some(request) = control_requests.recv() => match request.message {
+                ToWorker::QueryResolver { id, name, domain, strategy, resolution_delay_ms } => {
+                    // Answered from a task of its own: a lookup may take seconds.
+                    let resolver = worker.resolvers.get(&name).cloned();
+                    tokio::spawn(async move {
+                        let delay = Duration::from_millis(resolution_delay_ms);
+                        let answer = match resolver {
+                            None => None,
+                            Some(resolver) => Some(operator_lookup(&resolver, &domain, strategy, delay).await),
+                        };
+                        let _ = request.reply.send((Some(FromWorker::Resolved { id, answer }), Vec::new()));
+                    });
+                }
+                message => {
+                    let answer = worker.handle(message);
+                    let _ = request.reply.send(answer);
+                }
+            },
             _ = worker.context.tasks.changed() => {}
             _ = tick.tick() => {}
             _ = tokio::time::sleep_until(deadline) => worker.on_deadline(),
@@ -268,6 +292,27 @@ pub async fn run(
     info!("exiting");
     exit
 }
+
+/// `resolver NAME query`: the addresses as text, or why there are none; cut short of the
+/// supervisor's wait for our answer.
+async fn operator_lookup(
+    resolver: &Arc<Resolver>,
+    domain: &str,
+    strategy: QueryStrategy,
+    resolution_delay: Duration,
+) -> Result<Vec<String>, String> {
+    let lookup = resolver.happy_eyeballs(domain, strategy, resolution_delay);
+    match tokio::time::timeout(OPERATOR_LOOKUP_TIMEOUT, lookup).await {
+        Ok(Ok(ips)) => Ok(ips.iter().map(ToString::to_string).collect()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}s",
+            OPERATOR_LOOKUP_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+const OPERATOR_LOOKUP_TIMEOUT: Duration = Duration::from_secs(8);
 
 fn instant_of(at: SystemTime) -> Instant {
     let left = at.duration_since(SystemTime::now()).unwrap_or_default();
@@ -420,6 +465,8 @@ impl Worker {
                 }
                 return (Some(FromWorker::Applied { id: 0 }), Vec::new());
             }
+            // Answered in the main loop, which has the control socket's reply at hand.
+            ToWorker::QueryResolver { .. } => warn!("ignoring a resolver query on the link"),
             ToWorker::ListDynamicUsers { id, group } => {
                 let names = self.user_groups.get(&group).map(|g| g.dynamic_user_names());
                 return (Some(FromWorker::UserNames { id, names }), Vec::new());

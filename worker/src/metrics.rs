@@ -9,6 +9,11 @@
 //! changes and the new one's first simply add), a crash (a dead worker's series stops; the
 //! supervisor sets its gauges to 0) or a supervisor replacement (workers emit on their own).
 //! The last emit, as the worker exits, sets its gauges to what is left: nothing.
+//!
+//! Per escaper: `escaper.task.total`, `escaper.connection.{attempt,establish}`,
+//! `escaper.forbidden.ip_blocked`. Per resolver and `rr_type` (A, AAAA): the
+//! `resolver.query.*` counts of [`LookupStats::METRICS`] and the gauge
+//! `resolver.memory.cache.length`.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -18,6 +23,7 @@ use g3proxy_shared::statsd::StatsdSink;
 
 use crate::context::{Context, Phase, ServerCounters};
 use crate::escapers::Escaper;
+use crate::resolvers::{Family, LookupStats, Resolver};
 use crate::servers::Server;
 
 pub struct Metrics {
@@ -25,6 +31,8 @@ pub struct Metrics {
     servers: Vec<(Arc<Server>, Last)>,
     /// Each escaper's counters at the last emit: attempts, established, ip_blocked.
     escapers: Vec<(Arc<Escaper>, [u64; 3])>,
+    /// Each resolver's counters at the last emit, A then AAAA.
+    resolvers: Vec<(Arc<Resolver>, [[u64; 11]; 2])>,
 }
 
 /// A server's counters at the last emit.
@@ -61,6 +69,7 @@ impl Metrics {
         group: &str,
         servers: &[Arc<Server>],
         escapers: &[Arc<Escaper>],
+        resolvers: &[Arc<Resolver>],
         context: &Arc<Context>,
     ) -> Option<Arc<Mutex<Metrics>>> {
         let sink = match StatsdSink::new(config, group, std::process::id() as u64) {
@@ -77,6 +86,10 @@ impl Metrics {
                 .map(|s| (s.clone(), Last::default()))
                 .collect(),
             escapers: escapers.iter().map(|e| (e.clone(), [0; 3])).collect(),
+            resolvers: resolvers
+                .iter()
+                .map(|r| (r.clone(), [[0; 11]; 2]))
+                .collect(),
         }));
         let emitter = Arc::downgrade(&metrics);
         let (interval, context) = (config.emit_interval.0, context.clone());
@@ -181,6 +194,26 @@ impl Metrics {
                 }
             }
             *last = now;
+        }
+        for (resolver, last) in &mut self.resolvers {
+            for family in [Family::V4, Family::V6] {
+                let tags = [
+                    ("resolver", resolver.name.as_str()),
+                    ("rr_type", family.rr_type()),
+                ];
+                let now = resolver.stats(family).snapshot();
+                let before = &mut last[family as usize];
+                for ((name, now), before) in LookupStats::METRICS.iter().zip(now).zip(*before) {
+                    let delta = now.saturating_sub(before);
+                    if delta > 0 {
+                        self.sink.count(name, delta, &tags);
+                    }
+                }
+                *before = now;
+                let length = resolver.cache_length(family) as u64;
+                self.sink
+                    .gauge("resolver.memory.cache.length", length, &tags);
+            }
         }
         self.sink.flush();
     }

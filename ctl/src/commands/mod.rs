@@ -4,6 +4,7 @@
 mod fleet;
 mod list;
 pub mod passphrase;
+mod resolver;
 mod server;
 mod simple;
 mod user_group;
@@ -32,6 +33,12 @@ pub enum Command {
         name: String,
         #[command(subcommand)]
         action: server::ServerAction,
+    },
+    /// Resolver commands
+    Resolver {
+        name: String,
+        #[command(subcommand)]
+        action: resolver::ResolverAction,
     },
     /// User group commands
     UserGroup {
@@ -80,6 +87,7 @@ impl Command {
             Command::ForceQuitAll => CtlRequest::ForceQuitAll,
             Command::List { what } => list::request(what),
             Command::Server { name, action } => server::request(name, action),
+            Command::Resolver { name, action } => resolver::request(name, action),
             Command::Fleet { .. } => CtlRequest::Fleet,
             Command::Reload => CtlRequest::Reload,
             Command::ReloadServer { name } => reload_entry(ModuleKind::Server, name),

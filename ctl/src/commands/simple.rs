@@ -7,6 +7,7 @@ pub fn print(response: &CtlResponse) {
         CtlResponse::Notice(text) => println!("notice: {text}"),
         CtlResponse::Version(version) => println!("{version}"),
         CtlResponse::Names(names) => names.iter().for_each(|name| println!("{name}")),
+        CtlResponse::Text(text) => println!("{text}"),
         other => println!("{other:?}"),
     }
 }

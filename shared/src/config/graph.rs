@@ -1,5 +1,6 @@
 //! References between modules, as g3proxy treats them: server → escaper, server → server
-//! (ports, intelli_proxy), escaper → resolver, escaper → escaper (routes). A reference to a
+//! (ports, intelli_proxy), escaper → resolver, escaper → escaper (routes), resolver → resolver
+//! (fail_over). A reference to a
 //! missing module loads, with a warning (`g3proxy -t` prints it), and the worker stands in a
 //! module that refuses everything: a deny-all escaper or resolver, or a `dummy_close` server.
 //! A cycle is an error naming its modules. Modules come out in build order: every module after
@@ -79,13 +80,20 @@ impl<'a> Graph<'a> {
     }
 }
 
-/// Checks every reference of `config`, puts its escapers and servers in build order, and
-/// returns the warnings for references to modules that do not exist.
+/// Where each module was written, by kind and name.
+pub(crate) struct Origins<'a> {
+    pub resolvers: HashMap<&'a str, Origin<'a>>,
+    pub escapers: HashMap<&'a str, Origin<'a>>,
+    pub servers: HashMap<&'a str, Origin<'a>>,
+}
+
+/// Checks every reference of `config`, puts its resolvers, escapers and servers in build
+/// order, and returns the warnings for references to modules that do not exist.
 pub(crate) fn resolve(
     config: &mut Config,
-    escaper_origins: &HashMap<&str, Origin>,
-    server_origins: &HashMap<&str, Origin>,
+    origins: &Origins,
 ) -> Result<Vec<ConfigError>, ConfigError> {
+    let (escaper_origins, server_origins) = (&origins.escapers, &origins.servers);
     let mut warnings = Vec::new();
     let resolvers: HashSet<&str> = config.resolvers.iter().map(|r| r.name()).collect();
     let escapers: HashSet<&str> = config.escapers.iter().map(|e| e.name()).collect();
@@ -98,6 +106,18 @@ pub(crate) fn resolve(
                 .unwrap_or_else(|| ConfigError::file("", message))
         };
 
+    for resolver in &config.resolvers {
+        for (key, next) in resolver.next_resolvers() {
+            if !resolvers.contains(next) {
+                warnings.push(origin_of(
+                    &origins.resolvers,
+                    resolver.name(),
+                    key,
+                    format!("resolver {next:?} does not exist: its lookups are denied"),
+                ));
+            }
+        }
+    }
     for escaper in &config.escapers {
         if let Some(resolver) = escaper.resolver()
             && !resolvers.contains(resolver)
@@ -218,6 +238,25 @@ pub(crate) fn resolve(
         }
     }
 
+    let resolver_graph = Graph {
+        kind: "resolver",
+        names: config.resolvers.iter().map(|r| r.name()).collect(),
+        edges: config
+            .resolvers
+            .iter()
+            .map(|r| {
+                (
+                    r.name(),
+                    r.next_resolvers().into_iter().map(|(_, n)| n).collect(),
+                )
+            })
+            .collect(),
+    };
+    let resolver_order: Vec<String> = resolver_graph
+        .build_order(&origins.resolvers, "name")?
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let escaper_graph = Graph {
         kind: "escaper",
         names: config.escapers.iter().map(|e| e.name()).collect(),
@@ -246,6 +285,9 @@ pub(crate) fn resolve(
         .into_iter()
         .map(str::to_string)
         .collect();
+    config
+        .resolvers
+        .sort_by_key(|r| resolver_order.iter().position(|n| n == r.name()));
     config
         .escapers
         .sort_by_key(|e| escaper_order.iter().position(|n| n == e.name()));

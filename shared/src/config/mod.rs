@@ -218,15 +218,16 @@ impl<'a, S: Source> Loader<'a, S> {
             }
         }
         let mut take = |section| sections.remove(section).unwrap_or_default();
-        let (resolver_entries, mut escaper_entries, mut server_entries) =
+        let (mut resolver_entries, mut escaper_entries, mut server_entries) =
             (take("resolver"), take("escaper"), take("server"));
         let (user_group_entries, auditor_entries) = (take("user_group"), take("auditor"));
 
         // Certificates and keys are read now, through the source, so they are part of the
         // snapshot; decoding then finds them by path.
         let mut user_group_entries = user_group_entries;
-        for entry in escaper_entries
+        for entry in resolver_entries
             .iter_mut()
+            .chain(escaper_entries.iter_mut())
             .chain(server_entries.iter_mut())
             .chain(user_group_entries.iter_mut())
         {
@@ -272,9 +273,12 @@ impl<'a, S: Source> Loader<'a, S> {
             user_groups.iter().map(|(g, e)| (g.name(), *e)),
         )?;
         check_unique("auditor", auditors.iter().map(|(n, e)| (n.as_str(), *e)))?;
-        let escaper_origins = escapers.iter().map(|(c, o)| (c.name(), *o)).collect();
-        let server_origins = servers.iter().map(|(c, o)| (c.name(), *o)).collect();
-        config.warnings = graph::resolve(&mut config, &escaper_origins, &server_origins)?;
+        let origins = graph::Origins {
+            resolvers: resolvers.iter().map(|(c, o)| (c.name(), *o)).collect(),
+            escapers: escapers.iter().map(|(c, o)| (c.name(), *o)).collect(),
+            servers: servers.iter().map(|(c, o)| (c.name(), *o)).collect(),
+        };
+        config.warnings = graph::resolve(&mut config, &origins)?;
         Ok(config)
     }
 

@@ -74,7 +74,9 @@ fn g3proxy_layout_loads_with_its_spellings() {
         config.server("http").unwrap().listen().unwrap().backlog,
         128
     );
-    let ResolverConfig::CAres(cares) = &config.resolvers[0];
+    let resolvers::ResolverType::CAres(cares) = &config.resolvers[0].resolver_type else {
+        panic!("resolver 0 is c-ares");
+    };
     assert_eq!(cares.server.0.len(), 2);
     let escapers::EscaperType::DirectFixed(direct) = &config.escapers[0].escaper_type else {
         panic!("escaper 0 is direct_fixed");
@@ -186,7 +188,7 @@ fn mistakes_name_file_path_and_line() {
                 "main.yml",
                 "user_group:\n  - name: g\n    static_users:\n      - name: a\n        explicit_sites: []\n",
             )],
-            "main.yml: user_group[0].static_users[0].explicit_sites (line 5): this user key is not supported by this build yet",
+            "main.yml: user_group[0].static_users[0].explicit_sites (line 5): this key is not supported by this build yet",
         ),
         (
             &[(
@@ -753,5 +755,96 @@ fn stream_sni_tproxy_and_rproxy_mistakes_are_refused() {
     for (servers, want) in cases {
         let error = load_error(&[("main.yml", &format!("{base}{servers}"))]);
         assert!(error.contains(want), "{servers}: {error}");
+    }
+}
+
+/// Resolver entries: g3's forms of each type's keys (a string or a list of servers, the
+/// encryption as a map or a TLS name, TTL aliases), fail_over's references in build order and
+/// warned about when missing, and the keys this build refuses by name.
+#[test]
+fn resolver_entries() {
+    let dir = write_tree(&[(
+        "main.yml",
+        "resolver:\n  - name: fo\n    type: fail_over\n    primary: dot\n    standby: cares\n    delay: 200ms\n    negative_ttl: 5\n  - name: cares\n    type: c-ares\n    server: \"127.0.0.1:5353 ::1\"\n    positive_ttl: 600\n    protective_query_timeout: 5s\n  - name: dot\n    type: hickory\n    server: 192.0.2.1 192.0.2.2\n    encryption: dns.example\n    retry_attempts: 3\n  - name: doh\n    type: hickory\n    server: [192.0.2.3]\n    encrypt: {protocol: doh, tls_name: doh.example}\n  - {name: none, type: deny_all}\n  - {name: lost, type: failover, primary: gone, standby: none}\n",
+    )]);
+    let (config, _) = load(&dir).unwrap();
+    let names: Vec<&str> = config.resolvers.iter().map(|r| r.name()).collect();
+    // Referenced resolvers come before those that refer to them.
+    assert_eq!(names, ["dot", "cares", "fo", "doh", "none", "lost"]);
+    let by_name = |name: &str| {
+        let found = config.resolvers.iter().find(|r| r.name() == name);
+        found.unwrap().clone()
+    };
+    let cares = by_name("cares");
+    let resolvers::ResolverType::CAres(c) = &cares.resolver_type else {
+        panic!("c-ares");
+    };
+    assert_eq!(c.server.0.len(), 2);
+    assert_eq!(c.server.0[1].port(), 53);
+    assert_eq!(cares.ttl.positive_max_ttl, 600);
+    assert_eq!(cares.ttl.positive_min_ttl, 30);
+    assert_eq!(
+        cares.common.protective_query_timeout.0,
+        Duration::from_secs(5)
+    );
+    let resolvers::ResolverType::Hickory(dot) = &by_name("dot").resolver_type else {
+        panic!("hickory");
+    };
+    assert_eq!(dot.server.0.len(), 2);
+    assert_eq!(dot.each_tries, 3);
+    assert_eq!(dot.port(), 853);
+    let encryption = dot.encryption.as_ref().unwrap();
+    assert_eq!(encryption.protocol, resolvers::DnsProtocol::Tls);
+    assert_eq!(encryption.tls_name, "dns.example");
+    let resolvers::ResolverType::Hickory(doh) = &by_name("doh").resolver_type else {
+        panic!("hickory");
+    };
+    assert_eq!(doh.port(), 443);
+    let resolvers::ResolverType::FailOver(fo) = &by_name("fo").resolver_type else {
+        panic!("fail_over");
+    };
+    assert_eq!(fo.fallback_delay.0, Duration::from_millis(200));
+    assert_eq!(fo.negative_ttl, 5);
+    assert_eq!(by_name("none").type_name(), "deny-all");
+    let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "main.yml: resolver[5].primary (line 23): resolver \"gone\" does not exist: its lookups are denied"
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    for (entry, expected) in [
+        (
+            "{name: r, type: hickory}",
+            "resolver[0] (line 2): missing field `server`",
+        ),
+        (
+            "{name: r, type: hickory, server: 1.1.1.1, encryption: {protocol: doq, tls_name: x}}",
+            "resolver[0].encryption.protocol (line 2): protocol doq is not supported by this build yet",
+        ),
+        (
+            "{name: r, type: hickory, server: dns.example}",
+            "resolver[0].server (line 2): invalid name server address \"dns.example\": an IP address",
+        ),
+        (
+            "{name: r, type: c-ares, udp_max_quires: 10}",
+            "resolver[0].udp_max_quires (line 2): this key is not supported by this build yet",
+        ),
+        (
+            "{name: r, type: deny_all, server: 1.1.1.1}",
+            "resolver[0].server (line 2): unknown field `server`",
+        ),
+        (
+            "{name: r, type: fail_over, primary: r, standby: r}",
+            "resolver[0].name (line 2): resolver references form a cycle: r -> r",
+        ),
+    ] {
+        let error = load_error(&[("main.yml", &format!("resolver:\n  - {entry}\n"))]);
+        assert!(
+            error.starts_with(&format!("main.yml: {expected}")),
+            "{entry}: {error}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::worker::{ListenerEntry, ServerStats, WorkerState};
+use crate::config::escapers::QueryStrategy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,6 +67,14 @@ pub enum CtlRequest {
         group: String,
         users: String,
     },
+    /// `resolver NAME query DOMAIN`: a lookup through the resolver of a serving worker, its
+    /// cache included.
+    QueryResolver {
+        name: String,
+        domain: String,
+        strategy: QueryStrategy,
+        resolution_delay_ms: u64,
+    },
     /// A successor supervisor asks for every listener (answered with `HandoffListeners`).
     HandoffBegin {
         successor_pid: u32,
@@ -126,6 +135,8 @@ pub enum CtlResponse {
     Notice(String),
     Version(String),
     Names(Vec<String>),
+    /// Printed as it is, and still a success (a lookup's failure, as g3proxy-ctl shows it).
+    Text(String),
     ServerStatus(ServerStatus),
     Fleet(FleetStatus),
     Error(String),

@@ -87,6 +87,14 @@ pub enum ToWorker {
         group: String,
         published: PublishedUsers,
     },
+    /// A lookup through resolver `name` (answered with `Resolved`).
+    QueryResolver {
+        id: u64,
+        name: String,
+        domain: String,
+        strategy: crate::config::escapers::QueryStrategy,
+        resolution_delay_ms: u64,
+    },
     /// The names of `group`'s dynamic users (answered with `UserNames`).
     ListDynamicUsers {
         id: u64,
@@ -153,6 +161,12 @@ pub enum FromWorker {
     UserNames {
         id: u64,
         names: Option<Vec<String>>,
+    },
+    /// Answer to `QueryResolver`: the addresses, or why there are none; `None` when the
+    /// worker has no such resolver.
+    Resolved {
+        id: u64,
+        answer: Option<Result<Vec<String>, String>>,
     },
     /// Answer to `ShareListeners`; the descriptors ride in the same frame.
     Listeners {

@@ -7,10 +7,10 @@ use std::path::Path;
 use g3proxy_shared::ipc::control::{
     CtlResponse, FleetStatus, GenerationRow, ServerStatus, WorkerRow,
 };
-use g3proxy_shared::ipc::worker::{WorkerState, WorkerStatus};
+use g3proxy_shared::ipc::worker::{FromWorker, WorkerState, WorkerStatus};
 
 use crate::event::{Query, SnapshotGeneration};
-use crate::handoff::{publish_to, query_dynamic_users, query_status, worker_pids_in};
+use crate::handoff::{ask_worker, publish_to, query_dynamic_users, query_status, worker_pids_in};
 
 pub async fn answer(
     control_dir: &Path,
@@ -21,6 +21,25 @@ pub async fn answer(
     match query {
         Query::DynamicUsers { group: user_group } => {
             dynamic_users(control_dir, group, &generations, &user_group).await
+        }
+        Query::Resolve(request) => {
+            for worker in generations.iter().flat_map(|g| &g.workers) {
+                match ask_worker(control_dir, group, worker.pid, request.clone()).await {
+                    Some(FromWorker::Resolved {
+                        answer: Some(Ok(ips)),
+                        ..
+                    }) => return CtlResponse::Names(ips),
+                    Some(FromWorker::Resolved {
+                        answer: Some(Err(reason)),
+                        ..
+                    }) => return CtlResponse::Text(reason),
+                    Some(FromWorker::Resolved { answer: None, .. }) => {
+                        return CtlResponse::Error("no such resolver in the serving worker".into());
+                    }
+                    _ => continue,
+                }
+            }
+            CtlResponse::Error("no worker answered".into())
         }
         Query::Publish {
             group: user_group,

@@ -97,6 +97,24 @@ impl Supervisor {
                 _ => CtlReply::error(format!("no user group named {group}")),
             },
             CtlRequest::PublishUsers { group, users } => self.publish_users(group, users),
+            CtlRequest::QueryResolver {
+                name,
+                domain,
+                strategy,
+                resolution_delay_ms,
+            } => match self.current() {
+                Some(current) if current.config.resolvers.iter().any(|r| r.name() == name) => {
+                    let query = ToWorker::QueryResolver {
+                        id: 0,
+                        name,
+                        domain,
+                        strategy,
+                        resolution_delay_ms,
+                    };
+                    CtlReply::QueryWorkers(vec![current.snapshot()], Query::Resolve(query))
+                }
+                _ => CtlReply::error(format!("no resolver named {name}")),
+            },
             CtlRequest::List { kind } => match self.current() {
                 None => CtlReply::error("no generation is serving"),
                 Some(current) => {

@@ -1,48 +1,410 @@
-//! Resolvers: turn a domain into addresses for escapers. One file per config `type`.
+//! Resolvers: turn a domain into addresses for escapers. One file per config `type` for the
+//! part that asks (the driver); the cache in front of every driver is here, so that every
+//! type keeps answers alike:
+//! - a fresh answer is served as it is (`cache`);
+//! - past its fresh time and within its TTL, it is served while it is asked again in the
+//!   background (`trash`, g3's word), and kept if that new lookup fails;
+//! - lookups of the same name and family in flight are merged into one (`query` for the first
+//!   caller, `cache` for the others);
+//! - a lookup is cut at `protective_query_timeout` and its failure kept for the negative TTL.
 
 mod c_ares;
+mod fail_over;
+mod hickory;
+mod record;
+
+pub use record::{Record, ResolveError};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use g3proxy_shared::config::ResolverConfig;
 use g3proxy_shared::config::escapers::QueryStrategy;
+use g3proxy_shared::config::resolvers::{ResolverConfig, ResolverType};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::error::{Forbidden, TaskError};
+use crate::error::TaskError;
 
-pub enum Resolver {
-    CAres(c_ares::CAresResolver),
-    /// The stand-in for a resolver the config names but lacks: every lookup is refused.
-    DenyAll(String),
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
 }
+
+impl Family {
+    /// As g3 tags resolver metrics (`rr_type`).
+    pub fn rr_type(self) -> &'static str {
+        match self {
+            Family::V4 => "A",
+            Family::V6 => "AAAA",
+        }
+    }
+}
+
+/// Where an answer came from (g3's `rr_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    /// Stale, served while it is asked again.
+    Trash,
+    Query,
+}
+
+enum Driver {
+    CAres(c_ares::CAresDriver),
+    Hickory(hickory::HickoryDriver),
+    FailOver(fail_over::FailOverDriver),
+    /// A deny_all resolver, or the stand-in for one the config names but lacks.
+    DenyAll,
+}
+
+pub struct Resolver {
+    pub name: String,
+    driver: Driver,
+    protective_timeout: Duration,
+    negative_ttl: u32,
+    cache: Mutex<Cache>,
+    pub stats: [LookupStats; 2],
+}
+
+/// Counts per family, with g3's metric names (`resolver.query.*`).
+#[derive(Default)]
+pub struct LookupStats {
+    pub total: AtomicU64,
+    pub cached: AtomicU64,
+    pub trashed: AtomicU64,
+    pub driver_total: AtomicU64,
+    pub driver_timeout: AtomicU64,
+    pub driver_refused: AtomicU64,
+    pub driver_malformed: AtomicU64,
+    pub server_refused: AtomicU64,
+    pub server_malformed: AtomicU64,
+    pub server_not_found: AtomicU64,
+    pub server_serv_fail: AtomicU64,
+}
+
+impl LookupStats {
+    /// g3's metric names, in the order of [`Self::snapshot`].
+    pub const METRICS: [&'static str; 11] = [
+        "resolver.query.total",
+        "resolver.query.cached",
+        "resolver.query.trashed",
+        "resolver.query.driver.total",
+        "resolver.query.driver.timeout",
+        "resolver.query.driver.refused",
+        "resolver.query.driver.malformed",
+        "resolver.query.server.refused",
+        "resolver.query.server.malformed",
+        "resolver.query.server.not_found",
+        "resolver.query.server.serv_fail",
+    ];
+
+    pub fn snapshot(&self) -> [u64; 11] {
+        [
+            &self.total,
+            &self.cached,
+            &self.trashed,
+            &self.driver_total,
+            &self.driver_timeout,
+            &self.driver_refused,
+            &self.driver_malformed,
+            &self.server_refused,
+            &self.server_malformed,
+            &self.server_not_found,
+            &self.server_serv_fail,
+        ]
+        .map(|counter| counter.load(Ordering::Relaxed))
+    }
+}
+
+type Pending = watch::Receiver<Option<Arc<Record>>>;
+
+#[derive(Default)]
+struct Slot {
+    record: Option<Arc<Record>>,
+    pending: Option<Pending>,
+}
+
+#[derive(Default)]
+struct Cache {
+    slots: [HashMap<Box<str>, Slot>; 2],
+    /// Entries past use are dropped when the table has grown to this many.
+    sweep_at: usize,
+}
+
+const FIRST_SWEEP_AT: usize = 1024;
 
 impl Resolver {
     /// The resolver called `name`, or a deny-all stand-in when the config lacks it.
     pub fn named(resolvers: &HashMap<String, Arc<Resolver>>, name: &str) -> Arc<Resolver> {
-        resolvers
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Resolver::DenyAll(name.to_string())))
-    }
-
-    pub fn build(config: &ResolverConfig) -> anyhow::Result<Resolver> {
-        Ok(match config {
-            ResolverConfig::CAres(c) => Resolver::CAres(c_ares::CAresResolver::build(c)?),
+        resolvers.get(name).cloned().unwrap_or_else(|| {
+            let timeout = Duration::from_secs(60);
+            Arc::new(Resolver::new(name, Driver::DenyAll, timeout, 30))
         })
     }
 
-    /// Addresses of `domain`, the preferred family first, as `strategy` asks.
+    /// Builds `config`; `built` has the resolvers it refers to (the config lists them first).
+    pub fn build(
+        config: &ResolverConfig,
+        built: &HashMap<String, Arc<Resolver>>,
+    ) -> anyhow::Result<Resolver> {
+        let ttl = config.ttl;
+        let mut negative_ttl = ttl.negative_min_ttl;
+        let driver = match &config.resolver_type {
+            ResolverType::CAres(c) => Driver::CAres(c_ares::CAresDriver::build(c, ttl)?),
+            ResolverType::Hickory(h) => Driver::Hickory(hickory::HickoryDriver::build(h, ttl)?),
+            ResolverType::FailOver(f) => {
+                negative_ttl = f.negative_ttl;
+                Driver::FailOver(fail_over::FailOverDriver::build(
+                    f,
+                    Resolver::named(built, &f.primary),
+                    Resolver::named(built, &f.standby),
+                ))
+            }
+            ResolverType::DenyAll => Driver::DenyAll,
+        };
+        let timeout = config.common.protective_query_timeout.0;
+        Ok(Resolver::new(config.name(), driver, timeout, negative_ttl))
+    }
+
+    fn new(name: &str, driver: Driver, protective_timeout: Duration, negative_ttl: u32) -> Self {
+        Resolver {
+            name: name.to_string(),
+            driver,
+            protective_timeout,
+            negative_ttl,
+            cache: Mutex::new(Cache {
+                sweep_at: FIRST_SWEEP_AT,
+                ..Default::default()
+            }),
+            stats: Default::default(),
+        }
+    }
+
+    pub fn stats(&self, family: Family) -> &LookupStats {
+        &self.stats[family as usize]
+    }
+
+    /// The answer for `domain` in `family`, from the cache or a lookup (merged with any other
+    /// lookup of it in flight).
+    pub async fn lookup(self: &Arc<Self>, domain: &str, family: Family) -> (Arc<Record>, Source) {
+        let stats = self.stats(family);
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        let lowered;
+        let domain = match domain.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => {
+                lowered = domain.to_ascii_lowercase();
+                lowered.as_str()
+            }
+            false => domain,
+        };
+        let domain = domain.strip_suffix('.').unwrap_or(domain);
+        let now = Instant::now();
+        let mut pending = {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let slots = &mut cache.slots[family as usize];
+            let slot = match slots.get_mut(domain) {
+                Some(slot) => slot,
+                None => slots.entry(domain.into()).or_default(),
+            };
+            if let Some(record) = &slot.record {
+                if now < record.expire {
+                    stats.cached.fetch_add(1, Ordering::Relaxed);
+                    return (record.clone(), Source::Cache);
+                }
+                if record.vanish.is_some_and(|vanish| now < vanish) {
+                    stats.trashed.fetch_add(1, Ordering::Relaxed);
+                    let record = record.clone();
+                    if slot.pending.is_none() {
+                        slot.pending = Some(self.start_lookup(domain, family));
+                    }
+                    return (record, Source::Trash);
+                }
+            }
+            match &slot.pending {
+                Some(pending) => {
+                    stats.cached.fetch_add(1, Ordering::Relaxed);
+                    pending.clone()
+                }
+                None => {
+                    let pending = self.start_lookup(domain, family);
+                    slot.pending = Some(pending.clone());
+                    pending
+                }
+            }
+        };
+        match pending.wait_for(Option::is_some).await {
+            Ok(record) => (record.clone().unwrap_or_else(|| self.lost()), Source::Query),
+            Err(_) => (self.lost(), Source::Query),
+        }
+    }
+
+    /// What waiters get if the lookup task is gone without an answer (its runtime stopped).
+    fn lost(&self) -> Arc<Record> {
+        Arc::new(Record::failed(ResolveError::TimedOut, 0))
+    }
+
+    /// Starts the driver's lookup in a task of its own, so that it completes (and fills the
+    /// cache) even when the task that asked first is gone.
+    fn start_lookup(self: &Arc<Self>, domain: &str, family: Family) -> Pending {
+        let (sender, receiver) = watch::channel(None);
+        let resolver = self.clone();
+        let domain = domain.to_string();
+        self.stats(family)
+            .driver_total
+            .fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let asked = tokio::time::timeout(
+                resolver.protective_timeout,
+                resolver.driver_lookup(&domain, family),
+            );
+            let record = asked
+                .await
+                .unwrap_or_else(|_| Record::failed(ResolveError::TimedOut, resolver.negative_ttl));
+            let record = resolver.store(&domain, family, record);
+            let _ = sender.send(Some(record));
+        });
+        receiver
+    }
+
+    async fn driver_lookup(&self, domain: &str, family: Family) -> Record {
+        match &self.driver {
+            Driver::CAres(driver) => driver.query(domain, family).await,
+            Driver::Hickory(driver) => driver.query(domain, family).await,
+            // Boxed: it looks up through other resolvers, whose lookups may come back here.
+            Driver::FailOver(driver) => Box::pin(driver.query(domain, family)).await,
+            Driver::DenyAll => Record::failed(ResolveError::Denied, self.negative_ttl),
+        }
+    }
+
+    /// Keeps a lookup's answer and returns what its waiters get: the new answer, or the
+    /// stale one when the lookup failed to reach any server.
+    fn store(&self, domain: &str, family: Family, record: Record) -> Arc<Record> {
+        self.count_failure(family, &record);
+        let now = Instant::now();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = &mut cache.slots[family as usize];
+        let slot = slots.entry(domain.into()).or_default();
+        slot.pending = None;
+        if !record.is_acceptable()
+            && let Some(stale) = &slot.record
+            && stale.vanish.is_some_and(|vanish| now < vanish)
+        {
+            return stale.clone();
+        }
+        let record = Arc::new(record);
+        slot.record = Some(record.clone());
+        let len = slots.len();
+        if len >= cache.sweep_at {
+            cache.sweep(now);
+        }
+        record
+    }
+
+    fn count_failure(&self, family: Family, record: &Record) {
+        use record::{DriverError as D, ServerError as S};
+        let stats = self.stats(family);
+        let counter = match &record.result {
+            Ok(_) => return,
+            Err(ResolveError::TimedOut | ResolveError::Driver(D::Timeout)) => &stats.driver_timeout,
+            Err(ResolveError::Driver(D::ConnRefused)) => &stats.driver_refused,
+            Err(ResolveError::Driver(D::BadResp)) => &stats.driver_malformed,
+            Err(ResolveError::Server(S::Refused)) => &stats.server_refused,
+            Err(ResolveError::Server(S::FormErr)) => &stats.server_malformed,
+            Err(ResolveError::Server(S::NotFound)) => &stats.server_not_found,
+            Err(ResolveError::Server(S::ServFail)) => &stats.server_serv_fail,
+            Err(_) => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Entries in the cache for `family` (the metrics' `resolver.memory.cache.length`).
+    pub fn cache_length(&self, family: Family) -> usize {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.slots[family as usize].len()
+    }
+
+    /// Addresses of `domain` for a task, as `strategy` asks (see [`Self::happy_eyeballs`]).
     pub async fn resolve(
-        &self,
+        self: &Arc<Self>,
         domain: &str,
         strategy: QueryStrategy,
     ) -> Result<Vec<IpAddr>, TaskError> {
-        match self {
-            Resolver::CAres(r) => r.resolve(domain, strategy).await,
-            Resolver::DenyAll(name) => {
-                Err(TaskError::Policy(Forbidden::MissingResolver(name.clone())))
+        self.happy_eyeballs(domain, strategy, RESOLUTION_DELAY)
+            .await
+            .map_err(|error| TaskError::Resolver(format!("{domain}: {error}")))
+    }
+
+    /// The resolution step of Happy Eyeballs (RFC 8305 §3): with a preferred family, both
+    /// families are asked at once; the preferred family's addresses win if they come within
+    /// `resolution_delay` of the other family's, else the other family's are used. With a
+    /// single family, only that one is asked. An empty answer is an empty list.
+    pub async fn happy_eyeballs(
+        self: &Arc<Self>,
+        domain: &str,
+        strategy: QueryStrategy,
+        resolution_delay: Duration,
+    ) -> Result<Vec<IpAddr>, ResolveError> {
+        let (preferred, other) = match strategy {
+            QueryStrategy::Ipv4Only => {
+                return self.lookup(domain, Family::V4).await.0.result.clone();
+            }
+            QueryStrategy::Ipv6Only => {
+                return self.lookup(domain, Family::V6).await.0.result.clone();
+            }
+            QueryStrategy::Ipv4First => (Family::V4, Family::V6),
+            QueryStrategy::Ipv6First => (Family::V6, Family::V4),
+        };
+        let mut first = pin!(self.lookup(domain, preferred));
+        let mut second = pin!(self.lookup(domain, other));
+        tokio::select! {
+            biased;
+            (record, _) = &mut first => match record.has_addresses() {
+                true => record.result.clone(),
+                false => either(&record, &second.await.0),
+            },
+            (other, _) = &mut second => {
+                if !other.has_addresses() {
+                    return either(&first.await.0, &other);
+                }
+                match tokio::time::timeout(resolution_delay, first).await {
+                    Ok((record, _)) if record.has_addresses() => record.result.clone(),
+                    _ => other.result.clone(),
+                }
             }
         }
+    }
+}
+
+/// RFC 8305's recommended resolution delay, and g3's default.
+pub const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
+
+/// The other family's addresses when the preferred one has none; else the preferred
+/// family's answer (its error, or its empty list).
+fn either(preferred: &Record, other: &Record) -> Result<Vec<IpAddr>, ResolveError> {
+    match other.has_addresses() {
+        true => other.result.clone(),
+        false => preferred.result.clone(),
+    }
+}
+
+impl Cache {
+    /// Drops the entries nobody may use any more, and sets when to look again.
+    fn sweep(&mut self, now: Instant) {
+        for slots in &mut self.slots {
+            slots.retain(|_, slot| {
+                slot.pending.is_some()
+                    || slot
+                        .record
+                        .as_ref()
+                        .is_some_and(|r| now < r.vanish.unwrap_or(r.expire))
+            });
+        }
+        let len: usize = self.slots.iter().map(HashMap::len).sum();
+        self.sweep_at = (len * 2).max(FIRST_SWEEP_AT);
     }
 }

@@ -66,7 +66,7 @@ impl Default for TcpConnectConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 pub enum QueryStrategy {
     #[default]
     #[serde(rename = "ipv4first", alias = "ipv4_first")]

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+use crate::types::HumanSize;
+
 fn default_each_timeout() -> EachTimeout {
     EachTimeout(Duration::from_millis(2000))
 }
@@ -15,10 +17,9 @@ fn default_each_tries() -> u32 {
     3
 }
 
+/// The c-ares keys; `name`, the common keys and the TTL clamps are decoded beside it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CAresConfig {
-    pub name: String,
     /// Name servers; empty means the system's resolv.conf.
     #[serde(default)]
     pub server: ServerList,
@@ -31,6 +32,20 @@ pub struct CAresConfig {
     pub each_tries: u32,
     #[serde(default)]
     pub round_robin: bool,
+    /// Need c-ares 1.22 and 1.20; the system library this build links (Debian 12's) is 1.18.
+    /// g3 spells the second `udp_max_quires`.
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub max_timeout: (),
+    #[serde(
+        default,
+        alias = "udp_max_quires",
+        deserialize_with = "crate::config::de::not_yet"
+    )]
+    pub udp_max_queries: (),
+    #[serde(default)]
+    pub socket_send_buffer_size: Option<HumanSize>,
+    #[serde(default)]
+    pub socket_recv_buffer_size: Option<HumanSize>,
     #[serde(default)]
     pub bind_ipv4: Option<Ipv4Addr>,
     #[serde(default)]

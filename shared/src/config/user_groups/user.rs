@@ -83,40 +83,42 @@ pub struct UserConfig {
     pub tcp_all_download_speed_limit: Option<GlobalSpeedLimit>,
 
     // g3proxy keys this build refuses until they are enforced (see the module comment).
-    #[serde(default, alias = "log_limit_quota", deserialize_with = "not_yet")]
+    #[serde(
+        default,
+        alias = "log_limit_quota",
+        deserialize_with = "crate::config::de::not_yet"
+    )]
     pub log_rate_limit: (),
-    #[serde(default, alias = "uri_log_max_chars", deserialize_with = "not_yet")]
+    #[serde(
+        default,
+        alias = "uri_log_max_chars",
+        deserialize_with = "crate::config::de::not_yet"
+    )]
     pub log_uri_max_chars: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub resolve_strategy: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub explicit_sites: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub audit: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub egress_path_id_map: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub egress_path_value_map: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub tcp_connect: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub tcp_remote_keepalive: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub tcp_remote_misc_opts: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub udp_remote_misc_opts: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub tcp_client_misc_opts: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub udp_client_misc_opts: (),
-    #[serde(default, deserialize_with = "not_yet")]
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub http_upstream_keepalive: (),
-}
-
-fn not_yet<'de, D: Deserializer<'de>>(_: D) -> Result<(), D::Error> {
-    Err(de::Error::custom(
-        "this user key is not supported by this build yet; remove it or wait for the release that enforces it",
-    ))
 }
 
 fn user_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
