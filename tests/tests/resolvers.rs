@@ -147,9 +147,11 @@ fn answers_are_cached_and_fail_over_takes_the_standby() {
         );
     }
     // (unbound writes its log when it gets to it.)
-    wait_until(Duration::from_secs(10), "one question for three lookups", || {
-        (unbound.questions("cached.test.", "A") == 1).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "one question for three lookups",
+        || (unbound.questions("cached.test.", "A") == 1).then_some(()),
+    );
 
     // Fresh for a second (the clamps), then served stale while it is asked again: every
     // lookup is answered at once, and the name server sees the renewals.
