@@ -174,8 +174,27 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed<Header>, ProxyProtocolError> {
     Ok(Parsed::Complete(Header { addresses }, used))
 }
 
+/// Writes a version 1 PROXY line for a TCP connection from `source` to `destination` (the
+/// escapers' `use_proxy_protocol: 1`); mixed families are written as IPv6, IPv4 mapped.
+pub fn encode_v1(source: SocketAddr, destination: SocketAddr, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let (family, from, to) = match (source.ip(), destination.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => ("TCP4", IpAddr::V4(s), IpAddr::V4(d)),
+        (s, d) => {
+            let v6 = |ip: IpAddr| match ip {
+                IpAddr::V4(ip) => IpAddr::V6(ip.to_ipv6_mapped()),
+                v6 => v6,
+            };
+            ("TCP6", v6(s), v6(d))
+        }
+    };
+    let (from_port, to_port) = (source.port(), destination.port());
+    // Writing to a Vec does not fail.
+    let _ = write!(out, "PROXY {family} {from} {to} {from_port} {to_port}\r\n");
+}
+
 /// Writes a version 2 PROXY header for a TCP connection from `source` to `destination` (a
-/// test client's side, and later the escapers' `use_proxy_protocol`).
+/// test client's side, and the escapers' `use_proxy_protocol: 2`).
 pub fn encode_v2(source: SocketAddr, destination: SocketAddr, out: &mut Vec<u8>) {
     out.extend_from_slice(&V2_SIGNATURE);
     out.push(0x21);
@@ -209,6 +228,36 @@ mod tests {
 
     fn addresses(source: &str, destination: &str) -> Option<(SocketAddr, SocketAddr)> {
         Some((source.parse().unwrap(), destination.parse().unwrap()))
+    }
+
+    #[test]
+    fn encoded_headers_parse_back() {
+        for (source, destination) in [
+            ("192.0.2.1:4000", "198.51.100.2:80"),
+            ("[2001:db8::1]:4000", "[2001:db8::2]:443"),
+            ("192.0.2.1:4000", "[2001:db8::2]:443"),
+        ] {
+            let (source, destination) = addresses(source, destination).unwrap();
+            for (version, encode) in [
+                (
+                    Version::V1,
+                    encode_v1 as fn(SocketAddr, SocketAddr, &mut Vec<u8>),
+                ),
+                (Version::V2, encode_v2),
+            ] {
+                let mut out = Vec::new();
+                encode(source, destination, &mut out);
+                let Ok(Parsed::Complete(header, used)) = parse(version, &out) else {
+                    panic!("{version:?} {source} -> {destination} does not parse back");
+                };
+                assert_eq!(used, out.len());
+                let (s, d) = header.addresses.expect("addresses");
+                assert_eq!(s.port(), source.port());
+                assert_eq!(d.port(), destination.port());
+                assert_eq!(s.ip().to_canonical(), source.ip().to_canonical());
+                assert_eq!(d.ip().to_canonical(), destination.ip().to_canonical());
+            }
+        }
     }
 
     #[test]

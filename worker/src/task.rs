@@ -21,6 +21,8 @@ pub struct TaskNotes {
     pub next_hop: Option<SocketAddr>,
     /// Our local address of the upstream connection.
     pub bound: Option<SocketAddr>,
+    /// The escaper's `tcp_sock_speed_limit` on that connection.
+    pub upstream_limit: Option<g3proxy_shared::types::SpeedLimit>,
     pub bytes_up: u64,
     pub bytes_down: u64,
 }

@@ -118,6 +118,31 @@ impl NetworkAcl {
             .map_or(self.default, |(_, action)| *action)
     }
 
+    /// The action for a target address of a direct escaper: as [`Self::check`], and an IPv6
+    /// address that carries an IPv4 one (IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`)
+    /// is also checked as that IPv4 address, the stricter answer winning: a forbidden
+    /// address stays forbidden in every spelling the network may route to it.
+    pub fn check_target(&self, ip: IpAddr) -> AclAction {
+        let action = self.check(ip);
+        let IpAddr::V6(v6) = ip.to_canonical() else {
+            return action;
+        };
+        let segments = v6.segments();
+        let embedded = match segments {
+            // `::` and `::1` are IPv6's own, not IPv4-compatible forms.
+            [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+            [0, 0, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => {
+                let [.., high, low] = segments;
+                Some(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)))
+            }
+            _ => None,
+        };
+        match embedded.map(|v4| self.check(IpAddr::V4(v4))) {
+            Some(refused) if action.is_permitted() && !refused.is_permitted() => refused,
+            _ => action,
+        }
+    }
+
     /// What direct escapers apply to every connection: g3's built-in forbidden targets
     /// (unspecified, loopback, link-local, discard-only), then the operator's rules, which
     /// win where they name the same network.
@@ -271,6 +296,35 @@ mod tests {
         assert_eq!(merged.check(ip("127.0.0.5")), AclAction::Permit);
         assert_eq!(merged.check(ip("192.0.2.1")), AclAction::Forbid);
         assert_eq!(merged.check(ip("::1")), AclAction::Forbid);
+    }
+
+    #[test]
+    fn ipv4_in_ipv6_spellings_of_a_forbidden_target_are_forbidden() {
+        let builtin = NetworkAcl::egress(None);
+        for spelling in ["::127.0.0.1", "64:ff9b::127.0.0.1", "64:ff9b::a9fe:a9fe"] {
+            assert_eq!(
+                builtin.check_target(ip(spelling)),
+                AclAction::Forbid,
+                "{spelling}"
+            );
+        }
+        assert_eq!(
+            builtin.check_target(ip("64:ff9b::192.0.2.1")),
+            AclAction::Permit
+        );
+        assert_eq!(builtin.check_target(ip("2001:db8::1")), AclAction::Permit);
+        // `::` and `::1` are checked as themselves (both forbidden by default).
+        assert_eq!(builtin.check_target(ip("::1")), AclAction::Forbid);
+        let operator = NetworkAcl {
+            default: AclAction::Permit,
+            rules: vec![("10.0.0.0/8".parse().unwrap(), AclAction::Forbid)],
+        };
+        let merged = NetworkAcl::egress(Some(&operator));
+        assert_eq!(
+            merged.check_target(ip("64:ff9b::10.1.2.3")),
+            AclAction::Forbid
+        );
+        assert_eq!(merged.check_target(ip("::10.1.2.3")), AclAction::Forbid);
     }
 
     #[test]

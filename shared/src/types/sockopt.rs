@@ -41,3 +41,85 @@ impl TcpMiscOpts {
         *self == TcpMiscOpts::default()
     }
 }
+
+/// `tcp_keepalive`: `true` / `false`, an idle time (`60s`: on, probing after that long), or
+/// `{enable, idle_time, probe_interval, probe_count}`. Off by default, as in g3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    pub enable: bool,
+    pub idle_time: std::time::Duration,
+    pub probe_interval: Option<std::time::Duration>,
+    pub probe_count: Option<u32>,
+}
+
+impl Default for TcpKeepalive {
+    fn default() -> Self {
+        TcpKeepalive {
+            enable: false,
+            idle_time: std::time::Duration::from_secs(60),
+            probe_interval: None,
+            probe_count: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TcpKeepalive {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        use std::fmt;
+
+        use super::HumanDuration;
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Keys {
+            #[serde(default = "on")]
+            enable: bool,
+            #[serde(default)]
+            idle_time: Option<HumanDuration>,
+            #[serde(default)]
+            probe_interval: Option<HumanDuration>,
+            #[serde(default)]
+            probe_count: Option<u32>,
+        }
+        fn on() -> bool {
+            true
+        }
+        struct FormVisitor;
+        impl<'de> Visitor<'de> for FormVisitor {
+            type Value = TcpKeepalive;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true / false, an idle time, or a map")
+            }
+            fn visit_bool<E: de::Error>(self, enable: bool) -> Result<TcpKeepalive, E> {
+                Ok(TcpKeepalive {
+                    enable,
+                    ..TcpKeepalive::default()
+                })
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<TcpKeepalive, E> {
+                let idle_time = HumanDuration::parse(text)
+                    .ok_or_else(|| E::custom(format!("invalid idle time {text:?}")))?;
+                Ok(TcpKeepalive {
+                    enable: true,
+                    idle_time,
+                    ..TcpKeepalive::default()
+                })
+            }
+            fn visit_u64<E: de::Error>(self, secs: u64) -> Result<TcpKeepalive, E> {
+                self.visit_str(&format!("{secs}s"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TcpKeepalive, A::Error> {
+                let keys = Keys::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let default = TcpKeepalive::default();
+                Ok(TcpKeepalive {
+                    enable: keys.enable,
+                    idle_time: keys.idle_time.map_or(default.idle_time, |d| d.0),
+                    probe_interval: keys.probe_interval.map(|d| d.0),
+                    probe_count: keys.probe_count,
+                })
+            }
+        }
+        deserializer.deserialize_any(FormVisitor)
+    }
+}

@@ -11,6 +11,7 @@
 //! file and takes one line in [`escaper_runtimes!`]. A name that a server or route refers to
 //! but the config lacks gets a deny-all stand-in, as g3proxy's `DummyDeny`.
 
+mod connect;
 mod deny_all;
 mod direct_fixed;
 mod proxy_http;
@@ -18,17 +19,19 @@ mod route_failover;
 mod route_upstream;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use g3proxy_proto::{Host, HostPort};
+use g3proxy_proto::{Host, HostPort, proxy_protocol};
 use g3proxy_shared::config::EscaperConfig;
-use g3proxy_shared::config::escapers::{EscaperType, TcpConnectConfig};
+use g3proxy_shared::config::escapers::EscaperType;
+use g3proxy_shared::config::servers::ProxyProtocol;
 use g3proxy_shared::config::tls::TlsClientConfig;
+use g3proxy_shared::types::SpeedLimit;
 use rustls::pki_types::ServerName;
-use tokio::net::{TcpSocket, UdpSocket};
+use tokio::net::UdpSocket;
 
 use crate::auth::Permit;
 use crate::conn::Stream;
@@ -43,6 +46,9 @@ pub struct Connected {
     pub next_hop: SocketAddr,
     /// Our end of it.
     pub bound: SocketAddr,
+    /// The escaper's `tcp_sock_speed_limit` toward the target, for the relay to apply on top
+    /// of the server's and the user's.
+    pub speed_limit: Option<SpeedLimit>,
 }
 
 /// How a forwarded HTTP request is written on its connection.
@@ -73,6 +79,11 @@ trait EscaperOps {
     /// `resolve_redirection` applies (a next-hop proxy resolves them its own way).
     fn resolves_names(&self) -> bool {
         false
+    }
+
+    /// `use_proxy_protocol`: the header to send first on a connection to the target.
+    fn proxy_protocol(&self) -> Option<ProxyProtocol> {
+        None
     }
 
     async fn tcp_connect(&self, _target: &HostPort) -> Result<Connected, TaskError> {
@@ -133,6 +144,13 @@ macro_rules! escaper_runtimes {
                 match self {
                     $(EscaperRuntime::$variant(e) => e.resolves_names(),)*
                     EscaperRuntime::$standin(e) => e.resolves_names(),
+                }
+            }
+
+            fn proxy_protocol(&self) -> Option<ProxyProtocol> {
+                match self {
+                    $(EscaperRuntime::$variant(e) => e.proxy_protocol(),)*
+                    EscaperRuntime::$standin(e) => e.proxy_protocol(),
                 }
             }
 
@@ -283,6 +301,7 @@ impl Escaper {
         task.notes.escaper = Some(self.name.clone());
         task.notes.next_hop = Some(connected.next_hop);
         task.notes.bound = Some(connected.bound);
+        task.notes.upstream_limit = connected.speed_limit;
     }
 
     /// Opens a TCP connection toward the permit's target and notes on the task how it went.
@@ -292,11 +311,17 @@ impl Escaper {
         permit: &Permit<'_>,
     ) -> Result<Connected, TaskError> {
         let escaper = self.route(permit.target());
-        let connected = escaper
+        let mut connected = escaper
             .runtime
             .tcp_connect(escaper.connect_target(permit))
             .await
             .map_err(|e| escaper.explain(e));
+        if let (Ok(upstream), Some(version)) = (&mut connected, escaper.runtime.proxy_protocol()) {
+            let sent = send_proxy_header(upstream, version, task.client_addr, task.local_addr);
+            if let Err(error) = sent.await {
+                connected = Err(TaskError::UpstreamIo(error));
+            }
+        }
         escaper.counters.count(&connected);
         let connected = connected?;
         escaper.note(task, &connected);
@@ -320,20 +345,14 @@ impl Escaper {
             (None, Host::Ip(ip)) => Ok(ServerName::IpAddress((*ip).into())),
         }
         .map_err(|e| TaskError::UpstreamTls(std::io::Error::other(e)))?;
-        let Connected {
-            stream,
-            next_hop,
-            bound,
-        } = connected;
-        let tcp = stream.into_tcp();
+        let tcp = connected.stream.into_tcp();
         let (stream, _facts) =
             Stream::connect_tls(tcp, config.rustls.clone(), name, config.handshake_timeout)
                 .await
                 .map_err(TaskError::UpstreamTls)?;
         Ok(Connected {
             stream,
-            next_hop,
-            bound,
+            ..connected
         })
     }
 
@@ -407,60 +426,23 @@ impl Escaper {
     }
 }
 
-/// Connects to `port` on the first of `addresses` that answers, trying at most
-/// `tcp_connect.max_retry + 1` of them, each from `bind(address)`.
-pub(crate) async fn connect_first(
-    addresses: Vec<IpAddr>,
-    port: u16,
-    bind: impl Fn(IpAddr) -> Option<IpAddr>,
-    config: &TcpConnectConfig,
-) -> Result<Connected, TaskError> {
-    let mut last_error = TaskError::Resolver("no address to connect to".into());
-    for ip in addresses.into_iter().take(config.max_retry + 1) {
-        let address = SocketAddr::new(ip, port);
-        match connect_tcp(address, bind(ip), config.each_timeout.0).await {
-            Ok(connected) => return Ok(connected),
-            // Our own failure (a bind address we cannot use): the next address fails alike.
-            Err(error @ TaskError::Internal(_)) => return Err(error),
-            Err(error) => last_error = error,
-        }
+/// Writes the PROXY protocol header for a task from `client` that came in at `server`.
+async fn send_proxy_header(
+    connected: &Connected,
+    version: ProxyProtocol,
+    client: SocketAddr,
+    server: SocketAddr,
+) -> std::io::Result<()> {
+    let mut header = Vec::with_capacity(108);
+    match version {
+        ProxyProtocol::V1 => proxy_protocol::encode_v1(client, server, &mut header),
+        ProxyProtocol::V2 => proxy_protocol::encode_v2(client, server, &mut header),
     }
-    Err(last_error)
+    crate::conn::write_all_within(&connected.stream, &header, HEADER_WRITE_TIMEOUT).await
 }
 
-/// Connects to `address` from `bind` (any local address when `None`) within `timeout`.
-async fn connect_tcp(
-    address: SocketAddr,
-    bind: Option<IpAddr>,
-    timeout: Duration,
-) -> Result<Connected, TaskError> {
-    let socket = if address.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| TaskError::Internal(e.to_string()))?;
-    if let Some(bind) = bind {
-        socket
-            .bind(SocketAddr::new(bind, 0))
-            .map_err(|e| TaskError::Internal(format!("bind {bind}: {e}")))?;
-    }
-    match tokio::time::timeout(timeout, socket.connect(address)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            let bound = stream
-                .local_addr()
-                .map_err(|e| TaskError::Internal(e.to_string()))?;
-            Ok(Connected {
-                stream: Stream::plain(stream),
-                next_hop: address,
-                bound,
-            })
-        }
-        Ok(Err(error)) => Err(TaskError::from_connect(error)),
-        Err(_) => Err(TaskError::UpstreamConnectTimeout),
-    }
-}
+/// A fresh connection takes a PROXY header at once; a peer that does not is not there.
+const HEADER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Datagrams to a target each (g3's "udp associate"): one socket per address family, made
 /// when the first datagram of that family goes out, by the escaper that datagram is routed

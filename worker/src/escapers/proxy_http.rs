@@ -15,7 +15,8 @@ use g3proxy_shared::config::escapers::{DEFAULT_HTTP_PROXY_PORT, ProxyHttpConfig,
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Connected, Dependencies, EscaperOps, Forward, RequestForm, connect_first};
+use super::connect::{SocketOptions, connect_first};
+use super::{Connected, Dependencies, EscaperOps, Forward, RequestForm};
 use crate::conn::Stream;
 use crate::error::TaskError;
 use crate::pick::Picker;
@@ -67,7 +68,15 @@ impl ProxyHttpEscaper {
                 return Err(TaskError::Resolver(format!("{name}: no resolver")));
             }
         };
-        connect_first(addresses, peer.port, |_| None, &self.config.tcp_connect).await
+        let options = SocketOptions::default();
+        connect_first(
+            addresses,
+            peer.port,
+            |_| None,
+            &self.config.tcp_connect,
+            &options,
+        )
+        .await
     }
 
     async fn connect_through(
@@ -98,12 +107,8 @@ impl ProxyHttpEscaper {
 
 impl EscaperOps for ProxyHttpEscaper {
     async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
-        let Connected {
-            stream,
-            next_hop,
-            bound,
-        } = self.connect_peer().await?;
-        let mut tcp = stream.into_tcp();
+        let connected = self.connect_peer().await?;
+        let mut tcp = connected.stream.into_tcp();
         tokio::time::timeout(
             self.config.peer_negotiation_timeout.0,
             self.connect_through(&mut tcp, target),
@@ -112,8 +117,7 @@ impl EscaperOps for ProxyHttpEscaper {
         .map_err(|_| TaskError::UpstreamTimeout("CONNECT to the next-hop proxy"))??;
         Ok(Connected {
             stream: Stream::plain(tcp),
-            next_hop,
-            bound,
+            ..connected
         })
     }
 

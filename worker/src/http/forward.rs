@@ -14,7 +14,7 @@ use std::time::Duration;
 use g3proxy_proto::HostPort;
 use g3proxy_proto::http1::{self, BodyFraming, RequestHead, ResponseHead};
 use g3proxy_shared::config::servers::HttpSessionConfig;
-use g3proxy_shared::types::MAX_DURATION;
+use g3proxy_shared::types::{MAX_DURATION, SpeedLimit};
 use tokio::time::Instant;
 
 use super::HttpClient;
@@ -36,6 +36,7 @@ pub struct UpstreamConn {
     pub escaper: Arc<str>,
     pub next_hop: SocketAddr,
     pub bound: SocketAddr,
+    pub speed_limit: Option<SpeedLimit>,
 }
 
 impl UpstreamConn {
@@ -48,6 +49,7 @@ impl UpstreamConn {
             escaper: task.notes.escaper.clone().unwrap_or_else(|| "".into()),
             next_hop: forward.connected.next_hop,
             bound: forward.connected.bound,
+            speed_limit: forward.connected.speed_limit,
         }
     }
 
@@ -56,6 +58,7 @@ impl UpstreamConn {
         task.notes.escaper = Some(self.escaper.clone());
         task.notes.next_hop = Some(self.next_hop);
         task.notes.bound = Some(self.bound);
+        task.notes.upstream_limit = self.speed_limit;
     }
 
     /// Whether it may carry another request, having been idle since `idle_since`: nothing
@@ -165,7 +168,9 @@ async fn exchange(
         policy,
         context,
     } = env;
-    let policy = &policy.for_user(task.user.as_deref());
+    let policy = &policy
+        .for_user(task.user.as_deref())
+        .with_upstream_limit(task.notes.upstream_limit);
     let draining = context.phase() != Phase::Serving;
     let head = request.head;
     let framing = head

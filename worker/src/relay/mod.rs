@@ -41,6 +41,19 @@ impl RelayPolicy {
         user.and_then(|u| u.relay_policy(self)).unwrap_or(*self)
     }
 
+    /// This policy with the escaper's limit on the upstream connection too, the stricter of
+    /// the two in each direction (both bound the same bytes).
+    pub fn with_upstream_limit(&self, limit: Option<SpeedLimit>) -> RelayPolicy {
+        let speed_limit = match (self.speed_limit, limit) {
+            (Some(ours), Some(theirs)) => Some(ours.stricter(&theirs)),
+            (ours, theirs) => ours.or(theirs),
+        };
+        RelayPolicy {
+            speed_limit: speed_limit.filter(|l| !l.is_unlimited()),
+            ..*self
+        }
+    }
+
     /// The upload limiter of a task of `user`: the socket's, with the user's group-wide
     /// bucket on top.
     pub fn upload_limiter_for(&self, user: Option<&User>) -> Option<Limiter> {

@@ -230,7 +230,9 @@ pub async fn tunnel(
     // Its memory goes before the tunnel settles in for what may be hours.
     drop(early);
     let user = task.user.clone();
-    let policy = policy.for_user(user.as_deref());
+    let policy = policy
+        .for_user(user.as_deref())
+        .with_upstream_limit(task.notes.upstream_limit);
     let outcome = relay::relay_tunnel(client, upstream, &policy, context, user.as_deref()).await;
     task.notes.bytes_up += outcome.client_to_upstream;
     task.notes.bytes_down += outcome.upstream_to_client;

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use super::EscaperKind;
-use crate::types::{HumanDuration, NetworkAcl};
+use crate::config::servers::ProxyProtocol;
+use crate::types::{HumanDuration, NetworkAcl, SpeedLimit, TcpKeepalive, TcpMiscOpts};
 
 impl EscaperKind for DirectFixedConfig {
     fn resolver(&self) -> Option<&str> {
@@ -32,6 +33,82 @@ pub struct DirectFixedConfig {
     pub no_ipv6: bool,
     #[serde(default)]
     pub tcp_connect: TcpConnectConfig,
+    #[serde(default)]
+    pub happy_eyeballs: HappyEyeballsConfig,
+    /// Outgoing connections leave through this device (`SO_BINDTODEVICE`).
+    #[serde(default)]
+    pub bind_interface: Option<String>,
+    #[serde(default)]
+    pub tcp_keepalive: TcpKeepalive,
+    #[serde(default)]
+    pub tcp_misc_opts: TcpMiscOpts,
+    /// Per connection toward the target: upload is what we send it.
+    #[serde(default, alias = "tcp_conn_speed_limit", alias = "tcp_conn_limit")]
+    pub tcp_sock_speed_limit: Option<SpeedLimit>,
+    /// A PROXY protocol header with the client's addresses, first on every connection.
+    #[serde(default)]
+    pub use_proxy_protocol: Option<ProxyProtocol>,
+    #[serde(
+        default,
+        alias = "udp_relay_speed_limit",
+        alias = "udp_relay_limit",
+        deserialize_with = "crate::config::de::not_yet"
+    )]
+    pub udp_sock_speed_limit: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub udp_misc_opts: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub resolve_redirection: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub enable_path_selection: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub bind_foreign: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub bind_foreign_port: (),
+}
+
+/// `happy_eyeballs` (RFC 8305): how long to wait for the preferred family's addresses once
+/// the other family's came, how long for the other family once connecting began, how many
+/// preferred addresses go before the first of the other family, and the pause between two
+/// connection attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HappyEyeballsConfig {
+    #[serde(default = "default_resolution_delay", alias = "first_resolution_delay")]
+    pub resolution_delay: HumanDuration,
+    #[serde(
+        default = "default_second_resolution_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
+    pub second_resolution_timeout: HumanDuration,
+    #[serde(default = "default_first_family_count")]
+    pub first_address_family_count: usize,
+    #[serde(default = "default_connection_attempt_delay")]
+    pub connection_attempt_delay: HumanDuration,
+}
+
+fn default_resolution_delay() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(50))
+}
+fn default_second_resolution_timeout() -> HumanDuration {
+    HumanDuration::secs(2)
+}
+fn default_first_family_count() -> usize {
+    1
+}
+fn default_connection_attempt_delay() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(250))
+}
+
+impl Default for HappyEyeballsConfig {
+    fn default() -> Self {
+        HappyEyeballsConfig {
+            resolution_delay: default_resolution_delay(),
+            second_resolution_timeout: default_second_resolution_timeout(),
+            first_address_family_count: default_first_family_count(),
+            connection_attempt_delay: default_connection_attempt_delay(),
+        }
+    }
 }
 
 fn default_max_retry() -> usize {

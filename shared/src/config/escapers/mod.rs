@@ -9,7 +9,8 @@ mod route_failover;
 mod route_upstream;
 
 pub use direct_fixed::{
-    DirectFixedConfig, PickStrategy, QueryStrategy, ResolveStrategy, TcpConnectConfig,
+    DirectFixedConfig, HappyEyeballsConfig, PickStrategy, QueryStrategy, ResolveStrategy,
+    TcpConnectConfig,
 };
 pub use dummy_deny::DummyDenyConfig;
 pub use proxy_http::{DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, ProxyHttpConfig};
