@@ -125,6 +125,15 @@ pub fn socks5(data: &[u8]) {
         );
         assert!(used <= data.len());
     }
+    // A next hop's reply: its length is known from its first five bytes, and a whole one
+    // parses from exactly that many.
+    if let Some(first) = data.get(..5).and_then(|b| <[u8; 5]>::try_from(b).ok())
+        && let Ok(rest) = socks5::reply_rest_len(first)
+        && let Some(reply) = data.get(..5 + rest)
+        && let Ok((_, bound)) = socks5::parse_reply(reply)
+    {
+        let _ = bound.to_string();
+    }
     // Basic credentials come from a header value: any bytes decode or are refused.
     let _ = crate::http1::basic_credentials(data);
 }

@@ -283,6 +283,94 @@ pub fn encode_udp_header(source: SocketAddr, out: &mut Vec<u8>) {
     out.extend_from_slice(&source.port().to_be_bytes());
 }
 
+// The client side, for escapers that chain to a SOCKS5 next hop. Each answer has a length
+// known from its first bytes, so a caller reads exactly it and leaves what follows.
+
+/// `VER NMETHODS METHODS`: no authentication, and username/password when we have them.
+pub fn encode_greeting(with_password: bool) -> Vec<u8> {
+    match with_password {
+        true => vec![VERSION, 2, METHOD_NO_AUTH, METHOD_USER_PASSWORD],
+        false => vec![VERSION, 1, METHOD_NO_AUTH],
+    }
+}
+
+/// The method the server chose, from its two-byte answer.
+pub fn parse_method_choice(answer: [u8; 2]) -> Result<u8, Socks5Error> {
+    match answer {
+        [VERSION, method] => Ok(method),
+        [version, _] => Err(Socks5Error::Version(version)),
+    }
+}
+
+/// RFC 1929's request; `None` when a part is longer than 255 bytes.
+pub fn encode_user_password(user: &[u8], password: &[u8]) -> Option<Vec<u8>> {
+    let user_len = u8::try_from(user.len()).ok()?;
+    let password_len = u8::try_from(password.len()).ok()?;
+    let mut out = Vec::with_capacity(3 + user.len() + password.len());
+    out.extend_from_slice(&[USER_PASSWORD_VERSION, user_len]);
+    out.extend_from_slice(user);
+    out.push(password_len);
+    out.extend_from_slice(password);
+    Some(out)
+}
+
+/// Whether RFC 1929's two-byte answer accepts us.
+pub fn user_password_accepted(answer: [u8; 2]) -> bool {
+    answer == [USER_PASSWORD_VERSION, USER_PASSWORD_SUCCESS]
+}
+
+/// `VER CMD RSV ATYP DST.ADDR DST.PORT`; a domain longer than 255 bytes cannot be sent
+/// (`None`).
+pub fn encode_request(command: Command, target: &HostPort) -> Option<Vec<u8>> {
+    let command = match command {
+        Command::Connect => 1,
+        Command::Bind => 2,
+        Command::UdpAssociate => 3,
+    };
+    let mut out = vec![VERSION, command, 0];
+    match &target.host {
+        Host::Ip(IpAddr::V4(v4)) => {
+            out.push(1);
+            out.extend_from_slice(&v4.octets());
+        }
+        Host::Ip(IpAddr::V6(v6)) => {
+            out.push(4);
+            out.extend_from_slice(&v6.octets());
+        }
+        Host::Domain(domain) => {
+            out.push(3);
+            out.push(u8::try_from(domain.len()).ok()?);
+            out.extend_from_slice(domain.as_bytes());
+        }
+    }
+    out.extend_from_slice(&target.port.to_be_bytes());
+    Some(out)
+}
+
+/// How many more bytes a reply has after its first five (`VER REP RSV ATYP` and the first
+/// address byte).
+pub fn reply_rest_len(first: [u8; 5]) -> Result<usize, Socks5Error> {
+    match first {
+        [VERSION, _, _, 1, _] => Ok(3 + 2),
+        [VERSION, _, _, 4, _] => Ok(15 + 2),
+        [VERSION, _, _, 3, len] => Ok(len as usize + 2),
+        [VERSION, _, _, other, _] => Err(Socks5Error::UnknownAddressType(other)),
+        [version, ..] => Err(Socks5Error::Version(version)),
+    }
+}
+
+/// A whole reply: its code and the address the server bound.
+pub fn parse_reply(reply: &[u8]) -> Result<(u8, HostPort), Socks5Error> {
+    let [VERSION, code, _reserved, address_type, rest @ ..] = reply else {
+        return Err(match reply.first() {
+            Some(&version) if version != VERSION => Socks5Error::Version(version),
+            _ => Socks5Error::Truncated,
+        });
+    };
+    let (bound, _) = parse_address(*address_type, rest)?.ok_or(Socks5Error::Truncated)?;
+    Ok((*code, bound))
+}
+
 /// Encodes `VER REP RSV ATYP BND.ADDR BND.PORT`.
 pub fn encode_reply(reply: Reply, bound: Option<SocketAddr>) -> Vec<u8> {
     let bound = bound.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
@@ -304,6 +392,47 @@ pub fn encode_reply(reply: Reply, bound: Option<SocketAddr>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_messages_round_trip_through_the_server_parsers() {
+        let target = HostPort {
+            host: Host::Domain("example.test".into()),
+            port: 443,
+        };
+        let request = encode_request(Command::Connect, &target).unwrap();
+        assert_eq!(
+            parse_request(&request).unwrap(),
+            Parsed::Complete(
+                Request {
+                    command: Command::Connect,
+                    target: target.clone()
+                },
+                request.len()
+            )
+        );
+        let long = HostPort {
+            host: Host::Domain("a".repeat(256)),
+            port: 1,
+        };
+        assert!(encode_request(Command::Connect, &long).is_none());
+        assert_eq!(
+            parse_greeting(&encode_greeting(true)).unwrap(),
+            Parsed::Complete(vec![METHOD_NO_AUTH, METHOD_USER_PASSWORD], 4)
+        );
+        let login = encode_user_password(b"me", b"secret").unwrap();
+        let Parsed::Complete(parsed, used) = parse_user_password(&login).unwrap() else {
+            panic!("a whole login");
+        };
+        assert_eq!((parsed.user.as_slice(), used), (&b"me"[..], login.len()));
+        assert!(encode_user_password(&[b'x'; 256], b"").is_none());
+        for bound in ["192.0.2.1:1080", "[2001:db8::1]:1080"] {
+            let reply = encode_reply(Reply::Succeeded, Some(bound.parse().unwrap()));
+            let first: [u8; 5] = reply[..5].try_into().unwrap();
+            assert_eq!(5 + reply_rest_len(first).unwrap(), reply.len());
+            let (code, at) = parse_reply(&reply).unwrap();
+            assert_eq!((code, at.to_string()), (0, bound.to_string()));
+        }
+    }
 
     #[test]
     fn user_password() {

@@ -147,18 +147,6 @@ impl<'a> Parts<'a> {
     }
 }
 
-/// [`Parts`] of the common fields `C` and the type's own `T`.
-pub fn decode_parts<C: DeserializeOwned, T: DeserializeOwned>(
-    node: &Node,
-    path: &str,
-) -> Result<(C, T), ConfigError> {
-    let mut parts = Parts::new(node, path);
-    let common = parts.decode()?;
-    let own = parts.decode()?;
-    parts.finish()?;
-    Ok((common, own))
-}
-
 impl<'a> NodeDeserializer<'a> {
     fn new(node: &'a Node, path: String) -> Self {
         NodeDeserializer {

@@ -523,6 +523,7 @@ fn proxy_http_and_route_upstream_entries() {
         panic!("escaper 1 is proxy_http");
     };
     let addrs: Vec<String> = up
+        .next_hop
         .proxy_addr
         .iter()
         .map(|a| format!("{} {}", a.addr.with_default_port(3128), a.weight))

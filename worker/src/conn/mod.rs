@@ -17,7 +17,7 @@ use g3proxy_proto::Parsed;
 use g3proxy_shared::config::tls::TlsServerConfig;
 use tokio::time::Instant;
 
-pub use stream::{Stream, TlsFacts, read_buf, write_all, write_all_within};
+pub use stream::{Stream, TlsFacts, read_buf, read_exact, write_all, write_all_within};
 
 pub struct ClientConn {
     pub stream: Stream,

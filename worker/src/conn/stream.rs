@@ -98,6 +98,11 @@ impl Stream {
         self.tcp
     }
 
+    /// The socket of a plain stream (to peek at it); `None` under TLS.
+    pub fn plain_tcp(&self) -> Option<&TcpStream> {
+        self.tls.is_none().then_some(&self.tcp)
+    }
+
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
@@ -406,6 +411,22 @@ pub async fn read_buf(from: &Stream, buffer: &mut Vec<u8>) -> io::Result<usize> 
             result => return result,
         }
     }
+}
+
+/// Fills `buf` exactly, and takes no byte more off the stream: what follows stays for the
+/// next reader. `UnexpectedEof` when the stream ends first.
+pub async fn read_exact(from: &Stream, buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        from.readable().await?;
+        match from.try_read(&mut buf[filled..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes all of `data` and flushes it out of any TLS buffer.

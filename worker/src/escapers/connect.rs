@@ -1,9 +1,8 @@
 //! Outgoing TCP connections for the escapers: one socket set up as the escaper's config says
-//! (bind address, device, keepalive, `tcp_misc_opts`), addresses tried one after another
-//! ([`connect_first`], for next-hop proxies), and Happy Eyeballs ([`happy_eyeballs`], RFC
-//! 8305) for targets: both families resolved at once, connection attempts started
-//! `connection_attempt_delay` apart (or at once when the previous one failed), alternating
-//! families, the first connection to succeed winning.
+//! (bind address, device, keepalive, `tcp_misc_opts`), and Happy Eyeballs
+//! ([`happy_eyeballs`], RFC 8305) for targets and next hops alike: both families resolved at
+//! once, connection attempts started `connection_attempt_delay` apart (or at once when the
+//! previous one failed), alternating families, the first connection to succeed winning.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -30,28 +29,6 @@ pub struct SocketOptions {
     pub interface: Option<String>,
     pub keepalive: TcpKeepalive,
     pub misc: TcpMiscOpts,
-}
-
-/// Connects to `port` on the first of `addresses` that answers, trying at most
-/// `tcp_connect.max_retry + 1` of them, each from `bind(address)`.
-pub async fn connect_first(
-    addresses: Vec<IpAddr>,
-    port: u16,
-    bind: impl Fn(IpAddr) -> Option<IpAddr>,
-    config: &TcpConnectConfig,
-    options: &SocketOptions,
-) -> Result<Connected, TaskError> {
-    let mut last_error = TaskError::Resolver("no address to connect to".into());
-    for ip in addresses.into_iter().take(config.max_retry + 1) {
-        let address = SocketAddr::new(ip, port);
-        match connect_tcp(address, bind(ip), config.each_timeout.0, options).await {
-            Ok(connected) => return Ok(connected),
-            // Our own failure (a bind address we cannot use): the next address fails alike.
-            Err(error @ TaskError::Internal(_)) => return Err(error),
-            Err(error) => last_error = error,
-        }
-    }
-    Err(last_error)
 }
 
 /// Connects to `address` from `bind` (any local address when `None`) within `timeout`.

@@ -14,7 +14,9 @@
 mod connect;
 mod deny_all;
 mod direct_fixed;
+mod next_hop;
 mod proxy_http;
+mod proxy_socks5;
 mod route_failover;
 mod route_upstream;
 
@@ -193,6 +195,9 @@ escaper_runtimes! {
     stand_in DenyAll => deny_all::DenyAll;
     DirectFixed => direct_fixed::DirectFixedEscaper;
     ProxyHttp => proxy_http::ProxyHttpEscaper;
+    ProxyHttps => proxy_http::ProxyHttpEscaper;
+    ProxySocks5 => proxy_socks5::ProxySocks5Escaper;
+    ProxySocks5s => proxy_socks5::ProxySocks5Escaper;
     RouteUpstream => route_upstream::RouteUpstreamEscaper;
     DummyDeny => deny_all::DenyAll;
     RouteFailover => route_failover::RouteFailoverEscaper;

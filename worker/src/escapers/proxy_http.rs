@@ -1,99 +1,67 @@
-//! `type: proxy_http`: through a next-hop HTTP proxy. A TCP connection is a `CONNECT` to it;
+//! `type: proxy_http` and `type: proxy_https` (the same over TLS, see `next_hop.rs`): through
+//! a next-hop HTTP proxy. A TCP connection is a `CONNECT` to it;
 //! a forwarded HTTP request goes to it in absolute form (an https one too when the next hop
 //! does the TLS, `http_forward_capability.forward_https`), with our own `Proxy-Authorization`
 //! when `proxy_username` is set: the client's credentials for us never travel on.
 //!
-//! The `CONNECT` answer is read with `MSG_PEEK` and only its own bytes are taken off the
-//! socket, so what the target sends right after it (a server that speaks first) stays for the
-//! relay instead of being swallowed with the head.
+//! The `CONNECT` answer is read with `MSG_PEEK` (under TLS, a byte at a time from what is
+//! decrypted) and only its own bytes are taken off the stream, so what the target sends right
+//! after it (a server that speaks first) stays for the relay instead of being swallowed with
+//! the head.
 
 use std::sync::Arc;
 
 use g3proxy_proto::http1::{self, ResponseHead};
-use g3proxy_proto::{Host, HostPort, Parsed, base64};
-use g3proxy_shared::config::escapers::{DEFAULT_HTTP_PROXY_PORT, ProxyHttpConfig, QueryStrategy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use g3proxy_proto::{HostPort, Parsed, base64};
+use g3proxy_shared::config::escapers::{DEFAULT_HTTP_PROXY_PORT, HttpPeerKeys, ProxyHttpConfig};
 use tokio::net::TcpStream;
 
-use super::connect::{SocketOptions, connect_first};
+use super::next_hop::NextHop;
 use super::{Connected, Dependencies, EscaperOps, Forward, RequestForm};
-use crate::conn::Stream;
+use crate::conn::{Stream, read_exact, write_all_within};
 use crate::error::TaskError;
-use crate::pick::Picker;
-use crate::resolvers::Resolver;
 
 pub struct ProxyHttpEscaper {
-    config: ProxyHttpConfig,
-    peers: Picker<HostPort>,
-    resolver: Option<Arc<Resolver>>,
+    next_hop: NextHop,
+    http: HttpPeerKeys,
     /// `Proxy-Authorization: Basic …\r\n`, when we have credentials for the next hop.
     authorization: Option<Arc<str>>,
 }
 
 impl ProxyHttpEscaper {
+    /// `proxy_http`, or `proxy_https` when the config has `tls`.
     pub fn build(config: &ProxyHttpConfig, deps: &Dependencies) -> anyhow::Result<Self> {
-        let peers = config
-            .proxy_addr
-            .iter()
-            .map(|entry| {
-                let addr = entry.addr.with_default_port(DEFAULT_HTTP_PROXY_PORT);
-                (addr, entry.weight)
-            })
-            .collect();
-        let authorization = config.proxy_username.as_ref().map(|user| {
-            let password = config.proxy_password.as_ref().map_or("", |p| p.0.as_str());
+        let next_hop = &config.next_hop;
+        let authorization = next_hop.proxy_username.as_ref().map(|user| {
+            let password = next_hop
+                .proxy_password
+                .as_ref()
+                .map_or("", |p| p.0.as_str());
             let token = base64::encode(format!("{user}:{password}").as_bytes());
             Arc::from(format!("Proxy-Authorization: Basic {token}\r\n"))
         });
         Ok(ProxyHttpEscaper {
-            config: config.clone(),
-            peers: Picker::new(peers, config.proxy_addr_pick_policy),
-            resolver: config.resolver.as_deref().map(|name| deps.resolver(name)),
+            next_hop: NextHop::build(next_hop, config.tls.as_ref(), DEFAULT_HTTP_PROXY_PORT, deps)?,
+            http: config.http.clone(),
             authorization,
         })
     }
 
-    /// A TCP connection to one next hop, picked by the policy; a name is resolved and its
-    /// addresses tried in turn (`tcp_connect.max_retry`).
-    async fn connect_peer(&self) -> Result<Connected, TaskError> {
-        // The config refuses the hashing policies here: no key is needed.
-        let peer = self.peers.pick(b"");
-        let addresses = match (&peer.host, &self.resolver) {
-            (Host::Ip(ip), _) => vec![*ip],
-            (Host::Domain(name), Some(resolver)) => {
-                resolver.resolve(name, QueryStrategy::default()).await?
-            }
-            // The loader refuses a named next hop without a resolver.
-            (Host::Domain(name), None) => {
-                return Err(TaskError::Resolver(format!("{name}: no resolver")));
-            }
-        };
-        let options = SocketOptions::default();
-        connect_first(
-            addresses,
-            peer.port,
-            |_| None,
-            &self.config.tcp_connect,
-            &options,
-        )
-        .await
-    }
-
-    async fn connect_through(
-        &self,
-        tcp: &mut TcpStream,
-        target: &HostPort,
-    ) -> Result<(), TaskError> {
+    async fn connect_through(&self, peer: &Stream, target: &HostPort) -> Result<(), TaskError> {
         let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
         if let Some(authorization) = &self.authorization {
             request.push_str(authorization);
         }
         request.push_str("\r\n");
-        tcp.write_all(request.as_bytes())
+        let timeout = self.next_hop.negotiation_timeout();
+        write_all_within(peer, request.as_bytes(), timeout)
             .await
             .map_err(TaskError::UpstreamIo)?;
-        let max = self.config.http_connect_rsp_header_max_size.0 as usize;
-        let response = read_head_exactly(tcp, max).await?;
+        let max = self.http.http_connect_rsp_header_max_size.0 as usize;
+        let response = match peer.plain_tcp() {
+            Some(tcp) => read_head_exactly(tcp, max).await?,
+            None => read_head_bytewise(peer, max).await?,
+        };
         match response.code {
             200..=299 => Ok(()),
             407 => Err(TaskError::next_hop_wants_credentials()),
@@ -107,18 +75,14 @@ impl ProxyHttpEscaper {
 
 impl EscaperOps for ProxyHttpEscaper {
     async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
-        let connected = self.connect_peer().await?;
-        let mut tcp = connected.stream.into_tcp();
+        let connected = self.next_hop.connect().await?;
         tokio::time::timeout(
-            self.config.peer_negotiation_timeout.0,
-            self.connect_through(&mut tcp, target),
+            self.next_hop.negotiation_timeout(),
+            self.connect_through(&connected.stream, target),
         )
         .await
         .map_err(|_| TaskError::UpstreamTimeout("CONNECT to the next-hop proxy"))??;
-        Ok(Connected {
-            stream: Stream::plain(tcp),
-            ..connected
-        })
+        Ok(connected)
     }
 
     async fn http_forward(
@@ -126,11 +90,11 @@ impl EscaperOps for ProxyHttpEscaper {
         _target: &HostPort,
         tls: bool,
     ) -> Option<Result<Forward, TaskError>> {
-        if tls && !self.config.http_forward_capability.forward_https {
+        if tls && !self.http.http_forward_capability.forward_https {
             // TLS is ours: through a CONNECT tunnel, in origin form.
             return None;
         }
-        Some(self.connect_peer().await.map(|connected| Forward {
+        Some(self.next_hop.connect().await.map(|connected| Forward {
             connected,
             form: RequestForm::Absolute {
                 authorization: self.authorization.clone(),
@@ -139,10 +103,43 @@ impl EscaperOps for ProxyHttpEscaper {
     }
 }
 
+/// Reads one response head from under TLS, a byte at a time from the decrypted buffer, so
+/// that what follows the head stays for the relay.
+async fn read_head_bytewise(peer: &Stream, max: usize) -> Result<ResponseHead, TaskError> {
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    loop {
+        if head.len() >= max {
+            return Err(TaskError::UpstreamProtocol(
+                "the next-hop proxy's CONNECT answer is too large".into(),
+            ));
+        }
+        read_exact(peer, &mut byte)
+            .await
+            .map_err(TaskError::UpstreamIo)?;
+        head.push(byte[0]);
+        if byte[0] == b'\n' && head_end(&head, head.len().saturating_sub(3)).is_some() {
+            return parse_head(&head);
+        }
+    }
+}
+
+fn parse_head(head: &[u8]) -> Result<ResponseHead, TaskError> {
+    match http1::parse_response(head) {
+        Ok(Parsed::Complete(response, _)) => Ok(response),
+        Ok(Parsed::Partial) => Err(TaskError::UpstreamProtocol(
+            "the next-hop proxy's CONNECT answer is cut short".into(),
+        )),
+        Err(e) => Err(TaskError::UpstreamProtocol(format!(
+            "the next-hop proxy's CONNECT answer: {e}"
+        ))),
+    }
+}
+
 /// Reads one response head and not a byte more: peeks, takes off the socket only the bytes
 /// up to the blank line (CRLF or bare LF, as `httparse` reads them), and waits for more while
 /// the head is incomplete.
-async fn read_head_exactly(tcp: &mut TcpStream, max: usize) -> Result<ResponseHead, TaskError> {
+async fn read_head_exactly(tcp: &TcpStream, max: usize) -> Result<ResponseHead, TaskError> {
     let mut head: Vec<u8> = Vec::new();
     let mut window = vec![0u8; max.min(4096)];
     loop {
@@ -172,21 +169,30 @@ async fn read_head_exactly(tcp: &mut TcpStream, max: usize) -> Result<ResponseHe
         };
         head.truncate(head.len() - (peeked - ours));
         // These bytes were just peeked, so they are there to read.
-        tcp.read_exact(&mut window[..ours])
-            .await
-            .map_err(TaskError::UpstreamIo)?;
+        take_peeked(tcp, &mut window[..ours]).await?;
         if end.is_some() {
-            return match http1::parse_response(&head) {
-                Ok(Parsed::Complete(response, _)) => Ok(response),
-                Ok(Parsed::Partial) => Err(TaskError::UpstreamProtocol(
-                    "the next-hop proxy's CONNECT answer is cut short".into(),
-                )),
-                Err(e) => Err(TaskError::UpstreamProtocol(format!(
-                    "the next-hop proxy's CONNECT answer: {e}"
-                ))),
-            };
+            return parse_head(&head);
         }
     }
+}
+
+/// Takes off the socket the bytes a peek just showed.
+async fn take_peeked(tcp: &TcpStream, buf: &mut [u8]) -> Result<(), TaskError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        tcp.readable().await.map_err(TaskError::UpstreamIo)?;
+        match tcp.try_read(&mut buf[filled..]) {
+            Ok(0) => {
+                return Err(TaskError::UpstreamIo(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(TaskError::UpstreamIo(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Where a head ends: after the first `\n\n` or `\n\r\n` at or after `from`.

@@ -4,7 +4,9 @@
 
 mod direct_fixed;
 mod dummy_deny;
+mod next_hop;
 mod proxy_http;
+mod proxy_socks5;
 mod route_failover;
 mod route_upstream;
 
@@ -13,7 +15,11 @@ pub use direct_fixed::{
     TcpConnectConfig,
 };
 pub use dummy_deny::DummyDenyConfig;
-pub use proxy_http::{DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, ProxyHttpConfig};
+pub use next_hop::{NextHopConfig, PeerTlsConfig};
+pub use proxy_http::{
+    DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, HttpPeerKeys, ProxyHttpConfig,
+};
+pub use proxy_socks5::{DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config};
 pub use route_failover::RouteFailoverConfig;
 pub use route_upstream::RouteUpstreamConfig;
 
@@ -21,7 +27,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::de::decode_parts;
+use super::de::Parts;
 use super::error::ConfigError;
 use super::type_error;
 use super::yaml::Node;
@@ -49,8 +55,19 @@ pub trait EscaperKind {
     }
 }
 
+/// How a type's own keys are decoded: as a derived struct, or by its own function over the
+/// entry's parts (types that share groups of keys).
+macro_rules! decode_own {
+    ($config:ty) => {
+        Parts::decode::<$config>
+    };
+    ($config:ty, $via:path) => {
+        $via
+    };
+}
+
 macro_rules! escaper_types {
-    ($($variant:ident($config:ty) = $name:literal $(| $alias:literal)*;)*) => {
+    ($($variant:ident($config:ty) = $name:literal $(| $alias:literal)* $(via $via:path)?;)*) => {
         #[derive(Debug, Clone, PartialEq)]
         pub enum EscaperType {
             $($variant($config),)*
@@ -76,11 +93,13 @@ macro_rules! escaper_types {
             path: &str,
         ) -> Option<Result<EscaperConfig, ConfigError>> {
             match type_name {
-                $($name $(| $alias)* => Some(
-                    decode_parts::<EscaperCommon, $config>(node, path).map(|(common, own)| {
-                        EscaperConfig { common, escaper_type: EscaperType::$variant(own) }
-                    }),
-                ),)*
+                $($name $(| $alias)* => Some((|| {
+                    let mut parts = Parts::new(node, path);
+                    let common = parts.decode::<EscaperCommon>()?;
+                    let own: $config = decode_own!($config $(, $via)?)(&mut parts)?;
+                    parts.finish()?;
+                    Ok(EscaperConfig { common, escaper_type: EscaperType::$variant(own) })
+                })()),)*
                 _ => None,
             }
         }
@@ -89,7 +108,10 @@ macro_rules! escaper_types {
 
 escaper_types! {
     DirectFixed(DirectFixedConfig) = "direct_fixed" | "directfixed";
-    ProxyHttp(ProxyHttpConfig) = "proxy_http" | "proxyhttp";
+    ProxyHttp(ProxyHttpConfig) = "proxy_http" | "proxyhttp" via ProxyHttpConfig::decode;
+    ProxyHttps(ProxyHttpConfig) = "proxy_https" | "proxyhttps" via ProxyHttpConfig::decode_tls;
+    ProxySocks5(ProxySocks5Config) = "proxy_socks5" | "proxysocks5" via ProxySocks5Config::decode;
+    ProxySocks5s(ProxySocks5Config) = "proxy_socks5s" | "proxysocks5s" via ProxySocks5Config::decode_tls;
     RouteUpstream(RouteUpstreamConfig) = "route_upstream" | "routeupstream";
     DummyDeny(DummyDenyConfig) = "dummy_deny" | "dummydeny" | "denyall";
     RouteFailover(RouteFailoverConfig) = "route_failover" | "routefailover" | "failover";
@@ -104,9 +126,6 @@ pub struct EscaperConfig {
 const NOT_YET: &[&str] = &[
     "direct_float",
     "direct_dynamic",
-    "proxy_https",
-    "proxy_socks5",
-    "proxy_socks5s",
     "proxy_float",
     "proxy_dynamic",
     "divert_tcp",

@@ -1,0 +1,125 @@
+//! The keys every `proxy_*` escaper has: which next-hop proxies, how to reach them (resolved,
+//! raced, from which address, with which socket options), our credentials for them; and the
+//! TLS keys of the `s` variants. Each type's own keys are in its file.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use g3proxy_proto::Host;
+use serde::Deserialize;
+
+use super::{HappyEyeballsConfig, ResolveStrategy, TcpConnectConfig};
+use crate::config::tls::TlsClientConfig;
+use crate::types::{
+    HumanDuration, PickPolicy, Secret, SpeedLimit, TcpKeepalive, TcpMiscOpts, WeightedAddr,
+};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NextHopConfig {
+    /// One address or a list, entries optionally weighted.
+    pub proxy_addr: Vec<WeightedAddr>,
+    #[serde(default)]
+    pub proxy_addr_pick_policy: PickPolicy,
+    /// Resolves `proxy_addr` entries given by name.
+    #[serde(default)]
+    pub resolver: Option<String>,
+    #[serde(default)]
+    pub resolve_strategy: ResolveStrategy,
+    #[serde(default, alias = "proxy_user")]
+    pub proxy_username: Option<String>,
+    #[serde(default, alias = "proxy_passwd")]
+    pub proxy_password: Option<Secret>,
+    /// How long the next hop has to answer our handshake (`CONNECT`, SOCKS5, TLS).
+    #[serde(
+        default = "default_negotiation_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
+    pub peer_negotiation_timeout: HumanDuration,
+    #[serde(default)]
+    pub tcp_connect: TcpConnectConfig,
+    #[serde(default)]
+    pub happy_eyeballs: HappyEyeballsConfig,
+    #[serde(default)]
+    pub bind_ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub bind_ipv6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub bind_interface: Option<String>,
+    #[serde(default)]
+    pub no_ipv4: bool,
+    #[serde(default)]
+    pub no_ipv6: bool,
+    #[serde(default)]
+    pub tcp_keepalive: TcpKeepalive,
+    #[serde(default)]
+    pub tcp_misc_opts: TcpMiscOpts,
+    /// Per connection to the next hop: upload is what we send it.
+    #[serde(
+        default,
+        alias = "tcp_conn_speed_limit",
+        alias = "tcp_conn_limit",
+        alias = "conn_limit"
+    )]
+    pub tcp_sock_speed_limit: Option<SpeedLimit>,
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub use_proxy_protocol: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub pass_proxy_userid: (),
+}
+
+fn default_negotiation_timeout() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+
+impl NextHopConfig {
+    /// Rules between keys that decoding alone cannot see.
+    pub fn check(&self) -> Result<(), String> {
+        if self.proxy_addr.is_empty() {
+            return Err("proxy_addr is empty: name at least one next-hop proxy".into());
+        }
+        if self.proxy_addr_pick_policy.is_hashed() {
+            // g3 hashes on `<client-ip>[-<user>]-<host>`; the escaper operations do not carry
+            // the client yet, and a key without it would not keep a client on its next hop.
+            return Err(
+                "proxy_addr_pick_policy: the hashing policies (ketama, rendezvous, jump_hash) are not supported for next hops by this build yet: use random, serial or rr"
+                    .into(),
+            );
+        }
+        let by_name = self
+            .proxy_addr
+            .iter()
+            .any(|entry| matches!(entry.addr.host, Host::Domain(_)));
+        if by_name && self.resolver.is_none() {
+            return Err("proxy_addr names a host: set resolver to look it up".into());
+        }
+        // RFC 7617 and RFC 1929: the user-id ends at the first colon (Basic), each part is
+        // at most 255 bytes (SOCKS5), and neither part has controls.
+        let controls = |text: &str| text.chars().any(char::is_control);
+        match (&self.proxy_username, &self.proxy_password) {
+            (None, Some(_)) => Err("proxy_password without proxy_username".into()),
+            (Some(user), _) if user.contains(':') => {
+                Err("proxy_username may not contain ':' (Basic auth splits there)".into())
+            }
+            (Some(user), password)
+                if controls(user) || password.as_ref().is_some_and(|p| controls(&p.0)) =>
+            {
+                Err("proxy_username and proxy_password may not contain control characters".into())
+            }
+            (Some(user), password)
+                if user.len() > 255 || password.as_ref().is_some_and(|p| p.0.len() > 255) =>
+            {
+                Err("proxy_username and proxy_password have at most 255 bytes each".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `tls_client` (alias `tls`; the system's CAs when left out) and `tls_name` (the name the
+/// next hop's certificate is checked against; its address's host when left out).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PeerTlsConfig {
+    #[serde(default, alias = "tls")]
+    pub tls_client: Option<TlsClientConfig>,
+    #[serde(default)]
+    pub tls_name: Option<String>,
+}

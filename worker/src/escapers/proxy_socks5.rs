@@ -1,0 +1,136 @@
+//! `type: proxy_socks5` and `type: proxy_socks5s` (the same over TLS, see `next_hop.rs`):
+//! through a next-hop SOCKS5 proxy. A TCP connection is a SOCKS5 `CONNECT` (RFC 1928) with
+//! username and password (RFC 1929) when `proxy_username` is set; target names go to the next
+//! hop as names, for it to resolve. Every answer is read to its exact length, so what the
+//! target sends right after the reply stays for the relay. HTTP requests are forwarded over
+//! such a connection in origin form. UDP through a SOCKS5 next hop is not relayed yet.
+
+use g3proxy_proto::HostPort;
+use g3proxy_proto::socks5::{self, Command};
+use g3proxy_shared::config::escapers::{DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config};
+
+use super::next_hop::NextHop;
+use super::{Connected, Dependencies, EscaperOps};
+use crate::conn::{Stream, read_exact, write_all_within};
+use crate::error::TaskError;
+
+pub struct ProxySocks5Escaper {
+    next_hop: NextHop,
+    /// RFC 1929's request with our credentials, when we have them.
+    login: Option<Vec<u8>>,
+}
+
+impl ProxySocks5Escaper {
+    /// `proxy_socks5`, or `proxy_socks5s` when the config has `tls`.
+    pub fn build(config: &ProxySocks5Config, deps: &Dependencies) -> anyhow::Result<Self> {
+        let next_hop = &config.next_hop;
+        let login = match &next_hop.proxy_username {
+            None => None,
+            Some(user) => {
+                let password = next_hop
+                    .proxy_password
+                    .as_ref()
+                    .map_or("", |p| p.0.as_str());
+                // The loader allows at most 255 bytes each.
+                Some(
+                    socks5::encode_user_password(user.as_bytes(), password.as_bytes()).ok_or_else(
+                        || anyhow::anyhow!("proxy_username or proxy_password too long"),
+                    )?,
+                )
+            }
+        };
+        Ok(ProxySocks5Escaper {
+            next_hop: NextHop::build(
+                next_hop,
+                config.tls.as_ref(),
+                DEFAULT_SOCKS_PROXY_PORT,
+                deps,
+            )?,
+            login,
+        })
+    }
+
+    /// The SOCKS5 exchange for a connection to `target` over `peer`.
+    async fn negotiate(&self, peer: &Stream, target: &HostPort) -> Result<(), TaskError> {
+        let timeout = self.next_hop.negotiation_timeout();
+        let send = |data: Vec<u8>| async move {
+            write_all_within(peer, &data, timeout)
+                .await
+                .map_err(TaskError::UpstreamIo)
+        };
+        let protocol = |e: socks5::Socks5Error| {
+            TaskError::UpstreamProtocol(format!("the next-hop SOCKS5 proxy: {e}"))
+        };
+        send(socks5::encode_greeting(self.login.is_some())).await?;
+        let mut choice = [0u8; 2];
+        read_exact(peer, &mut choice)
+            .await
+            .map_err(TaskError::UpstreamIo)?;
+        match (
+            socks5::parse_method_choice(choice).map_err(protocol)?,
+            &self.login,
+        ) {
+            (socks5::METHOD_NO_AUTH, _) => {}
+            (socks5::METHOD_USER_PASSWORD, Some(login)) => {
+                send(login.clone()).await?;
+                let mut status = [0u8; 2];
+                read_exact(peer, &mut status)
+                    .await
+                    .map_err(TaskError::UpstreamIo)?;
+                if !socks5::user_password_accepted(status) {
+                    return Err(TaskError::next_hop_wants_credentials());
+                }
+            }
+            _ => return Err(TaskError::next_hop_wants_credentials()),
+        }
+        let request = socks5::encode_request(Command::Connect, target).ok_or_else(|| {
+            TaskError::Client(format!("{}: a name too long for SOCKS5", target.host))
+        })?;
+        send(request).await?;
+        let mut first = [0u8; 5];
+        read_exact(peer, &mut first)
+            .await
+            .map_err(TaskError::UpstreamIo)?;
+        let rest = socks5::reply_rest_len(first).map_err(protocol)?;
+        let mut reply = vec![0u8; 5 + rest];
+        reply[..5].copy_from_slice(&first);
+        read_exact(peer, &mut reply[5..])
+            .await
+            .map_err(TaskError::UpstreamIo)?;
+        let (code, _bound) = socks5::parse_reply(&reply).map_err(protocol)?;
+        match code {
+            0 => Ok(()),
+            code => Err(refusal(code, target)),
+        }
+    }
+}
+
+/// The task's error for a next hop's refusal, in the class its reply code names.
+fn refusal(code: u8, target: &HostPort) -> TaskError {
+    let said = match code {
+        2 => "not allowed by its rules",
+        3 => "network unreachable",
+        4 => "host unreachable",
+        5 => "connection refused",
+        6 => "TTL expired",
+        7 => "command not supported",
+        8 => "address type not supported",
+        _ => "general failure",
+    };
+    TaskError::UpstreamProtocol(format!(
+        "the next-hop SOCKS5 proxy could not connect to {target}: {said} ({code})"
+    ))
+}
+
+impl EscaperOps for ProxySocks5Escaper {
+    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
+        let connected = self.next_hop.connect().await?;
+        tokio::time::timeout(
+            self.next_hop.negotiation_timeout(),
+            self.negotiate(&connected.stream, target),
+        )
+        .await
+        .map_err(|_| TaskError::UpstreamTimeout("SOCKS5 with the next-hop proxy"))??;
+        Ok(connected)
+    }
+}
