@@ -46,11 +46,9 @@ pub enum Query {
     ServerStatus {
         name: String,
     },
-    /// Users published to a user group, answered once every worker uses them.
-    Publish {
-        group: String,
-        published: g3proxy_shared::ipc::worker::PublishedUsers,
-    },
+    /// A publish (users to a user group, binds or peers to a float escaper), answered once
+    /// every worker uses it.
+    Publish(ToWorker),
     /// A user group's dynamic users, as the first worker that answers has them.
     DynamicUsers {
         group: String,

@@ -13,8 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse};
 use g3proxy_shared::ipc::worker::{
-    FromWorker, PublishedUsers, ToWorker, WorkerStatus, parse_worker_socket_name,
-    worker_socket_path,
+    FromWorker, ToWorker, WorkerStatus, parse_worker_socket_name, worker_socket_path,
 };
 use g3proxy_shared::ipc::{self, fd_passing, trust};
 
@@ -242,21 +241,11 @@ pub async fn tell_foreign(control_dir: PathBuf, group: String, own: Vec<u32>, me
     }
 }
 
-/// Users published to `user_group`, applied by worker `pid` before this returns (or it
-/// did not answer).
-pub async fn publish_to(
-    control_dir: &Path,
-    group: &str,
-    pid: u32,
-    user_group: &str,
-    published: &PublishedUsers,
-) -> bool {
-    let request = ToWorker::PublishUsers {
-        group: user_group.to_string(),
-        published: published.clone(),
-    };
+/// A publish (`ToWorker::PublishUsers` or `PublishEscaper`), applied by worker `pid`
+/// before this returns (or it did not answer).
+pub async fn publish_to(control_dir: &Path, group: &str, pid: u32, publish: ToWorker) -> bool {
     matches!(
-        worker_request(control_dir, group, pid, request).await,
+        worker_request(control_dir, group, pid, publish).await,
         Some((FromWorker::Applied { .. }, _))
     )
 }

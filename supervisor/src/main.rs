@@ -270,7 +270,10 @@ async fn run(
         .and_then(|stat| metrics::FleetMetrics::new(stat, &group));
     supervisor.emit_fleet_metrics();
     supervisor.adopted_workers = adopted_workers;
-    supervisor.published_users = published::load(&control_dir, &group, &config);
+    supervisor.published_users =
+        published::load(&control_dir, &group, published::Record::Users, &config);
+    supervisor.published_escapers =
+        published::load(&control_dir, &group, published::Record::Escapers, &config);
     supervisor.number_after(handoff::highest_generation(&control_dir, &group));
 
     let unique_path = control::unique_socket_path(&control_dir, &group, std::process::id());

@@ -82,7 +82,8 @@ pub struct Supervisor {
     /// A successor took over: the group socket path is its now.
     pub handed_over: bool,
     /// The users last published to each user group, for every later worker.
-    pub published_users: BTreeMap<String, g3proxy_shared::ipc::worker::PublishedUsers>,
+    pub published_users: BTreeMap<String, g3proxy_shared::ipc::worker::Published>,
+    pub published_escapers: BTreeMap<String, g3proxy_shared::ipc::worker::Published>,
     /// The group-wide user counters, to give back what a dead worker held.
     pub user_limits: Option<g3proxy_shared::user_limits::UserLimits>,
     /// Our own metrics of the fleet, when the config has a `stat` section.
@@ -116,6 +117,7 @@ impl Supervisor {
             exit_code: None,
             handed_over: false,
             published_users: BTreeMap::new(),
+            published_escapers: BTreeMap::new(),
             user_limits: None,
             fleet_metrics: None,
         }
@@ -387,6 +389,7 @@ impl Supervisor {
             runtime,
             verbosity: self.options.verbosity,
             published_users: self.published_users.clone(),
+            published_escapers: self.published_escapers.clone(),
         };
         let binary = generation.binary.clone();
         let process = worker::spawn(&binary, id, start, fds, self.events.clone()).await?;

@@ -45,6 +45,7 @@ struct Worker {
     context: Arc<Context>,
     servers: Vec<Arc<Server>>,
     resolvers: HashMap<String, Arc<Resolver>>,
+    escapers: HashMap<String, Arc<Escaper>>,
     user_groups: HashMap<String, Arc<UserGroup>>,
     metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
     /// Our copies of the listeners, kept to share with a successor; dropped when draining.
@@ -85,6 +86,14 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
                 },
             )?),
         );
+    }
+    // What was published to float escapers before this worker.
+    for (name, published) in &start.published_escapers {
+        if let Some(escaper) = escapers.get(name)
+            && let Err(error) = escaper.publish(published)
+        {
+            warn!("escaper {name}: its last publish is not used: {error}");
+        }
     }
     // The group-wide user counters, mapped once for every user group of this worker.
     let limits = match config.user_groups.is_empty() {
@@ -152,6 +161,7 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
         context,
         servers,
         resolvers,
+        escapers,
         user_groups,
         metrics,
         listeners,
@@ -457,6 +467,17 @@ impl Worker {
                     }),
                     Vec::new(),
                 );
+            }
+            ToWorker::PublishEscaper { escaper, published } => {
+                match self.escapers.get(&escaper) {
+                    Some(found) => {
+                        if let Err(error) = found.publish(&published) {
+                            warn!("escaper {escaper}: publish not used: {error}");
+                        }
+                    }
+                    None => warn!("a publish to escaper {escaper}, which this worker lacks"),
+                }
+                return (Some(FromWorker::Applied { id: 0 }), Vec::new());
             }
             ToWorker::PublishUsers { group, published } => {
                 match self.user_groups.get(&group) {

@@ -1,6 +1,7 @@
 //! The ctl commands: each file turns its arguments into a request and its answer into
 //! g3proxy-ctl's output.
 
+mod escaper;
 mod fleet;
 mod list;
 pub mod passphrase;
@@ -33,6 +34,12 @@ pub enum Command {
         name: String,
         #[command(subcommand)]
         action: server::ServerAction,
+    },
+    /// Escaper commands
+    Escaper {
+        name: String,
+        #[command(subcommand)]
+        action: escaper::EscaperAction,
     },
     /// Resolver commands
     Resolver {
@@ -88,6 +95,7 @@ impl Command {
             Command::List { what } => list::request(what),
             Command::Server { name, action } => server::request(name, action),
             Command::Resolver { name, action } => resolver::request(name, action),
+            Command::Escaper { name, action } => escaper::request(name, action)?,
             Command::Fleet { .. } => CtlRequest::Fleet,
             Command::Reload => CtlRequest::Reload,
             Command::ReloadServer { name } => reload_entry(ModuleKind::Server, name),

@@ -241,7 +241,10 @@ impl<'a, S: Source> Loader<'a, S> {
             ))
         })();
         tls::forget_pem_files();
-        let (resolvers, escapers, servers) = decoded?;
+        let (resolvers, mut escapers, servers) = decoded?;
+        for (escaper, _) in &mut escapers {
+            escaper.resolve_paths(&self.base_dir);
+        }
         // A group without `type` is a basic one, as in g3.
         let mut user_groups = decode_typed(
             &user_group_entries,

@@ -82,11 +82,12 @@ fn g3proxy_layout_loads_with_its_spellings() {
         panic!("escaper 0 is direct_fixed");
     };
     assert_eq!(
-        direct.resolve_strategy.query,
+        direct.direct.resolve_strategy.query,
         escapers::QueryStrategy::Ipv4Only
     );
     assert!(
         direct
+            .direct
             .egress_network_filter
             .as_ref()
             .unwrap()

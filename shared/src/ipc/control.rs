@@ -67,6 +67,12 @@ pub enum CtlRequest {
         group: String,
         users: String,
     },
+    /// `escaper NAME publish DATA`: a float escaper's new binds or peers, in use by every
+    /// worker, now and in later generations.
+    PublishEscaper {
+        escaper: String,
+        data: String,
+    },
     /// `resolver NAME query DOMAIN`: a lookup through the resolver of a serving worker, its
     /// cache included.
     QueryResolver {

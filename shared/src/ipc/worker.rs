@@ -38,16 +38,21 @@ pub struct WorkerStart {
     pub verbosity: u8,
     /// The users last published to each user group (`publish-user`).
     #[serde(default)]
-    pub published_users: std::collections::BTreeMap<String, PublishedUsers>,
+    pub published_users: std::collections::BTreeMap<String, Published>,
+    /// What was last published to each float escaper (`escaper NAME publish`).
+    #[serde(default)]
+    pub published_escapers: std::collections::BTreeMap<String, Published>,
 }
 
-/// Users published to a user group: a JSON array of users, and an order between publishes
-/// (a worker may get the same one twice, and two quick ones by two paths out of order; it
-/// keeps the latest).
+/// What was published to a module: its JSON text (a user group's array of users, a float
+/// escaper's binds or peers), and an order between publishes (a worker may get the same one
+/// twice, and two quick ones by two paths out of order; it keeps the latest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublishedUsers {
+pub struct Published {
     pub sequence: u64,
-    pub users: String,
+    /// Named `users` on the wire and in the saved record, as when only users were published.
+    #[serde(rename = "users")]
+    pub text: String,
 }
 
 /// How a worker builds its tokio runtime, from `worker` (or, without it, `runtime`).
@@ -85,7 +90,12 @@ pub enum ToWorker {
     /// Users published to `group`: they replace its dynamic users.
     PublishUsers {
         group: String,
-        published: PublishedUsers,
+        published: Published,
+    },
+    /// What was published to a float escaper: it replaces the escaper's binds or peers.
+    PublishEscaper {
+        escaper: String,
+        published: Published,
     },
     /// A lookup through resolver `name` (answered with `Resolved`).
     QueryResolver {
@@ -153,7 +163,8 @@ pub enum FromWorker {
         id: u64,
         status: WorkerStatus,
     },
-    /// Answer to `PublishUsers` over the control socket: the users are in use.
+    /// Answer to `PublishUsers` and `PublishEscaper` over the control socket: what was
+    /// published is in use.
     Applied {
         id: u64,
     },

@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod bounds;
 mod crypt;
+mod expire;
 mod humanize;
 mod listen;
 mod network_acl;
@@ -13,6 +14,7 @@ mod speed;
 mod token;
 mod upstream;
 
+pub use expire::Expire;
 pub use humanize::{HumanDuration, HumanSize, MAX_DURATION};
 pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};

@@ -41,14 +41,11 @@ pub async fn answer(
             }
             CtlResponse::Error("no worker answered".into())
         }
-        Query::Publish {
-            group: user_group,
-            published,
-        } => {
+        Query::Publish(publish) => {
             // Our workers and those a predecessor left: every one that has a control socket.
             let mut unconfirmed = Vec::new();
             for pid in worker_pids_in(control_dir, group) {
-                if !publish_to(control_dir, group, pid, &user_group, &published).await {
+                if !publish_to(control_dir, group, pid, publish.clone()).await {
                     unconfirmed.push(pid.to_string());
                 }
             }

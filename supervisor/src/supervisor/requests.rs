@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
+use g3proxy_shared::config::escapers::{EscaperType, FloatBinds, FloatPeer};
 use g3proxy_shared::config::user_groups::{DynamicFormat, parse_dynamic_users};
 use g3proxy_shared::config::{self, Config};
 use g3proxy_shared::ipc::control::{CtlRequest, CtlResponse, ModuleKind};
-use g3proxy_shared::ipc::worker::{ListenerEntry, PublishedUsers, ToWorker};
+use g3proxy_shared::ipc::worker::{ListenerEntry, Published, ToWorker};
 use tokio::sync::oneshot;
 
 use super::{Generation, GenerationState, Source, State, Supervisor};
 use crate::event::{CtlReply, Event, Query};
+use crate::published::Record;
 use tracing::{info, warn};
 
 impl Supervisor {
@@ -97,6 +99,7 @@ impl Supervisor {
                 _ => CtlReply::error(format!("no user group named {group}")),
             },
             CtlRequest::PublishUsers { group, users } => self.publish_users(group, users),
+            CtlRequest::PublishEscaper { escaper, data } => self.publish_escaper(escaper, data),
             CtlRequest::QueryResolver {
                 name,
                 domain,
@@ -297,43 +300,100 @@ impl Supervisor {
                 cache.display()
             );
         }
-        // Publishes are ordered by time, and strictly, whatever the clock does: a successor
-        // supervisor goes on from a later time than its predecessor's last publish.
+        let published = self.next_publish(users);
+        self.published_users
+            .insert(group.clone(), published.clone());
+        self.save_published(Record::Users);
+        info!("user group {group}: {} user(s) published", parsed.len());
+        self.announce(ToWorker::PublishUsers { group, published })
+    }
+
+    /// `escaper NAME publish DATA`: checked against the float type's form, kept as users
+    /// are (in memory, on disk for a successor, in the escaper's cache files), and sent to
+    /// every worker. A bad value, an unknown name or an escaper that takes no publish is an
+    /// error, and nothing changes.
+    fn publish_escaper(&mut self, escaper: String, data: String) -> CtlReply {
+        let Some(current) = self.current() else {
+            return CtlReply::error("no generation is serving");
+        };
+        let Some(config) = current.config.escapers.iter().find(|e| e.name() == escaper) else {
+            return CtlReply::error(format!("no escaper named {escaper}"));
+        };
+        let checked = match &config.escaper_type {
+            EscaperType::DirectFloat(_) => FloatBinds::parse(&data).map(|b| {
+                format!(
+                    "{} IPv4 and {} IPv6 bind address(es)",
+                    b.v4.len(),
+                    b.v6.len()
+                )
+            }),
+            EscaperType::ProxyFloat(_) => {
+                FloatPeer::parse_all(&data).map(|peers| format!("{} peer(s)", peers.len()))
+            }
+            _ => {
+                return CtlReply::error(format!(
+                    "escaper {escaper} is of type {}: only direct_float and proxy_float take a publish",
+                    config.type_name()
+                ));
+            }
+        };
+        let summary = match checked {
+            Ok(summary) => summary,
+            Err(error) => return CtlReply::error(format!("publish refused: {error}")),
+        };
+        crate::published::write_escaper_cache(config, &data);
+        let published = self.next_publish(data);
+        self.published_escapers
+            .insert(escaper.clone(), published.clone());
+        self.save_published(Record::Escapers);
+        info!("escaper {escaper}: {summary} published");
+        self.announce(ToWorker::PublishEscaper { escaper, published })
+    }
+
+    /// The next publish of `text`. Publishes are ordered by time, and strictly, whatever the
+    /// clock does: a successor supervisor goes on from a later time than its predecessor's
+    /// last publish.
+    fn next_publish(&self, text: String) -> Published {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or_default();
-        let last = self.published_users.values().map(|p| p.sequence).max();
-        let published = PublishedUsers {
+        let last = self
+            .published_users
+            .values()
+            .chain(self.published_escapers.values())
+            .map(|p| p.sequence)
+            .max();
+        Published {
             sequence: now.max(last.unwrap_or(0) + 1),
-            users,
-        };
-        self.published_users
-            .insert(group.clone(), published.clone());
-        if let Err(error) = crate::published::save(
-            &self.options.control_dir,
-            &self.options.group,
-            &self.published_users,
-        ) {
-            warn!("published users not saved for a successor: {error}");
+            text,
         }
-        info!("user group {group}: {} user(s) published", parsed.len());
-        // Through the link too: a worker still starting has no control socket yet, and its
-        // start message was written before these users.
-        let message = ToWorker::PublishUsers {
-            group: group.clone(),
-            published: published.clone(),
+    }
+
+    fn save_published(&self, record: Record) {
+        let published = match record {
+            Record::Users => &self.published_users,
+            Record::Escapers => &self.published_escapers,
         };
+        let (dir, group) = (&self.options.control_dir, &self.options.group);
+        if let Err(error) = crate::published::save(dir, group, record, published) {
+            warn!("what was published is not saved for a successor: {error}");
+        }
+    }
+
+    /// Sends a publish to every worker, and answers once every worker that can say so uses
+    /// it. Through the link too: a worker still starting has no control socket yet, and its
+    /// start message was written before this publish.
+    fn announce(&self, publish: ToWorker) -> CtlReply {
         for generation in self.generations.values() {
-            generation.processes().for_each(|p| p.send(message.clone()));
+            generation.processes().for_each(|p| p.send(publish.clone()));
         }
-        // The answer waits until every worker that can say so uses them.
         CtlReply::QueryWorkers(
             self.generations
                 .values()
                 .map(Generation::snapshot)
                 .collect(),
-            Query::Publish { group, published },
+            Query::Publish(publish),
         )
     }
 }

@@ -14,7 +14,7 @@ use g3proxy_shared::config::user_groups::{
     DynamicFormat, UserConfig, UserSource, parse_dynamic_users,
 };
 
-use g3proxy_shared::ipc::worker::PublishedUsers;
+use g3proxy_shared::ipc::worker::Published;
 use g3proxy_shared::types::Token;
 
 use super::facts::FactsTable;
@@ -58,7 +58,7 @@ impl UserGroup {
     pub fn build(
         config: &UserGroupConfig,
         limits: Option<&Arc<GroupLimits>>,
-        published: Option<&PublishedUsers>,
+        published: Option<&Published>,
     ) -> UserGroup {
         let basic = config.basic();
         let source = basic.source.as_ref().map(|source| match source {
@@ -157,7 +157,7 @@ impl UserGroup {
     /// Users published with `publish-user` (a JSON array): they replace the dynamic users,
     /// until the next publish or, with a `source`, its next refresh (as in g3). A publish
     /// not newer than the last one applied is ignored.
-    pub fn publish(&self, published: &PublishedUsers) {
+    pub fn publish(&self, published: &Published) {
         let newer = self
             .published_sequence
             .fetch_max(published.sequence, Ordering::AcqRel)
@@ -165,7 +165,7 @@ impl UserGroup {
         if !newer {
             return;
         }
-        let parsed = parse_dynamic_users(&published.users, DynamicFormat::Json, "published users")
+        let parsed = parse_dynamic_users(&published.text, DynamicFormat::Json, "published users")
             .map_err(|e| e.to_string());
         self.replace_dynamic(parsed, "published");
     }

@@ -13,8 +13,11 @@
 
 mod connect;
 mod deny_all;
+mod direct;
 mod direct_fixed;
+mod direct_float;
 mod next_hop;
+mod proxy_float;
 mod proxy_http;
 mod proxy_socks5;
 mod route_failover;
@@ -31,6 +34,7 @@ use g3proxy_shared::config::EscaperConfig;
 use g3proxy_shared::config::escapers::EscaperType;
 use g3proxy_shared::config::servers::ProxyProtocol;
 use g3proxy_shared::config::tls::TlsClientConfig;
+use g3proxy_shared::ipc::worker::Published;
 use g3proxy_shared::types::SpeedLimit;
 use rustls::pki_types::ServerName;
 use tokio::net::UdpSocket;
@@ -86,6 +90,11 @@ trait EscaperOps {
     /// `use_proxy_protocol`: the header to send first on a connection to the target.
     fn proxy_protocol(&self) -> Option<ProxyProtocol> {
         None
+    }
+
+    /// Float types: what `escaper NAME publish` gave (the supervisor checked it).
+    fn publish(&self, _published: &Published) -> Result<(), String> {
+        Err("this escaper takes no publish".into())
     }
 
     async fn tcp_connect(&self, _target: &HostPort) -> Result<Connected, TaskError> {
@@ -156,6 +165,13 @@ macro_rules! escaper_runtimes {
                 }
             }
 
+            fn publish(&self, published: &Published) -> Result<(), String> {
+                match self {
+                    $(EscaperRuntime::$variant(e) => e.publish(published),)*
+                    EscaperRuntime::$standin(e) => e.publish(published),
+                }
+            }
+
             async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
                 match self {
                     $(EscaperRuntime::$variant(e) => e.tcp_connect(target).await,)*
@@ -194,6 +210,8 @@ macro_rules! escaper_runtimes {
 escaper_runtimes! {
     stand_in DenyAll => deny_all::DenyAll;
     DirectFixed => direct_fixed::DirectFixedEscaper;
+    DirectFloat => direct_float::DirectFloatEscaper;
+    ProxyFloat => proxy_float::ProxyFloatEscaper;
     ProxyHttp => proxy_http::ProxyHttpEscaper;
     ProxyHttps => proxy_http::ProxyHttpEscaper;
     ProxySocks5 => proxy_socks5::ProxySocks5Escaper;
@@ -268,6 +286,12 @@ impl Escaper {
                 runtime: EscaperRuntime::DenyAll(deny_all::DenyAll::new(name)),
             })
         })
+    }
+
+    /// What `escaper NAME publish` gave, for a float escaper; a later publish that reached us
+    /// first wins.
+    pub fn publish(&self, published: &Published) -> Result<(), String> {
+        self.runtime.publish(published)
     }
 
     /// The escaper that serves `target`: this one, or where its routes lead.
@@ -428,6 +452,23 @@ impl Escaper {
         task.notes.next_hop = Some(address);
         task.notes.bound = socket.local_addr().ok();
         Ok(socket)
+    }
+}
+
+/// The value of the latest publish, by sequence: a publish that arrives after a later one
+/// (by another path) is dropped.
+#[derive(Default)]
+pub struct Latest<T> {
+    sequence: u64,
+    pub value: T,
+}
+
+impl<T> Latest<T> {
+    pub fn replace(&mut self, sequence: u64, value: T) {
+        if sequence >= self.sequence {
+            self.sequence = sequence;
+            self.value = value;
+        }
     }
 }
 

@@ -2,20 +2,26 @@
 //! its type's own struct over the same keys. A new escaper type is its file here and one line
 //! in [`escaper_types!`], plus its runtime in `worker/src/escapers/`.
 
+mod direct;
 mod direct_fixed;
+mod direct_float;
 mod dummy_deny;
 mod next_hop;
+mod proxy_float;
 mod proxy_http;
 mod proxy_socks5;
 mod route_failover;
 mod route_upstream;
 
-pub use direct_fixed::{
-    DirectFixedConfig, HappyEyeballsConfig, PickStrategy, QueryStrategy, ResolveStrategy,
+pub use direct::{
+    DirectConfig, HappyEyeballsConfig, PickStrategy, QueryStrategy, ResolveStrategy,
     TcpConnectConfig,
 };
+pub use direct_fixed::DirectFixedConfig;
+pub use direct_float::{DirectFloatConfig, FloatBind, FloatBinds};
 pub use dummy_deny::DummyDenyConfig;
 pub use next_hop::{NextHopConfig, PeerTlsConfig};
+pub use proxy_float::{FloatPeer, FloatSource, PeerKind, ProxyFloatConfig};
 pub use proxy_http::{
     DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, HttpPeerKeys, ProxyHttpConfig,
 };
@@ -107,7 +113,9 @@ macro_rules! escaper_types {
 }
 
 escaper_types! {
-    DirectFixed(DirectFixedConfig) = "direct_fixed" | "directfixed";
+    DirectFixed(DirectFixedConfig) = "direct_fixed" | "directfixed" via DirectFixedConfig::decode;
+    DirectFloat(DirectFloatConfig) = "direct_float" | "directfloat" | "direct_dynamic" | "directdynamic" via DirectFloatConfig::decode;
+    ProxyFloat(ProxyFloatConfig) = "proxy_float" | "proxyfloat" | "proxy_dynamic" | "proxydynamic";
     ProxyHttp(ProxyHttpConfig) = "proxy_http" | "proxyhttp" via ProxyHttpConfig::decode;
     ProxyHttps(ProxyHttpConfig) = "proxy_https" | "proxyhttps" via ProxyHttpConfig::decode_tls;
     ProxySocks5(ProxySocks5Config) = "proxy_socks5" | "proxysocks5" via ProxySocks5Config::decode;
@@ -124,10 +132,6 @@ pub struct EscaperConfig {
 }
 
 const NOT_YET: &[&str] = &[
-    "direct_float",
-    "direct_dynamic",
-    "proxy_float",
-    "proxy_dynamic",
     "divert_tcp",
     "comply_audit",
     "trick_float",
@@ -179,5 +183,19 @@ impl EscaperConfig {
 
     pub fn next_escapers(&self) -> Vec<&str> {
         self.escaper_type.kind().next_escapers()
+    }
+
+    /// Cache files written relative to the main config's directory, as g3proxy reads them.
+    pub(crate) fn resolve_paths(&mut self, base_dir: &std::path::Path) {
+        let paths = match &mut self.escaper_type {
+            EscaperType::DirectFloat(float) => vec![&mut float.cache_ipv4, &mut float.cache_ipv6],
+            EscaperType::ProxyFloat(float) => vec![&mut float.cache],
+            _ => Vec::new(),
+        };
+        for path in paths.into_iter().flatten() {
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
+            }
+        }
     }
 }

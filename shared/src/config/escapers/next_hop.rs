@@ -10,7 +10,8 @@ use serde::Deserialize;
 use super::{HappyEyeballsConfig, ResolveStrategy, TcpConnectConfig};
 use crate::config::tls::TlsClientConfig;
 use crate::types::{
-    HumanDuration, PickPolicy, Secret, SpeedLimit, TcpKeepalive, TcpMiscOpts, WeightedAddr,
+    HumanDuration, PickPolicy, Secret, SpeedLimit, TcpKeepalive, TcpMiscOpts, UpstreamAddr,
+    WeightedAddr,
 };
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -71,6 +72,37 @@ fn default_negotiation_timeout() -> HumanDuration {
 }
 
 impl NextHopConfig {
+    /// One next hop at `addr` with every other key at its default (a published float peer).
+    pub fn single(addr: std::net::SocketAddr) -> NextHopConfig {
+        NextHopConfig {
+            proxy_addr: vec![WeightedAddr {
+                addr: UpstreamAddr {
+                    host: Host::Ip(addr.ip()),
+                    port: Some(addr.port()),
+                },
+                weight: 1.0,
+            }],
+            proxy_addr_pick_policy: PickPolicy::default(),
+            resolver: None,
+            resolve_strategy: ResolveStrategy::default(),
+            proxy_username: None,
+            proxy_password: None,
+            peer_negotiation_timeout: default_negotiation_timeout(),
+            tcp_connect: TcpConnectConfig::default(),
+            happy_eyeballs: HappyEyeballsConfig::default(),
+            bind_ipv4: None,
+            bind_ipv6: None,
+            bind_interface: None,
+            no_ipv4: false,
+            no_ipv6: false,
+            tcp_keepalive: TcpKeepalive::default(),
+            tcp_misc_opts: TcpMiscOpts::default(),
+            tcp_sock_speed_limit: None,
+            use_proxy_protocol: (),
+            pass_proxy_userid: (),
+        }
+    }
+
     /// Rules between keys that decoding alone cannot see.
     pub fn check(&self) -> Result<(), String> {
         if self.proxy_addr.is_empty() {

@@ -62,6 +62,15 @@ pub struct HttpPeerKeys {
     pub http_connect_rsp_header_max_size: HumanSize,
 }
 
+impl Default for HttpPeerKeys {
+    fn default() -> Self {
+        HttpPeerKeys {
+            http_forward_capability: HttpForwardCapability::default(),
+            http_connect_rsp_header_max_size: default_connect_rsp_max_size(),
+        }
+    }
+}
+
 fn default_connect_rsp_max_size() -> HumanSize {
     HumanSize(4 << 10)
 }

@@ -50,7 +50,7 @@ impl ProxySocks5Config {
 
 /// The keys of a SOCKS5 next hop: those of its UDP side, which this build does not relay
 /// through a next hop yet.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct Socks5PeerKeys {
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub transmute_udp_peer_ip: (),

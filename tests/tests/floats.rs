@@ -1,0 +1,210 @@
+//! Scenario: float escapers, driven by `g3proxy-ctl escaper NAME publish`.
+//! - `direct_float`: no bind address, no way out (523); a published address is where
+//!   connections leave from (the origin sees it: 127.0.0.2, 127.0.0.3 on `lo`); an expired
+//!   one is not used; the cache file keeps the last value;
+//! - `proxy_float`: published peers of every type (a second group of ours) carry the tasks;
+//!   a peer within its expiry guard is not used;
+//! - a publish that is no JSON, of the wrong form, to an unknown escaper or to one that takes
+//!   no publish is the ctl's error, and nothing changes;
+//! - what was published holds across a reload and a supervisor replacement.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use g3proxy_tests::{Group, Origin, curl, curl_status, wait_until};
+
+/// An HTTP origin that answers each request with the address it came from.
+fn source_reporting_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let addr = listener.local_addr().expect("origin address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let peer = stream
+                    .peer_addr()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default();
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let mut writer = stream;
+                let _ = write!(
+                    writer,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{peer}",
+                    peer.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// `escaper NAME publish DATA`: whether it succeeded, and what it said.
+fn publish(group: &Group, escaper: &str, data: &str) -> (bool, String) {
+    let output = group.ctl(&["escaper", escaper, "publish", data]);
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), said)
+}
+
+const FRONT: &str = "escaper:
+  - name: float
+    type: direct_float
+    resolver: none
+    cache_ipv4: float-v4.json
+    egress_network_filter: {default: forbid, permit: [127.0.0.0/8]}
+  - name: peers
+    type: proxy_float
+    cache: peers.json
+    expire_guard_duration: 60s
+  - {name: fixed, type: direct_fixed, resolver: none}
+server:
+  - {name: direct, type: http_proxy, escaper: float, listen: \"127.0.0.1:{{direct_port}}\"}
+  - {name: chained, type: http_proxy, escaper: peers, listen: \"127.0.0.1:{{chained_port}}\"}
+";
+
+const NEXT: &str = "escaper:
+  - name: out
+    type: direct_fixed
+    resolver: none
+    egress_network_filter: {default: forbid, permit: [127.0.0.0/8]}
+server:
+  - {name: http, type: http_proxy, escaper: out, listen: \"127.0.0.1:{{http_port}}\"}
+  - {name: socks, type: socks_proxy, escaper: out, listen: \"127.0.0.1:{{socks_port}}\"}
+";
+
+#[test]
+fn published_binds_and_peers_carry_tasks_and_outlive_the_supervisor() {
+    let reporting = source_reporting_origin();
+    let origin = Origin::start("127.0.0.1");
+    let mut next = Group::from_text(NEXT, &std::env::temp_dir(), &[]);
+    next.start();
+    let mut group = Group::from_text(FRONT, &std::env::temp_dir(), &[]);
+    let old = group.start();
+    let direct = format!("http://127.0.0.1:{}", group.port("direct"));
+    let chained = format!("http://127.0.0.1:{}", group.port("chained"));
+    let source = || curl(&["-x", &direct, &format!("http://{reporting}/")]);
+
+    // Nothing published: no address to leave from, no peer to go through.
+    assert_eq!(curl_status(&["-x", &direct, &origin.url("/")]), "523");
+    assert_eq!(curl_status(&["-x", &chained, &origin.url("/")]), "523");
+
+    assert_eq!(
+        publish(&group, "float", r#"{"ipv4": "127.0.0.2"}"#),
+        (true, "notice: success\n".to_string())
+    );
+    assert_eq!(source(), "127.0.0.2");
+    let both = r#"{"ipv4": ["127.0.0.2", {"ip": "127.0.0.3", "id": "b", "isp": "test"}]}"#;
+    assert!(publish(&group, "float", both).0);
+    let seen: std::collections::BTreeSet<String> = (0..30).map(|_| source()).collect();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["127.0.0.2", "127.0.0.3"]
+    );
+    let one_expired =
+        r#"{"ipv4": [{"ip": "127.0.0.2", "expire": "2000-01-01T00:00:00Z"}, "127.0.0.3"]}"#;
+    assert!(publish(&group, "float", one_expired).0);
+    for _ in 0..10 {
+        assert_eq!(source(), "127.0.0.3");
+    }
+    let cached = std::fs::read_to_string(group.dir.join("float-v4.json")).expect("the cache");
+    assert!(cached.contains("127.0.0.3"), "{cached}");
+
+    // Mistakes are named, and nothing changes.
+    for (escaper, data, said) in [
+        ("float", "{not json", "not JSON"),
+        ("float", r#"{"ipv4": "::1"}"#, "is not an ipv4 address"),
+        ("float", r#"{"ipv5": "127.0.0.2"}"#, "unknown key"),
+        (
+            "peers",
+            r#"{"type": "ftp", "addr": "127.0.0.1:1"}"#,
+            "unknown peer type",
+        ),
+        (
+            "peers",
+            r#"{"type": "http", "addr": "localhost:1"}"#,
+            "invalid addr",
+        ),
+        ("nowhere", "{}", "no escaper named nowhere"),
+        (
+            "fixed",
+            "{}",
+            "only direct_float and proxy_float take a publish",
+        ),
+    ] {
+        let (success, message) = publish(&group, escaper, data);
+        assert!(!success, "{escaper} {data}: {message}");
+        assert!(message.contains(said), "{escaper} {data}: {message}");
+    }
+    assert_eq!(source(), "127.0.0.3");
+
+    // Peers of each type, the second group behind them.
+    let (http, socks) = (next.port("http"), next.port("socks"));
+    for peer_type in ["http", "socks5"] {
+        let port = if peer_type == "http" { http } else { socks };
+        let peer = format!(r#"[{{"type": "{peer_type}", "addr": "127.0.0.1:{port}"}}]"#);
+        assert!(publish(&group, "peers", &peer).0, "{peer_type}");
+        assert_eq!(
+            curl(&["-x", &chained, &origin.url("/")]),
+            "hello",
+            "{peer_type}"
+        );
+        assert_eq!(
+            curl(&["-p", "-x", &chained, &origin.url("/")]),
+            "hello",
+            "{peer_type} CONNECT"
+        );
+    }
+    // A peer that expires within the guard (60 s) is not used; the other one is.
+    let soon = format!(
+        r#"[{{"type": "http", "addr": "127.0.0.1:1", "expire": "{}"}}, {{"type": "socks5", "addr": "127.0.0.1:{socks}", "expire": "2100-01-01T00:00:00Z"}}]"#,
+        rfc3339_in(30)
+    );
+    assert!(publish(&group, "peers", &soon).0);
+    for _ in 0..5 {
+        assert_eq!(curl(&["-x", &chained, &origin.url("/")]), "hello");
+    }
+
+    // A reload, then a successor supervisor: both keep what was published.
+    assert!(group.ctl(&["reload"]).status.success());
+    assert_eq!(source(), "127.0.0.3");
+    assert_eq!(curl(&["-x", &chained, &origin.url("/")]), "hello");
+    let new = group.spawn_supervisor();
+    wait_until(Duration::from_secs(30), "the successor to serve", || {
+        let fleet = group.fleet_of(None)?;
+        (fleet["supervisor_pid"] == new).then_some(())
+    });
+    assert!(group.wait_exit(old, Duration::from_secs(30)));
+    assert_eq!(source(), "127.0.0.3");
+    assert_eq!(curl(&["-x", &chained, &origin.url("/")]), "hello");
+}
+
+/// An RFC 3339 time `secs` seconds from now, in UTC.
+fn rfc3339_in(secs: u64) -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + secs;
+    let (days, rest) = ((at / 86_400) as i64, at % 86_400);
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}

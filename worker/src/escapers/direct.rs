@@ -1,0 +1,150 @@
+//! What both direct escapers do (`direct_fixed.rs`, `direct_float.rs`): resolve, check every
+//! address against the egress network filter, then connect straight to the target by Happy
+//! Eyeballs (both families raced as `happy_eyeballs` says, see `connect.rs`). The socket gets
+//! the escaper's device, keepalive and `tcp_misc_opts`; the relay gets its
+//! `tcp_sock_speed_limit`, and the target a PROXY protocol header first when
+//! `use_proxy_protocol` asks. Where a connection leaves from is each type's own ([`Binds`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use g3proxy_proto::{Host, HostPort};
+use g3proxy_shared::config::escapers::{DirectConfig, PickStrategy};
+use g3proxy_shared::config::servers::ProxyProtocol;
+use g3proxy_shared::types::NetworkAcl;
+use tokio::net::UdpSocket;
+
+use super::connect::{Racing, SocketOptions, happy_eyeballs};
+use super::{Connected, Dependencies};
+use crate::error::TaskError;
+use crate::pick::random_index;
+use crate::resolvers::Resolver;
+
+/// Where a direct escaper's connections leave from.
+pub trait Binds {
+    /// The local address for a connection to `target`: `None` for any; an error when the
+    /// escaper has no address to reach `target`'s family from.
+    fn bind_for(&self, target: IpAddr) -> Result<Option<IpAddr>, TaskError>;
+}
+
+pub struct Direct {
+    config: DirectConfig,
+    egress: NetworkAcl,
+    resolver: Arc<Resolver>,
+    options: SocketOptions,
+}
+
+impl Direct {
+    pub fn build(config: &DirectConfig, deps: &Dependencies) -> Direct {
+        Direct {
+            config: config.clone(),
+            egress: NetworkAcl::egress(config.egress_network_filter.as_ref()),
+            resolver: deps.resolver(&config.resolver),
+            options: SocketOptions {
+                interface: config.bind_interface.clone(),
+                keepalive: config.tcp_keepalive,
+                misc: config.tcp_misc_opts.clone(),
+            },
+        }
+    }
+
+    pub fn proxy_protocol(&self) -> Option<ProxyProtocol> {
+        self.config.use_proxy_protocol
+    }
+
+    /// Whether `ip` may be connected to: its family is not turned off, and the egress filter
+    /// allows it.
+    fn allowed(&self, ip: IpAddr) -> Result<(), TaskError> {
+        if self.config.no_ipv4 && ip.is_ipv4() || self.config.no_ipv6 && ip.is_ipv6() {
+            return Err(TaskError::Resolver(format!(
+                "{ip}: its address family is turned off (no_ipv4 / no_ipv6)"
+            )));
+        }
+        match self.egress.check_target(ip).is_permitted() {
+            true => Ok(()),
+            false => Err(TaskError::forbidden_ip(ip)),
+        }
+    }
+
+    fn order(&self, addresses: &mut [IpAddr]) {
+        if self.config.resolve_strategy.pick == PickStrategy::Random {
+            let start = random_index(addresses.len());
+            addresses.rotate_left(start);
+        }
+    }
+
+    pub async fn tcp_connect(
+        &self,
+        target: &HostPort,
+        binds: &(dyn Binds + Sync),
+    ) -> Result<Connected, TaskError> {
+        let racing = Racing {
+            resolver: &self.resolver,
+            strategy: self.config.resolve_strategy.query,
+            config: &self.config.happy_eyeballs,
+            tcp_connect: &self.config.tcp_connect,
+            options: &self.options,
+            allowed: &|ip| {
+                self.allowed(ip)?;
+                binds.bind_for(ip).map(|_| ())
+            },
+            bind: &|ip| binds.bind_for(ip).ok().flatten(),
+            order: &|addresses| self.order(addresses),
+        };
+        let mut connected = happy_eyeballs(&racing, target).await?;
+        connected.speed_limit = self.config.tcp_sock_speed_limit;
+        Ok(connected)
+    }
+
+    /// Where a datagram for `target` goes: resolved, filtered, the first allowed address.
+    pub async fn udp_target(
+        &self,
+        target: &HostPort,
+        binds: &(dyn Binds + Sync),
+    ) -> Result<SocketAddr, TaskError> {
+        let mut addresses = match &target.host {
+            Host::Ip(ip) => vec![ip.to_canonical()],
+            Host::Domain(domain) => {
+                self.resolver
+                    .resolve(domain, self.config.resolve_strategy.query)
+                    .await?
+            }
+        };
+        let Some(&first) = addresses.first() else {
+            return Err(TaskError::Resolver(format!(
+                "{}: no usable address",
+                target.host
+            )));
+        };
+        let usable = |ip: IpAddr| {
+            self.allowed(ip)
+                .and_then(|()| binds.bind_for(ip).map(|_| ()))
+        };
+        addresses.retain(|ip| usable(*ip).is_ok());
+        self.order(&mut addresses);
+        match addresses.first() {
+            Some(ip) => Ok(SocketAddr::new(*ip, target.port)),
+            None => Err(usable(first).err().unwrap_or_else(|| {
+                TaskError::Resolver(format!("{}: no usable address", target.host))
+            })),
+        }
+    }
+
+    /// A UDP socket of `target`'s family, bound to the address `binds` gives.
+    pub fn udp_bind(
+        &self,
+        target: SocketAddr,
+        binds: &(dyn Binds + Sync),
+    ) -> Result<UdpSocket, TaskError> {
+        let bind = binds.bind_for(target.ip())?.unwrap_or(if target.is_ipv4() {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        });
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(bind, 0))
+            .and_then(|s| s.set_nonblocking(true).map(|_| s))
+            .and_then(UdpSocket::from_std)
+            .map_err(|e| TaskError::Internal(format!("udp bind {bind}: {e}")))?;
+        Ok(socket)
+    }
+}

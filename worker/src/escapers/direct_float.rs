@@ -1,0 +1,91 @@
+//! `type: direct_float`: a direct escaper (`direct.rs`) whose connections leave from the
+//! addresses last published to it (`escaper NAME publish '{"ipv4": …, "ipv6": …}'`), one of
+//! the target's family picked at random per connection among those not expired. A family
+//! without a published address cannot be reached: its addresses are skipped, and a target
+//! with no other is unreachable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use g3proxy_proto::HostPort;
+use g3proxy_shared::config::escapers::{DirectFloatConfig, FloatBinds};
+use g3proxy_shared::config::servers::ProxyProtocol;
+use g3proxy_shared::ipc::worker::Published;
+use tokio::net::UdpSocket;
+
+use super::direct::{Binds, Direct};
+use super::{Connected, Dependencies, EscaperOps, Latest};
+use crate::error::TaskError;
+use crate::pick::random_index;
+
+pub struct DirectFloatEscaper {
+    direct: Direct,
+    binds: RwLock<Latest<Arc<FloatBinds>>>,
+}
+
+impl DirectFloatEscaper {
+    pub fn build(config: &DirectFloatConfig, deps: &Dependencies) -> anyhow::Result<Self> {
+        Ok(DirectFloatEscaper {
+            direct: Direct::build(&config.direct, deps),
+            binds: RwLock::new(Latest::default()),
+        })
+    }
+}
+
+impl Binds for DirectFloatEscaper {
+    fn bind_for(&self, target: IpAddr) -> Result<Option<IpAddr>, TaskError> {
+        let binds = self
+            .binds
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .value
+            .clone();
+        let family = match target {
+            IpAddr::V4(_) => &binds.v4,
+            IpAddr::V6(_) => &binds.v6,
+        };
+        let usable: Vec<IpAddr> = family
+            .iter()
+            .filter(|bind| bind.is_usable())
+            .map(|bind| bind.ip)
+            .collect();
+        match usable.is_empty() {
+            true => Err(TaskError::UpstreamUnreachable(std::io::Error::other(
+                format!(
+                    "no bind address published for {}",
+                    if target.is_ipv4() { "IPv4" } else { "IPv6" }
+                ),
+            ))),
+            false => Ok(Some(usable[random_index(usable.len())])),
+        }
+    }
+}
+
+impl EscaperOps for DirectFloatEscaper {
+    fn resolves_names(&self) -> bool {
+        true
+    }
+
+    fn proxy_protocol(&self) -> Option<ProxyProtocol> {
+        self.direct.proxy_protocol()
+    }
+
+    fn publish(&self, published: &Published) -> Result<(), String> {
+        let binds = FloatBinds::parse(&published.text)?;
+        let mut latest = self.binds.write().unwrap_or_else(|e| e.into_inner());
+        latest.replace(published.sequence, Arc::new(binds));
+        Ok(())
+    }
+
+    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
+        self.direct.tcp_connect(target, self).await
+    }
+
+    async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
+        self.direct.udp_target(target, self).await
+    }
+
+    fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
+        self.direct.udp_bind(target, self)
+    }
+}

@@ -1,0 +1,151 @@
+//! `type: proxy_float`: through next-hop proxies published at run time (`escaper NAME
+//! publish`), each of its own type (`http`, `https`, `socks5`, `socks5s`), address, login and
+//! expiry. A publish is turned once into ready next hops, each the runtime of the fixed type
+//! it is (`proxy_http.rs`, `proxy_socks5.rs`) over one address; a task takes one at random
+//! among those not within `expire_guard_duration` of their expiry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use g3proxy_proto::HostPort;
+use g3proxy_shared::config::escapers::{
+    FloatPeer, HttpPeerKeys, NextHopConfig, PeerKind, PeerTlsConfig, ProxyFloatConfig,
+    ProxyHttpConfig, ProxySocks5Config,
+};
+use g3proxy_shared::ipc::worker::Published;
+
+use super::proxy_http::ProxyHttpEscaper;
+use super::proxy_socks5::ProxySocks5Escaper;
+use super::{Connected, Dependencies, EscaperOps, Forward, Latest};
+use crate::error::TaskError;
+use crate::pick::random_index;
+
+pub struct ProxyFloatEscaper {
+    config: ProxyFloatConfig,
+    peers: RwLock<Latest<Arc<Vec<Peer>>>>,
+}
+
+/// A published peer, ready to connect through.
+struct Peer {
+    published: FloatPeer,
+    runtime: PeerRuntime,
+}
+
+enum PeerRuntime {
+    Http(ProxyHttpEscaper),
+    Socks5(ProxySocks5Escaper),
+}
+
+impl ProxyFloatEscaper {
+    pub fn build(config: &ProxyFloatConfig, _deps: &Dependencies) -> anyhow::Result<Self> {
+        Ok(ProxyFloatEscaper {
+            config: config.clone(),
+            peers: RwLock::new(Latest::default()),
+        })
+    }
+
+    /// The runtime of `peer`: its type's, over its one address, with this escaper's
+    /// connection settings.
+    fn runtime_of(&self, peer: &FloatPeer) -> Result<PeerRuntime, String> {
+        let config = &self.config;
+        let mut next_hop = NextHopConfig::single(peer.addr);
+        next_hop.proxy_username = peer.username.clone();
+        next_hop.proxy_password = peer.password.clone();
+        next_hop.peer_negotiation_timeout = config.peer_negotiation_timeout;
+        next_hop.tcp_connect = config.tcp_connect();
+        next_hop.bind_interface = config.bind_interface.clone();
+        next_hop.tcp_keepalive = config.tcp_keepalive;
+        next_hop.tcp_misc_opts = config.tcp_misc_opts.clone();
+        next_hop.tcp_sock_speed_limit = peer.tcp_sock_speed_limit;
+        let tls = matches!(peer.kind, PeerKind::Https | PeerKind::Socks5s).then(|| PeerTlsConfig {
+            tls_client: config.tls_client.clone(),
+            tls_name: peer.tls_name.clone(),
+        });
+        // Peers are addresses: nothing to resolve, nothing to route to.
+        let (resolvers, escapers) = (HashMap::new(), HashMap::new());
+        let deps = Dependencies {
+            resolvers: &resolvers,
+            escapers: &escapers,
+        };
+        let built = match peer.kind {
+            PeerKind::Http | PeerKind::Https => {
+                let http = ProxyHttpConfig {
+                    next_hop,
+                    http: HttpPeerKeys::default(),
+                    tls,
+                };
+                ProxyHttpEscaper::build(&http, &deps).map(PeerRuntime::Http)
+            }
+            PeerKind::Socks5 | PeerKind::Socks5s => {
+                let socks = ProxySocks5Config {
+                    next_hop,
+                    socks: Default::default(),
+                    tls,
+                };
+                ProxySocks5Escaper::build(&socks, &deps).map(PeerRuntime::Socks5)
+            }
+        };
+        built.map_err(|e| format!("peer {}: {e}", peer.addr))
+    }
+
+    /// A peer not about to expire, at random.
+    fn pick(&self) -> Result<(Arc<Vec<Peer>>, usize), TaskError> {
+        let peers = self
+            .peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .value
+            .clone();
+        let guard = self.config.expire_guard_duration.0.as_secs();
+        let usable: Vec<usize> = (0..peers.len())
+            .filter(|i| peers[*i].published.is_usable(guard))
+            .collect();
+        match usable.is_empty() {
+            true => Err(TaskError::UpstreamUnreachable(std::io::Error::other(
+                "no published next-hop proxy is usable (none, or all expired)",
+            ))),
+            false => Ok((peers, usable[random_index(usable.len())])),
+        }
+    }
+}
+
+impl EscaperOps for ProxyFloatEscaper {
+    fn publish(&self, published: &Published) -> Result<(), String> {
+        let peers = FloatPeer::parse_all(&published.text)?
+            .into_iter()
+            .map(|peer| {
+                Ok(Peer {
+                    runtime: self.runtime_of(&peer)?,
+                    published: peer,
+                })
+            })
+            .collect::<Result<Vec<Peer>, String>>()?;
+        let mut latest = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        latest.replace(published.sequence, Arc::new(peers));
+        Ok(())
+    }
+
+    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
+        let (peers, index) = self.pick()?;
+        match &peers[index].runtime {
+            PeerRuntime::Http(peer) => peer.tcp_connect(target).await,
+            PeerRuntime::Socks5(peer) => peer.tcp_connect(target).await,
+        }
+    }
+
+    async fn http_forward(
+        &self,
+        target: &HostPort,
+        tls: bool,
+    ) -> Option<Result<Forward, TaskError>> {
+        let (peers, index) = match self.pick() {
+            Ok(picked) => picked,
+            Err(error) => return Some(Err(error)),
+        };
+        match &peers[index].runtime {
+            PeerRuntime::Http(peer) => peer.http_forward(target, tls).await,
+            // Over a SOCKS5 tunnel, in origin form: `tcp_connect` picks again.
+            PeerRuntime::Socks5(peer) => peer.http_forward(target, tls).await,
+        }
+    }
+}
