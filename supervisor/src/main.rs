@@ -7,6 +7,7 @@
 //! sockets), [`handoff`] (taking over from a predecessor), [`systemd`] (sd_notify, fd store).
 
 mod control;
+mod depgraph;
 mod event;
 mod fleet;
 mod handoff;
@@ -61,6 +62,15 @@ struct Cli {
     /// Load and check the config, then exit
     #[arg(short = 't', long = "test-config")]
     test_config: bool,
+    /// Load the config, print its module graph (graphviz by default), then exit
+    #[arg(
+        short = 'g',
+        long = "dep-graph",
+        value_name = "FORMAT",
+        num_args = 0..=1,
+        default_missing_value = "graphviz"
+    )]
+    dep_graph: Option<depgraph::GraphFormat>,
     /// More process-log output: the supervisor writes info by default and debug with -v; workers
     /// warnings by default, info with -v, debug with -vv
     #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
@@ -133,13 +143,16 @@ fn main() -> ExitCode {
         eprintln!("g3proxy: -c/--config-file is required");
         return ExitCode::from(2);
     };
-    if cli.test_config {
+    if cli.test_config || cli.dep_graph.is_some() {
         return match g3proxy_shared::config::load(&config_file) {
             Ok((config, _)) => {
                 for warning in &config.warnings {
                     eprintln!("warning: {warning}");
                 }
-                println!("the format of the config file is ok");
+                match cli.dep_graph {
+                    Some(format) => print!("{}", depgraph::render(&config, format)),
+                    None => println!("the format of the config file is ok"),
+                }
                 ExitCode::SUCCESS
             }
             Err(error) => {

@@ -32,7 +32,9 @@ pub use dns::FakeDns;
 pub use group::Group;
 pub use netns::Netns;
 pub use notify::NotifySocket;
-pub use servers::{Echo, Origin, RecordingOrigin, TlsOrigin, UdpEcho, http_answer, pattern_byte};
+pub use servers::{
+    Echo, Origin, RecordingOrigin, SourceOrigin, TlsOrigin, UdpEcho, http_answer, pattern_byte,
+};
 pub use statsd::StatsdReceiver;
 pub use systemd::RealSystemd;
 pub use unbound::Unbound;

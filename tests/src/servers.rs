@@ -335,3 +335,42 @@ impl UdpEcho {
         UdpEcho { addr }
     }
 }
+
+/// An HTTP origin that answers each request with the address it came from (the proxy's
+/// source address, for bind addresses and routes).
+pub struct SourceOrigin {
+    pub addr: SocketAddr,
+}
+
+impl SourceOrigin {
+    pub fn start(ip: &str) -> SourceOrigin {
+        let listener = TcpListener::bind((ip, 0)).expect("bind origin");
+        let addr = listener.local_addr().expect("origin address");
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                thread::spawn(move || {
+                    let peer = stream
+                        .peer_addr()
+                        .map(|a| a.ip().to_string())
+                        .unwrap_or_default();
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                        line.clear();
+                    }
+                    let mut writer = stream;
+                    let _ = write!(
+                        writer,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{peer}",
+                        peer.len()
+                    );
+                });
+            }
+        });
+        SourceOrigin { addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}

@@ -51,6 +51,58 @@ fn config_check_names_file_and_line() {
     );
 }
 
+/// `g3proxy -c FILE -g [FORMAT]`: every module and reference, for graphviz (the default),
+/// mermaid and plantuml.
+#[test]
+fn dependency_graph_in_three_formats() {
+    let group = Group::new("basic");
+    std::fs::write(
+        &group.config,
+        "resolver:\n  - {name: dns, type: c-ares}\n  - {name: both, type: fail_over, primary: dns, standby: dns}\nescaper:\n  - {name: out, type: direct_fixed, resolver: both}\n  - {name: pick-one, type: route_select, next_nodes: [out]}\nuser_group:\n  - {name: staff}\nserver:\n  - {name: http, type: http_proxy, escaper: pick-one, user_group: staff}\n  - {name: port, type: plain_tcp_port, server: http, listen: 1}\n",
+    )
+    .unwrap();
+    let graph = |format: Option<&str>| {
+        let mut command = Command::new(bin("g3proxy"));
+        command.arg("-c").arg(&group.config).arg("-g");
+        command.args(format);
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text(&output)
+    };
+    let graphviz = graph(None);
+    assert!(graphviz.starts_with("digraph g3proxy {"), "{graphviz}");
+    for edge in [
+        "server_http -> escaper_pick_2d_one;",
+        "server_http -> user_group_staff;",
+        "server_port -> server_http;",
+        "escaper_pick_2d_one -> escaper_out;",
+        "escaper_out -> resolver_both;",
+        "resolver_both -> resolver_dns;",
+    ] {
+        assert!(graphviz.contains(edge), "{edge} in {graphviz}");
+    }
+    let mermaid = graph(Some("mermaid"));
+    assert!(mermaid.starts_with("flowchart LR"), "{mermaid}");
+    assert!(
+        mermaid.contains("escaper_pick_2d_one[\"pick-one\"]"),
+        "{mermaid}"
+    );
+    assert!(
+        mermaid.contains("server_http --> escaper_pick_2d_one"),
+        "{mermaid}"
+    );
+    let plantuml = graph(Some("plantuml"));
+    assert!(plantuml.starts_with("@startuml") && plantuml.ends_with("@enduml\n"));
+    assert!(
+        plantuml.contains("resolver_both --> resolver_dns"),
+        "{plantuml}"
+    );
+}
+
 #[test]
 fn a_broken_config_at_start_exits_255_with_the_reason() {
     let group = Group::new("basic");

@@ -8,39 +8,9 @@
 //!   no publish is the ctl's error, and nothing changes;
 //! - what was published holds across a reload and a supervisor replacement.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use g3proxy_tests::{Group, Origin, curl, curl_status, wait_until};
-
-/// An HTTP origin that answers each request with the address it came from.
-fn source_reporting_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
-    let addr = listener.local_addr().expect("origin address");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let peer = stream
-                    .peer_addr()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_default();
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                    line.clear();
-                }
-                let mut writer = stream;
-                let _ = write!(
-                    writer,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{peer}",
-                    peer.len()
-                );
-            });
-        }
-    });
-    addr
-}
+use g3proxy_tests::{Group, Origin, SourceOrigin, curl, curl_status, wait_until};
 
 /// `escaper NAME publish DATA`: whether it succeeded, and what it said.
 fn publish(group: &Group, escaper: &str, data: &str) -> (bool, String) {
@@ -78,7 +48,7 @@ server:
 
 #[test]
 fn published_binds_and_peers_carry_tasks_and_outlive_the_supervisor() {
-    let reporting = source_reporting_origin();
+    let reporting = SourceOrigin::start("127.0.0.1").addr;
     let origin = Origin::start("127.0.0.1");
     let mut next = Group::from_text(NEXT, &std::env::temp_dir(), &[]);
     next.start();

@@ -581,10 +581,6 @@ fn proxy_http_and_route_upstream_entries() {
             "domain \"a.example\" is listed for both Other-Name and d",
         ),
         (
-            "  - {name: p, type: proxy_http, proxy_addr: \"127.0.0.1\", proxy_addr_pick_policy: ketama}\n",
-            "the hashing policies (ketama, rendezvous, jump_hash) are not supported for next hops",
-        ),
-        (
             "  - {name: r, type: route_upstream, default_next: d, regex_match: [{next: d, rules: [\"a.*\"]}]}\n",
             "regex_match is not supported by this build yet",
         ),

@@ -127,16 +127,6 @@ pub enum PickPolicy {
     JumpHash,
 }
 
-impl PickPolicy {
-    /// Whether the policy picks by a key.
-    pub fn is_hashed(self) -> bool {
-        matches!(
-            self,
-            PickPolicy::Ketama | PickPolicy::Rendezvous | PickPolicy::JumpHash
-        )
-    }
-}
-
 impl<'de> Deserialize<'de> for PickPolicy {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;

@@ -34,6 +34,9 @@ use limits::AliveGuard;
 /// place under `request_alive_max` until it drops.
 pub struct Permit<'t> {
     target: &'t HostPort,
+    /// Who asks, for routes on the client and the hashing pick policies.
+    client: std::net::IpAddr,
+    user: Option<Arc<str>>,
     /// The target as the user's `resolve_redirection` has it resolved.
     resolve_as: Option<HostPort>,
     _alive: Option<AliveGuard>,
@@ -43,6 +46,8 @@ impl<'t> Permit<'t> {
     fn new(task: &TaskContext, target: &'t HostPort, alive: Option<AliveGuard>) -> Permit<'t> {
         Permit {
             target,
+            client: task.client_addr.ip(),
+            user: task.user.as_ref().map(|u| u.name.clone()),
             resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
             _alive: alive,
         }
@@ -50,6 +55,14 @@ impl<'t> Permit<'t> {
 
     pub fn target(&self) -> &'t HostPort {
         self.target
+    }
+
+    pub fn client(&self) -> std::net::IpAddr {
+        self.client
+    }
+
+    pub fn user_name(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// What an escaper that resolves names itself connects to: the target, or where the

@@ -4,12 +4,11 @@
 
 use std::net::SocketAddr;
 
-use g3proxy_proto::HostPort;
 use tokio::net::UdpSocket;
 
 use g3proxy_shared::config::escapers::DummyDenyConfig;
 
-use super::{Connected, Dependencies, EscaperOps, Forward};
+use super::{Connected, Dependencies, EscaperOps, Forward, Leg};
 use crate::error::{Forbidden, TaskError};
 
 pub struct DenyAll {
@@ -38,19 +37,15 @@ impl DenyAll {
 }
 
 impl EscaperOps for DenyAll {
-    async fn tcp_connect(&self, _target: &HostPort) -> Result<Connected, TaskError> {
+    async fn tcp_connect(&self, _leg: &Leg<'_>) -> Result<Connected, TaskError> {
         Err(self.denied())
     }
 
-    async fn http_forward(
-        &self,
-        _target: &HostPort,
-        _tls: bool,
-    ) -> Option<Result<Forward, TaskError>> {
+    async fn http_forward(&self, _leg: &Leg<'_>, _tls: bool) -> Option<Result<Forward, TaskError>> {
         Some(Err(self.denied()))
     }
 
-    async fn udp_target(&self, _target: &HostPort) -> Result<SocketAddr, TaskError> {
+    async fn udp_target(&self, _leg: &Leg<'_>) -> Result<SocketAddr, TaskError> {
         Err(self.denied())
     }
 

@@ -4,13 +4,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use g3proxy_proto::HostPort;
 use g3proxy_shared::config::escapers::DirectFixedConfig;
 use g3proxy_shared::config::servers::ProxyProtocol;
 use tokio::net::UdpSocket;
 
 use super::direct::{Binds, Direct};
-use super::{Connected, Dependencies, EscaperOps};
+use super::{Connected, Dependencies, EscaperOps, Leg};
 use crate::error::TaskError;
 use crate::pick::random_index;
 
@@ -49,12 +48,12 @@ impl EscaperOps for DirectFixedEscaper {
         self.direct.proxy_protocol()
     }
 
-    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
-        self.direct.tcp_connect(target, self).await
+    async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
+        self.direct.tcp_connect(leg.target, self).await
     }
 
-    async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
-        self.direct.udp_target(target, self).await
+    async fn udp_target(&self, leg: &Leg<'_>) -> Result<SocketAddr, TaskError> {
+        self.direct.udp_target(leg.target, self).await
     }
 
     fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {

@@ -7,14 +7,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
-use g3proxy_proto::HostPort;
 use g3proxy_shared::config::escapers::{DirectFloatConfig, FloatBinds};
 use g3proxy_shared::config::servers::ProxyProtocol;
 use g3proxy_shared::ipc::worker::Published;
 use tokio::net::UdpSocket;
 
 use super::direct::{Binds, Direct};
-use super::{Connected, Dependencies, EscaperOps, Latest};
+use super::{Connected, Dependencies, EscaperOps, Latest, Leg};
 use crate::error::TaskError;
 use crate::pick::random_index;
 
@@ -77,12 +76,12 @@ impl EscaperOps for DirectFloatEscaper {
         Ok(())
     }
 
-    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
-        self.direct.tcp_connect(target, self).await
+    async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
+        self.direct.tcp_connect(leg.target, self).await
     }
 
-    async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
-        self.direct.udp_target(target, self).await
+    async fn udp_target(&self, leg: &Leg<'_>) -> Result<SocketAddr, TaskError> {
+        self.direct.udp_target(leg.target, self).await
     }
 
     fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {

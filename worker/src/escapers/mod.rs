@@ -20,11 +20,16 @@ mod next_hop;
 mod proxy_float;
 mod proxy_http;
 mod proxy_socks5;
+mod route_client;
 mod route_failover;
+mod route_resolved;
+mod route_select;
 mod route_upstream;
+mod rules;
+mod trick_float;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -57,6 +62,38 @@ pub struct Connected {
     pub speed_limit: Option<SpeedLimit>,
 }
 
+/// One task's way out as an escaper sees it: where to, and who asks (for routes on the
+/// client and the hashing pick policies).
+#[derive(Clone, Copy)]
+pub struct Leg<'a> {
+    pub target: &'a HostPort,
+    pub client: IpAddr,
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Leg<'a> {
+    /// The same task toward `target`.
+    pub fn to<'b>(&self, target: &'b HostPort) -> Leg<'b>
+    where
+        'a: 'b,
+    {
+        Leg {
+            target,
+            client: self.client,
+            user: self.user,
+        }
+    }
+
+    /// g3's key for the hashing pick policies: `<client-ip>[-<user>]-<host>`.
+    pub fn hash_key(&self) -> Vec<u8> {
+        match self.user {
+            Some(user) => format!("{}-{user}-{}", self.client, self.target.host),
+            None => format!("{}-{}", self.client, self.target.host),
+        }
+        .into_bytes()
+    }
+}
+
 /// How a forwarded HTTP request is written on its connection.
 #[derive(Clone)]
 pub enum RequestForm {
@@ -76,9 +113,9 @@ pub struct Forward {
 /// What an escaper type does. Every operation but routing has an escaper's answer to it;
 /// a type that cannot do one keeps the default, which says so.
 trait EscaperOps {
-    /// Route escapers: the escaper `target` goes to next.
-    fn next_for(&self, _target: &HostPort) -> Option<&Escaper> {
-        None
+    /// Route escapers: the escaper `leg` goes to next.
+    async fn next_for(&self, _leg: &Leg<'_>) -> Result<Option<&Escaper>, TaskError> {
+        Ok(None)
     }
 
     /// Whether the escaper resolves target names itself, so that a user's
@@ -97,23 +134,19 @@ trait EscaperOps {
         Err("this escaper takes no publish".into())
     }
 
-    async fn tcp_connect(&self, _target: &HostPort) -> Result<Connected, TaskError> {
+    async fn tcp_connect(&self, _leg: &Leg<'_>) -> Result<Connected, TaskError> {
         Err(TaskError::Unsupported("tcp connect".into()))
     }
 
     /// A connection to forward HTTP requests to `target` on, when this escaper forwards
     /// them its own way; `None`: over [`Escaper::tcp_connect`] or [`Escaper::tls_connect`]
     /// in origin form.
-    async fn http_forward(
-        &self,
-        _target: &HostPort,
-        _tls: bool,
-    ) -> Option<Result<Forward, TaskError>> {
+    async fn http_forward(&self, _leg: &Leg<'_>, _tls: bool) -> Option<Result<Forward, TaskError>> {
         None
     }
 
     /// Where a datagram for `target` goes, after resolution and the egress filter.
-    async fn udp_target(&self, _target: &HostPort) -> Result<SocketAddr, TaskError> {
+    async fn udp_target(&self, _leg: &Leg<'_>) -> Result<SocketAddr, TaskError> {
         Err(TaskError::Unsupported("udp".into()))
     }
 
@@ -144,10 +177,10 @@ macro_rules! escaper_runtimes {
 
         /// Each operation, passed on to the runtime's type.
         impl EscaperOps for EscaperRuntime {
-            fn next_for(&self, target: &HostPort) -> Option<&Escaper> {
+            async fn next_for(&self, leg: &Leg<'_>) -> Result<Option<&Escaper>, TaskError> {
                 match self {
-                    $(EscaperRuntime::$variant(e) => e.next_for(target),)*
-                    EscaperRuntime::$standin(e) => e.next_for(target),
+                    $(EscaperRuntime::$variant(e) => e.next_for(leg).await,)*
+                    EscaperRuntime::$standin(e) => e.next_for(leg).await,
                 }
             }
 
@@ -172,28 +205,28 @@ macro_rules! escaper_runtimes {
                 }
             }
 
-            async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
+            async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
                 match self {
-                    $(EscaperRuntime::$variant(e) => e.tcp_connect(target).await,)*
-                    EscaperRuntime::$standin(e) => e.tcp_connect(target).await,
+                    $(EscaperRuntime::$variant(e) => e.tcp_connect(leg).await,)*
+                    EscaperRuntime::$standin(e) => e.tcp_connect(leg).await,
                 }
             }
 
             async fn http_forward(
                 &self,
-                target: &HostPort,
+                leg: &Leg<'_>,
                 tls: bool,
             ) -> Option<Result<Forward, TaskError>> {
                 match self {
-                    $(EscaperRuntime::$variant(e) => e.http_forward(target, tls).await,)*
-                    EscaperRuntime::$standin(e) => e.http_forward(target, tls).await,
+                    $(EscaperRuntime::$variant(e) => e.http_forward(leg, tls).await,)*
+                    EscaperRuntime::$standin(e) => e.http_forward(leg, tls).await,
                 }
             }
 
-            async fn udp_target(&self, target: &HostPort) -> Result<SocketAddr, TaskError> {
+            async fn udp_target(&self, leg: &Leg<'_>) -> Result<SocketAddr, TaskError> {
                 match self {
-                    $(EscaperRuntime::$variant(e) => e.udp_target(target).await,)*
-                    EscaperRuntime::$standin(e) => e.udp_target(target).await,
+                    $(EscaperRuntime::$variant(e) => e.udp_target(leg).await,)*
+                    EscaperRuntime::$standin(e) => e.udp_target(leg).await,
                 }
             }
 
@@ -219,6 +252,10 @@ escaper_runtimes! {
     RouteUpstream => route_upstream::RouteUpstreamEscaper;
     DummyDeny => deny_all::DenyAll;
     RouteFailover => route_failover::RouteFailoverEscaper;
+    RouteClient => route_client::RouteClientEscaper;
+    RouteResolved => route_resolved::RouteResolvedEscaper;
+    RouteSelect => route_select::RouteSelectEscaper;
+    TrickFloat => trick_float::TrickFloatEscaper;
 }
 
 /// What an escaper may refer to while it is built: resolvers, and the escapers built before
@@ -243,6 +280,14 @@ pub struct Escaper {
     pub name: Arc<str>,
     pub counters: EscaperCounters,
     runtime: EscaperRuntime,
+}
+
+/// An escaper prints as its name (what the hashing pick policies of `route_select` hash, so
+/// that every worker maps a key to the same escaper).
+impl std::fmt::Display for Escaper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
 }
 
 /// What an escaper did, for its metrics (`escaper.*` in g3's names): connections asked of
@@ -294,22 +339,32 @@ impl Escaper {
         self.runtime.publish(published)
     }
 
-    /// The escaper that serves `target`: this one, or where its routes lead.
-    pub fn route(&self, target: &HostPort) -> &Escaper {
+    /// The escaper that serves `leg`: this one, or where its routes lead.
+    pub async fn route(&self, leg: &Leg<'_>) -> Result<&Escaper, TaskError> {
         let mut escaper = self;
         // The loader refuses cyclic routes, so this ends.
-        while let Some(next) = escaper.runtime.next_for(target) {
+        while let Some(next) = escaper.runtime.next_for(leg).await? {
             escaper = next;
         }
-        escaper
+        Ok(escaper)
     }
 
-    /// The target this escaper connects to for `permit`: redirected by the user when the
-    /// escaper resolves names itself.
-    fn connect_target<'p>(&self, permit: &'p Permit<'_>) -> &'p HostPort {
+    /// The permit's way out, as routes see it.
+    fn leg<'p>(permit: &'p Permit<'_>) -> Leg<'p> {
+        Leg {
+            target: permit.target(),
+            client: permit.client(),
+            user: permit.user_name(),
+        }
+    }
+
+    /// The way out this escaper connects for `permit`: to the target redirected by the user
+    /// when the escaper resolves names itself.
+    fn connect_leg<'p>(&self, permit: &'p Permit<'_>) -> Leg<'p> {
+        let leg = Self::leg(permit);
         match self.runtime.resolves_names() {
-            true => permit.resolve_target(),
-            false => permit.target(),
+            true => leg.to(permit.resolve_target()),
+            false => leg,
         }
     }
 
@@ -339,10 +394,10 @@ impl Escaper {
         task: &mut TaskContext,
         permit: &Permit<'_>,
     ) -> Result<Connected, TaskError> {
-        let escaper = self.route(permit.target());
+        let escaper = self.route(&Self::leg(permit)).await?;
         let mut connected = escaper
             .runtime
-            .tcp_connect(escaper.connect_target(permit))
+            .tcp_connect(&escaper.connect_leg(permit))
             .await
             .map_err(|e| escaper.explain(e));
         if let (Ok(upstream), Some(version)) = (&mut connected, escaper.runtime.proxy_protocol()) {
@@ -397,9 +452,9 @@ impl Escaper {
         tls_name: Option<&str>,
         tls_config: impl FnOnce() -> Result<&'c TlsClientConfig, TaskError>,
     ) -> Result<Forward, TaskError> {
-        let target = permit.target();
-        let escaper = self.route(target);
-        if let Some(forward) = escaper.runtime.http_forward(target, tls).await {
+        let leg = Self::leg(permit);
+        let escaper = self.route(&leg).await?;
+        if let Some(forward) = escaper.runtime.http_forward(&leg, tls).await {
             let forward = forward.map_err(|e| escaper.explain(e));
             escaper.counters.count(&forward);
             let forward = forward?;
@@ -422,10 +477,10 @@ impl Escaper {
     /// The escaper a datagram for the permit's target goes through, and the address it
     /// goes to.
     async fn udp_route(&self, permit: &Permit<'_>) -> Result<(&Escaper, SocketAddr), TaskError> {
-        let escaper = self.route(permit.target());
+        let escaper = self.route(&Self::leg(permit)).await?;
         let address = escaper
             .runtime
-            .udp_target(escaper.connect_target(permit))
+            .udp_target(&escaper.connect_leg(permit))
             .await
             .map_err(|e| escaper.explain(e))?;
         Ok((escaper, address))

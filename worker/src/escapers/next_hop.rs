@@ -14,9 +14,8 @@ use g3proxy_shared::config::escapers::{NextHopConfig, PeerTlsConfig};
 use g3proxy_shared::config::tls::TlsClientConfig;
 use rustls::pki_types::ServerName;
 
-use super::Connected;
-use super::Dependencies;
 use super::connect::{Racing, SocketOptions, happy_eyeballs};
+use super::{Connected, Dependencies, Leg};
 use crate::conn::Stream;
 use crate::error::TaskError;
 use crate::pick::Picker;
@@ -102,11 +101,10 @@ impl NextHop {
         }
     }
 
-    /// A connection to one next hop, TLS done for the `s` variants, carrying the escaper's
-    /// speed limit.
-    pub async fn connect(&self) -> Result<Connected, TaskError> {
-        // The config refuses the hashing policies here: no key is needed.
-        let peer = self.peers.pick(b"");
+    /// A connection to one next hop (picked for `leg` when the policy hashes), TLS done for
+    /// the `s` variants, carrying the escaper's speed limit.
+    pub async fn connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
+        let peer = self.peers.pick(&leg.hash_key());
         let racing = Racing {
             resolver: &self.resolver,
             strategy: self.config.resolve_strategy.query,

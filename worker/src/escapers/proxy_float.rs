@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use g3proxy_proto::HostPort;
 use g3proxy_shared::config::escapers::{
     FloatPeer, HttpPeerKeys, NextHopConfig, PeerKind, PeerTlsConfig, ProxyFloatConfig,
     ProxyHttpConfig, ProxySocks5Config,
@@ -16,7 +15,7 @@ use g3proxy_shared::ipc::worker::Published;
 
 use super::proxy_http::ProxyHttpEscaper;
 use super::proxy_socks5::ProxySocks5Escaper;
-use super::{Connected, Dependencies, EscaperOps, Forward, Latest};
+use super::{Connected, Dependencies, EscaperOps, Forward, Latest, Leg};
 use crate::error::TaskError;
 use crate::pick::random_index;
 
@@ -125,27 +124,23 @@ impl EscaperOps for ProxyFloatEscaper {
         Ok(())
     }
 
-    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
+    async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
         let (peers, index) = self.pick()?;
         match &peers[index].runtime {
-            PeerRuntime::Http(peer) => peer.tcp_connect(target).await,
-            PeerRuntime::Socks5(peer) => peer.tcp_connect(target).await,
+            PeerRuntime::Http(peer) => peer.tcp_connect(leg).await,
+            PeerRuntime::Socks5(peer) => peer.tcp_connect(leg).await,
         }
     }
 
-    async fn http_forward(
-        &self,
-        target: &HostPort,
-        tls: bool,
-    ) -> Option<Result<Forward, TaskError>> {
+    async fn http_forward(&self, leg: &Leg<'_>, tls: bool) -> Option<Result<Forward, TaskError>> {
         let (peers, index) = match self.pick() {
             Ok(picked) => picked,
             Err(error) => return Some(Err(error)),
         };
         match &peers[index].runtime {
-            PeerRuntime::Http(peer) => peer.http_forward(target, tls).await,
+            PeerRuntime::Http(peer) => peer.http_forward(leg, tls).await,
             // Over a SOCKS5 tunnel, in origin form: `tcp_connect` picks again.
-            PeerRuntime::Socks5(peer) => peer.http_forward(target, tls).await,
+            PeerRuntime::Socks5(peer) => peer.http_forward(leg, tls).await,
         }
     }
 }

@@ -17,7 +17,7 @@ use g3proxy_shared::config::escapers::{DEFAULT_HTTP_PROXY_PORT, HttpPeerKeys, Pr
 use tokio::net::TcpStream;
 
 use super::next_hop::NextHop;
-use super::{Connected, Dependencies, EscaperOps, Forward, RequestForm};
+use super::{Connected, Dependencies, EscaperOps, Forward, Leg, RequestForm};
 use crate::conn::{Stream, read_exact, write_all_within};
 use crate::error::TaskError;
 
@@ -74,27 +74,23 @@ impl ProxyHttpEscaper {
 }
 
 impl EscaperOps for ProxyHttpEscaper {
-    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
-        let connected = self.next_hop.connect().await?;
+    async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
+        let connected = self.next_hop.connect(leg).await?;
         tokio::time::timeout(
             self.next_hop.negotiation_timeout(),
-            self.connect_through(&connected.stream, target),
+            self.connect_through(&connected.stream, leg.target),
         )
         .await
         .map_err(|_| TaskError::UpstreamTimeout("CONNECT to the next-hop proxy"))??;
         Ok(connected)
     }
 
-    async fn http_forward(
-        &self,
-        _target: &HostPort,
-        tls: bool,
-    ) -> Option<Result<Forward, TaskError>> {
+    async fn http_forward(&self, leg: &Leg<'_>, tls: bool) -> Option<Result<Forward, TaskError>> {
         if tls && !self.http.http_forward_capability.forward_https {
             // TLS is ours: through a CONNECT tunnel, in origin form.
             return None;
         }
-        Some(self.next_hop.connect().await.map(|connected| Forward {
+        Some(self.next_hop.connect(leg).await.map(|connected| Forward {
             connected,
             form: RequestForm::Absolute {
                 authorization: self.authorization.clone(),

@@ -10,7 +10,7 @@ use g3proxy_proto::socks5::{self, Command};
 use g3proxy_shared::config::escapers::{DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config};
 
 use super::next_hop::NextHop;
-use super::{Connected, Dependencies, EscaperOps};
+use super::{Connected, Dependencies, EscaperOps, Leg};
 use crate::conn::{Stream, read_exact, write_all_within};
 use crate::error::TaskError;
 
@@ -123,11 +123,11 @@ fn refusal(code: u8, target: &HostPort) -> TaskError {
 }
 
 impl EscaperOps for ProxySocks5Escaper {
-    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
-        let connected = self.next_hop.connect().await?;
+    async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
+        let connected = self.next_hop.connect(leg).await?;
         tokio::time::timeout(
             self.next_hop.negotiation_timeout(),
-            self.negotiate(&connected.stream, target),
+            self.negotiate(&connected.stream, leg.target),
         )
         .await
         .map_err(|_| TaskError::UpstreamTimeout("SOCKS5 with the next-hop proxy"))??;

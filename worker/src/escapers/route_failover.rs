@@ -12,10 +12,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use g3proxy_proto::HostPort;
 use g3proxy_shared::config::escapers::RouteFailoverConfig;
 
-use super::{Connected, Dependencies, Escaper, EscaperOps};
+use super::{Connected, Dependencies, Escaper, EscaperOps, Leg};
 use crate::error::TaskError;
 
 pub struct RouteFailoverEscaper {
@@ -65,23 +64,23 @@ async fn race<T>(
 /// and a failover's contains another escaper's, so unboxed it would contain itself.
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, TaskError>> + Send + 'a>>;
 
-/// `escaper`'s own connection to `target`, after its routes.
-fn connect_through<'a>(escaper: &'a Escaper, target: &'a HostPort) -> Boxed<'a, Connected> {
+/// `escaper`'s own connection for `leg`, after its routes.
+fn connect_through<'a>(escaper: &'a Escaper, leg: &'a Leg<'a>) -> Boxed<'a, Connected> {
     Box::pin(async move {
-        let escaper = escaper.route(target);
+        let escaper = escaper.route(leg).await?;
         escaper
             .runtime
-            .tcp_connect(target)
+            .tcp_connect(leg)
             .await
             .map_err(|e| escaper.explain(e))
     })
 }
 
 impl EscaperOps for RouteFailoverEscaper {
-    async fn tcp_connect(&self, target: &HostPort) -> Result<Connected, TaskError> {
+    async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
         race(
-            connect_through(&self.primary, target),
-            connect_through(&self.standby, target),
+            connect_through(&self.primary, leg),
+            connect_through(&self.standby, leg),
             self.delay,
         )
         .await

@@ -4,21 +4,20 @@
 //! `suffix_match`; else `default_next`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::escapers::RouteUpstreamConfig;
-use g3proxy_shared::types::IpNetwork;
 
-use super::{Dependencies, Escaper, EscaperOps};
+use super::rules::{IpRoutes, by_value};
+use super::{Dependencies, Escaper, EscaperOps, Leg};
+use crate::error::TaskError;
 use crate::host_match::nearest_ancestor;
 
 pub struct RouteUpstreamEscaper {
-    exact_ip: HashMap<IpAddr, Arc<Escaper>>,
+    /// `exact_match` addresses and `subnet_match`.
+    by_ip: IpRoutes,
     exact_domain: HashMap<String, Arc<Escaper>>,
-    /// Longest prefix first.
-    subnets: Vec<(IpNetwork, Arc<Escaper>)>,
     /// `example.net` → next: matches `example.net` and `*.example.net`.
     children: HashMap<String, Arc<Escaper>>,
     /// Longest suffix first.
@@ -28,36 +27,26 @@ pub struct RouteUpstreamEscaper {
 
 impl RouteUpstreamEscaper {
     pub fn build(config: &RouteUpstreamConfig, deps: &Dependencies) -> anyhow::Result<Self> {
-        let mut exact_ip = HashMap::new();
+        let mut exact_ip = Vec::new();
         let mut exact_domain = HashMap::new();
         for (host, escaper) in by_value(&config.exact_match, deps) {
             match host {
-                Host::Ip(ip) => exact_ip.insert(ip.to_canonical(), escaper),
-                Host::Domain(domain) => exact_domain.insert(domain, escaper),
+                Host::Ip(ip) => exact_ip.push((ip, escaper)),
+                Host::Domain(domain) => {
+                    exact_domain.insert(domain, escaper);
+                }
             };
         }
-        let mut subnets = by_value(&config.subnet_match, deps);
-        subnets.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix));
+        let by_ip = IpRoutes::new(exact_ip, by_value(&config.subnet_match, deps));
         let children = by_value(&config.child_match, deps).into_iter().collect();
         let mut suffixes = by_value(&config.suffix_match, deps);
         suffixes.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         Ok(RouteUpstreamEscaper {
-            exact_ip,
+            by_ip,
             exact_domain,
-            subnets,
             children,
             suffixes,
             default_next: deps.escaper(&config.default_next),
-        })
-    }
-
-    fn by_ip(&self, ip: IpAddr) -> Option<&Arc<Escaper>> {
-        let ip = ip.to_canonical();
-        self.exact_ip.get(&ip).or_else(|| {
-            self.subnets
-                .iter()
-                .find(|(net, _)| net.contains(ip))
-                .map(|(_, next)| next)
         })
     }
 
@@ -77,24 +66,19 @@ impl RouteUpstreamEscaper {
     }
 }
 
-/// Each value of a rule set with the escaper it leads to.
-fn by_value<T: Clone>(rules: &[(String, Vec<T>)], deps: &Dependencies) -> Vec<(T, Arc<Escaper>)> {
-    rules
-        .iter()
-        .flat_map(|(next, values)| {
-            let escaper = deps.escaper(next);
-            values.iter().map(move |v| (v.clone(), escaper.clone()))
-        })
-        .collect()
+impl RouteUpstreamEscaper {
+    fn next_of(&self, target: &HostPort) -> &Escaper {
+        let next = match &target.host {
+            Host::Ip(ip) => self.by_ip.lookup(*ip),
+            Host::Domain(domain) => self.by_domain(domain),
+        };
+        next.unwrap_or(&self.default_next)
+    }
 }
 
 impl EscaperOps for RouteUpstreamEscaper {
-    fn next_for(&self, target: &HostPort) -> Option<&Escaper> {
-        let next = match &target.host {
-            Host::Ip(ip) => self.by_ip(*ip),
-            Host::Domain(domain) => self.by_domain(domain),
-        };
-        Some(next.unwrap_or(&self.default_next))
+    async fn next_for(&self, leg: &Leg<'_>) -> Result<Option<&Escaper>, TaskError> {
+        Ok(Some(self.next_of(leg.target)))
     }
 }
 
@@ -146,7 +130,7 @@ mod tests {
                 host: Host::parse_uri_host(host).unwrap(),
                 port: 80,
             };
-            route.next_for(&target).unwrap().name.to_string()
+            route.next_of(&target).name.to_string()
         };
         assert_eq!(next("a.example.net"), "exact");
         assert_eq!(next("A.Example.NET"), "exact");

@@ -10,8 +10,13 @@ mod next_hop;
 mod proxy_float;
 mod proxy_http;
 mod proxy_socks5;
+mod route_client;
 mod route_failover;
+mod route_resolved;
+mod route_select;
 mod route_upstream;
+mod rules;
+mod trick_float;
 
 pub use direct::{
     DirectConfig, HappyEyeballsConfig, PickStrategy, QueryStrategy, ResolveStrategy,
@@ -26,8 +31,12 @@ pub use proxy_http::{
     DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, HttpPeerKeys, ProxyHttpConfig,
 };
 pub use proxy_socks5::{DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config};
+pub use route_client::RouteClientConfig;
 pub use route_failover::RouteFailoverConfig;
+pub use route_resolved::RouteResolvedConfig;
+pub use route_select::{RouteSelectConfig, WeightedName};
 pub use route_upstream::RouteUpstreamConfig;
+pub use trick_float::TrickFloatConfig;
 
 use std::collections::BTreeMap;
 
@@ -123,6 +132,10 @@ escaper_types! {
     RouteUpstream(RouteUpstreamConfig) = "route_upstream" | "routeupstream";
     DummyDeny(DummyDenyConfig) = "dummy_deny" | "dummydeny" | "denyall";
     RouteFailover(RouteFailoverConfig) = "route_failover" | "routefailover" | "failover";
+    RouteClient(RouteClientConfig) = "route_client" | "routeclient";
+    RouteResolved(RouteResolvedConfig) = "route_resolved" | "routeresolved";
+    RouteSelect(RouteSelectConfig) = "route_select" | "routeselect";
+    TrickFloat(TrickFloatConfig) = "trick_float" | "trickfloat";
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,14 +147,10 @@ pub struct EscaperConfig {
 const NOT_YET: &[&str] = &[
     "divert_tcp",
     "comply_audit",
-    "trick_float",
     "route_mapping",
-    "route_select",
-    "route_resolved",
     "route_dst_ip",
     "route_geoip",
     "route_geo_ip",
-    "route_client",
     "route_query",
 ];
 

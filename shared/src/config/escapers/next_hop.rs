@@ -108,14 +108,6 @@ impl NextHopConfig {
         if self.proxy_addr.is_empty() {
             return Err("proxy_addr is empty: name at least one next-hop proxy".into());
         }
-        if self.proxy_addr_pick_policy.is_hashed() {
-            // g3 hashes on `<client-ip>[-<user>]-<host>`; the escaper operations do not carry
-            // the client yet, and a key without it would not keep a client on its next hop.
-            return Err(
-                "proxy_addr_pick_policy: the hashing policies (ketama, rendezvous, jump_hash) are not supported for next hops by this build yet: use random, serial or rr"
-                    .into(),
-            );
-        }
         let by_name = self
             .proxy_addr
             .iter()

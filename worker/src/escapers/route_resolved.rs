@@ -1,0 +1,52 @@
+//! `type: route_resolved`: picks the next escaper by the target's address, a name resolved
+//! first as Happy Eyeballs resolves (the preferred family within `resolution_delay`): the
+//! longest `lpm_match` network of the first address, else `default_next`. A name that does
+//! not resolve fails the task, as it would fail at a direct escaper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use g3proxy_proto::Host;
+use g3proxy_shared::config::escapers::{QueryStrategy, RouteResolvedConfig};
+
+use super::rules::{IpRoutes, by_value};
+use super::{Dependencies, Escaper, EscaperOps, Leg};
+use crate::error::TaskError;
+use crate::resolvers::Resolver;
+
+pub struct RouteResolvedEscaper {
+    resolver: Arc<Resolver>,
+    strategy: QueryStrategy,
+    resolution_delay: Duration,
+    by_address: IpRoutes,
+    default_next: Arc<Escaper>,
+}
+
+impl RouteResolvedEscaper {
+    pub fn build(config: &RouteResolvedConfig, deps: &Dependencies) -> anyhow::Result<Self> {
+        Ok(RouteResolvedEscaper {
+            resolver: deps.resolver(&config.resolver),
+            strategy: config.resolve_strategy.query,
+            resolution_delay: config.resolution_delay.0,
+            by_address: IpRoutes::new(Vec::new(), by_value(&config.lpm_match, deps)),
+            default_next: deps.escaper(&config.default_next),
+        })
+    }
+}
+
+impl EscaperOps for RouteResolvedEscaper {
+    async fn next_for(&self, leg: &Leg<'_>) -> Result<Option<&Escaper>, TaskError> {
+        let ip = match &leg.target.host {
+            Host::Ip(ip) => Some(*ip),
+            Host::Domain(domain) => self
+                .resolver
+                .happy_eyeballs(domain, self.strategy, self.resolution_delay)
+                .await
+                .map_err(|error| TaskError::Resolver(format!("{domain}: {error}")))?
+                .first()
+                .copied(),
+        };
+        let next = ip.and_then(|ip| self.by_address.lookup(ip));
+        Ok(Some(next.unwrap_or(&self.default_next)))
+    }
+}
