@@ -20,6 +20,13 @@
 #   - HTTP forward keep-alive small requests/s with Basic auth (a user group of 100 static
 #     users and 10,000 dynamic ones from a file; a static and a dynamic user logging in),
 #     beside the same proxy without users
+#   - chaining: keep-alive small requests/s through two of ours (an http_proxy whose
+#     proxy_http escaper forwards to the first group's http_proxy), beside one of ours
+#   - resolvers with a warm cache: keep-alive small requests/s to a name (each request a
+#     cached lookup: c-ares, and hickory, asking Debian's unbound on loopback), beside the
+#     same requests to the address
+#   Where G3PROXY_BIN names a g3proxy binary, it runs the same forward, chain and name cases
+#   in the same run, and its figures are printed beside ours.
 # Not part of the tests. Usage: ci/bench.sh [ROUNDS (default 5)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +55,7 @@ cleanup() {
     [ -f "$work/run-w/bench-w.sock" ] && target/release/g3proxy-ctl -C "$work/run-w" -G bench-w force-quit-all >/dev/null 2>&1 || true
     pkill -f "g3proxy-worker" -P "$(cat "$work/g3.pid" 2>/dev/null || echo 0)" 2>/dev/null || true
     pkill -f "g3proxy-worker" -P "$(cat "$work/g3w.pid" 2>/dev/null || echo 0)" 2>/dev/null || true
+    pkill -f "g3proxy-worker" -P "$(cat "$work/g3c.pid" 2>/dev/null || echo 0)" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -57,6 +65,8 @@ P_ORIGIN=$(port); P_HTTP=$(port); P_SOCKS=$(port); P_SQUID=$(port); P_ECHO=$(por
 P_TLSPORT=$(port); P_HTTPS=$(port); P_HAPROXY=$(port); P_STREAM=$(port); P_HAPROXY_TCP=$(port)
 P_RPROXY=$(port); P_HAPROXY_HTTP=$(port); P_NGINX_PROXY=$(port); P_RPROXY_W=$(port)
 P_AUTH=$(port); P_STAT=$(port); P_STATSD=$(port)
+P_DNS=$(port); P_CHAIN=$(port); P_NAMED=$(port); P_NAMED_H=$(port)
+P_G3_HTTP=$(port); P_G3_CHAIN=$(port); P_G3_NAMED=$(port)
 
 # One P-256 certificate for every TLS endpoint.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
@@ -203,6 +213,58 @@ server:
 CONF
 target/release/g3proxy -c "$work/g3proxy-s.yml" -G bench-s -C "$work/run-s" 2>"$work/g3proxy-s.log" & pids+=($!)
 
+# A name server for the resolver cases: unbound serving bench.test on loopback.
+mkdir -p "$work/unbound"
+cat > "$work/unbound/unbound.conf" <<CONF
+server:
+  interface: 127.0.0.1@$P_DNS
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$work/unbound"
+  pidfile: ""
+  use-syslog: no
+  do-ip6: no
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  local-zone: "test." static
+  local-data: "bench.test. 300 IN A 127.0.0.1"
+remote-control:
+  control-enable: no
+CONF
+/usr/sbin/unbound -c "$work/unbound/unbound.conf" 2>"$work/unbound/stderr.log" & pids+=($!)
+
+# Chaining and names, in a group of their own, in front of the first group's http_proxy.
+# The same config serves g3proxy itself when G3PROXY_BIN is given (its own http_proxy
+# first in the chain).
+chain_config() { # chain_port named_port next_hop_port [http_port]
+    cat <<CONF
+resolver:
+  - {name: dns, type: c-ares, server: "127.0.0.1:$P_DNS"}
+  - {name: hickory, type: hickory, server: 127.0.0.1, server_port: $P_DNS}
+escaper:
+  - {name: chain, type: proxy_http, proxy_addr: "127.0.0.1:$3"}
+  - {name: named, type: direct_fixed, resolver: dns, egress_network_filter: {default: forbid, permit: 127.0.0.0/8}}
+  - {name: named_h, type: direct_fixed, resolver: hickory, egress_network_filter: {default: forbid, permit: 127.0.0.0/8}}
+server:
+  - {name: chain, type: http_proxy, escaper: chain, listen: "127.0.0.1:$1"}
+  - {name: named, type: http_proxy, escaper: named, listen: "127.0.0.1:$2"}
+CONF
+    if [ -n "${4:-}" ]; then
+        echo "  - {name: http, type: http_proxy, escaper: named, listen: \"127.0.0.1:$4\"}"
+    fi
+}
+mkdir -p "$work/run-c"
+{ chain_config "$P_CHAIN" "$P_NAMED" "$P_HTTP"
+  echo "  - {name: named_h, type: http_proxy, escaper: named_h, listen: \"127.0.0.1:$P_NAMED_H\"}"
+} > "$work/g3proxy-c.yml"
+target/release/g3proxy -c "$work/g3proxy-c.yml" -G bench-c -C "$work/run-c" 2>"$work/g3proxy-c.log" & pids+=($!)
+echo $! > "$work/g3c.pid"
+if [ -n "${G3PROXY_BIN:-}" ]; then
+    chain_config "$P_G3_CHAIN" "$P_G3_NAMED" "$P_G3_HTTP" "$P_G3_HTTP" > "$work/peer-g3proxy.yml"
+    "$G3PROXY_BIN" -c "$work/peer-g3proxy.yml" 2>"$work/peer-g3proxy.log" & pids+=($!)
+fi
+
 # The same reverse proxy in the other layout: a single-threaded worker process per core.
 mkdir -p "$work/run-w"
 cat > "$work/g3proxy-w.yml" <<CONF
@@ -276,7 +338,8 @@ wait_port() {
     tail -n 20 "$work"/*.log "$work"/squid/*.log >&2 || true
     exit 1
 }
-for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY" "$P_RPROXY_W" "$P_AUTH" "$P_STAT"; do wait_port "$p"; done
+for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY" "$P_RPROXY_W" "$P_AUTH" "$P_STAT" "$P_DNS" "$P_CHAIN" "$P_NAMED" "$P_NAMED_H"; do wait_port "$p"; done
+[ -n "${G3PROXY_BIN:-}" ] && for p in "$P_G3_HTTP" "$P_G3_CHAIN" "$P_G3_NAMED"; do wait_port "$p"; done
 
 small="http://127.0.0.1:$P_ORIGIN/small"
 # One client for every path, reading with 1 MiB buffers, so the client is not what limits.
@@ -319,6 +382,9 @@ wrk.path = "$small"
 wrk.headers["Proxy-Authorization"] = "Basic $(printf '%s:bench' "$who" | base64)"
 LUA
 done
+cat > "$work/named.lua" <<LUA
+wrk.path = "http://bench.test:$P_ORIGIN/small"
+LUA
 cat > "$work/handshake.lua" <<LUA
 wrk.path = "$small"
 wrk.headers["Connection"] = "close"
@@ -355,6 +421,15 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_haproxy_http "$(rps "http://127.0.0.1:$P_HAPROXY_HTTP/small")"
     record rps_nginx_proxy "$(rps "http://127.0.0.1:$P_NGINX_PROXY/small")"
     record rps_rproxy_w "$(rps "http://127.0.0.1:$P_RPROXY_W/small")"
+    record rps_chain "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_CHAIN/")"
+    record rps_named "$(rps -s "$work/named.lua" "http://127.0.0.1:$P_NAMED/")"
+    record rps_named_h "$(rps -s "$work/named.lua" "http://127.0.0.1:$P_NAMED_H/")"
+    record rps_by_address "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_NAMED/")"
+    if [ -n "${G3PROXY_BIN:-}" ]; then
+        record rps_g3_forward "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_HTTP/")"
+        record rps_g3_chain "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_CHAIN/")"
+        record rps_g3_named "$(rps -s "$work/named.lua" "http://127.0.0.1:$P_G3_NAMED/")"
+    fi
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -435,3 +510,17 @@ echo
 printf '%-44s %12s %12s %10s\n' "metrics" "with stat" "without" "/without"
 printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, metrics on [8]" "$(m rps_stat)" "$(m rps_forward)" "$(ratio "$(m rps_stat)" "$(m rps_forward)")"
 echo "[8] the same http_proxy in a group of its own with a stat section (200ms, UDP); task logs are not there yet."
+echo
+printf '%-44s %12s %12s %10s\n' "chaining and names" "ours" "beside" "/beside"
+printf '%-44s %12.0f %12.0f %10s\n' "forward req/s through two of ours [9]" "$(m rps_chain)" "$(m rps_forward)" "$(ratio "$(m rps_chain)" "$(m rps_forward)")"
+printf '%-44s %12.0f %12.0f %10s\n' "forward req/s to a name, c-ares [10]" "$(m rps_named)" "$(m rps_by_address)" "$(ratio "$(m rps_named)" "$(m rps_by_address)")"
+printf '%-44s %12.0f %12.0f %10s\n' "forward req/s to a name, hickory [10]" "$(m rps_named_h)" "$(m rps_by_address)" "$(ratio "$(m rps_named_h)" "$(m rps_by_address)")"
+echo "[9] a proxy_http escaper to the first group's http_proxy, beside that http_proxy alone."
+echo "[10] each request resolves bench.test (A and AAAA) from the warm cache, beside the same proxy to 127.0.0.1."
+if [ -n "${G3PROXY_BIN:-}" ]; then
+    echo
+    printf '%-44s %12s %12s %10s\n' "beside g3proxy ($G3PROXY_BIN)" "ours" "g3proxy" "/g3proxy"
+    printf '%-44s %12.0f %12.0f %10s\n' "forward req/s" "$(m rps_forward)" "$(m rps_g3_forward)" "$(ratio "$(m rps_forward)" "$(m rps_g3_forward)")"
+    printf '%-44s %12.0f %12.0f %10s\n' "forward req/s through two proxies" "$(m rps_chain)" "$(m rps_g3_chain)" "$(ratio "$(m rps_chain)" "$(m rps_g3_chain)")"
+    printf '%-44s %12.0f %12.0f %10s\n' "forward req/s to a name (c-ares)" "$(m rps_named)" "$(m rps_g3_named)" "$(ratio "$(m rps_named)" "$(m rps_g3_named)")"
+fi

@@ -3,7 +3,7 @@
 # libc-ares-dev + pkg-config (the c-ares resolver links the system library), curl (a real
 # client in the end-to-end tests), systemd (systemd-analyze verifies the unit), wrk (the
 # high-rate zero-loss scenarios), openssl (test certificates, s_client for mTLS), python3 (a
-# peer running as another uid in the control-plane tests) with h11 and Node.js (the origin
+# peer running as another uid in the control-plane tests) with h11 and msgpack, Node.js (the origin
 # parsers of the HTTP/1 differential test), nmap and iproute2 (the open-proxy scan from a test
 # host in a network namespace), nftables (TPROXY rules for tcp_tproxy in namespaces), slapd
 # (a real LDAP directory for ldap user groups; Debian does not start it, the test does),
@@ -29,10 +29,14 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# h11 for whichever python3 the tests will run: PyPI first, Debian's package as a fallback.
-if ! python3 -c 'import h11' 2>/dev/null; then
-    python3 -m pip install -q h11 2>/dev/null \
-        || python3 -m pip install -q --break-system-packages h11 2>/dev/null \
-        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-h11 >/dev/null; }
-    python3 -c 'import h11' || { echo "ci/setup.sh: cannot install h11 for $(command -v python3)" >&2; exit 1; }
-fi
+# Python packages for whichever python3 the tests will run: PyPI first, Debian's package as
+# a fallback. h11 parses HTTP/1 in the differential test; msgpack speaks g3proxy's agent
+# protocol in the route_query test's agent.
+for module in h11 msgpack; do
+    if ! python3 -c "import $module" 2>/dev/null; then
+        python3 -m pip install -q "$module" 2>/dev/null \
+            || python3 -m pip install -q --break-system-packages "$module" 2>/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "python3-$module" >/dev/null; }
+        python3 -c "import $module" || { echo "ci/setup.sh: cannot install $module for $(command -v python3)" >&2; exit 1; }
+    fi
+done

@@ -150,6 +150,23 @@ pub fn ldap(data: &[u8]) {
     }
 }
 
+/// MessagePack values: never more used than given, a decoded value decodes the same from
+/// exactly its bytes, and its encoding is stable (encoding what that decodes to gives the
+/// same bytes).
+pub fn msgpack(data: &[u8]) {
+    if let Ok((value, used)) = crate::msgpack::decode(data) {
+        assert!(used <= data.len());
+        assert!(crate::msgpack::decode(&data[..used]).is_ok());
+        let mut once = Vec::new();
+        crate::msgpack::encode(&value, &mut once);
+        let (again, again_used) = crate::msgpack::decode(&once).expect("our own encoding decodes");
+        assert_eq!(again_used, once.len());
+        let mut twice = Vec::new();
+        crate::msgpack::encode(&again, &mut twice);
+        assert_eq!(once, twice);
+    }
+}
+
 /// SOCKS4 requests: never more used than given, and a complete request re-reads the same
 /// from exactly its bytes.
 pub fn socks4(data: &[u8]) {

@@ -6,6 +6,7 @@
 //! - [`http1`]: HTTP/1.x request and response heads (on `httparse`), message framing and the
 //!   chunked-body tracker used when relaying bodies byte for byte.
 //! - [`ldap`]: an LDAP simple bind and its answer, to check passwords against a directory.
+//! - [`msgpack`]: MessagePack values, for g3proxy's agent protocols (`route_query`).
 //! - [`proxy_protocol`]: HAProxy's PROXY protocol header, versions 1 and 2.
 //! - [`socks4`]: SOCKS4 and SOCKS4a requests and replies.
 //! - [`socks5`]: the SOCKS5 greeting, request and reply (RFC 1928), and the UDP header.
@@ -19,6 +20,7 @@ pub mod checks;
 pub mod frame;
 pub mod http1;
 pub mod ldap;
+pub mod msgpack;
 pub mod proxy_protocol;
 pub mod socks4;
 pub mod socks5;

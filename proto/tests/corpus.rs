@@ -8,7 +8,7 @@ use g3proxy_proto::checks;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 9] = [
+const TARGETS: [(&str, Check); 10] = [
     ("http1_request", checks::http1_request),
     ("http1_response", checks::http1_response),
     ("chunked", checks::chunked),
@@ -18,6 +18,7 @@ const TARGETS: [(&str, Check); 9] = [
     ("tls_hello", checks::tls_hello),
     ("frame", checks::frame),
     ("ldap", checks::ldap),
+    ("msgpack", checks::msgpack),
 ];
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {

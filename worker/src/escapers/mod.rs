@@ -22,6 +22,7 @@ mod proxy_http;
 mod proxy_socks5;
 mod route_client;
 mod route_failover;
+mod route_query;
 mod route_resolved;
 mod route_select;
 mod route_upstream;
@@ -255,6 +256,7 @@ escaper_runtimes! {
     RouteClient => route_client::RouteClientEscaper;
     RouteResolved => route_resolved::RouteResolvedEscaper;
     RouteSelect => route_select::RouteSelectEscaper;
+    RouteQuery => route_query::RouteQueryEscaper;
     TrickFloat => trick_float::TrickFloatEscaper;
 }
 

@@ -12,6 +12,7 @@ mod proxy_http;
 mod proxy_socks5;
 mod route_client;
 mod route_failover;
+mod route_query;
 mod route_resolved;
 mod route_select;
 mod route_upstream;
@@ -33,6 +34,7 @@ pub use proxy_http::{
 pub use proxy_socks5::{DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config};
 pub use route_client::RouteClientConfig;
 pub use route_failover::RouteFailoverConfig;
+pub use route_query::RouteQueryConfig;
 pub use route_resolved::RouteResolvedConfig;
 pub use route_select::{RouteSelectConfig, WeightedName};
 pub use route_upstream::RouteUpstreamConfig;
@@ -135,6 +137,7 @@ escaper_types! {
     RouteClient(RouteClientConfig) = "route_client" | "routeclient";
     RouteResolved(RouteResolvedConfig) = "route_resolved" | "routeresolved";
     RouteSelect(RouteSelectConfig) = "route_select" | "routeselect";
+    RouteQuery(RouteQueryConfig) = "route_query" | "routequery";
     TrickFloat(TrickFloatConfig) = "trick_float" | "trickfloat";
 }
 
@@ -151,7 +154,6 @@ const NOT_YET: &[&str] = &[
     "route_dst_ip",
     "route_geoip",
     "route_geo_ip",
-    "route_query",
 ];
 
 pub(crate) fn decode(
