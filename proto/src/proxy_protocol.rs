@@ -196,6 +196,24 @@ pub fn encode_v1(source: SocketAddr, destination: SocketAddr, out: &mut Vec<u8>)
 /// Writes a version 2 PROXY header for a TCP connection from `source` to `destination` (a
 /// test client's side, and the escapers' `use_proxy_protocol: 2`).
 pub fn encode_v2(source: SocketAddr, destination: SocketAddr, out: &mut Vec<u8>) {
+    encode_v2_with(source, destination, &[], out);
+}
+
+/// g3's own TLV types, which `divert_tcp` sends its next hop.
+pub const TLV_UPSTREAM: u8 = 0xe0;
+pub const TLV_TLS_NAME: u8 = 0xe1;
+pub const TLV_USERNAME: u8 = 0xe2;
+pub const TLV_TASK_ID: u8 = 0xe3;
+
+/// [`encode_v2`] with TLVs after the addresses (type, value); a value longer than 65535
+/// bytes is left out, as no header could carry it.
+pub fn encode_v2_with(
+    source: SocketAddr,
+    destination: SocketAddr,
+    tlvs: &[(u8, &[u8])],
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
     out.extend_from_slice(&V2_SIGNATURE);
     out.push(0x21);
     match (source, destination) {
@@ -220,6 +238,19 @@ pub fn encode_v2(source: SocketAddr, destination: SocketAddr, out: &mut Vec<u8>)
             out.extend_from_slice(&destination.port().to_be_bytes());
         }
     }
+    for (kind, value) in tlvs {
+        let Ok(len) = u16::try_from(value.len()) else {
+            continue;
+        };
+        out.push(*kind);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    // The length field covers the addresses and the TLVs.
+    let body = out.len() - start - 16;
+    if let Ok(body) = u16::try_from(body) {
+        out[start + 14..start + 16].copy_from_slice(&body.to_be_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +259,23 @@ mod tests {
 
     fn addresses(source: &str, destination: &str) -> Option<(SocketAddr, SocketAddr)> {
         Some((source.parse().unwrap(), destination.parse().unwrap()))
+    }
+
+    #[test]
+    fn tlvs_follow_the_addresses_within_the_length() {
+        let (source, destination) = addresses("192.168.0.1:56324", "192.168.0.11:443").unwrap();
+        let mut out = Vec::new();
+        encode_v2_with(source, destination, &[(TLV_TASK_ID, b"1234")], &mut out);
+        // g3's own encoder's bytes for the same header.
+        assert_eq!(
+            out,
+            b"\x0d\x0a\x0d\x0a\x00\x0d\x0a\x51\x55\x49\x54\x0a\x21\x11\x00\x13\xc0\xa8\x00\x01\xc0\xa8\x00\x0b\xdc\x04\x01\xbb\xe3\x00\x041234"
+        );
+        let Ok(Parsed::Complete(header, used)) = parse(Version::V2, &out) else {
+            panic!("a header with TLVs parses");
+        };
+        assert_eq!(used, out.len());
+        assert_eq!(header.addresses, Some((source, destination)));
     }
 
     #[test]

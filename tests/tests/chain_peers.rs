@@ -5,7 +5,8 @@
 //! wants a login (`open` with any password, through Basic and RFC 1929), which only the
 //! escapers have; its own egress reaches the origin. Checked: forwarded requests and `CONNECT`
 //! tunnels arrive, a target name travels to the next hop to be resolved there, and a next hop
-//! that refuses our login is the client's 502.
+//! that refuses our login is the client's 502. And `divert_tcp`'s PROXY v2 header with g3's
+//! TLVs, as a next hop reads it.
 
 use g3proxy_tests::{Certs, Group, Origin, curl, curl_status};
 
@@ -113,4 +114,91 @@ server:
     }
     let wrong = format!("http://127.0.0.1:{}", front.port("wrong"));
     assert_eq!(curl_status(&["-x", &wrong, &by_address]), "502");
+}
+
+/// `divert_tcp`: the next hop reads a PROXY v2 header first, with the client, the address it
+/// came in at and g3's TLVs (target, user, task), then the client's own bytes; here a raw
+/// listener of the test reads them and answers.
+#[test]
+fn divert_tcp_tells_the_next_hop_the_target_user_and_task() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    let hop = TcpListener::bind("127.0.0.1:0").expect("next hop");
+    let hop_port = hop.local_addr().expect("hop address").port();
+    let (heard, received) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        for stream in hop.incoming().flatten() {
+            let heard = heard.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut data = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // The header (its length at bytes 14..16), then a request head, then the
+                // answer. (The header's own signature holds a blank line.)
+                let head_done = |data: &[u8]| {
+                    data.len() >= 16 && {
+                        let header = 16 + u16::from_be_bytes([data[14], data[15]]) as usize;
+                        data.len() > header && data[header..].windows(4).any(|w| w == b"\r\n\r\n")
+                    }
+                };
+                while !head_done(&data) {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\ndiverted",
+                );
+                let _ = heard.send(data);
+            });
+        }
+    });
+    let text = format!(
+        "escaper:\n  - {{name: divert, type: divert_tcp, proxy_addr: \"127.0.0.1:{hop_port}\"}}\nuser_group:\n  - name: hops\n    static_users:\n      - name: hop\n        token: {{salt: 113323bdab6fd2cc, md5: 5c81f2becadde7fa5fde9026652ccc84, sha1: ff9d5c1a14328dd85ee95d4e574bd0558a1dfa96}}\nserver:\n  - {{name: http, type: http_proxy, escaper: divert, user_group: hops, listen: \"127.0.0.1:{{{{http_port}}}}\"}}\n"
+    );
+    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    group.start();
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let target = "http://192.0.2.7:8080/";
+    for tunnel in [false, true] {
+        let mut args = vec!["-x", proxy.as_str(), "-U", "hop:toor"];
+        if tunnel {
+            args.push("-p");
+        }
+        args.push(target);
+        assert_eq!(curl(&args), "diverted", "tunnel: {tunnel}");
+        let data = received
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the next hop heard");
+        let Ok(g3proxy_proto::Parsed::Complete(header, used)) =
+            g3proxy_proto::proxy_protocol::parse(g3proxy_proto::proxy_protocol::Version::V2, &data)
+        else {
+            panic!("a PROXY v2 header first: {data:?}");
+        };
+        let (client, server) = header.addresses.expect("addresses");
+        assert_eq!(client.ip().to_string(), "127.0.0.1");
+        assert_eq!(server.port(), group.port("http"));
+        // The TLVs: after the 16-byte preamble and the 12 bytes of IPv4 addresses and ports.
+        let mut tlvs = std::collections::BTreeMap::new();
+        let mut at = 28;
+        while at + 3 <= used {
+            let len = u16::from_be_bytes([data[at + 1], data[at + 2]]) as usize;
+            tlvs.insert(data[at], data[at + 3..at + 3 + len].to_vec());
+            at += 3 + len;
+        }
+        assert_eq!(at, used, "TLVs fill the header exactly");
+        assert_eq!(tlvs[&0xe0], b"192.0.2.7:8080");
+        assert_eq!(tlvs[&0xe2], b"hop");
+        assert_eq!(tlvs[&0xe3].len(), 16);
+        // Tunnelled or forwarded, the client's request follows, in origin form.
+        let rest = String::from_utf8_lossy(&data[used..]);
+        assert!(rest.starts_with("GET / HTTP/1.1"), "{rest}");
+        assert!(
+            !rest.contains("Proxy-Authorization"),
+            "the login stays with us: {rest}"
+        );
+    }
 }

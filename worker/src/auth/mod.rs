@@ -34,8 +34,11 @@ use limits::AliveGuard;
 /// place under `request_alive_max` until it drops.
 pub struct Permit<'t> {
     target: &'t HostPort,
-    /// Who asks, for routes on the client and the hashing pick policies.
-    client: std::net::IpAddr,
+    /// Who asks (for routes on the client, the hashing pick policies and what divert_tcp
+    /// tells its next hop): the client, where it came in, the task, the user.
+    client: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+    task_id: u64,
     user: Option<Arc<str>>,
     /// The target as the user's `resolve_redirection` has it resolved.
     resolve_as: Option<HostPort>,
@@ -46,7 +49,9 @@ impl<'t> Permit<'t> {
     fn new(task: &TaskContext, target: &'t HostPort, alive: Option<AliveGuard>) -> Permit<'t> {
         Permit {
             target,
-            client: task.client_addr.ip(),
+            client: task.client_addr,
+            server: task.local_addr,
+            task_id: task.id,
             user: task.user.as_ref().map(|u| u.name.clone()),
             resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
             _alive: alive,
@@ -57,8 +62,16 @@ impl<'t> Permit<'t> {
         self.target
     }
 
-    pub fn client(&self) -> std::net::IpAddr {
+    pub fn client(&self) -> std::net::SocketAddr {
         self.client
+    }
+
+    pub fn server(&self) -> std::net::SocketAddr {
+        self.server
+    }
+
+    pub fn task_id(&self) -> u64 {
+        self.task_id
     }
 
     pub fn user_name(&self) -> Option<&str> {

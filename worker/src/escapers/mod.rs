@@ -16,6 +16,7 @@ mod deny_all;
 mod direct;
 mod direct_fixed;
 mod direct_float;
+mod divert_tcp;
 mod next_hop;
 mod proxy_float;
 mod proxy_http;
@@ -64,11 +65,14 @@ pub struct Connected {
 }
 
 /// One task's way out as an escaper sees it: where to, and who asks (for routes on the
-/// client and the hashing pick policies).
+/// client, the hashing pick policies, and what divert_tcp tells its next hop).
 #[derive(Clone, Copy)]
 pub struct Leg<'a> {
     pub target: &'a HostPort,
-    pub client: IpAddr,
+    pub client: SocketAddr,
+    /// The address the client came in at.
+    pub server: SocketAddr,
+    pub task_id: u64,
     pub user: Option<&'a str>,
 }
 
@@ -78,18 +82,18 @@ impl<'a> Leg<'a> {
     where
         'a: 'b,
     {
-        Leg {
-            target,
-            client: self.client,
-            user: self.user,
-        }
+        Leg { target, ..*self }
+    }
+
+    pub fn client_ip(&self) -> IpAddr {
+        self.client.ip()
     }
 
     /// g3's key for the hashing pick policies: `<client-ip>[-<user>]-<host>`.
     pub fn hash_key(&self) -> Vec<u8> {
         match self.user {
-            Some(user) => format!("{}-{user}-{}", self.client, self.target.host),
-            None => format!("{}-{}", self.client, self.target.host),
+            Some(user) => format!("{}-{user}-{}", self.client_ip(), self.target.host),
+            None => format!("{}-{}", self.client_ip(), self.target.host),
         }
         .into_bytes()
     }
@@ -257,6 +261,7 @@ escaper_runtimes! {
     RouteResolved => route_resolved::RouteResolvedEscaper;
     RouteSelect => route_select::RouteSelectEscaper;
     RouteQuery => route_query::RouteQueryEscaper;
+    DivertTcp => divert_tcp::DivertTcpEscaper;
     TrickFloat => trick_float::TrickFloatEscaper;
 }
 
@@ -356,6 +361,8 @@ impl Escaper {
         Leg {
             target: permit.target(),
             client: permit.client(),
+            server: permit.server(),
+            task_id: permit.task_id(),
             user: permit.user_name(),
         }
     }
@@ -545,7 +552,7 @@ async fn send_proxy_header(
 }
 
 /// A fresh connection takes a PROXY header at once; a peer that does not is not there.
-const HEADER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Datagrams to a target each (g3's "udp associate"): one socket per address family, made
 /// when the first datagram of that family goes out, by the escaper that datagram is routed

@@ -28,7 +28,7 @@ impl RouteClientEscaper {
 
 impl EscaperOps for RouteClientEscaper {
     async fn next_for(&self, leg: &Leg<'_>) -> Result<Option<&Escaper>, TaskError> {
-        let next = self.by_client.lookup(leg.client);
+        let next = self.by_client.lookup(leg.client_ip());
         Ok(Some(next.unwrap_or(&self.default_next)))
     }
 }

@@ -96,11 +96,15 @@ impl EscaperOps for RouteQueryEscaper {
         let question = Question {
             user: leg.user.unwrap_or_default().to_string(),
             host: leg.target.host.to_string(),
-            client: self.agent.config.query_pass_client_ip.then_some(leg.client),
+            client: self
+                .agent
+                .config
+                .query_pass_client_ip
+                .then_some(leg.client_ip()),
         };
         let nodes = self.agent.nodes_for(&question).await;
         let picked = nodes.and_then(|nodes| {
-            let name = nodes.pick(leg.client.to_string().as_bytes());
+            let name = nodes.pick(leg.client_ip().to_string().as_bytes());
             self.allowed.get(name)
         });
         Ok(Some(picked.unwrap_or(&self.fallback)))

@@ -5,6 +5,7 @@
 mod direct;
 mod direct_fixed;
 mod direct_float;
+mod divert_tcp;
 mod dummy_deny;
 mod next_hop;
 mod proxy_float;
@@ -25,6 +26,7 @@ pub use direct::{
 };
 pub use direct_fixed::DirectFixedConfig;
 pub use direct_float::{DirectFloatConfig, FloatBind, FloatBinds};
+pub use divert_tcp::{DEFAULT_DIVERT_PORT, DivertTcpConfig};
 pub use dummy_deny::DummyDenyConfig;
 pub use next_hop::{NextHopConfig, PeerTlsConfig};
 pub use proxy_float::{FloatPeer, FloatSource, PeerKind, ProxyFloatConfig};
@@ -138,6 +140,7 @@ escaper_types! {
     RouteResolved(RouteResolvedConfig) = "route_resolved" | "routeresolved";
     RouteSelect(RouteSelectConfig) = "route_select" | "routeselect";
     RouteQuery(RouteQueryConfig) = "route_query" | "routequery";
+    DivertTcp(DivertTcpConfig) = "divert_tcp" | "diverttcp" via DivertTcpConfig::decode;
     TrickFloat(TrickFloatConfig) = "trick_float" | "trickfloat";
 }
 
@@ -148,7 +151,6 @@ pub struct EscaperConfig {
 }
 
 const NOT_YET: &[&str] = &[
-    "divert_tcp",
     "comply_audit",
     "route_mapping",
     "route_dst_ip",
