@@ -15,8 +15,9 @@
 #   - http_rproxy: keep-alive small requests/s through a reverse proxy to nginx, beside
 #     HAProxy in HTTP mode and nginx as a reverse proxy (each with X-Forwarded-For and kept
 #     upstream connections), in the default runtime and with a worker process per core
-#   - HTTP forward keep-alive small requests/s with StatsD metrics on (a second group whose
-#     only difference is its stat section), beside the same without
+#   - HTTP forward keep-alive small requests/s with StatsD metrics and task logs (syslog over
+#     UDP) on (a second group whose only difference is its stat and log sections), beside the
+#     same without
 #   - HTTP forward keep-alive small requests/s with Basic auth (a user group of 100 static
 #     users and 10,000 dynamic ones from a file; a static and a dynamic user logging in),
 #     beside the same proxy without users
@@ -203,10 +204,12 @@ CONF
 target/release/g3proxy -c "$work/g3proxy.yml" -G bench -C "$work/run" 2>"$work/g3proxy.log" & pids+=($!)
 echo $! > "$work/g3.pid"
 
-# The same forward proxy with metrics on, sent to a UDP port nobody reads.
+# The same forward proxy with metrics and task logs on (StatsD, and syslog over UDP, each to a
+# port nobody reads).
 mkdir -p "$work/run-s"
 cat > "$work/g3proxy-s.yml" <<CONF
 stat: {target: {udp: "127.0.0.1:$P_STATSD"}, emit_interval: 200ms}
+log: {task: {syslog: {target_udp: "127.0.0.1:$P_STATSD"}}}
 $modules
 server:
   - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_STAT"}
@@ -507,9 +510,9 @@ printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, static user [7]" 
 printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, dynamic user [7]" "$(m rps_auth_dynamic)" "$(m rps_forward)" "$(ratio "$(m rps_auth_dynamic)" "$(m rps_forward)")"
 echo "[7] Basic auth on every request, a group of 100 static and 10,000 dynamic users (salted md5+sha1 tokens); the same http_proxy without a user group."
 echo
-printf '%-44s %12s %12s %10s\n' "metrics" "with stat" "without" "/without"
-printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, metrics on [8]" "$(m rps_stat)" "$(m rps_forward)" "$(ratio "$(m rps_stat)" "$(m rps_forward)")"
-echo "[8] the same http_proxy in a group of its own with a stat section (200ms, UDP); task logs are not there yet."
+printf '%-44s %12s %12s %10s\n' "metrics and task logs" "with both" "without" "/without"
+printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, stat and log on [8]" "$(m rps_stat)" "$(m rps_forward)" "$(ratio "$(m rps_stat)" "$(m rps_forward)")"
+echo "[8] the same http_proxy in a group of its own with a stat section (200ms, UDP) and task logs to syslog (UDP)."
 echo
 printf '%-44s %12s %12s %10s\n' "chaining and names" "ours" "beside" "/beside"
 printf '%-44s %12.0f %12.0f %10s\n' "forward req/s through two of ours [9]" "$(m rps_chain)" "$(m rps_forward)" "$(ratio "$(m rps_chain)" "$(m rps_forward)")"

@@ -7,7 +7,8 @@
 # parsers of the HTTP/1 differential test), nmap and iproute2 (the open-proxy scan from a test
 # host in a network namespace), nftables (TPROXY rules for tcp_tproxy in namespaces), slapd
 # (a real LDAP directory for ldap user groups; Debian does not start it, the test does),
-# unbound (a real name server for the resolvers: UDP, TCP, DoT, DoH; the test starts its own).
+# unbound (a real name server for the resolvers: UDP, TCP, DoT, DoH; the test starts its own),
+# rsyslog (a real syslog server for task logs; the test starts its own on loopback UDP).
 set -euo pipefail
 need=()
 dpkg -s libc-ares-dev >/dev/null 2>&1 || need+=(libc-ares-dev)
@@ -23,6 +24,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 [ -x /usr/sbin/slapd ] || need+=(slapd)
 [ -x /usr/sbin/unbound ] || need+=(unbound)
+[ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 if [ ${#need[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

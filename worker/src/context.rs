@@ -32,6 +32,8 @@ pub struct Context {
     pub quit_wakers: QuitWakers,
     /// Read buffers of keep-alive connections between their requests.
     pub buffers: BufferCache,
+    /// Where task logs go (the `log` section's `task` driver); none when discarded.
+    pub task_log: Option<Arc<crate::log::Logger>>,
 }
 
 /// Buffers of connections that went idle, for the next connection that reads: a keep-alive
@@ -149,6 +151,7 @@ impl Context {
             tasks,
             quit_wakers: QuitWakers::default(),
             buffers: BufferCache::default(),
+            task_log: None,
         }
     }
 
@@ -198,6 +201,10 @@ impl Context {
 #[derive(Default)]
 pub struct ServerCounters {
     pub name: String,
+    /// As g3 names the type in task logs (`HttpProxy`, `SocksProxy`, ...).
+    pub server_type: String,
+    /// Where this server's task logs go.
+    pub task_log: Option<Arc<crate::log::Logger>>,
     pub total_conn: AtomicU64,
     pub total_task: AtomicU64,
     pub alive: AtomicU64,
@@ -213,8 +220,34 @@ pub struct ServerCounters {
 
 impl ServerCounters {
     pub fn new(name: &str) -> Arc<Self> {
+        Self::logged(name, "", None)
+    }
+
+    /// The counters of a server of config type `type_name` whose tasks log to `task_log`.
+    pub fn logged(
+        name: &str,
+        type_name: &str,
+        task_log: Option<Arc<crate::log::Logger>>,
+    ) -> Arc<Self> {
+        // g3's spelling: `http_rproxy` is HttpRProxy, `tcp_tproxy` TcpTProxy.
+        let server_type = type_name
+            .split('_')
+            .map(|word| match word {
+                "rproxy" => "RProxy".to_string(),
+                "tproxy" => "TProxy".to_string(),
+                word => {
+                    let mut chars = word.chars();
+                    chars
+                        .next()
+                        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                        .unwrap_or_default()
+                }
+            })
+            .collect();
         Arc::new(ServerCounters {
             name: name.to_string(),
+            server_type,
+            task_log,
             ..Default::default()
         })
     }
@@ -331,6 +364,10 @@ impl TaskGuard {
 
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    pub fn kind(&self) -> TaskKind {
+        self.kind
     }
 
     /// The task is now alive on `server` instead.

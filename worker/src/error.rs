@@ -154,6 +154,7 @@ impl TaskError {
     /// Logs a task that ended in error (malformed client input always: operators want to
     /// see it; everything else when asked for, `-v`) and counts refusals for the metrics.
     pub fn log(&self, task: &TaskContext) {
+        task.notes.reason.set(self.reason());
         let forbidden = match self {
             TaskError::Auth(_) => Some(&task.server.auth_failed),
             TaskError::Policy(Forbidden::DestDenied(_)) => Some(&task.server.dest_denied),
@@ -173,6 +174,29 @@ impl TaskError {
                 tracing::warn!("server {server}: task {id} client {client} user {user}: {self}")
             }
             _ => tracing::info!("server {server}: task {id} client {client} user {user}: {self}"),
+        }
+    }
+
+    /// Why the task ended, as g3's task logs say it (`ServerTaskError`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TaskError::Client(_)
+            | TaskError::ClientHeadTooLarge
+            | TaskError::ClientSocks(_)
+            | TaskError::LoopDetected(_) => "InvalidClientProtocol",
+            TaskError::ClientIo(_) => "ClientTcpReadFailed",
+            TaskError::ClientTimeout(_) => "ClientAppTimeout",
+            TaskError::Resolver(_) => "UpstreamNotResolved",
+            TaskError::Policy(_) => "ForbiddenByRule",
+            TaskError::Auth(_) => "ClientAuthFailed",
+            TaskError::UpstreamRefused(_)
+            | TaskError::UpstreamConnectTimeout
+            | TaskError::UpstreamUnreachable(_) => "UpstreamNotConnected",
+            TaskError::UpstreamIo(_) => "UpstreamReadFailed",
+            TaskError::UpstreamProtocol(_) | TaskError::UpstreamTls(_) => "UpstreamAppError",
+            TaskError::UpstreamTimeout(_) => "UpstreamAppTimeout",
+            TaskError::Internal(_) => "InternalServerError",
+            TaskError::Unsupported(_) => "UnimplementedProtocol",
         }
     }
 

@@ -108,10 +108,10 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
         user_groups.insert(group.name().to_string(), built);
     }
     let (phase, phase_receiver) = watch::channel(Phase::Serving);
-    let context = Arc::new(Context::new(
-        phase_receiver,
-        Arc::new(TaskRegistry::default()),
-    ));
+    let mut context = Context::new(phase_receiver, Arc::new(TaskRegistry::default()));
+    context.task_log = crate::log::Logger::start(config.log.task(), "Task", &start.group)
+        .map_err(|e| anyhow::anyhow!("task log: {e}"))?;
+    let context = Arc::new(context);
     // The config lists servers after those they hand connections to.
     let mut servers = HashMap::new();
     for server in &config.servers {

@@ -15,6 +15,7 @@ mod escapers;
 mod host_match;
 mod http;
 mod lifecycle;
+mod log;
 mod metrics;
 mod pick;
 mod relay;

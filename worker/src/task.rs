@@ -5,12 +5,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Instant, SystemTime};
 
 use crate::auth::User;
 use crate::conn::{ClientConn, TlsFacts};
+use g3proxy_shared::types::rfc3339_micros;
+
 use crate::context::{ServerCounters, TaskGuard, TaskKind, TaskRegistry};
+use crate::log::Event;
 
 /// What happened on the way to the upstream, for logs and metrics.
 #[derive(Debug, Default, Clone)]
@@ -23,6 +26,14 @@ pub struct TaskNotes {
     pub bound: Option<SocketAddr>,
     /// The escaper's `tcp_sock_speed_limit` on that connection.
     pub upstream_limit: Option<g3proxy_shared::types::SpeedLimit>,
+    /// The target, as the client named it.
+    pub upstream: Option<String>,
+    /// When the upstream connection was made (the task log's `ready_time`).
+    pub connected_at: Option<Instant>,
+    /// Why the task ended, in g3's words (`ClosedByClient`, `UpstreamNotConnected`, ...);
+    /// `Finished` when nothing says otherwise. Set through the shared reference every server
+    /// hands its error log.
+    pub reason: EndReason,
     pub bytes_up: u64,
     pub bytes_down: u64,
 }
@@ -38,6 +49,8 @@ pub struct TaskContext {
     /// What the client's TLS handshake said, when a server or port terminated it.
     pub client_tls: Option<Box<TlsFacts>>,
     pub started: Instant,
+    /// The same moment on the wall clock, for the task log's `start_at`.
+    started_at: SystemTime,
     pub notes: TaskNotes,
     guard: TaskGuard,
 }
@@ -58,6 +71,7 @@ impl TaskContext {
             user: None,
             client_tls: conn.tls.clone(),
             started: Instant::now(),
+            started_at: SystemTime::now(),
             notes: TaskNotes::default(),
             guard,
         }
@@ -85,8 +99,109 @@ impl TaskContext {
     }
 }
 
+/// g3's reasons a task ended (`ServerTaskError`), the first the default.
+const REASONS: [&str; 18] = [
+    "Finished",
+    "InvalidClientProtocol",
+    "ClientTcpReadFailed",
+    "ClientAppTimeout",
+    "UpstreamNotResolved",
+    "ForbiddenByRule",
+    "ClientAuthFailed",
+    "UpstreamNotConnected",
+    "UpstreamReadFailed",
+    "UpstreamAppError",
+    "UpstreamAppTimeout",
+    "InternalServerError",
+    "UnimplementedProtocol",
+    "ClosedByClient",
+    "Idle",
+    "CanceledAsServerQuit",
+    "CanceledAsUserBlocked",
+    "ClosedByUpstream",
+];
+
+/// Why a task ended: one of [`REASONS`], kept as its index.
+#[derive(Debug, Default)]
+pub struct EndReason(AtomicU8);
+
+impl EndReason {
+    /// `reason` must be one of g3's names above; another leaves the reason as it was.
+    pub fn set(&self, reason: &'static str) {
+        if let Some(index) = REASONS.iter().position(|r| *r == reason) {
+            self.0.store(index as u8, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self) -> &'static str {
+        REASONS[usize::from(self.0.load(Ordering::Relaxed)) % REASONS.len()]
+    }
+}
+
+impl Clone for EndReason {
+    fn clone(&self) -> Self {
+        EndReason(AtomicU8::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// A task's id as g3 writes one (a UUID, 16 bytes): this worker's pid, then the task's
+/// number in the worker; unique in a group's fleet while pids are.
+pub fn task_uuid(id: u64) -> [u8; 16] {
+    let mut uuid = [0u8; 16];
+    uuid[..4].copy_from_slice(&std::process::id().to_be_bytes());
+    uuid[8..].copy_from_slice(&id.to_be_bytes());
+    uuid
+}
+
+impl TaskContext {
+    /// The task log's event for this task as it ends, with g3's field names.
+    fn task_event(&self) -> Event {
+        let notes = &self.notes;
+        let task_type = match self.guard.kind() {
+            TaskKind::Http => "HttpForward",
+            TaskKind::SocksUdp => "UdpAssociate",
+            TaskKind::Connect | TaskKind::SocksTcp | TaskKind::Stream | TaskKind::Other => {
+                "TcpConnect"
+            }
+        };
+        let uuid: String = task_uuid(self.id)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut event = Event::new();
+        event
+            .str("server_type", &self.server.server_type)
+            .str("server_name", &self.server.name)
+            .str("task_type", task_type)
+            .str("task_id", uuid)
+            .str("stage", "Finished")
+            .str("start_at", rfc3339_micros(self.started_at))
+            .opt("user", self.user.as_ref().map(|u| u.name.clone()))
+            .opt("escaper", notes.escaper.as_deref())
+            .str("reason", notes.reason.get())
+            .str("server_addr", self.local_addr)
+            .str("client_addr", self.client_addr)
+            .opt("upstream", notes.upstream.as_deref())
+            .opt("next_bound_addr", notes.bound)
+            .opt("next_peer_addr", notes.next_hop)
+            .int("c_rd_bytes", notes.bytes_up)
+            .int("c_wr_bytes", notes.bytes_down)
+            .int("r_rd_bytes", notes.bytes_down)
+            .int("r_wr_bytes", notes.bytes_up)
+            .opt(
+                "ready_time",
+                notes
+                    .connected_at
+                    .map(|at| format!("{:.3?}", at.duration_since(self.started))),
+            )
+            .str("total_time", format!("{:.3?}", self.started.elapsed()));
+        event
+    }
+}
+
 impl Drop for TaskContext {
-    /// The end of every task, at debug level until task logs arrive with the `log` section.
+    /// The end of every task: its bytes counted, its task log written (when there is one),
+    /// and a debug line.
     fn drop(&mut self) {
         let notes = &self.notes;
         self.server
@@ -95,6 +210,9 @@ impl Drop for TaskContext {
         self.server
             .bytes_out
             .fetch_add(notes.bytes_down, Ordering::Relaxed);
+        if let Some(log) = &self.server.task_log {
+            log.log(self.task_event());
+        }
         // Every task ends here: build nothing unless the line will be written.
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return;

@@ -9,6 +9,7 @@ mod error;
 pub mod escapers;
 mod graph;
 pub mod host_matched;
+pub mod log;
 pub mod resolvers;
 mod runtime;
 pub mod servers;
@@ -42,6 +43,8 @@ pub struct Config {
     pub worker: Option<WorkerConfig>,
     /// Where StatsD metrics go; none without a `stat` section.
     pub stat: Option<stat::StatConfig>,
+    /// Where structured logs go; discarded without a `log` section.
+    pub log: log::LogConfig,
     pub resolvers: Vec<ResolverConfig>,
     pub escapers: Vec<EscaperConfig>,
     pub servers: Vec<ServerConfig>,
@@ -168,6 +171,7 @@ impl<'a, S: Source> Loader<'a, S> {
         let mut runtime = None;
         let mut worker = None;
         let mut stat = None;
+        let mut log = log::LogConfig::default();
         let mut sections: HashMap<&'static str, Vec<Entry>> = HashMap::new();
         for document in self.read_documents(&entry)? {
             let entries = match &document.value {
@@ -197,8 +201,12 @@ impl<'a, S: Source> Loader<'a, S> {
                         stat = Some(decode::<stat::StatConfig>(value, "stat")?);
                         continue;
                     }
-                    // Accepted for compatibility; this build logs to stderr.
-                    "log" | "controller" => continue,
+                    "log" => {
+                        log = decode::<log::LogConfig>(value, "log")?;
+                        continue;
+                    }
+                    // Accepted for compatibility: the control sockets are configured by flags.
+                    "controller" => continue,
                     "resolver" => "resolver",
                     "escaper" => "escaper",
                     "server" => "server",
@@ -261,6 +269,7 @@ impl<'a, S: Source> Loader<'a, S> {
             runtime: runtime.unwrap_or_default(),
             worker,
             stat,
+            log,
             resolvers: resolvers.iter().map(|(c, _)| c.clone()).collect(),
             escapers: escapers.iter().map(|(c, _)| c.clone()).collect(),
             servers: servers.iter().map(|(c, _)| c.clone()).collect(),

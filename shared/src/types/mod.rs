@@ -14,7 +14,7 @@ mod speed;
 mod token;
 mod upstream;
 
-pub use expire::Expire;
+pub use expire::{Expire, rfc3164_stamp, rfc3339_micros};
 pub use humanize::{HumanDuration, HumanSize, MAX_DURATION};
 pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};

@@ -390,11 +390,14 @@ impl Escaper {
         }
     }
 
-    fn note(&self, task: &mut TaskContext, connected: &Connected) {
-        task.notes.escaper = Some(self.name.clone());
-        task.notes.next_hop = Some(connected.next_hop);
-        task.notes.bound = Some(connected.bound);
-        task.notes.upstream_limit = connected.speed_limit;
+    fn note(&self, task: &mut TaskContext, connected: &Connected, target: &HostPort) {
+        let notes = &mut task.notes;
+        notes.escaper = Some(self.name.clone());
+        notes.next_hop = Some(connected.next_hop);
+        notes.bound = Some(connected.bound);
+        notes.upstream_limit = connected.speed_limit;
+        notes.upstream = Some(target.to_string());
+        notes.connected_at = Some(std::time::Instant::now());
     }
 
     /// Opens a TCP connection toward the permit's target and notes on the task how it went.
@@ -417,7 +420,7 @@ impl Escaper {
         }
         escaper.counters.count(&connected);
         let connected = connected?;
-        escaper.note(task, &connected);
+        escaper.note(task, &connected, permit.target());
         Ok(connected)
     }
 
@@ -467,7 +470,7 @@ impl Escaper {
             let forward = forward.map_err(|e| escaper.explain(e));
             escaper.counters.count(&forward);
             let forward = forward?;
-            escaper.note(task, &forward.connected);
+            escaper.note(task, &forward.connected, permit.target());
             return Ok(forward);
         }
         let connected = match tls {

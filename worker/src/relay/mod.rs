@@ -97,6 +97,20 @@ pub struct RelayOutcome {
     pub end: RelayEnd,
 }
 
+impl RelayEnd {
+    /// Why a tunnel ended, as g3's task logs say it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RelayEnd::Closed => "ClosedByClient",
+            RelayEnd::Idle => "Idle",
+            RelayEnd::ForceQuit => "CanceledAsServerQuit",
+            RelayEnd::UserBlocked => "CanceledAsUserBlocked",
+            RelayEnd::ClientError(_) => "ClientTcpReadFailed",
+            RelayEnd::UpstreamError(_) => "UpstreamReadFailed",
+        }
+    }
+}
+
 impl std::fmt::Display for RelayOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let end = match &self.end {

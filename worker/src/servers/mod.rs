@@ -174,7 +174,11 @@ impl Server {
         let runtime = ServerRuntime::build(config, cx)
             .map_err(|e| anyhow::anyhow!("server {}: {e:#}", config.name()))?;
         Ok(Arc::new(Server {
-            counters: ServerCounters::new(config.name()),
+            counters: ServerCounters::logged(
+                config.name(),
+                config.type_name(),
+                cx.context.task_log.clone(),
+            ),
             ingress: config.common.ingress_network_filter.clone(),
             misc_opts: config.common.tcp_misc_opts.clone(),
             misc_opts_failed: AtomicBool::new(false),
@@ -236,6 +240,7 @@ pub async fn tunnel(
     let outcome = relay::relay_tunnel(client, upstream, &policy, context, user.as_deref()).await;
     task.notes.bytes_up += outcome.client_to_upstream;
     task.notes.bytes_down += outcome.upstream_to_client;
+    task.notes.reason.set(outcome.end.reason());
     tracing::debug!(
         "server {}: task {} tunnel ended: {outcome}",
         task.server_name(),

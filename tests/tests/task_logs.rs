@@ -1,0 +1,356 @@
+//! Scenario: task logs, one event as each task ends, with g3proxy's field names, through the
+//! drivers operators point them at:
+//! - `stdout`: a line of sorted `key: value` pairs on the worker's standard output;
+//! - `syslog` over UDP into a real rsyslog (Debian's, started by the test on loopback), in
+//!   RFC 3164 and RFC 5424 framing, which rsyslog parses into program and message;
+//! - `journal`: journald's native protocol, on a socket the test listens on.
+//!
+//! Checked on each: the fields of a proxied request and a `CONNECT` tunnel (server, task,
+//! addresses, upstream, escaper, user, bytes, reason, times), a refused login's reason, and
+//! that no password shows.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use g3proxy_tests::{Echo, Group, Origin, curl, curl_status, free_port, roundtrip, wait_until};
+
+/// The modules every case shares: a direct escaper, a user `hop` (password "toor"), an HTTP
+/// proxy that logs its users in. `{log}` is the log section under test.
+fn config(log: &str) -> String {
+    format!(
+        "log: {log}\nescaper:\n  - {{name: direct, type: direct_fixed, resolver: none, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\nuser_group:\n  - name: users\n    static_users:\n      - name: hop\n        token: {{salt: 113323bdab6fd2cc, md5: 5c81f2becadde7fa5fde9026652ccc84, sha1: ff9d5c1a14328dd85ee95d4e574bd0558a1dfa96}}\nserver:\n  - {{name: http, type: http_proxy, escaper: direct, user_group: users, listen: \"127.0.0.1:{{{{http_port}}}}\"}}\n"
+    )
+}
+
+/// Traffic with known logs: a request, a tunnel of 1000 bytes each way, a wrong password.
+fn traffic(group: &Group, origin: &Origin, echo: &Echo) {
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    assert_eq!(
+        curl(&["-x", &proxy, "-U", "hop:toor", &origin.url("/")]),
+        "hello"
+    );
+    let connect = format!(
+        "CONNECT {} HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Basic aG9wOnRvb3I=\r\n\r\n",
+        echo.addr, echo.addr
+    );
+    let mut tunnel = open_connect_tunnel_with(group, &connect);
+    roundtrip(&mut tunnel, &[b'x'; 1000]);
+    drop(tunnel);
+    assert_eq!(
+        curl_status(&["-x", &proxy, "-U", "hop:secret-password", &origin.url("/")]),
+        "407"
+    );
+}
+
+/// A CONNECT tunnel with our own request head (a login in it).
+fn open_connect_tunnel_with(group: &Group, request: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", group.port("http"))).expect("connect");
+    stream.write_all(request.as_bytes()).expect("CONNECT");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("CONNECT answer");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// What every case checks of the three events, found by their fields.
+fn check_events(events: &[BTreeMap<String, String>], group: &Group, echo: &Echo) {
+    let everything = format!("{events:?}");
+    assert!(!everything.contains("toor") && !everything.contains("secret-password"));
+    let find = |reason: &str| {
+        events
+            .iter()
+            .find(|e| e.get("reason").map(String::as_str) == Some(reason))
+            .unwrap_or_else(|| panic!("an event with reason {reason} in {events:?}"))
+    };
+    let tunnel = events
+        .iter()
+        .find(|e| e.get("upstream") == Some(&echo.addr.to_string()))
+        .unwrap_or_else(|| panic!("the tunnel's event in {events:?}"));
+    for key in [
+        "server_type",
+        "server_name",
+        "task_type",
+        "task_id",
+        "stage",
+        "start_at",
+        "user",
+        "escaper",
+        "reason",
+        "server_addr",
+        "client_addr",
+        "upstream",
+        "next_bound_addr",
+        "next_peer_addr",
+        "c_rd_bytes",
+        "c_wr_bytes",
+        "r_rd_bytes",
+        "r_wr_bytes",
+        "ready_time",
+        "total_time",
+        "daemon_name",
+        "pid",
+        "log_type",
+    ] {
+        assert!(tunnel.contains_key(key), "{key} missing from {tunnel:?}");
+    }
+    assert_eq!(tunnel["server_type"], "HttpProxy");
+    assert_eq!(tunnel["server_name"], "http");
+    assert_eq!(tunnel["task_type"], "TcpConnect");
+    assert_eq!(tunnel["task_id"].len(), 32);
+    assert_eq!(tunnel["user"], "hop");
+    assert_eq!(tunnel["escaper"], "direct");
+    assert_eq!(tunnel["log_type"], "Task");
+    assert_eq!(tunnel["daemon_name"], group.name);
+    assert_eq!(
+        tunnel["server_addr"],
+        format!("127.0.0.1:{}", group.port("http"))
+    );
+    assert_eq!(tunnel["c_rd_bytes"], "1000");
+    assert_eq!(tunnel["r_rd_bytes"], "1000");
+    assert_eq!(tunnel["reason"], "ClosedByClient");
+    assert!(tunnel["start_at"].ends_with('Z'), "{}", tunnel["start_at"]);
+    let request = find("Finished");
+    assert_eq!(request["task_type"], "HttpForward");
+    let refused = find("ClientAuthFailed");
+    assert!(!refused.contains_key("upstream"), "{refused:?}");
+}
+
+/// `k: v, k: v` (stdout) or `k="v", k=1` (syslog) pairs, quotes taken off.
+fn pairs(text: &str, separator: &str) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once(separator) {
+        let key = key.trim_start_matches([',', ' ']).to_string();
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let mut end = 0;
+                let bytes = quoted.as_bytes();
+                while end < bytes.len()
+                    && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\'))
+                {
+                    end += 1;
+                }
+                (
+                    quoted[..end].to_string(),
+                    quoted.get(end + 1..).unwrap_or(""),
+                )
+            }
+            None => match after.split_once(", ") {
+                Some((value, next)) => (value.to_string(), next),
+                None => (after.to_string(), ""),
+            },
+        };
+        fields.insert(key, value);
+        rest = next;
+    }
+    fields
+}
+
+#[test]
+fn stdout_lines_carry_every_field() {
+    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
+    let mut group = Group::from_text(&config("stdout"), &std::env::temp_dir(), &[]);
+    let mut command = group.supervisor_command();
+    command.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = command.spawn().expect("g3proxy");
+    let stdout = child.stdout.take().expect("stdout");
+    let pid = child.id();
+    group.adopt_child(child);
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    group.wait_serving(pid);
+    traffic(&group, &origin, &echo);
+    let events = wait_until(Duration::from_secs(10), "three task log lines", || {
+        let lines = lines.lock().unwrap();
+        let events: Vec<BTreeMap<String, String>> = lines
+            .iter()
+            .filter(|l| l.contains("log_type: \"Task\""))
+            .map(|line| {
+                // `<time> INFO k: v, …`
+                let (_, fields) = line.split_once(" INFO ").expect("a stdout log line");
+                pairs(fields, ": ")
+            })
+            .collect();
+        (events.len() >= 3).then_some(events)
+    });
+    check_events(&events, &group, &echo);
+}
+
+/// rsyslog on loopback UDP, writing `program|message` for each datagram.
+struct Rsyslog {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Rsyslog {
+    fn start() -> Rsyslog {
+        assert!(
+            Path::new("/usr/sbin/rsyslogd").exists(),
+            "rsyslog is not installed (ci/setup.sh installs Debian's rsyslog)"
+        );
+        let port = free_port("127.0.0.1");
+        let dir =
+            std::env::temp_dir().join(format!("g3proxy-rsyslog-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("rsyslog dir");
+        let conf = format!(
+            "global(workDirectory=\"{dir}\")\nmodule(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{port}\")\ntemplate(name=\"parsed\" type=\"string\" string=\"%programname%|%procid%|%msg%\\n\")\n*.* action(type=\"omfile\" file=\"{dir}/messages\" template=\"parsed\")\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("rsyslog.conf"), conf).expect("rsyslog.conf");
+        let child = Command::new("/usr/sbin/rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(dir.join("pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd");
+        Rsyslog { child, dir, port }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("messages"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn syslog_into_a_real_rsyslog_in_both_framings() {
+    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
+    let rsyslog = Rsyslog::start();
+    for format in ["", ", format_rfc5424: true"] {
+        let log = format!(
+            "{{task: {{syslog: {{target_udp: \"127.0.0.1:{}\"{format}}}}}}}",
+            rsyslog.port
+        );
+        let mut group = Group::from_text(&config(&log), &std::env::temp_dir(), &[]);
+        group.start();
+        // rsyslog reads UDP once it is up: wait for a first event to arrive.
+        let daemon = format!("daemon_name=\"{}\"", group.name);
+        let events = wait_until(Duration::from_secs(20), "three events in rsyslog", || {
+            traffic(&group, &origin, &echo);
+            let messages = rsyslog.messages();
+            let ours: Vec<BTreeMap<String, String>> = messages
+                .iter()
+                .filter(|m| m.contains(&daemon))
+                .map(|m| {
+                    let mut parts = m.splitn(3, '|');
+                    let program = parts.next().unwrap_or_default();
+                    let pid = parts.next().unwrap_or_default();
+                    assert_eq!(program, "g3proxy", "{format}: {m}");
+                    assert!(pid.parse::<u32>().is_ok(), "{format}: {m}");
+                    pairs(parts.next().unwrap_or_default().trim(), "=")
+                })
+                .collect();
+            (ours.len() >= 3).then_some(ours)
+        });
+        check_events(&events, &group, &echo);
+    }
+}
+
+#[test]
+fn journald_native_protocol_on_a_test_socket() {
+    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
+    let dir = std::env::temp_dir().join(format!("g3proxy-journal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("journal dir");
+    let socket_path = dir.join("socket");
+    let socket = UnixDatagram::bind(&socket_path).expect("journal socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let log = format!(
+        "{{task: {{journal: {{socket_path: \"{}\"}}}}}}",
+        socket_path.display()
+    );
+    let mut group = Group::from_text(&config(&log), &std::env::temp_dir(), &[]);
+    group.start();
+    traffic(&group, &origin, &echo);
+    let mut events = Vec::new();
+    let mut buffer = vec![0u8; 65536];
+    wait_until(Duration::from_secs(10), "three journal datagrams", || {
+        if let Ok(length) = socket.recv(&mut buffer) {
+            events.push(journal_fields(&buffer[..length]));
+        }
+        (events.len() >= 3).then_some(())
+    });
+    for event in &events {
+        assert_eq!(event["SYSLOG_IDENTIFIER"], "g3proxy");
+        assert_eq!(event["PRIORITY"], "6");
+    }
+    // The journal's keys are upper case; compare with the others' names.
+    let lowered: Vec<BTreeMap<String, String>> = events
+        .iter()
+        .map(|e| {
+            e.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
+        })
+        .collect();
+    check_events(&lowered, &group, &echo);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A native-protocol datagram: `KEY=value` lines, or `KEY`, a 64-bit length and the value.
+fn journal_fields(datagram: &[u8]) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    let mut rest = datagram;
+    while !rest.is_empty() {
+        let line_end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        let line = &rest[..line_end];
+        match line.iter().position(|b| *b == b'=') {
+            Some(eq) => {
+                fields.insert(
+                    String::from_utf8_lossy(&line[..eq]).into_owned(),
+                    String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+                );
+                rest = &rest[(line_end + 1).min(rest.len())..];
+            }
+            None => {
+                let key = String::from_utf8_lossy(line).into_owned();
+                let after = &rest[line_end + 1..];
+                let length = u64::from_le_bytes(after[..8].try_into().expect("length")) as usize;
+                fields.insert(
+                    key,
+                    String::from_utf8_lossy(&after[8..8 + length]).into_owned(),
+                );
+                rest = &after[(8 + length + 1).min(after.len())..];
+            }
+        }
+    }
+    fields
+}
