@@ -1,8 +1,8 @@
-//! MessagePack, the part g3proxy's agent protocols use (`route_query`'s queries and
-//! answers): nil, booleans, integers, floats, strings, binaries, arrays and maps. Encoding
-//! writes the shortest form; decoding reads every form of these types, refuses extension
-//! types, and bounds nesting and sizes by the input itself (a length beyond the input is an
-//! error, so no input makes us allocate more than it holds).
+//! MessagePack, the part g3proxy's protocols use (`route_query`'s queries and answers,
+//! fluentd's forward protocol): nil, booleans, integers, floats, strings, binaries, arrays,
+//! maps and extension values. Encoding writes the shortest form; decoding reads every form,
+//! and bounds nesting and sizes by the input itself (a length beyond the input is an error,
+//! so no input makes us allocate more than it holds).
 
 /// A decoded value.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +15,8 @@ pub enum Value {
     Bin(Vec<u8>),
     Array(Vec<Value>),
     Map(Vec<(Value, Value)>),
+    /// An extension value: its type and bytes (fluentd's EventTime is type 0, 8 bytes).
+    Ext(i8, Vec<u8>),
 }
 
 impl Value {
@@ -167,6 +169,15 @@ impl Reader<'_> {
                 return self.map(len, depth);
             }
             0xe0..=0xff => Value::Int(i128::from(marker as i8)),
+            0xd4..=0xd8 => {
+                let kind = self.take(1)?[0] as i8;
+                Value::Ext(kind, self.take(1 << (marker - 0xd4))?.to_vec())
+            }
+            0xc7..=0xc9 => {
+                let len = self.len(1 << (marker - 0xc7))?;
+                let kind = self.take(1)?[0] as i8;
+                Value::Ext(kind, self.take(len)?.to_vec())
+            }
             other => return Err(MsgpackError::Unsupported(other)),
         })
     }
@@ -210,6 +221,18 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
                 encode(key, out);
                 encode(value, out);
             }
+        }
+        Value::Ext(kind, bytes) => {
+            match bytes.len() {
+                1 => out.push(0xd4),
+                2 => out.push(0xd5),
+                4 => out.push(0xd6),
+                8 => out.push(0xd7),
+                16 => out.push(0xd8),
+                len => length(len, [0xc7, 0xc8, 0xc9], out),
+            }
+            out.push(*kind as u8);
+            out.extend_from_slice(bytes);
         }
     }
 }
@@ -291,6 +314,8 @@ mod tests {
         round_trip(Value::Str("x".repeat(300)));
         round_trip(Value::Bin(vec![7; 16]));
         round_trip(Value::Float(0.5));
+        round_trip(Value::Ext(0, vec![0, 0, 0, 1, 0, 0, 0, 2]));
+        round_trip(Value::Ext(5, vec![9; 3]));
         round_trip(Value::Array((0..20).map(Value::Int).collect()));
         round_trip(Value::Map(vec![
             (Value::Str("id".into()), Value::Bin(vec![1; 16])),
@@ -328,7 +353,7 @@ mod tests {
         );
         assert_eq!(decode(&[0xc4, 5, 1]), Err(MsgpackError::Truncated));
         assert_eq!(decode(&[0xc1]), Err(MsgpackError::Unsupported(0xc1)));
-        assert_eq!(decode(&[0xd4, 0, 0]), Err(MsgpackError::Unsupported(0xd4)));
+        assert_eq!(decode(&[0xd7, 0, 1]), Err(MsgpackError::Truncated));
         assert_eq!(decode(&[0xa1, 0xff]), Err(MsgpackError::Utf8));
         assert_eq!(decode(&[0x91; 40]), Err(MsgpackError::TooDeep));
     }

@@ -3,7 +3,8 @@
 //! - `stdout`: a line of sorted `key: value` pairs on the worker's standard output;
 //! - `syslog` over UDP into a real rsyslog (Debian's, started by the test on loopback), in
 //!   RFC 3164 and RFC 5424 framing, which rsyslog parses into program and message;
-//! - `journal`: journald's native protocol, on a socket the test listens on.
+//! - `journal`: journald's native protocol, on a socket the test listens on;
+//! - `fluentd`: the forward protocol, into a receiver that decodes it with PyPI's `msgpack`.
 //!
 //! Checked on each: the fields of a proxied request and a `CONNECT` tunnel (server, task,
 //! addresses, upstream, escaper, user, bytes, reason, times), a refused login's reason, and
@@ -353,4 +354,81 @@ fn journal_fields(datagram: &[u8]) -> BTreeMap<String, String> {
         }
     }
     fields
+}
+
+/// A fluentd forward-protocol receiver: a Python program reading MessagePack messages with
+/// PyPI's `msgpack` (not our decoder), printing each as JSON: tag, time, record.
+const FLUENTD: &str = r#"
+import json, socket, msgpack
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(4)
+print(server.getsockname()[1], flush=True)
+while True:
+    conn, _ = server.accept()
+    unpacker = msgpack.Unpacker(raw=False, ext_hook=lambda code, data: [code, data.hex()])
+    while data := conn.recv(65536):
+        unpacker.feed(data)
+        for tag, time, record in unpacker:
+            print(json.dumps({"tag": tag, "time": time, "record": record}), flush=True)
+"#;
+
+#[test]
+fn fluentd_forward_protocol_into_a_test_receiver() {
+    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
+    let mut receiver = Command::new("python3")
+        .args(["-c", FLUENTD])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 receiver (ci/setup.sh installs msgpack)");
+    let mut lines = BufReader::new(receiver.stdout.take().expect("stdout")).lines();
+    let port: u16 = lines
+        .next()
+        .and_then(Result::ok)
+        .and_then(|l| l.parse().ok())
+        .expect("the receiver's port");
+    let received = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str(&line) {
+                sink.lock().unwrap().push(value);
+            }
+        }
+    });
+    let log = format!("{{task: {{fluentd: {{address: \"127.0.0.1:{port}\"}}}}}}");
+    let mut group = Group::from_text(&config(&log), &std::env::temp_dir(), &[]);
+    group.start();
+    traffic(&group, &origin, &echo);
+    let messages = wait_until(Duration::from_secs(10), "three fluentd messages", || {
+        let received = received.lock().unwrap();
+        (received.len() >= 3).then(|| received.clone())
+    });
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    let mut events = Vec::new();
+    for message in &messages {
+        assert_eq!(message["tag"], "g3proxy.Task");
+        // EventTime: extension type 0, eight bytes.
+        assert_eq!(message["time"][0], 0, "{message}");
+        assert_eq!(
+            message["time"][1].as_str().map(str::len),
+            Some(16),
+            "{message}"
+        );
+        let record: BTreeMap<String, String> = message["record"]
+            .as_object()
+            .expect("a record map")
+            .iter()
+            .map(|(k, v)| {
+                let v = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
+                (k.clone(), v)
+            })
+            .collect();
+        events.push(record);
+    }
+    check_events(&events, &group, &echo);
 }

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+use crate::types::HumanDuration;
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LogConfig {
     pub default: LogDriver,
@@ -34,6 +36,62 @@ pub enum LogDriver {
     Stdout,
     Journal(JournalConfig),
     Syslog(SyslogConfig),
+    Fluentd(FluentdConfig),
+}
+
+/// fluentd's forward protocol over TCP, each event a message `[tag, time, record]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FluentdConfig {
+    #[serde(default = "default_fluentd_address")]
+    pub address: SocketAddr,
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub bind_ip: (),
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
+    pub connect_timeout: HumanDuration,
+    /// How long to wait before connecting again after a failure; events meanwhile are lost.
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
+    pub connect_delay: HumanDuration,
+    #[serde(
+        default = "default_write_timeout",
+        deserialize_with = "crate::types::bounds::timeout"
+    )]
+    pub write_timeout: HumanDuration,
+    /// g3's batching and retry tuning; this build writes each event as it comes.
+    #[serde(default)]
+    pub flush_interval: Option<HumanDuration>,
+    #[serde(default)]
+    pub retry_queue_len: Option<usize>,
+    #[serde(default)]
+    pub tcp_keepalive: Option<crate::types::TcpKeepalive>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub shared_key: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub username: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub password: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub tls_client: (),
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub tls_name: (),
+}
+
+fn default_fluentd_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 24224))
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+fn default_write_timeout() -> HumanDuration {
+    HumanDuration::secs(1)
 }
 
 /// journald's native protocol (datagrams to its socket).
@@ -217,7 +275,9 @@ fn driver_of(value: serde_json::Value) -> Result<LogDriver, String> {
         "syslog" => serde_json::from_value(config_or_default(config))
             .map(LogDriver::Syslog)
             .map_err(|e| format!("syslog: {e}")),
-        "fluentd" => Err("the fluentd log driver is not supported by this build yet".into()),
+        "fluentd" => serde_json::from_value(config_or_default(config))
+            .map(LogDriver::Fluentd)
+            .map_err(|e| format!("fluentd: {e}")),
         other => Err(format!(
             "unknown log driver {other}: discard, stdout, journal, syslog or fluentd"
         )),

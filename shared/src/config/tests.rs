@@ -858,7 +858,10 @@ fn log_section_forms() {
         std::fs::remove_dir_all(&dir).unwrap();
         loaded
     };
-    assert_eq!(load_log("log: stdout\n").unwrap().task(), &LogDriver::Stdout);
+    assert_eq!(
+        load_log("log: stdout\n").unwrap().task(),
+        &LogDriver::Stdout
+    );
     let config = load_log(
         "log:\n  default: journal\n  task:\n    syslog:\n      target_udp: 127.0.0.1:514\n      format_rfc5424: {enterprise_id: 32473, message_id: task}\n    async_channel_size: 4096\n",
     )
@@ -867,18 +870,30 @@ fn log_section_forms() {
     let LogDriver::Syslog(syslog) = config.task() else {
         panic!("task logs to syslog");
     };
-    assert_eq!(syslog.target, SyslogTarget::Udp("127.0.0.1:514".parse().unwrap()));
+    assert_eq!(
+        syslog.target,
+        SyslogTarget::Udp("127.0.0.1:514".parse().unwrap())
+    );
     let ids = syslog.rfc5424.as_ref().expect("RFC 5424");
-    assert_eq!((ids.enterprise_id, ids.message_id.as_deref()), (32473, Some("task")));
+    assert_eq!(
+        (ids.enterprise_id, ids.message_id.as_deref()),
+        (32473, Some("task"))
+    );
     let shorthand = load_log("log:\n  syslog: {target_unix: /run/syslog.sock}\n").unwrap();
     assert!(matches!(
         shorthand.task(),
         LogDriver::Syslog(s) if s.target == SyslogTarget::Unix("/run/syslog.sock".into())
     ));
     for (text, said) in [
-        ("log: fluentd\n", "fluentd log driver is not supported by this build yet"),
+        (
+            "log: {fluentd: {shared_key: x}}\n",
+            "not supported by this build yet",
+        ),
         ("log: papertrail\n", "unknown log driver papertrail"),
-        ("log: {task: {syslog: {target_udp: 127.0.0.1:514, target_unix: /dev/log}}}\n", "unix or udp, not both"),
+        (
+            "log: {task: {syslog: {target_udp: 127.0.0.1:514, target_unix: /dev/log}}}\n",
+            "unix or udp, not both",
+        ),
         ("log: {tasks: stdout}\n", "unknown key tasks"),
     ] {
         let error = load_log(text).unwrap_err().to_string();

@@ -5,6 +5,7 @@
 //!
 //! Every event carries g3's shared keys: `daemon_name` (the group), `pid`, `log_type`.
 
+mod fluentd;
 mod journal;
 mod stdout;
 mod syslog;
@@ -26,7 +27,7 @@ pub enum Value {
 }
 
 /// One log event: its fields in the order they are written (the text drivers that sort do
-/// so themselves), and a level as syslog counts severities (6 info).
+/// so themselves).
 #[derive(Debug, Clone)]
 pub struct Event {
     pub fields: Vec<(&'static str, Value)>,
@@ -85,6 +86,7 @@ impl Logger {
             LogDriver::Stdout => Box::new(stdout::Stdout),
             LogDriver::Journal(config) => Box::new(journal::Journal::new(config, ident)?),
             LogDriver::Syslog(config) => Box::new(syslog::Syslog::new(config, ident)?),
+            LogDriver::Fluentd(config) => Box::new(fluentd::Fluentd::new(config, kind)),
         };
         let (sender, receiver) = mpsc::sync_channel::<Event>(QUEUE);
         std::thread::Builder::new()
