@@ -61,13 +61,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P_ORIGIN=$(port); P_HTTP=$(port); P_SOCKS=$(port); P_SQUID=$(port); P_ECHO=$(port)
-P_TLSPORT=$(port); P_HTTPS=$(port); P_HAPROXY=$(port); P_STREAM=$(port); P_HAPROXY_TCP=$(port)
-P_RPROXY=$(port); P_HAPROXY_HTTP=$(port); P_NGINX_PROXY=$(port); P_RPROXY_W=$(port)
-P_AUTH=$(port); P_STAT=$(port); P_STATSD=$(port)
-P_DNS=$(port); P_CHAIN=$(port); P_NAMED=$(port); P_NAMED_H=$(port)
-P_G3_HTTP=$(port); P_G3_CHAIN=$(port); P_G3_NAMED=$(port)
+# Every port at once, held together while they are picked: distinct from one another.
+read -r P_ORIGIN P_HTTP P_SOCKS P_SQUID P_ECHO P_TLSPORT P_HTTPS P_HAPROXY P_STREAM P_HAPROXY_TCP P_RPROXY P_HAPROXY_HTTP P_NGINX_PROXY P_RPROXY_W P_AUTH P_STAT P_STATSD P_DNS P_CHAIN P_NAMED P_NAMED_H P_G3_HTTP P_G3_CHAIN P_G3_NAMED < <(python3 - 24 <<'PY'
+import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in held))
+PY
+)
 
 # One P-256 certificate for every TLS endpoint.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \

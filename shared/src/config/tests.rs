@@ -574,7 +574,7 @@ fn proxy_http_and_route_upstream_entries() {
         ),
         (
             "  - {name: p, type: proxy_http, proxy_addr: \"127.0.0.1\", proxy_password: x}\n",
-            "proxy_password without proxy_username",
+            "proxy_password without a username",
         ),
         (
             "  - {name: r, type: route_upstream, default_next: d, child_match: {d: [a.example], Other-Name: [a.example]}}\n",

@@ -47,12 +47,19 @@ pub struct WorkerStart {
 /// What was published to a module: its JSON text (a user group's array of users, a float
 /// escaper's binds or peers), and an order between publishes (a worker may get the same one
 /// twice, and two quick ones by two paths out of order; it keeps the latest).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     pub sequence: u64,
     /// Named `users` on the wire and in the saved record, as when only users were published.
     #[serde(rename = "users")]
     pub text: String,
+}
+
+/// Without the text, which holds tokens and peers' passwords.
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Published({}, {} bytes)", self.sequence, self.text.len())
+    }
 }
 
 /// How a worker builds its tokio runtime, from `worker` (or, without it, `runtime`).

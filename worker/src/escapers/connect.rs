@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::escapers::{HappyEyeballsConfig, QueryStrategy, TcpConnectConfig};
+use g3proxy_shared::config::tls::TlsClientConfig;
 use g3proxy_shared::types::{TcpKeepalive, TcpMiscOpts};
 use nix::sys::socket::{setsockopt, sockopt};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpSocket;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -83,6 +85,39 @@ pub async fn connect_tcp(
     }
 }
 
+/// TLS on top of `connected`, the peer's certificate checked against `name`, or else
+/// `host` (a name, or an address).
+pub async fn tls_over(
+    connected: Connected,
+    config: &TlsClientConfig,
+    name: Option<ServerName<'static>>,
+    host: &Host,
+) -> Result<Connected, TaskError> {
+    let name = match (name, host) {
+        (Some(name), _) => name,
+        (None, Host::Domain(domain)) => ServerName::try_from(domain.clone())
+            .map_err(|e| TaskError::UpstreamTls(std::io::Error::other(e)))?,
+        (None, Host::Ip(ip)) => ServerName::IpAddress((*ip).into()),
+    };
+    let tcp = connected.stream.into_tcp();
+    let (stream, _facts) =
+        Stream::connect_tls(tcp, config.rustls.clone(), name, config.handshake_timeout)
+            .await
+            .map_err(TaskError::UpstreamTls)?;
+    Ok(Connected {
+        stream,
+        ..connected
+    })
+}
+
+/// The unspecified address of `peer`'s family, to bind a socket toward it from any address.
+pub fn any_address_for(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
 /// Keepalive is a tuning: a kernel that refuses a value leaves the connection as it is.
 fn set_keepalive(socket: &TcpSocket, keepalive: &TcpKeepalive) {
     let _ = setsockopt(socket, sockopt::KeepAlive, &true);
@@ -105,7 +140,9 @@ pub struct Racing<'a> {
     pub options: &'a SocketOptions,
     /// Whether an address may be connected to (the egress filter, the families allowed).
     pub allowed: &'a (dyn Fn(IpAddr) -> Result<(), TaskError> + Sync),
-    pub bind: &'a (dyn Fn(IpAddr) -> Option<IpAddr> + Sync),
+    /// The local address to connect to an address from (`None`: any); an error when there
+    /// is none to use any more (a published bind that expired since the address was let in).
+    pub bind: &'a (dyn Fn(IpAddr) -> Result<Option<IpAddr>, TaskError> + Sync),
     /// Reorders one family's addresses (the `pick` strategy).
     pub order: &'a (dyn Fn(&mut [IpAddr]) + Sync),
 }
@@ -147,21 +184,23 @@ pub async fn happy_eyeballs(
         (record, _) = &mut second => {
             let delay = racing.config.resolution_delay.0;
             match tokio::time::timeout(delay, &mut first).await {
-                Ok((preferred, _)) if preferred.has_addresses() => {
+                // Both answered: every address known, the preferred family's first. (The
+                // preferred lookup is done: it must not be awaited again.)
+                Ok((preferred, _)) => {
+                    let (ours, theirs) = (racing.usable(domain, &preferred), racing.usable(domain, &record));
                     let queue = interleave(
-                        racing.usable(domain, &preferred).unwrap_or_default(),
-                        racing.usable(domain, &record).unwrap_or_default(),
+                        ours.as_ref().map(Clone::clone).unwrap_or_default(),
+                        theirs.as_ref().map(Clone::clone).unwrap_or_default(),
                         racing.config.first_address_family_count,
                     );
                     if queue.is_empty() {
-                        return match racing.usable(domain, &preferred) {
-                            Err(error) => Err(error),
-                            Ok(_) => Err(TaskError::Resolver(format!("{domain}: no address"))),
-                        };
+                        return Err(ours.err().or(theirs.err()).unwrap_or_else(|| {
+                            TaskError::Resolver(format!("{domain}: no address"))
+                        }));
                     }
                     return Attempts::new(racing, target.port).run_all(queue).await;
                 }
-                _ => (record, Pending::First),
+                Err(_) => (record, Pending::First),
             }
         }
     };
@@ -294,7 +333,14 @@ impl<'r, 'a> Attempts<'r, 'a> {
             {
                 left -= 1;
                 let address = SocketAddr::new(ip, self.port);
-                let (bind, timeout) = ((racing.bind)(ip), racing.tcp_connect.each_timeout.0);
+                let bind = match (racing.bind)(ip) {
+                    Ok(bind) => bind,
+                    Err(error) => {
+                        last_error = error;
+                        continue;
+                    }
+                };
+                let timeout = racing.tcp_connect.each_timeout.0;
                 let options = racing.options.clone();
                 running.spawn(async move { connect_tcp(address, bind, timeout, &options).await });
                 next_at = Instant::now() + racing.config.connection_attempt_delay.0;

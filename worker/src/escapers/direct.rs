@@ -88,7 +88,7 @@ impl Direct {
                 self.allowed(ip)?;
                 binds.bind_for(ip).map(|_| ())
             },
-            bind: &|ip| binds.bind_for(ip).ok().flatten(),
+            bind: &|ip| binds.bind_for(ip),
             order: &|addresses| self.order(addresses),
         };
         let mut connected = happy_eyeballs(&racing, target).await?;
@@ -136,11 +136,9 @@ impl Direct {
         target: SocketAddr,
         binds: &(dyn Binds + Sync),
     ) -> Result<UdpSocket, TaskError> {
-        let bind = binds.bind_for(target.ip())?.unwrap_or(if target.is_ipv4() {
-            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-        } else {
-            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-        });
+        let bind = binds
+            .bind_for(target.ip())?
+            .unwrap_or(super::connect::any_address_for(target).ip());
         let socket = std::net::UdpSocket::bind(SocketAddr::new(bind, 0))
             .and_then(|s| s.set_nonblocking(true).map(|_| s))
             .and_then(UdpSocket::from_std)

@@ -28,9 +28,7 @@ impl DivertTcpEscaper {
 /// The header for `leg`.
 fn header(leg: &Leg<'_>) -> Vec<u8> {
     let upstream = leg.target.to_string();
-    let mut task = [0u8; 16];
-    task[..4].copy_from_slice(&std::process::id().to_be_bytes());
-    task[8..].copy_from_slice(&leg.task_id.to_be_bytes());
+    let task = crate::task::task_uuid(leg.task_id);
     let mut tlvs: Vec<(u8, &[u8])> = vec![(TLV_UPSTREAM, upstream.as_bytes())];
     if let Some(user) = leg.user {
         tlvs.push((TLV_USERNAME, user.as_bytes()));

@@ -12,6 +12,7 @@
 //! but the config lacks gets a deny-all stand-in, as g3proxy's `DummyDeny`.
 
 mod connect;
+pub use connect::any_address_for;
 mod deny_all;
 mod direct;
 mod direct_fixed;
@@ -36,7 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use g3proxy_proto::{Host, HostPort, proxy_protocol};
+use g3proxy_proto::{HostPort, proxy_protocol};
 use g3proxy_shared::config::EscaperConfig;
 use g3proxy_shared::config::escapers::EscaperType;
 use g3proxy_shared::config::servers::ProxyProtocol;
@@ -390,13 +391,18 @@ impl Escaper {
         }
     }
 
-    fn note(&self, task: &mut TaskContext, connected: &Connected, target: &HostPort) {
+    /// Notes on the task where it is going, before it goes: a task that fails to connect
+    /// still logs its target and escaper.
+    fn note_attempt(&self, task: &mut TaskContext, target: &HostPort) {
+        task.notes.escaper = Some(self.name.clone());
+        task.notes.upstream = Some(target.to_string());
+    }
+
+    fn note(&self, task: &mut TaskContext, connected: &Connected) {
         let notes = &mut task.notes;
-        notes.escaper = Some(self.name.clone());
         notes.next_hop = Some(connected.next_hop);
         notes.bound = Some(connected.bound);
         notes.upstream_limit = connected.speed_limit;
-        notes.upstream = Some(target.to_string());
         notes.connected_at = Some(std::time::Instant::now());
     }
 
@@ -407,6 +413,7 @@ impl Escaper {
         permit: &Permit<'_>,
     ) -> Result<Connected, TaskError> {
         let escaper = self.route(&Self::leg(permit)).await?;
+        escaper.note_attempt(task, permit.target());
         let mut connected = escaper
             .runtime
             .tcp_connect(&escaper.connect_leg(permit))
@@ -420,7 +427,7 @@ impl Escaper {
         }
         escaper.counters.count(&connected);
         let connected = connected?;
-        escaper.note(task, &connected, permit.target());
+        escaper.note(task, &connected);
         Ok(connected)
     }
 
@@ -433,23 +440,15 @@ impl Escaper {
         config: &TlsClientConfig,
         tls_name: Option<&str>,
     ) -> Result<Connected, TaskError> {
-        let target = permit.target();
         let connected = self.tcp_connect(task, permit).await?;
-        let name = match (tls_name, &target.host) {
-            (Some(name), _) => ServerName::try_from(name.to_string()),
-            (None, Host::Domain(domain)) => ServerName::try_from(domain.clone()),
-            (None, Host::Ip(ip)) => Ok(ServerName::IpAddress((*ip).into())),
-        }
-        .map_err(|e| TaskError::UpstreamTls(std::io::Error::other(e)))?;
-        let tcp = connected.stream.into_tcp();
-        let (stream, _facts) =
-            Stream::connect_tls(tcp, config.rustls.clone(), name, config.handshake_timeout)
-                .await
-                .map_err(TaskError::UpstreamTls)?;
-        Ok(Connected {
-            stream,
-            ..connected
-        })
+        let name = match tls_name {
+            Some(name) => Some(
+                ServerName::try_from(name.to_string())
+                    .map_err(|e| TaskError::UpstreamTls(std::io::Error::other(e)))?,
+            ),
+            None => None,
+        };
+        connect::tls_over(connected, config, name, &permit.target().host).await
     }
 
     /// A connection to forward HTTP requests for `target` on, and the form the requests take
@@ -466,11 +465,12 @@ impl Escaper {
     ) -> Result<Forward, TaskError> {
         let leg = Self::leg(permit);
         let escaper = self.route(&leg).await?;
+        escaper.note_attempt(task, permit.target());
         if let Some(forward) = escaper.runtime.http_forward(&leg, tls).await {
             let forward = forward.map_err(|e| escaper.explain(e));
             escaper.counters.count(&forward);
             let forward = forward?;
-            escaper.note(task, &forward.connected, permit.target());
+            escaper.note(task, &forward.connected);
             return Ok(forward);
         }
         let connected = match tls {

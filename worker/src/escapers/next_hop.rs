@@ -9,14 +9,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use g3proxy_proto::{Host, HostPort};
+use g3proxy_proto::HostPort;
 use g3proxy_shared::config::escapers::{NextHopConfig, PeerTlsConfig};
 use g3proxy_shared::config::tls::TlsClientConfig;
 use rustls::pki_types::ServerName;
 
-use super::connect::{Racing, SocketOptions, happy_eyeballs};
+use super::connect::{Racing, SocketOptions, happy_eyeballs, tls_over};
 use super::{Connected, Dependencies, Leg};
-use crate::conn::Stream;
 use crate::error::TaskError;
 use crate::pick::Picker;
 use crate::resolvers::Resolver;
@@ -112,7 +111,7 @@ impl NextHop {
             tcp_connect: &self.config.tcp_connect,
             options: &self.options,
             allowed: &|ip| self.allowed(ip),
-            bind: &|ip| self.bind(ip),
+            bind: &|ip| Ok(self.bind(ip)),
             order: &|_| {},
         };
         let mut connected = happy_eyeballs(&racing, peer).await?;
@@ -120,24 +119,6 @@ impl NextHop {
         let Some(tls) = &self.tls else {
             return Ok(connected);
         };
-        let name = match (&tls.name, &peer.host) {
-            (Some(name), _) => name.clone(),
-            (None, Host::Domain(domain)) => ServerName::try_from(domain.clone())
-                .map_err(|e| TaskError::UpstreamTls(std::io::Error::other(e)))?,
-            (None, Host::Ip(ip)) => ServerName::IpAddress((*ip).into()),
-        };
-        let tcp = connected.stream.into_tcp();
-        let (stream, _facts) = Stream::connect_tls(
-            tcp,
-            tls.config.rustls.clone(),
-            name,
-            tls.config.handshake_timeout,
-        )
-        .await
-        .map_err(TaskError::UpstreamTls)?;
-        Ok(Connected {
-            stream,
-            ..connected
-        })
+        tls_over(connected, &tls.config, tls.name.clone(), &peer.host).await
     }
 }

@@ -21,6 +21,9 @@ use crate::pick::random_index;
 
 pub struct ProxyFloatEscaper {
     config: ProxyFloatConfig,
+    /// The TLS client of the `https` and `socks5s` peers: the config's, or the system's CAs,
+    /// read once.
+    tls_client: std::sync::OnceLock<Option<g3proxy_shared::config::tls::TlsClientConfig>>,
     peers: RwLock<Latest<Arc<Vec<Peer>>>>,
 }
 
@@ -39,6 +42,7 @@ impl ProxyFloatEscaper {
     pub fn build(config: &ProxyFloatConfig, _deps: &Dependencies) -> anyhow::Result<Self> {
         Ok(ProxyFloatEscaper {
             config: config.clone(),
+            tls_client: std::sync::OnceLock::new(),
             peers: RwLock::new(Latest::default()),
         })
     }
@@ -56,9 +60,15 @@ impl ProxyFloatEscaper {
         next_hop.tcp_keepalive = config.tcp_keepalive;
         next_hop.tcp_misc_opts = config.tcp_misc_opts.clone();
         next_hop.tcp_sock_speed_limit = peer.tcp_sock_speed_limit;
-        let tls = matches!(peer.kind, PeerKind::Https | PeerKind::Socks5s).then(|| PeerTlsConfig {
-            tls_client: config.tls_client.clone(),
-            tls_name: peer.tls_name.clone(),
+        let tls = matches!(peer.kind, PeerKind::Https | PeerKind::Socks5s).then(|| {
+            let tls_client = self.tls_client.get_or_init(|| match &config.tls_client {
+                Some(tls) => Some(tls.clone()),
+                None => g3proxy_shared::config::tls::TlsClientConfig::defaults().ok(),
+            });
+            PeerTlsConfig {
+                tls_client: tls_client.clone(),
+                tls_name: peer.tls_name.clone(),
+            }
         });
         // Peers are addresses: nothing to resolve, nothing to route to.
         let (resolvers, escapers) = (HashMap::new(), HashMap::new());

@@ -97,16 +97,29 @@ impl ProxySocks5Escaper {
         read_exact(peer, &mut reply[5..])
             .await
             .map_err(TaskError::UpstreamIo)?;
-        let (code, _bound) = socks5::parse_reply(&reply).map_err(protocol)?;
-        match code {
+        // The bound address is not ours to judge: only the code matters.
+        match reply[1] {
             0 => Ok(()),
             code => Err(refusal(code, target)),
         }
     }
 }
 
-/// The task's error for a next hop's refusal, in the class its reply code names.
+/// The task's error for a next hop's refusal, in the class its reply code names: the target
+/// refused or unreachable as if we had tried it ourselves, anything else the next hop's.
 fn refusal(code: u8, target: &HostPort) -> TaskError {
+    let io = |kind: std::io::ErrorKind| {
+        std::io::Error::new(
+            kind,
+            format!("through the next-hop SOCKS5 proxy to {target}"),
+        )
+    };
+    match code {
+        3 | 4 => return TaskError::UpstreamUnreachable(io(std::io::ErrorKind::HostUnreachable)),
+        5 => return TaskError::UpstreamRefused(io(std::io::ErrorKind::ConnectionRefused)),
+        6 => return TaskError::UpstreamConnectTimeout,
+        _ => {}
+    }
     let said = match code {
         2 => "not allowed by its rules",
         3 => "network unreachable",

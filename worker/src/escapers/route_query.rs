@@ -47,13 +47,24 @@ struct Slot {
     pending: Option<watch::Receiver<bool>>,
 }
 
+/// Questions and their answers; entries past use are dropped when the table has grown to
+/// `sweep_at` (doubling from the last sweep, so a sweep's cost is spread over the inserts).
+struct Cache {
+    slots: HashMap<Question, Slot>,
+    sweep_at: usize,
+}
+
+const FIRST_SWEEP_AT: usize = 4096;
+/// Questions kept at most; beyond, only those in flight.
+const MAX_QUESTIONS: usize = 1 << 16;
+
 struct Agent {
     config: RouteQueryConfig,
     allowed: Vec<String>,
     /// Made on first use: the socket needs the worker's runtime.
     socket: OnceLock<Arc<UdpSocket>>,
     std_socket: Mutex<Option<StdUdpSocket>>,
-    cache: Mutex<HashMap<Question, Slot>>,
+    cache: Mutex<Cache>,
     /// Queries out, by id: what they asked and who waits for them.
     out: Mutex<HashMap<[u8; 16], Outstanding>>,
 }
@@ -64,11 +75,7 @@ type Outstanding = (Question, watch::Sender<bool>);
 impl RouteQueryEscaper {
     pub fn build(config: &RouteQueryConfig, deps: &Dependencies) -> anyhow::Result<Self> {
         let peer = config.query_peer_addr;
-        let local: std::net::SocketAddr = match peer {
-            std::net::SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
-            std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = StdUdpSocket::bind(local)?;
+        let socket = StdUdpSocket::bind(super::connect::any_address_for(peer))?;
         socket.connect(peer)?;
         socket.set_nonblocking(true)?;
         let allowed = config
@@ -84,7 +91,10 @@ impl RouteQueryEscaper {
                 allowed: config.query_allowed_next.clone(),
                 socket: OnceLock::new(),
                 std_socket: Mutex::new(Some(socket)),
-                cache: Mutex::new(HashMap::new()),
+                cache: Mutex::new(Cache {
+                    slots: HashMap::new(),
+                    sweep_at: FIRST_SWEEP_AT,
+                }),
                 out: Mutex::new(HashMap::new()),
             }),
         })
@@ -117,7 +127,7 @@ impl Agent {
         let mut pending = {
             let now = Instant::now();
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let slot = cache.entry(question.clone()).or_insert(Slot {
+            let slot = cache.slots.entry(question.clone()).or_insert(Slot {
                 answer: None,
                 pending: None,
             });
@@ -145,6 +155,7 @@ impl Agent {
         let _ = tokio::time::timeout(wait, pending.wait_for(|answered| *answered)).await;
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache
+            .slots
             .get(question)
             .and_then(|slot| slot.answer.as_ref())
             .and_then(|(nodes, _, vanish)| (Instant::now() < *vanish).then(|| nodes.clone()))
@@ -198,20 +209,23 @@ impl Agent {
         if let Some(socket) = self.socket.get() {
             return Some(socket.clone());
         }
-        let std_socket = self
-            .std_socket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()?;
-        let socket = Arc::new(UdpSocket::from_std(std_socket).ok()?);
+        // One caller makes it; another that raced here finds it made.
+        let mut std_socket = self.std_socket.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(socket) = self.socket.get() {
+            return Some(socket.clone());
+        }
+        let socket = Arc::new(UdpSocket::from_std(std_socket.take()?).ok()?);
         let _ = self.socket.set(socket.clone());
+        drop(std_socket);
         let agent = Arc::downgrade(self);
         let reader = socket.clone();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 4096];
             loop {
-                // An error here is an ICMP refusal of an earlier query: read on.
+                // An error here is an ICMP refusal of an earlier query: read on, after a pause
+                // should errors keep coming.
                 let Ok(length) = reader.recv(&mut buffer).await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
                 let Some(agent) = agent.upgrade() else {
@@ -268,12 +282,16 @@ impl Agent {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         // Questions nobody asked again since their answer vanished go.
-        if cache.len() > 4096 {
-            cache.retain(|_, slot| {
+        if cache.slots.len() >= cache.sweep_at {
+            cache.slots.retain(|_, slot| {
                 slot.pending.is_some() || slot.answer.as_ref().is_some_and(|a| now < a.2)
             });
+            if cache.slots.len() > MAX_QUESTIONS {
+                cache.slots.retain(|_, slot| slot.pending.is_some());
+            }
+            cache.sweep_at = (cache.slots.len() * 2).max(FIRST_SWEEP_AT);
         }
-        let slot = cache.entry(question.clone()).or_insert(Slot {
+        let slot = cache.slots.entry(question.clone()).or_insert(Slot {
             answer: None,
             pending: None,
         });

@@ -31,11 +31,7 @@ impl Syslog {
         let socket = match &config.target {
             SyslogTarget::Unix(path) => Socket::Unix(UnixDatagram::unbound()?, path.clone()),
             SyslogTarget::Udp(address) => {
-                let local: std::net::SocketAddr = match address {
-                    std::net::SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
-                    std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-                };
-                let socket = UdpSocket::bind(local)?;
+                let socket = UdpSocket::bind(crate::escapers::any_address_for(*address))?;
                 socket.connect(address)?;
                 Socket::Udp(socket)
             }

@@ -137,6 +137,8 @@ struct Cache {
 }
 
 const FIRST_SWEEP_AT: usize = 1024;
+/// Names per family a cache keeps at most.
+const MAX_NAMES: usize = 1 << 16;
 
 impl Resolver {
     /// The resolver called `name`, or a deny-all stand-in when the config lacks it.
@@ -403,6 +405,12 @@ impl Cache {
                         .as_ref()
                         .is_some_and(|r| now < r.vanish.unwrap_or(r.expire))
             });
+        }
+        // Still too many live names (a flood of distinct ones): keep only lookups in flight.
+        for slots in &mut self.slots {
+            if slots.len() > MAX_NAMES {
+                slots.retain(|_, slot| slot.pending.is_some());
+            }
         }
         let len: usize = self.slots.iter().map(HashMap::len).sum();
         self.sweep_at = (len * 2).max(FIRST_SWEEP_AT);

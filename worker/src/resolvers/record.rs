@@ -82,9 +82,12 @@ impl Record {
     /// The addresses a name server gave with the TTL of its records, clamped as g3 does: a
     /// TTL beyond both clamps is fresh for `positive_max_ttl` and usable until it ends; a
     /// TTL over twice the minimum is refreshed `positive_min_ttl` before it ends; a short
-    /// one is fresh for the minimum.
+    /// one is fresh for the minimum. Unlike g3, a stale answer is kept at most
+    /// `positive_max_ttl + positive_min_ttl` in all: a name server's huge TTL cannot pin
+    /// entries in the cache for years.
     pub fn resolved(ips: Vec<IpAddr>, ttl: u32, clamps: &CacheTtl) -> Self {
         let (min, max) = (clamps.positive_min_ttl, clamps.positive_max_ttl);
+        let ttl = ttl.min(max.saturating_add(min).saturating_add(1));
         let (expire_ttl, vanish_ttl) = if ttl > max.saturating_add(min) {
             (max, ttl)
         } else if ttl > min.saturating_mul(2) {
@@ -150,7 +153,7 @@ mod tests {
         assert_eq!(lifetimes(0), (30, 31));
         assert_eq!(lifetimes(45), (30, 45));
         assert_eq!(lifetimes(300), (270, 300));
-        assert_eq!(lifetimes(86_400), (3600, 86_400));
-        assert_eq!(lifetimes(u32::MAX), (3600, u64::from(u32::MAX)));
+        assert_eq!(lifetimes(86_400), (3600, 3631));
+        assert_eq!(lifetimes(u32::MAX), (3600, 3631));
     }
 }

@@ -115,26 +115,28 @@ impl NextHopConfig {
         if by_name && self.resolver.is_none() {
             return Err("proxy_addr names a host: set resolver to look it up".into());
         }
-        // RFC 7617 and RFC 1929: the user-id ends at the first colon (Basic), each part is
-        // at most 255 bytes (SOCKS5), and neither part has controls.
-        let controls = |text: &str| text.chars().any(char::is_control);
-        match (&self.proxy_username, &self.proxy_password) {
-            (None, Some(_)) => Err("proxy_password without proxy_username".into()),
-            (Some(user), _) if user.contains(':') => {
-                Err("proxy_username may not contain ':' (Basic auth splits there)".into())
-            }
-            (Some(user), password)
-                if controls(user) || password.as_ref().is_some_and(|p| controls(&p.0)) =>
-            {
-                Err("proxy_username and proxy_password may not contain control characters".into())
-            }
-            (Some(user), password)
-                if user.len() > 255 || password.as_ref().is_some_and(|p| p.0.len() > 255) =>
-            {
-                Err("proxy_username and proxy_password have at most 255 bytes each".into())
-            }
-            _ => Ok(()),
+        check_login(self.proxy_username.as_deref(), self.proxy_password.as_ref())
+            .map_err(|e| format!("proxy_{e}"))
+    }
+}
+
+/// Our login for a next hop, as both Basic (RFC 7617: the user-id ends at the first colon)
+/// and SOCKS5 (RFC 1929: each part at most 255 bytes) can carry it, without control
+/// characters. The error names the part (`username: …`, `password: …`).
+pub fn check_login(user: Option<&str>, password: Option<&Secret>) -> Result<(), String> {
+    let controls = |text: &str| text.chars().any(char::is_control);
+    match (user, password) {
+        (None, Some(_)) => Err("password without a username".into()),
+        (Some(user), _) if user.contains(':') => {
+            Err("username may not contain ':' (Basic auth splits there)".into())
         }
+        (Some(user), _) if controls(user) || user.len() > 255 => {
+            Err("username: at most 255 bytes, no control characters".into())
+        }
+        (_, Some(password)) if controls(&password.0) || password.0.len() > 255 => {
+            Err("password: at most 255 bytes, no control characters".into())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer};
 use serde_json::Value;
 
 use super::direct_float::parse_expire;
+use super::next_hop::check_login;
 use super::{EscaperKind, TcpConnectConfig};
 use crate::config::tls::TlsClientConfig;
 use crate::types::{Expire, HumanDuration, Secret, SpeedLimit, TcpKeepalive, TcpMiscOpts};
@@ -207,15 +208,11 @@ fn parse_peer(value: &Value) -> Result<FloatPeer, String> {
             _ => return Err(format!("unknown key {key:?}")),
         }
     }
-    let controls = |s: &str| s.chars().any(char::is_control);
-    match (&peer.username, &peer.password) {
-        (Some(user), _) if user.contains(':') || controls(user) || user.len() > 255 => {
-            Err("username: at most 255 bytes, no ':' and no control characters".into())
-        }
-        (_, Some(password)) if controls(&password.0) || password.0.len() > 255 => {
-            Err("password: at most 255 bytes, no control characters".into())
-        }
-        (None, Some(_)) => Err("password without username".into()),
-        _ => Ok(peer),
+    if let Some(name) = &peer.tls_name
+        && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+    {
+        return Err(format!("invalid tls_name {name:?}"));
     }
+    check_login(peer.username.as_deref(), peer.password.as_ref())?;
+    Ok(peer)
 }
