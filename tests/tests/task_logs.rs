@@ -125,8 +125,18 @@ fn check_events(events: &[BTreeMap<String, String>], group: &Group, echo: &Echo)
     assert_eq!(tunnel["r_rd_bytes"], "1000");
     assert_eq!(tunnel["reason"], "ClosedByClient");
     assert!(tunnel["start_at"].ends_with('Z'), "{}", tunnel["start_at"]);
-    let request = find("Finished");
-    assert_eq!(request["task_type"], "HttpForward");
+    let request = events
+        .iter()
+        .find(|e| {
+            e.get("task_type").map(String::as_str) == Some("HttpForward")
+                && e.get("reason").map(String::as_str) == Some("Finished")
+        })
+        .unwrap_or_else(|| panic!("the request's own event in {events:?}"));
+    assert_eq!(request["method"], "GET");
+    assert!(request["uri"].ends_with("/"), "{request:?}");
+    assert_eq!(request["rsp_status"], "200");
+    assert!(request["user_agent"].starts_with("curl"), "{request:?}");
+    assert_eq!(request["user"], "hop");
     let refused = find("ClientAuthFailed");
     assert!(!refused.contains_key("upstream"), "{refused:?}");
 }

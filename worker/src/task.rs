@@ -30,6 +30,11 @@ pub struct TaskNotes {
     pub upstream: Option<String>,
     /// When the upstream connection was made (the task log's `ready_time`).
     pub connected_at: Option<Instant>,
+    /// The status the upstream answered the request being forwarded with.
+    pub rsp_status: Option<u16>,
+    /// HTTP requests of this connection logged as tasks of their own (g3's `HttpForward`
+    /// tasks): the connection then writes no event of its own for them.
+    pub requests_logged: u32,
     /// Why the task ended, in g3's words (`ClosedByClient`, `UpstreamNotConnected`, ...);
     /// `Finished` when nothing says otherwise. Set through the shared reference every server
     /// hands its error log.
@@ -147,16 +152,74 @@ impl Clone for EndReason {
 /// A task's id as g3 writes one (a UUID, 16 bytes): this worker's pid, then the task's
 /// number in the worker; unique in a group's fleet while pids are.
 pub fn task_uuid(id: u64) -> [u8; 16] {
+    request_uuid(id, 0)
+}
+
+/// The id of request `sequence` (from 1) of task `id`, each request of an HTTP connection
+/// being a task of its own in g3's logs.
+fn request_uuid(id: u64, sequence: u32) -> [u8; 16] {
     let mut uuid = [0u8; 16];
     uuid[..4].copy_from_slice(&std::process::id().to_be_bytes());
+    uuid[4..8].copy_from_slice(&sequence.to_be_bytes());
     uuid[8..].copy_from_slice(&id.to_be_bytes());
     uuid
 }
 
+/// Where a request's log starts: its time and the connection's counts then.
+pub struct RequestLog {
+    started: Instant,
+    started_at: SystemTime,
+    bytes: (u64, u64),
+}
+
+/// `log_uri_max_chars`' default: longer URIs are cut.
+const URI_MAX_CHARS: usize = 1024;
+
 impl TaskContext {
+    /// Notes the start of a forwarded request, for its own task log event.
+    pub fn begin_request(&mut self) -> RequestLog {
+        self.notes.rsp_status = None;
+        self.notes.connected_at = None;
+        self.notes.reason.set("Finished");
+        RequestLog {
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            bytes: (self.notes.bytes_up, self.notes.bytes_down),
+        }
+    }
+
+    /// Writes a forwarded request's event (g3's `HttpForward` task): the connection's fields
+    /// with this request's times, bytes and HTTP fields; the URI's password masked.
+    pub fn log_request(&mut self, request: RequestLog, head: &g3proxy_proto::http1::RequestHead) {
+        let Some(log) = self.server.task_log.clone() else {
+            return;
+        };
+        self.notes.requests_logged += 1;
+        let bytes = (
+            self.notes.bytes_up - request.bytes.0,
+            self.notes.bytes_down - request.bytes.1,
+        );
+        let id = request_uuid(self.id, self.notes.requests_logged);
+        let mut event = self.event(
+            "HttpForward",
+            &id,
+            request.started,
+            request.started_at,
+            bytes,
+        );
+        let user_agent = head
+            .header("user-agent")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        event
+            .str("method", &head.method)
+            .str("uri", masked_uri(&head.target))
+            .opt("user_agent", user_agent)
+            .opt("rsp_status", self.notes.rsp_status);
+        log.log(event);
+    }
+
     /// The task log's event for this task as it ends, with g3's field names.
     fn task_event(&self) -> Event {
-        let notes = &self.notes;
         let task_type = match self.guard.kind() {
             TaskKind::Http => "HttpForward",
             TaskKind::SocksUdp => "UdpAssociate",
@@ -164,10 +227,28 @@ impl TaskContext {
                 "TcpConnect"
             }
         };
-        let uuid: String = task_uuid(self.id)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let bytes = (self.notes.bytes_up, self.notes.bytes_down);
+        self.event(
+            task_type,
+            &task_uuid(self.id),
+            self.started,
+            self.started_at,
+            bytes,
+        )
+    }
+
+    /// The fields every task event has, for a task (or a request) of `task_type` that
+    /// started at `started` and moved `bytes` (up, down).
+    fn event(
+        &self,
+        task_type: &'static str,
+        id: &[u8; 16],
+        started: Instant,
+        started_at: SystemTime,
+        (bytes_up, bytes_down): (u64, u64),
+    ) -> Event {
+        let notes = &self.notes;
+        let uuid: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let mut event = Event::new();
         event
             .str("server_type", &self.server.server_type)
@@ -175,7 +256,7 @@ impl TaskContext {
             .str("task_type", task_type)
             .str("task_id", uuid)
             .str("stage", "Finished")
-            .str("start_at", rfc3339_micros(self.started_at))
+            .str("start_at", rfc3339_micros(started_at))
             .opt("user", self.user.as_ref().map(|u| u.name.clone()))
             .opt("escaper", notes.escaper.as_deref())
             .str("reason", notes.reason.get())
@@ -184,18 +265,39 @@ impl TaskContext {
             .opt("upstream", notes.upstream.as_deref())
             .opt("next_bound_addr", notes.bound)
             .opt("next_peer_addr", notes.next_hop)
-            .int("c_rd_bytes", notes.bytes_up)
-            .int("c_wr_bytes", notes.bytes_down)
-            .int("r_rd_bytes", notes.bytes_down)
-            .int("r_wr_bytes", notes.bytes_up)
+            .int("c_rd_bytes", bytes_up)
+            .int("c_wr_bytes", bytes_down)
+            .int("r_rd_bytes", bytes_down)
+            .int("r_wr_bytes", bytes_up)
             .opt(
                 "ready_time",
                 notes
                     .connected_at
-                    .map(|at| format!("{:.3?}", at.duration_since(self.started))),
+                    .map(|at| format!("{:.3?}", at.saturating_duration_since(started))),
             )
-            .str("total_time", format!("{:.3?}", self.started.elapsed()));
+            .str("total_time", format!("{:.3?}", started.elapsed()));
         event
+    }
+}
+
+/// A request target as task logs show it: a password in it masked, at most
+/// [`URI_MAX_CHARS`] characters.
+fn masked_uri(target: &str) -> String {
+    let mut uri = target.to_string();
+    if let Some(scheme_end) = uri.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = uri[authority_start..]
+            .find(['/', '?', '#'])
+            .map_or(uri.len(), |i| authority_start + i);
+        if let Some(at) = uri[authority_start..authority_end].rfind('@')
+            && let Some(colon) = uri[authority_start..authority_start + at].find(':')
+        {
+            uri.replace_range(authority_start + colon + 1..authority_start + at, "***");
+        }
+    }
+    match uri.char_indices().nth(URI_MAX_CHARS) {
+        Some((cut, _)) => uri[..cut].to_string(),
+        None => uri,
     }
 }
 
@@ -210,7 +312,10 @@ impl Drop for TaskContext {
         self.server
             .bytes_out
             .fetch_add(notes.bytes_down, Ordering::Relaxed);
-        if let Some(log) = &self.server.task_log {
+        // A connection whose requests were each logged has nothing more to say.
+        if let Some(log) = &self.server.task_log
+            && !(self.guard.kind() == TaskKind::Http && notes.requests_logged > 0)
+        {
             log.log(self.task_event());
         }
         // Every task ends here: build nothing unless the line will be written.
@@ -232,6 +337,29 @@ impl Drop for TaskContext {
             notes.bound.map_or("-".to_string(), |a| a.to_string()),
             notes.bytes_up,
             notes.bytes_down,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_uri;
+
+    #[test]
+    fn uris_in_logs_hide_passwords_and_stay_short() {
+        assert_eq!(
+            masked_uri("http://user:secret@example.net:8080/a?b=c"),
+            "http://user:***@example.net:8080/a?b=c"
+        );
+        assert_eq!(
+            masked_uri("http://user@example.net/"),
+            "http://user@example.net/"
+        );
+        assert_eq!(masked_uri("/path@with:colon"), "/path@with:colon");
+        assert_eq!(masked_uri("ftp://a:b@h/x@y"), "ftp://a:***@h/x@y");
+        assert_eq!(
+            masked_uri(&format!("http://h/{}", "x".repeat(2000))).len(),
+            1024
         );
     }
 }

@@ -59,6 +59,9 @@ impl UpstreamConn {
         task.notes.next_hop = Some(self.next_hop);
         task.notes.bound = Some(self.bound);
         task.notes.upstream_limit = self.speed_limit;
+        task.notes
+            .connected_at
+            .get_or_insert_with(std::time::Instant::now);
     }
 
     /// Whether it may carry another request, having been idle since `idle_since`: nothing
@@ -150,8 +153,14 @@ pub async fn forward(
 ) -> Result<Exchanged, TaskError> {
     // The heads' scratch buffer goes back to the cache however the exchange ends.
     let mut out = env.context.buffers.take();
+    let request_log = task.begin_request();
+    task.notes.upstream = Some(request.upstream.to_string());
     let exchanged = exchange(client, task, request, source, env, &mut out).await;
     env.context.buffers.give(out);
+    if let Err(error) = &exchanged {
+        task.notes.reason.set(error.reason());
+    }
+    task.log_request(request_log, request.head);
     exchanged
 }
 
@@ -248,6 +257,7 @@ async fn exchange(
             Err(error) => return Err(error),
         }
     };
+    task.notes.rsp_status = Some(response.code);
     if response.code == 407 && matches!(upstream.form, RequestForm::Absolute { .. }) {
         // The next hop's challenge is for our credentials, not the client's: passed on,
         // the client would answer it to us.
