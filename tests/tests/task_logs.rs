@@ -8,7 +8,8 @@
 //!
 //! Checked on each: the fields of a proxied request and a `CONNECT` tunnel (server, task,
 //! addresses, upstream, escaper, user, bytes, reason, times), a refused login's reason, and
-//! that no password shows.
+//! that no password shows. Escape and resolve logs carry what failed: a refused connection
+//! and a name the test zone (a real unbound) does not have.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -18,7 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use g3proxy_tests::{Echo, Group, Origin, curl, curl_status, free_port, roundtrip, wait_until};
+use g3proxy_tests::{
+    Certs, Echo, Group, Origin, Unbound, curl, curl_status, free_port, roundtrip, wait_until,
+};
 
 /// The modules every case shares: a direct escaper, a user `hop` (password "toor"), an HTTP
 /// proxy that logs its users in. `{log}` is the log section under test.
@@ -172,10 +175,9 @@ fn pairs(text: &str, separator: &str) -> BTreeMap<String, String> {
     fields
 }
 
-#[test]
-fn stdout_lines_carry_every_field() {
-    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
-    let mut group = Group::from_text(&config("stdout"), &std::env::temp_dir(), &[]);
+/// A group started on `text` with its worker's standard output kept, line by line.
+fn start_with_stdout(text: &str) -> (Group, Arc<Mutex<Vec<String>>>) {
+    let mut group = Group::from_text(text, &std::env::temp_dir(), &[]);
     let mut command = group.supervisor_command();
     command.stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = command.spawn().expect("g3proxy");
@@ -190,21 +192,96 @@ fn stdout_lines_carry_every_field() {
         }
     });
     group.wait_serving(pid);
+    (group, lines)
+}
+
+/// The events of `log_type` among stdout lines (`<time> INFO k: v, …`), once there are
+/// `count` of them.
+fn stdout_events(
+    lines: &Mutex<Vec<String>>,
+    log_type: &str,
+    count: usize,
+) -> Vec<BTreeMap<String, String>> {
+    let tag = format!("log_type: \"{log_type}\"");
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{count} {log_type} log lines"),
+        || {
+            let lines = lines.lock().unwrap();
+            let events: Vec<BTreeMap<String, String>> = lines
+                .iter()
+                .filter(|l| l.contains(&tag))
+                .map(|line| {
+                    let (_, fields) = line.split_once(" INFO ").expect("a stdout log line");
+                    pairs(fields, ": ")
+                })
+                .collect();
+            (events.len() >= count).then_some(events)
+        },
+    )
+}
+
+#[test]
+fn stdout_lines_carry_every_field() {
+    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
+    let (group, lines) = start_with_stdout(&config("stdout"));
     traffic(&group, &origin, &echo);
-    let events = wait_until(Duration::from_secs(10), "three task log lines", || {
-        let lines = lines.lock().unwrap();
-        let events: Vec<BTreeMap<String, String>> = lines
+    check_events(&stdout_events(&lines, "Task", 3), &group, &echo);
+}
+
+/// Escape and resolve logs (failures only, as g3 writes them): a connection refused by the
+/// target names the escaper, the upstream and the reason; a name the zone does not have names
+/// the resolver, the query and the server's answer.
+#[test]
+fn escape_and_resolve_logs_name_what_failed() {
+    let certs_dir = std::env::temp_dir().join(format!("g3proxy-logs-certs-{}", std::process::id()));
+    let certs = Certs::make(&certs_dir);
+    let unbound = Unbound::start(&certs, &["origin.test. 300 IN A 127.0.0.1"]);
+    let text = format!(
+        "log: {{default: discard, escape: stdout, resolve: stdout}}\nresolver:\n  - {{name: zone, type: hickory, server: 127.0.0.1, server_port: {}}}\nescaper:\n  - {{name: direct, type: direct_fixed, resolver: zone, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\nserver:\n  - {{name: http, type: http_proxy, escaper: direct, listen: \"127.0.0.1:{{{{http_port}}}}\"}}\n",
+        unbound.port
+    );
+    let (group, lines) = start_with_stdout(&text);
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let closed = free_port("127.0.0.1");
+    let refused = format!("http://127.0.0.1:{closed}/");
+    assert_eq!(curl_status(&["-x", &proxy, &refused]), "521");
+    assert_ne!(curl_status(&["-x", &proxy, "http://missing.test/"]), "200");
+    let origin = Origin::start("127.0.0.1");
+    let by_name = format!("http://origin.test:{}/", origin.addr.port());
+    assert_eq!(curl(&["-x", &proxy, &by_name]), "hello");
+
+    let escape = &stdout_events(&lines, "Escape", 1)[0];
+    assert_eq!(escape["escape_type"], "TcpConnect", "{escape:?}");
+    assert_eq!(escape["escaper_type"], "direct_fixed", "{escape:?}");
+    assert_eq!(escape["escaper_name"], "direct", "{escape:?}");
+    assert_eq!(
+        escape["upstream"],
+        format!("127.0.0.1:{closed}"),
+        "{escape:?}"
+    );
+    assert!(escape["reason"].contains("refused"), "{escape:?}");
+    assert_eq!(escape["task_id"].len(), 32, "{escape:?}");
+
+    let resolve = stdout_events(&lines, "Resolve", 1);
+    let missing = resolve
+        .iter()
+        .find(|e| e["query_type"] == "A")
+        .unwrap_or_else(|| panic!("an A lookup failed: {resolve:?}"));
+    assert_eq!(missing["resolver_type"], "hickory", "{missing:?}");
+    assert_eq!(missing["resolver_name"], "zone", "{missing:?}");
+    assert_eq!(missing["domain"], "missing.test", "{missing:?}");
+    assert_eq!(missing["error_type"], "ServerError", "{missing:?}");
+    assert_eq!(missing["error_subtype"], "NOTFOUND", "{missing:?}");
+    // The name that resolves, and the task that connected, log nothing.
+    assert!(
+        !lines
+            .lock()
+            .unwrap()
             .iter()
-            .filter(|l| l.contains("log_type: \"Task\""))
-            .map(|line| {
-                // `<time> INFO k: v, …`
-                let (_, fields) = line.split_once(" INFO ").expect("a stdout log line");
-                pairs(fields, ": ")
-            })
-            .collect();
-        (events.len() >= 3).then_some(events)
-    });
-    check_events(&events, &group, &echo);
+            .any(|l| l.contains("origin.test")),
+        "a lookup that worked was logged"
+    );
 }
 
 /// rsyslog on loopback UDP, writing `program|message` for each datagram.

@@ -68,9 +68,17 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
             fds.len()
         );
     }
+    // The structured loggers of the `log` section (none for `discard`).
+    let logger = |driver, kind: &'static str| {
+        crate::log::Logger::start(driver, kind, &start.group)
+            .map_err(|e| anyhow::anyhow!("{} log: {e}", kind.to_ascii_lowercase()))
+    };
+    let task_log = logger(config.log.task(), "Task")?;
+    let escape_log = logger(config.log.escape(), "Escape")?;
+    let resolve_log = logger(config.log.resolve(), "Resolve")?;
     let mut resolvers = HashMap::new();
     for resolver in &config.resolvers {
-        let built = Resolver::build(resolver, &resolvers)
+        let built = Resolver::build(resolver, &resolvers, resolve_log.clone())
             .map_err(|e| anyhow::anyhow!("resolver {}: {e}", resolver.name()))?;
         resolvers.insert(resolver.name().to_string(), Arc::new(built));
     }
@@ -83,6 +91,7 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
                 &Dependencies {
                     resolvers: &resolvers,
                     escapers: &escapers,
+                    escape_log: escape_log.as_ref(),
                 },
             )?),
         );
@@ -109,8 +118,7 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     }
     let (phase, phase_receiver) = watch::channel(Phase::Serving);
     let mut context = Context::new(phase_receiver, Arc::new(TaskRegistry::default()));
-    context.task_log = crate::log::Logger::start(config.log.task(), "Task", &start.group)
-        .map_err(|e| anyhow::anyhow!("task log: {e}"))?;
+    context.task_log = task_log;
     let context = Arc::new(context);
     // The config lists servers after those they hand connections to.
     let mut servers = HashMap::new();

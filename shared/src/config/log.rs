@@ -27,6 +27,16 @@ impl LogConfig {
     pub fn task(&self) -> &LogDriver {
         self.task.as_ref().unwrap_or(&self.default)
     }
+
+    /// The driver of escape logs (escapers' failures).
+    pub fn escape(&self) -> &LogDriver {
+        self.escape.as_ref().unwrap_or(&self.default)
+    }
+
+    /// The driver of resolve logs (failed lookups).
+    pub fn resolve(&self) -> &LogDriver {
+        self.resolve.as_ref().unwrap_or(&self.default)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

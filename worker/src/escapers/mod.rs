@@ -50,6 +50,7 @@ use tokio::net::UdpSocket;
 use crate::auth::Permit;
 use crate::conn::Stream;
 use crate::error::{Forbidden, TaskError};
+use crate::log::{Event, Logger};
 use crate::resolvers::Resolver;
 use crate::task::TaskContext;
 
@@ -271,6 +272,8 @@ escaper_runtimes! {
 pub struct Dependencies<'a> {
     pub resolvers: &'a HashMap<String, Arc<Resolver>>,
     pub escapers: &'a HashMap<String, Arc<Escaper>>,
+    /// Where escapers log their failures (the `log` section's `escape` driver).
+    pub escape_log: Option<&'a Arc<Logger>>,
 }
 
 impl Dependencies<'_> {
@@ -286,6 +289,9 @@ impl Dependencies<'_> {
 
 pub struct Escaper {
     pub name: Arc<str>,
+    /// The config type, as escape logs name it.
+    type_name: &'static str,
+    log: Option<Arc<Logger>>,
     pub counters: EscaperCounters,
     runtime: EscaperRuntime,
 }
@@ -325,6 +331,8 @@ impl Escaper {
     pub fn build(config: &EscaperConfig, deps: &Dependencies) -> anyhow::Result<Escaper> {
         Ok(Escaper {
             name: config.name().into(),
+            type_name: config.type_name(),
+            log: deps.escape_log.cloned(),
             counters: EscaperCounters::default(),
             runtime: EscaperRuntime::build(config, deps)?,
         })
@@ -335,6 +343,8 @@ impl Escaper {
         escapers.get(name).cloned().unwrap_or_else(|| {
             Arc::new(Escaper {
                 name: name.into(),
+                type_name: "dummy_deny",
+                log: None,
                 counters: EscaperCounters::default(),
                 runtime: EscaperRuntime::DenyAll(deny_all::DenyAll::new(name)),
             })
@@ -391,6 +401,35 @@ impl Escaper {
         }
     }
 
+    /// An escape log event for a connection that failed (g3 logs failures only); a refusal
+    /// by policy is the task's, not an escape error.
+    fn log_failure(
+        &self,
+        task: &TaskContext,
+        permit: &Permit<'_>,
+        error: &TaskError,
+        started: std::time::Instant,
+    ) {
+        let Some(log) = &self.log else { return };
+        if matches!(error, TaskError::Policy(_)) {
+            return;
+        }
+        let id: String = crate::task::task_uuid(task.id)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut event = Event::new();
+        event
+            .str("escape_type", "TcpConnect")
+            .str("escaper_type", self.type_name)
+            .str("escaper_name", &self.name)
+            .str("task_id", id)
+            .str("upstream", permit.target())
+            .str("tcp_connect_spend", format!("{:.3?}", started.elapsed()))
+            .str("reason", error);
+        log.log(event);
+    }
+
     /// Notes on the task where it is going, before it goes: a task that fails to connect
     /// still logs its target and escaper.
     fn note_attempt(&self, task: &mut TaskContext, target: &HostPort) {
@@ -414,6 +453,7 @@ impl Escaper {
     ) -> Result<Connected, TaskError> {
         let escaper = self.route(&Self::leg(permit)).await?;
         escaper.note_attempt(task, permit.target());
+        let started = std::time::Instant::now();
         let mut connected = escaper
             .runtime
             .tcp_connect(&escaper.connect_leg(permit))
@@ -426,6 +466,9 @@ impl Escaper {
             }
         }
         escaper.counters.count(&connected);
+        if let Err(error) = &connected {
+            escaper.log_failure(task, permit, error, started);
+        }
         let connected = connected?;
         escaper.note(task, &connected);
         Ok(connected)

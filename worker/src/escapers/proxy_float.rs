@@ -75,6 +75,7 @@ impl ProxyFloatEscaper {
         let deps = Dependencies {
             resolvers: &resolvers,
             escapers: &escapers,
+            escape_log: None,
         };
         let built = match peer.kind {
             PeerKind::Http | PeerKind::Https => {

@@ -123,6 +123,7 @@ mod tests {
         let deps = Dependencies {
             resolvers: &resolvers,
             escapers: &escapers,
+            escape_log: None,
         };
         let route = RouteUpstreamEscaper::build(&config, &deps).unwrap();
         let next = |host: &str| {

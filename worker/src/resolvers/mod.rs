@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::TaskError;
+use crate::log::{Event, Logger};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -64,6 +65,10 @@ enum Driver {
 
 pub struct Resolver {
     pub name: String,
+    /// As g3 names the type in resolve logs (`c-ares`, `hickory`, ...).
+    type_name: &'static str,
+    /// Where failed lookups are logged (the `log` section's `resolve` driver).
+    log: Option<Arc<Logger>>,
     driver: Driver,
     protective_timeout: Duration,
     negative_ttl: u32,
@@ -145,7 +150,13 @@ impl Resolver {
     pub fn named(resolvers: &HashMap<String, Arc<Resolver>>, name: &str) -> Arc<Resolver> {
         resolvers.get(name).cloned().unwrap_or_else(|| {
             let timeout = Duration::from_secs(60);
-            Arc::new(Resolver::new(name, Driver::DenyAll, timeout, 30))
+            Arc::new(Resolver::new(
+                name,
+                "deny-all",
+                Driver::DenyAll,
+                timeout,
+                30,
+            ))
         })
     }
 
@@ -153,6 +164,7 @@ impl Resolver {
     pub fn build(
         config: &ResolverConfig,
         built: &HashMap<String, Arc<Resolver>>,
+        log: Option<Arc<Logger>>,
     ) -> anyhow::Result<Resolver> {
         let ttl = config.ttl;
         let mut negative_ttl = ttl.negative_min_ttl;
@@ -170,12 +182,23 @@ impl Resolver {
             ResolverType::DenyAll => Driver::DenyAll,
         };
         let timeout = config.common.protective_query_timeout.0;
-        Ok(Resolver::new(config.name(), driver, timeout, negative_ttl))
+        let type_name = config.type_name();
+        let mut resolver = Resolver::new(config.name(), type_name, driver, timeout, negative_ttl);
+        resolver.log = log;
+        Ok(resolver)
     }
 
-    fn new(name: &str, driver: Driver, protective_timeout: Duration, negative_ttl: u32) -> Self {
+    fn new(
+        name: &str,
+        type_name: &'static str,
+        driver: Driver,
+        protective_timeout: Duration,
+        negative_ttl: u32,
+    ) -> Self {
         Resolver {
             name: name.to_string(),
+            type_name,
+            log: None,
             driver,
             protective_timeout,
             negative_ttl,
@@ -260,6 +283,7 @@ impl Resolver {
             .driver_total
             .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            let started = Instant::now();
             let asked = tokio::time::timeout(
                 resolver.protective_timeout,
                 resolver.driver_lookup(&domain, family),
@@ -267,6 +291,7 @@ impl Resolver {
             let record = asked
                 .await
                 .unwrap_or_else(|_| Record::failed(ResolveError::TimedOut, resolver.negative_ttl));
+            resolver.log_failure(&domain, family, &record, started);
             let record = resolver.store(&domain, family, record);
             let _ = sender.send(Some(record));
         });
@@ -305,6 +330,24 @@ impl Resolver {
             cache.sweep(now);
         }
         record
+    }
+
+    /// A resolve log event for a lookup that failed (g3 logs failures only).
+    fn log_failure(&self, domain: &str, family: Family, record: &Record, started: Instant) {
+        let (Some(log), Err(error)) = (&self.log, &record.result) else {
+            return;
+        };
+        let mut event = Event::new();
+        event
+            .str("resolver_type", self.type_name)
+            .str("resolver_name", &self.name)
+            .str("query_type", family.rr_type())
+            .str("duration", format!("{:.3?}", started.elapsed()))
+            .str("rr_source", "query")
+            .str("error_type", error.error_type())
+            .str("error_subtype", error.error_subtype())
+            .str("domain", domain);
+        log.log(event);
     }
 
     fn count_failure(&self, family: Family, record: &Record) {

@@ -39,6 +39,35 @@ pub enum DriverError {
     Internal(String),
 }
 
+impl ResolveError {
+    /// g3's `error_type` in resolve logs.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ResolveError::Server(_) => "ServerError",
+            ResolveError::Driver(_) => "DriverError",
+            ResolveError::TimedOut | ResolveError::Denied => "LocalError",
+        }
+    }
+
+    /// g3's `error_subtype` in resolve logs.
+    pub fn error_subtype(&self) -> &'static str {
+        match self {
+            ResolveError::Server(ServerError::FormErr) => "FORMERR",
+            ResolveError::Server(ServerError::ServFail) => "SERVFAIL",
+            ResolveError::Server(ServerError::NotFound) => "NOTFOUND",
+            ResolveError::Server(ServerError::NotImp) => "NOTIMP",
+            ResolveError::Server(ServerError::Refused) => "REFUSED",
+            ResolveError::Driver(DriverError::BadName) => "BadName",
+            ResolveError::Driver(DriverError::BadResp) => "BadResp",
+            ResolveError::Driver(DriverError::ConnRefused) => "ConnRefused",
+            ResolveError::Driver(DriverError::Timeout) => "Timeout",
+            ResolveError::Driver(DriverError::Internal(_)) => "InternalError",
+            ResolveError::TimedOut => "DriverTimedOut",
+            ResolveError::Denied => "NoResolverSet",
+        }
+    }
+}
+
 impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
