@@ -13,7 +13,7 @@ use crate::conn::{ClientConn, TlsFacts};
 use g3proxy_shared::types::rfc3339_micros;
 
 use crate::context::{ServerCounters, TaskGuard, TaskKind, TaskRegistry};
-use crate::log::Event;
+use crate::log::{Event, Hex};
 
 /// What happened on the way to the upstream, for logs and metrics.
 #[derive(Debug, Default, Clone)]
@@ -248,16 +248,15 @@ impl TaskContext {
         (bytes_up, bytes_down): (u64, u64),
     ) -> Event {
         let notes = &self.notes;
-        let uuid: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let mut event = Event::new();
         event
             .str("server_type", &self.server.server_type)
             .str("server_name", &self.server.name)
             .str("task_type", task_type)
-            .str("task_id", uuid)
+            .str("task_id", Hex(id))
             .str("stage", "Finished")
             .str("start_at", rfc3339_micros(started_at))
-            .opt("user", self.user.as_ref().map(|u| u.name.clone()))
+            .opt("user", self.user.as_ref().map(|u| &u.name))
             .opt("escaper", notes.escaper.as_deref())
             .str("reason", notes.reason.get())
             .str("server_addr", self.local_addr)
@@ -275,7 +274,7 @@ impl TaskContext {
                     .connected_at
                     .map(|at| format!("{:.3?}", at.saturating_duration_since(started))),
             )
-            .str("total_time", format!("{:.3?}", started.elapsed()));
+            .str("total_time", format_args!("{:.3?}", started.elapsed()));
         event
     }
 }

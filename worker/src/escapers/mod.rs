@@ -50,7 +50,7 @@ use tokio::net::UdpSocket;
 use crate::auth::Permit;
 use crate::conn::Stream;
 use crate::error::{Forbidden, TaskError};
-use crate::log::{Event, Logger};
+use crate::log::{Event, Hex, Logger};
 use crate::resolvers::Resolver;
 use crate::task::TaskContext;
 
@@ -414,16 +414,13 @@ impl Escaper {
         if matches!(error, TaskError::Policy(_)) {
             return;
         }
-        let id: String = crate::task::task_uuid(task.id)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = crate::task::task_uuid(task.id);
         let mut event = Event::new();
         event
             .str("escape_type", "TcpConnect")
             .str("escaper_type", self.type_name)
             .str("escaper_name", &self.name)
-            .str("task_id", id)
+            .str("task_id", Hex(&id))
             .str("upstream", permit.target())
             .str("tcp_connect_spend", format!("{:.3?}", started.elapsed()))
             .str("reason", error);

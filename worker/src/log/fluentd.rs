@@ -46,12 +46,11 @@ impl Fluentd {
         time.extend_from_slice(&(now.as_secs() as u32).to_be_bytes());
         time.extend_from_slice(&now.subsec_nanos().to_be_bytes());
         let record = event
-            .fields
-            .iter()
+            .fields()
             .map(|(key, value)| {
                 let value = match value {
-                    Value::Str(text) => Pack::Str(text.clone()),
-                    Value::Int(n) => Pack::Int(i128::from(*n)),
+                    Value::Str(text) => Pack::Str(text.to_string()),
+                    Value::Int(n) => Pack::Int(i128::from(n)),
                 };
                 (Pack::Str(key.to_string()), value)
             })

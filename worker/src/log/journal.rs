@@ -48,7 +48,7 @@ impl Write for Journal {
         field(&mut datagram, "PRIORITY", "6");
         field(&mut datagram, "SYSLOG_IDENTIFIER", self.ident);
         field(&mut datagram, "MESSAGE", "");
-        for (key, value) in &event.fields {
+        for (key, value) in event.fields() {
             match value {
                 Value::Str(text) => field(&mut datagram, key, text),
                 Value::Int(n) => field(&mut datagram, key, &n.to_string()),

@@ -11,11 +11,11 @@ pub struct Stdout;
 
 impl Write for Stdout {
     fn write(&mut self, event: &Event) {
-        let mut fields = event.fields.clone();
+        let mut fields: Vec<_> = event.fields().collect();
         fields.sort_by_key(|(key, _)| *key);
         let mut line = rfc3339_micros(std::time::SystemTime::now());
         line.push_str(" INFO ");
-        key_values(&fields, ": ", &mut line);
+        key_values(fields, ": ", &mut line);
         line.push('\n');
         // A closed stdout loses the line, as it would any other.
         let _ = std::io::stdout().lock().write_all(line.as_bytes());

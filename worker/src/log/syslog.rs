@@ -72,7 +72,7 @@ impl Syslog {
                 ids.message_id.as_deref().unwrap_or("-"),
             ),
         };
-        key_values(&event.fields, "=", &mut line);
+        key_values(event.fields(), "=", &mut line);
         if self.config.append_report_ts {
             let ts = g3proxy_shared::types::unix_secs(now);
             line.push_str(&format!(", report_ts={ts}"));
