@@ -5,8 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::time::Duration;
+
 use g3proxy_tests::{
-    Certs, Group, Origin, RecordingOrigin, TlsOrigin, curl, curl_status, free_port, http_answer,
+    Certs, Group, Origin, RecordingOrigin, StatsdReceiver, TlsOrigin, curl, curl_status, free_port,
+    http_answer, wait_until,
 };
 
 fn examples_dir() -> PathBuf {
@@ -52,7 +55,7 @@ fn every_example_loads() {
         );
         checked += 1;
     }
-    assert!(checked >= 6, "only {checked} examples found");
+    assert!(checked >= 11, "only {checked} examples found");
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
@@ -267,4 +270,77 @@ fn the_runnable_examples_serve() {
     let socks = format!("socks5h://127.0.0.1:{}", group.port("both"));
     assert_eq!(status_through(&socks, &url, &[]), "curl exit Some(97)");
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// The examples of later guide sections: egress published at run time, a user's own name
+/// rules, metrics with extra tags, and per-thread listeners.
+#[test]
+fn the_newer_examples_serve() {
+    let origin = Origin::start("127.0.0.1");
+    let url = origin.url("/");
+
+    // Dynamic route binding and proxy chaining: no way out until a program publishes one.
+    let mut group = example_group(
+        "dynamic_egress",
+        &[(13128, "bound"), (13129, "chained")],
+        &[],
+    );
+    group.start();
+    let bound = format!("http://127.0.0.1:{}", group.port("bound"));
+    let chained = format!("http://127.0.0.1:{}", group.port("chained"));
+    assert_ne!(status_through(&bound, &url, &[]), "200");
+    assert_ne!(status_through(&chained, &url, &[]), "200");
+    let publish = |escaper: &str, data: &str| {
+        let output = group.ctl(&["escaper", escaper, "publish", data]);
+        assert!(
+            output.status.success(),
+            "{escaper}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    publish("float", r#"{"ipv4": "127.0.0.1"}"#);
+    assert_eq!(curl(&["-x", &bound, &url]), "hello");
+    // The chained server's peer is the bound one (a next proxy of the test's own).
+    let peer = format!(
+        r#"{{"type": "http", "addr": "127.0.0.1:{}", "expire": "2099-01-01T00:00:00Z"}}"#,
+        group.port("bound")
+    );
+    publish("peers", &peer);
+    assert_eq!(curl(&["-x", &chained, &url]), "hello");
+    drop(group);
+
+    // Name hijacking: the user's fixed name leads to the test's origin, under its own name.
+    // (The other rules lead to names that the resolver asks the outside world for.)
+    let mut group = example_group("name_hijacking", &[(13128, "http")], &[]);
+    group.start();
+    let http = format!("http://127.0.0.1:{}", group.port("http"));
+    let named = format!("http://t1.example.net:{}/", origin.addr.port());
+    assert_eq!(curl(&["-x", &http, "-U", "tester:toor", &named]), "hello");
+    assert_eq!(status_through(&http, &named, &["-U", "tester:nope"]), "407");
+    drop(group);
+
+    // Monitoring: the server's series carry its extra tag (logs go to a syslog and a
+    // journal that this machine may not have: lost, and the proxy serves on).
+    let statsd = StatsdReceiver::start();
+    let mut group = example_group(
+        "monitoring",
+        &[(13128, "http"), (8125, "statsd")],
+        &[("statsd", statsd.port)],
+    );
+    group.start();
+    let http = format!("http://127.0.0.1:{}", group.port("http"));
+    assert_eq!(curl(&["-x", &http, &url]), "hello");
+    wait_until(Duration::from_secs(10), "the task in the metrics", || {
+        let tags = ["server:http", "service:example"];
+        (statsd.total("g3proxy.server.task.total", &tags) == 1).then_some(())
+    });
+    drop(group);
+
+    // Performance: pinned threads, a listener each.
+    let mut group = example_group("performance", &[(13128, "http")], &[]);
+    group.start();
+    let http = format!("http://127.0.0.1:{}", group.port("http"));
+    for _ in 0..4 {
+        assert_eq!(curl(&["-x", &http, &url]), "hello");
+    }
 }

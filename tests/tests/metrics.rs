@@ -20,14 +20,15 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     let origin = Origin::start("127.0.0.1");
     let echo = Echo::start("127.0.0.1");
     let text = format!(
-        "stat:\n  target:\n    udp: 127.0.0.1:{port}\n  emit_interval: 100ms\nresolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nuser_group:\n  - name: g\n    static_users:\n      - name: locked\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n  - name: auth\n    type: http_proxy\n    escaper: default\n    user_group: g\n    listen: \"127.0.0.1:{{{{auth_port}}}}\"\n"
+        "stat:\n  target:\n    udp: 127.0.0.1:{port}\n  emit_interval: 100ms\nresolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    extra_metrics_tags: {{egress: lan}}\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nuser_group:\n  - name: g\n    static_users:\n      - name: locked\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n    extra_metrics_tags: {{service: web}}\n  - name: auth\n    type: http_proxy\n    escaper: default\n    user_group: g\n    listen: \"127.0.0.1:{{{{auth_port}}}}\"\n"
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
     group.start();
     let proxy = format!("http://127.0.0.1:{}", group.port("http"));
     let url = origin.url("/");
     let daemon_group = format!("daemon_group:{}", group.name);
-    let http = ["server:http", daemon_group.as_str()];
+    // (Each series also carries its module's extra_metrics_tags.)
+    let http = ["server:http", daemon_group.as_str(), "service:web"];
 
     for _ in 0..10 {
         assert_eq!(curl(&["-x", &proxy, &url]), "hello");
@@ -69,7 +70,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
         "403"
     );
     wait_until(Duration::from_secs(10), "the escaper's counts", || {
-        let escaper = ["escaper:default", daemon_group.as_str()];
+        let escaper = ["escaper:default", daemon_group.as_str(), "egress:lan"];
         let count = |name| statsd.total(name, &escaper);
         (count("g3proxy.escaper.connection.establish") == 11
             && count("g3proxy.escaper.task.total") == 12

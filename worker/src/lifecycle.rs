@@ -155,6 +155,7 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
         let escapers: Vec<Arc<Escaper>> = escapers.values().cloned().collect();
         let resolvers: Vec<Arc<Resolver>> = resolvers.values().cloned().collect();
         Metrics::start(
+            &config,
             stat,
             &start.group,
             &servers,

@@ -13,11 +13,13 @@
 //! Per escaper: `escaper.task.total`, `escaper.connection.{attempt,establish}`,
 //! `escaper.forbidden.ip_blocked`. Per resolver and `rr_type` (A, AAAA): the
 //! `resolver.query.*` counts of [`LookupStats::METRICS`] and the gauge
-//! `resolver.memory.cache.length`.
+//! `resolver.memory.cache.length`. A server's or escaper's `extra_metrics_tags` are added to
+//! each of its series.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use g3proxy_shared::config::Config;
 use g3proxy_shared::config::stat::StatConfig;
 use g3proxy_shared::statsd::StatsdSink;
 
@@ -26,11 +28,14 @@ use crate::escapers::Escaper;
 use crate::resolvers::{Family, LookupStats, Resolver};
 use crate::servers::Server;
 
+/// A module's `extra_metrics_tags`, added to each of its series.
+type ExtraTags = Vec<(String, String)>;
+
 pub struct Metrics {
     sink: StatsdSink,
-    servers: Vec<(Arc<Server>, Last)>,
+    servers: Vec<(Arc<Server>, Last, ExtraTags)>,
     /// Each escaper's counters at the last emit: attempts, established, ip_blocked.
-    escapers: Vec<(Arc<Escaper>, [u64; 3])>,
+    escapers: Vec<(Arc<Escaper>, [u64; 3], ExtraTags)>,
     /// Each resolver's counters at the last emit, A then AAAA.
     resolvers: Vec<(Arc<Resolver>, [[u64; 11]; 2])>,
 }
@@ -63,16 +68,18 @@ impl Last {
 }
 
 impl Metrics {
-    /// Starts emitting for `servers`; `None` (logged) when the target cannot be used.
+    /// Starts emitting for `servers`, `escapers` and `resolvers`, with the tags `config`
+    /// gives each; `None` (logged) when the target cannot be used.
     pub fn start(
-        config: &StatConfig,
+        config: &Config,
+        stat: &StatConfig,
         group: &str,
         servers: &[Arc<Server>],
         escapers: &[Arc<Escaper>],
         resolvers: &[Arc<Resolver>],
         context: &Arc<Context>,
     ) -> Option<Arc<Mutex<Metrics>>> {
-        let sink = match StatsdSink::new(config, group, std::process::id() as u64) {
+        let sink = match StatsdSink::new(stat, group, std::process::id() as u64) {
             Ok(sink) => sink,
             Err(error) => {
                 tracing::warn!("metrics: cannot reach the stat target: {error}");
@@ -83,16 +90,31 @@ impl Metrics {
             sink,
             servers: servers
                 .iter()
-                .map(|s| (s.clone(), Last::default()))
+                .map(|s| {
+                    let extra = config
+                        .server(&s.counters.name)
+                        .map(|c| &c.common.extra_metrics_tags);
+                    (s.clone(), Last::default(), extra_tags(extra))
+                })
                 .collect(),
-            escapers: escapers.iter().map(|e| (e.clone(), [0; 3])).collect(),
+            escapers: escapers
+                .iter()
+                .map(|e| {
+                    let extra = config
+                        .escapers
+                        .iter()
+                        .find(|c| c.name() == &*e.name)
+                        .map(|c| &c.common.extra_metrics_tags);
+                    (e.clone(), [0; 3], extra_tags(extra))
+                })
+                .collect(),
             resolvers: resolvers
                 .iter()
                 .map(|r| (r.clone(), [[0; 11]; 2]))
                 .collect(),
         }));
         let emitter = Arc::downgrade(&metrics);
-        let (interval, context) = (config.emit_interval.0, context.clone());
+        let (interval, context) = (stat.emit_interval.0, context.clone());
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -113,11 +135,13 @@ impl Metrics {
 
     pub fn emit(&mut self, online: bool) {
         let online = if online { "y" } else { "n" };
-        for (server, last) in &mut self.servers {
+        for (server, last, extra) in &mut self.servers {
             let counters = &server.counters;
             let now = Last::of(counters);
-            let tags = [("server", counters.name.as_str()), ("online", online)];
-            let tcp = [tags[0], tags[1], ("transport", "tcp")];
+            let mut tags = vec![("server", counters.name.as_str()), ("online", online)];
+            tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let mut tcp = tags.clone();
+            tcp.push(("transport", "tcp"));
             // Only what changed: an idle server sends its gauge alone.
             let changes = [
                 (
@@ -171,14 +195,15 @@ impl Metrics {
             );
             *last = now;
         }
-        for (escaper, last) in &mut self.escapers {
+        for (escaper, last, extra) in &mut self.escapers {
             let counters = &escaper.counters;
             let now = [
                 counters.attempts.load(Ordering::Relaxed),
                 counters.established.load(Ordering::Relaxed),
                 counters.ip_blocked.load(Ordering::Relaxed),
             ];
-            let tags = [("escaper", &*escaper.name)];
+            let mut tags = vec![("escaper", &*escaper.name)];
+            tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             // g3 counts a task and its remote connection apart; here each is one connect.
             let names = [
                 &["escaper.task.total", "escaper.connection.attempt"][..],
@@ -217,4 +242,12 @@ impl Metrics {
         }
         self.sink.flush();
     }
+}
+
+/// A module's `extra_metrics_tags` as the sink takes them.
+fn extra_tags(tags: Option<&std::collections::BTreeMap<String, String>>) -> ExtraTags {
+    tags.into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }

@@ -55,7 +55,7 @@ use super::yaml::Node;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EscaperCommon {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::types::metric_tags")]
     pub extra_metrics_tags: BTreeMap<String, String>,
 }
 

@@ -133,14 +133,14 @@ pub enum DnsProtocol {
 impl<'de> Deserialize<'de> for DnsProtocol {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        match text.as_str() {
-            "dot" | "tls" | "dns_over_tls" => Ok(DnsProtocol::Tls),
-            "doh" | "https" | "h2" | "dns_over_https" => Ok(DnsProtocol::Https),
-            "doq" | "quic" | "dns_over_quic" | "doh3" | "h3" | "dns_over_h3" => {
-                Err(de::Error::custom(format!(
-                    "protocol {text} is not supported by this build yet"
-                )))
-            }
+        // g3's spellings: any case, `-` for `_`.
+        match text.to_ascii_lowercase().replace('-', "_").as_str() {
+            "dot" | "tls" | "dns_over_tls" | "dnsovertls" => Ok(DnsProtocol::Tls),
+            "doh" | "https" | "h2" | "dns_over_https" | "dnsoverhttps" => Ok(DnsProtocol::Https),
+            "doq" | "quic" | "dns_over_quic" | "dnsoverquic" | "doh3" | "h3" | "http/3"
+            | "dns_over_http/3" | "dnsoverhttp/3" | "dns_over_h3" => Err(de::Error::custom(
+                format!("protocol {text} is not supported by this build yet"),
+            )),
             other => Err(de::Error::custom(format!(
                 "unknown DNS encryption protocol {other}: dot or doh"
             ))),

@@ -87,7 +87,7 @@ pub struct ServerCommon {
         deserialize_with = "crate::types::bounds::buffer_size"
     )]
     pub tcp_copy_buffer_size: HumanSize,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::types::metric_tags")]
     pub extra_metrics_tags: BTreeMap<String, String>,
     /// Options set on every accepted connection.
     #[serde(default)]
