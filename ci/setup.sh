@@ -8,7 +8,8 @@
 # host in a network namespace), nftables (TPROXY rules for tcp_tproxy in namespaces), slapd
 # (a real LDAP directory for ldap user groups; Debian does not start it, the test does),
 # unbound (a real name server for the resolvers: UDP, TCP, DoT, DoH; the test starts its own),
-# rsyslog (a real syslog server for task logs; the test starts its own on loopback UDP).
+# rsyslog (a real syslog server for task logs; the test starts its own on loopback UDP),
+# debhelper and binutils (the package test builds the .deb with dpkg-buildpackage).
 set -euo pipefail
 need=()
 dpkg -s libc-ares-dev >/dev/null 2>&1 || need+=(libc-ares-dev)
@@ -25,6 +26,8 @@ command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 [ -x /usr/sbin/slapd ] || need+=(slapd)
 [ -x /usr/sbin/unbound ] || need+=(unbound)
 [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+command -v dh >/dev/null || need+=(debhelper)
+command -v strip >/dev/null || need+=(binutils)
 if [ ${#need[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -22,6 +22,9 @@ struct Cli {
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
     #[arg(long = "completion", value_name = "SHELL", exclusive = true)]
     completion: Option<clap_complete::Shell>,
+    /// Print the man page (roff), for packages
+    #[arg(long = "manpage", hide = true, exclusive = true)]
+    manpage: bool,
     /// Pid of the supervisor to talk to
     #[arg(short = 'p', long = "daemon-pid", value_name = "PID")]
     daemon_pid: Option<u32>,
@@ -38,6 +41,13 @@ fn main() -> ExitCode {
         let mut command = <Cli as clap::CommandFactory>::command();
         clap_complete::generate(shell, &mut command, "g3proxy-ctl", &mut std::io::stdout());
         return ExitCode::SUCCESS;
+    }
+    if cli.manpage {
+        let command = <Cli as clap::CommandFactory>::command().version(g3proxy_shared::VERSION);
+        return match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
     }
     let Some(command) = &cli.command else {
         eprintln!("g3proxy-ctl: a command is required (see --help)");

@@ -6,6 +6,10 @@
 //! catches up. Under systemd stderr goes to the journal. Task logs with their own drivers
 //! belong to the `log` section and do not pass through here.
 //!
+//! With `g3proxy -d` there is no stderr to write to: the supervisor, and each worker it
+//! starts (told so in its start message), writes its lines to the local syslog (`/dev/log`,
+//! facility daemon) instead.
+//!
 //! Spans are not used: an event carries its context in its fields.
 
 use std::fmt::{self, Write as _};
@@ -26,16 +30,25 @@ const QUEUE: usize = 8192;
 static WRITER: OnceLock<SyncSender<Line>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// Where the writer thread puts lines.
+enum Sink {
+    Stderr,
+    /// The local syslog, each line a datagram with its priority.
+    Syslog(std::os::unix::net::UnixDatagram),
+}
+
 enum Line {
-    Text(String),
+    /// A line and its syslog severity (3 error .. 7 debug).
+    Text(String, u8),
     /// Answered once every line before it is written.
     Flush(SyncSender<()>),
 }
 
 /// Installs the process log. `prefix` starts every line (`g3proxy[PID]`,
 /// `g3proxy-worker[gen G #I pid P]`); `base` is the level written without `-v`, and each
-/// `-v` (`verbose`) adds one more (info, then debug, then trace).
-pub fn init(prefix: String, base: Level, verbose: u8) {
+/// `-v` (`verbose`) adds one more (info, then debug, then trace). Lines go to stderr, or with
+/// `to_syslog` to the local syslog.
+pub fn init(prefix: String, base: Level, verbose: u8, to_syslog: bool) {
     let levels = [
         Level::ERROR,
         Level::WARN,
@@ -47,9 +60,13 @@ pub fn init(prefix: String, base: Level, verbose: u8) {
     let max = levels[(base_index + verbose as usize).min(levels.len() - 1)];
     let (sender, receiver) = sync_channel(QUEUE);
     let writer_prefix = prefix.clone();
+    let sink = match to_syslog {
+        true => std::os::unix::net::UnixDatagram::unbound().map_or(Sink::Stderr, Sink::Syslog),
+        false => Sink::Stderr,
+    };
     let spawned = std::thread::Builder::new()
         .name("process-log".into())
-        .spawn(move || write_lines(&writer_prefix, receiver));
+        .spawn(move || write_lines(&writer_prefix, receiver, sink));
     if spawned.is_ok() {
         let _ = WRITER.set(sender);
     }
@@ -69,22 +86,32 @@ pub fn flush() {
     let _ = wait.recv_timeout(Duration::from_secs(1));
 }
 
-fn write_lines(prefix: &str, receiver: Receiver<Line>) {
-    let stderr = std::io::stderr();
+fn write_lines(prefix: &str, receiver: Receiver<Line>, sink: Sink) {
+    let write = |text: &str, severity: u8| match &sink {
+        Sink::Stderr => {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+        Sink::Syslog(socket) => {
+            // RFC 3164 without a timestamp (syslog adds its own): facility daemon (3).
+            let datagram = format!(
+                "<{}>g3proxy[{}]: {}",
+                3 * 8 + severity,
+                std::process::id(),
+                text.trim_end()
+            );
+            let _ = socket.send_to(datagram.as_bytes(), "/dev/log");
+        }
+    };
     for line in receiver {
-        let mut out = stderr.lock();
         // Lines were dropped since the last one written: say so where the gap is.
         let dropped = DROPPED.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            let _ = writeln!(
-                out,
-                "{prefix} warn: {dropped} log lines dropped while the log was blocked"
-            );
+            let text =
+                format!("{prefix} warn: {dropped} log lines dropped while the log was blocked\n");
+            write(&text, 4);
         }
         match line {
-            Line::Text(text) => {
-                let _ = out.write_all(text.as_bytes());
-            }
+            Line::Text(text, severity) => write(&text, severity),
             Line::Flush(done) => {
                 let _ = done.send(());
             }
@@ -92,14 +119,14 @@ fn write_lines(prefix: &str, receiver: Receiver<Line>) {
     }
 }
 
-fn send(text: String) {
+fn send(text: String, severity: u8) {
     match WRITER.get() {
-        Some(writer) => match writer.try_send(Line::Text(text)) {
+        Some(writer) => match writer.try_send(Line::Text(text, severity)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
-            Err(TrySendError::Disconnected(Line::Text(text))) => eprint!("{text}"),
+            Err(TrySendError::Disconnected(Line::Text(text, _))) => eprint!("{text}"),
             Err(TrySendError::Disconnected(_)) => {}
         },
         // The writer thread could not start (the process is out of threads): stderr directly,
@@ -123,19 +150,19 @@ impl Subscriber for ProcessLog {
     }
 
     fn event(&self, event: &Event<'_>) {
-        let level = match *event.metadata().level() {
-            Level::ERROR => "error",
-            Level::WARN => "warn",
-            Level::INFO => "info",
-            Level::DEBUG => "debug",
-            Level::TRACE => "trace",
+        let (level, severity) = match *event.metadata().level() {
+            Level::ERROR => ("error", 3),
+            Level::WARN => ("warn", 4),
+            Level::INFO => ("info", 6),
+            Level::DEBUG => ("debug", 7),
+            Level::TRACE => ("trace", 7),
         };
         let mut fields = Fields::default();
         event.record(&mut fields);
         let mut text = format!("{} {level}: {}", self.prefix, fields.message);
         text.push_str(&fields.rest);
         text.push('\n');
-        send(text);
+        send(text, severity);
     }
 
     fn new_span(&self, _: &Attributes<'_>) -> Id {

@@ -7,6 +7,7 @@
 //! sockets), [`handoff`] (taking over from a predecessor), [`systemd`] (sd_notify, fd store).
 
 mod control;
+mod daemon;
 mod depgraph;
 mod event;
 mod fleet;
@@ -59,6 +60,20 @@ struct Cli {
     /// Run under systemd (process log to journald through stderr)
     #[arg(short = 's', long = "systemd")]
     systemd: bool,
+    /// Run in the background once the config has loaded (needs --pid-file); the process log
+    /// goes to syslog
+    #[arg(short = 'd', long = "daemon", requires = "pid_file")]
+    daemon: bool,
+    /// The pid file of --daemon, locked while the daemon runs
+    #[arg(short = 'p', long = "pid-file", value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Run under a monitor (our control socket and upgrade handshake are always on; with
+    /// --panic-quit, a panic also sends SIGHUP to the parent)
+    #[arg(short = 'm', long = "monitored")]
+    monitored: bool,
+    /// Quit on any panic of the supervisor, not only one in its main loop
+    #[arg(long = "panic-quit")]
+    panic_quit: bool,
     /// Load and check the config, then exit
     #[arg(short = 't', long = "test-config")]
     test_config: bool,
@@ -81,6 +96,9 @@ struct Cli {
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
     #[arg(long = "completion", value_name = "SHELL")]
     completion: Option<clap_complete::Shell>,
+    /// Print the man page (roff), for packages
+    #[arg(long = "manpage", hide = true, exclusive = true)]
+    manpage: bool,
     /// The worker binary (default: g3proxy-worker next to this binary)
     #[arg(long = "worker-binary", value_name = "FILE", hide = true)]
     worker_binary: Option<PathBuf>,
@@ -92,8 +110,9 @@ static SERVING: AtomicBool = AtomicBool::new(false);
 /// A panic before we serve (config, startup) exits 255, the unit's RestartPreventExitStatus,
 /// so a deterministic crash is not restarted in a loop. Once serving, a panic in a task is
 /// logged and the task dies; one in the main loop exits 101 and systemd's restart adopts the
-/// workers, which keep serving meanwhile (the `kill -9` path).
-fn install_panic_policy() {
+/// workers, which keep serving meanwhile (the `kill -9` path). With `--panic-quit` every
+/// panic exits 101, and with `-m` too the parent (a monitor) is sent SIGHUP first, as g3's.
+fn install_panic_policy(panic_quit: bool, monitored: bool) {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         // What was logged before the panic belongs before its report.
@@ -101,6 +120,15 @@ fn install_panic_policy() {
         report(info);
         if !SERVING.load(Ordering::Relaxed) {
             std::process::exit(255);
+        }
+        if panic_quit {
+            if monitored {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::getppid(),
+                    nix::sys::signal::Signal::SIGHUP,
+                );
+            }
+            std::process::exit(101);
         }
     }));
 }
@@ -128,8 +156,8 @@ fn print_version(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    install_panic_policy();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    install_panic_policy(cli.panic_quit, cli.monitored);
     if cli.version {
         print_version(cli.verbose);
         return ExitCode::SUCCESS;
@@ -139,7 +167,14 @@ fn main() -> ExitCode {
         clap_complete::generate(shell, &mut command, "g3proxy", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
-    let Some(config_file) = cli.config_file.clone() else {
+    if cli.manpage {
+        let command = <Cli as clap::CommandFactory>::command().version(g3proxy_shared::VERSION);
+        return match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
+    let Some(mut config_file) = cli.config_file.clone() else {
         eprintln!("g3proxy: -c/--config-file is required");
         return ExitCode::from(2);
     };
@@ -161,12 +196,30 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let (true, Some(pid_file)) = (cli.daemon, &cli.pid_file) {
+        // A config that does not load is said on the terminal, before we leave it.
+        if let Err(error) = g3proxy_shared::config::load(&config_file) {
+            eprintln!("{error}");
+            return ExitCode::from(255);
+        }
+        // The daemon works from `/`: what the command line named relative to here is made
+        // absolute first.
+        let absolute = |path: &PathBuf| std::path::absolute(path).unwrap_or(path.clone());
+        config_file = absolute(&config_file);
+        cli.control_dir = cli.control_dir.as_ref().map(absolute);
+        cli.worker_binary = cli.worker_binary.as_ref().map(absolute);
+        if let Err(error) = daemon::daemonize(&absolute(pid_file)) {
+            eprintln!("g3proxy: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     // Before any thread exists: this clears LISTEN_* from our environment.
     let from_systemd = systemd::take_listen_fds();
     logs::init(
         format!("g3proxy[{}]", std::process::id()),
         tracing::Level::INFO,
         cli.verbose,
+        cli.daemon,
     );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -258,6 +311,7 @@ async fn run(
         config_path: config_file,
         worker_binary: worker_binary(&cli)?,
         verbosity: cli.verbose,
+        log_to_syslog: cli.daemon,
     };
     // Group-wide user counters: kept while any worker of the group lives (it counts in
     // them), made anew otherwise.

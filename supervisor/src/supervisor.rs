@@ -32,6 +32,8 @@ pub struct Options {
     pub config_path: PathBuf,
     pub worker_binary: PathBuf,
     pub verbosity: u8,
+    /// `-d`: process logs (ours and the workers') go to syslog.
+    pub log_to_syslog: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,6 +390,7 @@ impl Supervisor {
             cpus,
             runtime,
             verbosity: self.options.verbosity,
+            log_to_syslog: self.options.log_to_syslog,
             published_users: self.published_users.clone(),
             published_escapers: self.published_escapers.clone(),
         };

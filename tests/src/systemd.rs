@@ -137,3 +137,144 @@ impl Drop for RealSystemd {
         let _ = self.unshare.wait();
     }
 }
+
+/// A group's `g3proxy@.service` running under a [`RealSystemd`]: the unit's text with its
+/// paths moved (binaries from `bin_dir`, the config from the group's directory) and
+/// `DefaultDependencies=no`. Shared by the test of the repository's unit and the test of the
+/// installed package.
+pub struct UnitRun<'a> {
+    pub systemd: RealSystemd,
+    pub service: String,
+    group: &'a crate::Group,
+    bin_dir: std::path::PathBuf,
+}
+
+impl<'a> UnitRun<'a> {
+    /// Boots systemd with `unit` (the text of a `g3proxy@.service`) for `group`, which must
+    /// live outside `/tmp` or in `keep`, as must `bin_dir`.
+    pub fn boot(group: &'a crate::Group, unit: &str, bin_dir: &Path) -> UnitRun<'a> {
+        let units = group.dir.join("units");
+        std::fs::create_dir_all(&units).expect("units dir");
+        UnitRun::write_unit(&units, unit, bin_dir, group);
+        let keep = [bin_dir, group.dir.as_path()];
+        let Some(systemd) = RealSystemd::boot(&units, &keep) else {
+            panic!(
+                "systemd cannot boot in a namespace on this machine (needs root, unshare and /lib/systemd/systemd)"
+            );
+        };
+        UnitRun {
+            systemd,
+            service: format!("g3proxy@{}.service", group.name),
+            group,
+            bin_dir: bin_dir.to_path_buf(),
+        }
+    }
+
+    fn write_unit(units: &Path, unit: &str, bin_dir: &Path, group: &crate::Group) {
+        let unit = unit
+            .replace("/usr/bin/", &format!("{}/", bin_dir.display()))
+            .replace("/etc/g3proxy/%i/", &format!("{}/", group.dir.display()))
+            .replace("[Unit]\n", "[Unit]\nDefaultDependencies=no\n");
+        std::fs::write(units.join("g3proxy@.service"), unit).expect("unit file");
+    }
+
+    /// Replaces the unit's text (a package upgrade); `systemctl daemon-reload` reads it.
+    pub fn replace_unit(&self, unit: &str) {
+        let units = self.group.dir.join("units");
+        UnitRun::write_unit(&units, unit, &self.bin_dir, self.group);
+        // The namespace has its own /run: the unit under test is copied there at boot.
+        let copy = format!(
+            "cp {}/g3proxy@.service /run/systemd/system/g3proxy@.service",
+            units.display()
+        );
+        let output = self.systemd.run(&["sh", "-c", &copy]);
+        assert!(output.status.success(), "{output:?}");
+    }
+
+    /// `systemctl ARGS` for this unit (the service name is appended), which must succeed.
+    pub fn systemctl(&self, verb: &str) -> Output {
+        check(
+            self.systemd.systemctl(&[verb, &self.service]),
+            &format!("systemctl {verb}"),
+        )
+    }
+
+    pub fn property(&self, name: &str) -> String {
+        self.systemd.property(&self.service, name)
+    }
+
+    /// `g3proxy-ctl -G GROUP ARGS` inside the namespace (the control directory is there).
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let ctl = self.bin_dir.join("g3proxy-ctl").display().to_string();
+        let mut command = vec![ctl.as_str(), "-G", self.group.name.as_str()];
+        command.extend_from_slice(args);
+        self.systemd.run(&command)
+    }
+
+    /// `systemctl restart` (the hot upgrade) while wrk runs at a high connection rate and a
+    /// tunnel is open: nothing is lost, the tunnel keeps flowing, a new supervisor runs, and
+    /// the old workers drain. Returns the new main pid.
+    pub fn restart_under_load(&self, origin: &crate::Origin, echo: &crate::Echo) -> String {
+        let proxy = self.group.http_proxy();
+        let first_main = self.property("MainPID");
+        let mut tunnel = crate::open_connect_tunnel(proxy, echo.addr);
+        crate::roundtrip(&mut tunnel, b"before restart");
+        let wrk = crate::Wrk::start(
+            proxy,
+            origin.addr,
+            32,
+            Duration::from_secs(8),
+            &self.group.dir,
+        );
+        origin.wait_for_progress(3_000);
+        self.systemctl("restart");
+        let second_main = self.property("MainPID");
+        assert_ne!(first_main, second_main, "a new supervisor runs");
+        origin.wait_for_progress(3_000);
+        crate::roundtrip(&mut tunnel, b"after restart");
+        let result = wrk.finish();
+        eprintln!(
+            "systemctl restart under wrk: {} requests, {:.0}/s",
+            result.requests, result.per_second
+        );
+        assert!(result.requests > 5_000, "{}", result.output);
+        assert_eq!(
+            (result.socket_errors, result.bad_status),
+            (0, 0),
+            "connections lost:\n{}",
+            result.output
+        );
+        let fleet = check(self.ctl(&["--json", "fleet"]), "fleet");
+        let fleet: serde_json::Value = serde_json::from_slice(&fleet.stdout).expect("fleet json");
+        let adopted = fleet["fleet"]["generations"]
+            .as_array()
+            .expect("generations")
+            .iter()
+            .any(|g| g["state"] == "adopted");
+        assert!(adopted, "the old workers drain: {fleet}");
+        second_main
+    }
+
+    /// `systemctl stop`, and the listeners close.
+    pub fn stop(&self) {
+        self.systemctl("stop");
+        assert_eq!(self.property("ActiveState"), "inactive");
+        let proxy = self.group.http_proxy();
+        wait_until(
+            Duration::from_secs(30),
+            "the listeners to close after stop",
+            || std::net::TcpStream::connect(proxy).is_err().then_some(()),
+        );
+    }
+}
+
+/// `output`, which must be a success (else its output is the panic message).
+pub fn check(output: Output, what: &str) -> Output {
+    assert!(
+        output.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}

@@ -309,3 +309,70 @@ fn fleet_shows_the_drain_and_watches_it() {
     let _ = watching.wait();
     drop(tunnel);
 }
+
+/// `g3proxy -d -p FILE`, as g3proxy's init scripts run it: the command returns once the
+/// daemon is on its own, the pid file names the daemon, which serves; a second daemon of the
+/// same pid file is refused on the terminal; a broken config is said on the terminal too;
+/// SIGTERM stops the daemon. `--manpage` renders the options for the packages.
+#[test]
+fn daemon_mode_with_a_pid_file() {
+    let origin = g3proxy_tests::Origin::start("127.0.0.1");
+    let mut group = Group::new("basic");
+    let pid_file = group.dir.join("g3proxy.pid");
+    let daemon = |group: &Group| {
+        let mut command = group.supervisor_command();
+        command.arg("-d").arg("-p").arg(&pid_file);
+        command.output().expect("g3proxy -d")
+    };
+    let output = daemon(&group);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    group.wait_serving(pid);
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    assert_eq!(
+        g3proxy_tests::curl(&["-x", &proxy, &origin.url("/")]),
+        "hello"
+    );
+
+    let second = daemon(&group);
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("is locked"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let without_pid_file = group.supervisor_command().arg("-d").output().unwrap();
+    assert!(!without_pid_file.status.success());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    g3proxy_tests::wait_until(
+        std::time::Duration::from_secs(20),
+        "the daemon to stop",
+        || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()),
+    );
+
+    // A config that does not load: said here, and no daemon starts.
+    std::fs::write(&group.config, "server: [{name: a, type: nope}]\n").unwrap();
+    let broken = daemon(&group);
+    assert_eq!(broken.status.code(), Some(255));
+    assert!(!String::from_utf8_lossy(&broken.stderr).is_empty());
+
+    for binary in ["g3proxy", "g3proxy-ctl"] {
+        let page = Command::new(bin(binary)).arg("--manpage").output().unwrap();
+        let page = text(&page);
+        assert!(page.contains(&format!(".TH {binary} 1")), "{page}");
+        assert!(page.contains("\\-\\-completion"), "{binary}");
+    }
+}

@@ -94,6 +94,7 @@ fn main() -> ExitCode {
         ),
         tracing::Level::WARN,
         start.verbosity,
+        start.log_to_syslog,
     );
     if let Some(cpus) = &start.cpus {
         pin_to_cpus(cpus);

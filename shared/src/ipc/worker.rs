@@ -36,6 +36,9 @@ pub struct WorkerStart {
     pub runtime: RuntimeTuning,
     /// Process-log verbosity, as the supervisor's `-v` count: 0 warn, 1 info, 2 debug.
     pub verbosity: u8,
+    /// The process log goes to syslog (`g3proxy -d`), not stderr.
+    #[serde(default)]
+    pub log_to_syslog: bool,
     /// The users last published to each user group (`publish-user`).
     #[serde(default)]
     pub published_users: std::collections::BTreeMap<String, Published>,
