@@ -18,7 +18,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# One version in three places: the crates', the Debian changelog's (a native package) and
+# the spec's.
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+deb_version=$(sed -n '1s/^g3proxy (\(.*\)).*/\1/p' debian/changelog)
+rpm_version=$(sed -n 's/^Version: *//p' rhel/g3proxy.spec)
+if [ "$deb_version" != "$version" ] || [ "$rpm_version" != "$version" ]; then
+    echo "versions differ: Cargo.toml $version, debian/changelog $deb_version, rhel/g3proxy.spec $rpm_version" >&2
+    exit 1
+fi
 cargo build --release --workspace --bins
 bins=$root/target/release
 
@@ -35,8 +43,9 @@ mkdir -p "$root/dist"
 # Debian's cargo and rustc, which this machine has from rustup instead: -d.
 (cd "$src" && G3PROXY_BIN_DIR=$bins dpkg-buildpackage -b -us -uc -d >"$work/deb.log" 2>&1) \
     || { tail -n 40 "$work/deb.log"; exit 1; }
-cp "$work"/g3proxy_"$version"-*.deb "$root/dist/"
-deb=$(ls "$root"/dist/g3proxy_"$version"-*_*.deb | grep -v dbgsym | tail -1)
+deb=$(ls "$work"/g3proxy_"$version"_*.deb)
+cp "$deb" "$root/dist/"
+deb=$root/dist/$(basename "$deb")
 echo "built $deb"
 lintian --fail-on error,warning "$deb"
 

@@ -27,7 +27,7 @@ pub fn encode(input: &[u8]) -> String {
 /// Decodes padded base64; `None` for anything else.
 pub fn decode(input: &str) -> Option<Vec<u8>> {
     let input = input.as_bytes();
-    if input.len() % 4 != 0 {
+    if !input.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(input.len() / 4 * 3);

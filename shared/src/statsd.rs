@@ -25,17 +25,18 @@ pub struct StatsdSink {
     pub dropped: u64,
 }
 
-/// A tag value as StatsD backends take it: `[A-Za-z0-9-_./]`, anything else as `_`.
+/// A tag value as StatsD backends take it: letters, digits and `-_./`, anything else as `_`.
 pub fn tag_value(value: &str) -> String {
     value
         .chars()
-        .map(
-            |c| match c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/') {
-                true => c,
-                false => '_',
-            },
-        )
+        .map(|c| if tag_char(c) { c } else { '_' })
         .collect()
+}
+
+/// A character a tag keeps as it is (g3's OpenTSDB set): letters and digits of any script,
+/// `-_./`.
+pub fn tag_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')
 }
 
 impl StatsdSink {

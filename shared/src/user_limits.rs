@@ -187,26 +187,26 @@ impl UserLimits {
     }
 
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset % 8 == 0 && offset + 8 <= FILE_SIZE);
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= FILE_SIZE);
         // SAFETY: in bounds, 8-aligned (the mapping is page-aligned), and only ever accessed
         // atomically by every process.
         unsafe { &*(self.base.as_ptr().add(offset) as *const AtomicU64) }
     }
 
     fn i64_at(&self, offset: usize) -> &AtomicI64 {
-        debug_assert!(offset % 8 == 0 && offset + 8 <= FILE_SIZE);
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= FILE_SIZE);
         // SAFETY: as for `u64_at`.
         unsafe { &*(self.base.as_ptr().add(offset) as *const AtomicI64) }
     }
 
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        debug_assert!(offset % 4 == 0 && offset + 4 <= FILE_SIZE);
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= FILE_SIZE);
         // SAFETY: as for `u64_at`, 4-aligned.
         unsafe { &*(self.base.as_ptr().add(offset) as *const AtomicU32) }
     }
 
     fn i32_at(&self, offset: usize) -> &AtomicI32 {
-        debug_assert!(offset % 4 == 0 && offset + 4 <= FILE_SIZE);
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= FILE_SIZE);
         // SAFETY: as for `u32_at`.
         unsafe { &*(self.base.as_ptr().add(offset) as *const AtomicI32) }
     }

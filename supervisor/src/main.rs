@@ -71,7 +71,8 @@ struct Cli {
     /// --panic-quit, a panic also sends SIGHUP to the parent)
     #[arg(short = 'm', long = "monitored")]
     monitored: bool,
-    /// Quit on any panic of the supervisor, not only one in its main loop
+    /// Quit on any panic: the supervisor on one of its own (not only in its main loop), a
+    /// worker on one in any task (the supervisor restarts it)
     #[arg(long = "panic-quit")]
     panic_quit: bool,
     /// Load and check the config, then exit
@@ -121,12 +122,11 @@ fn install_panic_policy(panic_quit: bool, monitored: bool) {
         if !SERVING.load(Ordering::Relaxed) {
             std::process::exit(255);
         }
-        if panic_quit {
-            if monitored {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::getppid(),
-                    nix::sys::signal::Signal::SIGHUP,
-                );
+        if panic_quit && !g3proxy_shared::config::loading_on_this_thread() {
+            // Not to init (or a container's pid 0, which would be our own process group).
+            let parent = nix::unistd::getppid();
+            if monitored && parent.as_raw() > 1 {
+                let _ = nix::sys::signal::kill(parent, nix::sys::signal::Signal::SIGHUP);
             }
             std::process::exit(101);
         }
@@ -312,6 +312,7 @@ async fn run(
         worker_binary: worker_binary(&cli)?,
         verbosity: cli.verbose,
         log_to_syslog: cli.daemon,
+        panic_quit: cli.panic_quit,
     };
     // Group-wide user counters: kept while any worker of the group lives (it counts in
     // them), made anew otherwise.
@@ -390,6 +391,9 @@ async fn run(
             SERVING.store(true, Ordering::Relaxed);
         }
         supervisor.handle(event).await;
+        if started_ok {
+            daemon::report_serving();
+        }
         if started_ok && group_socket.is_none() {
             // The predecessor released the group socket when it committed; it is ours now.
             if let Some(wait) = commit_wait.take() {

@@ -34,6 +34,8 @@ pub struct Options {
     pub verbosity: u8,
     /// `-d`: process logs (ours and the workers') go to syslog.
     pub log_to_syslog: bool,
+    /// `--panic-quit`, passed to workers.
+    pub panic_quit: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,6 +393,7 @@ impl Supervisor {
             runtime,
             verbosity: self.options.verbosity,
             log_to_syslog: self.options.log_to_syslog,
+            panic_quit: self.options.panic_quit,
             published_users: self.published_users.clone(),
             published_escapers: self.published_escapers.clone(),
         };

@@ -13,9 +13,10 @@ use std::process::Command;
 use g3proxy_tests::systemd::{UnitRun, check};
 use g3proxy_tests::{Echo, Group, Origin, bin};
 
-/// What `debian/rules` reads from the source tree.
-const PACKAGE_INPUTS: [&str; 7] = [
+/// What `debian/rules` and `ci/install-files.sh` read from the source tree.
+const PACKAGE_INPUTS: [&str; 8] = [
     "debian",
+    "ci",
     "systemd",
     "etc",
     "examples",

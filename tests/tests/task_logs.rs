@@ -253,14 +253,15 @@ fn escape_and_resolve_logs_name_what_failed() {
 
     let escape = &stdout_events(&lines, "Escape", 1)[0];
     assert_eq!(escape["escape_type"], "TcpConnect", "{escape:?}");
-    assert_eq!(escape["escaper_type"], "direct_fixed", "{escape:?}");
+    assert_eq!(escape["escaper_type"], "DirectFixed", "{escape:?}");
     assert_eq!(escape["escaper_name"], "direct", "{escape:?}");
     assert_eq!(
         escape["upstream"],
         format!("127.0.0.1:{closed}"),
         "{escape:?}"
     );
-    assert!(escape["reason"].contains("refused"), "{escape:?}");
+    assert_eq!(escape["reason"], "ConnectFailed", "{escape:?}");
+    assert!(escape["msg"].contains("refused"), "{escape:?}");
     assert_eq!(escape["task_id"].len(), 32, "{escape:?}");
 
     let resolve = stdout_events(&lines, "Resolve", 1);
@@ -273,6 +274,9 @@ fn escape_and_resolve_logs_name_what_failed() {
     assert_eq!(missing["domain"], "missing.test", "{missing:?}");
     assert_eq!(missing["error_type"], "ServerError", "{missing:?}");
     assert_eq!(missing["error_subtype"], "NOTFOUND", "{missing:?}");
+    assert_eq!(missing["rr_source"], "query", "{missing:?}");
+    // A lookup failed: that is the resolve log's, not an escape error.
+    assert_eq!(stdout_events(&lines, "Escape", 1).len(), 1);
     // The name that resolves, and the task that connected, log nothing.
     assert!(
         !lines

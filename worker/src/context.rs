@@ -229,21 +229,7 @@ impl ServerCounters {
         type_name: &str,
         task_log: Option<Arc<crate::log::Logger>>,
     ) -> Arc<Self> {
-        // g3's spelling: `http_rproxy` is HttpRProxy, `tcp_tproxy` TcpTProxy.
-        let server_type = type_name
-            .split('_')
-            .map(|word| match word {
-                "rproxy" => "RProxy".to_string(),
-                "tproxy" => "TProxy".to_string(),
-                word => {
-                    let mut chars = word.chars();
-                    chars
-                        .next()
-                        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                        .unwrap_or_default()
-                }
-            })
-            .collect();
+        let server_type = crate::log::g3_type_name(type_name);
         Arc::new(ServerCounters {
             name: name.to_string(),
             server_type,

@@ -200,6 +200,19 @@ impl TaskError {
         }
     }
 
+    /// g3's brief (`TcpConnectError::brief`) for a TCP connection that could not be made,
+    /// the escape log's `reason`; `None` for what g3 does not escape-log (a lookup, a
+    /// policy, what went wrong after the connection was made).
+    pub fn connect_brief(&self) -> Option<&'static str> {
+        match self {
+            TaskError::UpstreamRefused(_) | TaskError::UpstreamUnreachable(_) => {
+                Some("ConnectFailed")
+            }
+            TaskError::UpstreamConnectTimeout => Some("TimeoutByRule"),
+            _ => None,
+        }
+    }
+
     /// A next-hop proxy answered 407: the escaper's credentials are missing or wrong.
     pub fn next_hop_wants_credentials() -> Self {
         TaskError::UpstreamProtocol(

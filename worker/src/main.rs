@@ -96,6 +96,16 @@ fn main() -> ExitCode {
         start.verbosity,
         start.log_to_syslog,
     );
+    if start.panic_quit {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            if !g3proxy_shared::config::loading_on_this_thread() {
+                logs::flush();
+                std::process::exit(101);
+            }
+        }));
+    }
     if let Some(cpus) = &start.cpus {
         pin_to_cpus(cpus);
     }
@@ -104,6 +114,9 @@ fn main() -> ExitCode {
         Err(e) => return fail(&link, format!("cannot build the runtime: {e}")),
     };
     let code = runtime.block_on(lifecycle::run(start, fds, link, buffer));
+    // Tasks still alive log as the runtime drops them; the last events are still queued.
+    drop(runtime);
+    log::flush_all(std::time::Duration::from_secs(2));
     logs::flush();
     code
 }

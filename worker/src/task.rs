@@ -35,6 +35,8 @@ pub struct TaskNotes {
     /// HTTP requests of this connection logged as tasks of their own (g3's `HttpForward`
     /// tasks): the connection then writes no event of its own for them.
     pub requests_logged: u32,
+    /// A forwarded request is under way (between `begin_request` and `log_request`).
+    pub in_request: bool,
     /// Why the task ended, in g3's words (`ClosedByClient`, `UpstreamNotConnected`, ...);
     /// `Finished` when nothing says otherwise. Set through the shared reference every server
     /// hands its error log.
@@ -176,11 +178,21 @@ pub struct RequestLog {
 const URI_MAX_CHARS: usize = 1024;
 
 impl TaskContext {
+    /// The task id other logs name this task by: the request's while one is forwarded (its
+    /// own task in g3's logs), else the connection's.
+    pub fn log_id(&self) -> [u8; 16] {
+        match self.notes.in_request {
+            true => request_uuid(self.id, self.notes.requests_logged + 1),
+            false => task_uuid(self.id),
+        }
+    }
+
     /// Notes the start of a forwarded request, for its own task log event.
     pub fn begin_request(&mut self) -> RequestLog {
         self.notes.rsp_status = None;
         self.notes.connected_at = None;
         self.notes.reason.set("Finished");
+        self.notes.in_request = true;
         RequestLog {
             started: Instant::now(),
             started_at: SystemTime::now(),
@@ -191,6 +203,7 @@ impl TaskContext {
     /// Writes a forwarded request's event (g3's `HttpForward` task): the connection's fields
     /// with this request's times, bytes and HTTP fields; the URI's password masked.
     pub fn log_request(&mut self, request: RequestLog, head: &g3proxy_proto::http1::RequestHead) {
+        self.notes.in_request = false;
         let Some(log) = self.server.task_log.clone() else {
             return;
         };

@@ -96,13 +96,26 @@ pub fn load_bundle(bundle: &ConfigBundle) -> Result<Config, ConfigError> {
     })
 }
 
+thread_local! {
+    static LOADING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is loading a config, where a panic is caught and becomes a load
+/// error: a panic hook that would end the process (`--panic-quit`) lets this one pass.
+pub fn loading_on_this_thread() -> bool {
+    LOADING.get()
+}
+
 /// A bug in the loader must cost a refused config, never the supervisor (a reload would
 /// otherwise kill it and orphan its workers): a panic becomes an error on the entry file.
 fn without_panics<T>(
     file: &str,
     load: impl FnOnce() -> Result<T, ConfigError>,
 ) -> Result<T, ConfigError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)).unwrap_or_else(|panic| {
+    LOADING.set(true);
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load));
+    LOADING.set(false);
+    loaded.unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())

@@ -224,7 +224,7 @@ fn mistakes_name_file_path_and_line() {
                 "main.yml",
                 "escaper:\n  - name: d\n    type: direct_fixed\n    extra_metrics_tags:\n      site: \"a,b\"\n",
             )],
-            "main.yml: escaper[0].extra_metrics_tags (line 5): metric tag \"site\": \"a,b\": names and values take letters, digits and -_./ only",
+            "main.yml: escaper[0].extra_metrics_tags (line 5): metric tag \"site\": \"a,b\": names and values take letters, digits and -_./ only (and a name is not empty)",
         ),
         (
             &[("main.yml", "server: missing.yml\n")],

@@ -39,6 +39,10 @@ pub struct WorkerStart {
     /// The process log goes to syslog (`g3proxy -d`), not stderr.
     #[serde(default)]
     pub log_to_syslog: bool,
+    /// `g3proxy --panic-quit`: a panic in any task ends the worker (its supervisor restarts
+    /// it), instead of ending only that task.
+    #[serde(default)]
+    pub panic_quit: bool,
     /// The users last published to each user group (`publish-user`).
     #[serde(default)]
     pub published_users: std::collections::BTreeMap<String, Published>,

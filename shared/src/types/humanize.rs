@@ -118,7 +118,7 @@ impl fmt::Display for HumanDuration {
         ];
         match units
             .iter()
-            .find(|(size, _)| nanos % size == 0 && nanos > 0)
+            .find(|(size, _)| nanos.is_multiple_of(*size) && nanos > 0)
         {
             Some((size, unit)) => write!(f, "{}{unit}", nanos / size),
             None => f.write_str("0s"),
@@ -131,7 +131,7 @@ impl fmt::Display for HumanSize {
         let units: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
         match units
             .iter()
-            .find(|(size, _)| self.0 % size == 0 && self.0 > 0)
+            .find(|(size, _)| self.0.is_multiple_of(*size) && self.0 > 0)
         {
             Some((size, unit)) => write!(f, "{}{unit}", self.0 / size),
             None => write!(f, "{}", self.0),

@@ -31,23 +31,19 @@ pub fn unix_secs(at: std::time::SystemTime) -> u64 {
         .unwrap_or_default()
 }
 
-/// `extra_metrics_tags`: names and values in the characters a StatsD tag keeps as they are
-/// (letters, digits, `-_./`), so that no tag breaks a line or poses as another.
+/// `extra_metrics_tags`: names and values in the characters g3 allows in a tag (letters and
+/// digits of any script, `-_./`; a value may be empty), so that no tag breaks a StatsD line
+/// or poses as another.
 pub fn metric_tags<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
     use serde::Deserialize;
     let tags = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
-    let safe = |text: &str| {
-        !text.is_empty()
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-    };
+    let safe = |text: &str| text.chars().all(crate::statsd::tag_char);
     for (name, value) in &tags {
-        if !safe(name) || !safe(value) {
+        if name.is_empty() || !safe(name) || !safe(value) {
             return Err(serde::de::Error::custom(format!(
-                "metric tag {name:?}: {value:?}: names and values take letters, digits and -_./ only"
+                "metric tag {name:?}: {value:?}: names and values take letters, digits and -_./ only (and a name is not empty)"
             )));
         }
     }

@@ -159,7 +159,7 @@ fn unhex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], String> {
 
 fn unhex_vec(text: &str, what: &str) -> Result<Vec<u8>, String> {
     let text = text.trim();
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("{what} must be written in hex"));
     }
     (0..text.len())

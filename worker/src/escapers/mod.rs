@@ -289,8 +289,8 @@ impl Dependencies<'_> {
 
 pub struct Escaper {
     pub name: Arc<str>,
-    /// The config type, as escape logs name it.
-    type_name: &'static str,
+    /// The config type as g3 names it in escape logs (`DirectFixed`).
+    type_name: String,
     log: Option<Arc<Logger>>,
     pub counters: EscaperCounters,
     runtime: EscaperRuntime,
@@ -331,7 +331,7 @@ impl Escaper {
     pub fn build(config: &EscaperConfig, deps: &Dependencies) -> anyhow::Result<Escaper> {
         Ok(Escaper {
             name: config.name().into(),
-            type_name: config.type_name(),
+            type_name: crate::log::g3_type_name(config.type_name()),
             log: deps.escape_log.cloned(),
             counters: EscaperCounters::default(),
             runtime: EscaperRuntime::build(config, deps)?,
@@ -343,7 +343,7 @@ impl Escaper {
         escapers.get(name).cloned().unwrap_or_else(|| {
             Arc::new(Escaper {
                 name: name.into(),
-                type_name: "dummy_deny",
+                type_name: crate::log::g3_type_name("dummy_deny"),
                 log: None,
                 counters: EscaperCounters::default(),
                 runtime: EscaperRuntime::DenyAll(deny_all::DenyAll::new(name)),
@@ -401,29 +401,37 @@ impl Escaper {
         }
     }
 
-    /// An escape log event for a connection that failed (g3 logs failures only); a refusal
-    /// by policy is the task's, not an escape error.
-    fn log_failure(
+    /// An escape log event for a TCP connection that could not be made, as g3 writes them
+    /// (failures only; a lookup or a policy refusal is the task's, not an escape error); its
+    /// `task_id` is the one the task's (or the request's) own event has.
+    fn log_failure<T>(
         &self,
         task: &TaskContext,
         permit: &Permit<'_>,
-        error: &TaskError,
+        result: &Result<T, TaskError>,
         started: std::time::Instant,
     ) {
-        let Some(log) = &self.log else { return };
-        if matches!(error, TaskError::Policy(_)) {
+        let (Some(log), Err(error)) = (&self.log, result) else {
             return;
-        }
-        let id = crate::task::task_uuid(task.id);
+        };
+        let Some(reason) = error.connect_brief() else {
+            return;
+        };
         let mut event = Event::new();
         event
             .str("escape_type", "TcpConnect")
-            .str("escaper_type", self.type_name)
+            .str("escaper_type", &self.type_name)
             .str("escaper_name", &self.name)
-            .str("task_id", Hex(&id))
+            .str("task_id", Hex(&task.log_id()))
             .str("upstream", permit.target())
-            .str("tcp_connect_spend", format!("{:.3?}", started.elapsed()))
-            .str("reason", error);
+            .opt("next_bound_addr", task.notes.bound)
+            .opt("next_peer_addr", task.notes.next_hop)
+            .str(
+                "tcp_connect_spend",
+                format_args!("{:.3?}", started.elapsed()),
+            )
+            .str("reason", reason);
+        event.message = error.to_string();
         log.log(event);
     }
 
@@ -463,9 +471,7 @@ impl Escaper {
             }
         }
         escaper.counters.count(&connected);
-        if let Err(error) = &connected {
-            escaper.log_failure(task, permit, error, started);
-        }
+        escaper.log_failure(task, permit, &connected, started);
         let connected = connected?;
         escaper.note(task, &connected);
         Ok(connected)
@@ -506,9 +512,11 @@ impl Escaper {
         let leg = Self::leg(permit);
         let escaper = self.route(&leg).await?;
         escaper.note_attempt(task, permit.target());
+        let started = std::time::Instant::now();
         if let Some(forward) = escaper.runtime.http_forward(&leg, tls).await {
             let forward = forward.map_err(|e| escaper.explain(e));
             escaper.counters.count(&forward);
+            escaper.log_failure(task, permit, &forward, started);
             let forward = forward?;
             escaper.note(task, &forward.connected);
             return Ok(forward);

@@ -45,8 +45,10 @@ impl Fluentd {
         let mut time = Vec::with_capacity(8);
         time.extend_from_slice(&(now.as_secs() as u32).to_be_bytes());
         time.extend_from_slice(&now.subsec_nanos().to_be_bytes());
+        let message = (!event.message.is_empty()).then_some(("msg", Value::Str(&event.message)));
         let record = event
             .fields()
+            .chain(message)
             .map(|(key, value)| {
                 let value = match value {
                     Value::Str(text) => Pack::Str(text.to_string()),

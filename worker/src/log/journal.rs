@@ -47,7 +47,7 @@ impl Write for Journal {
         let mut datagram = Vec::with_capacity(512);
         field(&mut datagram, "PRIORITY", "6");
         field(&mut datagram, "SYSLOG_IDENTIFIER", self.ident);
-        field(&mut datagram, "MESSAGE", "");
+        field(&mut datagram, "MESSAGE", &event.message);
         for (key, value) in event.fields() {
             match value {
                 Value::Str(text) => field(&mut datagram, key, text),

@@ -13,7 +13,7 @@ mod syslog;
 use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use g3proxy_shared::config::log::LogDriver;
@@ -24,6 +24,15 @@ const QUEUE: usize = 4096;
 /// How long a busy writer sleeps between batches. While it sleeps a task queues an event
 /// without waking it (a wake-up per event cost a busy proxy a third of its requests).
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
+
+/// Every logger's queue, for [`flush_all`] as the worker exits.
+static QUEUES: Mutex<Vec<SyncSender<Message>>> = Mutex::new(Vec::new());
+
+enum Message {
+    Event(Event),
+    /// Answered once everything queued before it is written.
+    Flush(SyncSender<()>),
+}
 
 /// `getpid` is a system call each time, and every event names the process.
 static PID: LazyLock<u64> = LazyLock::new(|| u64::from(std::process::id()));
@@ -40,7 +49,7 @@ pub enum Value<'a> {
 /// allocations however many fields it has.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
-    Str(u32, u32),
+    Str(usize, usize),
     Int(u64),
 }
 
@@ -48,6 +57,8 @@ enum Slot {
 /// so themselves).
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// g3's message: empty for task logs, the error in full for escape logs.
+    pub message: String,
     text: String,
     slots: Vec<(&'static str, Slot)>,
 }
@@ -55,16 +66,16 @@ pub struct Event {
 impl Event {
     pub fn new() -> Event {
         Event {
+            message: String::new(),
             text: String::with_capacity(512),
             slots: Vec::with_capacity(24),
         }
     }
 
     pub fn str(&mut self, key: &'static str, value: impl Display) -> &mut Event {
-        let start = self.text.len() as u32;
+        let start = self.text.len();
         let _ = write!(self.text, "{value}");
-        self.slots
-            .push((key, Slot::Str(start, self.text.len() as u32)));
+        self.slots.push((key, Slot::Str(start, self.text.len())));
         self
     }
 
@@ -85,12 +96,31 @@ impl Event {
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, Value<'_>)> {
         self.slots.iter().map(|(key, slot)| {
             let value = match *slot {
-                Slot::Str(start, end) => Value::Str(&self.text[start as usize..end as usize]),
+                Slot::Str(start, end) => Value::Str(&self.text[start..end]),
                 Slot::Int(n) => Value::Int(n),
             };
             (*key, value)
         })
     }
+}
+
+/// A config type as g3 names it in logs: `direct_fixed` is DirectFixed, and g3's own
+/// spellings `http_rproxy` HttpRProxy, `tcp_tproxy` TcpTProxy.
+pub fn g3_type_name(type_name: &str) -> String {
+    type_name
+        .split('_')
+        .map(|word| match word {
+            "rproxy" => "RProxy".to_string(),
+            "tproxy" => "TProxy".to_string(),
+            word => {
+                let mut chars = word.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            }
+        })
+        .collect()
 }
 
 /// Bytes as lowercase hex digits (task ids), written without a string of their own.
@@ -109,7 +139,7 @@ trait Write: Send {
 
 /// A logger of one kind (`task`, ...): the queue to its thread.
 pub struct Logger {
-    sender: Option<SyncSender<Event>>,
+    sender: SyncSender<Message>,
     kind: &'static str,
     daemon_name: Arc<str>,
     pub dropped: AtomicU64,
@@ -131,12 +161,16 @@ impl Logger {
             LogDriver::Syslog(config) => Box::new(syslog::Syslog::new(config, ident)?),
             LogDriver::Fluentd(config) => Box::new(fluentd::Fluentd::new(config, kind)),
         };
-        let (sender, receiver) = mpsc::sync_channel::<Event>(QUEUE);
+        let (sender, receiver) = mpsc::sync_channel::<Message>(QUEUE);
         std::thread::Builder::new()
             .name(format!("log-{}", kind.to_ascii_lowercase()))
             .spawn(move || write_batches(&receiver, writer.as_mut()))?;
+        QUEUES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sender.clone());
         Ok(Some(Arc::new(Logger {
-            sender: Some(sender),
+            sender,
             kind,
             daemon_name: daemon_name.into(),
             dropped: AtomicU64::new(0),
@@ -149,42 +183,56 @@ impl Logger {
             .str("daemon_name", &self.daemon_name)
             .int("pid", *PID)
             .str("log_type", self.kind);
-        let Some(sender) = &self.sender else { return };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(event) {
+        let queued = self.sender.try_send(Message::Event(event));
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = queued {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-impl Drop for Logger {
-    /// Lets the thread write what is queued before the process exits.
-    fn drop(&mut self) {
-        self.sender.take();
+/// Waits (up to `timeout` in all) until every logger has written what was queued: as the
+/// worker exits, so that the last tasks' events are not lost with the process.
+pub fn flush_all(timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    let queues = QUEUES.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for queue in queues {
+        let (done, wait) = mpsc::sync_channel(1);
+        // A full queue is a stuck writer: its events are lost either way.
+        if queue.try_send(Message::Flush(done)).is_ok() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let _ = wait.recv_timeout(left);
+        }
     }
 }
 
 /// The logger thread: writes what is queued, then pauses while events keep coming (so tasks
 /// queue them without a wake-up), and waits for the next one only once a pause brought none.
-fn write_batches(receiver: &Receiver<Event>, writer: &mut dyn Write) {
+fn write_batches(receiver: &Receiver<Message>, writer: &mut dyn Write) {
+    let mut handle = |message: Message| match message {
+        Message::Event(event) => writer.write(&event),
+        Message::Flush(done) => {
+            let _ = done.send(());
+        }
+    };
     loop {
-        let Ok(event) = receiver.recv() else { return };
-        writer.write(&event);
+        let Ok(message) = receiver.recv() else { return };
+        handle(message);
+        // Busy: a batch at a time, then a pause in which nobody needs to wake us (a
+        // `recv_timeout` would be woken by every event); idle again once a pause brought
+        // nothing.
         loop {
+            while let Ok(message) = receiver.try_recv() {
+                handle(message);
+            }
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a pace between batches, not a wait for a condition"
+            )]
+            std::thread::sleep(BATCH_PAUSE);
             match receiver.try_recv() {
-                Ok(event) => writer.write(&event),
+                Ok(message) => handle(message),
+                Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => {
-                    #[expect(
-                        clippy::disallowed_methods,
-                        reason = "a pace between batches, not a wait for a condition"
-                    )]
-                    std::thread::sleep(BATCH_PAUSE);
-                    match receiver.try_recv() {
-                        Ok(event) => writer.write(&event),
-                        Err(TryRecvError::Disconnected) => return,
-                        Err(TryRecvError::Empty) => break,
-                    }
-                }
             }
         }
     }
@@ -209,14 +257,19 @@ pub fn key_values<'a>(
             }
             Value::Str(text) => {
                 out.push('"');
-                let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'"' && *b != b'\\';
-                if text.bytes().all(|b| plain(&b)) {
-                    out.push_str(text);
-                } else {
-                    out.extend(text.chars().flat_map(char::escape_debug));
-                }
+                escaped(text, out);
                 out.push('"');
             }
         }
+    }
+}
+
+/// `text` escaped as g3's text formats escape values and messages (`char::escape_debug`).
+pub fn escaped(text: &str, out: &mut String) {
+    let plain = |b: u8| (b' '..=b'~').contains(&b) && !matches!(b, b'"' | b'\'' | b'\\');
+    if text.bytes().all(plain) {
+        out.push_str(text);
+    } else {
+        out.extend(text.chars().flat_map(char::escape_debug));
     }
 }

@@ -5,13 +5,16 @@ use std::io::Write as _;
 
 use g3proxy_shared::types::rfc3339_micros;
 
-use super::{Event, Write, key_values};
+use super::{Event, Value, Write, key_values};
 
 pub struct Stdout;
 
 impl Write for Stdout {
     fn write(&mut self, event: &Event) {
         let mut fields: Vec<_> = event.fields().collect();
+        if !event.message.is_empty() {
+            fields.push(("msg", Value::Str(&event.message)));
+        }
         fields.sort_by_key(|(key, _)| *key);
         let mut line = rfc3339_micros(std::time::SystemTime::now());
         line.push_str(" INFO ");

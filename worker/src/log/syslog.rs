@@ -72,6 +72,11 @@ impl Syslog {
                 ids.message_id.as_deref().unwrap_or("-"),
             ),
         };
+        // g3's content: the message, then the fields.
+        if !event.message.is_empty() {
+            super::escaped(&event.message, &mut line);
+            line.push_str(", ");
+        }
         key_values(event.fields(), "=", &mut line);
         if self.config.append_report_ts {
             let ts = g3proxy_shared::types::unix_secs(now);

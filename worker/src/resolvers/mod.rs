@@ -55,6 +55,17 @@ pub enum Source {
     Query,
 }
 
+impl Source {
+    /// As g3's resolve logs name it (`rr_source`).
+    fn name(self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::Trash => "trash",
+            Source::Query => "query",
+        }
+    }
+}
+
 enum Driver {
     CAres(c_ares::CAresDriver),
     Hickory(hickory::HickoryDriver),
@@ -215,8 +226,20 @@ impl Resolver {
     }
 
     /// The answer for `domain` in `family`, from the cache or a lookup (merged with any other
-    /// lookup of it in flight).
+    /// lookup of it in flight). A failure is resolve-logged for each asker, wherever it came
+    /// from, as g3 does.
     pub async fn lookup(self: &Arc<Self>, domain: &str, family: Family) -> (Arc<Record>, Source) {
+        let started = Instant::now();
+        let (record, source) = self.cached_or_asked(domain, family).await;
+        self.log_failure(domain, family, &record, source, started);
+        (record, source)
+    }
+
+    async fn cached_or_asked(
+        self: &Arc<Self>,
+        domain: &str,
+        family: Family,
+    ) -> (Arc<Record>, Source) {
         let stats = self.stats(family);
         stats.total.fetch_add(1, Ordering::Relaxed);
         let lowered;
@@ -283,7 +306,6 @@ impl Resolver {
             .driver_total
             .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            let started = Instant::now();
             let asked = tokio::time::timeout(
                 resolver.protective_timeout,
                 resolver.driver_lookup(&domain, family),
@@ -291,7 +313,6 @@ impl Resolver {
             let record = asked
                 .await
                 .unwrap_or_else(|_| Record::failed(ResolveError::TimedOut, resolver.negative_ttl));
-            resolver.log_failure(&domain, family, &record, started);
             let record = resolver.store(&domain, family, record);
             let _ = sender.send(Some(record));
         });
@@ -333,7 +354,14 @@ impl Resolver {
     }
 
     /// A resolve log event for a lookup that failed (g3 logs failures only).
-    fn log_failure(&self, domain: &str, family: Family, record: &Record, started: Instant) {
+    fn log_failure(
+        &self,
+        domain: &str,
+        family: Family,
+        record: &Record,
+        source: Source,
+        started: Instant,
+    ) {
         let (Some(log), Err(error)) = (&self.log, &record.result) else {
             return;
         };
@@ -343,7 +371,7 @@ impl Resolver {
             .str("resolver_name", &self.name)
             .str("query_type", family.rr_type())
             .str("duration", format!("{:.3?}", started.elapsed()))
-            .str("rr_source", "query")
+            .str("rr_source", source.name())
             .str("error_type", error.error_type())
             .str("error_subtype", error.error_subtype())
             .str("domain", domain);
