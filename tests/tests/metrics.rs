@@ -1,6 +1,7 @@
 //! Scenario: StatsD metrics into a UDP receiver of the test (it reads the DogStatsD line
 //! format): after known traffic (10 requests, a tunnel of 1000 bytes, a refused login) the
-//! server counts arrive with g3proxy's names and tags; a
+//! server counts arrive with g3proxy's names and tags (with `extra_metrics_tags`), and so do
+//! the listener's and the task logger's; a
 //! reload in the middle leaves every count adding up; a worker killed with a tunnel open
 //! has its gauge set back to 0 under its `stat_id`. The fleet metrics of our own count the
 //! generations served and the worker restarted.
@@ -20,7 +21,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     let origin = Origin::start("127.0.0.1");
     let echo = Echo::start("127.0.0.1");
     let text = format!(
-        "stat:\n  target:\n    udp: 127.0.0.1:{port}\n  emit_interval: 100ms\nresolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    extra_metrics_tags: {{egress: lan}}\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nuser_group:\n  - name: g\n    static_users:\n      - name: locked\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n    extra_metrics_tags: {{service: web}}\n  - name: auth\n    type: http_proxy\n    escaper: default\n    user_group: g\n    listen: \"127.0.0.1:{{{{auth_port}}}}\"\n"
+        "stat:\n  target:\n    udp: 127.0.0.1:{port}\n  emit_interval: 100ms\nlog:\n  task: stdout\nresolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    extra_metrics_tags: {{egress: lan}}\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nuser_group:\n  - name: g\n    static_users:\n      - name: locked\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n    extra_metrics_tags: {{service: web}}\n  - name: auth\n    type: http_proxy\n    escaper: default\n    user_group: g\n    listen: \"127.0.0.1:{{{{auth_port}}}}\"\n"
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
     group.start();
@@ -37,6 +38,19 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
         (statsd.total("g3proxy.server.task.total", &http) == 10).then_some(())
     });
     assert_eq!(statsd.total("g3proxy.server.connection.total", &http), 10);
+    // g3's listen.* and logger.* series: each connection accepted, each task's event
+    // written (to the worker's stdout).
+    assert_eq!(statsd.total("g3proxy.listen.accepted", &http), 10);
+    let instances = statsd.matching("g3proxy.listen.instance.count", "g", &http);
+    assert_eq!(instances.last().map(|(v, _)| *v), Some(1), "{instances:?}");
+    wait_until(Duration::from_secs(10), "the task log's counts", || {
+        let task_log = ["logger:task", daemon_group.as_str()];
+        let count = |name| statsd.total(name, &task_log);
+        (count("g3proxy.logger.message.total") >= 10
+            && count("g3proxy.logger.message.pass") >= 10
+            && count("g3proxy.logger.traffic.pass") > 1000)
+            .then_some(())
+    });
     {
         let alive = statsd.matching("g3proxy.server.task.alive", "g", &http);
         assert!(!alive.is_empty(), "no server.task.alive gauge");

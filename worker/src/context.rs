@@ -216,6 +216,14 @@ pub struct ServerCounters {
     pub auth_failed: AtomicU64,
     pub dest_denied: AtomicU64,
     pub user_blocked: AtomicU64,
+    /// g3's `listen.*`: sockets accepting for this server, connections accepted, dropped by
+    /// the ingress filter, given up in their early negotiation (a PROXY header or a TLS
+    /// handshake that did not come in time), and accept errors.
+    pub listen_instances: AtomicU64,
+    pub listen_accepted: AtomicU64,
+    pub listen_dropped: AtomicU64,
+    pub listen_timeout: AtomicU64,
+    pub listen_failed: AtomicU64,
 }
 
 impl ServerCounters {

@@ -76,6 +76,11 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     let task_log = logger(config.log.task(), "Task")?;
     let escape_log = logger(config.log.escape(), "Escape")?;
     let resolve_log = logger(config.log.resolve(), "Resolve")?;
+    let loggers: Vec<Arc<crate::log::Logger>> = [&task_log, &escape_log, &resolve_log]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
     let mut resolvers = HashMap::new();
     for resolver in &config.resolvers {
         let built = Resolver::build(resolver, &resolvers, resolve_log.clone())
@@ -154,15 +159,13 @@ fn build(start: WorkerStart, fds: Vec<OwnedFd>) -> anyhow::Result<Worker> {
     let metrics = config.stat.as_ref().and_then(|stat| {
         let escapers: Vec<Arc<Escaper>> = escapers.values().cloned().collect();
         let resolvers: Vec<Arc<Resolver>> = resolvers.values().cloned().collect();
-        Metrics::start(
-            &config,
-            stat,
-            &start.group,
-            &servers,
-            &escapers,
-            &resolvers,
-            &context,
-        )
+        let measured = crate::metrics::Measured {
+            servers: &servers,
+            escapers: &escapers,
+            resolvers: &resolvers,
+            loggers: &loggers,
+        };
+        Metrics::start(&config, stat, &start.group, measured, &context)
     });
     Ok(Worker {
         start,

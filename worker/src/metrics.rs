@@ -13,8 +13,11 @@
 //! Per escaper: `escaper.task.total`, `escaper.connection.{attempt,establish}`,
 //! `escaper.forbidden.ip_blocked`. Per resolver and `rr_type` (A, AAAA): the
 //! `resolver.query.*` counts of [`LookupStats::METRICS`] and the gauge
-//! `resolver.memory.cache.length`. A server's or escaper's `extra_metrics_tags` are added to
-//! each of its series.
+//! `resolver.memory.cache.length`. Per server also g3's `listen.accepted` / `.dropped` /
+//! `.timeout` / `.failed` and the gauge `listen.instance.count`; per logger (tag `logger`:
+//! task, escape, resolve) `logger.message.total` / `.pass`, `logger.traffic.pass` and
+//! `logger.message.drop` (tag `drop_type`). A server's or escaper's `extra_metrics_tags` are
+//! added to each of its series.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -25,6 +28,7 @@ use g3proxy_shared::statsd::StatsdSink;
 
 use crate::context::{Context, Phase, ServerCounters};
 use crate::escapers::Escaper;
+use crate::log::Logger;
 use crate::resolvers::{Family, LookupStats, Resolver};
 use crate::servers::Server;
 
@@ -38,6 +42,8 @@ pub struct Metrics {
     escapers: Vec<(Arc<Escaper>, [u64; 3], ExtraTags)>,
     /// Each resolver's counters at the last emit, A then AAAA.
     resolvers: Vec<(Arc<Resolver>, [[u64; 11]; 2])>,
+    /// Each logger's counters at the last emit: total, passed, bytes, overflow, unreachable.
+    loggers: Vec<(Arc<Logger>, [u64; 5])>,
 }
 
 /// A server's counters at the last emit.
@@ -50,6 +56,10 @@ struct Last {
     auth_failed: u64,
     dest_denied: u64,
     user_blocked: u64,
+    accepted: u64,
+    dropped: u64,
+    timeout: u64,
+    failed: u64,
 }
 
 impl Last {
@@ -63,22 +73,38 @@ impl Last {
             auth_failed: read(&counters.auth_failed),
             dest_denied: read(&counters.dest_denied),
             user_blocked: read(&counters.user_blocked),
+            accepted: read(&counters.listen_accepted),
+            dropped: read(&counters.listen_dropped),
+            timeout: read(&counters.listen_timeout),
+            failed: read(&counters.listen_failed),
         }
     }
 }
 
+/// The modules a worker's metrics cover.
+pub struct Measured<'a> {
+    pub servers: &'a [Arc<Server>],
+    pub escapers: &'a [Arc<Escaper>],
+    pub resolvers: &'a [Arc<Resolver>],
+    pub loggers: &'a [Arc<Logger>],
+}
+
 impl Metrics {
-    /// Starts emitting for `servers`, `escapers` and `resolvers`, with the tags `config`
-    /// gives each; `None` (logged) when the target cannot be used.
+    /// Starts emitting for the `measured` modules, with the tags `config` gives each; `None`
+    /// (logged) when the target cannot be used.
     pub fn start(
         config: &Config,
         stat: &StatConfig,
         group: &str,
-        servers: &[Arc<Server>],
-        escapers: &[Arc<Escaper>],
-        resolvers: &[Arc<Resolver>],
+        measured: Measured<'_>,
         context: &Arc<Context>,
     ) -> Option<Arc<Mutex<Metrics>>> {
+        let Measured {
+            servers,
+            escapers,
+            resolvers,
+            loggers,
+        } = measured;
         let sink = match StatsdSink::new(stat, group, std::process::id() as u64) {
             Ok(sink) => sink,
             Err(error) => {
@@ -112,6 +138,7 @@ impl Metrics {
                 .iter()
                 .map(|r| (r.clone(), [[0; 11]; 2]))
                 .collect(),
+            loggers: loggers.iter().map(|l| (l.clone(), [0; 5])).collect(),
         }));
         let emitter = Arc::downgrade(&metrics);
         let (interval, context) = (stat.emit_interval.0, context.clone());
@@ -181,6 +208,10 @@ impl Metrics {
                     last.user_blocked,
                     &tags[..],
                 ),
+                ("listen.accepted", now.accepted, last.accepted, &tags[..]),
+                ("listen.dropped", now.dropped, last.dropped, &tags[..]),
+                ("listen.timeout", now.timeout, last.timeout, &tags[..]),
+                ("listen.failed", now.failed, last.failed, &tags[..]),
             ];
             for (name, now, before, tags) in changes {
                 let delta = now.saturating_sub(before);
@@ -191,6 +222,11 @@ impl Metrics {
             self.sink.gauge(
                 "server.task.alive",
                 counters.alive.load(Ordering::Relaxed),
+                &tags,
+            );
+            self.sink.gauge(
+                "listen.instance.count",
+                counters.listen_instances.load(Ordering::Relaxed),
                 &tags,
             );
             *last = now;
@@ -239,6 +275,34 @@ impl Metrics {
                 self.sink
                     .gauge("resolver.memory.cache.length", length, &tags);
             }
+        }
+        for (logger, last) in &mut self.loggers {
+            let stats = &logger.stats;
+            let now = [
+                &stats.total,
+                &stats.passed,
+                &stats.bytes,
+                &stats.overflow,
+                &stats.unreachable,
+            ]
+            .map(|counter| counter.load(Ordering::Relaxed));
+            let name = logger.kind.to_ascii_lowercase();
+            let tags = [("logger", name.as_str())];
+            let series: [(&str, &[(&str, &str)]); 5] = [
+                ("logger.message.total", &[]),
+                ("logger.message.pass", &[]),
+                ("logger.traffic.pass", &[]),
+                ("logger.message.drop", &[("drop_type", "ChannelOverflow")]),
+                ("logger.message.drop", &[("drop_type", "PeerUnreachable")]),
+            ];
+            for (((name, extra), now), before) in series.iter().zip(now).zip(*last) {
+                let delta = now.saturating_sub(before);
+                if delta > 0 {
+                    let all: Vec<(&str, &str)> = tags.iter().chain(extra.iter()).copied().collect();
+                    self.sink.count(name, delta, &all);
+                }
+            }
+            *last = now;
         }
         self.sink.flush();
     }

@@ -69,25 +69,26 @@ impl Fluentd {
 }
 
 impl Write for Fluentd {
-    fn write(&mut self, event: &Event) {
+    fn write(&mut self, event: &Event) -> Option<usize> {
         if self.stream.is_none() {
             if self.next_try.is_some_and(|at| Instant::now() < at) {
-                return;
+                return None;
             }
             match self.connect() {
                 Ok(stream) => self.stream = Some(stream),
                 Err(_) => {
                     self.next_try = Some(Instant::now() + self.config.connect_delay.0);
-                    return;
+                    return None;
                 }
             }
         }
         let message = self.message(event);
-        if let Some(stream) = &mut self.stream
-            && stream.write_all(&message).is_err()
-        {
+        let stream = self.stream.as_mut()?;
+        if stream.write_all(&message).is_err() {
             self.stream = None;
             self.next_try = Some(Instant::now() + self.config.connect_delay.0);
+            return None;
         }
+        Some(message.len())
     }
 }

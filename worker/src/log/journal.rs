@@ -43,7 +43,7 @@ fn field(out: &mut Vec<u8>, key: &str, value: &str) {
 }
 
 impl Write for Journal {
-    fn write(&mut self, event: &Event) {
+    fn write(&mut self, event: &Event) -> Option<usize> {
         let mut datagram = Vec::with_capacity(512);
         field(&mut datagram, "PRIORITY", "6");
         field(&mut datagram, "SYSLOG_IDENTIFIER", self.ident);
@@ -55,6 +55,6 @@ impl Write for Journal {
             }
         }
         // A journal that is not there (or an event too large for one datagram) loses it.
-        let _ = self.socket.send_to(&datagram, &self.path);
+        self.socket.send_to(&datagram, &self.path).ok()
     }
 }

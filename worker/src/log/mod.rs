@@ -132,17 +132,33 @@ impl Display for Hex<'_> {
     }
 }
 
-/// How a driver writes one event; each runs on its logger's thread.
+/// How a driver writes one event; each runs on its logger's thread. The bytes it wrote, or
+/// `None` when the peer did not take them (the event is lost).
 trait Write: Send {
-    fn write(&mut self, event: &Event);
+    fn write(&mut self, event: &Event) -> Option<usize>;
+}
+
+/// A logger's counts, for g3's `logger.*` metrics.
+#[derive(Default)]
+pub struct LoggerStats {
+    /// Events logged (`logger.message.total`).
+    pub total: AtomicU64,
+    /// Events written, and their bytes (`logger.message.pass`, `logger.traffic.pass`).
+    pub passed: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Events dropped because the queue was full (`drop_type: ChannelOverflow`) or the
+    /// peer did not take them (`PeerUnreachable`).
+    pub overflow: AtomicU64,
+    pub unreachable: AtomicU64,
 }
 
 /// A logger of one kind (`task`, ...): the queue to its thread.
 pub struct Logger {
     sender: SyncSender<Message>,
-    kind: &'static str,
+    /// g3's `log_type` (`Task`, `Escape`, `Resolve`).
+    pub kind: &'static str,
     daemon_name: Arc<str>,
-    pub dropped: AtomicU64,
+    pub stats: Arc<LoggerStats>,
 }
 
 impl Logger {
@@ -162,9 +178,11 @@ impl Logger {
             LogDriver::Fluentd(config) => Box::new(fluentd::Fluentd::new(config, kind)),
         };
         let (sender, receiver) = mpsc::sync_channel::<Message>(QUEUE);
+        let stats = Arc::new(LoggerStats::default());
+        let counted = stats.clone();
         std::thread::Builder::new()
             .name(format!("log-{}", kind.to_ascii_lowercase()))
-            .spawn(move || write_batches(&receiver, writer.as_mut()))?;
+            .spawn(move || write_batches(&receiver, writer.as_mut(), &counted))?;
         QUEUES
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -173,7 +191,7 @@ impl Logger {
             sender,
             kind,
             daemon_name: daemon_name.into(),
-            dropped: AtomicU64::new(0),
+            stats,
         })))
     }
 
@@ -183,9 +201,10 @@ impl Logger {
             .str("daemon_name", &self.daemon_name)
             .int("pid", *PID)
             .str("log_type", self.kind);
+        self.stats.total.fetch_add(1, Ordering::Relaxed);
         let queued = self.sender.try_send(Message::Event(event));
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = queued {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.overflow.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -207,9 +226,17 @@ pub fn flush_all(timeout: Duration) {
 
 /// The logger thread: writes what is queued, then pauses while events keep coming (so tasks
 /// queue them without a wake-up), and waits for the next one only once a pause brought none.
-fn write_batches(receiver: &Receiver<Message>, writer: &mut dyn Write) {
+fn write_batches(receiver: &Receiver<Message>, writer: &mut dyn Write, stats: &LoggerStats) {
     let mut handle = |message: Message| match message {
-        Message::Event(event) => writer.write(&event),
+        Message::Event(event) => match writer.write(&event) {
+            Some(bytes) => {
+                stats.passed.fetch_add(1, Ordering::Relaxed);
+                stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            }
+            None => {
+                stats.unreachable.fetch_add(1, Ordering::Relaxed);
+            }
+        },
         Message::Flush(done) => {
             let _ = done.send(());
         }

@@ -10,7 +10,7 @@ use super::{Event, Value, Write, key_values};
 pub struct Stdout;
 
 impl Write for Stdout {
-    fn write(&mut self, event: &Event) {
+    fn write(&mut self, event: &Event) -> Option<usize> {
         let mut fields: Vec<_> = event.fields().collect();
         if !event.message.is_empty() {
             fields.push(("msg", Value::Str(&event.message)));
@@ -21,6 +21,7 @@ impl Write for Stdout {
         key_values(fields, ": ", &mut line);
         line.push('\n');
         // A closed stdout loses the line, as it would any other.
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        let written = std::io::stdout().lock().write_all(line.as_bytes());
+        written.ok().map(|()| line.len())
     }
 }

@@ -87,12 +87,13 @@ impl Syslog {
 }
 
 impl Write for Syslog {
-    fn write(&mut self, event: &Event) {
+    fn write(&mut self, event: &Event) -> Option<usize> {
         let line = self.format(event);
         // A syslog that is not there loses the event; the proxy goes on.
-        let _ = match &self.socket {
+        match &self.socket {
             Socket::Unix(socket, path) => socket.send_to(line.as_bytes(), path),
             Socket::Udp(socket) => socket.send(line.as_bytes()),
-        };
+        }
+        .ok()
     }
 }

@@ -68,7 +68,7 @@ impl ServeConnections for IntelliProxyServer {
                     &mut conn,
                     version,
                     self.config.proxy_protocol_read_timeout.0,
-                    task.server_name(),
+                    &task.server,
                 )
                 .await
             {

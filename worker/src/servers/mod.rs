@@ -192,6 +192,7 @@ impl Server {
             .as_ref()
             .is_none_or(|filter| filter.check(conn.client_addr.ip()).is_permitted());
         if !permitted {
+            self.counters.listen_dropped.fetch_add(1, Ordering::Relaxed);
             info!(
                 "server {}: client {} refused by ingress_network_filter",
                 self.counters.name, conn.client_addr
@@ -332,6 +333,7 @@ pub fn relay_policy(common: &ServerCommon) -> RelayPolicy {
 pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, context: Arc<Context>) {
     let mut phase = context.phase.clone();
     let counters = server.counters.clone();
+    counters.listen_instances.fetch_add(1, Ordering::Relaxed);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -341,12 +343,14 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, context: Ar
         let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
+                counters.listen_failed.fetch_add(1, Ordering::Relaxed);
                 // Out of descriptors or memory: back off instead of spinning on the error.
                 warn!("server {}: accept failed: {error}", counters.name);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
         };
+        counters.listen_accepted.fetch_add(1, Ordering::Relaxed);
         counters.total_conn.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         if !server.misc_opts.is_empty()
@@ -368,4 +372,5 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, context: Ar
         let server = server.clone();
         tokio::spawn(server.runtime.serve(conn, task));
     }
+    counters.listen_instances.fetch_sub(1, Ordering::Relaxed);
 }

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use g3proxy_proto::proxy_protocol::{self, Version};
 use g3proxy_shared::config::servers::{
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 
 use super::{BuildContext, ServeConnections, Server};
 use crate::conn::{self, ClientConn, ReadError};
-use crate::context::TaskKind;
+use crate::context::{ServerCounters, TaskKind};
 use crate::task::TaskContext;
 use tracing::info;
 
@@ -25,7 +26,7 @@ pub async fn read_proxy_header(
     conn: &mut ClientConn,
     version: ProxyProtocol,
     timeout: std::time::Duration,
-    server: &str,
+    server: &ServerCounters,
 ) -> bool {
     let version = match version {
         ProxyProtocol::V1 => Version::V1,
@@ -56,12 +57,15 @@ pub async fn read_proxy_header(
                 ReadError::Invalid(e) => e.to_string(),
                 ReadError::TooLarge => "header too long".into(),
                 ReadError::Closed { .. } => "closed before the header".into(),
-                ReadError::TimedOut => "no header in time".into(),
+                ReadError::TimedOut => {
+                    server.listen_timeout.fetch_add(1, Ordering::Relaxed);
+                    "no header in time".into()
+                }
                 ReadError::Io(e) => e.to_string(),
             };
             info!(
-                "server {server}: client {}: PROXY protocol: {why}",
-                conn.client_addr
+                "server {}: client {}: PROXY protocol: {why}",
+                server.name, conn.client_addr
             );
             false
         }
@@ -102,7 +106,7 @@ impl Port {
                     &mut conn,
                     version,
                     self.proxy_protocol_read_timeout,
-                    task.server_name(),
+                    &task.server,
                 )
                 .await
             {
