@@ -1,7 +1,8 @@
 //! Scenario: StatsD metrics into a UDP receiver of the test (it reads the DogStatsD line
 //! format): after known traffic (10 requests, a tunnel of 1000 bytes, a refused login) the
 //! server counts arrive with g3proxy's names and tags (with `extra_metrics_tags`), and so do
-//! the listener's and the task logger's; a
+//! the listener's, the task logger's and a user's (requests, connections, bytes, a refused
+//! login); a
 //! reload in the middle leaves every count adding up; a worker killed with a tunnel open
 //! has its gauge set back to 0 under its `stat_id`. The fleet metrics of our own count the
 //! generations served and the worker restarted.
@@ -21,7 +22,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     let origin = Origin::start("127.0.0.1");
     let echo = Echo::start("127.0.0.1");
     let text = format!(
-        "stat:\n  target:\n    udp: 127.0.0.1:{port}\n  emit_interval: 100ms\nlog:\n  task: stdout\nresolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    extra_metrics_tags: {{egress: lan}}\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nuser_group:\n  - name: g\n    static_users:\n      - name: locked\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n    extra_metrics_tags: {{service: web}}\n  - name: auth\n    type: http_proxy\n    escaper: default\n    user_group: g\n    listen: \"127.0.0.1:{{{{auth_port}}}}\"\n"
+        "stat:\n  target:\n    udp: 127.0.0.1:{port}\n  emit_interval: 100ms\nlog:\n  task: stdout\nresolver:\n  - name: default\n    type: c-ares\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: default\n    extra_metrics_tags: {{egress: lan}}\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nuser_group:\n  - name: g\n    static_users:\n      - name: locked\n      - name: hop\n        token: {{salt: 113323bdab6fd2cc, md5: 5c81f2becadde7fa5fde9026652ccc84, sha1: ff9d5c1a14328dd85ee95d4e574bd0558a1dfa96}}\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n    extra_metrics_tags: {{service: web}}\n  - name: auth\n    type: http_proxy\n    escaper: default\n    user_group: g\n    listen: \"127.0.0.1:{{{{auth_port}}}}\"\n"
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
     group.start();
@@ -77,8 +78,35 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
         (refused == 1).then_some(())
     });
 
-    // The escaper: a connection per request and the tunnel, and a target its egress filter
-    // refuses.
+    // The user's own series: three requests of user hop (password "toor"), each on a
+    // connection of its own, and the refused login counted for user locked.
+    for _ in 0..3 {
+        assert_eq!(curl(&["-x", &auth, "-U", "hop:toor", &url]), "hello");
+    }
+    let hop = [
+        "user_group:g",
+        "user:hop",
+        "user_type:Static",
+        "server:auth",
+        daemon_group.as_str(),
+    ];
+    let forwarded: Vec<&str> = hop
+        .iter()
+        .copied()
+        .chain(["request:http_forward"])
+        .collect();
+    wait_until(Duration::from_secs(10), "the user's counts", || {
+        (statsd.total("g3proxy.user.request.total", &forwarded) == 3
+            && statsd.total("g3proxy.user.connection.total", &hop) == 3
+            && statsd.total("g3proxy.user.traffic.out.bytes", &forwarded) > 0
+            && statsd.total("g3proxy.user.forbidden.auth_failed", &["user:locked"]) == 1)
+            .then_some(())
+    });
+    let alive = statsd.matching("g3proxy.user.request.alive", "g", &forwarded);
+    assert_eq!(alive.last().map(|(v, _)| *v), Some(0), "{alive:?}");
+
+    // The escaper: a connection per request (ten, and hop's three) and the tunnel, and a
+    // target its egress filter refuses.
     assert_eq!(
         g3proxy_tests::curl_status(&["-x", &proxy, "http://192.0.2.1/"]),
         "403"
@@ -86,8 +114,8 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     wait_until(Duration::from_secs(10), "the escaper's counts", || {
         let escaper = ["escaper:default", daemon_group.as_str(), "egress:lan"];
         let count = |name| statsd.total(name, &escaper);
-        (count("g3proxy.escaper.connection.establish") == 11
-            && count("g3proxy.escaper.task.total") == 12
+        (count("g3proxy.escaper.connection.establish") == 14
+            && count("g3proxy.escaper.task.total") == 15
             && count("g3proxy.escaper.forbidden.ip_blocked") == 1)
             .then_some(())
     });

@@ -17,8 +17,12 @@
 //! `.timeout` / `.failed` and the gauge `listen.instance.count`; per logger (tag `logger`:
 //! task, escape, resolve) `logger.message.total` / `.pass`, `logger.traffic.pass` and
 //! `logger.message.drop` (tag `drop_type`). A server's or escaper's `extra_metrics_tags` are
-//! added to each of its series.
+//! added to each of its series. Per user and server (tags `user_group`, `user`,
+//! `user_type`, `server`): `user.connection.total`, `user.forbidden.*`, and by `request`
+//! type `user.request.total`, `user.traffic.{in,out}.bytes` and the gauge
+//! `user.request.alive`.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +30,7 @@ use g3proxy_shared::config::Config;
 use g3proxy_shared::config::stat::StatConfig;
 use g3proxy_shared::statsd::StatsdSink;
 
+use crate::auth::stats::{self, UserCounters};
 use crate::context::{Context, Phase, ServerCounters};
 use crate::escapers::Escaper;
 use crate::log::Logger;
@@ -44,6 +49,31 @@ pub struct Metrics {
     resolvers: Vec<(Arc<Resolver>, [[u64; 11]; 2])>,
     /// Each logger's counters at the last emit: total, passed, bytes, overflow, unreachable.
     loggers: Vec<(Arc<Logger>, [u64; 5])>,
+    /// Each user's counts at the last emit, by the address of its (never freed) counters.
+    users: HashMap<usize, UserLast>,
+}
+
+/// A user's counts on a server at the last emit.
+#[derive(Default, Clone, Copy)]
+struct UserLast {
+    connections: u64,
+    requests: [u64; 7],
+    bytes_in: [u64; 7],
+    bytes_out: [u64; 7],
+    forbidden: [u64; 8],
+}
+
+impl UserLast {
+    fn of(counters: &UserCounters) -> UserLast {
+        let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        UserLast {
+            connections: read(&counters.connections),
+            requests: counters.requests.each_ref().map(read),
+            bytes_in: counters.bytes_in.each_ref().map(read),
+            bytes_out: counters.bytes_out.each_ref().map(read),
+            forbidden: counters.forbidden.each_ref().map(read),
+        }
+    }
 }
 
 /// A server's counters at the last emit.
@@ -139,6 +169,7 @@ impl Metrics {
                 .map(|r| (r.clone(), [[0; 11]; 2]))
                 .collect(),
             loggers: loggers.iter().map(|l| (l.clone(), [0; 5])).collect(),
+            users: HashMap::new(),
         }));
         let emitter = Arc::downgrade(&metrics);
         let (interval, context) = (stat.emit_interval.0, context.clone());
@@ -276,6 +307,7 @@ impl Metrics {
                     .gauge("resolver.memory.cache.length", length, &tags);
             }
         }
+        self.emit_users();
         for (logger, last) in &mut self.loggers {
             let stats = &logger.stats;
             let now = [
@@ -305,6 +337,73 @@ impl Metrics {
             *last = now;
         }
         self.sink.flush();
+    }
+
+    /// g3's `user.*` series: per user (tags `user_group`, `user`, `user_type`) and server,
+    /// by request type (`request`) where g3 has one.
+    fn emit_users(&mut self) {
+        for counters in stats::all() {
+            let last = self
+                .users
+                .entry(Arc::as_ptr(&counters) as usize)
+                .or_default();
+            let now = UserLast::of(&counters);
+            let tags = [
+                ("user_group", &*counters.group),
+                ("user", &*counters.user),
+                ("user_type", counters.user_type),
+                ("server", &*counters.server),
+            ];
+            let mut count = |name: &str, now: u64, before: u64, request: Option<&str>| {
+                let delta = now.saturating_sub(before);
+                if delta > 0 {
+                    let mut all = tags.to_vec();
+                    all.extend(request.map(|r| ("request", r)));
+                    self.sink.count(name, delta, &all);
+                }
+            };
+            count(
+                "user.connection.total",
+                now.connections,
+                last.connections,
+                None,
+            );
+            for (index, name) in stats::FORBIDDEN.iter().enumerate() {
+                let metric = format!("user.forbidden.{name}");
+                count(&metric, now.forbidden[index], last.forbidden[index], None);
+            }
+            for (index, request) in stats::REQUEST_TYPES.iter().enumerate() {
+                let request = Some(*request);
+                count(
+                    "user.request.total",
+                    now.requests[index],
+                    last.requests[index],
+                    request,
+                );
+                count(
+                    "user.traffic.in.bytes",
+                    now.bytes_in[index],
+                    last.bytes_in[index],
+                    request,
+                );
+                count(
+                    "user.traffic.out.bytes",
+                    now.bytes_out[index],
+                    last.bytes_out[index],
+                    request,
+                );
+            }
+            for (index, request) in stats::REQUEST_TYPES.iter().enumerate() {
+                // Only for the request types the user has made.
+                if now.requests[index] > 0 {
+                    let mut all = tags.to_vec();
+                    all.push(("request", request));
+                    let alive = counters.alive[index].load(Ordering::Relaxed);
+                    self.sink.gauge("user.request.alive", alive, &all);
+                }
+            }
+            *last = now;
+        }
     }
 }
 

@@ -53,6 +53,10 @@ pub struct TaskContext {
     /// The user the server's gate admitted (`auth::Gate::admit`); none on servers without
     /// a user group.
     pub user: Option<Arc<User>>,
+    /// The admitted user's counts on this server (`user.*` metrics), and the type of its
+    /// last request counted (an index of `auth::stats::REQUEST_TYPES`; `u8::MAX`: none).
+    pub user_stats: Option<Arc<crate::auth::stats::UserCounters>>,
+    pub user_request: std::sync::atomic::AtomicU8,
     /// What the client's TLS handshake said, when a server or port terminated it.
     pub client_tls: Option<Box<TlsFacts>>,
     pub started: Instant,
@@ -76,6 +80,8 @@ impl TaskContext {
             client_addr: conn.client_addr,
             local_addr: conn.local_addr,
             user: None,
+            user_stats: None,
+            user_request: std::sync::atomic::AtomicU8::new(u8::MAX),
             client_tls: conn.tls.clone(),
             started: Instant::now(),
             started_at: SystemTime::now(),
@@ -324,6 +330,13 @@ impl Drop for TaskContext {
         self.server
             .bytes_out
             .fetch_add(notes.bytes_down, Ordering::Relaxed);
+        let request = usize::from(self.user_request.load(Ordering::Relaxed));
+        if let Some(user) = &self.user_stats
+            && request < crate::auth::stats::REQUEST_TYPES.len()
+        {
+            user.bytes_in[request].fetch_add(notes.bytes_up, Ordering::Relaxed);
+            user.bytes_out[request].fetch_add(notes.bytes_down, Ordering::Relaxed);
+        }
         // A connection whose requests were each logged has nothing more to say.
         if let Some(log) = &self.server.task_log
             && !(self.guard.kind() == TaskKind::Http && notes.requests_logged > 0)

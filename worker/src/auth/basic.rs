@@ -65,12 +65,18 @@ impl UserGroup {
             UserSource::File { path, format } => (path.clone(), *format),
         });
         let name = config.name();
-        let user = |c: UserConfig| User::new(c, name, limits);
+        let user = |c: UserConfig, user_type| User::new(c, name, user_type, limits);
         let group = UserGroup {
             name: name.into(),
-            static_users: by_name(basic.static_users.iter().cloned().map(user)),
+            static_users: by_name(
+                basic
+                    .static_users
+                    .iter()
+                    .cloned()
+                    .map(|c| user(c, "Static")),
+            ),
             dynamic_users: RwLock::new(Arc::new(HashMap::new())),
-            anonymous: basic.anonymous().map(|c| Arc::new(user(c))),
+            anonymous: basic.anonymous().map(|c| Arc::new(user(c, "Anonymous"))),
             source,
             refresh_interval: basic.refresh_interval.0,
             limits: limits.cloned(),
@@ -195,7 +201,12 @@ impl UserGroup {
                 Some(existing) if *existing.config() == config => existing.clone(),
                 existing => {
                     changed += 1;
-                    let user = Arc::new(User::new(config, &self.name, self.limits.as_ref()));
+                    let user = Arc::new(User::new(
+                        config,
+                        &self.name,
+                        "Dynamic",
+                        self.limits.as_ref(),
+                    ));
                     if let Some(old) = existing
                         && user.is_blocked()
                     {
@@ -279,7 +290,12 @@ impl UserGroup {
         unmanaged
             .get_or_make(&name, || {
                 let config = directory.unmanaged_user(&name)?;
-                Some(User::new(config, &self.name, self.limits.as_ref()))
+                Some(User::new(
+                    config,
+                    &self.name,
+                    "Unmanaged",
+                    self.limits.as_ref(),
+                ))
             })
             .ok_or_else(unknown)
     }

@@ -14,6 +14,7 @@ mod basic;
 mod facts;
 mod ldap;
 mod limits;
+pub mod stats;
 mod user;
 
 pub use basic::UserGroup;
@@ -43,10 +44,15 @@ pub struct Permit<'t> {
     /// The target as the user's `resolve_redirection` has it resolved.
     resolve_as: Option<HostPort>,
     _alive: Option<AliveGuard>,
+    _counted: Option<stats::AliveCount>,
 }
 
+/// What a request that counts holds while it runs: its place under the user's
+/// `request_alive_max`, and in `user.request.alive`.
+type Counted = (Option<AliveGuard>, Option<stats::AliveCount>);
+
 impl<'t> Permit<'t> {
-    fn new(task: &TaskContext, target: &'t HostPort, alive: Option<AliveGuard>) -> Permit<'t> {
+    fn new(task: &TaskContext, target: &'t HostPort, (alive, counted): Counted) -> Permit<'t> {
         Permit {
             target,
             client: task.client_addr,
@@ -55,6 +61,7 @@ impl<'t> Permit<'t> {
             user: task.user.as_ref().map(|u| u.name.clone()),
             resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
             _alive: alive,
+            _counted: counted,
         }
     }
 
@@ -87,7 +94,7 @@ impl<'t> Permit<'t> {
 
 /// A request's place among its user's live requests (see [`Gate::hold_request`]).
 pub struct RequestHold {
-    _alive: Option<AliveGuard>,
+    _counted: Counted,
 }
 
 /// What a facts group finds a connection's user by.
@@ -202,6 +209,8 @@ impl Gate {
             Some(login) => match group.user(login.user) {
                 Some(user) => {
                     if !user.verify_password(login.password) {
+                        let counters = stats::counters(&user, task.server_name());
+                        counters.forbidden[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         return Err(TaskError::Auth(AuthFailure::WrongPassword(
                             user.name.to_string(),
                         )));
@@ -242,6 +251,35 @@ impl Gate {
     /// What every login checks once the user is known: expiry, the user's ingress filter,
     /// a block (after its delay), the user's connection rate.
     async fn admit_user(task: &mut TaskContext, user: Arc<User>) -> Result<(), TaskError> {
+        let counters = stats::counters(&user, task.server_name());
+        let admitted = Self::check_login(task, &user).await;
+        if let Err(error) = &admitted {
+            let index = match error {
+                TaskError::Auth(failure) => Some(stats::auth_index(failure)),
+                TaskError::Policy(forbidden) => stats::forbidden_index(forbidden),
+                _ => None,
+            };
+            if let Some(index) = index {
+                counters.forbidden[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            return admitted;
+        }
+        // A keep-alive connection logs in again with each request: one connection counted.
+        let same = task
+            .user_stats
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &counters));
+        if !same {
+            counters
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            task.user_stats = Some(counters);
+        }
+        task.user = Some(user);
+        Ok(())
+    }
+
+    async fn check_login(task: &TaskContext, user: &Arc<User>) -> Result<(), TaskError> {
         if user.is_expired() {
             return Err(TaskError::Auth(AuthFailure::Expired(user.name.to_string())));
         }
@@ -257,9 +295,7 @@ impl Gate {
                 user.name.to_string(),
             )));
         }
-        user.take_connection().map_err(TaskError::Policy)?;
-        task.user = Some(user);
-        Ok(())
+        user.take_connection().map_err(TaskError::Policy)
     }
 
     /// The user admitted on `task`, checked for a block or expiry since; `None` without a
@@ -294,10 +330,41 @@ impl Gate {
         request: Option<ProxyRequestType>,
         target: Option<&HostPort>,
         counts: bool,
-    ) -> Result<Option<AliveGuard>, TaskError> {
+    ) -> Result<Counted, TaskError> {
         let Some(user) = self.live_user(task)? else {
-            return Ok(None);
+            return Ok((None, None));
         };
+        let checked = Self::check_user(user, request, target, counts);
+        let Some(counters) = &task.user_stats else {
+            return checked.map(|alive| (alive, None));
+        };
+        match checked {
+            Ok(alive) => {
+                if !counts {
+                    return Ok((alive, None));
+                }
+                let index = stats::request_index(request);
+                task.user_request
+                    .store(index as u8, std::sync::atomic::Ordering::Relaxed);
+                Ok((alive, Some(stats::AliveCount::start(counters, index))))
+            }
+            Err(error) => {
+                if let TaskError::Policy(forbidden) = &error
+                    && let Some(index) = stats::forbidden_index(forbidden)
+                {
+                    counters.forbidden[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn check_user(
+        user: &User,
+        request: Option<ProxyRequestType>,
+        target: Option<&HostPort>,
+        counts: bool,
+    ) -> Result<Option<AliveGuard>, TaskError> {
         if let Some(request) = request {
             user.check_request(request).map_err(TaskError::Policy)?;
         }
@@ -320,7 +387,7 @@ impl Gate {
         request: Option<ProxyRequestType>,
     ) -> Result<RequestHold, TaskError> {
         let alive = self.check(task, request, None, true)?;
-        Ok(RequestHold { _alive: alive })
+        Ok(RequestHold { _counted: alive })
     }
 
     /// Leave for the task to go to `target` for `request` (`None`: a stream server's
@@ -344,6 +411,6 @@ impl Gate {
         target: &'t HostPort,
     ) -> Result<Permit<'t>, TaskError> {
         self.check(task, request, Some(target), false)?;
-        Ok(Permit::new(task, target, None))
+        Ok(Permit::new(task, target, (None, None)))
     }
 }

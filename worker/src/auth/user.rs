@@ -17,6 +17,10 @@ use crate::relay::RelayPolicy;
 
 pub struct User {
     pub name: Arc<str>,
+    /// Its group's name, and its type as g3's `user_type` tag has it (`Static`, `Dynamic`,
+    /// `Anonymous`, `Unmanaged`).
+    pub group: Arc<str>,
+    pub user_type: &'static str,
     config: UserConfig,
     /// The group-wide counters and the user's key in them.
     shared: Option<(Arc<GroupLimits>, u64)>,
@@ -37,7 +41,12 @@ impl std::fmt::Debug for User {
 }
 
 impl User {
-    pub fn new(config: UserConfig, group: &str, limits: Option<&Arc<GroupLimits>>) -> User {
+    pub fn new(
+        config: UserConfig,
+        group: &str,
+        user_type: &'static str,
+        limits: Option<&Arc<GroupLimits>>,
+    ) -> User {
         let counted = config.request_alive_max > 0
             || config.request_rate_limit.is_some()
             || config.connection_rate_limit.is_some()
@@ -57,6 +66,8 @@ impl User {
             shared: limits.map(|limits| (limits.clone(), key)),
             slot,
             name: config.name.as_str().into(),
+            group: group.into(),
+            user_type,
             config,
             blocked_since_built: AtomicBool::new(false),
             group_block: AtomicBool::new(false),

@@ -1,0 +1,154 @@
+//! Per-user counts for g3's `user.*` metrics: one set per user (by group, name and type)
+//! and server, kept for the worker's life in one registry so that a user's counts go on
+//! across the config reloads and refreshes that rebuild its `User`. A task takes its set
+//! when its user is admitted; requests count when the gate lets them through, and hold
+//! their place in `user.request.alive` until their permit drops; bytes count as the task
+//! ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use g3proxy_shared::types::acl::ProxyRequestType;
+
+use super::User;
+use crate::error::{AuthFailure, Forbidden};
+
+/// g3's `request` tag, by [`request_index`].
+pub const REQUEST_TYPES: [&str; 7] = [
+    "http_forward",
+    "https_forward",
+    "ftp_over_http",
+    "http_connect",
+    "socks_tcp_connect",
+    "socks_udp_associate",
+    "tcp_connect",
+];
+
+/// g3's `user.forbidden.*` names, by [`forbidden_index`].
+pub const FORBIDDEN: [&str; 8] = [
+    "auth_failed",
+    "user_expired",
+    "user_blocked",
+    "fully_loaded",
+    "rate_limited",
+    "proto_banned",
+    "dest_denied",
+    "ua_blocked",
+];
+
+/// A request type's place in the per-request arrays; a stream server's connection (no
+/// request type) is g3's `tcp_connect`.
+pub fn request_index(request: Option<ProxyRequestType>) -> usize {
+    match request {
+        Some(ProxyRequestType::HttpForward) => 0,
+        Some(ProxyRequestType::HttpsForward) => 1,
+        Some(ProxyRequestType::FtpOverHttp) => 2,
+        Some(ProxyRequestType::HttpConnect) => 3,
+        Some(ProxyRequestType::SocksTcpConnect) => 4,
+        Some(ProxyRequestType::SocksUdpAssociate) => 5,
+        None => 6,
+    }
+}
+
+/// Where a refusal counts, if it is one of the user's.
+pub fn forbidden_index(forbidden: &Forbidden) -> Option<usize> {
+    Some(match forbidden {
+        Forbidden::UserBlocked(_) => 2,
+        Forbidden::FullyLoaded(_) => 3,
+        Forbidden::RateLimited(_) => 4,
+        Forbidden::ProtoBanned(_) => 5,
+        Forbidden::DestDenied(_) => 6,
+        Forbidden::UaBlocked => 7,
+        _ => return None,
+    })
+}
+
+/// Where a refused login of a known user counts.
+pub fn auth_index(failure: &AuthFailure) -> usize {
+    match failure {
+        AuthFailure::Expired(_) => 1,
+        _ => 0,
+    }
+}
+
+/// The counts of one user on one server.
+pub struct UserCounters {
+    pub group: Arc<str>,
+    pub user: Arc<str>,
+    /// `Static`, `Dynamic`, `Anonymous` or `Unmanaged` (LDAP users not listed).
+    pub user_type: &'static str,
+    pub server: Arc<str>,
+    pub connections: AtomicU64,
+    pub requests: [AtomicU64; 7],
+    pub alive: [AtomicU64; 7],
+    pub bytes_in: [AtomicU64; 7],
+    pub bytes_out: [AtomicU64; 7],
+    pub forbidden: [AtomicU64; 8],
+}
+
+type Key = (Arc<str>, Arc<str>, &'static str, Arc<str>);
+
+static REGISTRY: Mutex<Option<HashMap<Key, Arc<UserCounters>>>> = Mutex::new(None);
+
+/// The counts of `user` on `server`, made on first use.
+pub fn counters(user: &User, server: &str) -> Arc<UserCounters> {
+    let key: Key = (
+        user.group.clone(),
+        user.name.clone(),
+        user.user_type,
+        server.into(),
+    );
+    let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    registry
+        .get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_insert_with_key(|(group, name, user_type, server)| {
+            Arc::new(UserCounters {
+                group: group.clone(),
+                user: name.clone(),
+                user_type,
+                server: server.clone(),
+                connections: AtomicU64::new(0),
+                requests: Default::default(),
+                alive: Default::default(),
+                bytes_in: Default::default(),
+                bytes_out: Default::default(),
+                forbidden: Default::default(),
+            })
+        })
+        .clone()
+}
+
+/// Every user's counts so far, for the metrics emitter.
+pub fn all() -> Vec<Arc<UserCounters>> {
+    let registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    registry
+        .as_ref()
+        .map(|map| map.values().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A request's place in `user.request.alive`, given back when it drops.
+pub struct AliveCount {
+    counters: Arc<UserCounters>,
+    index: usize,
+}
+
+impl AliveCount {
+    /// Counts a request of type `index` that starts now.
+    pub fn start(counters: &Arc<UserCounters>, index: usize) -> AliveCount {
+        counters.requests[index].fetch_add(1, Ordering::Relaxed);
+        counters.alive[index].fetch_add(1, Ordering::Relaxed);
+        AliveCount {
+            counters: counters.clone(),
+            index,
+        }
+    }
+}
+
+impl Drop for AliveCount {
+    fn drop(&mut self) {
+        self.counters.alive[self.index].fetch_sub(1, Ordering::Relaxed);
+    }
+}
