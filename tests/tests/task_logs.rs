@@ -1,6 +1,7 @@
 //! Scenario: task logs, one event as each task ends, with g3proxy's field names, through the
 //! drivers operators point them at:
-//! - `stdout`: a line of sorted `key: value` pairs on the worker's standard output;
+//! - `stdout`: as g3 writes it, sorted `key: value,` pairs then the message, on the worker's
+//!   standard output;
 //! - `syslog` over UDP into a real rsyslog (Debian's, started by the test on loopback), in
 //!   RFC 3164 and RFC 5424 framing, which rsyslog parses into program and message;
 //! - `journal`: journald's native protocol, on a socket the test listens on;
@@ -202,7 +203,7 @@ fn stdout_events(
     log_type: &str,
     count: usize,
 ) -> Vec<BTreeMap<String, String>> {
-    let tag = format!("log_type: \"{log_type}\"");
+    let tag = format!(" log_type: {log_type},");
     wait_until(
         Duration::from_secs(10),
         &format!("{count} {log_type} log lines"),
@@ -261,7 +262,18 @@ fn escape_and_resolve_logs_name_what_failed() {
         "{escape:?}"
     );
     assert_eq!(escape["reason"], "ConnectFailed", "{escape:?}");
-    assert!(escape["msg"].contains("refused"), "{escape:?}");
+    // g3's message (the error in full) ends the line.
+    let escape_line = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains(" log_type: Escape,"))
+        .cloned()
+        .expect("the escape line");
+    assert!(
+        escape_line.ends_with("Connection refused (os error 111)"),
+        "{escape_line}"
+    );
     assert_eq!(escape["task_id"].len(), 32, "{escape:?}");
 
     let resolve = stdout_events(&lines, "Resolve", 1);

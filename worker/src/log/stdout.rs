@@ -1,26 +1,36 @@
-//! `stdout`: one line per event, as g3's stdout driver writes it: the time, the level, then
-//! `key: value` pairs sorted by key.
+//! `stdout`: one line per event, as g3's stdout driver writes it: the time, the level, each
+//! `key: value,` sorted by key (values as they are, unquoted), then the message (`()` when
+//! there is none, as for task logs).
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 
 use g3proxy_shared::types::rfc3339_micros;
 
-use super::{Event, Value, Write, key_values};
+use super::{Event, Value, Write};
 
 pub struct Stdout;
 
 impl Write for Stdout {
     fn write(&mut self, event: &Event) -> Option<usize> {
         let mut fields: Vec<_> = event.fields().collect();
-        if !event.message.is_empty() {
-            fields.push(("msg", Value::Str(&event.message)));
-        }
         fields.sort_by_key(|(key, _)| *key);
         let mut line = rfc3339_micros(std::time::SystemTime::now());
-        line.push_str(" INFO ");
-        key_values(fields, ": ", &mut line);
+        line.push_str(" INFO");
+        for (key, value) in fields {
+            let _ = match value {
+                Value::Str(text) => write!(line, " {key}: {text},"),
+                Value::Int(n) => write!(line, " {key}: {n},"),
+            };
+        }
+        line.push(' ');
+        line.push_str(match event.message.as_str() {
+            "" => "()",
+            message => message,
+        });
+        // One event, one line: a line break inside a value would start a false one.
+        let mut line = line.replace(['\n', '\r'], " ");
         line.push('\n');
-        // A closed stdout loses the line, as it would any other.
         let written = std::io::stdout().lock().write_all(line.as_bytes());
         written.ok().map(|()| line.len())
     }
