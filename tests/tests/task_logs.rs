@@ -230,6 +230,52 @@ fn stdout_lines_carry_every_field() {
     check_events(&stdout_events(&lines, "Task", 3), &group, &echo);
 }
 
+/// `flush_task_log_on_created` and `_connected`: a forwarded request and a tunnel each log
+/// as they start and once connected, with `task_event` and `stage`, and then as they end
+/// (no `task_event`); all three events of a task share its id.
+#[test]
+fn created_and_connected_events_come_before_the_end() {
+    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
+    let text = config("stdout").replace(
+        "user_group: users, listen:",
+        "user_group: users, flush_task_log_on_created: true, flush_task_log_on_connected: true, listen:",
+    );
+    let (group, lines) = start_with_stdout(&text);
+    traffic(&group, &origin, &echo);
+    // A request and a tunnel: three events each; the refused login: created, then ended.
+    // The request: created, connected, ended. The tunnel: created (as the connection turns
+    // into one), connected, ended. The refused login: ended only.
+    let events = stdout_events(&lines, "Task", 7);
+    for task_type in ["HttpForward", "TcpConnect"] {
+        let finished = events
+            .iter()
+            .find(|e| e["task_type"] == task_type && e.get("upstream").is_some())
+            .unwrap_or_else(|| panic!("a {task_type} task: {events:?}"));
+        let of_task: Vec<&BTreeMap<String, String>> = events
+            .iter()
+            .filter(|e| e["task_id"] == finished["task_id"])
+            .collect();
+        let stages: Vec<(Option<&str>, &str)> = of_task
+            .iter()
+            .map(|e| (e.get("task_event").map(String::as_str), e["stage"].as_str()))
+            .collect();
+        assert_eq!(
+            stages,
+            [
+                (Some("Created"), "Created"),
+                (Some("Connected"), "Connected"),
+                (None, "Finished")
+            ],
+            "{task_type}: {of_task:?}"
+        );
+    }
+    let created_request = events
+        .iter()
+        .find(|e| e["task_type"] == "HttpForward" && e.get("task_event").is_some())
+        .expect("the request's created event");
+    assert_eq!(created_request["method"], "GET", "{created_request:?}");
+}
+
 /// Escape and resolve logs (failures only, as g3 writes them): a connection refused by the
 /// target names the escaper, the upstream and the reason; a name the zone does not have names
 /// the resolver, the query and the server's answer.

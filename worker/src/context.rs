@@ -203,8 +203,11 @@ pub struct ServerCounters {
     pub name: String,
     /// As g3 names the type in task logs (`HttpProxy`, `SocksProxy`, ...).
     pub server_type: String,
-    /// Where this server's task logs go.
+    /// Where this server's task logs go, and whether tasks also log as they start and once
+    /// connected (`flush_task_log_on_created` / `_connected`).
     pub task_log: Option<Arc<crate::log::Logger>>,
+    pub log_on_created: bool,
+    pub log_on_connected: bool,
     pub total_conn: AtomicU64,
     pub total_task: AtomicU64,
     pub alive: AtomicU64,
@@ -228,7 +231,10 @@ pub struct ServerCounters {
 
 impl ServerCounters {
     pub fn new(name: &str) -> Arc<Self> {
-        Self::logged(name, "", None)
+        Arc::new(ServerCounters {
+            name: name.to_string(),
+            ..Default::default()
+        })
     }
 
     /// The counters of a server of config type `type_name` whose tasks log to `task_log`.
@@ -236,12 +242,15 @@ impl ServerCounters {
         name: &str,
         type_name: &str,
         task_log: Option<Arc<crate::log::Logger>>,
+        common: &g3proxy_shared::config::servers::ServerCommon,
     ) -> Arc<Self> {
         let server_type = crate::log::g3_type_name(type_name);
         Arc::new(ServerCounters {
             name: name.to_string(),
             server_type,
             task_log,
+            log_on_created: common.flush_task_log_on_created,
+            log_on_connected: common.flush_task_log_on_connected,
             ..Default::default()
         })
     }

@@ -14,6 +14,7 @@ use g3proxy_shared::types::rfc3339_micros;
 
 use crate::context::{ServerCounters, TaskGuard, TaskKind, TaskRegistry};
 use crate::log::{Event, Hex};
+use g3proxy_proto::http1::RequestHead;
 
 /// What happened on the way to the upstream, for logs and metrics.
 #[derive(Debug, Default, Clone)]
@@ -35,8 +36,10 @@ pub struct TaskNotes {
     /// HTTP requests of this connection logged as tasks of their own (g3's `HttpForward`
     /// tasks): the connection then writes no event of its own for them.
     pub requests_logged: u32,
-    /// A forwarded request is under way (between `begin_request` and `log_request`).
+    /// A forwarded request is under way (between `begin_request` and `log_request`), and
+    /// where its log starts.
     pub in_request: bool,
+    pub request: Option<RequestLog>,
     /// Why the task ended, in g3's words (`ClosedByClient`, `UpstreamNotConnected`, ...);
     /// `Finished` when nothing says otherwise. Set through the shared reference every server
     /// hands its error log.
@@ -74,19 +77,29 @@ impl TaskContext {
         conn: &ClientConn,
     ) -> TaskContext {
         let guard = tasks.register(server, kind);
-        TaskContext {
+        let task = TaskContext {
             id: guard.id(),
             server: server.clone(),
             client_addr: conn.client_addr,
             local_addr: conn.local_addr,
             user: None,
             user_stats: None,
-            user_request: std::sync::atomic::AtomicU8::new(u8::MAX),
+            user_request: AtomicU8::new(u8::MAX),
             client_tls: conn.tls.clone(),
             started: Instant::now(),
             started_at: SystemTime::now(),
             notes: TaskNotes::default(),
             guard,
+        };
+        task.log_created();
+        task
+    }
+
+    /// The `Created` event of a task that is one (an HTTP connection's requests each have
+    /// their own).
+    fn log_created(&self) {
+        if self.guard.kind() != TaskKind::Http {
+            self.log_stage("Created", None);
         }
     }
 
@@ -100,6 +113,7 @@ impl TaskContext {
         self.client_addr = conn.client_addr;
         self.local_addr = conn.local_addr;
         self.client_tls = conn.tls.clone();
+        self.log_created();
     }
 
     pub fn server_name(&self) -> &str {
@@ -108,7 +122,12 @@ impl TaskContext {
 
     /// What the task turned out to be, for the fleet view.
     pub fn set_kind(&mut self, kind: TaskKind) {
+        let was_http = self.guard.kind() == TaskKind::Http;
         self.guard.set_kind(kind);
+        // An HTTP connection that becomes a tunnel (CONNECT) is a task from now on.
+        if was_http && kind != TaskKind::Http {
+            self.log_created();
+        }
     }
 }
 
@@ -174,6 +193,7 @@ fn request_uuid(id: u64, sequence: u32) -> [u8; 16] {
 }
 
 /// Where a request's log starts: its time and the connection's counts then.
+#[derive(Debug, Clone, Copy)]
 pub struct RequestLog {
     started: Instant,
     started_at: SystemTime,
@@ -199,17 +219,57 @@ impl TaskContext {
         self.notes.connected_at = None;
         self.notes.reason.set("Finished");
         self.notes.in_request = true;
-        RequestLog {
+        let request = RequestLog {
             started: Instant::now(),
             started_at: SystemTime::now(),
             bytes: (self.notes.bytes_up, self.notes.bytes_down),
-        }
+        };
+        self.notes.request = Some(request);
+        request
+    }
+
+    /// A task log event before the end, when the server asks for it
+    /// (`flush_task_log_on_created` / `_connected`): `task_event` `Created` or `Connected`,
+    /// for the request being forwarded (with its HTTP fields, given `head`) or the task.
+    pub fn log_stage(&self, task_event: &'static str, head: Option<&RequestHead>) {
+        let wanted = match task_event {
+            "Created" => self.server.log_on_created,
+            _ => self.server.log_on_connected,
+        };
+        let Some(log) = self.server.task_log.as_ref().filter(|_| wanted) else {
+            return;
+        };
+        let mut event = match (self.notes.in_request, self.notes.request) {
+            (true, Some(request)) => {
+                let bytes = (
+                    self.notes.bytes_up - request.bytes.0,
+                    self.notes.bytes_down - request.bytes.1,
+                );
+                let id = self.log_id();
+                let mut event = self.event(
+                    "HttpForward",
+                    &id,
+                    request.started,
+                    request.started_at,
+                    bytes,
+                );
+                if let Some(head) = head {
+                    http_fields(&mut event, head, None);
+                }
+                event
+            }
+            _ => self.task_event(),
+        };
+        event.str("task_event", task_event);
+        event.set_str("stage", task_event);
+        log.log(event);
     }
 
     /// Writes a forwarded request's event (g3's `HttpForward` task): the connection's fields
     /// with this request's times, bytes and HTTP fields; the URI's password masked.
-    pub fn log_request(&mut self, request: RequestLog, head: &g3proxy_proto::http1::RequestHead) {
+    pub fn log_request(&mut self, request: RequestLog, head: &RequestHead) {
         self.notes.in_request = false;
+        self.notes.request = None;
         let Some(log) = self.server.task_log.clone() else {
             return;
         };
@@ -226,14 +286,7 @@ impl TaskContext {
             request.started_at,
             bytes,
         );
-        let user_agent = head
-            .header("user-agent")
-            .map(|v| String::from_utf8_lossy(v).into_owned());
-        event
-            .str("method", &head.method)
-            .str("uri", masked_uri(&head.target))
-            .opt("user_agent", user_agent)
-            .opt("rsp_status", self.notes.rsp_status);
+        http_fields(&mut event, head, self.notes.rsp_status);
         log.log(event);
     }
 
@@ -296,6 +349,18 @@ impl TaskContext {
             .str("total_time", format_args!("{:.3?}", started.elapsed()));
         event
     }
+}
+
+/// A forwarded request's own fields: `method`, `uri` (masked), `user_agent`, `rsp_status`.
+fn http_fields(event: &mut Event, head: &RequestHead, rsp_status: Option<u16>) {
+    let user_agent = head
+        .header("user-agent")
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    event
+        .str("method", &head.method)
+        .str("uri", masked_uri(&head.target))
+        .opt("user_agent", user_agent)
+        .opt("rsp_status", rsp_status);
 }
 
 /// A request target as task logs show it: a password in it masked, at most

@@ -227,6 +227,13 @@ fn mistakes_name_file_path_and_line() {
             "main.yml: escaper[0].extra_metrics_tags (line 5): metric tag \"site\": \"a,b\": names and values take letters, digits and -_./ only (and a name is not empty)",
         ),
         (
+            &[(
+                "main.yml",
+                "server:\n  - name: s\n    type: http_proxy\n    escaper: e\n    task_log_flush_interval: 10s\n",
+            )],
+            "main.yml: server[0].task_log_flush_interval (line 5): this key is not supported by this build yet",
+        ),
+        (
             &[("main.yml", "server: missing.yml\n")],
             "missing.yml: cannot read",
         ),

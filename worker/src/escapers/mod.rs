@@ -448,6 +448,10 @@ impl Escaper {
         notes.bound = Some(connected.bound);
         notes.upstream_limit = connected.speed_limit;
         notes.connected_at = Some(std::time::Instant::now());
+        // A forwarded request logs its own, once its connection is noted.
+        if !task.notes.in_request {
+            task.log_stage("Connected", None);
+        }
     }
 
     /// Opens a TCP connection toward the permit's target and notes on the task how it went.

@@ -62,6 +62,7 @@ impl UpstreamConn {
         task.notes
             .connected_at
             .get_or_insert_with(std::time::Instant::now);
+        task.log_stage("Connected", None);
     }
 
     /// Whether it may carry another request, having been idle since `idle_since`: nothing
@@ -155,6 +156,7 @@ pub async fn forward(
     let mut out = env.context.buffers.take();
     let request_log = task.begin_request();
     task.notes.upstream = Some(request.upstream.to_string());
+    task.log_stage("Created", Some(request.head));
     let exchanged = exchange(client, task, request, source, env, &mut out).await;
     env.context.buffers.give(out);
     if let Err(error) = &exchanged {

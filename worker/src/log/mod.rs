@@ -79,6 +79,18 @@ impl Event {
         self
     }
 
+    /// Replaces the value of `key` (added if missing).
+    pub fn set_str(&mut self, key: &'static str, value: impl Display) -> &mut Event {
+        let start = self.text.len();
+        let _ = write!(self.text, "{value}");
+        let slot = Slot::Str(start, self.text.len());
+        match self.slots.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, old)) => *old = slot,
+            None => self.slots.push((key, slot)),
+        }
+        self
+    }
+
     pub fn int(&mut self, key: &'static str, value: u64) -> &mut Event {
         self.slots.push((key, Slot::Int(value)));
         self

@@ -178,6 +178,7 @@ impl Server {
                 config.name(),
                 config.type_name(),
                 cx.context.task_log.clone(),
+                &config.common,
             ),
             ingress: config.common.ingress_network_filter.clone(),
             misc_opts: config.common.tcp_misc_opts.clone(),

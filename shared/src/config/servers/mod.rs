@@ -92,6 +92,15 @@ pub struct ServerCommon {
     /// Options set on every accepted connection.
     #[serde(default)]
     pub tcp_misc_opts: TcpMiscOpts,
+    /// Task log events as a task starts and once its upstream is connected, besides the one
+    /// as it ends (g3's `task_event: Created` / `Connected`).
+    #[serde(default)]
+    pub flush_task_log_on_created: bool,
+    #[serde(default)]
+    pub flush_task_log_on_connected: bool,
+    /// Periodic events of long tasks: refused until the relay reports its bytes as it goes.
+    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
+    pub task_log_flush_interval: (),
 }
 
 /// The fact a facts user group matches a connection's user by.
