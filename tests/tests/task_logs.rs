@@ -284,9 +284,12 @@ fn escape_and_resolve_logs_name_what_failed() {
     let certs_dir = std::env::temp_dir().join(format!("g3proxy-logs-certs-{}", std::process::id()));
     let certs = Certs::make(&certs_dir);
     let unbound = Unbound::start(&certs, &["origin.test. 300 IN A 127.0.0.1"]);
+    let origin = Origin::start("127.0.0.1");
+    // A stream that speaks TLS to a plain HTTP origin: its handshakes fail.
     let text = format!(
-        "log: {{default: discard, escape: stdout, resolve: stdout}}\nresolver:\n  - {{name: zone, type: hickory, server: 127.0.0.1, server_port: {}}}\nescaper:\n  - {{name: direct, type: direct_fixed, resolver: zone, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\nserver:\n  - {{name: http, type: http_proxy, escaper: direct, listen: \"127.0.0.1:{{{{http_port}}}}\"}}\n",
-        unbound.port
+        "log: {{default: discard, escape: stdout, resolve: stdout}}\nresolver:\n  - {{name: zone, type: hickory, server: 127.0.0.1, server_port: {}}}\nescaper:\n  - {{name: direct, type: direct_fixed, resolver: zone, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\nserver:\n  - {{name: http, type: http_proxy, escaper: direct, listen: \"127.0.0.1:{{{{http_port}}}}\"}}\n  - {{name: stream, type: tcp_stream, escaper: direct, listen: \"127.0.0.1:{{{{stream_port}}}}\", upstream: \"127.0.0.1:{}\", tls_client: {{}}, upstream_tls_name: origin.test}}\n",
+        unbound.port,
+        origin.addr.port()
     );
     let (group, lines) = start_with_stdout(&text);
     let proxy = format!("http://127.0.0.1:{}", group.port("http"));
@@ -294,7 +297,6 @@ fn escape_and_resolve_logs_name_what_failed() {
     let refused = format!("http://127.0.0.1:{closed}/");
     assert_eq!(curl_status(&["-x", &proxy, &refused]), "521");
     assert_ne!(curl_status(&["-x", &proxy, "http://missing.test/"]), "200");
-    let origin = Origin::start("127.0.0.1");
     let by_name = format!("http://origin.test:{}/", origin.addr.port());
     assert_eq!(curl(&["-x", &proxy, &by_name]), "hello");
 
@@ -333,15 +335,40 @@ fn escape_and_resolve_logs_name_what_failed() {
     assert_eq!(missing["error_type"], "ServerError", "{missing:?}");
     assert_eq!(missing["error_subtype"], "NOTFOUND", "{missing:?}");
     assert_eq!(missing["rr_source"], "query", "{missing:?}");
+    // The fields of its type: the server it asked.
+    assert_eq!(missing["server"], "127.0.0.1", "{missing:?}");
+    assert_eq!(
+        missing["server_port"],
+        unbound.port.to_string(),
+        "{missing:?}"
+    );
     // A lookup failed: that is the resolve log's, not an escape error.
-    assert_eq!(stdout_events(&lines, "Escape", 1).len(), 1);
-    // The name that resolves, and the task that connected, log nothing.
+    let connects = stdout_events(&lines, "Escape", 1)
+        .into_iter()
+        .filter(|e| e["escape_type"] == "TcpConnect")
+        .count();
+    assert_eq!(connects, 1);
+
+    // A TLS handshake with the upstream that fails.
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", group.port("stream"))).expect("connect");
+    let _ = std::io::Write::write_all(&mut stream, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
+    let events = stdout_events(&lines, "Escape", 2);
+    let tls = events
+        .iter()
+        .find(|e| e["escape_type"] == "TlsHandshake")
+        .unwrap_or_else(|| panic!("a TlsHandshake event: {events:?}"));
+    assert_eq!(tls["tls_name"], "origin.test", "{tls:?}");
+    assert_eq!(tls["tls_application"], "TcpStream", "{tls:?}");
+    assert_eq!(tls["escaper_name"], "direct", "{tls:?}");
+    // The name that resolves logs nothing.
     assert!(
         !lines
             .lock()
             .unwrap()
             .iter()
-            .any(|l| l.contains("origin.test")),
+            .any(|l| l.contains(" log_type: Resolve,") && l.contains("origin.test")),
         "a lookup that worked was logged"
     );
 }

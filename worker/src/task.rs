@@ -120,6 +120,11 @@ impl TaskContext {
         &self.server.name
     }
 
+    /// What the task is (as the fleet view counts it).
+    pub fn kind(&self) -> TaskKind {
+        self.guard.kind()
+    }
+
     /// What the task turned out to be, for the fleet view.
     pub fn set_kind(&mut self, kind: TaskKind) {
         let was_http = self.guard.kind() == TaskKind::Http;

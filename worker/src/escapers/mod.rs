@@ -490,7 +490,9 @@ impl Escaper {
         config: &TlsClientConfig,
         tls_name: Option<&str>,
     ) -> Result<Connected, TaskError> {
-        let connected = self.tcp_connect(task, permit).await?;
+        // The escaper that connects, for the escape log of a handshake that fails.
+        let escaper = self.route(&Self::leg(permit)).await?;
+        let connected = escaper.tcp_connect(task, permit).await?;
         let name = match tls_name {
             Some(name) => Some(
                 ServerName::try_from(name.to_string())
@@ -498,7 +500,32 @@ impl Escaper {
             ),
             None => None,
         };
-        connect::tls_over(connected, config, name, &permit.target().host).await
+        let secured = connect::tls_over(connected, config, name, &permit.target().host).await;
+        if let (Err(error), Some(log)) = (&secured, &escaper.log) {
+            let target = permit.target();
+            let application = match task.kind() {
+                crate::context::TaskKind::Http => "HttpForward",
+                _ => "TcpStream",
+            };
+            let mut event = Event::new();
+            event
+                .str("escape_type", "TlsHandshake")
+                .str("escaper_type", &escaper.type_name)
+                .str("escaper_name", &escaper.name)
+                .str("task_id", Hex(&task.log_id()))
+                .str("upstream", target)
+                .opt("next_bound_addr", task.notes.bound)
+                .opt("next_peer_addr", task.notes.next_hop)
+                .str(
+                    "tls_name",
+                    tls_name.map_or_else(|| target.host.to_string(), str::to_string),
+                )
+                .str("tls_peer", target)
+                .str("tls_application", application);
+            event.message = error.to_string();
+            log.log(event);
+        }
+        secured
     }
 
     /// A connection to forward HTTP requests for `target` on, and the form the requests take

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use g3proxy_shared::config::escapers::QueryStrategy;
-use g3proxy_shared::config::resolvers::{ResolverConfig, ResolverType};
+use g3proxy_shared::config::resolvers::{DnsProtocol, ResolverConfig, ResolverType};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -78,8 +78,10 @@ pub struct Resolver {
     pub name: String,
     /// As g3 names the type in resolve logs (`c-ares`, `hickory`, ...).
     type_name: &'static str,
-    /// Where failed lookups are logged (the `log` section's `resolve` driver).
+    /// Where failed lookups are logged (the `log` section's `resolve` driver), and the
+    /// fields of its type that every such event carries (g3's: the servers asked, ...).
     log: Option<Arc<Logger>>,
+    log_fields: Vec<(&'static str, String)>,
     driver: Driver,
     protective_timeout: Duration,
     negative_ttl: u32,
@@ -196,6 +198,7 @@ impl Resolver {
         let type_name = config.type_name();
         let mut resolver = Resolver::new(config.name(), type_name, driver, timeout, negative_ttl);
         resolver.log = log;
+        resolver.log_fields = log_fields(&config.resolver_type);
         Ok(resolver)
     }
 
@@ -210,6 +213,7 @@ impl Resolver {
             name: name.to_string(),
             type_name,
             log: None,
+            log_fields: Vec::new(),
             driver,
             protective_timeout,
             negative_ttl,
@@ -368,13 +372,18 @@ impl Resolver {
         let mut event = Event::new();
         event
             .str("resolver_type", self.type_name)
-            .str("resolver_name", &self.name)
+            .str("resolver_name", &self.name);
+        for (key, value) in &self.log_fields {
+            event.str(key, value);
+        }
+        event
             .str("query_type", family.rr_type())
             .str("duration", format!("{:.3?}", started.elapsed()))
             .str("rr_source", source.name())
             .str("error_type", error.error_type())
             .str("error_subtype", error.error_subtype())
             .str("domain", domain);
+        event.message = error.to_string();
         log.log(event);
     }
 
@@ -486,4 +495,39 @@ impl Cache {
         let len: usize = self.slots.iter().map(HashMap::len).sum();
         self.sweep_at = (len * 2).max(FIRST_SWEEP_AT);
     }
+}
+
+/// The fields of a resolver's type in its resolve logs, as g3 writes them: c-ares its
+/// `bind_ipv4` / `bind_ipv6` and `server`s, hickory its `bind_addr`, `server`s,
+/// `server_port` and `encryption`, fail_over its `next_primary` / `next_standby`.
+fn log_fields(resolver_type: &ResolverType) -> Vec<(&'static str, String)> {
+    let spaced = |items: Vec<String>| items.join(" ");
+    let mut fields = Vec::new();
+    match resolver_type {
+        ResolverType::CAres(c) => {
+            fields.extend(c.bind_ipv4.map(|ip| ("bind_ipv4", ip.to_string())));
+            fields.extend(c.bind_ipv6.map(|ip| ("bind_ipv6", ip.to_string())));
+            let servers = c.server.0.iter().map(ToString::to_string).collect();
+            fields.push(("server", spaced(servers)));
+        }
+        ResolverType::Hickory(h) => {
+            fields.extend(h.bind_ip.map(|ip| ("bind_addr", ip.to_string())));
+            let servers = h.server.0.iter().map(ToString::to_string).collect();
+            fields.push(("server", spaced(servers)));
+            fields.extend(h.server_port.map(|port| ("server_port", port.to_string())));
+            fields.extend(h.encryption.as_ref().map(|e| {
+                let protocol = match e.protocol {
+                    DnsProtocol::Tls => "DnsOverTls",
+                    DnsProtocol::Https => "DnsOverHttps",
+                };
+                ("encryption", format!("{protocol}({})", e.tls_name))
+            }));
+        }
+        ResolverType::FailOver(f) => {
+            fields.push(("next_primary", f.primary.clone()));
+            fields.push(("next_standby", f.standby.clone()));
+        }
+        ResolverType::DenyAll => {}
+    }
+    fields
 }
