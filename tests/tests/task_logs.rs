@@ -232,13 +232,14 @@ fn stdout_lines_carry_every_field() {
 
 /// `flush_task_log_on_created` and `_connected`: a forwarded request and a tunnel each log
 /// as they start and once connected, with `task_event` and `stage`, and then as they end
-/// (no `task_event`); all three events of a task share its id.
+/// (no `task_event`); all three events of a task share its id. With
+/// `task_log_flush_interval`, an open tunnel logs its bytes so far (`Periodic`).
 #[test]
-fn created_and_connected_events_come_before_the_end() {
+fn created_connected_and_periodic_events() {
     let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
     let text = config("stdout").replace(
         "user_group: users, listen:",
-        "user_group: users, flush_task_log_on_created: true, flush_task_log_on_connected: true, listen:",
+        "user_group: users, flush_task_log_on_created: true, flush_task_log_on_connected: true, task_log_flush_interval: 100ms, listen:",
     );
     let (group, lines) = start_with_stdout(&text);
     traffic(&group, &origin, &echo);
@@ -254,6 +255,7 @@ fn created_and_connected_events_come_before_the_end() {
         let of_task: Vec<&BTreeMap<String, String>> = events
             .iter()
             .filter(|e| e["task_id"] == finished["task_id"])
+            .filter(|e| e.get("task_event").is_none_or(|t| t != "Periodic"))
             .collect();
         let stages: Vec<(Option<&str>, &str)> = of_task
             .iter()
@@ -269,6 +271,25 @@ fn created_and_connected_events_come_before_the_end() {
             "{task_type}: {of_task:?}"
         );
     }
+    // A tunnel that stays open logs its bytes so far every task_log_flush_interval.
+    let connect = format!(
+        "CONNECT {} HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Basic aG9wOnRvb3I=\r\n\r\n",
+        echo.addr, echo.addr
+    );
+    let mut tunnel = open_connect_tunnel_with(&group, &connect);
+    roundtrip(&mut tunnel, &[b'y'; 100]);
+    let periodic = wait_until(Duration::from_secs(10), "a periodic event", || {
+        let lines = lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.contains(" task_event: Periodic,") && l.contains(" c_rd_bytes: 100,"))
+            .map(|l| pairs(l.split_once(" INFO ").expect("a stdout line").1, ": "))
+            .next()
+    });
+    assert_eq!(periodic["stage"], "Relaying", "{periodic:?}");
+    assert_eq!(periodic["c_wr_bytes"], "100", "{periodic:?}");
+    drop(tunnel);
+
     let created_request = events
         .iter()
         .find(|e| e["task_type"] == "HttpForward" && e.get("task_event").is_some())

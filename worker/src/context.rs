@@ -208,6 +208,8 @@ pub struct ServerCounters {
     pub task_log: Option<Arc<crate::log::Logger>>,
     pub log_on_created: bool,
     pub log_on_connected: bool,
+    /// `task_log_flush_interval`: a `Periodic` event this often while a tunnel relays.
+    pub log_interval: Option<std::time::Duration>,
     pub total_conn: AtomicU64,
     pub total_task: AtomicU64,
     pub alive: AtomicU64,
@@ -251,6 +253,7 @@ impl ServerCounters {
             task_log,
             log_on_created: common.flush_task_log_on_created,
             log_on_connected: common.flush_task_log_on_connected,
+            log_interval: common.task_log_flush_interval.map(|d| d.0),
             ..Default::default()
         })
     }

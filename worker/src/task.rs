@@ -295,8 +295,25 @@ impl TaskContext {
         log.log(event);
     }
 
+    /// A `Periodic` event of a tunnel that has relayed `in_flight` (up, down) so far.
+    pub fn log_periodic(&self, (up, down): (u64, u64)) {
+        let Some(log) = &self.server.task_log else {
+            return;
+        };
+        let bytes = (self.notes.bytes_up + up, self.notes.bytes_down + down);
+        let mut event = self.task_event_with(bytes);
+        event.str("task_event", "Periodic");
+        event.set_str("stage", "Relaying");
+        log.log(event);
+    }
+
     /// The task log's event for this task as it ends, with g3's field names.
     fn task_event(&self) -> Event {
+        self.task_event_with((self.notes.bytes_up, self.notes.bytes_down))
+    }
+
+    /// The task's event with `bytes` (up, down) moved.
+    fn task_event_with(&self, bytes: (u64, u64)) -> Event {
         let task_type = match self.guard.kind() {
             TaskKind::Http => "HttpForward",
             TaskKind::SocksUdp => "UdpAssociate",
@@ -304,7 +321,6 @@ impl TaskContext {
                 "TcpConnect"
             }
         };
-        let bytes = (self.notes.bytes_up, self.notes.bytes_down);
         self.event(
             task_type,
             &task_uuid(self.id),

@@ -229,9 +229,9 @@ fn mistakes_name_file_path_and_line() {
         (
             &[(
                 "main.yml",
-                "server:\n  - name: s\n    type: http_proxy\n    escaper: e\n    task_log_flush_interval: 10s\n",
+                "server:\n  - name: s\n    type: http_proxy\n    escaper: e\n    task_log_flush_interval: 0s\n",
             )],
-            "main.yml: server[0].task_log_flush_interval (line 5): this key is not supported by this build yet",
+            "main.yml: server[0].task_log_flush_interval (line 5):",
         ),
         (
             &[("main.yml", "server: missing.yml\n")],

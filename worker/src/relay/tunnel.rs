@@ -169,6 +169,13 @@ impl Flow {
     }
 }
 
+impl Tunnel<'_> {
+    /// Bytes relayed so far: client to upstream, upstream to client.
+    pub fn transferred(&self) -> (u64, u64) {
+        (self.up.bytes, self.down.bytes)
+    }
+}
+
 /// Relays between `client` and `upstream` with `policy` until the tunnel ends.
 pub fn relay_tunnel<'a>(
     client: &'a Stream,

@@ -239,7 +239,22 @@ pub async fn tunnel(
     let policy = policy
         .for_user(user.as_deref())
         .with_upstream_limit(task.notes.upstream_limit);
-    let outcome = relay::relay_tunnel(client, upstream, &policy, context, user.as_deref()).await;
+    let relay = relay::relay_tunnel(client, upstream, &policy, context, user.as_deref());
+    let outcome = match task.server.log_interval {
+        None => relay.await,
+        Some(interval) => {
+            // `task_log_flush_interval`: the tunnel's bytes so far, as it goes.
+            let mut relay = std::pin::pin!(relay);
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            loop {
+                tokio::select! {
+                    outcome = &mut relay => break outcome,
+                    _ = ticks.tick() => task.log_periodic(relay.as_ref().get_ref().transferred()),
+                }
+            }
+        }
+    };
     task.notes.bytes_up += outcome.client_to_upstream;
     task.notes.bytes_down += outcome.upstream_to_client;
     task.notes.reason.set(outcome.end.reason());

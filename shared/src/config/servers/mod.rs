@@ -98,9 +98,9 @@ pub struct ServerCommon {
     pub flush_task_log_on_created: bool,
     #[serde(default)]
     pub flush_task_log_on_connected: bool,
-    /// Periodic events of long tasks: refused until the relay reports its bytes as it goes.
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub task_log_flush_interval: (),
+    /// A `Periodic` event this often while a tunnel relays (its bytes so far).
+    #[serde(default, deserialize_with = "crate::types::bounds::optional_timeout")]
+    pub task_log_flush_interval: Option<HumanDuration>,
 }
 
 /// The fact a facts user group matches a connection's user by.
