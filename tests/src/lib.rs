@@ -8,6 +8,7 @@
 //!   [`Unbound`] (a real name server, with DoT and DoH) for resolvers;
 //! - [`Load`]: bounded clients sending requests continuously, counting every failure;
 //! - [`StatsdReceiver`]: a StatsD server that keeps every metric line it gets;
+//! - [`socks_udp`]: a SOCKS5 UDP client (associate, datagrams, one exchange);
 //! - [`Wrk`]: wrk at a high new-connection rate, for zero-loss checks where a loss would show;
 //! - [`wait_until`]: the one way tests wait, naming what they waited for when it fails.
 
@@ -18,6 +19,7 @@ pub mod group;
 pub mod netns;
 pub mod notify;
 pub mod servers;
+pub mod socks_udp;
 pub mod statsd;
 pub mod systemd;
 pub mod unbound;

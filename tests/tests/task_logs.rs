@@ -297,6 +297,48 @@ fn created_connected_and_periodic_events() {
     assert_eq!(created_request["method"], "GET", "{created_request:?}");
 }
 
+/// A SOCKS5 UDP association logs as g3's `UdpAssociate` task: the control connection's and
+/// the datagrams' addresses by their own names, the first target, and bytes and datagrams
+/// each way.
+#[test]
+fn udp_tasks_log_their_datagrams() {
+    use g3proxy_tests::socks_udp::{associate, client_socket, exchange};
+    let echo = g3proxy_tests::UdpEcho::start();
+    let text = config("stdout").replace(
+        "server:\n",
+        "server:\n  - {name: socks, type: socks_proxy, escaper: direct, use_udp_associate: true, listen: \"127.0.0.1:{{socks_port}}\"}\n",
+    );
+    let (group, lines) = start_with_stdout(&text);
+    let client = client_socket();
+    let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], group.port("socks")));
+    let (control, relay) = associate(proxy, &client);
+    for payload in [&b"one"[..], b"two"] {
+        assert!(exchange(&client, relay, echo.addr, payload).is_some());
+    }
+    drop(control);
+    let events = stdout_events(&lines, "Task", 1);
+    let udp = &events[0];
+    assert_eq!(udp["task_type"], "UdpAssociate", "{udp:?}");
+    assert_eq!(udp["initial_peer"], echo.addr.to_string(), "{udp:?}");
+    assert_eq!(
+        udp["udp_client_addr"],
+        client.local_addr().unwrap().to_string(),
+        "{udp:?}"
+    );
+    assert_eq!(udp["udp_listen_addr"], relay.to_string(), "{udp:?}");
+    assert_eq!(udp["tcp_server_addr"], proxy.to_string(), "{udp:?}");
+    for key in [
+        "c_rd_packets",
+        "c_wr_packets",
+        "r_rd_packets",
+        "r_wr_packets",
+    ] {
+        assert_eq!(udp[key], "2", "{key}: {udp:?}");
+    }
+    assert_eq!(udp["c_rd_bytes"], "6", "{udp:?}");
+    assert!(!udp.contains_key("server_addr"), "{udp:?}");
+}
+
 /// Escape and resolve logs (failures only, as g3 writes them): a connection refused by the
 /// target names the escaper, the upstream and the reason; a name the zone does not have names
 /// the resolver, the query and the server's answer.

@@ -213,9 +213,14 @@ pub struct ServerCounters {
     pub total_conn: AtomicU64,
     pub total_task: AtomicU64,
     pub alive: AtomicU64,
-    /// Bytes from clients and to clients, counted as each task ends.
+    /// Bytes from clients and to clients, counted as each task ends: over TCP, and in UDP
+    /// datagrams (with their count).
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    pub udp_bytes_in: AtomicU64,
+    pub udp_bytes_out: AtomicU64,
+    pub udp_packets_in: AtomicU64,
+    pub udp_packets_out: AtomicU64,
     /// Tasks refused: a login that failed, a destination a user may not reach, a blocked
     /// user (g3's `server.forbidden.*`).
     pub auth_failed: AtomicU64,

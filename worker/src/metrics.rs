@@ -83,6 +83,10 @@ struct Last {
     tasks: u64,
     bytes_in: u64,
     bytes_out: u64,
+    udp_bytes_in: u64,
+    udp_bytes_out: u64,
+    udp_packets_in: u64,
+    udp_packets_out: u64,
     auth_failed: u64,
     dest_denied: u64,
     user_blocked: u64,
@@ -100,6 +104,10 @@ impl Last {
             tasks: read(&counters.total_task),
             bytes_in: read(&counters.bytes_in),
             bytes_out: read(&counters.bytes_out),
+            udp_bytes_in: read(&counters.udp_bytes_in),
+            udp_bytes_out: read(&counters.udp_bytes_out),
+            udp_packets_in: read(&counters.udp_packets_in),
+            udp_packets_out: read(&counters.udp_packets_out),
             auth_failed: read(&counters.auth_failed),
             dest_denied: read(&counters.dest_denied),
             user_blocked: read(&counters.user_blocked),
@@ -200,6 +208,8 @@ impl Metrics {
             tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let mut tcp = tags.clone();
             tcp.push(("transport", "tcp"));
+            let mut udp = tags.clone();
+            udp.push(("transport", "udp"));
             // Only what changed: an idle server sends its gauge alone.
             let changes = [
                 (
@@ -220,6 +230,30 @@ impl Metrics {
                     now.bytes_out,
                     last.bytes_out,
                     &tcp[..],
+                ),
+                (
+                    "server.traffic.in.bytes",
+                    now.udp_bytes_in,
+                    last.udp_bytes_in,
+                    &udp[..],
+                ),
+                (
+                    "server.traffic.out.bytes",
+                    now.udp_bytes_out,
+                    last.udp_bytes_out,
+                    &udp[..],
+                ),
+                (
+                    "server.traffic.in.packets",
+                    now.udp_packets_in,
+                    last.udp_packets_in,
+                    &udp[..],
+                ),
+                (
+                    "server.traffic.out.packets",
+                    now.udp_packets_out,
+                    last.udp_packets_out,
+                    &udp[..],
                 ),
                 (
                     "server.forbidden.auth_failed",

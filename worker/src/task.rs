@@ -46,6 +46,11 @@ pub struct TaskNotes {
     pub reason: EndReason,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// A UDP task's datagrams each way, its client's UDP address and the socket it sends
+    /// from, and its first target (g3's `UdpAssociate` / `UdpConnect` fields).
+    pub packets_up: u64,
+    pub packets_down: u64,
+    pub udp: Option<UdpNotes>,
 }
 
 pub struct TaskContext {
@@ -197,6 +202,16 @@ fn request_uuid(id: u64, sequence: u32) -> [u8; 16] {
     uuid
 }
 
+/// What a UDP task's log says of its sockets.
+#[derive(Debug, Clone)]
+pub struct UdpNotes {
+    pub listen: SocketAddr,
+    pub client: SocketAddr,
+    pub initial_peer: String,
+    /// `udp connect` (one target) rather than `udp associate`.
+    pub connect: bool,
+}
+
 /// Where a request's log starts: its time and the connection's counts then.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLog {
@@ -316,6 +331,9 @@ impl TaskContext {
     fn task_event_with(&self, bytes: (u64, u64)) -> Event {
         let task_type = match self.guard.kind() {
             TaskKind::Http => "HttpForward",
+            TaskKind::SocksUdp if self.notes.udp.as_ref().is_some_and(|u| u.connect) => {
+                "UdpConnect"
+            }
             TaskKind::SocksUdp => "UdpAssociate",
             TaskKind::Connect | TaskKind::SocksTcp | TaskKind::Stream | TaskKind::Other => {
                 "TcpConnect"
@@ -351,9 +369,29 @@ impl TaskContext {
             .str("start_at", rfc3339_micros(started_at))
             .opt("user", self.user.as_ref().map(|u| &u.name))
             .opt("escaper", notes.escaper.as_deref())
-            .str("reason", notes.reason.get())
-            .str("server_addr", self.local_addr)
-            .str("client_addr", self.client_addr)
+            .str("reason", notes.reason.get());
+        match &notes.udp {
+            // g3's names for a UDP task's sockets: the control connection's ends, then the
+            // datagrams' (ours, the client's), then where the first one went.
+            Some(udp) => {
+                event
+                    .str("tcp_server_addr", self.local_addr)
+                    .str("tcp_client_addr", self.client_addr)
+                    .str("udp_listen_addr", udp.listen)
+                    .str("udp_client_addr", udp.client)
+                    .str("initial_peer", &udp.initial_peer)
+                    .int("c_rd_packets", notes.packets_up)
+                    .int("c_wr_packets", notes.packets_down)
+                    .int("r_rd_packets", notes.packets_down)
+                    .int("r_wr_packets", notes.packets_up);
+            }
+            None => {
+                event
+                    .str("server_addr", self.local_addr)
+                    .str("client_addr", self.client_addr);
+            }
+        }
+        event
             .opt("upstream", notes.upstream.as_deref())
             .opt("next_bound_addr", notes.bound)
             .opt("next_peer_addr", notes.next_hop)
@@ -410,12 +448,26 @@ impl Drop for TaskContext {
     /// and a debug line.
     fn drop(&mut self) {
         let notes = &self.notes;
-        self.server
-            .bytes_in
-            .fetch_add(notes.bytes_up, Ordering::Relaxed);
-        self.server
-            .bytes_out
-            .fetch_add(notes.bytes_down, Ordering::Relaxed);
+        let server = &self.server;
+        if notes.udp.is_some() {
+            server
+                .udp_bytes_in
+                .fetch_add(notes.bytes_up, Ordering::Relaxed);
+            server
+                .udp_bytes_out
+                .fetch_add(notes.bytes_down, Ordering::Relaxed);
+            server
+                .udp_packets_in
+                .fetch_add(notes.packets_up, Ordering::Relaxed);
+            server
+                .udp_packets_out
+                .fetch_add(notes.packets_down, Ordering::Relaxed);
+        } else {
+            server.bytes_in.fetch_add(notes.bytes_up, Ordering::Relaxed);
+            server
+                .bytes_out
+                .fetch_add(notes.bytes_down, Ordering::Relaxed);
+        }
         let request = usize::from(self.user_request.load(Ordering::Relaxed));
         if let Some(user) = &self.user_stats
             && request < crate::auth::stats::REQUEST_TYPES.len()

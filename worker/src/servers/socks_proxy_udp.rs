@@ -261,6 +261,17 @@ impl UdpSession<'_> {
             Ok((header.target, start))
         };
         let (first_target, start) = datagram(&buffer[..length])?;
+        let associate = self.config.use_udp_associate
+            || task
+                .user
+                .as_ref()
+                .is_some_and(|u| u.config().socks_use_udp_associate);
+        task.notes.udp = Some(crate::task::UdpNotes {
+            listen: client.local_addr().map_err(TaskError::ClientIo)?,
+            client: client.peer_addr().map_err(TaskError::ClientIo)?,
+            initial_peer: first_target.to_string(),
+            connect: !associate,
+        });
         let request = Some(ProxyRequestType::SocksUdpAssociate);
         let permit = self.gate.permit_within(task, request, &first_target)?;
         let user = task.user.clone();
@@ -279,10 +290,6 @@ impl UdpSession<'_> {
         let first = &buffer[start..length];
         let first_allowed = upload.admit(first.len());
         // Either the server or the user asks for "udp associate" (as g3 decides).
-        let associate = self.config.use_udp_associate
-            || user
-                .as_ref()
-                .is_some_and(|u| u.config().socks_use_udp_associate);
         let mut upstream = if associate {
             let mut relay = UdpRelay::new(self.escaper.clone());
             if first_allowed {
@@ -298,6 +305,7 @@ impl UdpSession<'_> {
         };
         if first_allowed {
             task.notes.bytes_up += first.len() as u64;
+            task.notes.packets_up += 1;
         }
         let mut from_upstream = vec![0u8; MAX_DATAGRAM];
         let mut out = Vec::with_capacity(MAX_DATAGRAM + 262);
@@ -333,6 +341,7 @@ impl UdpSession<'_> {
                         }
                     }
                     task.notes.bytes_up += (length - start) as u64;
+                    task.notes.packets_up += 1;
                     moved = true;
                 }
                 received = upstream.recv(&mut from_upstream) => {
@@ -348,6 +357,7 @@ impl UdpSession<'_> {
                     out.extend_from_slice(&from_upstream[..length]);
                     client.send(&out).await.map_err(TaskError::ClientIo)?;
                     task.notes.bytes_down += length as u64;
+                    task.notes.packets_down += 1;
                     moved = true;
                 }
                 _ = ticker.tick() => {
