@@ -1,7 +1,8 @@
 //! Scenario: every `proxy_*` escaper against a second group of ours as its next hop. The
 //! front group's HTTP proxies each leave through one escaper: `proxy_http` and `proxy_https`
 //! to the next group's HTTP proxy (plain, and under TLS with the test CA), `proxy_socks5` and
-//! `proxy_socks5s` to its SOCKS proxy (plain, and behind a `plain_tls_port`). The next group
+//! `proxy_socks5s` to its SOCKS proxy (plain, and behind a `plain_tls_port`), and a
+//! `proxy_http` with `use_proxy_protocol: 2` to a port that wants a PROXY v2 header. The next group
 //! wants a login (`open` with any password, through Basic and RFC 1929), which only the
 //! escapers have; its own egress reaches the origin. Checked: forwarded requests and `CONNECT`
 //! tunnels arrive, a target name travels to the next hop to be resolved there, and a next hop
@@ -39,6 +40,7 @@ server:
     listen: \"127.0.0.1:{{socks_tls_port}}\"
     server: socks
     tls_server: {certificate: server.pem, private_key: server.key}
+  - {name: pp, type: plain_tcp_port, listen: \"127.0.0.1:{{pp_port}}\", server: http, proxy_protocol: v2}
 ";
 
 #[test]
@@ -70,6 +72,11 @@ fn each_proxy_escaper_chains_through_a_second_group() {
     proxy_addr: 127.0.0.1:{socks_tls}
     {login}
     {tls}
+  - name: via_pp
+    type: proxy_http
+    proxy_addr: 127.0.0.1:{pp}
+    {login}
+    use_proxy_protocol: 2
   - name: wrong_login
     type: proxy_socks5
     proxy_addr: 127.0.0.1:{socks}
@@ -81,11 +88,13 @@ server:
   - {{name: socks5, type: http_proxy, escaper: via_socks5, listen: \"127.0.0.1:{{{{socks5_port}}}}\"}}
   - {{name: socks5s, type: http_proxy, escaper: via_socks5s, listen: \"127.0.0.1:{{{{socks5s_port}}}}\"}}
   - {{name: wrong, type: http_proxy, escaper: wrong_login, listen: \"127.0.0.1:{{{{wrong_port}}}}\"}}
+  - {{name: pp, type: http_proxy, escaper: via_pp, listen: \"127.0.0.1:{{{{pp_port}}}}\"}}
 ",
         http = next.port("http"),
         https = next.port("https"),
         socks = next.port("socks"),
         socks_tls = next.port("socks_tls"),
+        pp = next.port("pp"),
     );
     let mut front = Group::from_text(&front_text, &std::env::temp_dir(), &[]);
     // The front trusts the next group's CA.
@@ -94,7 +103,8 @@ server:
 
     let by_address = origin.url("/");
     let by_name = format!("http://localhost:{}/", origin.addr.port());
-    for server in ["http", "https", "socks5", "socks5s"] {
+    // `pp` speaks PROXY v2 first: the next group's port takes nothing without it.
+    for server in ["http", "https", "socks5", "socks5s", "pp"] {
         let proxy = format!("http://127.0.0.1:{}", front.port(server));
         assert_eq!(
             curl(&["-x", &proxy, &by_address]),

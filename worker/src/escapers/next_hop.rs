@@ -116,6 +116,11 @@ impl NextHop {
         };
         let mut connected = happy_eyeballs(&racing, peer).await?;
         connected.speed_limit = self.config.tcp_sock_speed_limit;
+        if let Some(version) = self.config.use_proxy_protocol {
+            super::send_proxy_header(&connected, version, leg.client, leg.server)
+                .await
+                .map_err(TaskError::UpstreamIo)?;
+        }
         let Some(tls) = &self.tls else {
             return Ok(connected);
         };

@@ -8,6 +8,7 @@ use g3proxy_proto::Host;
 use serde::Deserialize;
 
 use super::{HappyEyeballsConfig, ResolveStrategy, TcpConnectConfig};
+use crate::config::servers::ProxyProtocol;
 use crate::config::tls::TlsClientConfig;
 use crate::types::{
     HumanDuration, PickPolicy, Secret, SpeedLimit, TcpKeepalive, TcpMiscOpts, UpstreamAddr,
@@ -61,8 +62,10 @@ pub struct NextHopConfig {
         alias = "conn_limit"
     )]
     pub tcp_sock_speed_limit: Option<SpeedLimit>,
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub use_proxy_protocol: (),
+    /// A PROXY header (v1 or v2) with the client's addresses, first on each connection to
+    /// the next hop (before TLS for the `s` variants).
+    #[serde(default)]
+    pub use_proxy_protocol: Option<ProxyProtocol>,
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub pass_proxy_userid: (),
 }
@@ -98,7 +101,7 @@ impl NextHopConfig {
             tcp_keepalive: TcpKeepalive::default(),
             tcp_misc_opts: TcpMiscOpts::default(),
             tcp_sock_speed_limit: None,
-            use_proxy_protocol: (),
+            use_proxy_protocol: None,
             pass_proxy_userid: (),
         }
     }
