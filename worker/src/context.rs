@@ -252,13 +252,18 @@ impl ServerCounters {
         common: &g3proxy_shared::config::servers::ServerCommon,
     ) -> Arc<Self> {
         let server_type = crate::log::g3_type_name(type_name);
+        // No ticking tunnels for events nobody writes.
+        let log_interval = common
+            .task_log_flush_interval
+            .filter(|_| task_log.is_some())
+            .map(|d| d.0);
         Arc::new(ServerCounters {
             name: name.to_string(),
             server_type,
             task_log,
             log_on_created: common.flush_task_log_on_created,
             log_on_connected: common.flush_task_log_on_connected,
-            log_interval: common.task_log_flush_interval.map(|d| d.0),
+            log_interval,
             ..Default::default()
         })
     }

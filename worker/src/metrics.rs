@@ -47,10 +47,11 @@ pub struct Metrics {
     escapers: Vec<(Arc<Escaper>, [u64; 3], ExtraTags)>,
     /// Each resolver's counters at the last emit, A then AAAA.
     resolvers: Vec<(Arc<Resolver>, [[u64; 11]; 2])>,
-    /// Each logger's counters at the last emit: total, passed, bytes, overflow, unreachable.
-    loggers: Vec<(Arc<Logger>, [u64; 5])>,
-    /// Each user's counts at the last emit, by the address of its (never freed) counters.
-    users: HashMap<usize, UserLast>,
+    /// Each logger's counters at the last emit: total, passed, bytes, and drops (overflow,
+    /// closed, unreachable).
+    loggers: Vec<(Arc<Logger>, [u64; 6])>,
+    /// Each user's counts at the last emit (forgotten with the counts: `stats::sweep`).
+    users: HashMap<stats::Key, UserLast>,
 }
 
 /// A user's counts on a server at the last emit.
@@ -60,7 +61,7 @@ struct UserLast {
     requests: [u64; 7],
     bytes_in: [u64; 7],
     bytes_out: [u64; 7],
-    forbidden: [u64; 8],
+    forbidden: [u64; 9],
 }
 
 impl UserLast {
@@ -176,7 +177,7 @@ impl Metrics {
                 .iter()
                 .map(|r| (r.clone(), [[0; 11]; 2]))
                 .collect(),
-            loggers: loggers.iter().map(|l| (l.clone(), [0; 5])).collect(),
+            loggers: loggers.iter().map(|l| (l.clone(), [0; 6])).collect(),
             users: HashMap::new(),
         }));
         let emitter = Arc::downgrade(&metrics);
@@ -349,16 +350,18 @@ impl Metrics {
                 &stats.passed,
                 &stats.bytes,
                 &stats.overflow,
+                &stats.closed,
                 &stats.unreachable,
             ]
             .map(|counter| counter.load(Ordering::Relaxed));
             let name = logger.kind.to_ascii_lowercase();
             let tags = [("logger", name.as_str())];
-            let series: [(&str, &[(&str, &str)]); 5] = [
+            let series: [(&str, &[(&str, &str)]); 6] = [
                 ("logger.message.total", &[]),
                 ("logger.message.pass", &[]),
                 ("logger.traffic.pass", &[]),
                 ("logger.message.drop", &[("drop_type", "ChannelOverflow")]),
+                ("logger.message.drop", &[("drop_type", "ChannelClosed")]),
                 ("logger.message.drop", &[("drop_type", "PeerUnreachable")]),
             ];
             for (((name, extra), now), before) in series.iter().zip(now).zip(*last) {
@@ -376,12 +379,10 @@ impl Metrics {
     /// g3's `user.*` series: per user (tags `user_group`, `user`, `user_type`) and server,
     /// by request type (`request`) where g3 has one.
     fn emit_users(&mut self) {
-        for counters in stats::all() {
-            let last = self
-                .users
-                .entry(Arc::as_ptr(&counters) as usize)
-                .or_default();
-            let now = UserLast::of(&counters);
+        let all = stats::all();
+        for counters in &all {
+            let last = self.users.entry(counters.key()).or_default();
+            let now = UserLast::of(counters);
             let tags = [
                 ("user_group", &*counters.group),
                 ("user", &*counters.user),
@@ -438,6 +439,11 @@ impl Metrics {
             }
             *last = now;
         }
+        // What no task holds any more was sent: forget it here and there.
+        drop(all);
+        stats::sweep();
+        let live: std::collections::HashSet<_> = stats::all().iter().map(|c| c.key()).collect();
+        self.users.retain(|key, _| live.contains(key));
     }
 }
 

@@ -14,6 +14,7 @@ use g3proxy_shared::types::rfc3339_micros;
 
 use crate::context::{ServerCounters, TaskGuard, TaskKind, TaskRegistry};
 use crate::log::{Event, Hex};
+use g3proxy_proto::HostPort;
 use g3proxy_proto::http1::RequestHead;
 
 /// What happened on the way to the upstream, for logs and metrics.
@@ -37,8 +38,9 @@ pub struct TaskNotes {
     /// tasks): the connection then writes no event of its own for them.
     pub requests_logged: u32,
     /// A forwarded request is under way (between `begin_request` and `log_request`), and
-    /// where its log starts.
+    /// where its log starts; whether it (or the task) logged `Connected` already.
     pub in_request: bool,
+    pub connected_logged: bool,
     pub request: Option<RequestLog>,
     /// Why the task ended, in g3's words (`ClosedByClient`, `UpstreamNotConnected`, ...);
     /// `Finished` when nothing says otherwise. Set through the shared reference every server
@@ -50,7 +52,8 @@ pub struct TaskNotes {
     /// from, and its first target (g3's `UdpAssociate` / `UdpConnect` fields).
     pub packets_up: u64,
     pub packets_down: u64,
-    pub udp: Option<UdpNotes>,
+    /// Boxed: tunnels, the most numerous tasks, never have one.
+    pub udp: Option<Box<UdpNotes>>,
 }
 
 pub struct TaskContext {
@@ -82,7 +85,7 @@ impl TaskContext {
         conn: &ClientConn,
     ) -> TaskContext {
         let guard = tasks.register(server, kind);
-        let task = TaskContext {
+        TaskContext {
             id: guard.id(),
             server: server.clone(),
             client_addr: conn.client_addr,
@@ -95,17 +98,25 @@ impl TaskContext {
             started_at: SystemTime::now(),
             notes: TaskNotes::default(),
             guard,
-        };
-        task.log_created();
-        task
+        }
     }
 
-    /// The `Created` event of a task that is one (an HTTP connection's requests each have
-    /// their own).
-    fn log_created(&self) {
-        if self.guard.kind() != TaskKind::Http {
-            self.log_stage("Created", None);
+    /// The `Created` event of a task the gate let through toward `target` (an HTTP
+    /// connection's forwarded requests each log their own): nothing yet of where it goes
+    /// or what it moved, whatever an earlier request on the same connection noted.
+    pub fn log_created(&self, target: Option<&HostPort>) {
+        if self.guard.kind() == TaskKind::Http || !self.server.log_on_created {
+            return;
         }
+        let Some(log) = &self.server.task_log else {
+            return;
+        };
+        let mut event = self.fresh_event();
+        event
+            .opt("upstream", target)
+            .str("task_event", "Created")
+            .set_str("stage", "Created");
+        log.log(event);
     }
 
     /// A port or intelli_proxy handed the connection to `server`, which serves it from now on;
@@ -118,7 +129,6 @@ impl TaskContext {
         self.client_addr = conn.client_addr;
         self.local_addr = conn.local_addr;
         self.client_tls = conn.tls.clone();
-        self.log_created();
     }
 
     pub fn server_name(&self) -> &str {
@@ -132,12 +142,7 @@ impl TaskContext {
 
     /// What the task turned out to be, for the fleet view.
     pub fn set_kind(&mut self, kind: TaskKind) {
-        let was_http = self.guard.kind() == TaskKind::Http;
         self.guard.set_kind(kind);
-        // An HTTP connection that becomes a tunnel (CONNECT) is a task from now on.
-        if was_http && kind != TaskKind::Http {
-            self.log_created();
-        }
     }
 }
 
@@ -239,6 +244,7 @@ impl TaskContext {
         self.notes.connected_at = None;
         self.notes.reason.set("Finished");
         self.notes.in_request = true;
+        self.notes.connected_logged = false;
         let request = RequestLog {
             started: Instant::now(),
             started_at: SystemTime::now(),
@@ -251,14 +257,18 @@ impl TaskContext {
     /// A task log event before the end, when the server asks for it
     /// (`flush_task_log_on_created` / `_connected`): `task_event` `Created` or `Connected`,
     /// for the request being forwarded (with its HTTP fields, given `head`) or the task.
-    pub fn log_stage(&self, task_event: &'static str, head: Option<&RequestHead>) {
+    pub fn log_stage(&mut self, task_event: &'static str, head: Option<&RequestHead>) {
         let wanted = match task_event {
             "Created" => self.server.log_on_created,
-            _ => self.server.log_on_connected,
+            // Once per task or request, whatever retries and failovers follow.
+            _ => self.server.log_on_connected && !self.notes.connected_logged,
         };
-        let Some(log) = self.server.task_log.as_ref().filter(|_| wanted) else {
+        let Some(log) = self.server.task_log.clone().filter(|_| wanted) else {
             return;
         };
+        if task_event == "Connected" {
+            self.notes.connected_logged = true;
+        }
         let mut event = match (self.notes.in_request, self.notes.request) {
             (true, Some(request)) => {
                 let bytes = (
@@ -329,7 +339,35 @@ impl TaskContext {
 
     /// The task's event with `bytes` (up, down) moved.
     fn task_event_with(&self, bytes: (u64, u64)) -> Event {
-        let task_type = match self.guard.kind() {
+        self.event(
+            self.task_type(),
+            &task_uuid(self.id),
+            self.started,
+            self.started_at,
+            bytes,
+        )
+    }
+
+    /// An event of the task with only what is known before it goes anywhere: who, where it
+    /// came in, when (its `Created` event).
+    fn fresh_event(&self) -> Event {
+        let mut event = Event::new();
+        event
+            .str("server_type", &self.server.server_type)
+            .str("server_name", &self.server.name)
+            .str("task_type", self.task_type())
+            .str("task_id", Hex(&task_uuid(self.id)))
+            .str("stage", "Created")
+            .str("start_at", rfc3339_micros(self.started_at))
+            .opt("user", self.user.as_ref().map(|u| &u.name))
+            .str("server_addr", self.local_addr)
+            .str("client_addr", self.client_addr);
+        event
+    }
+
+    /// g3's `task_type` for what the task is.
+    fn task_type(&self) -> &'static str {
+        match self.guard.kind() {
             TaskKind::Http => "HttpForward",
             TaskKind::SocksUdp if self.notes.udp.as_ref().is_some_and(|u| u.connect) => {
                 "UdpConnect"
@@ -338,14 +376,7 @@ impl TaskContext {
             TaskKind::Connect | TaskKind::SocksTcp | TaskKind::Stream | TaskKind::Other => {
                 "TcpConnect"
             }
-        };
-        self.event(
-            task_type,
-            &task_uuid(self.id),
-            self.started,
-            self.started_at,
-            bytes,
-        )
+        }
     }
 
     /// The fields every task event has, for a task (or a request) of `task_type` that
@@ -379,7 +410,15 @@ impl TaskContext {
                     .str("tcp_client_addr", self.client_addr)
                     .str("udp_listen_addr", udp.listen)
                     .str("udp_client_addr", udp.client)
-                    .str("initial_peer", &udp.initial_peer)
+                    // g3: `udp connect` names its one target `upstream`.
+                    .str(
+                        if udp.connect {
+                            "upstream"
+                        } else {
+                            "initial_peer"
+                        },
+                        &udp.initial_peer,
+                    )
                     .int("c_rd_packets", notes.packets_up)
                     .int("c_wr_packets", notes.packets_down)
                     .int("r_rd_packets", notes.packets_down)

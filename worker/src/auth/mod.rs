@@ -209,11 +209,10 @@ impl Gate {
             Some(login) => match group.user(login.user) {
                 Some(user) => {
                     if !user.verify_password(login.password) {
-                        let counters = stats::counters(&user, task.server_name());
-                        counters.forbidden[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return Err(TaskError::Auth(AuthFailure::WrongPassword(
-                            user.name.to_string(),
-                        )));
+                        let refused =
+                            TaskError::Auth(AuthFailure::WrongPassword(user.name.to_string()));
+                        stats::count_refusal(&stats::counters(&user, task.server_name()), &refused);
+                        return Err(refused);
                     }
                     user
                 }
@@ -251,17 +250,18 @@ impl Gate {
     /// What every login checks once the user is known: expiry, the user's ingress filter,
     /// a block (after its delay), the user's connection rate.
     async fn admit_user(task: &mut TaskContext, user: Arc<User>) -> Result<(), TaskError> {
-        let counters = stats::counters(&user, task.server_name());
+        // The same user logging in again on its connection keeps its counts (no lookup).
+        let counters = match &task.user_stats {
+            Some(known)
+                if Arc::ptr_eq(&known.user, &user.name) && *known.server == *task.server_name() =>
+            {
+                known.clone()
+            }
+            _ => stats::counters(&user, task.server_name()),
+        };
         let admitted = Self::check_login(task, &user).await;
         if let Err(error) = &admitted {
-            let index = match error {
-                TaskError::Auth(failure) => Some(stats::auth_index(failure)),
-                TaskError::Policy(forbidden) => stats::forbidden_index(forbidden),
-                _ => None,
-            };
-            if let Some(index) = index {
-                counters.forbidden[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            stats::count_refusal(&counters, error);
             return admitted;
         }
         // A keep-alive connection logs in again with each request: one connection counted.
@@ -331,31 +331,39 @@ impl Gate {
         target: Option<&HostPort>,
         counts: bool,
     ) -> Result<Counted, TaskError> {
+        let counted = self.counted_check(task, request, target, counts);
+        match &counted {
+            // The user's refusals, counted as theirs (`user.forbidden.*`).
+            Err(error) => {
+                if let Some(counters) = &task.user_stats {
+                    stats::count_refusal(counters, error);
+                }
+            }
+            Ok(_) if counts => task.log_created(target),
+            Ok(_) => {}
+        }
+        counted
+    }
+
+    fn counted_check(
+        &self,
+        task: &TaskContext,
+        request: Option<ProxyRequestType>,
+        target: Option<&HostPort>,
+        counts: bool,
+    ) -> Result<Counted, TaskError> {
         let Some(user) = self.live_user(task)? else {
             return Ok((None, None));
         };
-        let checked = Self::check_user(user, request, target, counts);
-        let Some(counters) = &task.user_stats else {
-            return checked.map(|alive| (alive, None));
-        };
-        match checked {
-            Ok(alive) => {
-                if !counts {
-                    return Ok((alive, None));
-                }
+        let alive = Self::check_user(user, request, target, counts)?;
+        match (&task.user_stats, counts) {
+            (Some(counters), true) => {
                 let index = stats::request_index(request);
                 task.user_request
                     .store(index as u8, std::sync::atomic::Ordering::Relaxed);
                 Ok((alive, Some(stats::AliveCount::start(counters, index))))
             }
-            Err(error) => {
-                if let TaskError::Policy(forbidden) = &error
-                    && let Some(index) = stats::forbidden_index(forbidden)
-                {
-                    counters.forbidden[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(error)
-            }
+            _ => Ok((alive, None)),
         }
     }
 

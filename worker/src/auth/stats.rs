@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use g3proxy_shared::types::acl::ProxyRequestType;
 
 use super::User;
-use crate::error::{AuthFailure, Forbidden};
+use crate::error::{AuthFailure, Forbidden, TaskError};
 
 /// g3's `request` tag, by [`request_index`].
 pub const REQUEST_TYPES: [&str; 7] = [
@@ -25,8 +25,8 @@ pub const REQUEST_TYPES: [&str; 7] = [
     "tcp_connect",
 ];
 
-/// g3's `user.forbidden.*` names, by [`forbidden_index`].
-pub const FORBIDDEN: [&str; 8] = [
+/// g3's `user.forbidden.*` names, by [`count_refusal`].
+pub const FORBIDDEN: [&str; 9] = [
     "auth_failed",
     "user_expired",
     "user_blocked",
@@ -35,6 +35,7 @@ pub const FORBIDDEN: [&str; 8] = [
     "proto_banned",
     "dest_denied",
     "ua_blocked",
+    "src_blocked",
 ];
 
 /// A request type's place in the per-request arrays; a stream server's connection (no
@@ -51,25 +52,21 @@ pub fn request_index(request: Option<ProxyRequestType>) -> usize {
     }
 }
 
-/// Where a refusal counts, if it is one of the user's.
-pub fn forbidden_index(forbidden: &Forbidden) -> Option<usize> {
-    Some(match forbidden {
-        Forbidden::UserBlocked(_) => 2,
-        Forbidden::FullyLoaded(_) => 3,
-        Forbidden::RateLimited(_) => 4,
-        Forbidden::ProtoBanned(_) => 5,
-        Forbidden::DestDenied(_) => 6,
-        Forbidden::UaBlocked => 7,
-        _ => return None,
-    })
-}
-
-/// Where a refused login of a known user counts.
-pub fn auth_index(failure: &AuthFailure) -> usize {
-    match failure {
-        AuthFailure::Expired(_) => 1,
-        _ => 0,
-    }
+/// Counts a refusal of the user's (a login, a request) where g3 counts it, if it is one.
+pub fn count_refusal(counters: &UserCounters, error: &TaskError) {
+    let index = match error {
+        TaskError::Auth(AuthFailure::Expired(_)) => 1,
+        TaskError::Auth(AuthFailure::ClientIpBlocked(_)) => 8,
+        TaskError::Auth(_) => 0,
+        TaskError::Policy(Forbidden::UserBlocked(_)) => 2,
+        TaskError::Policy(Forbidden::FullyLoaded(_)) => 3,
+        TaskError::Policy(Forbidden::RateLimited(_)) => 4,
+        TaskError::Policy(Forbidden::ProtoBanned(_)) => 5,
+        TaskError::Policy(Forbidden::DestDenied(_)) => 6,
+        TaskError::Policy(Forbidden::UaBlocked) => 7,
+        _ => return,
+    };
+    counters.forbidden[index].fetch_add(1, Ordering::Relaxed);
 }
 
 /// The counts of one user on one server.
@@ -84,10 +81,22 @@ pub struct UserCounters {
     pub alive: [AtomicU64; 7],
     pub bytes_in: [AtomicU64; 7],
     pub bytes_out: [AtomicU64; 7],
-    pub forbidden: [AtomicU64; 8],
+    pub forbidden: [AtomicU64; 9],
 }
 
-type Key = (Arc<str>, Arc<str>, &'static str, Arc<str>);
+/// Group, user, user type and server: whose counts these are.
+pub type Key = (Arc<str>, Arc<str>, &'static str, Arc<str>);
+
+impl UserCounters {
+    pub fn key(&self) -> Key {
+        (
+            self.group.clone(),
+            self.user.clone(),
+            self.user_type,
+            self.server.clone(),
+        )
+    }
+}
 
 static REGISTRY: Mutex<Option<HashMap<Key, Arc<UserCounters>>>> = Mutex::new(None);
 
@@ -118,6 +127,15 @@ pub fn counters(user: &User, server: &str) -> Arc<UserCounters> {
             })
         })
         .clone()
+}
+
+/// Forgets the counts no task holds any more (a user gone with a refresh, an LDAP user not
+/// seen again): called right after an emit has sent what they had.
+pub fn sweep() {
+    let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(map) = registry.as_mut() {
+        map.retain(|_, counters| Arc::strong_count(counters) > 1);
+    }
 }
 
 /// Every user's counts so far, for the metrics emitter.

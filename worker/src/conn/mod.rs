@@ -87,11 +87,11 @@ pub async fn terminate_tls(
     match handshake.await {
         Ok(conn) => Some(conn),
         Err(error) => {
-            if error.kind() == std::io::ErrorKind::TimedOut {
-                task.server
-                    .listen_timeout
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            let counter = match error.kind() {
+                std::io::ErrorKind::TimedOut => &task.server.listen_timeout,
+                _ => &task.server.listen_failed,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(
                 "server {}: client {}: tls handshake failed: {error}",
                 task.server_name(),

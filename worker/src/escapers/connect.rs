@@ -78,6 +78,7 @@ pub async fn connect_tcp(
                 next_hop: address,
                 bound,
                 speed_limit: None,
+                names_client: false,
             })
         }
         Ok(Err(error)) => Err(TaskError::from_connect(error)),

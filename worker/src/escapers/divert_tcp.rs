@@ -41,10 +41,11 @@ fn header(leg: &Leg<'_>) -> Vec<u8> {
 
 impl EscaperOps for DivertTcpEscaper {
     async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
-        let connected = self.next_hop.connect(leg).await?;
+        let mut connected = self.next_hop.connect(leg).await?;
         write_all_within(&connected.stream, &header(leg), HEADER_WRITE_TIMEOUT)
             .await
             .map_err(TaskError::UpstreamIo)?;
+        connected.names_client = true;
         Ok(connected)
     }
 }

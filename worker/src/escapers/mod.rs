@@ -64,6 +64,9 @@ pub struct Connected {
     /// The escaper's `tcp_sock_speed_limit` toward the target, for the relay to apply on top
     /// of the server's and the user's.
     pub speed_limit: Option<SpeedLimit>,
+    /// It told the far end who the client is (a PROXY header): it must never carry another
+    /// client's requests (a shared pool of kept connections).
+    pub names_client: bool,
 }
 
 /// One task's way out as an escaper sees it: where to, and who asks (for routes on the
@@ -417,22 +420,35 @@ impl Escaper {
         let Some(reason) = error.connect_brief() else {
             return;
         };
-        let mut event = Event::new();
+        let mut event = self.escape_event("TcpConnect", task, permit.target(), error);
         event
-            .str("escape_type", "TcpConnect")
-            .str("escaper_type", &self.type_name)
-            .str("escaper_name", &self.name)
-            .str("task_id", Hex(&task.log_id()))
-            .str("upstream", permit.target())
-            .opt("next_bound_addr", task.notes.bound)
-            .opt("next_peer_addr", task.notes.next_hop)
             .str(
                 "tcp_connect_spend",
                 format_args!("{:.3?}", started.elapsed()),
             )
             .str("reason", reason);
-        event.message = error.to_string();
         log.log(event);
+    }
+
+    /// The fields every escape event has (g3's), and the error in full as its message.
+    fn escape_event(
+        &self,
+        escape_type: &'static str,
+        task: &TaskContext,
+        upstream: &HostPort,
+        error: &TaskError,
+    ) -> Event {
+        let mut event = Event::new();
+        event
+            .str("escape_type", escape_type)
+            .str("escaper_type", &self.type_name)
+            .str("escaper_name", &self.name)
+            .str("task_id", Hex(&task.log_id()))
+            .str("upstream", upstream)
+            .opt("next_bound_addr", task.notes.bound)
+            .opt("next_peer_addr", task.notes.next_hop);
+        event.message = error.to_string();
+        event
     }
 
     /// Notes on the task where it is going, before it goes: a task that fails to connect
@@ -448,14 +464,23 @@ impl Escaper {
         notes.bound = Some(connected.bound);
         notes.upstream_limit = connected.speed_limit;
         notes.connected_at = Some(std::time::Instant::now());
-        // A forwarded request logs its own, once its connection is noted.
-        if !task.notes.in_request {
-            task.log_stage("Connected", None);
-        }
     }
 
     /// Opens a TCP connection toward the permit's target and notes on the task how it went.
     pub async fn tcp_connect(
+        &self,
+        task: &mut TaskContext,
+        permit: &Permit<'_>,
+    ) -> Result<Connected, TaskError> {
+        let connected = self.connect_tcp(task, permit).await?;
+        // A forwarded request logs its own, with its head, once its connection is noted.
+        if !task.notes.in_request {
+            task.log_stage("Connected", None);
+        }
+        Ok(connected)
+    }
+
+    async fn connect_tcp(
         &self,
         task: &mut TaskContext,
         permit: &Permit<'_>,
@@ -470,8 +495,9 @@ impl Escaper {
             .map_err(|e| escaper.explain(e));
         if let (Ok(upstream), Some(version)) = (&mut connected, escaper.runtime.proxy_protocol()) {
             let sent = send_proxy_header(upstream, version, task.client_addr, task.local_addr);
-            if let Err(error) = sent.await {
-                connected = Err(TaskError::UpstreamIo(error));
+            match sent.await {
+                Ok(()) => upstream.names_client = true,
+                Err(error) => connected = Err(TaskError::UpstreamIo(error)),
             }
         }
         escaper.counters.count(&connected);
@@ -492,7 +518,8 @@ impl Escaper {
     ) -> Result<Connected, TaskError> {
         // The escaper that connects, for the escape log of a handshake that fails.
         let escaper = self.route(&Self::leg(permit)).await?;
-        let connected = escaper.tcp_connect(task, permit).await?;
+        // Connected once TLS is done, not before.
+        let connected = escaper.connect_tcp(task, permit).await?;
         let name = match tls_name {
             Some(name) => Some(
                 ServerName::try_from(name.to_string())
@@ -507,23 +534,18 @@ impl Escaper {
                 crate::context::TaskKind::Http => "HttpForward",
                 _ => "TcpStream",
             };
-            let mut event = Event::new();
+            let mut event = escaper.escape_event("TlsHandshake", task, target, error);
             event
-                .str("escape_type", "TlsHandshake")
-                .str("escaper_type", &escaper.type_name)
-                .str("escaper_name", &escaper.name)
-                .str("task_id", Hex(&task.log_id()))
-                .str("upstream", target)
-                .opt("next_bound_addr", task.notes.bound)
-                .opt("next_peer_addr", task.notes.next_hop)
                 .str(
                     "tls_name",
                     tls_name.map_or_else(|| target.host.to_string(), str::to_string),
                 )
                 .str("tls_peer", target)
                 .str("tls_application", application);
-            event.message = error.to_string();
             log.log(event);
+        }
+        if secured.is_ok() && !task.notes.in_request {
+            task.log_stage("Connected", None);
         }
         secured
     }

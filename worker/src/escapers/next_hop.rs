@@ -120,6 +120,7 @@ impl NextHop {
             super::send_proxy_header(&connected, version, leg.client, leg.server)
                 .await
                 .map_err(TaskError::UpstreamIo)?;
+            connected.names_client = true;
         }
         let Some(tls) = &self.tls else {
             return Ok(connected);

@@ -37,6 +37,8 @@ pub struct UpstreamConn {
     pub next_hop: SocketAddr,
     pub bound: SocketAddr,
     pub speed_limit: Option<SpeedLimit>,
+    /// Its far end was told the client (a PROXY header): only that client's requests.
+    pub names_client: bool,
 }
 
 impl UpstreamConn {
@@ -50,11 +52,13 @@ impl UpstreamConn {
             next_hop: forward.connected.next_hop,
             bound: forward.connected.bound,
             speed_limit: forward.connected.speed_limit,
+            names_client: forward.connected.names_client,
         }
     }
 
-    /// Notes on `task` what this connection went through (it may be older than the task).
-    fn note(&self, task: &mut TaskContext) {
+    /// Notes on `task` what this connection went through (it may be older than the task),
+    /// and logs the request's `Connected` event (once, whatever retries follow).
+    fn note(&self, task: &mut TaskContext, head: &RequestHead) {
         task.notes.escaper = Some(self.escaper.clone());
         task.notes.next_hop = Some(self.next_hop);
         task.notes.bound = Some(self.bound);
@@ -62,7 +66,7 @@ impl UpstreamConn {
         task.notes
             .connected_at
             .get_or_insert_with(std::time::Instant::now);
-        task.log_stage("Connected", None);
+        task.log_stage("Connected", Some(head));
     }
 
     /// Whether it may carry another request, having been idle since `idle_since`: nothing
@@ -204,7 +208,7 @@ async fn exchange(
     let mut fresh = false;
     let (mut upstream, response, body_sent) = loop {
         let (mut upstream, reused) = source.connection(task, fresh).await?;
-        upstream.note(task);
+        upstream.note(task, request.head);
         let (absolute_form, authorization) = match &upstream.form {
             RequestForm::Origin => (false, ""),
             RequestForm::Absolute { authorization } => {

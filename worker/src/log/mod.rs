@@ -158,9 +158,10 @@ pub struct LoggerStats {
     /// Events written, and their bytes (`logger.message.pass`, `logger.traffic.pass`).
     pub passed: AtomicU64,
     pub bytes: AtomicU64,
-    /// Events dropped because the queue was full (`drop_type: ChannelOverflow`) or the
-    /// peer did not take them (`PeerUnreachable`).
+    /// Events dropped because the queue was full (`drop_type: ChannelOverflow`), its
+    /// thread was gone (`ChannelClosed`), or the peer did not take them (`PeerUnreachable`).
     pub overflow: AtomicU64,
+    pub closed: AtomicU64,
     pub unreachable: AtomicU64,
 }
 
@@ -214,9 +215,14 @@ impl Logger {
             .int("pid", *PID)
             .str("log_type", self.kind);
         self.stats.total.fetch_add(1, Ordering::Relaxed);
-        let queued = self.sender.try_send(Message::Event(event));
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = queued {
-            self.stats.overflow.fetch_add(1, Ordering::Relaxed);
+        match self.sender.try_send(Message::Event(event)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.stats.overflow.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.stats.closed.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -390,7 +390,8 @@ impl Session<'_> {
         // Kept for the next request: its capacity, and the client's line at its start.
         self.added = extra;
         let exchanged = exchanged?;
-        if let Some(conn) = exchanged.upstream {
+        // One that named its client (a PROXY header) is kept for no other client.
+        if let Some(conn) = exchanged.upstream.filter(|conn| !conn.names_client) {
             site.pool.put(conn);
         }
         Ok(exchanged.keep_client)

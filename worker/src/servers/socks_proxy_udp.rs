@@ -266,12 +266,12 @@ impl UdpSession<'_> {
                 .user
                 .as_ref()
                 .is_some_and(|u| u.config().socks_use_udp_associate);
-        task.notes.udp = Some(crate::task::UdpNotes {
+        task.notes.udp = Some(Box::new(crate::task::UdpNotes {
             listen: client.local_addr().map_err(TaskError::ClientIo)?,
             client: client.peer_addr().map_err(TaskError::ClientIo)?,
             initial_peer: first_target.to_string(),
             connect: !associate,
-        });
+        }));
         let request = Some(ProxyRequestType::SocksUdpAssociate);
         let permit = self.gate.permit_within(task, request, &first_target)?;
         let user = task.user.clone();
