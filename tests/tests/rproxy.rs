@@ -3,7 +3,8 @@
 //! upstream speaks TLS; each request arrives with the client's `Host`, `X-Forwarded-For` and
 //! `Via`, and a request that already passed this proxy is a loop (508); a URI in the query
 //! stays a path, and an absolute-form target must name the `Host`. Kept upstream
-//! connections serve later clients, unless the upstream closed them meanwhile. A TLS front picks each site's certificate by SNI, and
+//! connections serve later clients, unless the upstream closed them meanwhile, or named
+//! their client to the upstream in a PROXY header. A TLS front picks each site's certificate by SNI, and
 //! with `no_early_error_reply` answers nothing to what is not for one of its sites. Reloads
 //! and a crashed worker keep it serving. The guide's examples load with `g3proxy -t`.
 
@@ -310,4 +311,108 @@ fn the_guides_rproxy_examples_load() {
     let (ok, stderr) = check(tlcp);
     assert!(!ok && stderr.contains("built without TLCP"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An upstream that wants a PROXY v1 line first on each connection, then answers requests
+/// kept alive; it records, per connection, the client the line named and how many requests
+/// came.
+struct ProxyLineOrigin {
+    addr: std::net::SocketAddr,
+    connections: Arc<std::sync::Mutex<Vec<(String, usize)>>>,
+}
+
+impl ProxyLineOrigin {
+    fn start() -> ProxyLineOrigin {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() || !line.starts_with("PROXY ") {
+                        return;
+                    }
+                    // `PROXY TCP4 <client ip> <server ip> <client port> <server port>`
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let client = format!("{}:{}", words[2], words[4]);
+                    let index = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push((client, 0));
+                        seen.len() - 1
+                    };
+                    let mut writer = stream;
+                    loop {
+                        let mut head = String::new();
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push_str(&line);
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        seen.lock().unwrap()[index].1 += 1;
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+                        if writer.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ProxyLineOrigin { addr, connections }
+    }
+}
+
+/// A site reached through an escaper that names the client in a PROXY header keeps no
+/// connection for another client: each request arrives on a connection that named its own
+/// client (a pool shared by clients would hand the next one a connection naming the first).
+#[test]
+fn connections_that_name_their_client_are_not_pooled() {
+    let upstream = ProxyLineOrigin::start();
+    let text = format!(
+        "escaper:\n  - {{name: direct, type: direct_fixed, resolver: none, use_proxy_protocol: 1, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\nserver:\n  - {{name: gw, type: http_rproxy, escaper: direct, listen: \"127.0.0.1:{{{{gw_port}}}}\", hosts: {{upstream: \"127.0.0.1:{}\"}}}}\n",
+        upstream.addr.port()
+    );
+    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    group.start();
+    let gateway = ("127.0.0.1", group.port("gw"));
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        // A client of its own each time: keep-alive, two requests, then it goes.
+        let mut client = TcpStream::connect(gateway).expect("connect");
+        let local = client.local_addr().unwrap().to_string();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        for _ in 0..2 {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: site.test\r\n\r\n")
+                .expect("send");
+            let mut answer = Vec::new();
+            let mut chunk = [0u8; 512];
+            while !answer.ends_with(b"hello") {
+                let n = client.read(&mut chunk).expect("the answer");
+                assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+                answer.extend_from_slice(&chunk[..n]);
+            }
+        }
+        clients.push(local);
+    }
+    // Each request on a connection of its own that named its own client (the site's
+    // pool is the only place a reverse proxy keeps connections).
+    let connections = upstream.connections.lock().unwrap().clone();
+    let named: Vec<&String> = connections.iter().map(|(client, _)| client).collect();
+    let expected: Vec<&String> = clients.iter().flat_map(|c| [c, c]).collect();
+    assert_eq!(named, expected, "{connections:?}");
+    assert!(
+        connections.iter().all(|(_, requests)| *requests == 1),
+        "{connections:?}"
+    );
 }
