@@ -41,7 +41,6 @@ pub struct TaskNotes {
     /// where its log starts; whether it (or the task) logged `Connected` already.
     pub in_request: bool,
     pub connected_logged: bool,
-    pub request: Option<RequestLog>,
     /// Why the task ended, in g3's words (`ClosedByClient`, `UpstreamNotConnected`, ...);
     /// `Finished` when nothing says otherwise. Set through the shared reference every server
     /// hands its error log.
@@ -245,19 +244,21 @@ impl TaskContext {
         self.notes.reason.set("Finished");
         self.notes.in_request = true;
         self.notes.connected_logged = false;
-        let request = RequestLog {
+        RequestLog {
             started: Instant::now(),
             started_at: SystemTime::now(),
             bytes: (self.notes.bytes_up, self.notes.bytes_down),
-        };
-        self.notes.request = Some(request);
-        request
+        }
     }
 
     /// A task log event before the end, when the server asks for it
     /// (`flush_task_log_on_created` / `_connected`): `task_event` `Created` or `Connected`,
     /// for the request being forwarded (with its HTTP fields, given `head`) or the task.
-    pub fn log_stage(&mut self, task_event: &'static str, head: Option<&RequestHead>) {
+    pub fn log_stage(
+        &mut self,
+        task_event: &'static str,
+        request: Option<(&RequestLog, &RequestHead)>,
+    ) {
         let wanted = match task_event {
             "Created" => self.server.log_on_created,
             // Once per task or request, whatever retries and failovers follow.
@@ -269,8 +270,8 @@ impl TaskContext {
         if task_event == "Connected" {
             self.notes.connected_logged = true;
         }
-        let mut event = match (self.notes.in_request, self.notes.request) {
-            (true, Some(request)) => {
+        let mut event = match request {
+            Some((request, head)) => {
                 let bytes = (
                     self.notes.bytes_up - request.bytes.0,
                     self.notes.bytes_down - request.bytes.1,
@@ -283,9 +284,7 @@ impl TaskContext {
                     request.started_at,
                     bytes,
                 );
-                if let Some(head) = head {
-                    http_fields(&mut event, head, None);
-                }
+                http_fields(&mut event, head, None);
                 event
             }
             _ => self.task_event(),
@@ -299,7 +298,6 @@ impl TaskContext {
     /// with this request's times, bytes and HTTP fields; the URI's password masked.
     pub fn log_request(&mut self, request: RequestLog, head: &RequestHead) {
         self.notes.in_request = false;
-        self.notes.request = None;
         let Some(log) = self.server.task_log.clone() else {
             return;
         };

@@ -23,7 +23,7 @@ use crate::context::{Context, Phase};
 use crate::error::TaskError;
 use crate::escapers::{Forward, RequestForm};
 use crate::relay::{self, RelayPolicy, Side};
-use crate::task::TaskContext;
+use crate::task::{RequestLog, TaskContext};
 
 /// An upstream connection that carries forwarded requests.
 pub struct UpstreamConn {
@@ -58,7 +58,7 @@ impl UpstreamConn {
 
     /// Notes on `task` what this connection went through (it may be older than the task),
     /// and logs the request's `Connected` event (once, whatever retries follow).
-    fn note(&self, task: &mut TaskContext, head: &RequestHead) {
+    fn note(&self, task: &mut TaskContext, request: (&RequestLog, &RequestHead)) {
         task.notes.escaper = Some(self.escaper.clone());
         task.notes.next_hop = Some(self.next_hop);
         task.notes.bound = Some(self.bound);
@@ -66,7 +66,7 @@ impl UpstreamConn {
         task.notes
             .connected_at
             .get_or_insert_with(std::time::Instant::now);
-        task.log_stage("Connected", Some(head));
+        task.log_stage("Connected", Some(request));
     }
 
     /// Whether it may carry another request, having been idle since `idle_since`: nothing
@@ -160,8 +160,8 @@ pub async fn forward(
     let mut out = env.context.buffers.take();
     let request_log = task.begin_request();
     task.notes.upstream = Some(request.upstream.to_string());
-    task.log_stage("Created", Some(request.head));
-    let exchanged = exchange(client, task, request, source, env, &mut out).await;
+    task.log_stage("Created", Some((&request_log, request.head)));
+    let exchanged = exchange(client, task, request, &request_log, source, env, &mut out).await;
     env.context.buffers.give(out);
     if let Err(error) = &exchanged {
         task.notes.reason.set(error.reason());
@@ -174,6 +174,7 @@ async fn exchange(
     client: &mut HttpClient<'_>,
     task: &mut TaskContext,
     request: &Request<'_>,
+    request_log: &RequestLog,
     source: &mut impl UpstreamSource,
     env: ForwardEnv<'_>,
     out: &mut Vec<u8>,
@@ -208,7 +209,7 @@ async fn exchange(
     let mut fresh = false;
     let (mut upstream, response, body_sent) = loop {
         let (mut upstream, reused) = source.connection(task, fresh).await?;
-        upstream.note(task, request.head);
+        upstream.note(task, (request_log, request.head));
         let (absolute_form, authorization) = match &upstream.form {
             RequestForm::Origin => (false, ""),
             RequestForm::Absolute { authorization } => {

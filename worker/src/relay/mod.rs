@@ -17,7 +17,7 @@ use g3proxy_shared::types::SpeedLimit;
 use crate::auth::User;
 use crate::conn::{Stream, read_buf, write_all_within};
 pub use limit::{DatagramLimiter, Limiter};
-pub use tunnel::relay_tunnel;
+pub use tunnel::{Tunnel, relay_tunnel};
 
 /// How a server's connections are relayed: its idle rule, copy buffer and speed limit.
 #[derive(Debug, Clone, Copy)]

@@ -242,18 +242,8 @@ pub async fn tunnel(
     let relay = relay::relay_tunnel(client, upstream, &policy, context, user.as_deref());
     let outcome = match task.server.log_interval {
         None => relay.await,
-        Some(interval) => {
-            // `task_log_flush_interval`: the tunnel's bytes so far, as it goes.
-            let mut relay = std::pin::pin!(relay);
-            let mut ticks =
-                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-            loop {
-                tokio::select! {
-                    outcome = &mut relay => break outcome,
-                    _ = ticks.tick() => task.log_periodic(relay.as_ref().get_ref().transferred()),
-                }
-            }
-        }
+        // Boxed so that the ticker is not part of every tunnel's future.
+        Some(interval) => Box::pin(relay_logging_periodically(relay, task, interval)).await,
     };
     task.notes.bytes_up += outcome.client_to_upstream;
     task.notes.bytes_down += outcome.upstream_to_client;
@@ -264,6 +254,23 @@ pub async fn tunnel(
         task.id
     );
     Ok(())
+}
+
+/// `task_log_flush_interval`: a `Periodic` event with the tunnel's bytes so far, every
+/// `interval` until the relay ends.
+async fn relay_logging_periodically(
+    relay: relay::Tunnel<'_>,
+    task: &mut TaskContext,
+    interval: Duration,
+) -> relay::RelayOutcome {
+    let mut relay = std::pin::pin!(relay);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            outcome = &mut relay => break outcome,
+            _ = ticks.tick() => task.log_periodic(relay.as_ref().get_ref().transferred()),
+        }
+    }
 }
 
 /// Leave for `target` from `gate`, then the escaper's connection to it. The permit comes
