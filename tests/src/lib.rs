@@ -35,7 +35,8 @@ pub use group::Group;
 pub use netns::Netns;
 pub use notify::NotifySocket;
 pub use servers::{
-    Echo, Origin, RecordingOrigin, SourceOrigin, TlsOrigin, UdpEcho, http_answer, pattern_byte,
+    Echo, Origin, RecordingOrigin, SourceOrigin, TlsOrigin, UdpEcho, blackhole_v6, http_answer,
+    pattern_byte,
 };
 pub use statsd::StatsdReceiver;
 pub use systemd::RealSystemd;

@@ -374,3 +374,27 @@ impl SourceOrigin {
         format!("http://{}/", self.addr)
     }
 }
+
+/// A listener on `[::1]:port` that never accepts, its one-place queue taken: the kernel
+/// drops every later SYN, so a connection attempt hangs until its own timeout.
+pub fn blackhole_v6(port: u16) -> (std::os::fd::OwnedFd, TcpStream) {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn6, bind, listen, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet6,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .expect("socket");
+    let address: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let SocketAddr::V6(v6) = address else {
+        unreachable!("an IPv6 literal")
+    };
+    bind(fd.as_raw_fd(), &SockaddrIn6::from(v6)).expect("bind [::1]");
+    listen(&fd, Backlog::new(0).expect("backlog")).expect("listen");
+    let filler = TcpStream::connect(address).expect("fill the queue");
+    (fd, filler)
+}

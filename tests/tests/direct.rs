@@ -10,33 +10,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use g3proxy_tests::{Certs, Echo, Group, Origin, RecordingOrigin, Unbound, curl, curl_status};
-use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn6, bind, listen, socket,
+use g3proxy_tests::{
+    Certs, Echo, Group, Origin, RecordingOrigin, Unbound, blackhole_v6, curl, curl_status,
 };
-
-/// A listener on `[::1]:port` that never accepts, its one-place queue taken: the kernel
-/// drops every later SYN, so a connection attempt hangs until its own timeout.
-fn blackhole_v6(port: u16) -> (OwnedFd, TcpStream) {
-    let fd = socket(
-        AddressFamily::Inet6,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    )
-    .expect("socket");
-    let address: SocketAddr = format!("[::1]:{port}").parse().unwrap();
-    let SocketAddr::V6(v6) = address else {
-        unreachable!("an IPv6 literal")
-    };
-    bind(fd.as_raw_fd(), &SockaddrIn6::from(v6)).expect("bind [::1]");
-    listen(&fd, Backlog::new(0).expect("backlog")).expect("listen");
-    let filler = TcpStream::connect(address).expect("fill the queue");
-    (fd, filler)
-}
 
 #[test]
 fn happy_eyeballs_falls_back_to_the_family_that_answers() {

@@ -377,12 +377,17 @@ impl Metrics {
     }
 
     /// g3's `user.*` series: per user (tags `user_group`, `user`, `user_type`) and server,
-    /// by request type (`request`) where g3 has one.
+    /// by request type (`request`) where g3 has one; a site's the same under
+    /// `user.site.<id>.*`.
     fn emit_users(&mut self) {
         let all = stats::all();
         for counters in &all {
             let last = self.users.entry(counters.key()).or_default();
             let now = UserLast::of(counters);
+            let prefix = match &counters.site {
+                None => "user.".to_string(),
+                Some(site) => format!("user.site.{site}."),
+            };
             let tags = [
                 ("user_group", &*counters.group),
                 ("user", &*counters.user),
@@ -394,35 +399,30 @@ impl Metrics {
                 if delta > 0 {
                     let mut all = tags.to_vec();
                     all.extend(request.map(|r| ("request", r)));
-                    self.sink.count(name, delta, &all);
+                    self.sink.count(&format!("{prefix}{name}"), delta, &all);
                 }
             };
-            count(
-                "user.connection.total",
-                now.connections,
-                last.connections,
-                None,
-            );
+            count("connection.total", now.connections, last.connections, None);
             for (index, name) in stats::FORBIDDEN.iter().enumerate() {
-                let metric = format!("user.forbidden.{name}");
+                let metric = format!("forbidden.{name}");
                 count(&metric, now.forbidden[index], last.forbidden[index], None);
             }
             for (index, request) in stats::REQUEST_TYPES.iter().enumerate() {
                 let request = Some(*request);
                 count(
-                    "user.request.total",
+                    "request.total",
                     now.requests[index],
                     last.requests[index],
                     request,
                 );
                 count(
-                    "user.traffic.in.bytes",
+                    "traffic.in.bytes",
                     now.bytes_in[index],
                     last.bytes_in[index],
                     request,
                 );
                 count(
-                    "user.traffic.out.bytes",
+                    "traffic.out.bytes",
                     now.bytes_out[index],
                     last.bytes_out[index],
                     request,
@@ -434,7 +434,8 @@ impl Metrics {
                     let mut all = tags.to_vec();
                     all.push(("request", request));
                     let alive = counters.alive[index].load(Ordering::Relaxed);
-                    self.sink.gauge("user.request.alive", alive, &all);
+                    self.sink
+                        .gauge(&format!("{prefix}request.alive"), alive, &all);
                 }
             }
             *last = now;

@@ -66,7 +66,11 @@ pub struct TaskContext {
     /// The admitted user's counts on this server (`user.*` metrics), and the type of its
     /// last request counted (an index of `auth::stats::REQUEST_TYPES`; `u8::MAX`: none).
     pub user_stats: Option<Arc<crate::auth::stats::UserCounters>>,
-    pub user_request: std::sync::atomic::AtomicU8,
+    pub user_request: u8,
+    /// The counts of the explicit site (with `emit_stats`) of the user's last request.
+    pub site_stats: Option<Arc<crate::auth::stats::UserCounters>>,
+    /// The bytes up and down already added to the user's and site's counts.
+    user_bytes_counted: (u64, u64),
     /// What the client's TLS handshake said, when a server or port terminated it.
     pub client_tls: Option<Box<TlsFacts>>,
     pub started: Instant,
@@ -91,7 +95,9 @@ impl TaskContext {
             local_addr: conn.local_addr,
             user: None,
             user_stats: None,
-            user_request: AtomicU8::new(u8::MAX),
+            user_request: u8::MAX,
+            site_stats: None,
+            user_bytes_counted: (0, 0),
             client_tls: conn.tls.clone(),
             started: Instant::now(),
             started_at: SystemTime::now(),
@@ -284,7 +290,7 @@ impl TaskContext {
                     request.started_at,
                     bytes,
                 );
-                http_fields(&mut event, head, None);
+                http_fields(&mut event, head, None, self.uri_max_chars());
                 event
             }
             _ => self.task_event(),
@@ -294,10 +300,36 @@ impl TaskContext {
         log.log(event);
     }
 
+    /// How much of a forwarded request's URI its log keeps: the user's `log_uri_max_chars`,
+    /// else g3's default.
+    fn uri_max_chars(&self) -> usize {
+        self.user
+            .as_ref()
+            .and_then(|user| user.config().log_uri_max_chars)
+            .unwrap_or(URI_MAX_CHARS)
+    }
+
+    /// Adds the bytes since the last call to the user's counts (and its site's), under the
+    /// request they went to: at the end of each forwarded request and of the task.
+    fn count_user_bytes(&mut self) {
+        let (up, down) = (self.notes.bytes_up, self.notes.bytes_down);
+        let (counted_up, counted_down) =
+            std::mem::replace(&mut self.user_bytes_counted, (up, down));
+        let request = usize::from(self.user_request);
+        if request >= crate::auth::stats::REQUEST_TYPES.len() {
+            return;
+        }
+        for counters in self.user_stats.iter().chain(&self.site_stats) {
+            counters.bytes_in[request].fetch_add(up - counted_up, Ordering::Relaxed);
+            counters.bytes_out[request].fetch_add(down - counted_down, Ordering::Relaxed);
+        }
+    }
+
     /// Writes a forwarded request's event (g3's `HttpForward` task): the connection's fields
     /// with this request's times, bytes and HTTP fields; the URI's password masked.
     pub fn log_request(&mut self, request: RequestLog, head: &RequestHead) {
         self.notes.in_request = false;
+        self.count_user_bytes();
         let Some(log) = self.server.task_log.clone() else {
             return;
         };
@@ -314,7 +346,12 @@ impl TaskContext {
             request.started_at,
             bytes,
         );
-        http_fields(&mut event, head, self.notes.rsp_status);
+        http_fields(
+            &mut event,
+            head,
+            self.notes.rsp_status,
+            self.uri_max_chars(),
+        );
         log.log(event);
     }
 
@@ -448,20 +485,25 @@ impl TaskContext {
 }
 
 /// A forwarded request's own fields: `method`, `uri` (masked), `user_agent`, `rsp_status`.
-fn http_fields(event: &mut Event, head: &RequestHead, rsp_status: Option<u16>) {
+fn http_fields(
+    event: &mut Event,
+    head: &RequestHead,
+    rsp_status: Option<u16>,
+    uri_max_chars: usize,
+) {
     let user_agent = head
         .header("user-agent")
         .map(|v| String::from_utf8_lossy(v).into_owned());
     event
         .str("method", &head.method)
-        .str("uri", masked_uri(&head.target))
+        .str("uri", masked_uri(&head.target, uri_max_chars))
         .opt("user_agent", user_agent)
         .opt("rsp_status", rsp_status);
 }
 
-/// A request target as task logs show it: a password in it masked, at most
-/// [`URI_MAX_CHARS`] characters.
-fn masked_uri(target: &str) -> String {
+/// A request target as task logs show it: a password in it masked, at most `max_chars`
+/// characters.
+fn masked_uri(target: &str, max_chars: usize) -> String {
     let mut uri = target.to_string();
     if let Some(scheme_end) = uri.find("://") {
         let authority_start = scheme_end + 3;
@@ -474,7 +516,7 @@ fn masked_uri(target: &str) -> String {
             uri.replace_range(authority_start + colon + 1..authority_start + at, "***");
         }
     }
-    match uri.char_indices().nth(URI_MAX_CHARS) {
+    match uri.char_indices().nth(max_chars) {
         Some((cut, _)) => uri[..cut].to_string(),
         None => uri,
     }
@@ -505,13 +547,8 @@ impl Drop for TaskContext {
                 .bytes_out
                 .fetch_add(notes.bytes_down, Ordering::Relaxed);
         }
-        let request = usize::from(self.user_request.load(Ordering::Relaxed));
-        if let Some(user) = &self.user_stats
-            && request < crate::auth::stats::REQUEST_TYPES.len()
-        {
-            user.bytes_in[request].fetch_add(notes.bytes_up, Ordering::Relaxed);
-            user.bytes_out[request].fetch_add(notes.bytes_down, Ordering::Relaxed);
-        }
+        self.count_user_bytes();
+        let notes = &self.notes;
         // A connection whose requests were each logged has nothing more to say.
         if let Some(log) = &self.server.task_log
             && !(self.guard.kind() == TaskKind::Http && notes.requests_logged > 0)
@@ -543,22 +580,28 @@ impl Drop for TaskContext {
 
 #[cfg(test)]
 mod tests {
-    use super::masked_uri;
+    use super::{URI_MAX_CHARS, masked_uri};
 
     #[test]
     fn uris_in_logs_hide_passwords_and_stay_short() {
         assert_eq!(
-            masked_uri("http://user:secret@example.net:8080/a?b=c"),
+            masked_uri("http://user:secret@example.net:8080/a?b=c", URI_MAX_CHARS),
             "http://user:***@example.net:8080/a?b=c"
         );
         assert_eq!(
-            masked_uri("http://user@example.net/"),
+            masked_uri("http://user@example.net/", URI_MAX_CHARS),
             "http://user@example.net/"
         );
-        assert_eq!(masked_uri("/path@with:colon"), "/path@with:colon");
-        assert_eq!(masked_uri("ftp://a:b@h/x@y"), "ftp://a:***@h/x@y");
         assert_eq!(
-            masked_uri(&format!("http://h/{}", "x".repeat(2000))).len(),
+            masked_uri("/path@with:colon", URI_MAX_CHARS),
+            "/path@with:colon"
+        );
+        assert_eq!(
+            masked_uri("ftp://a:b@h/x@y", URI_MAX_CHARS),
+            "ftp://a:***@h/x@y"
+        );
+        assert_eq!(
+            masked_uri(&format!("http://h/{}", "x".repeat(2000)), URI_MAX_CHARS).len(),
             1024
         );
     }

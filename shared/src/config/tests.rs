@@ -187,9 +187,16 @@ fn mistakes_name_file_path_and_line() {
         (
             &[(
                 "main.yml",
-                "user_group:\n  - name: g\n    static_users:\n      - name: a\n        explicit_sites: []\n",
+                "user_group:\n  - name: g\n    static_users:\n      - name: a\n        audit: {}\n",
             )],
-            "main.yml: user_group[0].static_users[0].explicit_sites (line 5): this key is not supported by this build yet",
+            "main.yml: user_group[0].static_users[0].audit (line 5): this key is not supported by this build yet",
+        ),
+        (
+            &[(
+                "main.yml",
+                "user_group:\n  - name: g\n    static_users:\n      - name: a\n        explicit_sites:\n          - {id: s, child_match: example.net}\n          - {id: t, child_match: .example.net}\n",
+            )],
+            "main.yml: user_group[0].static_users[0].explicit_sites (line 6): child_match example.net is in two sites (the second is t)",
         ),
         (
             &[(

@@ -62,7 +62,7 @@ pub(super) fn action_from_key(key: &str) -> Option<AclAction> {
 }
 
 /// One written value or a list of them, each read by [`AclItem::parse`].
-struct Items<T>(Vec<T>);
+pub struct Items<T>(pub Vec<T>);
 
 impl<'de, T: AclItem> Deserialize<'de> for Items<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -103,7 +103,7 @@ impl<'de, T: AclItem> Deserialize<'de> for Items<T> {
 
 /// A string or a list of strings (the values inside a regex map; `to` of a resolve
 /// redirection).
-pub(crate) struct Texts(pub Vec<String>);
+pub struct Texts(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for Texts {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -14,16 +14,19 @@ mod basic;
 mod facts;
 mod ldap;
 mod limits;
+mod site;
 pub mod stats;
 mod user;
 
 pub use basic::UserGroup;
 pub use limits::{GroupBucket, GroupLimits};
+pub use site::Site;
 pub use user::User;
 
 use std::sync::Arc;
 
 use g3proxy_proto::HostPort;
+use g3proxy_shared::config::escapers::{ResolveStrategy, TcpConnectConfig};
 use g3proxy_shared::config::servers::FactsMatch;
 use g3proxy_shared::types::acl::ProxyRequestType;
 
@@ -43,26 +46,57 @@ pub struct Permit<'t> {
     user: Option<Arc<str>>,
     /// The target as the user's `resolve_redirection` has it resolved.
     resolve_as: Option<HostPort>,
+    /// The user's explicit site for the target.
+    site: Option<Arc<Site>>,
+    /// The user's (or its site's) `resolve_strategy` and the user's `tcp_connect`.
+    resolve_strategy: Option<ResolveStrategy>,
+    tcp_connect: Option<TcpConnectConfig>,
     _alive: Option<AliveGuard>,
     _counted: Option<stats::AliveCount>,
 }
 
-/// What a request that counts holds while it runs: its place under the user's
-/// `request_alive_max`, and in `user.request.alive`.
-type Counted = (Option<AliveGuard>, Option<stats::AliveCount>);
+/// What a request's checks leave it: while it runs, its place under the user's
+/// `request_alive_max` and in `user.request.alive` (when it counts); the user's explicit
+/// site for its target.
+#[derive(Default)]
+struct Checked {
+    alive: Option<AliveGuard>,
+    counted: Option<stats::AliveCount>,
+    site: Option<Arc<Site>>,
+}
 
 impl<'t> Permit<'t> {
-    fn new(task: &TaskContext, target: &'t HostPort, (alive, counted): Counted) -> Permit<'t> {
+    fn new(task: &TaskContext, target: &'t HostPort, checked: Checked) -> Permit<'t> {
+        let user = task.user.as_deref();
+        let site_strategy = checked.site.as_ref().and_then(|site| site.resolve_strategy);
         Permit {
             target,
             client: task.client_addr,
             server: task.local_addr,
             task_id: task.id,
-            user: task.user.as_ref().map(|u| u.name.clone()),
-            resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
-            _alive: alive,
-            _counted: counted,
+            user: user.map(|u| u.name.clone()),
+            resolve_as: user.and_then(|u| u.redirect(target)),
+            resolve_strategy: site_strategy
+                .or_else(|| user.and_then(|u| u.config().resolve_strategy)),
+            tcp_connect: user.and_then(|u| u.config().tcp_connect),
+            site: checked.site,
+            _alive: checked.alive,
+            _counted: checked.counted,
         }
+    }
+
+    /// The user's explicit site for the target.
+    pub fn site(&self) -> Option<&Site> {
+        self.site.as_deref()
+    }
+
+    /// How the user's target is resolved where the escaper resolves it (see `Leg`).
+    pub fn resolve_strategy(&self) -> Option<ResolveStrategy> {
+        self.resolve_strategy
+    }
+
+    pub fn tcp_connect(&self) -> Option<TcpConnectConfig> {
+        self.tcp_connect
     }
 
     pub fn target(&self) -> &'t HostPort {
@@ -94,7 +128,7 @@ impl<'t> Permit<'t> {
 
 /// A request's place among its user's live requests (see [`Gate::hold_request`]).
 pub struct RequestHold {
-    _counted: Counted,
+    _counted: Checked,
 }
 
 /// What a facts group finds a connection's user by.
@@ -326,13 +360,13 @@ impl Gate {
     /// the user's request rate and its place among its live requests, held by the guard.
     fn check(
         &self,
-        task: &TaskContext,
+        task: &mut TaskContext,
         request: Option<ProxyRequestType>,
         target: Option<&HostPort>,
         counts: bool,
-    ) -> Result<Counted, TaskError> {
-        let counted = self.counted_check(task, request, target, counts);
-        match &counted {
+    ) -> Result<Checked, TaskError> {
+        let checked = self.counted_check(task, request, target, counts);
+        match &checked {
             // The user's refusals, counted as theirs (`user.forbidden.*`).
             Err(error) => {
                 if let Some(counters) = &task.user_stats {
@@ -342,29 +376,63 @@ impl Gate {
             Ok(_) if counts => task.log_created(target),
             Ok(_) => {}
         }
-        counted
+        checked
     }
 
     fn counted_check(
         &self,
-        task: &TaskContext,
+        task: &mut TaskContext,
         request: Option<ProxyRequestType>,
         target: Option<&HostPort>,
         counts: bool,
-    ) -> Result<Counted, TaskError> {
+    ) -> Result<Checked, TaskError> {
         let Some(user) = self.live_user(task)? else {
-            return Ok((None, None));
+            return Ok(Checked::default());
         };
         let alive = Self::check_user(user, request, target, counts)?;
-        match (&task.user_stats, counts) {
-            (Some(counters), true) => {
-                let index = stats::request_index(request);
-                task.user_request
-                    .store(index as u8, std::sync::atomic::Ordering::Relaxed);
-                Ok((alive, Some(stats::AliveCount::start(counters, index))))
+        let site = target.and_then(|target| user.site_for(target)).cloned();
+        let Some(counters) = task.user_stats.clone().filter(|_| counts) else {
+            return Ok(Checked {
+                alive,
+                counted: None,
+                site,
+            });
+        };
+        let index = stats::request_index(request);
+        task.user_request = index as u8;
+        let site_counters = match &site {
+            Some(site) if site.emit_stats => Some(Self::site_counters(task, &counters, site)),
+            _ => {
+                task.site_stats = None;
+                None
             }
-            _ => Ok((alive, None)),
+        };
+        Ok(Checked {
+            alive,
+            counted: Some(stats::AliveCount::start(&counters, site_counters, index)),
+            site,
+        })
+    }
+
+    /// The counts of the user's `site` on this task's server: the task's own when its last
+    /// request went there too, else looked up (and the site's connection counted, once per
+    /// site a connection's requests go to in a row).
+    fn site_counters(
+        task: &mut TaskContext,
+        counters: &stats::UserCounters,
+        site: &Site,
+    ) -> Arc<stats::UserCounters> {
+        if let Some(known) = &task.site_stats
+            && known.site.as_deref() == Some(&*site.id)
+        {
+            return known.clone();
         }
+        let site_counters = stats::site_counters(counters, &site.id);
+        site_counters
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        task.site_stats = Some(site_counters.clone());
+        site_counters
     }
 
     fn check_user(
@@ -391,7 +459,7 @@ impl Gate {
     /// [`Gate::permit_within`].
     pub fn hold_request(
         &self,
-        task: &TaskContext,
+        task: &mut TaskContext,
         request: Option<ProxyRequestType>,
     ) -> Result<RequestHold, TaskError> {
         let alive = self.check(task, request, None, true)?;
@@ -402,7 +470,7 @@ impl Gate {
     /// connection, which no request filter names).
     pub fn permit<'t>(
         &self,
-        task: &TaskContext,
+        task: &mut TaskContext,
         request: Option<ProxyRequestType>,
         target: &'t HostPort,
     ) -> Result<Permit<'t>, TaskError> {
@@ -414,11 +482,11 @@ impl Gate {
     /// UDP association): the user's filters only, which every target must pass.
     pub fn permit_within<'t>(
         &self,
-        task: &TaskContext,
+        task: &mut TaskContext,
         request: Option<ProxyRequestType>,
         target: &'t HostPort,
     ) -> Result<Permit<'t>, TaskError> {
-        self.check(task, request, Some(target), false)?;
-        Ok(Permit::new(task, target, (None, None)))
+        let checked = self.check(task, request, Some(target), false)?;
+        Ok(Permit::new(task, target, checked))
     }
 }

@@ -3,7 +3,8 @@
 //! across the config reloads and refreshes that rebuild its `User`. A task takes its set
 //! when its user is admitted; requests count when the gate lets them through, and hold
 //! their place in `user.request.alive` until their permit drops; bytes count as the task
-//! ends.
+//! ends. A user's `explicit_sites` with `emit_stats` have sets of their own, in the same
+//! registry: their requests count in both, under `user.site.<id>.*` too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,13 +70,15 @@ pub fn count_refusal(counters: &UserCounters, error: &TaskError) {
     counters.forbidden[index].fetch_add(1, Ordering::Relaxed);
 }
 
-/// The counts of one user on one server.
+/// The counts of one user (or one of its sites) on one server.
 pub struct UserCounters {
     pub group: Arc<str>,
     pub user: Arc<str>,
     /// `Static`, `Dynamic`, `Anonymous` or `Unmanaged` (LDAP users not listed).
     pub user_type: &'static str,
     pub server: Arc<str>,
+    /// The explicit site's id, for a site's counts.
+    pub site: Option<Arc<str>>,
     pub connections: AtomicU64,
     pub requests: [AtomicU64; 7],
     pub alive: [AtomicU64; 7],
@@ -84,8 +87,8 @@ pub struct UserCounters {
     pub forbidden: [AtomicU64; 9],
 }
 
-/// Group, user, user type and server: whose counts these are.
-pub type Key = (Arc<str>, Arc<str>, &'static str, Arc<str>);
+/// Group, user, user type, server and site: whose counts these are.
+pub type Key = (Arc<str>, Arc<str>, &'static str, Arc<str>, Option<Arc<str>>);
 
 impl UserCounters {
     pub fn key(&self) -> Key {
@@ -94,6 +97,7 @@ impl UserCounters {
             self.user.clone(),
             self.user_type,
             self.server.clone(),
+            self.site.clone(),
         )
     }
 }
@@ -102,22 +106,34 @@ static REGISTRY: Mutex<Option<HashMap<Key, Arc<UserCounters>>>> = Mutex::new(Non
 
 /// The counts of `user` on `server`, made on first use.
 pub fn counters(user: &User, server: &str) -> Arc<UserCounters> {
-    let key: Key = (
+    registered((
         user.group.clone(),
         user.name.clone(),
         user.user_type,
         server.into(),
-    );
+        None,
+    ))
+}
+
+/// The counts of the user of `user_counters` toward its site `site`, on the same server.
+pub fn site_counters(user_counters: &UserCounters, site: &str) -> Arc<UserCounters> {
+    let mut key = user_counters.key();
+    key.4 = Some(site.into());
+    registered(key)
+}
+
+fn registered(key: Key) -> Arc<UserCounters> {
     let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     registry
         .get_or_insert_with(HashMap::new)
         .entry(key)
-        .or_insert_with_key(|(group, name, user_type, server)| {
+        .or_insert_with_key(|(group, name, user_type, server, site)| {
             Arc::new(UserCounters {
                 group: group.clone(),
                 user: name.clone(),
                 user_type,
                 server: server.clone(),
+                site: site.clone(),
                 connections: AtomicU64::new(0),
                 requests: Default::default(),
                 alive: Default::default(),
@@ -147,19 +163,27 @@ pub fn all() -> Vec<Arc<UserCounters>> {
         .unwrap_or_default()
 }
 
-/// A request's place in `user.request.alive`, given back when it drops.
+/// A request's place in `user.request.alive` (and its site's), given back when it drops.
 pub struct AliveCount {
     counters: Arc<UserCounters>,
+    site: Option<Arc<UserCounters>>,
     index: usize,
 }
 
 impl AliveCount {
-    /// Counts a request of type `index` that starts now.
-    pub fn start(counters: &Arc<UserCounters>, index: usize) -> AliveCount {
-        counters.requests[index].fetch_add(1, Ordering::Relaxed);
-        counters.alive[index].fetch_add(1, Ordering::Relaxed);
+    /// Counts a request of type `index` that starts now, for the user and its site.
+    pub fn start(
+        counters: &Arc<UserCounters>,
+        site: Option<Arc<UserCounters>>,
+        index: usize,
+    ) -> AliveCount {
+        for counters in std::iter::once(counters).chain(&site) {
+            counters.requests[index].fetch_add(1, Ordering::Relaxed);
+            counters.alive[index].fetch_add(1, Ordering::Relaxed);
+        }
         AliveCount {
             counters: counters.clone(),
+            site,
             index,
         }
     }
@@ -167,6 +191,8 @@ impl AliveCount {
 
 impl Drop for AliveCount {
     fn drop(&mut self) {
-        self.counters.alive[self.index].fetch_sub(1, Ordering::Relaxed);
+        for counters in std::iter::once(&self.counters).chain(&self.site) {
+            counters.alive[self.index].fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }

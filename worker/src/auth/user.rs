@@ -12,6 +12,7 @@ use g3proxy_shared::types::{AclAction, GlobalSpeedLimit, RateQuota, SpeedLimit, 
 use g3proxy_shared::user_limits::{self, Bucket};
 
 use super::limits::{AliveGuard, GroupBucket, GroupLimits};
+use super::site::{Site, Sites};
 use crate::error::Forbidden;
 use crate::relay::RelayPolicy;
 
@@ -32,6 +33,8 @@ pub struct User {
     /// What the group's shared slot said of a block, as of which block epoch.
     group_block: AtomicBool,
     group_block_epoch: AtomicU64,
+    /// `explicit_sites`, indexed.
+    sites: Option<Sites>,
 }
 
 impl std::fmt::Debug for User {
@@ -68,15 +71,21 @@ impl User {
             name: config.name.as_str().into(),
             group: group.into(),
             user_type,
-            config,
             blocked_since_built: AtomicBool::new(false),
             group_block: AtomicBool::new(false),
             group_block_epoch: AtomicU64::new(u64::MAX),
+            sites: Sites::new(&config.explicit_sites.0),
+            config,
         }
     }
 
     pub fn config(&self) -> &UserConfig {
         &self.config
+    }
+
+    /// The explicit site `target` belongs to, if the user has one for it.
+    pub fn site_for(&self, target: &HostPort) -> Option<&Arc<Site>> {
+        self.sites.as_ref()?.find(&target.host)
     }
 
     pub fn verify_password(&self, password: &[u8]) -> bool {

@@ -8,14 +8,16 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use g3proxy_proto::{Host, HostPort};
-use g3proxy_shared::config::escapers::{DirectConfig, PickStrategy};
+use g3proxy_proto::Host;
+use g3proxy_shared::config::escapers::{
+    DirectConfig, PickStrategy, QueryStrategy, ResolveStrategy, TcpConnectConfig,
+};
 use g3proxy_shared::config::servers::ProxyProtocol;
 use g3proxy_shared::types::NetworkAcl;
 use tokio::net::UdpSocket;
 
 use super::connect::{Racing, SocketOptions, happy_eyeballs};
-use super::{Connected, Dependencies};
+use super::{Connected, Dependencies, Leg};
 use crate::error::TaskError;
 use crate::pick::random_index;
 use crate::resolvers::Resolver;
@@ -66,8 +68,24 @@ impl Direct {
         }
     }
 
-    fn order(&self, addresses: &mut [IpAddr]) {
-        if self.config.resolve_strategy.pick == PickStrategy::Random {
+    /// The resolve strategy for a leg: the user's pick, and its query unless this escaper
+    /// keeps to one family (as g3 adjusts an escaper's strategy to a user's).
+    fn strategy(&self, leg: &Leg<'_>) -> ResolveStrategy {
+        let own = self.config.resolve_strategy;
+        match leg.resolve_strategy {
+            None => own,
+            Some(user) => ResolveStrategy {
+                query: match own.query {
+                    QueryStrategy::Ipv4Only | QueryStrategy::Ipv6Only => own.query,
+                    _ => user.query,
+                },
+                pick: user.pick,
+            },
+        }
+    }
+
+    fn order(pick: PickStrategy, addresses: &mut [IpAddr]) {
+        if pick == PickStrategy::Random {
             let start = random_index(addresses.len());
             addresses.rotate_left(start);
         }
@@ -75,23 +93,33 @@ impl Direct {
 
     pub async fn tcp_connect(
         &self,
-        target: &HostPort,
+        leg: &Leg<'_>,
         binds: &(dyn Binds + Sync),
     ) -> Result<Connected, TaskError> {
+        let strategy = self.strategy(leg);
+        // A user's `tcp_connect` may only make it shorter.
+        let own = self.config.tcp_connect;
+        let tcp_connect = match leg.tcp_connect {
+            None => own,
+            Some(user) => TcpConnectConfig {
+                max_retry: own.max_retry.min(user.max_retry),
+                each_timeout: own.each_timeout.min(user.each_timeout),
+            },
+        };
         let racing = Racing {
             resolver: &self.resolver,
-            strategy: self.config.resolve_strategy.query,
+            strategy: strategy.query,
             config: &self.config.happy_eyeballs,
-            tcp_connect: &self.config.tcp_connect,
+            tcp_connect: &tcp_connect,
             options: &self.options,
             allowed: &|ip| {
                 self.allowed(ip)?;
                 binds.bind_for(ip).map(|_| ())
             },
             bind: &|ip| binds.bind_for(ip),
-            order: &|addresses| self.order(addresses),
+            order: &|addresses| Self::order(strategy.pick, addresses),
         };
-        let mut connected = happy_eyeballs(&racing, target).await?;
+        let mut connected = happy_eyeballs(&racing, leg.target).await?;
         connected.speed_limit = self.config.tcp_sock_speed_limit;
         Ok(connected)
     }
@@ -99,16 +127,13 @@ impl Direct {
     /// Where a datagram for `target` goes: resolved, filtered, the first allowed address.
     pub async fn udp_target(
         &self,
-        target: &HostPort,
+        leg: &Leg<'_>,
         binds: &(dyn Binds + Sync),
     ) -> Result<SocketAddr, TaskError> {
+        let (target, strategy) = (leg.target, self.strategy(leg));
         let mut addresses = match &target.host {
             Host::Ip(ip) => vec![ip.to_canonical()],
-            Host::Domain(domain) => {
-                self.resolver
-                    .resolve(domain, self.config.resolve_strategy.query)
-                    .await?
-            }
+            Host::Domain(domain) => self.resolver.resolve(domain, strategy.query).await?,
         };
         let Some(&first) = addresses.first() else {
             return Err(TaskError::Resolver(format!(
@@ -121,7 +146,7 @@ impl Direct {
                 .and_then(|()| binds.bind_for(ip).map(|_| ()))
         };
         addresses.retain(|ip| usable(*ip).is_ok());
-        self.order(&mut addresses);
+        Self::order(strategy.pick, &mut addresses);
         match addresses.first() {
             Some(ip) => Ok(SocketAddr::new(*ip, target.port)),
             None => Err(usable(first).err().unwrap_or_else(|| {

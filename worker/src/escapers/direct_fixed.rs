@@ -49,11 +49,11 @@ impl EscaperOps for DirectFixedEscaper {
     }
 
     async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
-        self.direct.tcp_connect(leg.target, self).await
+        self.direct.tcp_connect(leg, self).await
     }
 
     async fn udp_target(&self, leg: &Leg<'_>) -> Result<SocketAddr, TaskError> {
-        self.direct.udp_target(leg.target, self).await
+        self.direct.udp_target(leg, self).await
     }
 
     fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {

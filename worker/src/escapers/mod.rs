@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use g3proxy_proto::{HostPort, proxy_protocol};
 use g3proxy_shared::config::EscaperConfig;
-use g3proxy_shared::config::escapers::EscaperType;
+use g3proxy_shared::config::escapers::{EscaperType, ResolveStrategy, TcpConnectConfig};
 use g3proxy_shared::config::servers::ProxyProtocol;
 use g3proxy_shared::config::tls::TlsClientConfig;
 use g3proxy_shared::ipc::worker::Published;
@@ -79,6 +79,10 @@ pub struct Leg<'a> {
     pub server: SocketAddr,
     pub task_id: u64,
     pub user: Option<&'a str>,
+    /// The user's (or its site's) `resolve_strategy`, and its bounds on `tcp_connect`, for
+    /// the escapers that resolve and connect to the target themselves.
+    pub resolve_strategy: Option<ResolveStrategy>,
+    pub tcp_connect: Option<TcpConnectConfig>,
 }
 
 impl<'a> Leg<'a> {
@@ -378,6 +382,8 @@ impl Escaper {
             server: permit.server(),
             task_id: permit.task_id(),
             user: permit.user_name(),
+            resolve_strategy: permit.resolve_strategy(),
+            tcp_connect: permit.tcp_connect(),
         }
     }
 

@@ -119,6 +119,8 @@ pub struct Request<'a> {
     pub extra_headers: &'a [u8],
     /// The client's `Authorization` was for us (a gateway's users): not passed on.
     pub drop_authorization: bool,
+    /// The user's explicit site's `http_rsp_header_recv_timeout`, ahead of the user's own.
+    pub rsp_header_timeout: Option<Duration>,
 }
 
 /// How a forward ended.
@@ -250,7 +252,7 @@ async fn exchange(
                     task,
                     &mut upstream,
                     framing,
-                    head.minor_version,
+                    request,
                     session,
                     policy,
                 );
@@ -337,10 +339,11 @@ async fn send_body_and_read_response(
     task: &mut TaskContext,
     upstream: &mut UpstreamConn,
     framing: BodyFraming,
-    minor_version: u8,
+    request: &Request<'_>,
     session: &HttpSessionConfig,
     policy: &RelayPolicy,
 ) -> Result<(ResponseHead, bool), TaskError> {
+    let minor_version = request.head.minor_version;
     let idle_timeout = policy.idle_timeout();
     let body = relay::copy_body(
         &client.stream,
@@ -352,13 +355,14 @@ async fn send_body_and_read_response(
     );
     tokio::pin!(body);
     let mut body_sent = framing == BodyFraming::Empty;
-    // The user's own, where it has one.
-    let rsp_header_recv_timeout = task
-        .user
-        .as_ref()
-        .and_then(|u| u.config().http_rsp_header_recv_timeout)
-        .unwrap_or(session.rsp_header_recv_timeout)
-        .0;
+    // The site's, else the user's own, else the server's.
+    let rsp_header_recv_timeout = request.rsp_header_timeout.unwrap_or_else(|| {
+        task.user
+            .as_ref()
+            .and_then(|u| u.config().http_rsp_header_recv_timeout)
+            .unwrap_or(session.rsp_header_recv_timeout)
+            .0
+    });
     loop {
         let response = read_response_head(
             &upstream.stream,

@@ -255,6 +255,7 @@ impl Session<'_> {
             host: None,
             extra_headers: b"",
             drop_authorization: false,
+            rsp_header_timeout: permit.site().and_then(|site| site.rsp_header_timeout),
         };
         let mut source = KeptOrNew {
             server,
@@ -310,10 +311,14 @@ impl UpstreamSource for KeptOrNew<'_> {
             return Ok((kept.conn, true));
         }
         let tls_client = &self.server.tls_client;
+        // The user's explicit site may have a TLS client of its own.
+        let site_tls = self.permit.site().and_then(|site| site.tls_client.as_ref());
         let forward = self
             .server
             .escaper
-            .http_forward(task, &self.permit, self.tls, None, || tls_client.config())
+            .http_forward(task, &self.permit, self.tls, None, || {
+                site_tls.map_or_else(|| tls_client.config(), Ok)
+            })
             .await?;
         Ok((UpstreamConn::from_forward(forward, task), false))
     }

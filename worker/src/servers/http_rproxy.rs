@@ -373,6 +373,7 @@ impl Session<'_> {
             host: Some(routed.host_header),
             extra_headers: &extra,
             drop_authorization: self.consumed_authorization,
+            rsp_header_timeout: permit.site().and_then(|site| site.rsp_header_timeout),
         };
         let mut source = PooledOrNew {
             server,

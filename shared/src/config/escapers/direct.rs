@@ -108,7 +108,7 @@ fn default_each_timeout() -> HumanDuration {
     HumanDuration::secs(30)
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpConnectConfig {
     /// Further addresses tried after the first one fails.

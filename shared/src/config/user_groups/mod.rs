@@ -6,10 +6,12 @@
 
 mod basic;
 mod ldap;
+mod site;
 mod user;
 
 pub use basic::{BasicUserGroupConfig, DynamicFormat, UserSource};
 pub use ldap::{LdapKeys, LdapServer};
+pub use site::{DurationStats, ExplicitSite, ExplicitSites};
 pub use user::{
     DstHostFilterSet, Expire, Fact, Redirect, RedirectTo, ResolveRedirection, UserConfig, stricter,
 };

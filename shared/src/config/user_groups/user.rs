@@ -8,6 +8,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+use super::site::ExplicitSites;
+use crate::config::escapers::{ResolveStrategy, TcpConnectConfig};
 pub use crate::types::Expire;
 use crate::types::acl::{
     AclRule, ChildDomain, DomainRegex, ExactHost, PortRange, ProxyRequestType, Texts,
@@ -76,6 +78,20 @@ pub struct UserConfig {
     /// Names the user's targets resolve as (a DNS hijack of the user's own).
     #[serde(default)]
     pub resolve_redirection: Option<ResolveRedirection>,
+    /// How much of a forwarded request's URI its task log keeps, in place of the server's.
+    #[serde(default, alias = "uri_log_max_chars")]
+    pub log_uri_max_chars: Option<usize>,
+    /// How the direct escapers resolve the user's targets (a site's wins): its pick, and its
+    /// query unless the escaper keeps to one family.
+    #[serde(default)]
+    pub resolve_strategy: Option<ResolveStrategy>,
+    /// Bounds on the direct escapers' `tcp_connect` for the user's tasks: the fewer tries and
+    /// the shorter timeout of the two.
+    #[serde(default)]
+    pub tcp_connect: Option<TcpConnectConfig>,
+    /// Targets with metrics and settings of their own (`site.rs`).
+    #[serde(default)]
+    pub explicit_sites: ExplicitSites,
     /// Bytes from the user's clients, over all its connections in the whole group.
     #[serde(default)]
     pub tcp_all_upload_speed_limit: Option<GlobalSpeedLimit>,
@@ -90,24 +106,12 @@ pub struct UserConfig {
         deserialize_with = "crate::config::de::not_yet"
     )]
     pub log_rate_limit: (),
-    #[serde(
-        default,
-        alias = "uri_log_max_chars",
-        deserialize_with = "crate::config::de::not_yet"
-    )]
-    pub log_uri_max_chars: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub resolve_strategy: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub explicit_sites: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub audit: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub egress_path_id_map: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub egress_path_value_map: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub tcp_connect: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub tcp_remote_keepalive: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]

@@ -1,0 +1,163 @@
+//! Scenario: a user's `explicit_sites` and the per-user connection keys, through a real
+//! http_proxy, a real unbound serving a name with an IPv4 and an IPv6 address, and StatsD
+//! metrics into the test's receiver:
+//! - requests to a site with `emit_stats` count under `user.site.<id>.*` (requests,
+//!   connections, bytes) as well as under the user's own series; requests elsewhere do not;
+//! - a site's `resolve_strategy` (IPv6 only) sends the user's requests for its names to the
+//!   IPv6 address, where a blackhole takes them, and the user's `tcp_connect` bounds the
+//!   escaper's 30 s connect timeout to 1 s; another user without the site reaches the name
+//!   over IPv4;
+//! - a user's `resolve_strategy` applies to all its targets;
+//! - a site's `http_rsp_header_recv_timeout` overrides the server's.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use g3proxy_tests::{
+    Certs, Group, Origin, StatsdReceiver, Unbound, blackhole_v6, curl, curl_status, wait_until,
+};
+
+#[test]
+fn sites_count_apart_and_steer_resolution_and_timeouts() {
+    let origin = Origin::start("127.0.0.1");
+    let port = origin.addr.port();
+    let _blackhole = blackhole_v6(port);
+    // An origin that takes requests and never answers.
+    let silent = TcpListener::bind("127.0.0.2:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in silent.incoming().flatten() {
+            let mut buffer = [0; 1024];
+            let _ = stream.read(&mut buffer);
+            held.push(stream);
+        }
+    });
+    let statsd = StatsdReceiver::start();
+    let certs_dir =
+        std::env::temp_dir().join(format!("g3proxy-sites-certs-{}", std::process::id()));
+    let certs = Certs::make(&certs_dir);
+    let unbound = Unbound::start(
+        &certs,
+        &[
+            "dual.test. 300 IN A 127.0.0.1",
+            "dual.test. 300 IN AAAA ::1",
+        ],
+    );
+    let text = format!(
+        "stat:
+  target: {{udp: 127.0.0.1:{statsd}}}
+  emit_interval: 100ms
+resolver:
+  - {{name: dns, type: c-ares, server: 127.0.0.1:{dns}}}
+escaper:
+  - name: direct
+    type: direct_fixed
+    resolver: dns
+    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8, ::1/128]}}
+user_group:
+  - name: g
+    static_users:
+      - name: alice
+        token: null
+        tcp_connect: {{max_retry: 0, each_timeout: 1s}}
+        explicit_sites:
+          - {{id: loop, exact_match: 127.0.0.1, emit_stats: true}}
+          - {{id: dual, child_match: test, resolve_strategy: IPv6Only}}
+          - {{id: slow, exact_match: 127.0.0.2, http_rsp_header_recv_timeout: 1s}}
+      - name: bob
+        token: null
+      - name: carol
+        token: null
+        resolve_strategy: {{query: ipv6only}}
+        tcp_connect: {{each_timeout: 1s}}
+server:
+  - name: http
+    type: http_proxy
+    escaper: direct
+    user_group: g
+    listen: \"127.0.0.1:{{{{http_port}}}}\"
+",
+        statsd = statsd.port,
+        dns = unbound.port,
+    );
+    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    group.start();
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let by_address = origin.url("/");
+    let by_name = format!("http://dual.test:{port}/");
+
+    // Three requests to the site `loop`, one to a name that is in no counted site.
+    for _ in 0..3 {
+        assert_eq!(curl(&["-x", &proxy, "-U", "alice:x", &by_address]), "hello");
+    }
+    assert_eq!(curl(&["-x", &proxy, "-U", "bob:x", &by_name]), "hello");
+    let alice = [
+        "user_group:g",
+        "user:alice",
+        "user_type:Static",
+        "server:http",
+    ];
+    let forwarded: Vec<&str> = alice
+        .iter()
+        .copied()
+        .chain(["request:http_forward"])
+        .collect();
+    wait_until(Duration::from_secs(10), "the site's counts", || {
+        (statsd.total("g3proxy.user.site.loop.request.total", &forwarded) == 3
+            && statsd.total("g3proxy.user.site.loop.connection.total", &alice) == 3
+            && statsd.total("g3proxy.user.site.loop.traffic.out.bytes", &forwarded) > 0
+            && statsd.total("g3proxy.user.request.total", &forwarded) == 3)
+            .then_some(())
+    });
+    let alive = statsd.matching("g3proxy.user.site.loop.request.alive", "g", &forwarded);
+    assert_eq!(alive.last().map(|(v, _)| *v), Some(0), "{alive:?}");
+    // The same traffic, under the site and under the user.
+    assert_eq!(
+        statsd.total("g3proxy.user.site.loop.traffic.out.bytes", &forwarded),
+        statsd.total("g3proxy.user.traffic.out.bytes", &forwarded)
+    );
+
+    // The site `dual` resolves its names to IPv6 only: the blackhole holds the connection
+    // until alice's own 1 s connect timeout (the escaper's is 30 s).
+    let started = Instant::now();
+    let status = curl_status(&["-x", &proxy, "-U", "alice:x", "--max-time", "20", &by_name]);
+    assert_ne!(status, "200");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the user's tcp_connect bound the escaper's: {:?}",
+        started.elapsed()
+    );
+    // bob has no such site: IPv4 first, the origin answers (above). carol's own strategy
+    // is IPv6 only, for every target.
+    assert_ne!(
+        curl_status(&["-x", &proxy, "-U", "carol:x", "--max-time", "20", &by_name]),
+        "200"
+    );
+    assert_eq!(curl(&["-x", &proxy, "-U", "bob:x", &by_name]), "hello");
+    // No counts for a site without emit_stats.
+    assert_eq!(statsd.total("g3proxy.user.site.dual.request.total", &[]), 0);
+
+    // The site `slow` waits 1 s for a response head; bob waits the server's (a minute),
+    // and curl gives up first.
+    let silent_url = format!("http://127.0.0.2:{silent_port}/");
+    let status = curl_status(&[
+        "-x",
+        &proxy,
+        "-U",
+        "alice:x",
+        "--max-time",
+        "20",
+        &silent_url,
+    ]);
+    assert_eq!(status, "504", "the site's response-head timeout");
+    let status = curl_status(&["-x", &proxy, "-U", "bob:x", "--max-time", "3", &silent_url]);
+    assert_eq!(
+        status, "curl exit Some(28)",
+        "the server's response-head timeout is longer"
+    );
+
+    drop(group);
+    let _ = std::fs::remove_dir_all(certs_dir);
+}
