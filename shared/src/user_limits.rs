@@ -67,6 +67,8 @@ pub enum Bucket {
     UdpDownload,
     UdpUploadPackets,
     UdpDownloadPackets,
+    /// Task log events (`log_rate_limit`).
+    Logs,
 }
 
 /// The mapped file. Everything in it is read and written through atomics.
@@ -233,6 +235,7 @@ impl UserLimits {
             Bucket::UdpDownload => 64,
             Bucket::UdpUploadPackets => 72,
             Bucket::UdpDownloadPackets => 80,
+            Bucket::Logs => 88,
         };
         self.u64_at(SLOTS_OFFSET + slot * SLOT_SIZE + offset)
     }

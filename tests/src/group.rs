@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::{bin, free_port, try_wait_until, wait_until};
@@ -151,6 +153,26 @@ impl Group {
         self.children.push(child);
         let ready = notify.wait_for("READY=1", Duration::from_secs(30));
         (pid, ready)
+    }
+
+    /// A group started on `text` with its worker's standard output kept, line by line.
+    pub fn start_with_stdout(text: &str) -> (Group, Arc<Mutex<Vec<String>>>) {
+        let mut group = Group::from_text(text, &std::env::temp_dir(), &[]);
+        let mut command = group.supervisor_command();
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = command.spawn().expect("g3proxy");
+        let stdout = child.stdout.take().expect("stdout");
+        let pid = child.id();
+        group.adopt_child(child);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        group.wait_serving(pid);
+        (group, lines)
     }
 
     /// Starts another supervisor for the group (a successor) without waiting for it.

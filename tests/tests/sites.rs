@@ -161,3 +161,88 @@ server:
     drop(group);
     let _ = std::fs::remove_dir_all(certs_dir);
 }
+
+/// A user's `http_upstream_keepalive: false` keeps each of its forwarded requests on an
+/// upstream connection of its own (another user's reuse one); a user's `log_rate_limit`
+/// drops its task log events past the quota and counts them as `log_skipped`; its
+/// `tcp_remote_keepalive` and `tcp_remote_misc_opts` load and leave its requests working.
+#[test]
+fn per_user_upstream_reuse_and_log_quota() {
+    let origin = Origin::start("127.0.0.1");
+    let statsd = StatsdReceiver::start();
+    let text = format!(
+        "stat:
+  target: {{udp: 127.0.0.1:{statsd}}}
+  emit_interval: 100ms
+log:
+  task: stdout
+escaper:
+  - name: direct
+    type: direct_fixed
+    resolver: none
+    tcp_keepalive: 120s
+    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}
+user_group:
+  - name: g
+    static_users:
+      - name: reuse
+        token: null
+      - name: fresh
+        token: null
+        http_upstream_keepalive: false
+        tcp_remote_keepalive: {{idle_time: 30s, probe_count: 3}}
+        tcp_remote_misc_opts: {{no_delay: true, ttl: 16}}
+      - name: quiet
+        token: null
+        log_rate_limit: 2/h
+server:
+  - name: http
+    type: http_proxy
+    escaper: direct
+    user_group: g
+    listen: \"127.0.0.1:{{{{http_port}}}}\"
+",
+        statsd = statsd.port,
+    );
+    let (group, stdout) = Group::start_with_stdout(&text);
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let url = origin.url("/");
+
+    // Two requests on one client connection each: one upstream connection for `reuse`,
+    // two for `fresh`.
+    assert_eq!(
+        curl(&["-x", &proxy, "-U", "reuse:x", &url, &url]),
+        "hellohello"
+    );
+    assert_eq!(origin.connections(), 1);
+    assert_eq!(
+        curl(&["-x", &proxy, "-U", "fresh:x", &url, &url]),
+        "hellohello"
+    );
+    assert_eq!(origin.connections(), 3);
+
+    // Five requests of `quiet`: two events written, three dropped.
+    for _ in 0..5 {
+        assert_eq!(curl(&["-x", &proxy, "-U", "quiet:x", &url]), "hello");
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the skipped events counted",
+        || {
+            let quiet = ["user:quiet", "server:http"];
+            (statsd.total("g3proxy.user.forbidden.log_skipped", &quiet) == 3).then_some(())
+        },
+    );
+    // One more event, of another user, written after them: once it is out, so is every
+    // event of quiet's that was going to be.
+    assert_eq!(curl(&["-x", &proxy, "-U", "reuse:x", &url]), "hello");
+    let written = |user: &str| {
+        let lines = stdout.lock().unwrap();
+        let user = format!("user: {user},");
+        lines.iter().filter(|l| l.contains(&user)).count()
+    };
+    wait_until(Duration::from_secs(10), "the last event written", || {
+        (written("reuse") == 3).then_some(())
+    });
+    assert_eq!(written("quiet"), 2, "task events of user quiet written");
+}

@@ -176,26 +176,6 @@ fn pairs(text: &str, separator: &str) -> BTreeMap<String, String> {
     fields
 }
 
-/// A group started on `text` with its worker's standard output kept, line by line.
-fn start_with_stdout(text: &str) -> (Group, Arc<Mutex<Vec<String>>>) {
-    let mut group = Group::from_text(text, &std::env::temp_dir(), &[]);
-    let mut command = group.supervisor_command();
-    command.stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = command.spawn().expect("g3proxy");
-    let stdout = child.stdout.take().expect("stdout");
-    let pid = child.id();
-    group.adopt_child(child);
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    group.wait_serving(pid);
-    (group, lines)
-}
-
 /// The events of `log_type` among stdout lines (`<time> INFO k: v, …`), once there are
 /// `count` of them.
 fn stdout_events(
@@ -225,7 +205,7 @@ fn stdout_events(
 #[test]
 fn stdout_lines_carry_every_field() {
     let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
-    let (group, lines) = start_with_stdout(&config("stdout"));
+    let (group, lines) = Group::start_with_stdout(&config("stdout"));
     traffic(&group, &origin, &echo);
     check_events(&stdout_events(&lines, "Task", 3), &group, &echo);
 }
@@ -241,7 +221,7 @@ fn created_connected_and_periodic_events() {
         "user_group: users, listen:",
         "user_group: users, flush_task_log_on_created: true, flush_task_log_on_connected: true, task_log_flush_interval: 100ms, listen:",
     );
-    let (group, lines) = start_with_stdout(&text);
+    let (group, lines) = Group::start_with_stdout(&text);
     traffic(&group, &origin, &echo);
     // A request and a tunnel: three events each; the refused login: created, then ended.
     // The request: created, connected, ended. The tunnel: created (as the connection turns
@@ -308,7 +288,7 @@ fn udp_tasks_log_their_datagrams() {
         "server:\n",
         "server:\n  - {name: socks, type: socks_proxy, escaper: direct, use_udp_associate: true, listen: \"127.0.0.1:{{socks_port}}\"}\n",
     );
-    let (group, lines) = start_with_stdout(&text);
+    let (group, lines) = Group::start_with_stdout(&text);
     let client = client_socket();
     let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], group.port("socks")));
     let (control, relay) = associate(proxy, &client);
@@ -354,7 +334,7 @@ fn escape_and_resolve_logs_name_what_failed() {
         unbound.port,
         origin.addr.port()
     );
-    let (group, lines) = start_with_stdout(&text);
+    let (group, lines) = Group::start_with_stdout(&text);
     let proxy = format!("http://127.0.0.1:{}", group.port("http"));
     let closed = free_port("127.0.0.1");
     let refused = format!("http://127.0.0.1:{closed}/");

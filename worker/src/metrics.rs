@@ -61,7 +61,7 @@ struct UserLast {
     requests: [u64; 7],
     bytes_in: [u64; 7],
     bytes_out: [u64; 7],
-    forbidden: [u64; 9],
+    forbidden: [u64; 10],
 }
 
 impl UserLast {

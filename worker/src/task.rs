@@ -113,7 +113,7 @@ impl TaskContext {
         if self.guard.kind() == TaskKind::Http || !self.server.log_on_created {
             return;
         }
-        let Some(log) = &self.server.task_log else {
+        let Some(log) = self.task_log() else {
             return;
         };
         let mut event = self.fresh_event();
@@ -270,7 +270,10 @@ impl TaskContext {
             // Once per task or request, whatever retries and failovers follow.
             _ => self.server.log_on_connected && !self.notes.connected_logged,
         };
-        let Some(log) = self.server.task_log.clone().filter(|_| wanted) else {
+        if !wanted {
+            return;
+        }
+        let Some(log) = self.task_log().cloned() else {
             return;
         };
         if task_event == "Connected" {
@@ -298,6 +301,21 @@ impl TaskContext {
         event.str("task_event", task_event);
         event.set_str("stage", task_event);
         log.log(event);
+    }
+
+    /// The server's task log for one more event, unless the user's `log_rate_limit` drops
+    /// it (counted as the user's `log_skipped`).
+    fn task_log(&self) -> Option<&Arc<crate::log::Logger>> {
+        let log = self.server.task_log.as_ref()?;
+        if let Some(user) = &self.user
+            && !user.take_log()
+        {
+            if let Some(counters) = &self.user_stats {
+                crate::auth::stats::count_log_skipped(counters);
+            }
+            return None;
+        }
+        Some(log)
     }
 
     /// How much of a forwarded request's URI its log keeps: the user's `log_uri_max_chars`,
@@ -330,10 +348,15 @@ impl TaskContext {
     pub fn log_request(&mut self, request: RequestLog, head: &RequestHead) {
         self.notes.in_request = false;
         self.count_user_bytes();
-        let Some(log) = self.server.task_log.clone() else {
+        if self.server.task_log.is_none() {
+            return;
+        }
+        // Counted even when the user's log_rate_limit drops the event: the connection
+        // itself is never logged in its place.
+        self.notes.requests_logged += 1;
+        let Some(log) = self.task_log().cloned() else {
             return;
         };
-        self.notes.requests_logged += 1;
         let bytes = (
             self.notes.bytes_up - request.bytes.0,
             self.notes.bytes_down - request.bytes.1,
@@ -357,7 +380,7 @@ impl TaskContext {
 
     /// A `Periodic` event of a tunnel that has relayed `in_flight` (up, down) so far.
     pub fn log_periodic(&self, (up, down): (u64, u64)) {
-        let Some(log) = &self.server.task_log else {
+        let Some(log) = self.task_log() else {
             return;
         };
         let bytes = (self.notes.bytes_up + up, self.notes.bytes_down + down);
@@ -550,8 +573,8 @@ impl Drop for TaskContext {
         self.count_user_bytes();
         let notes = &self.notes;
         // A connection whose requests were each logged has nothing more to say.
-        if let Some(log) = &self.server.task_log
-            && !(self.guard.kind() == TaskKind::Http && notes.requests_logged > 0)
+        if !(self.guard.kind() == TaskKind::Http && notes.requests_logged > 0)
+            && let Some(log) = self.task_log()
         {
             log.log(self.task_event());
         }

@@ -40,6 +40,34 @@ impl TcpMiscOpts {
     pub fn is_empty(&self) -> bool {
         *self == TcpMiscOpts::default()
     }
+
+    /// These options (an escaper's or a server's) with a user's over them, as g3 combines
+    /// them: Nagle off if either says so, the smaller MSS, TTL and hop limit; TOS, traffic
+    /// class, congestion control and mark from these unless they leave them unset.
+    pub fn with_user(&self, user: &TcpMiscOpts) -> TcpMiscOpts {
+        fn smaller<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        TcpMiscOpts {
+            no_delay: match (self.no_delay, user.no_delay) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (a, b) => a.or(b),
+            },
+            max_segment_size: smaller(self.max_segment_size, user.max_segment_size),
+            time_to_live: smaller(self.time_to_live, user.time_to_live),
+            hop_limit: smaller(self.hop_limit, user.hop_limit),
+            type_of_service: self.type_of_service.or(user.type_of_service),
+            traffic_class: self.traffic_class.or(user.traffic_class),
+            congestion_control: self
+                .congestion_control
+                .clone()
+                .or_else(|| user.congestion_control.clone()),
+            netfilter_mark: self.netfilter_mark.or(user.netfilter_mark),
+        }
+    }
 }
 
 /// `tcp_keepalive`: `true` / `false`, an idle time (`60s`: on, probing after that long), or
@@ -59,6 +87,25 @@ impl Default for TcpKeepalive {
             idle_time: std::time::Duration::from_secs(60),
             probe_interval: None,
             probe_count: None,
+        }
+    }
+}
+
+impl TcpKeepalive {
+    /// An escaper's keepalive with a user's over it, as g3 combines them: on if either is,
+    /// probing after the shorter idle time, the smaller probe settings given.
+    pub fn with_user(&self, user: &TcpKeepalive) -> TcpKeepalive {
+        fn smaller<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        TcpKeepalive {
+            enable: self.enable || user.enable,
+            idle_time: self.idle_time.min(user.idle_time),
+            probe_interval: smaller(self.probe_interval, user.probe_interval),
+            probe_count: smaller(self.probe_count, user.probe_count),
         }
     }
 }

@@ -26,7 +26,6 @@ pub use user::User;
 use std::sync::Arc;
 
 use g3proxy_proto::HostPort;
-use g3proxy_shared::config::escapers::{ResolveStrategy, TcpConnectConfig};
 use g3proxy_shared::config::servers::FactsMatch;
 use g3proxy_shared::types::acl::ProxyRequestType;
 
@@ -43,14 +42,11 @@ pub struct Permit<'t> {
     client: std::net::SocketAddr,
     server: std::net::SocketAddr,
     task_id: u64,
-    user: Option<Arc<str>>,
+    user: Option<Arc<User>>,
     /// The target as the user's `resolve_redirection` has it resolved.
     resolve_as: Option<HostPort>,
     /// The user's explicit site for the target.
     site: Option<Arc<Site>>,
-    /// The user's (or its site's) `resolve_strategy` and the user's `tcp_connect`.
-    resolve_strategy: Option<ResolveStrategy>,
-    tcp_connect: Option<TcpConnectConfig>,
     _alive: Option<AliveGuard>,
     _counted: Option<stats::AliveCount>,
 }
@@ -67,18 +63,13 @@ struct Checked {
 
 impl<'t> Permit<'t> {
     fn new(task: &TaskContext, target: &'t HostPort, checked: Checked) -> Permit<'t> {
-        let user = task.user.as_deref();
-        let site_strategy = checked.site.as_ref().and_then(|site| site.resolve_strategy);
         Permit {
             target,
             client: task.client_addr,
             server: task.local_addr,
             task_id: task.id,
-            user: user.map(|u| u.name.clone()),
-            resolve_as: user.and_then(|u| u.redirect(target)),
-            resolve_strategy: site_strategy
-                .or_else(|| user.and_then(|u| u.config().resolve_strategy)),
-            tcp_connect: user.and_then(|u| u.config().tcp_connect),
+            user: task.user.clone(),
+            resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
             site: checked.site,
             _alive: checked.alive,
             _counted: checked.counted,
@@ -88,15 +79,6 @@ impl<'t> Permit<'t> {
     /// The user's explicit site for the target.
     pub fn site(&self) -> Option<&Site> {
         self.site.as_deref()
-    }
-
-    /// How the user's target is resolved where the escaper resolves it (see `Leg`).
-    pub fn resolve_strategy(&self) -> Option<ResolveStrategy> {
-        self.resolve_strategy
-    }
-
-    pub fn tcp_connect(&self) -> Option<TcpConnectConfig> {
-        self.tcp_connect
     }
 
     pub fn target(&self) -> &'t HostPort {
@@ -115,7 +97,7 @@ impl<'t> Permit<'t> {
         self.task_id
     }
 
-    pub fn user_name(&self) -> Option<&str> {
+    pub fn user(&self) -> Option<&User> {
         self.user.as_deref()
     }
 

@@ -27,7 +27,7 @@ pub const REQUEST_TYPES: [&str; 7] = [
 ];
 
 /// g3's `user.forbidden.*` names, by [`count_refusal`].
-pub const FORBIDDEN: [&str; 9] = [
+pub const FORBIDDEN: [&str; 10] = [
     "auth_failed",
     "user_expired",
     "user_blocked",
@@ -37,6 +37,7 @@ pub const FORBIDDEN: [&str; 9] = [
     "dest_denied",
     "ua_blocked",
     "src_blocked",
+    "log_skipped",
 ];
 
 /// A request type's place in the per-request arrays; a stream server's connection (no
@@ -70,6 +71,11 @@ pub fn count_refusal(counters: &UserCounters, error: &TaskError) {
     counters.forbidden[index].fetch_add(1, Ordering::Relaxed);
 }
 
+/// `user.forbidden.log_skipped`: a task log event `log_rate_limit` dropped.
+pub fn count_log_skipped(counters: &UserCounters) {
+    counters.forbidden[9].fetch_add(1, Ordering::Relaxed);
+}
+
 /// The counts of one user (or one of its sites) on one server.
 pub struct UserCounters {
     pub group: Arc<str>,
@@ -84,7 +90,7 @@ pub struct UserCounters {
     pub alive: [AtomicU64; 7],
     pub bytes_in: [AtomicU64; 7],
     pub bytes_out: [AtomicU64; 7],
-    pub forbidden: [AtomicU64; 9],
+    pub forbidden: [AtomicU64; 10],
 }
 
 /// Group, user, user type, server and site: whose counts these are.

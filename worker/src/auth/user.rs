@@ -52,6 +52,7 @@ impl User {
     ) -> User {
         let counted = config.request_alive_max > 0
             || config.request_rate_limit.is_some()
+            || config.log_rate_limit.is_some()
             || config.connection_rate_limit.is_some()
             || config.tcp_all_upload_speed_limit.is_some()
             || config.tcp_all_download_speed_limit.is_some()
@@ -177,6 +178,12 @@ impl User {
     /// `request_rate_limit`: one more request of this user.
     pub fn take_request(&self) -> Result<(), Forbidden> {
         self.take(self.config.request_rate_limit.as_ref(), Bucket::Requests)
+    }
+
+    /// `log_rate_limit`: whether one more task log event of this user may be written.
+    pub fn take_log(&self) -> bool {
+        self.take(self.config.log_rate_limit.as_ref(), Bucket::Logs)
+            .is_ok()
     }
 
     fn take(&self, quota: Option<&RateQuota>, bucket: Bucket) -> Result<(), Forbidden> {

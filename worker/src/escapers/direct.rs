@@ -72,7 +72,7 @@ impl Direct {
     /// keeps to one family (as g3 adjusts an escaper's strategy to a user's).
     fn strategy(&self, leg: &Leg<'_>) -> ResolveStrategy {
         let own = self.config.resolve_strategy;
-        match leg.resolve_strategy {
+        match leg.resolve_strategy() {
             None => own,
             Some(user) => ResolveStrategy {
                 query: match own.query {
@@ -99,19 +99,40 @@ impl Direct {
         let strategy = self.strategy(leg);
         // A user's `tcp_connect` may only make it shorter.
         let own = self.config.tcp_connect;
-        let tcp_connect = match leg.tcp_connect {
+        let tcp_connect = match leg.user_config().and_then(|user| user.tcp_connect) {
             None => own,
             Some(user) => TcpConnectConfig {
                 max_retry: own.max_retry.min(user.max_retry),
                 each_timeout: own.each_timeout.min(user.each_timeout),
             },
         };
+        let adjusted;
+        let options = match leg.user_config() {
+            Some(user)
+                if user.tcp_remote_keepalive.is_some() || user.tcp_remote_misc_opts.is_some() =>
+            {
+                adjusted = SocketOptions {
+                    interface: self.options.interface.clone(),
+                    keepalive: user
+                        .tcp_remote_keepalive
+                        .map_or(self.options.keepalive, |k| {
+                            self.options.keepalive.with_user(&k)
+                        }),
+                    misc: user.tcp_remote_misc_opts.as_ref().map_or_else(
+                        || self.options.misc.clone(),
+                        |m| self.options.misc.with_user(m),
+                    ),
+                };
+                &adjusted
+            }
+            _ => &self.options,
+        };
         let racing = Racing {
             resolver: &self.resolver,
             strategy: strategy.query,
             config: &self.config.happy_eyeballs,
             tcp_connect: &tcp_connect,
-            options: &self.options,
+            options,
             allowed: &|ip| {
                 self.allowed(ip)?;
                 binds.bind_for(ip).map(|_| ())

@@ -30,7 +30,7 @@ fn header(leg: &Leg<'_>) -> Vec<u8> {
     let upstream = leg.target.to_string();
     let task = crate::task::task_uuid(leg.task_id);
     let mut tlvs: Vec<(u8, &[u8])> = vec![(TLV_UPSTREAM, upstream.as_bytes())];
-    if let Some(user) = leg.user {
+    if let Some(user) = leg.user_name() {
         tlvs.push((TLV_USERNAME, user.as_bytes()));
     }
     tlvs.push((TLV_TASK_ID, &task));

@@ -39,15 +39,16 @@ use std::time::Duration;
 
 use g3proxy_proto::{HostPort, proxy_protocol};
 use g3proxy_shared::config::EscaperConfig;
-use g3proxy_shared::config::escapers::{EscaperType, ResolveStrategy, TcpConnectConfig};
+use g3proxy_shared::config::escapers::{EscaperType, ResolveStrategy};
 use g3proxy_shared::config::servers::ProxyProtocol;
 use g3proxy_shared::config::tls::TlsClientConfig;
+use g3proxy_shared::config::user_groups::UserConfig;
 use g3proxy_shared::ipc::worker::Published;
 use g3proxy_shared::types::SpeedLimit;
 use rustls::pki_types::ServerName;
 use tokio::net::UdpSocket;
 
-use crate::auth::Permit;
+use crate::auth::{Permit, Site, User};
 use crate::conn::Stream;
 use crate::error::{Forbidden, TaskError};
 use crate::log::{Event, Hex, Logger};
@@ -78,11 +79,10 @@ pub struct Leg<'a> {
     /// The address the client came in at.
     pub server: SocketAddr,
     pub task_id: u64,
-    pub user: Option<&'a str>,
-    /// The user's (or its site's) `resolve_strategy`, and its bounds on `tcp_connect`, for
+    /// The task's user, and the user's explicit site for the target: their settings for
     /// the escapers that resolve and connect to the target themselves.
-    pub resolve_strategy: Option<ResolveStrategy>,
-    pub tcp_connect: Option<TcpConnectConfig>,
+    pub user: Option<&'a User>,
+    pub site: Option<&'a Site>,
 }
 
 impl<'a> Leg<'a> {
@@ -98,9 +98,25 @@ impl<'a> Leg<'a> {
         self.client.ip()
     }
 
+    pub fn user_name(&self) -> Option<&'a str> {
+        self.user.map(|user| &*user.name)
+    }
+
+    /// The user's config, for its keys that bound or adjust an escaper's.
+    pub fn user_config(&self) -> Option<&'a UserConfig> {
+        self.user.map(|user| user.config())
+    }
+
+    /// The site's `resolve_strategy`, else the user's.
+    pub fn resolve_strategy(&self) -> Option<ResolveStrategy> {
+        self.site
+            .and_then(|site| site.resolve_strategy)
+            .or_else(|| self.user_config()?.resolve_strategy)
+    }
+
     /// g3's key for the hashing pick policies: `<client-ip>[-<user>]-<host>`.
     pub fn hash_key(&self) -> Vec<u8> {
-        match self.user {
+        match self.user_name() {
             Some(user) => format!("{}-{user}-{}", self.client_ip(), self.target.host),
             None => format!("{}-{}", self.client_ip(), self.target.host),
         }
@@ -381,9 +397,8 @@ impl Escaper {
             client: permit.client(),
             server: permit.server(),
             task_id: permit.task_id(),
-            user: permit.user_name(),
-            resolve_strategy: permit.resolve_strategy(),
-            tcp_connect: permit.tcp_connect(),
+            user: permit.user(),
+            site: permit.site(),
         }
     }
 

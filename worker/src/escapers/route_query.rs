@@ -104,7 +104,7 @@ impl RouteQueryEscaper {
 impl EscaperOps for RouteQueryEscaper {
     async fn next_for(&self, leg: &Leg<'_>) -> Result<Option<&Escaper>, TaskError> {
         let question = Question {
-            user: leg.user.unwrap_or_default().to_string(),
+            user: leg.user_name().unwrap_or_default().to_string(),
             host: leg.target.host.to_string(),
             client: self
                 .agent

@@ -4,6 +4,7 @@
 //! A connection the upstream closed meanwhile is noticed when it is taken and dropped.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use g3proxy_shared::config::servers::UpstreamKeepalive;
 use tokio::time::Instant;
@@ -28,8 +29,15 @@ impl UpstreamPool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A kept connection that is still open, if there is one.
-    pub fn take(&self) -> Option<UpstreamConn> {
+    /// A kept connection that is still open, if there is one; for a user with its own
+    /// `http_upstream_keepalive`, one idle for less than its `idle_expire` too (none if it
+    /// turns reuse off).
+    pub fn take(&self, user: Option<&UpstreamKeepalive>) -> Option<UpstreamConn> {
+        let user_expire = match user {
+            Some(user) if !user.enable => return None,
+            Some(user) => user.idle_expire,
+            None => Duration::MAX,
+        };
         let mut stale = Vec::new();
         let found = {
             let mut idle = self.idle();
@@ -37,7 +45,13 @@ impl UpstreamPool {
                 let Some((conn, since)) = idle.pop() else {
                     break None;
                 };
-                if since.elapsed() < self.keepalive.idle_expire && conn.is_reusable(since) {
+                let idle_for = since.elapsed();
+                if idle_for < self.keepalive.idle_expire && idle_for >= user_expire {
+                    // Too old for this user, not for others; the rest are older still.
+                    idle.push((conn, since));
+                    break None;
+                }
+                if idle_for < self.keepalive.idle_expire && conn.is_reusable(since) {
                     break Some(conn);
                 }
                 stale.push(conn);

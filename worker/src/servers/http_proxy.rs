@@ -302,10 +302,16 @@ impl UpstreamSource for KeptOrNew<'_> {
         task: &mut TaskContext,
         fresh: bool,
     ) -> Result<(UpstreamConn, bool), TaskError> {
+        // A user's `http_upstream_keepalive` may turn reuse off or shorten it.
+        let user_keepalive = self
+            .permit
+            .user()
+            .and_then(|user| user.config().http_upstream_keepalive);
         if let Some(kept) = self.kept.take()
             && !fresh
             && kept.target == *self.permit.target()
             && kept.tls == self.tls
+            && user_keepalive.is_none_or(|k| k.enable && kept.since.elapsed() < k.idle_expire)
             && kept.conn.is_reusable(kept.since)
         {
             return Ok((kept.conn, true));

@@ -412,7 +412,11 @@ impl UpstreamSource for PooledOrNew<'_> {
         task: &mut TaskContext,
         fresh: bool,
     ) -> Result<(UpstreamConn, bool), TaskError> {
-        if !fresh && let Some(conn) = self.site.pool.take() {
+        let user_keepalive = self
+            .permit
+            .user()
+            .and_then(|user| user.config().http_upstream_keepalive);
+        if !fresh && let Some(conn) = self.site.pool.take(user_keepalive.as_ref()) {
             return Ok((conn, true));
         }
         let site = self.site;

@@ -10,6 +10,7 @@ use serde::de::{self, Deserializer};
 
 use super::site::ExplicitSites;
 use crate::config::escapers::{ResolveStrategy, TcpConnectConfig};
+use crate::config::servers::UpstreamKeepalive;
 pub use crate::types::Expire;
 use crate::types::acl::{
     AclRule, ChildDomain, DomainRegex, ExactHost, PortRange, ProxyRequestType, Texts,
@@ -18,6 +19,7 @@ use crate::types::acl::{
 use crate::types::{
     AclAction, GlobalSpeedLimit, HumanDuration, IpNetwork, NetworkAcl, RateQuota, SpeedLimit, Token,
 };
+use crate::types::{TcpKeepalive, TcpMiscOpts};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +80,10 @@ pub struct UserConfig {
     /// Names the user's targets resolve as (a DNS hijack of the user's own).
     #[serde(default)]
     pub resolve_redirection: Option<ResolveRedirection>,
+    /// Task log events of the user's tasks, over the whole group; the rest are dropped
+    /// (and counted as `user.forbidden.log_skipped`).
+    #[serde(default, alias = "log_limit_quota")]
+    pub log_rate_limit: Option<RateQuota>,
     /// How much of a forwarded request's URI its task log keeps, in place of the server's.
     #[serde(default, alias = "uri_log_max_chars")]
     pub log_uri_max_chars: Option<usize>,
@@ -89,6 +95,18 @@ pub struct UserConfig {
     /// the shorter timeout of the two.
     #[serde(default)]
     pub tcp_connect: Option<TcpConnectConfig>,
+    /// Over the direct escapers' `tcp_keepalive` toward the user's targets: on if either is,
+    /// the shorter times.
+    #[serde(default)]
+    pub tcp_remote_keepalive: Option<TcpKeepalive>,
+    /// Over the direct escapers' `tcp_misc_opts` toward the user's targets
+    /// (`TcpMiscOpts::with_user`).
+    #[serde(default)]
+    pub tcp_remote_misc_opts: Option<TcpMiscOpts>,
+    /// Whether, and for how long idle, a kept upstream connection may carry the user's next
+    /// forwarded request: bounds the server's (off turns reuse off).
+    #[serde(default)]
+    pub http_upstream_keepalive: Option<UpstreamKeepalive>,
     /// Targets with metrics and settings of their own (`site.rs`).
     #[serde(default)]
     pub explicit_sites: ExplicitSites,
@@ -100,12 +118,6 @@ pub struct UserConfig {
     pub tcp_all_download_speed_limit: Option<GlobalSpeedLimit>,
 
     // g3proxy keys this build refuses until they are enforced (see the module comment).
-    #[serde(
-        default,
-        alias = "log_limit_quota",
-        deserialize_with = "crate::config::de::not_yet"
-    )]
-    pub log_rate_limit: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub audit: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
@@ -113,17 +125,11 @@ pub struct UserConfig {
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub egress_path_value_map: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub tcp_remote_keepalive: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub tcp_remote_misc_opts: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub udp_remote_misc_opts: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub tcp_client_misc_opts: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub udp_client_misc_opts: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub http_upstream_keepalive: (),
 }
 
 fn user_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
