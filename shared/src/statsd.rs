@@ -94,6 +94,10 @@ impl StatsdSink {
         self.line(name, &value.to_string(), "g", tags);
     }
 
+    pub fn gauge_float(&mut self, name: &str, value: f64, tags: &[(&str, &str)]) {
+        self.line(name, &value.to_string(), "g", tags);
+    }
+
     /// Sends what is batched.
     pub fn flush(&mut self) {
         if self.batch.is_empty() {

@@ -39,7 +39,8 @@ impl StatsdReceiver {
                 let (line_kind, line_tags) = rest.split_once("|#")?;
                 let found: Vec<&str> = line_tags.split(',').collect();
                 (metric == name && line_kind == kind && tags.iter().all(|t| found.contains(t)))
-                    .then(|| Some((value.parse().ok()?, line_tags.to_string())))?
+                    // (A fractional gauge counts by its whole part.)
+                    .then(|| Some((value.parse::<f64>().ok()? as u64, line_tags.to_string())))?
             })
             .collect()
     }

@@ -97,7 +97,12 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
         .collect();
     wait_until(Duration::from_secs(10), "the user's counts", || {
         (statsd.total("g3proxy.user.request.total", &forwarded) == 3
+            && statsd.total("g3proxy.user.request.ready", &forwarded) == 3
             && statsd.total("g3proxy.user.connection.total", &hop) == 3
+            && statsd.total(
+                "g3proxy.user.connection.total",
+                &["user:hop", "connection:http"],
+            ) == 3
             && statsd.total("g3proxy.user.traffic.out.bytes", &forwarded) > 0
             && statsd.total("g3proxy.user.forbidden.auth_failed", &["user:locked"]) == 1)
             .then_some(())

@@ -88,10 +88,16 @@ server:
     let by_address = origin.url("/");
     let by_name = format!("http://dual.test:{port}/");
 
-    // Three requests to the site `loop`, one to a name that is in no counted site.
+    // Three requests to the site `loop` on connections of their own, two more on one
+    // connection (the second reuses the first's upstream connection), one to a name that is
+    // in no counted site.
     for _ in 0..3 {
         assert_eq!(curl(&["-x", &proxy, "-U", "alice:x", &by_address]), "hello");
     }
+    assert_eq!(
+        curl(&["-x", &proxy, "-U", "alice:x", &by_address, &by_address]),
+        "hellohello"
+    );
     assert_eq!(curl(&["-x", &proxy, "-U", "bob:x", &by_name]), "hello");
     let alice = [
         "user_group:g",
@@ -105,14 +111,34 @@ server:
         .chain(["request:http_forward"])
         .collect();
     wait_until(Duration::from_secs(10), "the site's counts", || {
-        (statsd.total("g3proxy.user.site.loop.request.total", &forwarded) == 3
-            && statsd.total("g3proxy.user.site.loop.connection.total", &alice) == 3
+        (statsd.total("g3proxy.user.site.loop.request.total", &forwarded) == 5
+            && statsd.total("g3proxy.user.site.loop.request.ready", &forwarded) == 5
+            && statsd.total("g3proxy.user.site.loop.request.reuse", &forwarded) == 1
+            && statsd.total("g3proxy.user.site.loop.connection.total", &alice) == 4
             && statsd.total("g3proxy.user.site.loop.traffic.out.bytes", &forwarded) > 0
-            && statsd.total("g3proxy.user.request.total", &forwarded) == 3)
+            && statsd.total("g3proxy.user.request.total", &forwarded) == 5
+            && statsd.total("g3proxy.user.request.reuse", &forwarded) == 1)
             .then_some(())
     });
     let alive = statsd.matching("g3proxy.user.site.loop.request.alive", "g", &forwarded);
     assert_eq!(alive.last().map(|(v, _)| *v), Some(0), "{alive:?}");
+    wait_until(
+        Duration::from_secs(10),
+        "no connection of alice open",
+        || {
+            let open = statsd.matching("g3proxy.user.l7.connection.alive", "g", &alice);
+            (open.last().map(|(v, _)| *v) == Some(0)).then_some(())
+        },
+    );
+    // The site's ready times: min, max, mean and g3's default quantiles, in nanoseconds.
+    let durations = statsd.matching("g3proxy.user.site.loop.task.ready.duration", "g", &alice);
+    for quantile in ["min", "max", "mean", "0.50", "0.99"] {
+        let tag = format!("quantile:{quantile}");
+        assert!(
+            durations.iter().any(|(_, tags)| tags.contains(&tag)),
+            "{quantile}: {durations:?}"
+        );
+    }
     // The same traffic, under the site and under the user.
     assert_eq!(
         statsd.total("g3proxy.user.site.loop.traffic.out.bytes", &forwarded),

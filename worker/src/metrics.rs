@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use g3proxy_shared::config::Config;
 use g3proxy_shared::config::stat::StatConfig;
+use g3proxy_shared::config::user_groups::DurationStats;
 use g3proxy_shared::statsd::StatsdSink;
 
 use crate::auth::stats::{self, UserCounters};
@@ -59,6 +60,9 @@ pub struct Metrics {
 struct UserLast {
     connections: u64,
     requests: [u64; 7],
+    ready: [u64; 7],
+    reuse: [u64; 7],
+    renew: [u64; 7],
     bytes_in: [u64; 7],
     bytes_out: [u64; 7],
     forbidden: [u64; 10],
@@ -70,6 +74,9 @@ impl UserLast {
         UserLast {
             connections: read(&counters.connections),
             requests: counters.requests.each_ref().map(read),
+            ready: counters.ready.each_ref().map(read),
+            reuse: counters.reuse.each_ref().map(read),
+            renew: counters.renew.each_ref().map(read),
             bytes_in: counters.bytes_in.each_ref().map(read),
             bytes_out: counters.bytes_out.each_ref().map(read),
             forbidden: counters.forbidden.each_ref().map(read),
@@ -376,9 +383,9 @@ impl Metrics {
         self.sink.flush();
     }
 
-    /// g3's `user.*` series: per user (tags `user_group`, `user`, `user_type`) and server,
-    /// by request type (`request`) where g3 has one; a site's the same under
-    /// `user.site.<id>.*`.
+    /// g3's `user.*` series: per user (tags `user_group`, `user`, `user_type`) and server
+    /// (with its `extra_metrics_tags`), by request type (`request`) where g3 has one; a
+    /// site's the same under `user.site.<id>.*`, with its `task.ready.duration` quantiles.
     fn emit_users(&mut self) {
         let all = stats::all();
         for counters in &all {
@@ -388,54 +395,81 @@ impl Metrics {
                 None => "user.".to_string(),
                 Some(site) => format!("user.site.{site}."),
             };
-            let tags = [
+            let mut tags = vec![
                 ("user_group", &*counters.group),
                 ("user", &*counters.user),
                 ("user_type", counters.user_type),
                 ("server", &*counters.server),
             ];
-            let mut count = |name: &str, now: u64, before: u64, request: Option<&str>| {
+            if let Some((_, _, extra)) = self
+                .servers
+                .iter()
+                .find(|(server, _, _)| server.counters.name == *counters.server)
+            {
+                tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+            let sink = &mut self.sink;
+            let mut count = |name: &str, now: u64, before: u64, extra: Option<(&str, &str)>| {
                 let delta = now.saturating_sub(before);
                 if delta > 0 {
-                    let mut all = tags.to_vec();
-                    all.extend(request.map(|r| ("request", r)));
-                    self.sink.count(&format!("{prefix}{name}"), delta, &all);
+                    let mut all = tags.clone();
+                    all.extend(extra);
+                    sink.count(&format!("{prefix}{name}"), delta, &all);
                 }
             };
-            count("connection.total", now.connections, last.connections, None);
+            count(
+                "connection.total",
+                now.connections,
+                last.connections,
+                Some(("connection", counters.connection)),
+            );
             for (index, name) in stats::FORBIDDEN.iter().enumerate() {
                 let metric = format!("forbidden.{name}");
                 count(&metric, now.forbidden[index], last.forbidden[index], None);
             }
             for (index, request) in stats::REQUEST_TYPES.iter().enumerate() {
-                let request = Some(*request);
-                count(
-                    "request.total",
-                    now.requests[index],
-                    last.requests[index],
-                    request,
-                );
-                count(
-                    "traffic.in.bytes",
-                    now.bytes_in[index],
-                    last.bytes_in[index],
-                    request,
-                );
-                count(
-                    "traffic.out.bytes",
-                    now.bytes_out[index],
-                    last.bytes_out[index],
-                    request,
-                );
+                let request = Some(("request", *request));
+                let per_request = [
+                    ("request.total", now.requests, last.requests),
+                    ("request.ready", now.ready, last.ready),
+                    ("request.reuse", now.reuse, last.reuse),
+                    ("request.renew", now.renew, last.renew),
+                    ("traffic.in.bytes", now.bytes_in, last.bytes_in),
+                    ("traffic.out.bytes", now.bytes_out, last.bytes_out),
+                ];
+                for (name, now, before) in per_request {
+                    count(name, now[index], before[index], request);
+                }
             }
             for (index, request) in stats::REQUEST_TYPES.iter().enumerate() {
                 // Only for the request types the user has made.
                 if now.requests[index] > 0 {
-                    let mut all = tags.to_vec();
+                    let mut all = tags.clone();
                     all.push(("request", request));
                     let alive = counters.alive[index].load(Ordering::Relaxed);
-                    self.sink
-                        .gauge(&format!("{prefix}request.alive"), alive, &all);
+                    sink.gauge(&format!("{prefix}request.alive"), alive, &all);
+                }
+            }
+            if now.connections > 0 {
+                // g3 tags this gauge `connection: http` whatever the server.
+                let mut all = tags.clone();
+                all.push(("connection", "http"));
+                let alive = counters.connections_alive.load(Ordering::Relaxed);
+                sink.gauge(&format!("{prefix}l7.connection.alive"), alive, &all);
+            }
+            if let Some(durations) = &counters.ready_durations {
+                let mut guard = durations.lock().unwrap_or_else(|e| e.into_inner());
+                let durations = &mut *guard;
+                let metric = format!("{prefix}task.ready.duration");
+                for (quantile, value) in ready_quantiles(&mut durations.samples, &durations.config)
+                {
+                    let mut all = tags.clone();
+                    all.push(("quantile", &quantile));
+                    sink.gauge_float(&metric, value, &all);
+                }
+                if durations.window_start.elapsed() >= durations.config.rotate.0 {
+                    durations.samples.clear();
+                    durations.window_start = std::time::Instant::now();
                 }
             }
             *last = now;
@@ -446,6 +480,27 @@ impl Metrics {
         let live: std::collections::HashSet<_> = stats::all().iter().map(|c| c.key()).collect();
         self.users.retain(|key, _| live.contains(key));
     }
+}
+
+/// A window's `task.ready.duration` points, in nanoseconds: `min`, `max`, `mean`, then each
+/// configured quantile under its name as written (nothing for an empty window).
+fn ready_quantiles(samples: &mut [u64], config: &DurationStats) -> Vec<(String, f64)> {
+    if samples.is_empty() {
+        return Vec::new();
+    }
+    samples.sort_unstable();
+    let last = samples.len() - 1;
+    let sum: u128 = samples.iter().map(|&s| u128::from(s)).sum();
+    let mut points = vec![
+        ("min".to_string(), samples[0] as f64),
+        ("max".to_string(), samples[last] as f64),
+        ("mean".to_string(), sum as f64 / samples.len() as f64),
+    ];
+    for (name, quantile) in &config.quantiles {
+        let rank = (quantile * last as f64).round() as usize;
+        points.push((name.clone(), samples[rank.min(last)] as f64));
+    }
+    points
 }
 
 /// A module's `extra_metrics_tags` as the sink takes them.

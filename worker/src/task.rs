@@ -230,6 +230,12 @@ pub struct RequestLog {
     bytes: (u64, u64),
 }
 
+impl RequestLog {
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
 /// `log_uri_max_chars`' default: longer URIs are cut.
 const URI_MAX_CHARS: usize = 1024;
 
@@ -325,6 +331,19 @@ impl TaskContext {
             .as_ref()
             .and_then(|user| user.config().log_uri_max_chars)
             .unwrap_or(URI_MAX_CHARS)
+    }
+
+    /// The request being served is ready to relay, `since` it began (its upstream
+    /// connection obtained: a kept one when `reused`, a new one after a kept one failed when
+    /// `renewed`; or its tunnel set up): counted for the user and its site.
+    pub fn count_ready(&self, reused: bool, renewed: bool, since: Instant) {
+        let request = usize::from(self.user_request);
+        if request >= crate::auth::stats::REQUEST_TYPES.len() {
+            return;
+        }
+        for counters in self.user_stats.iter().chain(&self.site_stats) {
+            crate::auth::stats::count_ready(counters, request, reused, renewed, since);
+        }
     }
 
     /// Adds the bytes since the last call to the user's counts (and its site's), under the
@@ -571,6 +590,8 @@ impl Drop for TaskContext {
                 .fetch_add(notes.bytes_down, Ordering::Relaxed);
         }
         self.count_user_bytes();
+        crate::auth::stats::hold_connection(&mut self.site_stats, None);
+        crate::auth::stats::hold_connection(&mut self.user_stats, None);
         let notes = &self.notes;
         // A connection whose requests were each logged has nothing more to say.
         if !(self.guard.kind() == TaskKind::Http && notes.requests_logged > 0)

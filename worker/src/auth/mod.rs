@@ -227,7 +227,7 @@ impl Gate {
                     if !user.verify_password(login.password) {
                         let refused =
                             TaskError::Auth(AuthFailure::WrongPassword(user.name.to_string()));
-                        stats::count_refusal(&stats::counters(&user, task.server_name()), &refused);
+                        stats::count_refusal(&stats::counters(&user, &task.server), &refused);
                         return Err(refused);
                     }
                     user
@@ -273,7 +273,7 @@ impl Gate {
             {
                 known.clone()
             }
-            _ => stats::counters(&user, task.server_name()),
+            _ => stats::counters(&user, &task.server),
         };
         let admitted = Self::check_login(task, &user).await;
         if let Err(error) = &admitted {
@@ -286,10 +286,8 @@ impl Gate {
             .as_ref()
             .is_some_and(|c| Arc::ptr_eq(c, &counters));
         if !same {
-            counters
-                .connections
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            task.user_stats = Some(counters);
+            stats::hold_connection(&mut task.site_stats, None);
+            stats::hold_connection(&mut task.user_stats, Some(counters));
         }
         task.user = Some(user);
         Ok(())
@@ -385,7 +383,7 @@ impl Gate {
         let site_counters = match &site {
             Some(site) if site.emit_stats => Some(Self::site_counters(task, &counters, site)),
             _ => {
-                task.site_stats = None;
+                stats::hold_connection(&mut task.site_stats, None);
                 None
             }
         };
@@ -409,11 +407,8 @@ impl Gate {
         {
             return known.clone();
         }
-        let site_counters = stats::site_counters(counters, &site.id);
-        site_counters
-            .connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        task.site_stats = Some(site_counters.clone());
+        let site_counters = stats::site_counters(counters, site);
+        stats::hold_connection(&mut task.site_stats, Some(site_counters.clone()));
         site_counters
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use g3proxy_proto::Host;
 use g3proxy_shared::config::escapers::ResolveStrategy;
 use g3proxy_shared::config::tls::TlsClientConfig;
-use g3proxy_shared::config::user_groups::ExplicitSite;
+use g3proxy_shared::config::user_groups::{DurationStats, ExplicitSite};
 use g3proxy_shared::types::IpNetwork;
 use g3proxy_shared::types::acl::ExactHost;
 
@@ -23,6 +23,8 @@ pub struct Site {
     pub resolve_strategy: Option<ResolveStrategy>,
     pub rsp_header_timeout: Option<Duration>,
     pub tls_client: Option<TlsClientConfig>,
+    /// The quantiles of its `task.ready.duration` and their window.
+    pub duration_stats: DurationStats,
 }
 
 /// Every site of a user, indexed for the lookup of each request.
@@ -53,6 +55,7 @@ impl Sites {
                 resolve_strategy: config.resolve_strategy,
                 rsp_header_timeout: config.http_rsp_header_recv_timeout.map(|t| t.0),
                 tls_client: config.tls_client.clone(),
+                duration_stats: config.duration_stats.clone().unwrap_or_default(),
             });
             for host in &config.exact_match {
                 match host {

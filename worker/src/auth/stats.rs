@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use g3proxy_shared::types::acl::ProxyRequestType;
 
-use super::User;
+use g3proxy_shared::config::user_groups::DurationStats;
+
+use super::{Site, User};
+use crate::context::ServerCounters;
 use crate::error::{AuthFailure, Forbidden, TaskError};
 
 /// g3's `request` tag, by [`request_index`].
@@ -85,12 +88,43 @@ pub struct UserCounters {
     pub server: Arc<str>,
     /// The explicit site's id, for a site's counts.
     pub site: Option<Arc<str>>,
+    /// g3's `connection` tag: `socks` for a SOCKS server's, else `http`.
+    pub connection: &'static str,
     pub connections: AtomicU64,
+    /// Client connections of the user (or that went to the site) open now.
+    pub connections_alive: AtomicU64,
     pub requests: [AtomicU64; 7],
     pub alive: [AtomicU64; 7],
+    /// Requests that got their upstream connection (or tunnel) and relay now; those that
+    /// took a kept connection, and those whose kept connection failed and took a new one.
+    pub ready: [AtomicU64; 7],
+    pub reuse: [AtomicU64; 7],
+    pub renew: [AtomicU64; 7],
     pub bytes_in: [AtomicU64; 7],
     pub bytes_out: [AtomicU64; 7],
     pub forbidden: [AtomicU64; 10],
+    /// A site's `task.ready.duration` samples (sites only).
+    pub ready_durations: Option<Mutex<ReadyDurations>>,
+}
+
+/// How long a site's requests took to be ready (from their start to relaying), since the
+/// window began: what `duration_stats` quantiles are taken from at each emit.
+pub struct ReadyDurations {
+    pub config: DurationStats,
+    pub window_start: std::time::Instant,
+    /// Nanoseconds; at most [`MAX_SAMPLES`] per window (later ones are left out).
+    pub samples: Vec<u64>,
+}
+
+/// Bounds a window's samples (80 KiB per site and server).
+const MAX_SAMPLES: usize = 10_000;
+
+impl ReadyDurations {
+    fn record(&mut self, nanos: u64) {
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(nanos);
+        }
+    }
 }
 
 /// Group, user, user type, server and site: whose counts these are.
@@ -111,24 +145,70 @@ impl UserCounters {
 static REGISTRY: Mutex<Option<HashMap<Key, Arc<UserCounters>>>> = Mutex::new(None);
 
 /// The counts of `user` on `server`, made on first use.
-pub fn counters(user: &User, server: &str) -> Arc<UserCounters> {
-    registered((
+pub fn counters(user: &User, server: &ServerCounters) -> Arc<UserCounters> {
+    let connection = match server.server_type.as_str() {
+        "SocksProxy" => "socks",
+        _ => "http",
+    };
+    let key = (
         user.group.clone(),
         user.name.clone(),
         user.user_type,
-        server.into(),
+        server.name.as_str().into(),
         None,
-    ))
+    );
+    registered(key, connection, None)
 }
 
 /// The counts of the user of `user_counters` toward its site `site`, on the same server.
-pub fn site_counters(user_counters: &UserCounters, site: &str) -> Arc<UserCounters> {
+pub fn site_counters(user_counters: &UserCounters, site: &Site) -> Arc<UserCounters> {
     let mut key = user_counters.key();
-    key.4 = Some(site.into());
-    registered(key)
+    key.4 = Some(site.id.clone());
+    registered(key, user_counters.connection, Some(&site.duration_stats))
 }
 
-fn registered(key: Key) -> Arc<UserCounters> {
+/// Swaps the user's (or site's) counts a client connection holds: `new` counts one more
+/// connection, and one more open until it is swapped out in turn.
+pub fn hold_connection(held: &mut Option<Arc<UserCounters>>, new: Option<Arc<UserCounters>>) {
+    if let Some(new) = &new {
+        new.connections.fetch_add(1, Ordering::Relaxed);
+        new.connections_alive.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(old) = std::mem::replace(held, new) {
+        old.connections_alive.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request of type `index` ready to relay, `since` it began: over a kept
+/// upstream connection (`reused`), over a new one after a kept one failed (`renewed`).
+pub fn count_ready(
+    counters: &UserCounters,
+    index: usize,
+    reused: bool,
+    renewed: bool,
+    since: std::time::Instant,
+) {
+    counters.ready[index].fetch_add(1, Ordering::Relaxed);
+    if reused {
+        counters.reuse[index].fetch_add(1, Ordering::Relaxed);
+    }
+    if renewed {
+        counters.renew[index].fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(durations) = &counters.ready_durations {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(nanos);
+    }
+}
+
+fn registered(
+    key: Key,
+    connection: &'static str,
+    durations: Option<&DurationStats>,
+) -> Arc<UserCounters> {
     let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     registry
         .get_or_insert_with(HashMap::new)
@@ -140,6 +220,18 @@ fn registered(key: Key) -> Arc<UserCounters> {
                 user_type,
                 server: server.clone(),
                 site: site.clone(),
+                connection,
+                connections_alive: AtomicU64::new(0),
+                ready: Default::default(),
+                reuse: Default::default(),
+                renew: Default::default(),
+                ready_durations: durations.map(|config| {
+                    Mutex::new(ReadyDurations {
+                        config: config.clone(),
+                        window_start: std::time::Instant::now(),
+                        samples: Vec::new(),
+                    })
+                }),
                 connections: AtomicU64::new(0),
                 requests: Default::default(),
                 alive: Default::default(),
