@@ -107,6 +107,20 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
             && statsd.total("g3proxy.user.forbidden.auth_failed", &["user:locked"]) == 1)
             .then_some(())
     });
+    // The same bytes toward the origin, through the escaper (with its extra tags).
+    let upstream = ["user:hop", "escaper:default", "transport:tcp", "egress:lan"];
+    wait_until(
+        Duration::from_secs(10),
+        "the user's upstream traffic",
+        || {
+            let from_origin = statsd.total("g3proxy.user.upstream.traffic.in.bytes", &upstream);
+            (from_origin > 0
+                && from_origin == statsd.total("g3proxy.user.traffic.out.bytes", &forwarded)
+                && statsd.total("g3proxy.user.upstream.traffic.out.bytes", &upstream)
+                    == statsd.total("g3proxy.user.traffic.in.bytes", &forwarded))
+            .then_some(())
+        },
+    );
     let alive = statsd.matching("g3proxy.user.request.alive", "g", &forwarded);
     assert_eq!(alive.last().map(|(v, _)| *v), Some(0), "{alive:?}");
 

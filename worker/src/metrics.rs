@@ -31,7 +31,7 @@ use g3proxy_shared::config::stat::StatConfig;
 use g3proxy_shared::config::user_groups::DurationStats;
 use g3proxy_shared::statsd::StatsdSink;
 
-use crate::auth::stats::{self, UserCounters};
+use crate::auth::stats::{self, UpstreamTraffic, UserCounters};
 use crate::context::{Context, Phase, ServerCounters};
 use crate::escapers::Escaper;
 use crate::log::Logger;
@@ -51,8 +51,10 @@ pub struct Metrics {
     /// Each logger's counters at the last emit: total, passed, bytes, and drops (overflow,
     /// closed, unreachable).
     loggers: Vec<(Arc<Logger>, [u64; 6])>,
-    /// Each user's counts at the last emit (forgotten with the counts: `stats::sweep`).
+    /// Each user's counts at the last emit (forgotten with the counts: `stats::sweep`), and
+    /// its upstream traffic by escaper and transport.
     users: HashMap<stats::Key, UserLast>,
+    users_upstream: HashMap<(stats::Key, Arc<str>, bool), [u64; 4]>,
 }
 
 /// A user's counts on a server at the last emit.
@@ -65,6 +67,8 @@ struct UserLast {
     renew: [u64; 7],
     bytes_in: [u64; 7],
     bytes_out: [u64; 7],
+    packets_in: [u64; 7],
+    packets_out: [u64; 7],
     forbidden: [u64; 10],
 }
 
@@ -79,6 +83,8 @@ impl UserLast {
             renew: counters.renew.each_ref().map(read),
             bytes_in: counters.bytes_in.each_ref().map(read),
             bytes_out: counters.bytes_out.each_ref().map(read),
+            packets_in: counters.packets_in.each_ref().map(read),
+            packets_out: counters.packets_out.each_ref().map(read),
             forbidden: counters.forbidden.each_ref().map(read),
         }
     }
@@ -186,6 +192,7 @@ impl Metrics {
                 .collect(),
             loggers: loggers.iter().map(|l| (l.clone(), [0; 6])).collect(),
             users: HashMap::new(),
+            users_upstream: HashMap::new(),
         }));
         let emitter = Arc::downgrade(&metrics);
         let (interval, context) = (stat.emit_interval.0, context.clone());
@@ -436,6 +443,8 @@ impl Metrics {
                     ("request.renew", now.renew, last.renew),
                     ("traffic.in.bytes", now.bytes_in, last.bytes_in),
                     ("traffic.out.bytes", now.bytes_out, last.bytes_out),
+                    ("traffic.in.packets", now.packets_in, last.packets_in),
+                    ("traffic.out.packets", now.packets_out, last.packets_out),
                 ];
                 for (name, now, before) in per_request {
                     count(name, now[index], before[index], request);
@@ -473,12 +482,56 @@ impl Metrics {
                 }
             }
             *last = now;
+            self.emit_user_upstream(counters, &prefix);
         }
         // What no task holds any more was sent: forget it here and there.
         drop(all);
         stats::sweep();
         let live: std::collections::HashSet<_> = stats::all().iter().map(|c| c.key()).collect();
         self.users.retain(|key, _| live.contains(key));
+        self.users_upstream
+            .retain(|(key, _, _), _| live.contains(key));
+    }
+}
+
+impl Metrics {
+    /// `user.upstream.traffic.*` (or a site's): per escaper (with its `extra_metrics_tags`)
+    /// and `transport`, without the server, as g3 tags them.
+    fn emit_user_upstream(&mut self, counters: &UserCounters, prefix: &str) {
+        let traffic = counters
+            .upstream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for UpstreamTraffic {
+            escaper,
+            udp,
+            counts,
+        } in traffic
+        {
+            let key = (counters.key(), escaper.clone(), udp);
+            let last = self.users_upstream.entry(key).or_default();
+            let mut tags = vec![
+                ("user_group", &*counters.group),
+                ("user", &*counters.user),
+                ("user_type", counters.user_type),
+                ("escaper", &*escaper),
+                ("transport", if udp { "udp" } else { "tcp" }),
+            ];
+            if let Some((_, _, extra)) = self.escapers.iter().find(|(e, _, _)| *e.name == *escaper)
+            {
+                tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+            let names = ["in.bytes", "out.bytes", "in.packets", "out.packets"];
+            for (index, name) in names.iter().enumerate() {
+                let delta = counts[index].saturating_sub(last[index]);
+                if delta > 0 {
+                    let metric = format!("{prefix}upstream.traffic.{name}");
+                    self.sink.count(&metric, delta, &tags);
+                }
+            }
+            *last = counts;
+        }
     }
 }
 

@@ -69,8 +69,8 @@ pub struct TaskContext {
     pub user_request: u8,
     /// The counts of the explicit site (with `emit_stats`) of the user's last request.
     pub site_stats: Option<Arc<crate::auth::stats::UserCounters>>,
-    /// The bytes up and down already added to the user's and site's counts.
-    user_bytes_counted: (u64, u64),
+    /// The bytes and datagrams (up, down) already added to the user's and site's counts.
+    user_counted: [u64; 4],
     /// What the client's TLS handshake said, when a server or port terminated it.
     pub client_tls: Option<Box<TlsFacts>>,
     pub started: Instant,
@@ -97,7 +97,7 @@ impl TaskContext {
             user_stats: None,
             user_request: u8::MAX,
             site_stats: None,
-            user_bytes_counted: (0, 0),
+            user_counted: [0; 4],
             client_tls: conn.tls.clone(),
             started: Instant::now(),
             started_at: SystemTime::now(),
@@ -349,16 +349,22 @@ impl TaskContext {
     /// Adds the bytes since the last call to the user's counts (and its site's), under the
     /// request they went to: at the end of each forwarded request and of the task.
     fn count_user_bytes(&mut self) {
-        let (up, down) = (self.notes.bytes_up, self.notes.bytes_down);
-        let (counted_up, counted_down) =
-            std::mem::replace(&mut self.user_bytes_counted, (up, down));
+        let notes = &self.notes;
+        let now = [
+            notes.bytes_up,
+            notes.bytes_down,
+            notes.packets_up,
+            notes.packets_down,
+        ];
+        let before = std::mem::replace(&mut self.user_counted, now);
         let request = usize::from(self.user_request);
         if request >= crate::auth::stats::REQUEST_TYPES.len() {
             return;
         }
+        let delta = std::array::from_fn(|i| now[i] - before[i]);
+        let udp = self.notes.udp.is_some();
         for counters in self.user_stats.iter().chain(&self.site_stats) {
-            counters.bytes_in[request].fetch_add(up - counted_up, Ordering::Relaxed);
-            counters.bytes_out[request].fetch_add(down - counted_down, Ordering::Relaxed);
+            counters.count_traffic(request, delta, udp, self.notes.escaper.as_ref());
         }
     }
 

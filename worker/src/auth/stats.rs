@@ -102,9 +102,63 @@ pub struct UserCounters {
     pub renew: [AtomicU64; 7],
     pub bytes_in: [AtomicU64; 7],
     pub bytes_out: [AtomicU64; 7],
+    /// Datagrams of UDP requests.
+    pub packets_in: [AtomicU64; 7],
+    pub packets_out: [AtomicU64; 7],
     pub forbidden: [AtomicU64; 10],
+    /// The traffic toward upstreams, by escaper and transport (`user.upstream.traffic.*`).
+    pub upstream: Mutex<Vec<UpstreamTraffic>>,
     /// A site's `task.ready.duration` samples (sites only).
     pub ready_durations: Option<Mutex<ReadyDurations>>,
+}
+
+/// What went through one escaper, over TCP or UDP, for a user (so far).
+#[derive(Clone)]
+pub struct UpstreamTraffic {
+    pub escaper: Arc<str>,
+    pub udp: bool,
+    /// Bytes in and out, datagrams in and out (in: from the upstream).
+    pub counts: [u64; 4],
+}
+
+impl UserCounters {
+    /// A request's traffic (bytes up, down, datagrams up, down, seen from the client) through
+    /// `escaper`.
+    pub fn count_traffic(
+        &self,
+        request: usize,
+        [up, down, packets_up, packets_down]: [u64; 4],
+        udp: bool,
+        escaper: Option<&Arc<str>>,
+    ) {
+        self.bytes_in[request].fetch_add(up, Ordering::Relaxed);
+        self.bytes_out[request].fetch_add(down, Ordering::Relaxed);
+        if udp {
+            self.packets_in[request].fetch_add(packets_up, Ordering::Relaxed);
+            self.packets_out[request].fetch_add(packets_down, Ordering::Relaxed);
+        }
+        let Some(escaper) = escaper.filter(|_| up + down > 0) else {
+            return;
+        };
+        // What the client sent went out to the upstream, and the other way round.
+        let counts = [down, up, packets_down, packets_up];
+        let mut upstream = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
+        match upstream
+            .iter_mut()
+            .find(|t| t.udp == udp && *t.escaper == **escaper)
+        {
+            Some(traffic) => {
+                for (total, add) in traffic.counts.iter_mut().zip(counts) {
+                    *total += add;
+                }
+            }
+            None => upstream.push(UpstreamTraffic {
+                escaper: escaper.clone(),
+                udp,
+                counts,
+            }),
+        }
+    }
 }
 
 /// How long a site's requests took to be ready (from their start to relaying), since the
@@ -225,6 +279,9 @@ fn registered(
                 ready: Default::default(),
                 reuse: Default::default(),
                 renew: Default::default(),
+                packets_in: Default::default(),
+                packets_out: Default::default(),
+                upstream: Mutex::new(Vec::new()),
                 ready_durations: durations.map(|config| {
                     Mutex::new(ReadyDurations {
                         config: config.clone(),
