@@ -8,7 +8,9 @@
 //!
 //! With `g3proxy -d` there is no stderr to write to: the supervisor, and each worker it
 //! starts (told so in its start message), writes its lines to the local syslog (`/dev/log`,
-//! facility daemon) instead.
+//! facility daemon) instead. With `g3proxy -s` they go to journald in its native protocol
+//! (`SYSLOG_IDENTIFIER=g3proxy`, a `PRIORITY` per line, as g3proxy writes them), and to
+//! stderr whenever the journal's socket does not take them.
 //!
 //! Spans are not used: an event carries its context in its fields.
 
@@ -30,11 +32,36 @@ const QUEUE: usize = 8192;
 static WRITER: OnceLock<SyncSender<Line>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// Where the process log goes (`-d`: syslog, `-s`: journald, else stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessLogSink {
+    #[default]
+    Stderr,
+    Syslog,
+    Journal,
+}
+
+/// journald's socket for the native protocol.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
 /// Where the writer thread puts lines.
 enum Sink {
     Stderr,
     /// The local syslog, each line a datagram with its priority.
     Syslog(std::os::unix::net::UnixDatagram),
+    /// journald, each line a datagram of fields, at this socket.
+    Journal(std::os::unix::net::UnixDatagram, &'static str),
+}
+
+/// A process-log line as a journald native-protocol datagram (no field carries a newline:
+/// the line's own is taken off).
+fn journal_datagram(text: &str, severity: u8) -> String {
+    format!(
+        "MESSAGE={}\nPRIORITY={severity}\nSYSLOG_IDENTIFIER=g3proxy\nSYSLOG_PID={}\n",
+        text.trim_end().replace('\n', " "),
+        std::process::id()
+    )
 }
 
 enum Line {
@@ -46,9 +73,8 @@ enum Line {
 
 /// Installs the process log. `prefix` starts every line (`g3proxy[PID]`,
 /// `g3proxy-worker[gen G #I pid P]`); `base` is the level written without `-v`, and each
-/// `-v` (`verbose`) adds one more (info, then debug, then trace). Lines go to stderr, or with
-/// `to_syslog` to the local syslog.
-pub fn init(prefix: String, base: Level, verbose: u8, to_syslog: bool) {
+/// `-v` (`verbose`) adds one more (info, then debug, then trace). Lines go to `to`.
+pub fn init(prefix: String, base: Level, verbose: u8, to: ProcessLogSink) {
     let levels = [
         Level::ERROR,
         Level::WARN,
@@ -60,9 +86,11 @@ pub fn init(prefix: String, base: Level, verbose: u8, to_syslog: bool) {
     let max = levels[(base_index + verbose as usize).min(levels.len() - 1)];
     let (sender, receiver) = sync_channel(QUEUE);
     let writer_prefix = prefix.clone();
-    let sink = match to_syslog {
-        true => std::os::unix::net::UnixDatagram::unbound().map_or(Sink::Stderr, Sink::Syslog),
-        false => Sink::Stderr,
+    let socket = std::os::unix::net::UnixDatagram::unbound();
+    let sink = match (to, socket) {
+        (ProcessLogSink::Syslog, Ok(socket)) => Sink::Syslog(socket),
+        (ProcessLogSink::Journal, Ok(socket)) => Sink::Journal(socket, JOURNAL_SOCKET),
+        _ => Sink::Stderr,
     };
     let spawned = std::thread::Builder::new()
         .name("process-log".into())
@@ -100,6 +128,12 @@ fn write_lines(prefix: &str, receiver: Receiver<Line>, sink: Sink) {
                 text.trim_end()
             );
             let _ = socket.send_to(datagram.as_bytes(), "/dev/log");
+        }
+        Sink::Journal(socket, path) => {
+            let datagram = journal_datagram(text, severity);
+            if socket.send_to(datagram.as_bytes(), path).is_err() {
+                let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            }
         }
     };
     for line in receiver {
@@ -201,5 +235,37 @@ impl Visit for Fields {
         } else {
             let _ = write!(self.rest, " {}={value:?}", field.name());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_lines_carry_their_priority_and_identifier() {
+        let dir = std::env::temp_dir().join(format!("g3proxy-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("socket");
+        let journal = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let path: &'static str = Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
+        let (sender, receiver) = sync_channel(4);
+        let sink = Sink::Journal(std::os::unix::net::UnixDatagram::unbound().unwrap(), path);
+        let writer = std::thread::spawn(move || write_lines("p", receiver, sink));
+        sender.send(Line::Text("p warn: a\nb\n".into(), 4)).unwrap();
+        drop(sender);
+        writer.join().unwrap();
+        let mut datagram = [0u8; 512];
+        let length = journal.recv(&mut datagram).unwrap();
+        let text = std::str::from_utf8(&datagram[..length]).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "MESSAGE=p warn: a b\nPRIORITY=4\nSYSLOG_IDENTIFIER=g3proxy\nSYSLOG_PID={}\n",
+                std::process::id()
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

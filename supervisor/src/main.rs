@@ -57,7 +57,7 @@ struct Cli {
     /// Directory of the control sockets (default: /run/g3proxy if it exists, else /tmp/g3)
     #[arg(short = 'C', long = "control-dir", value_name = "DIR")]
     control_dir: Option<PathBuf>,
-    /// Run under systemd (process log to journald through stderr)
+    /// Run under systemd (process log to journald)
     #[arg(short = 's', long = "systemd")]
     systemd: bool,
     /// Run in the background once the config has loaded (needs --pid-file); the process log
@@ -155,6 +155,16 @@ fn print_version(verbose: u8) {
     }
 }
 
+/// Where the process log goes: syslog for a daemon (it has no stderr), journald under
+/// systemd, else stderr.
+fn process_log_sink(cli: &Cli) -> logs::ProcessLogSink {
+    match (cli.daemon, cli.systemd) {
+        (true, _) => logs::ProcessLogSink::Syslog,
+        (false, true) => logs::ProcessLogSink::Journal,
+        (false, false) => logs::ProcessLogSink::Stderr,
+    }
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     install_panic_policy(cli.panic_quit, cli.monitored);
@@ -219,7 +229,7 @@ fn main() -> ExitCode {
         format!("g3proxy[{}]", std::process::id()),
         tracing::Level::INFO,
         cli.verbose,
-        cli.daemon,
+        process_log_sink(&cli),
     );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -311,7 +321,7 @@ async fn run(
         config_path: config_file,
         worker_binary: worker_binary(&cli)?,
         verbosity: cli.verbose,
-        log_to_syslog: cli.daemon,
+        process_log: process_log_sink(&cli),
         panic_quit: cli.panic_quit,
     };
     // Group-wide user counters: kept while any worker of the group lives (it counts in

@@ -13,6 +13,7 @@ use g3proxy_shared::ipc::control::CtlResponse;
 use g3proxy_shared::ipc::worker::{
     FromWorker, ListenerEntry, RuntimeTuning, ToWorker, WorkerStart,
 };
+use g3proxy_shared::logs::ProcessLogSink;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -32,8 +33,8 @@ pub struct Options {
     pub config_path: PathBuf,
     pub worker_binary: PathBuf,
     pub verbosity: u8,
-    /// `-d`: process logs (ours and the workers') go to syslog.
-    pub log_to_syslog: bool,
+    /// Where process logs (ours and the workers') go: syslog with `-d`, journald with `-s`.
+    pub process_log: ProcessLogSink,
     /// `--panic-quit`, passed to workers.
     pub panic_quit: bool,
 }
@@ -392,7 +393,7 @@ impl Supervisor {
             cpus,
             runtime,
             verbosity: self.options.verbosity,
-            log_to_syslog: self.options.log_to_syslog,
+            process_log: self.options.process_log,
             panic_quit: self.options.panic_quit,
             published_users: self.published_users.clone(),
             published_escapers: self.published_escapers.clone(),

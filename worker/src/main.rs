@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         ),
         tracing::Level::WARN,
         start.verbosity,
-        start.log_to_syslog,
+        start.process_log,
     );
     if start.panic_quit {
         let report = std::panic::take_hook();

@@ -36,9 +36,9 @@ pub struct WorkerStart {
     pub runtime: RuntimeTuning,
     /// Process-log verbosity, as the supervisor's `-v` count: 0 warn, 1 info, 2 debug.
     pub verbosity: u8,
-    /// The process log goes to syslog (`g3proxy -d`), not stderr.
+    /// Where the process log goes (`g3proxy -d`: syslog, `-s`: journald, else stderr).
     #[serde(default)]
-    pub log_to_syslog: bool,
+    pub process_log: crate::logs::ProcessLogSink,
     /// `g3proxy --panic-quit`: a panic in any task ends the worker (its supervisor restarts
     /// it), instead of ending only that task.
     #[serde(default)]
