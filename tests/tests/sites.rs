@@ -10,12 +10,13 @@
 //! - a user's `resolve_strategy` applies to all its targets;
 //! - a site's `http_rsp_header_recv_timeout` overrides the server's.
 
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use g3proxy_tests::{
-    Certs, Group, Origin, StatsdReceiver, Unbound, blackhole_v6, curl, curl_status, wait_until,
+    Certs, Echo, Group, Origin, StatsdReceiver, Unbound, blackhole_v6, curl, curl_status,
+    roundtrip, wait_until,
 };
 
 #[test]
@@ -122,13 +123,32 @@ server:
     });
     let alive = statsd.matching("g3proxy.user.site.loop.request.alive", "g", &forwarded);
     assert_eq!(alive.last().map(|(v, _)| *v), Some(0), "{alive:?}");
+    // A connection of alice's held open counts in the gauge until it closes.
+    let mut held = TcpStream::connect(("127.0.0.1", group.port("http"))).unwrap();
+    let request = format!(
+        "GET {by_address} HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Basic YWxpY2U6eA==\r\n\r\n",
+        origin.addr
+    );
+    held.write_all(request.as_bytes()).unwrap();
+    let mut answer = [0u8; 1024];
+    let mut got = 0;
+    while !answer[..got].ends_with(b"hello") {
+        let read = held.read(&mut answer[got..]).unwrap();
+        assert!(read > 0, "{:?}", String::from_utf8_lossy(&answer[..got]));
+        got += read;
+    }
+    let gauge = |value: u64| {
+        let open = statsd.matching("g3proxy.user.l7.connection.alive", "g", &alice);
+        (open.last().map(|(v, _)| *v) == Some(value)).then_some(())
+    };
+    wait_until(Duration::from_secs(10), "alice's connection open", || {
+        gauge(1)
+    });
+    drop(held);
     wait_until(
         Duration::from_secs(10),
         "no connection of alice open",
-        || {
-            let open = statsd.matching("g3proxy.user.l7.connection.alive", "g", &alice);
-            (open.last().map(|(v, _)| *v) == Some(0)).then_some(())
-        },
+        || gauge(0),
     );
     // The site's ready times: min, max, mean and g3's default quantiles, in nanoseconds.
     let durations = statsd.matching("g3proxy.user.site.loop.task.ready.duration", "g", &alice);
@@ -162,9 +182,6 @@ server:
         "200"
     );
     assert_eq!(curl(&["-x", &proxy, "-U", "bob:x", &by_name]), "hello");
-    // No counts for a site without emit_stats.
-    assert_eq!(statsd.total("g3proxy.user.site.dual.request.total", &[]), 0);
-
     // The site `slow` waits 1 s for a response head; bob waits the server's (a minute),
     // and curl gives up first.
     let silent_url = format!("http://127.0.0.2:{silent_port}/");
@@ -257,6 +274,31 @@ server:
         || {
             let quiet = ["user:quiet", "server:http"];
             (statsd.total("g3proxy.user.forbidden.log_skipped", &quiet) == 3).then_some(())
+        },
+    );
+    // A tunnel's one event, as it ends, is over the quota too.
+    let echo = Echo::start("127.0.0.1");
+    let mut tunnel = TcpStream::connect(("127.0.0.1", group.port("http"))).unwrap();
+    let connect = format!(
+        "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\nProxy-Authorization: Basic cXVpZXQ6eA==\r\n\r\n",
+        echo.addr
+    );
+    tunnel.write_all(connect.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tunnel.read(&mut byte).unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    roundtrip(&mut tunnel, b"ping");
+    drop(tunnel);
+    wait_until(
+        Duration::from_secs(10),
+        "the tunnel's event skipped",
+        || {
+            let quiet = ["user:quiet", "server:http"];
+            (statsd.total("g3proxy.user.forbidden.log_skipped", &quiet) == 4).then_some(())
         },
     );
     // One more event, of another user, written after them: once it is out, so is every

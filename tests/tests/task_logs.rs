@@ -577,26 +577,58 @@ fn journal_fields(datagram: &[u8]) -> BTreeMap<String, String> {
 
 /// A fluentd forward-protocol receiver: a Python program reading MessagePack messages with
 /// PyPI's `msgpack` (not our decoder), printing each as JSON: tag, time, record.
+/// A forward-protocol receiver: prints its port, then each message as JSON. Its arguments,
+/// all optional: a certificate and key (TLS), a shared key (the HELO / PING / PONG
+/// handshake, whose outcome it prints as `{"auth": ...}`), a user name and password.
 const FLUENTD: &str = r#"
-import json, socket, msgpack
+import hashlib, json, os, socket, ssl, sys, msgpack
+args = sys.argv[1:] + [""] * 5
+cert, key_file, shared_key, user, password = args[:5]
 server = socket.socket()
 server.bind(("127.0.0.1", 0))
 server.listen(4)
 print(server.getsockname()[1], flush=True)
-while True:
-    conn, _ = server.accept()
-    unpacker = msgpack.Unpacker(raw=False, ext_hook=lambda code, data: [code, data.hex()])
+tls = None
+if cert:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key_file)
+def digest(*parts):
+    return hashlib.sha512(b"".join(parts)).hexdigest()
+def messages(conn, unpacker):
     while data := conn.recv(65536):
         unpacker.feed(data)
-        for tag, time, record in unpacker:
+        yield from unpacker
+while True:
+    conn, _ = server.accept()
+    try:
+        if tls:
+            conn = tls.wrap_socket(conn, server_side=True)
+        unpacker = msgpack.Unpacker(raw=False, ext_hook=lambda code, data: [code, data.hex()])
+        incoming = messages(conn, unpacker)
+        if shared_key:
+            nonce, auth = os.urandom(16), (os.urandom(16) if user else b"")
+            conn.sendall(msgpack.packb(["HELO", {"nonce": nonce, "auth": auth, "keepalive": True}]))
+            _, host, salt, key_digest, name, password_digest = next(incoming)
+            ok = key_digest == digest(salt.encode(), host.encode(), nonce, shared_key.encode())
+            if user:
+                ok = ok and name == user and password_digest == digest(auth, user.encode(), password.encode())
+            proof = digest(salt.encode(), b"receiver", nonce, shared_key.encode())
+            conn.sendall(msgpack.packb(["PONG", ok, "" if ok else "who are you", "receiver", proof]))
+            print(json.dumps({"auth": ok, "host": host}), flush=True)
+            if not ok:
+                conn.close()
+                continue
+        for tag, time, record in incoming:
             print(json.dumps({"tag": tag, "time": time, "record": record}), flush=True)
+    except (OSError, ValueError, StopIteration) as error:
+        print(json.dumps({"error": str(error)}), flush=True)
 "#;
 
-#[test]
-fn fluentd_forward_protocol_into_a_test_receiver() {
-    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
+/// The receiver started with `args`: its port, and what it printed so far.
+fn fluentd_receiver(args: &[&str]) -> (Child, u16, Arc<Mutex<Vec<serde_json::Value>>>) {
     let mut receiver = Command::new("python3")
         .args(["-c", FLUENTD])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 receiver (ci/setup.sh installs msgpack)");
@@ -615,16 +647,21 @@ fn fluentd_forward_protocol_into_a_test_receiver() {
             }
         }
     });
-    let log = format!("{{task: {{fluentd: {{address: \"127.0.0.1:{port}\"}}}}}}");
-    let mut group = Group::from_text(&config(&log), &std::env::temp_dir(), &[]);
-    group.start();
-    traffic(&group, &origin, &echo);
+    (receiver, port, received)
+}
+
+/// The task events among what the receiver printed, once there are three, checked as
+/// fluentd messages and returned as records.
+fn fluentd_events(received: &Mutex<Vec<serde_json::Value>>) -> Vec<BTreeMap<String, String>> {
     let messages = wait_until(Duration::from_secs(10), "three fluentd messages", || {
         let received = received.lock().unwrap();
-        (received.len() >= 3).then(|| received.clone())
+        let tagged: Vec<_> = received
+            .iter()
+            .filter(|m| m.get("tag").is_some())
+            .cloned()
+            .collect();
+        (tagged.len() >= 3).then_some(tagged)
     });
-    let _ = receiver.kill();
-    let _ = receiver.wait();
     let mut events = Vec::new();
     for message in &messages {
         assert_eq!(message["tag"], "g3proxy.Task");
@@ -649,5 +686,62 @@ fn fluentd_forward_protocol_into_a_test_receiver() {
             .collect();
         events.push(record);
     }
+    events
+}
+
+#[test]
+fn fluentd_forward_protocol_into_a_test_receiver() {
+    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
+    let (mut receiver, port, received) = fluentd_receiver(&[]);
+    let log = format!("{{task: {{fluentd: {{address: \"127.0.0.1:{port}\"}}}}}}");
+    let mut group = Group::from_text(&config(&log), &std::env::temp_dir(), &[]);
+    group.start();
+    traffic(&group, &origin, &echo);
+    let events = fluentd_events(&received);
+    let _ = receiver.kill();
+    let _ = receiver.wait();
     check_events(&events, &group, &echo);
+}
+
+/// The same over TLS, after the forward protocol's handshake with a shared key and a login
+/// (the receiver checks both digests, we check its proof of the key).
+#[test]
+fn fluentd_over_tls_with_a_shared_key_and_a_login() {
+    let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
+    let dir = std::env::temp_dir().join(format!("g3proxy-fluentd-tls-{}", std::process::id()));
+    let certs = Certs::make(&dir);
+    let (cert, key) = (certs.path("server.pem"), certs.path("server.key"));
+    let (mut receiver, port, received) = fluentd_receiver(&[
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        "fluent-key",
+        "logger",
+        "log-password",
+    ]);
+    let log = format!(
+        "{{task: {{fluentd: {{address: \"127.0.0.1:{port}\", tls_client: {{ca_certificate: {ca}}}, tls_name: localhost, shared_key: fluent-key, username: logger, password: log-password, hostname: proxy-1}}}}}}",
+        ca = certs.path("ca.pem").display()
+    );
+    let mut group = Group::from_text(&config(&log), &std::env::temp_dir(), &[]);
+    group.start();
+    traffic(&group, &origin, &echo);
+    let events = fluentd_events(&received);
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    {
+        let received = received.lock().unwrap();
+        let handshakes: Vec<_> = received
+            .iter()
+            .filter(|m| m.get("auth").is_some())
+            .collect();
+        assert!(!handshakes.is_empty(), "{received:?}");
+        assert!(
+            handshakes
+                .iter()
+                .all(|m| m["auth"] == true && m["host"] == "proxy-1"),
+            "{handshakes:?}"
+        );
+    }
+    check_events(&events, &group, &echo);
+    let _ = std::fs::remove_dir_all(dir);
 }

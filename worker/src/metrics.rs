@@ -31,7 +31,7 @@ use g3proxy_shared::config::stat::StatConfig;
 use g3proxy_shared::config::user_groups::DurationStats;
 use g3proxy_shared::statsd::StatsdSink;
 
-use crate::auth::stats::{self, UpstreamTraffic, UserCounters};
+use crate::auth::stats::{self, UserCounters};
 use crate::context::{Context, Phase, ServerCounters};
 use crate::escapers::Escaper;
 use crate::log::Logger;
@@ -477,8 +477,7 @@ impl Metrics {
                     sink.gauge_float(&metric, value, &all);
                 }
                 if durations.window_start.elapsed() >= durations.config.rotate.0 {
-                    durations.samples.clear();
-                    durations.window_start = std::time::Instant::now();
+                    durations.rotate();
                 }
             }
             *last = now;
@@ -498,17 +497,7 @@ impl Metrics {
     /// `user.upstream.traffic.*` (or a site's): per escaper (with its `extra_metrics_tags`)
     /// and `transport`, without the server, as g3 tags them.
     fn emit_user_upstream(&mut self, counters: &UserCounters, prefix: &str) {
-        let traffic = counters
-            .upstream
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for UpstreamTraffic {
-            escaper,
-            udp,
-            counts,
-        } in traffic
-        {
+        for (escaper, udp, counts) in counters.upstream_traffic() {
             let key = (counters.key(), escaper.clone(), udp);
             let last = self.users_upstream.entry(key).or_default();
             let mut tags = vec![

@@ -67,6 +67,8 @@ pub struct TaskContext {
     /// last request counted (an index of `auth::stats::REQUEST_TYPES`; `u8::MAX`: none).
     pub user_stats: Option<Arc<crate::auth::stats::UserCounters>>,
     pub user_request: u8,
+    /// When the gate let the user's last request through (ready times start there).
+    pub counted_at: Instant,
     /// The counts of the explicit site (with `emit_stats`) of the user's last request.
     pub site_stats: Option<Arc<crate::auth::stats::UserCounters>>,
     /// The bytes and datagrams (up, down) already added to the user's and site's counts.
@@ -96,6 +98,7 @@ impl TaskContext {
             user: None,
             user_stats: None,
             user_request: u8::MAX,
+            counted_at: Instant::now(),
             site_stats: None,
             user_counted: [0; 4],
             client_tls: conn.tls.clone(),
@@ -230,12 +233,6 @@ pub struct RequestLog {
     bytes: (u64, u64),
 }
 
-impl RequestLog {
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-}
-
 /// `log_uri_max_chars`' default: longer URIs are cut.
 const URI_MAX_CHARS: usize = 1024;
 
@@ -333,16 +330,27 @@ impl TaskContext {
             .unwrap_or(URI_MAX_CHARS)
     }
 
-    /// The request being served is ready to relay, `since` it began (its upstream
-    /// connection obtained: a kept one when `reused`, a new one after a kept one failed when
-    /// `renewed`; or its tunnel set up): counted for the user and its site.
-    pub fn count_ready(&self, reused: bool, renewed: bool, since: Instant) {
+    /// The request being served is ready to relay (its upstream connection obtained, a
+    /// kept one when `reused`; or its tunnel set up): counted for the user and its site,
+    /// with the time since the gate let it through.
+    pub fn count_ready(&self, reused: bool) {
         let request = usize::from(self.user_request);
         if request >= crate::auth::stats::REQUEST_TYPES.len() {
             return;
         }
         for counters in self.user_stats.iter().chain(&self.site_stats) {
-            crate::auth::stats::count_ready(counters, request, reused, renewed, since);
+            crate::auth::stats::count_ready(counters, request, reused, self.counted_at);
+        }
+    }
+
+    /// The request's kept upstream connection failed and a new one took over.
+    pub fn count_renew(&self) {
+        let request = usize::from(self.user_request);
+        if request >= crate::auth::stats::REQUEST_TYPES.len() {
+            return;
+        }
+        for counters in self.user_stats.iter().chain(&self.site_stats) {
+            counters.renew[request].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -361,7 +369,7 @@ impl TaskContext {
         if request >= crate::auth::stats::REQUEST_TYPES.len() {
             return;
         }
-        let delta = std::array::from_fn(|i| now[i] - before[i]);
+        let delta = std::array::from_fn(|i| now[i].saturating_sub(before[i]));
         let udp = self.notes.udp.is_some();
         for counters in self.user_stats.iter().chain(&self.site_stats) {
             counters.count_traffic(request, delta, udp, self.notes.escaper.as_ref());
@@ -596,8 +604,6 @@ impl Drop for TaskContext {
                 .fetch_add(notes.bytes_down, Ordering::Relaxed);
         }
         self.count_user_bytes();
-        crate::auth::stats::hold_connection(&mut self.site_stats, None);
-        crate::auth::stats::hold_connection(&mut self.user_stats, None);
         let notes = &self.notes;
         // A connection whose requests were each logged has nothing more to say.
         if !(self.guard.kind() == TaskKind::Http && notes.requests_logged > 0)
@@ -605,6 +611,9 @@ impl Drop for TaskContext {
         {
             log.log(self.task_event());
         }
+        // After the event: a dropped one still counts as the user's `log_skipped`.
+        crate::auth::stats::hold_connection(&mut self.site_stats, None);
+        crate::auth::stats::hold_connection(&mut self.user_stats, None);
         // Every task ends here: build nothing unless the line will be written.
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return;

@@ -46,7 +46,7 @@ pub enum LogDriver {
     Stdout,
     Journal(JournalConfig),
     Syslog(SyslogConfig),
-    Fluentd(FluentdConfig),
+    Fluentd(Box<FluentdConfig>),
 }
 
 /// fluentd's forward protocol over TCP, each event a message `[tag, time, record]`.
@@ -82,16 +82,19 @@ pub struct FluentdConfig {
     pub tcp_keepalive: Option<crate::types::TcpKeepalive>,
     #[serde(default)]
     pub hostname: Option<String>,
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub shared_key: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub username: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub password: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub tls_client: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub tls_name: (),
+    /// The forward protocol's authentication: the server's shared key, and a user name and
+    /// password where the server asks for them.
+    #[serde(default)]
+    pub shared_key: Option<crate::types::Secret>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<crate::types::Secret>,
+    /// TLS to the server, checked as `tls_name` (the address by default).
+    #[serde(default)]
+    pub tls_client: Option<crate::config::tls::TlsClientConfig>,
+    #[serde(default)]
+    pub tls_name: Option<String>,
 }
 
 fn default_fluentd_address() -> SocketAddr {
@@ -286,7 +289,7 @@ fn driver_of(value: serde_json::Value) -> Result<LogDriver, String> {
             .map(LogDriver::Syslog)
             .map_err(|e| format!("syslog: {e}")),
         "fluentd" => serde_json::from_value(config_or_default(config))
-            .map(LogDriver::Fluentd)
+            .map(|config| LogDriver::Fluentd(Box::new(config)))
             .map_err(|e| format!("fluentd: {e}")),
         other => Err(format!(
             "unknown log driver {other}: discard, stdout, journal, syslog or fluentd"

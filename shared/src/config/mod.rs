@@ -215,7 +215,10 @@ impl<'a, S: Source> Loader<'a, S> {
                         continue;
                     }
                     "log" => {
-                        log = decode::<log::LogConfig>(value, "log")?;
+                        // A fluentd logger's tls_client names PEM files too.
+                        let mut node = value.clone();
+                        tls::read_pem_files(&mut node, &self.base_dir, self.source);
+                        log = decode::<log::LogConfig>(&node, "log")?;
                         continue;
                     }
                     // Accepted for compatibility: the control sockets are configured by flags.

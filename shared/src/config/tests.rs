@@ -907,7 +907,7 @@ fn log_section_forms() {
     ));
     for (text, said) in [
         (
-            "log: {fluentd: {shared_key: x}}\n",
+            "log: {fluentd: {bind_ip: 127.0.0.1}}\n",
             "not supported by this build yet",
         ),
         ("log: papertrail\n", "unknown log driver papertrail"),

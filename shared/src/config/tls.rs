@@ -108,6 +108,29 @@ impl<'de> Deserialize<'de> for PemText {
     }
 }
 
+/// One PEM file or a list of them, whatever decodes the config (our YAML reader takes a
+/// scalar for a list; the log section's JSON values do not).
+fn pem_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PemText>, D::Error> {
+    struct ListVisitor;
+    impl<'de> de::Visitor<'de> for ListVisitor {
+        type Value = Vec<PemText>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a PEM file or a list of them")
+        }
+        fn visit_str<E: de::Error>(self, path: &str) -> Result<Vec<PemText>, E> {
+            PemText::deserialize(de::value::StrDeserializer::<E>::new(path)).map(|pem| vec![pem])
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<PemText>, A::Error> {
+            let mut all = Vec::new();
+            while let Some(pem) = seq.next_element()? {
+                all.push(pem);
+            }
+            Ok(all)
+        }
+    }
+    deserializer.deserialize_any(ListVisitor)
+}
+
 impl PemText {
     fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, String> {
         let certs = CertificateDer::pem_slice_iter(self.text.as_bytes())
@@ -234,7 +257,11 @@ struct TlsServerKeys {
     private_key: Option<PemText>,
     #[serde(default)]
     enable_client_auth: bool,
-    #[serde(default, alias = "client_auth_certificate")]
+    #[serde(
+        default,
+        alias = "client_auth_certificate",
+        deserialize_with = "pem_list"
+    )]
     ca_certificate: Vec<PemText>,
     #[serde(default)]
     no_session_ticket: bool,
@@ -390,7 +417,11 @@ impl TlsServerKeys {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TlsClientKeys {
-    #[serde(default, alias = "server_auth_certificate")]
+    #[serde(
+        default,
+        alias = "server_auth_certificate",
+        deserialize_with = "pem_list"
+    )]
     ca_certificate: Vec<PemText>,
     #[serde(default)]
     no_default_ca_certificate: bool,

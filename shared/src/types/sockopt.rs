@@ -36,6 +36,14 @@ fn nonzero<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u
     }
 }
 
+/// The smaller of two optional settings, or the one given.
+fn smaller<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl TcpMiscOpts {
     pub fn is_empty(&self) -> bool {
         *self == TcpMiscOpts::default()
@@ -45,12 +53,6 @@ impl TcpMiscOpts {
     /// them: Nagle off if either says so, the smaller MSS, TTL and hop limit; TOS, traffic
     /// class, congestion control and mark from these unless they leave them unset.
     pub fn with_user(&self, user: &TcpMiscOpts) -> TcpMiscOpts {
-        fn smaller<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        }
         TcpMiscOpts {
             no_delay: match (self.no_delay, user.no_delay) {
                 (Some(true), _) | (_, Some(true)) => Some(true),
@@ -95,12 +97,6 @@ impl TcpKeepalive {
     /// An escaper's keepalive with a user's over it, as g3 combines them: on if either is,
     /// probing after the shorter idle time, the smaller probe settings given.
     pub fn with_user(&self, user: &TcpKeepalive) -> TcpKeepalive {
-        fn smaller<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        }
         TcpKeepalive {
             enable: self.enable || user.enable,
             idle_time: self.idle_time.min(user.idle_time),
@@ -168,5 +164,56 @@ impl<'de> Deserialize<'de> for TcpKeepalive {
             }
         }
         deserializer.deserialize_any(FormVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_users_options_combine_as_g3_combines_them() {
+        let escaper = TcpMiscOpts {
+            no_delay: Some(false),
+            max_segment_size: Some(1400),
+            time_to_live: None,
+            type_of_service: Some(8),
+            ..Default::default()
+        };
+        let user = TcpMiscOpts {
+            no_delay: Some(true),
+            max_segment_size: Some(1200),
+            time_to_live: Some(32),
+            type_of_service: Some(16),
+            netfilter_mark: Some(7),
+            ..Default::default()
+        };
+        let combined = escaper.with_user(&user);
+        assert_eq!(combined.no_delay, Some(true));
+        assert_eq!(combined.max_segment_size, Some(1200));
+        assert_eq!(combined.time_to_live, Some(32));
+        // The escaper's own wins where it has one; the user's fills a gap.
+        assert_eq!(combined.type_of_service, Some(8));
+        assert_eq!(combined.netfilter_mark, Some(7));
+
+        let escaper = TcpKeepalive {
+            enable: false,
+            idle_time: Duration::from_secs(120),
+            probe_interval: Some(Duration::from_secs(10)),
+            probe_count: None,
+        };
+        let user = TcpKeepalive {
+            enable: true,
+            idle_time: Duration::from_secs(30),
+            probe_interval: None,
+            probe_count: Some(3),
+        };
+        let combined = escaper.with_user(&user);
+        assert!(combined.enable);
+        assert_eq!(combined.idle_time, Duration::from_secs(30));
+        assert_eq!(combined.probe_interval, Some(Duration::from_secs(10)));
+        assert_eq!(combined.probe_count, Some(3));
     }
 }

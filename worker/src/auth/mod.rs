@@ -26,7 +26,7 @@ pub use user::User;
 use std::sync::Arc;
 
 use g3proxy_proto::HostPort;
-use g3proxy_shared::config::servers::FactsMatch;
+use g3proxy_shared::config::servers::{FactsMatch, UpstreamKeepalive};
 use g3proxy_shared::types::acl::ProxyRequestType;
 
 use crate::error::{AuthFailure, Forbidden, TaskError};
@@ -74,6 +74,12 @@ impl<'t> Permit<'t> {
             _alive: checked.alive,
             _counted: checked.counted,
         }
+    }
+
+    /// The user's `http_upstream_keepalive`, bounding the server's reuse of kept upstream
+    /// connections for its requests.
+    pub fn user_upstream_keepalive(&self) -> Option<UpstreamKeepalive> {
+        self.user.as_ref()?.config().http_upstream_keepalive
     }
 
     /// The user's explicit site for the target.
@@ -380,6 +386,7 @@ impl Gate {
         };
         let index = stats::request_index(request);
         task.user_request = index as u8;
+        task.counted_at = std::time::Instant::now();
         let site_counters = match &site {
             Some(site) if site.emit_stats => Some(Self::site_counters(task, &counters, site)),
             _ => {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use g3proxy_shared::types::acl::ProxyRequestType;
 
@@ -107,18 +107,17 @@ pub struct UserCounters {
     pub packets_out: [AtomicU64; 7],
     pub forbidden: [AtomicU64; 10],
     /// The traffic toward upstreams, by escaper and transport (`user.upstream.traffic.*`).
-    pub upstream: Mutex<Vec<UpstreamTraffic>>,
+    pub upstream: RwLock<Vec<UpstreamTraffic>>,
     /// A site's `task.ready.duration` samples (sites only).
     pub ready_durations: Option<Mutex<ReadyDurations>>,
 }
 
 /// What went through one escaper, over TCP or UDP, for a user (so far).
-#[derive(Clone)]
 pub struct UpstreamTraffic {
     pub escaper: Arc<str>,
     pub udp: bool,
     /// Bytes in and out, datagrams in and out (in: from the upstream).
-    pub counts: [u64; 4],
+    pub counts: [AtomicU64; 4],
 }
 
 impl UserCounters {
@@ -142,22 +141,44 @@ impl UserCounters {
         };
         // What the client sent went out to the upstream, and the other way round.
         let counts = [down, up, packets_down, packets_up];
-        let mut upstream = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
-        match upstream
-            .iter_mut()
-            .find(|t| t.udp == udp && *t.escaper == **escaper)
-        {
-            Some(traffic) => {
-                for (total, add) in traffic.counts.iter_mut().zip(counts) {
-                    *total += add;
-                }
+        let add = |traffic: &UpstreamTraffic| {
+            for (total, add) in traffic.counts.iter().zip(counts) {
+                total.fetch_add(add, Ordering::Relaxed);
             }
-            None => upstream.push(UpstreamTraffic {
+        };
+        let find = |all: &[UpstreamTraffic]| {
+            all.iter()
+                .position(|t| t.udp == udp && *t.escaper == **escaper)
+        };
+        // Readers only, but for the first request through an escaper.
+        {
+            let all = self.upstream.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(index) = find(&all) {
+                add(&all[index]);
+                return;
+            }
+        }
+        let mut all = self.upstream.write().unwrap_or_else(|e| e.into_inner());
+        let index = find(&all).unwrap_or_else(|| {
+            all.push(UpstreamTraffic {
                 escaper: escaper.clone(),
                 udp,
-                counts,
-            }),
-        }
+                counts: Default::default(),
+            });
+            all.len() - 1
+        });
+        add(&all[index]);
+    }
+
+    /// Each escaper's and transport's traffic so far.
+    pub fn upstream_traffic(&self) -> Vec<(Arc<str>, bool, [u64; 4])> {
+        let all = self.upstream.read().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .map(|t| {
+                let counts = t.counts.each_ref().map(|c| c.load(Ordering::Relaxed));
+                (t.escaper.clone(), t.udp, counts)
+            })
+            .collect()
     }
 }
 
@@ -166,8 +187,10 @@ impl UserCounters {
 pub struct ReadyDurations {
     pub config: DurationStats,
     pub window_start: std::time::Instant,
-    /// Nanoseconds; at most [`MAX_SAMPLES`] per window (later ones are left out).
+    /// Nanoseconds; at most [`MAX_SAMPLES`] per window, a uniform sample of the window's
+    /// requests past that (reservoir sampling over `seen`).
     pub samples: Vec<u64>,
+    pub seen: u64,
 }
 
 /// Bounds a window's samples (80 KiB per site and server).
@@ -175,9 +198,22 @@ const MAX_SAMPLES: usize = 10_000;
 
 impl ReadyDurations {
     fn record(&mut self, nanos: u64) {
+        self.seen += 1;
         if self.samples.len() < MAX_SAMPLES {
             self.samples.push(nanos);
+            return;
         }
+        let slot = crate::pick::random_index(usize::try_from(self.seen).unwrap_or(usize::MAX));
+        if let Some(sample) = self.samples.get_mut(slot) {
+            *sample = nanos;
+        }
+    }
+
+    /// Starts a new window (after an emit, once `rotate` has passed).
+    pub fn rotate(&mut self) {
+        self.samples.clear();
+        self.seen = 0;
+        self.window_start = std::time::Instant::now();
     }
 }
 
@@ -218,7 +254,16 @@ pub fn counters(user: &User, server: &ServerCounters) -> Arc<UserCounters> {
 pub fn site_counters(user_counters: &UserCounters, site: &Site) -> Arc<UserCounters> {
     let mut key = user_counters.key();
     key.4 = Some(site.id.clone());
-    registered(key, user_counters.connection, Some(&site.duration_stats))
+    let counters = registered(key, user_counters.connection, Some(&site.duration_stats));
+    // A reload may have changed the site's quantiles or window.
+    if let Some(durations) = &counters.ready_durations {
+        let mut durations = durations.lock().unwrap_or_else(|e| e.into_inner());
+        if durations.config != site.duration_stats {
+            durations.config = site.duration_stats.clone();
+            durations.rotate();
+        }
+    }
+    counters
 }
 
 /// Swaps the user's (or site's) counts a client connection holds: `new` counts one more
@@ -233,21 +278,12 @@ pub fn hold_connection(held: &mut Option<Arc<UserCounters>>, new: Option<Arc<Use
     }
 }
 
-/// Counts a request of type `index` ready to relay, `since` it began: over a kept
-/// upstream connection (`reused`), over a new one after a kept one failed (`renewed`).
-pub fn count_ready(
-    counters: &UserCounters,
-    index: usize,
-    reused: bool,
-    renewed: bool,
-    since: std::time::Instant,
-) {
+/// Counts a request of type `index` ready to relay, `since` the gate let it through (over
+/// a kept upstream connection when `reused`).
+pub fn count_ready(counters: &UserCounters, index: usize, reused: bool, since: std::time::Instant) {
     counters.ready[index].fetch_add(1, Ordering::Relaxed);
     if reused {
         counters.reuse[index].fetch_add(1, Ordering::Relaxed);
-    }
-    if renewed {
-        counters.renew[index].fetch_add(1, Ordering::Relaxed);
     }
     if let Some(durations) = &counters.ready_durations {
         let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -281,12 +317,13 @@ fn registered(
                 renew: Default::default(),
                 packets_in: Default::default(),
                 packets_out: Default::default(),
-                upstream: Mutex::new(Vec::new()),
+                upstream: RwLock::new(Vec::new()),
                 ready_durations: durations.map(|config| {
                     Mutex::new(ReadyDurations {
                         config: config.clone(),
                         window_start: std::time::Instant::now(),
                         samples: Vec::new(),
+                        seen: 0,
                     })
                 }),
                 connections: AtomicU64::new(0),

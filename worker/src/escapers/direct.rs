@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use g3proxy_proto::Host;
 use g3proxy_shared::config::escapers::{
-    DirectConfig, PickStrategy, QueryStrategy, ResolveStrategy, TcpConnectConfig,
+    DirectConfig, PickStrategy, QueryStrategy, ResolveStrategy,
 };
 use g3proxy_shared::config::servers::ProxyProtocol;
 use g3proxy_shared::types::NetworkAcl;
@@ -98,13 +98,9 @@ impl Direct {
     ) -> Result<Connected, TaskError> {
         let strategy = self.strategy(leg);
         // A user's `tcp_connect` may only make it shorter.
-        let own = self.config.tcp_connect;
         let tcp_connect = match leg.user_config().and_then(|user| user.tcp_connect) {
-            None => own,
-            Some(user) => TcpConnectConfig {
-                max_retry: own.max_retry.min(user.max_retry),
-                each_timeout: own.each_timeout.min(user.each_timeout),
-            },
+            None => self.config.tcp_connect,
+            Some(user) => self.config.tcp_connect.bounded_by(&user),
         };
         let adjusted;
         let options = match leg.user_config() {

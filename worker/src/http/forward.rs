@@ -211,7 +211,10 @@ async fn exchange(
     let mut fresh = false;
     let (mut upstream, response, body_sent) = loop {
         let (mut upstream, reused) = source.connection(task, fresh).await?;
-        task.count_ready(reused, fresh, request_log.started());
+        match fresh {
+            false => task.count_ready(reused),
+            true => task.count_renew(),
+        }
         upstream.note(task, (request_log, request.head));
         let (absolute_form, authorization) = match &upstream.form {
             RequestForm::Origin => (false, ""),

@@ -4,7 +4,6 @@
 //! A connection the upstream closed meanwhile is noticed when it is taken and dropped.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use g3proxy_shared::config::servers::UpstreamKeepalive;
 use tokio::time::Instant;
@@ -33,11 +32,9 @@ impl UpstreamPool {
     /// `http_upstream_keepalive`, one idle for less than its `idle_expire` too (none if it
     /// turns reuse off).
     pub fn take(&self, user: Option<&UpstreamKeepalive>) -> Option<UpstreamConn> {
-        let user_expire = match user {
-            Some(user) if !user.enable => return None,
-            Some(user) => user.idle_expire,
-            None => Duration::MAX,
-        };
+        if user.is_some_and(|user| !user.enable) {
+            return None;
+        }
         let mut stale = Vec::new();
         let found = {
             let mut idle = self.idle();
@@ -46,15 +43,16 @@ impl UpstreamPool {
                     break None;
                 };
                 let idle_for = since.elapsed();
-                if idle_for < self.keepalive.idle_expire && idle_for >= user_expire {
+                if !self.keepalive.permits(idle_for) || !conn.is_reusable(since) {
+                    stale.push(conn);
+                    continue;
+                }
+                if user.is_some_and(|user| !user.permits(idle_for)) {
                     // Too old for this user, not for others; the rest are older still.
                     idle.push((conn, since));
                     break None;
                 }
-                if idle_for < self.keepalive.idle_expire && conn.is_reusable(since) {
-                    break Some(conn);
-                }
-                stale.push(conn);
+                break Some(conn);
             }
         };
         // Closed outside the lock: a TLS close sends an alert.

@@ -67,8 +67,21 @@ impl HttpsForward {
 struct Kept {
     target: HostPort,
     tls: bool,
+    /// Whose it is: made with one user's settings (its site's TLS client certificate,
+    /// socket options), it carries no other user's request.
+    owner: Owner,
     conn: UpstreamConn,
     since: Instant,
+}
+
+/// The user and explicit site a kept connection was made for.
+type Owner = (Option<Arc<str>>, Option<Arc<str>>);
+
+fn owner(permit: &Permit<'_>) -> Owner {
+    (
+        permit.user().map(|user| user.name.clone()),
+        permit.site().map(|site| site.id.clone()),
+    )
 }
 
 enum Next {
@@ -271,10 +284,12 @@ impl Session<'_> {
             server.forward_env(),
         )
         .await?;
+        let owner = owner(&source.permit);
         if let Some(conn) = exchanged.upstream {
             self.kept = Some(Kept {
                 target: target.clone(),
                 tls,
+                owner,
                 conn,
                 since: Instant::now(),
             });
@@ -303,27 +318,27 @@ impl UpstreamSource for KeptOrNew<'_> {
         fresh: bool,
     ) -> Result<(UpstreamConn, bool), TaskError> {
         // A user's `http_upstream_keepalive` may turn reuse off or shorten it.
-        let user_keepalive = self
-            .permit
-            .user()
-            .and_then(|user| user.config().http_upstream_keepalive);
+        let user_keepalive = self.permit.user_upstream_keepalive();
         if let Some(kept) = self.kept.take()
             && !fresh
             && kept.target == *self.permit.target()
             && kept.tls == self.tls
-            && user_keepalive.is_none_or(|k| k.enable && kept.since.elapsed() < k.idle_expire)
+            && kept.owner == owner(&self.permit)
+            && user_keepalive.is_none_or(|k| k.permits(kept.since.elapsed()))
             && kept.conn.is_reusable(kept.since)
         {
             return Ok((kept.conn, true));
         }
         let tls_client = &self.server.tls_client;
-        // The user's explicit site may have a TLS client of its own.
+        // The user's explicit site may have a TLS client of its own (where the server does
+        // https forward at all).
         let site_tls = self.permit.site().and_then(|site| site.tls_client.as_ref());
         let forward = self
             .server
             .escaper
-            .http_forward(task, &self.permit, self.tls, None, || {
-                site_tls.map_or_else(|| tls_client.config(), Ok)
+            .http_forward(task, &self.permit, self.tls, None, || match site_tls {
+                Some(site_tls) => tls_client.config().map(|_| site_tls),
+                None => tls_client.config(),
             })
             .await?;
         Ok((UpstreamConn::from_forward(forward, task), false))

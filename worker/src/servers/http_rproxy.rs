@@ -412,10 +412,7 @@ impl UpstreamSource for PooledOrNew<'_> {
         task: &mut TaskContext,
         fresh: bool,
     ) -> Result<(UpstreamConn, bool), TaskError> {
-        let user_keepalive = self
-            .permit
-            .user()
-            .and_then(|user| user.config().http_upstream_keepalive);
+        let user_keepalive = self.permit.user_upstream_keepalive();
         if !fresh && let Some(conn) = self.site.pool.take(user_keepalive.as_ref()) {
             return Ok((conn, true));
         }

@@ -235,7 +235,7 @@ pub async fn tunnel(
     }
     // Its memory goes before the tunnel settles in for what may be hours.
     drop(early);
-    task.count_ready(false, false, task.started);
+    task.count_ready(false);
     let user = task.user.clone();
     let policy = policy
         .for_user(user.as_deref())

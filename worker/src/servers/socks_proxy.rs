@@ -212,6 +212,8 @@ impl SocksProxyServer {
                     speed_limit: udp_limit.as_ref(),
                     phase: self.context.phase.clone(),
                 };
+                // The association is ready as its relay starts (g3's `request.ready`).
+                task.count_ready(false);
                 let udp = Box::pin(session.run(client, conn.local_addr, &request.target, task));
                 return udp.await;
             }

@@ -124,6 +124,16 @@ pub struct TcpConnectConfig {
     pub each_timeout: HumanDuration,
 }
 
+impl TcpConnectConfig {
+    /// These (an escaper's) within a user's: the fewer tries, the shorter timeout.
+    pub fn bounded_by(&self, user: &TcpConnectConfig) -> TcpConnectConfig {
+        TcpConnectConfig {
+            max_retry: self.max_retry.min(user.max_retry),
+            each_timeout: self.each_timeout.min(user.each_timeout),
+        }
+    }
+}
+
 impl Default for TcpConnectConfig {
     fn default() -> Self {
         TcpConnectConfig {

@@ -135,6 +135,13 @@ pub struct UpstreamKeepalive {
     pub max_idle_count: usize,
 }
 
+impl UpstreamKeepalive {
+    /// Whether a connection idle for `idle_for` may carry another request.
+    pub fn permits(&self, idle_for: Duration) -> bool {
+        self.enable && idle_for < self.idle_expire
+    }
+}
+
 impl Default for UpstreamKeepalive {
     fn default() -> Self {
         UpstreamKeepalive {

@@ -175,11 +175,7 @@ impl<'de> Deserialize<'de> for ExplicitSites {
                     return Err(taken(format!("child_match {domain}")));
                 }
             }
-            let own: HashSet<_> = site
-                .subnet_match
-                .iter()
-                .map(|n| (n.address, n.prefix))
-                .collect();
+            let own: HashSet<_> = site.subnet_match.iter().map(network_key).collect();
             for (address, prefix) in own {
                 if !subnets.insert((address, prefix)) {
                     return Err(taken(format!("subnet_match {address}/{prefix}")));
@@ -195,4 +191,24 @@ fn exact_key(host: &ExactHost) -> String {
         ExactHost::Ip(ip) => ip.to_canonical().to_string(),
         ExactHost::Domain(domain) => domain.clone(),
     }
+}
+
+/// A network as its masked address and prefix (`10.0.0.1/8` is `10.0.0.0/8`).
+fn network_key(network: &IpNetwork) -> (std::net::IpAddr, u8) {
+    use std::net::IpAddr;
+    let masked = match network.address {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(network.prefix.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(network.prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    };
+    (masked, network.prefix)
 }

@@ -84,7 +84,7 @@ pub struct UserConfig {
     /// (and counted as `user.forbidden.log_skipped`).
     #[serde(default, alias = "log_limit_quota")]
     pub log_rate_limit: Option<RateQuota>,
-    /// How much of a forwarded request's URI its task log keeps, in place of the server's.
+    /// How much of a forwarded request's URI its task log keeps (1024 characters without).
     #[serde(default, alias = "uri_log_max_chars")]
     pub log_uri_max_chars: Option<usize>,
     /// How the direct escapers resolve the user's targets (a site's wins): its pick, and its
