@@ -11,6 +11,7 @@
 //! file and takes one line in [`escaper_runtimes!`]. A name that a server or route refers to
 //! but the config lacks gets a deny-all stand-in, as g3proxy's `DummyDeny`.
 
+mod agent;
 mod connect;
 pub use connect::any_address_for;
 mod deny_all;
