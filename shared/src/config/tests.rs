@@ -194,6 +194,13 @@ fn mistakes_name_file_path_and_line() {
         (
             &[(
                 "main.yml",
+                "escaper:\n  - {name: a, type: dummy_deny}\n  - {name: b, type: dummy_deny}\n  - name: geo\n    type: route_geoip\n    resolver: none\n    default_next: a\n    geo_rules:\n      - {next: a, countries: US}\n      - {next: b, countries: [USA]}\n",
+            )],
+            "main.yml: escaper[2].geo_rules (line 9): country \"US\" is listed for both a and b",
+        ),
+        (
+            &[(
+                "main.yml",
                 "user_group:\n  - name: g\n    static_users:\n      - name: a\n        explicit_sites:\n          - {id: s, child_match: example.net}\n          - {id: t, child_match: .example.net}\n",
             )],
             "main.yml: user_group[0].static_users[0].explicit_sites (line 6): child_match example.net is in two sites (the second is t)",

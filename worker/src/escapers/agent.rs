@@ -28,9 +28,19 @@ pub trait Protocol: Send + Sync + 'static {
     /// The map to send for `question`, and the tag its answer will carry.
     fn query(&self, question: &Self::Question) -> (Value, Self::Tag);
 
-    /// An answer's tag, what it says, and its ttl if it gives one.
-    fn answer(&self, value: &Value) -> Option<(Self::Tag, Option<Self::Answer>, Option<u64>)>;
+    /// What a datagram from the peer answers, if it answers a question.
+    fn answer(&self, value: &Value) -> Option<Answered<Self>>;
 }
+
+/// An answer as read: its question's tag, what it says, and its ttl if it gives one.
+pub struct Answered<P: Protocol + ?Sized> {
+    pub tag: P::Tag,
+    pub answer: Option<P::Answer>,
+    pub ttl: Option<u64>,
+}
+
+/// A question sent and not answered yet, and how to tell its waiters.
+type Outstanding<P> = (<P as Protocol>::Question, watch::Sender<bool>);
 
 /// The cache's timings, from the escaper's config.
 #[derive(Clone, Copy)]
@@ -69,7 +79,7 @@ pub struct Agent<P: Protocol> {
     std_socket: Mutex<Option<StdUdpSocket>>,
     cache: Mutex<Cache<P::Question, P::Answer>>,
     /// Queries out, by tag: what they asked and who waits for them.
-    out: Mutex<HashMap<P::Tag, (P::Question, watch::Sender<bool>)>>,
+    out: Mutex<HashMap<P::Tag, Outstanding<P>>>,
 }
 
 impl<P: Protocol> Agent<P> {
@@ -201,7 +211,7 @@ impl<P: Protocol> Agent<P> {
             tracing::debug!("an agent's answer that is not MessagePack");
             return;
         };
-        let Some((tag, answer, ttl)) = self.protocol.answer(&value) else {
+        let Some(Answered { tag, answer, ttl }) = self.protocol.answer(&value) else {
             return;
         };
         let Some((question, sender)) = self

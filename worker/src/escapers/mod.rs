@@ -25,6 +25,7 @@ mod proxy_http;
 mod proxy_socks5;
 mod route_client;
 mod route_failover;
+mod route_geoip;
 mod route_query;
 mod route_resolved;
 mod route_select;
@@ -287,6 +288,7 @@ escaper_runtimes! {
     RouteResolved => route_resolved::RouteResolvedEscaper;
     RouteSelect => route_select::RouteSelectEscaper;
     RouteQuery => route_query::RouteQueryEscaper;
+    RouteGeoip => route_geoip::RouteGeoipEscaper;
     DivertTcp => divert_tcp::DivertTcpEscaper;
     TrickFloat => trick_float::TrickFloatEscaper;
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use g3proxy_proto::msgpack::Value;
 use g3proxy_shared::config::escapers::RouteQueryConfig;
 
-use super::agent::{self, Agent, Timings};
+use super::agent::{self, Agent, Answered, Timings};
 use super::{Dependencies, Escaper, EscaperOps, Leg};
 use crate::error::TaskError;
 use crate::pick::Picker;
@@ -65,7 +65,7 @@ impl agent::Protocol for QueryProtocol {
         (Value::Map(entries), id)
     }
 
-    fn answer(&self, value: &Value) -> Option<([u8; 16], Option<Self::Answer>, Option<u64>)> {
+    fn answer(&self, value: &Value) -> Option<Answered<Self>> {
         let id = value.get("id").and_then(answer_id)?;
         let named: Vec<(String, f64)> = match value.get("nodes") {
             Some(Value::Array(items)) => items.iter().filter_map(weighted_name).collect(),
@@ -76,9 +76,12 @@ impl agent::Protocol for QueryProtocol {
             .into_iter()
             .filter(|(name, weight)| self.allowed.contains(name) && *weight > 0.0)
             .collect();
-        let nodes =
-            (!allowed.is_empty()).then(|| Arc::new(Picker::new(allowed, self.pick_policy)));
-        Some((id, nodes, value.get("ttl").and_then(Value::as_u64)))
+        let nodes = (!allowed.is_empty()).then(|| Arc::new(Picker::new(allowed, self.pick_policy)));
+        Some(Answered {
+            tag: id,
+            answer: nodes,
+            ttl: value.get("ttl").and_then(Value::as_u64),
+        })
     }
 }
 

@@ -13,6 +13,7 @@ mod proxy_http;
 mod proxy_socks5;
 mod route_client;
 mod route_failover;
+mod route_geoip;
 mod route_query;
 mod route_resolved;
 mod route_select;
@@ -36,6 +37,7 @@ pub use proxy_http::{
 pub use proxy_socks5::{DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config};
 pub use route_client::RouteClientConfig;
 pub use route_failover::RouteFailoverConfig;
+pub use route_geoip::{GeoRules, IpLocateService, RouteGeoipConfig, country_alpha2};
 pub use route_query::RouteQueryConfig;
 pub use route_resolved::RouteResolvedConfig;
 pub use route_select::{RouteSelectConfig, WeightedName};
@@ -140,6 +142,7 @@ escaper_types! {
     RouteResolved(RouteResolvedConfig) = "route_resolved" | "routeresolved";
     RouteSelect(RouteSelectConfig) = "route_select" | "routeselect";
     RouteQuery(RouteQueryConfig) = "route_query" | "routequery";
+    RouteGeoip(RouteGeoipConfig) = "route_geoip" | "routegeoip" | "route_geo_ip";
     DivertTcp(DivertTcpConfig) = "divert_tcp" | "diverttcp" via DivertTcpConfig::decode;
     TrickFloat(TrickFloatConfig) = "trick_float" | "trickfloat";
 }
@@ -150,13 +153,7 @@ pub struct EscaperConfig {
     pub escaper_type: EscaperType,
 }
 
-const NOT_YET: &[&str] = &[
-    "comply_audit",
-    "route_mapping",
-    "route_dst_ip",
-    "route_geoip",
-    "route_geo_ip",
-];
+const NOT_YET: &[&str] = &["comply_audit", "route_mapping", "route_dst_ip"];
 
 pub(crate) fn decode(
     type_name: &str,
