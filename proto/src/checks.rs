@@ -39,7 +39,7 @@ pub fn http1_request(data: &[u8]) {
                 keep_alive: true,
                 extra_headers: b"",
                 host: None,
-                drop_authorization: false,
+                consumed_header: None,
             };
             http1::write_request_head(&head.without_expect(), &outgoing, &mut out);
             // What we send upstream is itself a valid request head, framed as we decided.

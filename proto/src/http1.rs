@@ -493,8 +493,9 @@ pub struct Outgoing<'a> {
     /// The `Host` value to send in origin form instead of the upstream's authority: a
     /// reverse proxy passes on the client's.
     pub host: Option<&'a [u8]>,
-    /// Leave out `Authorization`: the credentials were for this proxy (a gateway with users).
-    pub drop_authorization: bool,
+    /// A header (its lower-case name) to leave out because it was for this proxy:
+    /// `authorization` at a gateway with users, a path-selection header at a forward proxy.
+    pub consumed_header: Option<&'a str>,
 }
 
 /// Writes the head to send upstream for a forwarded request: the target in origin form (or
@@ -531,8 +532,7 @@ pub fn write_request_head(head: &RequestHead, outgoing: &Outgoing<'_>, out: &mut
         _ => out.extend_from_slice(authority.as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
-    let consumed = outgoing.drop_authorization.then_some("authorization");
-    write_end_to_end_headers(&head.headers, consumed, out);
+    write_end_to_end_headers(&head.headers, outgoing.consumed_header, out);
     // After the client's: a `Via` or `X-Forwarded-For` of ours comes last in its list.
     out.extend_from_slice(outgoing.extra_headers);
     write_framing(&head.headers, outgoing.framing, out);
@@ -868,7 +868,7 @@ mod tests {
             keep_alive: true,
             extra_headers: b"",
             host: None,
-            drop_authorization: false,
+            consumed_header: None,
         };
         write_request_head(&head, &outgoing, &mut out);
         assert_eq!(
@@ -947,7 +947,7 @@ mod tests {
                     keep_alive: true,
                     extra_headers: b"",
                     host: None,
-                    drop_authorization: false,
+                    consumed_header: None,
                 };
                 write_request_head(&head, &outgoing, &mut out);
                 Ok(String::from_utf8(out).unwrap())

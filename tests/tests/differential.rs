@@ -183,7 +183,7 @@ fn case(id: usize, input: &[u8]) -> serde_json::Value {
         keep_alive: true,
         extra_headers: b"",
         host: None,
-        drop_authorization: false,
+        consumed_header: None,
     };
     let mut output = Vec::new();
     http1::write_request_head(&head.without_expect(), &outgoing, &mut output);

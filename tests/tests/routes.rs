@@ -7,11 +7,14 @@
 //!   address;
 //! - `route_select`: `ketama` keeps one client's tasks to one host on one escaper, `rr`
 //!   alternates;
-//! - `trick_float`: tasks spread over its escapers.
+//! - `trick_float`: tasks spread over its escapers;
+//! - `route_mapping`: a request's `egress_path_selection_header` number picks the escaper
+//!   by its place (0 the last, larger numbers wrap), the header is not passed on, a header
+//!   that is no number gets 400, and requests without it spread at random.
 
 use std::collections::BTreeSet;
 
-use g3proxy_tests::{Certs, Group, SourceOrigin, Unbound, curl};
+use g3proxy_tests::{Certs, Group, RecordingOrigin, SourceOrigin, Unbound, curl, curl_status};
 
 #[test]
 fn routes_choose_by_client_address_pick_policy_and_chance() {
@@ -99,4 +102,49 @@ server:
     assert_eq!(chance.len(), 2, "{chance:?}");
     drop(group);
     let _ = std::fs::remove_dir_all(certs_dir);
+}
+
+#[test]
+fn route_mapping_follows_the_path_number_of_each_request() {
+    let origin = SourceOrigin::start("127.0.0.1");
+    let recording = RecordingOrigin::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        false,
+    );
+    let bound = |name: &str, ip: &str| {
+        format!(
+            "  - {{name: {name}, type: direct_fixed, resolver: none, bind_ip: {ip}, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\n"
+        )
+    };
+    let text = format!(
+        "escaper:\n{}{}{}  - {{name: mapped, type: route_mapping, next: [one, two, three]}}\nserver:\n  - {{name: http, type: http_proxy, escaper: mapped, egress_path_selection_header: X-Path, listen: \"127.0.0.1:{{{{http_port}}}}\"}}\n",
+        bound("one", "127.0.0.2"),
+        bound("two", "127.0.0.3"),
+        bound("three", "127.0.0.4"),
+    );
+    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    group.start();
+    let proxy = format!("http://127.0.0.1:{}", group.port("http"));
+    let with_path = |path: &str| {
+        let header = format!("X-Path: {path}");
+        curl(&["-x", &proxy, "-H", &header, &origin.url()])
+    };
+    assert_eq!(with_path("1"), "127.0.0.2");
+    assert_eq!(with_path("2"), "127.0.0.3");
+    assert_eq!(with_path("3"), "127.0.0.4");
+    assert_eq!(with_path("0"), "127.0.0.4");
+    assert_eq!(with_path("5"), "127.0.0.3");
+    assert_eq!(
+        curl_status(&["-x", &proxy, "-H", "X-Path: two", &origin.url()]),
+        "400"
+    );
+    let spread: BTreeSet<String> = (0..30)
+        .map(|_| curl(&["-x", &proxy, &origin.url()]))
+        .collect();
+    assert!(spread.len() > 1, "no path number: at random, {spread:?}");
+    // The header was for the proxy.
+    let url = format!("http://{}/", recording.addr);
+    assert_eq!(curl(&["-x", &proxy, "-H", "X-Path: 1", &url]), "ok");
+    let request = recording.next_request().to_ascii_lowercase();
+    assert!(!request.contains("x-path"), "{request}");
 }

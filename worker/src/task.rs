@@ -69,6 +69,9 @@ pub struct TaskContext {
     pub user_request: u8,
     /// When the gate let the user's last request through (ready times start there).
     pub counted_at: Instant,
+    /// The path the current request picks for an escaper (its name, a number), from
+    /// `egress_path_selection_header`.
+    pub egress_path: Option<(Arc<str>, usize)>,
     /// The counts of the explicit site (with `emit_stats`) of the user's last request.
     pub site_stats: Option<Arc<crate::auth::stats::UserCounters>>,
     /// The bytes and datagrams (up, down) already added to the user's and site's counts.
@@ -99,6 +102,7 @@ impl TaskContext {
             user_stats: None,
             user_request: u8::MAX,
             counted_at: Instant::now(),
+            egress_path: None,
             site_stats: None,
             user_counted: [0; 4],
             client_tls: conn.tls.clone(),

@@ -47,6 +47,8 @@ pub struct Permit<'t> {
     resolve_as: Option<HostPort>,
     /// The user's explicit site for the target.
     site: Option<Arc<Site>>,
+    /// The path the request picks for an escaper (see `Leg::egress_path`).
+    egress_path: Option<(Arc<str>, usize)>,
     _alive: Option<AliveGuard>,
     _counted: Option<stats::AliveCount>,
 }
@@ -71,6 +73,7 @@ impl<'t> Permit<'t> {
             user: task.user.clone(),
             resolve_as: task.user.as_ref().and_then(|u| u.redirect(target)),
             site: checked.site,
+            egress_path: task.egress_path.clone(),
             _alive: checked.alive,
             _counted: checked.counted,
         }
@@ -80,6 +83,10 @@ impl<'t> Permit<'t> {
     /// connections for its requests.
     pub fn user_upstream_keepalive(&self) -> Option<UpstreamKeepalive> {
         self.user.as_ref()?.config().http_upstream_keepalive
+    }
+
+    pub fn egress_path(&self) -> Option<(&str, usize)> {
+        self.egress_path.as_ref().map(|(name, id)| (&**name, *id))
     }
 
     /// The user's explicit site for the target.

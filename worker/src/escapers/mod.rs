@@ -85,6 +85,9 @@ pub struct Leg<'a> {
     /// the escapers that resolve and connect to the target themselves.
     pub user: Option<&'a User>,
     pub site: Option<&'a Site>,
+    /// The path number the request picks for one escaper (by name), as g3's path
+    /// selection; [`Escaper::route`] shows each escaper only its own.
+    pub egress_path: Option<(&'a str, usize)>,
 }
 
 impl<'a> Leg<'a> {
@@ -98,6 +101,19 @@ impl<'a> Leg<'a> {
 
     pub fn client_ip(&self) -> IpAddr {
         self.client.ip()
+    }
+
+    /// Which of `len` paths the request picks here, as g3 maps a number: 1 to `len` are
+    /// themselves, 0 is the last, larger ones wrap around.
+    pub fn path_index(&self, len: usize) -> Option<usize> {
+        let (_, id) = self.egress_path?;
+        if len == 0 {
+            return None;
+        }
+        Some(match id {
+            0 => len - 1,
+            id => (id - 1) % len,
+        })
     }
 
     pub fn user_name(&self) -> Option<&'a str> {
@@ -291,6 +307,7 @@ escaper_runtimes! {
     RouteGeoip => route_geoip::RouteGeoipEscaper;
     DivertTcp => divert_tcp::DivertTcpEscaper;
     TrickFloat => trick_float::TrickFloatEscaper;
+    RouteMapping => trick_float::TrickFloatEscaper;
 }
 
 /// What an escaper may refer to while it is built: resolvers, and the escapers built before
@@ -387,10 +404,16 @@ impl Escaper {
     pub async fn route(&self, leg: &Leg<'_>) -> Result<&Escaper, TaskError> {
         let mut escaper = self;
         // The loader refuses cyclic routes, so this ends.
-        while let Some(next) = escaper.runtime.next_for(leg).await? {
-            escaper = next;
+        loop {
+            let own = Leg {
+                egress_path: leg.egress_path.filter(|(name, _)| **name == *escaper.name),
+                ..*leg
+            };
+            match escaper.runtime.next_for(&own).await? {
+                Some(next) => escaper = next,
+                None => return Ok(escaper),
+            }
         }
-        Ok(escaper)
     }
 
     /// The permit's way out, as routes see it.
@@ -402,6 +425,7 @@ impl Escaper {
             task_id: permit.task_id(),
             user: permit.user(),
             site: permit.site(),
+            egress_path: permit.egress_path(),
         }
     }
 

@@ -117,8 +117,9 @@ pub struct Request<'a> {
     pub host: Option<&'a [u8]>,
     /// Lines the server adds to the request (`X-Forwarded-For`, `Via`), each ending in CRLF.
     pub extra_headers: &'a [u8],
-    /// The client's `Authorization` was for us (a gateway's users): not passed on.
-    pub drop_authorization: bool,
+    /// A header that was for us, not passed on (`authorization` at a gateway with users,
+    /// the path-selection header at a forward proxy); lower case.
+    pub consumed_header: Option<&'a str>,
     /// The user's explicit site's `http_rsp_header_recv_timeout`, ahead of the user's own.
     pub rsp_header_timeout: Option<Duration>,
 }
@@ -235,7 +236,7 @@ async fn exchange(
             keep_alive: true,
             extra_headers: &extra_headers,
             host: request.host,
-            drop_authorization: request.drop_authorization,
+            consumed_header: request.consumed_header,
         };
         out.clear();
         http1::write_request_head(&forwarded, &outgoing, out);

@@ -191,6 +191,7 @@ impl Session<'_> {
                 self.login
                     .check(&self.server.gate, self.task, &head, "proxy-authorization");
             login.await?;
+            self.task.egress_path = self.egress_path(&head)?;
             let next = match target {
                 RequestTarget::Tunnel(target) => {
                     // A tunnel may idle for hours: its request head's memory goes now.
@@ -212,6 +213,22 @@ impl Session<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// The path the request picks for the server's escaper with `egress_path_selection_header`
+    /// (a number; anything else is a bad request, as in g3).
+    fn egress_path(&self, head: &RequestHead) -> Result<Option<(Arc<str>, usize)>, TaskError> {
+        let Some(name) = &self.server.config.egress_path_selection_header else {
+            return Ok(None);
+        };
+        let Some(value) = head.header(name) else {
+            return Ok(None);
+        };
+        let id = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .ok_or_else(|| TaskError::Client(format!("{name}: not a path number")))?;
+        Ok(Some((self.server.escaper.name.clone(), id)))
     }
 
     async fn tunnel(&mut self, target: HostPort) -> Result<Next, TaskError> {
@@ -267,7 +284,7 @@ impl Session<'_> {
             tls,
             host: None,
             extra_headers: b"",
-            drop_authorization: false,
+            consumed_header: server.config.egress_path_selection_header.as_deref(),
             rsp_header_timeout: permit.site().and_then(|site| site.rsp_header_timeout),
         };
         let mut source = KeptOrNew {

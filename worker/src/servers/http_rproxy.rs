@@ -372,7 +372,7 @@ impl Session<'_> {
             tls: site.tls_client.is_some(),
             host: Some(routed.host_header),
             extra_headers: &extra,
-            drop_authorization: self.consumed_authorization,
+            consumed_header: self.consumed_authorization.then_some("authorization"),
             rsp_header_timeout: permit.site().and_then(|site| site.rsp_header_timeout),
         };
         let mut source = PooledOrNew {

@@ -145,6 +145,7 @@ escaper_types! {
     RouteGeoip(RouteGeoipConfig) = "route_geoip" | "routegeoip" | "route_geo_ip";
     DivertTcp(DivertTcpConfig) = "divert_tcp" | "diverttcp" via DivertTcpConfig::decode;
     TrickFloat(TrickFloatConfig) = "trick_float" | "trickfloat";
+    RouteMapping(TrickFloatConfig) = "route_mapping" | "routemapping" via TrickFloatConfig::decode_mapping;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +154,7 @@ pub struct EscaperConfig {
     pub escaper_type: EscaperType,
 }
 
-const NOT_YET: &[&str] = &["comply_audit", "route_mapping", "route_dst_ip"];
+const NOT_YET: &[&str] = &["comply_audit", "route_dst_ip"];
 
 pub(crate) fn decode(
     type_name: &str,

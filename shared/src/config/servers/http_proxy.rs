@@ -23,9 +23,28 @@ pub struct HttpProxyConfig {
     /// CA certificates.
     #[serde(default)]
     pub tls_client: Option<OptionalTlsClient>,
+    /// A request header whose number picks the path of the server's escaper (a
+    /// `route_mapping`'s next escaper); taken off the request. Lower case.
+    #[serde(
+        default,
+        alias = "path_selection_header",
+        deserialize_with = "header_name"
+    )]
+    pub egress_path_selection_header: Option<String>,
     /// Decoded as a part of its own (see `server_types!`).
     #[serde(skip)]
     pub session: HttpSessionConfig,
+}
+
+fn header_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(serde::de::Error::custom(format!(
+            "invalid header name {name:?}"
+        )));
+    }
+    Ok(Some(name.to_ascii_lowercase()))
 }
 
 fn default_auth_realm() -> String {
