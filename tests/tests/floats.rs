@@ -178,3 +178,51 @@ fn rfc3339_in(secs: u64) -> String {
         rest % 60
     )
 }
+
+/// A user's `egress_path_id_map` picks a `direct_float`'s published bind by its id and a
+/// `route_select`'s next escaper by name; a user without one spreads over the binds; an id
+/// nothing carries fails the task rather than leaving from another address.
+#[test]
+fn a_users_path_ids_pick_the_bind_and_the_next_escaper() {
+    let reporting = SourceOrigin::start("127.0.0.1").addr;
+    let text = "escaper:
+  - {name: float, type: direct_float, resolver: none, egress_network_filter: {default: forbid, permit: [127.0.0.0/8]}}
+  - {name: a, type: direct_fixed, resolver: none, bind_ip: 127.0.0.4, egress_network_filter: {default: forbid, permit: [127.0.0.0/8]}}
+  - {name: b, type: direct_fixed, resolver: none, bind_ip: 127.0.0.5, egress_network_filter: {default: forbid, permit: [127.0.0.0/8]}}
+  - {name: sel, type: route_select, next_nodes: [a, b]}
+user_group:
+  - name: g
+    static_users:
+      - {name: pinned, token: null, egress_path_id_map: {float: b, sel: b}}
+      - {name: free, token: null}
+      - {name: lost, token: null, egress_path_id_map: {float: nowhere}}
+server:
+  - {name: direct, type: http_proxy, escaper: float, user_group: g, listen: \"127.0.0.1:{{direct_port}}\"}
+  - {name: selected, type: http_proxy, escaper: sel, user_group: g, listen: \"127.0.0.1:{{selected_port}}\"}
+";
+    let mut group = Group::from_text(text, &std::env::temp_dir(), &[]);
+    group.start();
+    let both = r#"{"ipv4": ["127.0.0.2", {"ip": "127.0.0.3", "id": "b"}]}"#;
+    assert!(publish(&group, "float", both).0);
+    let url = format!("http://{reporting}/");
+    let through = |server: &str, user: &str| {
+        let proxy = format!("http://127.0.0.1:{}", group.port(server));
+        curl(&["-x", &proxy, "-U", &format!("{user}:x"), &url])
+    };
+    for _ in 0..10 {
+        assert_eq!(through("direct", "pinned"), "127.0.0.3");
+        assert_eq!(through("selected", "pinned"), "127.0.0.5");
+    }
+    let seen: std::collections::BTreeSet<String> =
+        (0..30).map(|_| through("direct", "free")).collect();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["127.0.0.2", "127.0.0.3"]
+    );
+    let proxy = format!("http://127.0.0.1:{}", group.port("direct"));
+    assert_ne!(
+        curl_status(&["-x", &proxy, "-U", "lost:x", &url]),
+        "200",
+        "no bind with that id"
+    );
+}

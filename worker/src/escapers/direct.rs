@@ -24,9 +24,10 @@ use crate::resolvers::Resolver;
 
 /// Where a direct escaper's connections leave from.
 pub trait Binds {
-    /// The local address for a connection to `target`: `None` for any; an error when the
-    /// escaper has no address to reach `target`'s family from.
-    fn bind_for(&self, target: IpAddr) -> Result<Option<IpAddr>, TaskError>;
+    /// The local address for a connection to `target`, on the path `path_id` names if the
+    /// task's user picked one: `None` for any; an error when the escaper has no address to
+    /// reach `target`'s family from.
+    fn bind_for(&self, target: IpAddr, path_id: Option<&str>) -> Result<Option<IpAddr>, TaskError>;
 }
 
 pub struct Direct {
@@ -97,6 +98,7 @@ impl Direct {
         binds: &(dyn Binds + Sync),
     ) -> Result<Connected, TaskError> {
         let strategy = self.strategy(leg);
+        let path_id = leg.path_id();
         // A user's `tcp_connect` may only make it shorter.
         let tcp_connect = match leg.user_config().and_then(|user| user.tcp_connect) {
             None => self.config.tcp_connect,
@@ -131,9 +133,9 @@ impl Direct {
             options,
             allowed: &|ip| {
                 self.allowed(ip)?;
-                binds.bind_for(ip).map(|_| ())
+                binds.bind_for(ip, path_id).map(|_| ())
             },
-            bind: &|ip| binds.bind_for(ip),
+            bind: &|ip| binds.bind_for(ip, path_id),
             order: &|addresses| Self::order(strategy.pick, addresses),
         };
         let mut connected = happy_eyeballs(&racing, leg.target).await?;
@@ -147,7 +149,7 @@ impl Direct {
         leg: &Leg<'_>,
         binds: &(dyn Binds + Sync),
     ) -> Result<SocketAddr, TaskError> {
-        let (target, strategy) = (leg.target, self.strategy(leg));
+        let (target, strategy, path_id) = (leg.target, self.strategy(leg), leg.path_id());
         let mut addresses = match &target.host {
             Host::Ip(ip) => vec![ip.to_canonical()],
             Host::Domain(domain) => self.resolver.resolve(domain, strategy.query).await?,
@@ -160,7 +162,7 @@ impl Direct {
         };
         let usable = |ip: IpAddr| {
             self.allowed(ip)
-                .and_then(|()| binds.bind_for(ip).map(|_| ()))
+                .and_then(|()| binds.bind_for(ip, path_id).map(|_| ()))
         };
         addresses.retain(|ip| usable(*ip).is_ok());
         Self::order(strategy.pick, &mut addresses);
@@ -179,7 +181,7 @@ impl Direct {
         binds: &(dyn Binds + Sync),
     ) -> Result<UdpSocket, TaskError> {
         let bind = binds
-            .bind_for(target.ip())?
+            .bind_for(target.ip(), None)?
             .unwrap_or(super::connect::any_address_for(target).ip());
         let socket = std::net::UdpSocket::bind(SocketAddr::new(bind, 0))
             .and_then(|s| s.set_nonblocking(true).map(|_| s))

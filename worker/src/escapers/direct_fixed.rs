@@ -28,7 +28,7 @@ impl DirectFixedEscaper {
 }
 
 impl Binds for DirectFixedEscaper {
-    fn bind_for(&self, target: IpAddr) -> Result<Option<IpAddr>, TaskError> {
+    fn bind_for(&self, target: IpAddr, _: Option<&str>) -> Result<Option<IpAddr>, TaskError> {
         let same_family: Vec<IpAddr> = self
             .bind_ip
             .iter()

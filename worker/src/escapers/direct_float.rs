@@ -32,7 +32,7 @@ impl DirectFloatEscaper {
 }
 
 impl Binds for DirectFloatEscaper {
-    fn bind_for(&self, target: IpAddr) -> Result<Option<IpAddr>, TaskError> {
+    fn bind_for(&self, target: IpAddr, path_id: Option<&str>) -> Result<Option<IpAddr>, TaskError> {
         let binds = self
             .binds
             .read()
@@ -46,8 +46,16 @@ impl Binds for DirectFloatEscaper {
         let usable: Vec<IpAddr> = family
             .iter()
             .filter(|bind| bind.is_usable())
+            .filter(|bind| path_id.is_none_or(|id| bind.id.as_deref() == Some(id)))
             .map(|bind| bind.ip)
             .collect();
+        if usable.is_empty()
+            && let Some(id) = path_id
+        {
+            return Err(TaskError::UpstreamUnreachable(std::io::Error::other(
+                format!("no bind address with id {id} published"),
+            )));
+        }
         match usable.is_empty() {
             true => Err(TaskError::UpstreamUnreachable(std::io::Error::other(
                 format!(

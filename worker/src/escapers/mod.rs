@@ -86,8 +86,10 @@ pub struct Leg<'a> {
     pub user: Option<&'a User>,
     pub site: Option<&'a Site>,
     /// The path number the request picks for one escaper (by name), as g3's path
-    /// selection; [`Escaper::route`] shows each escaper only its own.
+    /// selection (`egress_path_selection_header`).
     pub egress_path: Option<(&'a str, usize)>,
+    /// The escaper the leg is shown to: path selections are each for one escaper.
+    pub escaper: &'a str,
 }
 
 impl<'a> Leg<'a> {
@@ -106,7 +108,7 @@ impl<'a> Leg<'a> {
     /// Which of `len` paths the request picks here, as g3 maps a number: 1 to `len` are
     /// themselves, 0 is the last, larger ones wrap around.
     pub fn path_index(&self, len: usize) -> Option<usize> {
-        let (_, id) = self.egress_path?;
+        let (_, id) = self.egress_path.filter(|(name, _)| *name == self.escaper)?;
         if len == 0 {
             return None;
         }
@@ -114,6 +116,21 @@ impl<'a> Leg<'a> {
             0 => len - 1,
             id => (id - 1) % len,
         })
+    }
+
+    /// The path the user's `egress_path_id_map` names for this escaper (a published
+    /// bind's id, a next escaper's name).
+    pub fn path_id(&self) -> Option<&'a str> {
+        let map = self.user_config()?.egress_path_id_map.as_ref()?;
+        map.get(self.escaper).map(String::as_str)
+    }
+
+    /// The same leg shown to `escaper`.
+    fn for_escaper<'b>(&self, escaper: &'b str) -> Leg<'b>
+    where
+        'a: 'b,
+    {
+        Leg { escaper, ..*self }
     }
 
     pub fn user_name(&self) -> Option<&'a str> {
@@ -405,11 +422,11 @@ impl Escaper {
         let mut escaper = self;
         // The loader refuses cyclic routes, so this ends.
         loop {
-            let own = Leg {
-                egress_path: leg.egress_path.filter(|(name, _)| **name == *escaper.name),
-                ..*leg
-            };
-            match escaper.runtime.next_for(&own).await? {
+            match escaper
+                .runtime
+                .next_for(&leg.for_escaper(&escaper.name))
+                .await?
+            {
                 Some(next) => escaper = next,
                 None => return Ok(escaper),
             }
@@ -417,8 +434,9 @@ impl Escaper {
     }
 
     /// The permit's way out, as routes see it.
-    fn leg<'p>(permit: &'p Permit<'_>) -> Leg<'p> {
+    fn leg<'p>(&'p self, permit: &'p Permit<'_>) -> Leg<'p> {
         Leg {
+            escaper: &self.name,
             target: permit.target(),
             client: permit.client(),
             server: permit.server(),
@@ -431,8 +449,8 @@ impl Escaper {
 
     /// The way out this escaper connects for `permit`: to the target redirected by the user
     /// when the escaper resolves names itself.
-    fn connect_leg<'p>(&self, permit: &'p Permit<'_>) -> Leg<'p> {
-        let leg = Self::leg(permit);
+    fn connect_leg<'p>(&'p self, permit: &'p Permit<'_>) -> Leg<'p> {
+        let leg = self.leg(permit);
         match self.runtime.resolves_names() {
             true => leg.to(permit.resolve_target()),
             false => leg,
@@ -533,7 +551,7 @@ impl Escaper {
         task: &mut TaskContext,
         permit: &Permit<'_>,
     ) -> Result<Connected, TaskError> {
-        let escaper = self.route(&Self::leg(permit)).await?;
+        let escaper = self.route(&self.leg(permit)).await?;
         escaper.note_attempt(task, permit.target());
         let started = std::time::Instant::now();
         let mut connected = escaper
@@ -565,7 +583,7 @@ impl Escaper {
         tls_name: Option<&str>,
     ) -> Result<Connected, TaskError> {
         // The escaper that connects, for the escape log of a handshake that fails.
-        let escaper = self.route(&Self::leg(permit)).await?;
+        let escaper = self.route(&self.leg(permit)).await?;
         // Connected once TLS is done, not before.
         let connected = escaper.connect_tcp(task, permit).await?;
         let name = match tls_name {
@@ -610,11 +628,12 @@ impl Escaper {
         tls_name: Option<&str>,
         tls_config: impl FnOnce() -> Result<&'c TlsClientConfig, TaskError>,
     ) -> Result<Forward, TaskError> {
-        let leg = Self::leg(permit);
+        let leg = self.leg(permit);
         let escaper = self.route(&leg).await?;
         escaper.note_attempt(task, permit.target());
         let started = std::time::Instant::now();
-        if let Some(forward) = escaper.runtime.http_forward(&leg, tls).await {
+        let own = leg.for_escaper(&escaper.name);
+        if let Some(forward) = escaper.runtime.http_forward(&own, tls).await {
             let forward = forward.map_err(|e| escaper.explain(e));
             escaper.counters.count(&forward);
             escaper.log_failure(task, permit, &forward, started);
@@ -638,7 +657,7 @@ impl Escaper {
     /// The escaper a datagram for the permit's target goes through, and the address it
     /// goes to.
     async fn udp_route(&self, permit: &Permit<'_>) -> Result<(&Escaper, SocketAddr), TaskError> {
-        let escaper = self.route(&Self::leg(permit)).await?;
+        let escaper = self.route(&self.leg(permit)).await?;
         let address = escaper
             .runtime
             .udp_target(&escaper.connect_leg(permit))

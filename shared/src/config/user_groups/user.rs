@@ -107,6 +107,11 @@ pub struct UserConfig {
     /// forwarded request: bounds the server's (off turns reuse off).
     #[serde(default)]
     pub http_upstream_keepalive: Option<UpstreamKeepalive>,
+    /// g3's path selection by id: escaper name → the path it takes for the user (a
+    /// `direct_float`'s published bind with that `id`, a `route_select`'s next escaper of
+    /// that name).
+    #[serde(default)]
+    pub egress_path_id_map: Option<std::collections::BTreeMap<String, String>>,
     /// Targets with metrics and settings of their own (`site.rs`).
     #[serde(default)]
     pub explicit_sites: ExplicitSites,
@@ -120,8 +125,6 @@ pub struct UserConfig {
     // g3proxy keys this build refuses until they are enforced (see the module comment).
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub audit: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub egress_path_id_map: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub egress_path_value_map: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
