@@ -18,6 +18,7 @@ pub mod dns;
 pub mod group;
 pub mod netns;
 pub mod notify;
+pub mod python;
 pub mod servers;
 pub mod socks_udp;
 pub mod statsd;
@@ -34,6 +35,7 @@ pub use dns::FakeDns;
 pub use group::Group;
 pub use netns::Netns;
 pub use notify::NotifySocket;
+pub use python::PythonPeer;
 pub use servers::{
     Echo, Origin, RecordingOrigin, SourceOrigin, TlsOrigin, UdpEcho, blackhole_v6, http_answer,
     pattern_byte,

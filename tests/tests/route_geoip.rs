@@ -10,12 +10,9 @@
 //!   places nowhere the rules name;
 //! - a second request to a located address is answered from the cache.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use g3proxy_tests::{Group, SourceOrigin, curl, wait_until};
+use g3proxy_tests::{Group, PythonPeer, SourceOrigin, curl, wait_until};
 
 const SERVICE: &str = r#"
 import socket, msgpack
@@ -46,49 +43,21 @@ while True:
     s.sendto(msgpack.packb(answer), peer)
 "#;
 
-struct Service {
-    child: Child,
-    port: u16,
-    heard: Arc<Mutex<Vec<String>>>,
-}
+struct Service(PythonPeer);
 
 impl Service {
     fn start() -> Service {
-        let mut child = Command::new("python3")
-            .args(["-c", SERVICE])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 service (ci/setup.sh installs msgpack)");
-        let mut lines = BufReader::new(child.stdout.take().expect("service stdout")).lines();
-        let port = lines
-            .next()
-            .and_then(Result::ok)
-            .and_then(|l| l.parse().ok())
-            .expect("the service's port (is python3's msgpack installed?)");
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let sink = heard.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Service { child, port, heard }
+        Service(PythonPeer::start(SERVICE, &[]))
     }
 
     fn asked(&self, ip: &str) -> usize {
-        self.heard
+        self.0
+            .lines
             .lock()
             .unwrap()
             .iter()
             .filter(|l| *l == ip)
             .count()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -118,7 +87,7 @@ fn the_service_locates_and_the_rules_pick_in_g3s_order() {
         bound("america", "127.0.0.4"),
         bound("europe", "127.0.0.5"),
         bound("elsewhere", "127.0.0.6"),
-        service.port,
+        service.0.port,
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
     group.start();

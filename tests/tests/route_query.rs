@@ -9,12 +9,9 @@
 //! - the query carries the user (none here: empty) and, with `query_pass_client_ip`, the
 //!   client's address.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use g3proxy_tests::{Group, SourceOrigin, curl, wait_until};
+use g3proxy_tests::{Group, PythonPeer, SourceOrigin, curl, wait_until};
 
 const AGENT: &str = r#"
 import socket, sys, msgpack
@@ -35,49 +32,20 @@ while True:
         s.sendto(msgpack.packb(dict(answer, id=query["id"]), use_bin_type=True), peer)
 "#;
 
-struct Agent {
-    child: Child,
-    port: u16,
-    heard: Arc<Mutex<Vec<String>>>,
-}
+struct Agent(PythonPeer);
 
 impl Agent {
     fn start() -> Agent {
-        let mut child = Command::new("python3")
-            .args(["-c", AGENT])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 agent (ci/setup.sh installs msgpack)");
-        let mut lines = BufReader::new(child.stdout.take().expect("agent stdout")).lines();
-        let port = lines
-            .next()
-            .and_then(Result::ok)
-            .and_then(|l| l.parse().ok())
-            .expect("the agent's port (is python3's msgpack installed?)");
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let sink = heard.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Agent { child, port, heard }
+        Agent(PythonPeer::start(AGENT, &[]))
     }
 
     fn queries_for(&self, host: &str) -> Vec<String> {
-        let heard = self.heard.lock().unwrap();
+        let heard = self.0.lines.lock().unwrap();
         heard
             .iter()
             .filter(|l| l.split(' ').next() == Some(host))
             .cloned()
             .collect()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -98,7 +66,7 @@ fn an_agent_names_the_escaper_and_the_fallback_covers_for_it() {
         bound("two", "127.0.0.2"),
         bound("three", "127.0.0.3"),
         bound("fallback", "127.0.0.4"),
-        agent.port,
+        agent.0.port,
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
     group.start();

@@ -13,15 +13,15 @@
 //! and a name the test zone (a real unbound) does not have.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use g3proxy_tests::{
-    Certs, Echo, Group, Origin, Unbound, curl, curl_status, free_port, roundtrip, wait_until,
+    Certs, Echo, Group, Origin, PythonPeer, Unbound, curl, curl_status, free_port, roundtrip,
+    wait_until,
 };
 
 /// The modules every case shares: a direct escaper, a user `hop` (password "toor"), an HTTP
@@ -624,37 +624,20 @@ while True:
         print(json.dumps({"error": str(error)}), flush=True)
 "#;
 
-/// The receiver started with `args`: its port, and what it printed so far.
-fn fluentd_receiver(args: &[&str]) -> (Child, u16, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let mut receiver = Command::new("python3")
-        .args(["-c", FLUENTD])
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 receiver (ci/setup.sh installs msgpack)");
-    let mut lines = BufReader::new(receiver.stdout.take().expect("stdout")).lines();
-    let port: u16 = lines
-        .next()
-        .and_then(Result::ok)
-        .and_then(|l| l.parse().ok())
-        .expect("the receiver's port");
-    let received = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
-    let sink = received.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if let Ok(value) = serde_json::from_str(&line) {
-                sink.lock().unwrap().push(value);
-            }
-        }
-    });
-    (receiver, port, received)
+/// What the receiver printed so far, as JSON.
+fn printed(receiver: &PythonPeer) -> Vec<serde_json::Value> {
+    let lines = receiver.lines.lock().unwrap();
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
 }
 
 /// The task events among what the receiver printed, once there are three, checked as
 /// fluentd messages and returned as records.
-fn fluentd_events(received: &Mutex<Vec<serde_json::Value>>) -> Vec<BTreeMap<String, String>> {
+fn fluentd_events(receiver: &PythonPeer) -> Vec<BTreeMap<String, String>> {
     let messages = wait_until(Duration::from_secs(10), "three fluentd messages", || {
-        let received = received.lock().unwrap();
+        let received = printed(receiver);
         let tagged: Vec<_> = received
             .iter()
             .filter(|m| m.get("tag").is_some())
@@ -692,14 +675,14 @@ fn fluentd_events(received: &Mutex<Vec<serde_json::Value>>) -> Vec<BTreeMap<Stri
 #[test]
 fn fluentd_forward_protocol_into_a_test_receiver() {
     let (origin, echo) = (Origin::start("127.0.0.1"), Echo::start("127.0.0.1"));
-    let (mut receiver, port, received) = fluentd_receiver(&[]);
+    let receiver = PythonPeer::start(FLUENTD, &[]);
+    let port = receiver.port;
     let log = format!("{{task: {{fluentd: {{address: \"127.0.0.1:{port}\"}}}}}}");
     let mut group = Group::from_text(&config(&log), &std::env::temp_dir(), &[]);
     group.start();
     traffic(&group, &origin, &echo);
-    let events = fluentd_events(&received);
-    let _ = receiver.kill();
-    let _ = receiver.wait();
+    let events = fluentd_events(&receiver);
+    drop(receiver);
     check_events(&events, &group, &echo);
 }
 
@@ -711,13 +694,17 @@ fn fluentd_over_tls_with_a_shared_key_and_a_login() {
     let dir = std::env::temp_dir().join(format!("g3proxy-fluentd-tls-{}", std::process::id()));
     let certs = Certs::make(&dir);
     let (cert, key) = (certs.path("server.pem"), certs.path("server.key"));
-    let (mut receiver, port, received) = fluentd_receiver(&[
-        cert.to_str().unwrap(),
-        key.to_str().unwrap(),
-        "fluent-key",
-        "logger",
-        "log-password",
-    ]);
+    let receiver = PythonPeer::start(
+        FLUENTD,
+        &[
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "fluent-key",
+            "logger",
+            "log-password",
+        ],
+    );
+    let port = receiver.port;
     let log = format!(
         "{{task: {{fluentd: {{address: \"127.0.0.1:{port}\", tls_client: {{ca_certificate: {ca}}}, tls_name: localhost, shared_key: fluent-key, username: logger, password: log-password, hostname: proxy-1}}}}}}",
         ca = certs.path("ca.pem").display()
@@ -725,11 +712,9 @@ fn fluentd_over_tls_with_a_shared_key_and_a_login() {
     let mut group = Group::from_text(&config(&log), &std::env::temp_dir(), &[]);
     group.start();
     traffic(&group, &origin, &echo);
-    let events = fluentd_events(&received);
-    let _ = receiver.kill();
-    let _ = receiver.wait();
+    let events = fluentd_events(&receiver);
     {
-        let received = received.lock().unwrap();
+        let received = printed(&receiver);
         let handshakes: Vec<_> = received
             .iter()
             .filter(|m| m.get("auth").is_some())

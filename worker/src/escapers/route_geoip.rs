@@ -15,11 +15,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use g3proxy_proto::Host;
 use g3proxy_proto::msgpack::Value;
 use g3proxy_shared::config::escapers::{QueryStrategy, RouteGeoipConfig, country_alpha2};
 
 use super::agent::{self, Agent, Answered, Timings};
+use super::route_resolved::target_address;
 use super::rules::{IpRoutes, by_value};
 use super::{Dependencies, Escaper, EscaperOps, Leg};
 use crate::error::TaskError;
@@ -146,16 +146,13 @@ impl RouteGeoipEscaper {
 
 impl EscaperOps for RouteGeoipEscaper {
     async fn next_for(&self, leg: &Leg<'_>) -> Result<Option<&Escaper>, TaskError> {
-        let ip = match &leg.target.host {
-            Host::Ip(ip) => Some(ip.to_canonical()),
-            Host::Domain(domain) => self
-                .resolver
-                .happy_eyeballs(domain, self.strategy, self.resolution_delay)
-                .await
-                .map_err(|error| TaskError::Resolver(format!("{domain}: {error}")))?
-                .first()
-                .map(|ip| ip.to_canonical()),
-        };
+        let ip = target_address(
+            &leg.target.host,
+            &self.resolver,
+            self.strategy,
+            self.resolution_delay,
+        )
+        .await?;
         let Some(ip) = ip else {
             return Ok(Some(&self.default_next));
         };

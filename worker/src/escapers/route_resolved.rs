@@ -34,18 +34,35 @@ impl RouteResolvedEscaper {
     }
 }
 
+/// The target's address as the routes that go by it see it: the address itself, or the
+/// first of a name's, resolved as Happy Eyeballs resolves (the preferred family within
+/// `resolution_delay`); `None` for a name without addresses.
+pub async fn target_address(
+    host: &Host,
+    resolver: &Arc<Resolver>,
+    strategy: QueryStrategy,
+    resolution_delay: Duration,
+) -> Result<Option<std::net::IpAddr>, TaskError> {
+    Ok(match host {
+        Host::Ip(ip) => Some(ip.to_canonical()),
+        Host::Domain(domain) => resolver
+            .happy_eyeballs(domain, strategy, resolution_delay)
+            .await
+            .map_err(|error| TaskError::Resolver(format!("{domain}: {error}")))?
+            .first()
+            .map(|ip| ip.to_canonical()),
+    })
+}
+
 impl EscaperOps for RouteResolvedEscaper {
     async fn next_for(&self, leg: &Leg<'_>) -> Result<Option<&Escaper>, TaskError> {
-        let ip = match &leg.target.host {
-            Host::Ip(ip) => Some(*ip),
-            Host::Domain(domain) => self
-                .resolver
-                .happy_eyeballs(domain, self.strategy, self.resolution_delay)
-                .await
-                .map_err(|error| TaskError::Resolver(format!("{domain}: {error}")))?
-                .first()
-                .copied(),
-        };
+        let ip = target_address(
+            &leg.target.host,
+            &self.resolver,
+            self.strategy,
+            self.resolution_delay,
+        )
+        .await?;
         let next = ip.and_then(|ip| self.by_address.lookup(ip));
         Ok(Some(next.unwrap_or(&self.default_next)))
     }
