@@ -87,10 +87,17 @@ pub(crate) fn forget_pem_files() {
 }
 
 /// The text of a PEM file named in the config, with its path for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PemText {
     pub path: PathBuf,
     pub text: String,
+}
+
+/// The path only: the text may be a private key.
+impl std::fmt::Debug for PemText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PemText({})", self.path.display())
+    }
 }
 
 impl<'de> Deserialize<'de> for PemText {

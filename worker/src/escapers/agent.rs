@@ -39,8 +39,9 @@ pub struct Answered<P: Protocol + ?Sized> {
     pub ttl: Option<u64>,
 }
 
-/// A question sent and not answered yet, and how to tell its waiters.
-type Outstanding<P> = (<P as Protocol>::Question, watch::Sender<bool>);
+/// A question sent and not answered yet, how to tell its waiters, and its sequence number
+/// (a tag can be asked again while an earlier query's timer still runs).
+type Outstanding<P> = (<P as Protocol>::Question, watch::Sender<bool>, u64);
 
 /// The cache's timings, from the escaper's config.
 #[derive(Clone, Copy)]
@@ -80,6 +81,7 @@ pub struct Agent<P: Protocol> {
     cache: Mutex<Cache<P::Question, P::Answer>>,
     /// Queries out, by tag: what they asked and who waits for them.
     out: Mutex<HashMap<P::Tag, Outstanding<P>>>,
+    sent: std::sync::atomic::AtomicU64,
 }
 
 impl<P: Protocol> Agent<P> {
@@ -99,6 +101,7 @@ impl<P: Protocol> Agent<P> {
                 sweep_at: FIRST_SWEEP_AT,
             }),
             out: Mutex::new(HashMap::new()),
+            sent: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -150,21 +153,25 @@ impl<P: Protocol> Agent<P> {
         let mut datagram = Vec::with_capacity(64);
         msgpack::encode(&query, &mut datagram);
         let agent = self.clone();
+        let seq = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.out
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(tag.clone(), (question.clone(), sender));
+            .insert(tag.clone(), (question.clone(), sender, seq));
         tokio::spawn(async move {
             if let Some(socket) = agent.socket() {
                 let _ = socket.send(&datagram).await;
             }
             tokio::time::sleep(agent.timings.wait_timeout).await;
-            let unanswered = agent
-                .out
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&tag);
-            if let Some((question, sender)) = unanswered {
+            let unanswered = {
+                let mut out = agent.out.lock().unwrap_or_else(|e| e.into_inner());
+                match out.get(&tag) {
+                    Some((_, _, sent)) if *sent == seq => out.remove(&tag),
+                    // Answered, or asked again since: not this timer's any more.
+                    _ => None,
+                }
+            };
+            if let Some((question, sender, _)) = unanswered {
                 agent.store(&question, None, agent.timings.default_ttl);
                 let _ = sender.send(true);
             }
@@ -214,7 +221,7 @@ impl<P: Protocol> Agent<P> {
         let Some(Answered { tag, answer, ttl }) = self.protocol.answer(&value) else {
             return;
         };
-        let Some((question, sender)) = self
+        let Some((question, sender, _)) = self
             .out
             .lock()
             .unwrap_or_else(|e| e.into_inner())

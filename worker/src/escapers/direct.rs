@@ -149,7 +149,8 @@ impl Direct {
         leg: &Leg<'_>,
         binds: &(dyn Binds + Sync),
     ) -> Result<SocketAddr, TaskError> {
-        let (target, strategy, path_id) = (leg.target, self.strategy(leg), leg.path_id());
+        // Path ids pick binds for TCP only: the UDP socket is bound without the leg.
+        let (target, strategy) = (leg.target, self.strategy(leg));
         let mut addresses = match &target.host {
             Host::Ip(ip) => vec![ip.to_canonical()],
             Host::Domain(domain) => self.resolver.resolve(domain, strategy.query).await?,
@@ -162,7 +163,7 @@ impl Direct {
         };
         let usable = |ip: IpAddr| {
             self.allowed(ip)
-                .and_then(|()| binds.bind_for(ip, path_id).map(|_| ()))
+                .and_then(|()| binds.bind_for(ip, None).map(|_| ()))
         };
         addresses.retain(|ip| usable(*ip).is_ok());
         Self::order(strategy.pick, &mut addresses);

@@ -49,18 +49,14 @@ impl Binds for DirectFloatEscaper {
             .filter(|bind| path_id.is_none_or(|id| bind.id.as_deref() == Some(id)))
             .map(|bind| bind.ip)
             .collect();
-        if usable.is_empty()
-            && let Some(id) = path_id
-        {
-            return Err(TaskError::UpstreamUnreachable(std::io::Error::other(
-                format!("no bind address with id {id} published"),
-            )));
-        }
         match usable.is_empty() {
             true => Err(TaskError::UpstreamUnreachable(std::io::Error::other(
                 format!(
-                    "no bind address published for {}",
-                    if target.is_ipv4() { "IPv4" } else { "IPv6" }
+                    "no bind address published for {}{}",
+                    if target.is_ipv4() { "IPv4" } else { "IPv6" },
+                    path_id
+                        .map(|id| format!(" with id {id}"))
+                        .unwrap_or_default()
                 ),
             ))),
             false => Ok(Some(usable[random_index(usable.len())])),

@@ -126,7 +126,7 @@ impl<'a> Leg<'a> {
     }
 
     /// The same leg shown to `escaper`.
-    fn for_escaper<'b>(&self, escaper: &'b str) -> Leg<'b>
+    pub fn for_escaper<'b>(&self, escaper: &'b str) -> Leg<'b>
     where
         'a: 'b,
     {

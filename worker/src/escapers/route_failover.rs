@@ -70,7 +70,7 @@ fn connect_through<'a>(escaper: &'a Escaper, leg: &'a Leg<'a>) -> Boxed<'a, Conn
         let escaper = escaper.route(leg).await?;
         escaper
             .runtime
-            .tcp_connect(leg)
+            .tcp_connect(&leg.for_escaper(&escaper.name))
             .await
             .map_err(|e| escaper.explain(e))
     })

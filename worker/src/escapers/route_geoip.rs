@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use g3proxy_proto::msgpack::Value;
-use g3proxy_shared::config::escapers::{QueryStrategy, RouteGeoipConfig, country_alpha2};
+use g3proxy_shared::config::escapers::{ResolveStrategy, RouteGeoipConfig, country_alpha2};
 
 use super::agent::{self, Agent, Answered, Timings};
 use super::route_resolved::target_address;
@@ -27,7 +27,7 @@ use crate::resolvers::Resolver;
 
 pub struct RouteGeoipEscaper {
     resolver: Arc<Resolver>,
-    strategy: QueryStrategy,
+    strategy: ResolveStrategy,
     resolution_delay: Duration,
     by_network: IpRoutes,
     by_as_number: HashMap<u32, Arc<Escaper>>,
@@ -76,6 +76,15 @@ impl agent::Protocol for IpLocate {
 
     fn answer(&self, value: &Value) -> Option<Answered<Self>> {
         let ip: IpAddr = field(value, "ip", 1)?.as_str()?.parse().ok()?;
+        let ttl = field(value, "ttl", 2).and_then(Value::as_u64);
+        // g3 takes an answer without its network as no location.
+        if field(value, "network", 3).is_none() {
+            return Some(Answered {
+                tag: ip.to_canonical(),
+                answer: None,
+                ttl,
+            });
+        }
         let location = Location {
             as_number: field(value, "as_number", 6)
                 .and_then(Value::as_u64)
@@ -90,7 +99,7 @@ impl agent::Protocol for IpLocate {
         Some(Answered {
             tag: ip.to_canonical(),
             answer: Some(location),
-            ttl: field(value, "ttl", 2).and_then(Value::as_u64),
+            ttl,
         })
     }
 }
@@ -115,7 +124,7 @@ impl RouteGeoipEscaper {
         };
         Ok(RouteGeoipEscaper {
             resolver: deps.resolver(&config.resolver),
-            strategy: config.resolve_strategy.query,
+            strategy: config.resolve_strategy,
             resolution_delay: config.resolution_delay.0,
             by_network: IpRoutes::new(Vec::new(), by_value(&rules.networks, deps)),
             by_as_number: by_value(&rules.as_numbers, deps).into_iter().collect(),

@@ -41,8 +41,8 @@ impl EscaperOps for RouteSelectEscaper {
         if let Some(id) = leg.path_id() {
             return match self.by_name.get(id) {
                 Some(next) => Ok(Some(next)),
-                None => Err(TaskError::Internal(format!(
-                    "no next escaper {id} for the user's egress path"
+                None => Err(TaskError::UpstreamUnreachable(std::io::Error::other(
+                    format!("no next escaper {id} for the user's egress path"),
                 ))),
             };
         }

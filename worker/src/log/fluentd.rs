@@ -90,8 +90,10 @@ fn read_message(stream: &mut Connection) -> std::io::Result<Pack> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
-        if let Ok((value, _)) = msgpack::decode(&buffer) {
-            return Ok(value);
+        match msgpack::decode(&buffer) {
+            Ok((value, _)) => return Ok(value),
+            Err(msgpack::MsgpackError::Truncated) => {}
+            Err(error) => return Err(invalid(format!("fluentd handshake: {error}"))),
         }
         if buffer.len() > HANDSHAKE_MAX {
             return Err(invalid("fluentd handshake message too long"));
@@ -138,11 +140,15 @@ impl Fluentd {
                 let name = ServerName::try_from(name).map_err(|e| invalid(e.to_string()))?;
                 let client = rustls::ClientConnection::new(Arc::clone(&tls.rustls), name)
                     .map_err(|e| invalid(e.to_string()))?;
+                // The handshake now, within its timeout, so that a bad certificate is a
+                // failed connection.
+                stream.set_read_timeout(Some(tls.handshake_timeout))?;
                 let mut tls = rustls::StreamOwned::new(client, stream);
-                // The handshake now, so that a bad certificate is a failed connection.
                 while tls.conn.is_handshaking() {
                     tls.conn.complete_io(&mut tls.sock)?;
                 }
+                tls.sock
+                    .set_read_timeout(Some(self.config.connect_timeout.0))?;
                 Connection::Tls(Box::new(tls))
             }
         };

@@ -74,13 +74,14 @@ struct Kept {
     since: Instant,
 }
 
-/// The user and explicit site a kept connection was made for.
-type Owner = (Option<Arc<str>>, Option<Arc<str>>);
+/// The user, explicit site and path number a kept connection was made for.
+type Owner = (Option<Arc<str>>, Option<Arc<str>>, Option<usize>);
 
 fn owner(permit: &Permit<'_>) -> Owner {
     (
         permit.user().map(|user| user.name.clone()),
         permit.site().map(|site| site.id.clone()),
+        permit.egress_path().map(|(_, id)| id),
     )
 }
 

@@ -275,6 +275,14 @@ impl<'de> Deserialize<'de> for IpLocateService {
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<IpLocateService, A::Error> {
                 let keys = IpLocateKeys::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                for (key, value) in [
+                    ("query_wait_timeout", keys.query_wait_timeout),
+                    ("cache_request_timeout", keys.cache_request_timeout),
+                ] {
+                    if value.is_some_and(|d| d.0.is_zero()) {
+                        return Err(de::Error::custom(format!("{key} must be more than 0")));
+                    }
+                }
                 let defaults = IpLocateService::default();
                 let _ = (keys.cache_request_batch_count, keys.query_socket_buffer);
                 Ok(IpLocateService {
