@@ -416,3 +416,29 @@ fn connections_that_name_their_client_are_not_pooled() {
         "{connections:?}"
     );
 }
+
+/// A user whose own settings shape the escaper's connections (here `tcp_remote_keepalive`)
+/// neither takes a connection from the site's pool nor leaves one there; a user without
+/// such settings shares it.
+#[test]
+fn connections_a_users_settings_shaped_stay_out_of_the_pool() {
+    let origin = Origin::start("127.0.0.1");
+    let text = format!(
+        "escaper:\n  - {{name: direct, type: direct_fixed, resolver: none, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\nuser_group:\n  - name: g\n    static_users:\n      - {{name: plain, token: null}}\n      - {{name: shaped, token: null, tcp_remote_keepalive: 30s}}\nserver:\n  - {{name: gw, type: http_rproxy, escaper: direct, user_group: g, listen: \"127.0.0.1:{{{{gw_port}}}}\", hosts: {{upstream: \"127.0.0.1:{}\"}}}}\n",
+        origin.addr.port()
+    );
+    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    group.start();
+    let url = format!("http://127.0.0.1:{}/", group.port("gw"));
+    // Each curl is a client connection of its own.
+    let opened = |user: &str| {
+        let before = origin.connections();
+        for _ in 0..5 {
+            assert_eq!(curl(&["-u", &format!("{user}:x"), &url]), "hello");
+        }
+        origin.connections() - before
+    };
+    assert_eq!(opened("shaped"), 5, "a connection each, none pooled");
+    assert!(opened("plain") <= 2, "the pool serves the others");
+    assert_eq!(opened("shaped"), 5, "nor does it take the others'");
+}

@@ -314,3 +314,63 @@ server:
     });
     assert_eq!(written("quiet"), 2, "task events of user quiet written");
 }
+
+/// A SOCKS UDP association counts for the site of its first datagram's target, as g3
+/// counts its initial peer: the request, and its datagrams and bytes both ways, under the
+/// site and under the user, and the upstream traffic under `transport: udp`.
+#[test]
+fn a_udp_association_counts_for_its_first_targets_site() {
+    use g3proxy_tests::socks_udp::{associate, client_socket, exchange};
+
+    let statsd = StatsdReceiver::start();
+    let echo = g3proxy_tests::UdpEcho::start();
+    let text = format!(
+        "stat:
+  target: {{udp: 127.0.0.1:{statsd}}}
+  emit_interval: 100ms
+escaper:
+  - {{name: direct, type: direct_fixed, resolver: none, egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}}}
+user_group:
+  - name: g
+    anonymous_user:
+      name: anon
+      explicit_sites:
+        - {{id: loop-udp, subnet_match: 127.0.0.0/8, emit_stats: true}}
+server:
+  - {{name: socks, type: socks_proxy, escaper: direct, user_group: g, listen: \"127.0.0.1:{{{{socks_port}}}}\"}}
+",
+        statsd = statsd.port,
+    );
+    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    group.start();
+    let proxy = format!("127.0.0.1:{}", group.port("socks"))
+        .parse()
+        .unwrap();
+    let client = client_socket();
+    let (control, relay) = associate(proxy, &client);
+    for _ in 0..3 {
+        let (_, payload) = exchange(&client, relay, echo.addr, b"ping").expect("echoed");
+        assert_eq!(payload, b"ping");
+    }
+    drop(control);
+    let anon = [
+        "user_group:g",
+        "user:anon",
+        "user_type:Anonymous",
+        "request:socks_udp_associate",
+    ];
+    wait_until(Duration::from_secs(10), "the association's counts", || {
+        let site = |name: &str| statsd.total(&format!("g3proxy.user.site.loop-udp.{name}"), &anon);
+        let user = |name: &str| statsd.total(&format!("g3proxy.user.{name}"), &anon);
+        (site("request.total") == 1
+            && site("traffic.in.packets") == 3
+            && site("traffic.out.packets") == 3
+            && site("traffic.in.bytes") == user("traffic.in.bytes")
+            && user("traffic.in.packets") == 3)
+            .then_some(())
+    });
+    let upstream = ["user:anon", "escaper:direct", "transport:udp"];
+    wait_until(Duration::from_secs(10), "the upstream datagrams", || {
+        (statsd.total("g3proxy.user.upstream.traffic.out.packets", &upstream) == 3).then_some(())
+    });
+}

@@ -89,6 +89,26 @@ impl<'t> Permit<'t> {
         self.egress_path.as_ref().map(|(name, id)| (&**name, *id))
     }
 
+    /// Whether connections made for this permit may differ from anyone else's: the user's
+    /// settings that shape how an escaper connects (or its site's), or a path choice. A
+    /// pool shared by all clients must neither give such a task a kept connection nor keep
+    /// its own.
+    pub fn shapes_connections(&self) -> bool {
+        let user = self.user.as_ref().map(|user| user.config());
+        self.egress_path.is_some()
+            || self
+                .site
+                .as_ref()
+                .is_some_and(|site| site.resolve_strategy.is_some())
+            || user.is_some_and(|user| {
+                user.resolve_strategy.is_some()
+                    || user.tcp_connect.is_some()
+                    || user.tcp_remote_keepalive.is_some()
+                    || user.tcp_remote_misc_opts.is_some()
+                    || user.egress_path_id_map.is_some()
+            })
+    }
+
     /// The user's explicit site for the target.
     pub fn site(&self) -> Option<&Site> {
         self.site.as_deref()
@@ -467,6 +487,27 @@ impl Gate {
     ) -> Result<Permit<'t>, TaskError> {
         let alive = self.check(task, request, Some(target), true)?;
         Ok(Permit::new(task, target, alive))
+    }
+
+    /// A request counted before its target was known (a SOCKS UDP association): counted
+    /// for the user's explicit site of `target` too, when it has one with `emit_stats`, and
+    /// its bytes and datagrams go there as it ends. (Its place in the site's
+    /// `request.alive` is not held: the request's hold was taken before.)
+    pub fn count_site(
+        &self,
+        task: &mut TaskContext,
+        request: Option<ProxyRequestType>,
+        target: &HostPort,
+    ) {
+        let (Some(user), Some(counters)) = (task.user.clone(), task.user_stats.clone()) else {
+            return;
+        };
+        let Some(site) = user.site_for(target).filter(|site| site.emit_stats) else {
+            return;
+        };
+        let site_counters = Self::site_counters(task, &counters, site);
+        site_counters.requests[stats::request_index(request)]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Leave for one more target within a request already counted (the datagrams of a SOCKS

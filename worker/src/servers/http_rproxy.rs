@@ -391,8 +391,13 @@ impl Session<'_> {
         // Kept for the next request: its capacity, and the client's line at its start.
         self.added = extra;
         let exchanged = exchanged?;
-        // One that named its client (a PROXY header) is kept for no other client.
-        if let Some(conn) = exchanged.upstream.filter(|conn| !conn.names_client) {
+        // One that named its client (a PROXY header), or that a user's own settings shaped,
+        // is kept for no other client.
+        let shared = !source.permit.shapes_connections();
+        if let Some(conn) = exchanged
+            .upstream
+            .filter(|conn| shared && !conn.names_client)
+        {
             site.pool.put(conn);
         }
         Ok(exchanged.keep_client)
@@ -413,7 +418,10 @@ impl UpstreamSource for PooledOrNew<'_> {
         fresh: bool,
     ) -> Result<(UpstreamConn, bool), TaskError> {
         let user_keepalive = self.permit.user_upstream_keepalive();
-        if !fresh && let Some(conn) = self.site.pool.take(user_keepalive.as_ref()) {
+        if !fresh
+            && !self.permit.shapes_connections()
+            && let Some(conn) = self.site.pool.take(user_keepalive.as_ref())
+        {
             return Ok((conn, true));
         }
         let site = self.site;
