@@ -45,7 +45,7 @@ fn server_counts_add_up_across_a_reload_and_a_crash() {
     let instances = statsd.matching("g3proxy.listen.instance.count", "g", &http);
     assert_eq!(instances.last().map(|(v, _)| *v), Some(1), "{instances:?}");
     wait_until(Duration::from_secs(10), "the task log's counts", || {
-        let task_log = ["logger:task", daemon_group.as_str()];
+        let task_log = ["logger:lt-http", daemon_group.as_str()];
         let count = |name| statsd.total(name, &task_log);
         (count("g3proxy.logger.message.total") >= 10
             && count("g3proxy.logger.message.pass") >= 10

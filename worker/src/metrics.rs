@@ -190,7 +190,12 @@ impl Metrics {
                 .iter()
                 .map(|r| (r.clone(), [[0; 11]; 2]))
                 .collect(),
-            loggers: loggers.iter().map(|l| (l.clone(), [0; 6])).collect(),
+            // Each module's handle (`lt-<server>`, ...), as g3 has a logger per module.
+            loggers: loggers
+                .iter()
+                .flat_map(|l| l.handles())
+                .map(|l| (l, [0; 6]))
+                .collect(),
             users: HashMap::new(),
             users_upstream: HashMap::new(),
         }));
@@ -368,8 +373,7 @@ impl Metrics {
                 &stats.unreachable,
             ]
             .map(|counter| counter.load(Ordering::Relaxed));
-            let name = logger.kind.to_ascii_lowercase();
-            let tags = [("logger", name.as_str())];
+            let tags = [("logger", &*logger.name)];
             let series: [(&str, &[(&str, &str)]); 6] = [
                 ("logger.message.total", &[]),
                 ("logger.message.pass", &[]),

@@ -392,7 +392,9 @@ impl Escaper {
         Ok(Escaper {
             name: config.name().into(),
             type_name: crate::log::g3_type_name(config.type_name()),
-            log: deps.escape_log.cloned(),
+            log: deps
+                .escape_log
+                .map(|log| log.named(format!("le-{}", config.name()))),
             counters: EscaperCounters::default(),
             runtime: EscaperRuntime::build(config, deps)?,
         })

@@ -29,7 +29,8 @@ const BATCH_PAUSE: Duration = Duration::from_millis(5);
 static QUEUES: Mutex<Vec<SyncSender<Message>>> = Mutex::new(Vec::new());
 
 enum Message {
-    Event(Event),
+    /// An event, and the counts of the module's logger it came through.
+    Event(Event, Arc<LoggerStats>),
     /// Answered once everything queued before it is written.
     Flush(SyncSender<()>),
 }
@@ -165,13 +166,20 @@ pub struct LoggerStats {
     pub unreachable: AtomicU64,
 }
 
-/// A logger of one kind (`task`, ...): the queue to its thread.
+/// A logger of one kind (`task`, ...): the queue to its thread. Each module logs through a
+/// handle of its own ([`Logger::named`]: `lt-<server>`, `le-<escaper>`, `lr-<resolver>`, as
+/// g3 names its loggers), which shares the queue and thread and keeps its own counts for
+/// the `logger.*` metrics.
 pub struct Logger {
     sender: SyncSender<Message>,
     /// g3's `log_type` (`Task`, `Escape`, `Resolve`).
     pub kind: &'static str,
+    /// g3's logger name, the `logger` tag of its metrics.
+    pub name: Arc<str>,
     daemon_name: Arc<str>,
     pub stats: Arc<LoggerStats>,
+    /// The handles made from this logger, for the metrics.
+    handles: std::sync::Mutex<Vec<Arc<Logger>>>,
 }
 
 impl Logger {
@@ -192,10 +200,9 @@ impl Logger {
         };
         let (sender, receiver) = mpsc::sync_channel::<Message>(QUEUE);
         let stats = Arc::new(LoggerStats::default());
-        let counted = stats.clone();
         std::thread::Builder::new()
             .name(format!("log-{}", kind.to_ascii_lowercase()))
-            .spawn(move || write_batches(&receiver, writer.as_mut(), &counted))?;
+            .spawn(move || write_batches(&receiver, writer.as_mut()))?;
         QUEUES
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -203,9 +210,36 @@ impl Logger {
         Ok(Some(Arc::new(Logger {
             sender,
             kind,
+            name: kind.to_ascii_lowercase().into(),
             daemon_name: daemon_name.into(),
             stats,
+            handles: std::sync::Mutex::new(Vec::new()),
         })))
+    }
+
+    /// A handle for one module, named `name` in the metrics.
+    pub fn named(&self, name: String) -> Arc<Logger> {
+        let handle = Arc::new(Logger {
+            sender: self.sender.clone(),
+            kind: self.kind,
+            name: name.into(),
+            daemon_name: self.daemon_name.clone(),
+            stats: Arc::new(LoggerStats::default()),
+            handles: std::sync::Mutex::new(Vec::new()),
+        });
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle.clone());
+        handle
+    }
+
+    /// The module handles made from this logger.
+    pub fn handles(&self) -> Vec<Arc<Logger>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Queues `event` with the shared keys, or drops it when the queue is full.
@@ -215,7 +249,10 @@ impl Logger {
             .int("pid", *PID)
             .str("log_type", self.kind);
         self.stats.total.fetch_add(1, Ordering::Relaxed);
-        match self.sender.try_send(Message::Event(event)) {
+        match self
+            .sender
+            .try_send(Message::Event(event, self.stats.clone()))
+        {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.stats.overflow.fetch_add(1, Ordering::Relaxed);
@@ -244,9 +281,9 @@ pub fn flush_all(timeout: Duration) {
 
 /// The logger thread: writes what is queued, then pauses while events keep coming (so tasks
 /// queue them without a wake-up), and waits for the next one only once a pause brought none.
-fn write_batches(receiver: &Receiver<Message>, writer: &mut dyn Write, stats: &LoggerStats) {
+fn write_batches(receiver: &Receiver<Message>, writer: &mut dyn Write) {
     let mut handle = |message: Message| match message {
-        Message::Event(event) => match writer.write(&event) {
+        Message::Event(event, stats) => match writer.write(&event) {
             Some(bytes) => {
                 stats.passed.fetch_add(1, Ordering::Relaxed);
                 stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);

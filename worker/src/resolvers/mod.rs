@@ -197,7 +197,7 @@ impl Resolver {
         let timeout = config.common.protective_query_timeout.0;
         let type_name = config.type_name();
         let mut resolver = Resolver::new(config.name(), type_name, driver, timeout, negative_ttl);
-        resolver.log = log;
+        resolver.log = log.map(|log| log.named(format!("lr-{}", config.name())));
         resolver.log_fields = log_fields(&config.resolver_type);
         Ok(resolver)
     }

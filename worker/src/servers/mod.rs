@@ -177,7 +177,10 @@ impl Server {
             counters: ServerCounters::logged(
                 config.name(),
                 config.type_name(),
-                cx.context.task_log.clone(),
+                cx.context
+                    .task_log
+                    .as_ref()
+                    .map(|log| log.named(format!("lt-{}", config.name()))),
                 &config.common,
             ),
             ingress: config.common.ingress_network_filter.clone(),
