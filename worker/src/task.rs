@@ -213,7 +213,7 @@ pub fn task_uuid(id: u64) -> [u8; 16] {
 /// being a task of its own in g3's logs.
 fn request_uuid(id: u64, sequence: u32) -> [u8; 16] {
     let mut uuid = [0u8; 16];
-    uuid[..4].copy_from_slice(&std::process::id().to_be_bytes());
+    uuid[..4].copy_from_slice(&crate::log::pid().to_be_bytes());
     uuid[4..8].copy_from_slice(&sequence.to_be_bytes());
     uuid[8..].copy_from_slice(&id.to_be_bytes());
     uuid

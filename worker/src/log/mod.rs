@@ -38,6 +38,12 @@ enum Message {
 /// `getpid` is a system call each time, and every event names the process.
 static PID: LazyLock<u64> = LazyLock::new(|| u64::from(std::process::id()));
 
+/// This process's id, read once (`getpid` is a system call, and every event and task id
+/// carries it).
+pub fn pid() -> u32 {
+    *PID as u32
+}
+
 /// One field's value, borrowed from its event: strings are quoted by the text formats,
 /// numbers are not.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -51,7 +51,7 @@ impl Syslog {
 
     fn format(&self, event: &Event) -> String {
         let now = std::time::SystemTime::now();
-        let pid = std::process::id();
+        let pid = super::pid();
         let mut line = match &self.config.rfc5424 {
             None => {
                 let host = match (&self.hostname, self.config.emit_hostname) {
