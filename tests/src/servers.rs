@@ -344,6 +344,16 @@ pub struct SourceOrigin {
 
 impl SourceOrigin {
     pub fn start(ip: &str) -> SourceOrigin {
+        Self::serve(ip, false)
+    }
+
+    /// The same, keeping each connection for more requests (for tests of kept upstream
+    /// connections).
+    pub fn start_keep_alive(ip: &str) -> SourceOrigin {
+        Self::serve(ip, true)
+    }
+
+    fn serve(ip: &str, keep_alive: bool) -> SourceOrigin {
         let listener = TcpListener::bind((ip, 0)).expect("bind origin");
         let addr = listener.local_addr().expect("origin address");
         thread::spawn(move || {
@@ -354,16 +364,27 @@ impl SourceOrigin {
                         .map(|a| a.ip().to_string())
                         .unwrap_or_default();
                     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                        line.clear();
-                    }
                     let mut writer = stream;
-                    let _ = write!(
-                        writer,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{peer}",
-                        peer.len()
-                    );
+                    let connection = if keep_alive { "keep-alive" } else { "close" };
+                    loop {
+                        let mut line = String::new();
+                        let mut read_any = false;
+                        while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                            read_any = true;
+                            line.clear();
+                        }
+                        if !read_any {
+                            return;
+                        }
+                        let answered = write!(
+                            writer,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{peer}",
+                            peer.len()
+                        );
+                        if answered.is_err() || !keep_alive {
+                            return;
+                        }
+                    }
                 });
             }
         });

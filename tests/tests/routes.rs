@@ -142,6 +142,33 @@ fn route_mapping_follows_the_path_number_of_each_request() {
         .map(|_| curl(&["-x", &proxy, &origin.url()]))
         .collect();
     assert!(spread.len() > 1, "no path number: at random, {spread:?}");
+    // On one keep-alive client connection, a new path number is a new upstream
+    // connection: the kept one belongs to the other path.
+    let kept_origin = SourceOrigin::start_keep_alive("127.0.0.1");
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", group.port("http"))).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    for (path, expected) in [("1", "127.0.0.2"), ("1", "127.0.0.2"), ("2", "127.0.0.3")] {
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nX-Path: {path}\r\n\r\n",
+            kept_origin.url(),
+            kept_origin.addr
+        );
+        std::io::Write::write_all(&mut client, request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 512];
+        while !answer.ends_with(expected.as_bytes()) {
+            let n = std::io::Read::read(&mut client, &mut chunk).unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&chunk[..n]);
+            assert!(
+                answer.len() < 4096,
+                "path {path}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
     // The header was for the proxy.
     let url = format!("http://{}/", recording.addr);
     assert_eq!(curl(&["-x", &proxy, "-H", "X-Path: 1", &url]), "ok");
