@@ -96,3 +96,12 @@ pub fn free_port(ip: &str) -> u16 {
         .expect("local addr")
         .port()
 }
+
+/// A config line for a `direct_fixed` escaper `name` whose connections leave from `ip` (a
+/// loopback address), so that an origin reporting the source shows which escaper carried
+/// a request: what the route tests list their next escapers with.
+pub fn bound_escaper(name: &str, ip: &str) -> String {
+    format!(
+        "  - {{name: {name}, type: direct_fixed, resolver: none, bind_ip: {ip}, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\n"
+    )
+}

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use g3proxy_tests::{Group, PythonPeer, SourceOrigin, curl, wait_until};
+use g3proxy_tests::{Group, PythonPeer, SourceOrigin, bound_escaper, curl, wait_until};
 
 const SERVICE: &str = r#"
 import socket, msgpack
@@ -75,18 +75,13 @@ fn the_service_locates_and_the_rules_pick_in_g3s_order() {
     .into_iter()
     .map(SourceOrigin::start)
     .collect();
-    let bound = |name: &str, ip: &str| {
-        format!(
-            "  - {{name: {name}, type: direct_fixed, resolver: none, bind_ip: {ip}, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\n"
-        )
-    };
     let text = format!(
         "escaper:\n{}{}{}{}{}  - name: geo\n    type: route_geoip\n    resolver: none\n    default_next: elsewhere\n    ip_locate_service: {{query_peer_addr: \"127.0.0.1:{}\", cache_request_timeout: 500ms}}\n    geo_rules:\n      - {{next: lan, networks: 127.0.0.10/32}}\n      - {{next: transit, as_numbers: 64500}}\n      - {{next: america, countries: [USA]}}\n      - {{next: europe, continents: EU}}\nserver:\n  - {{name: http, type: http_proxy, escaper: geo, listen: \"127.0.0.1:{{{{http_port}}}}\"}}\n",
-        bound("lan", "127.0.0.2"),
-        bound("transit", "127.0.0.3"),
-        bound("america", "127.0.0.4"),
-        bound("europe", "127.0.0.5"),
-        bound("elsewhere", "127.0.0.6"),
+        bound_escaper("lan", "127.0.0.2"),
+        bound_escaper("transit", "127.0.0.3"),
+        bound_escaper("america", "127.0.0.4"),
+        bound_escaper("europe", "127.0.0.5"),
+        bound_escaper("elsewhere", "127.0.0.6"),
         service.0.port,
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);

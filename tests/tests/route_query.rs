@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use g3proxy_tests::{Group, PythonPeer, SourceOrigin, curl, wait_until};
+use g3proxy_tests::{Group, PythonPeer, SourceOrigin, bound_escaper, curl, wait_until};
 
 const AGENT: &str = r#"
 import socket, sys, msgpack
@@ -56,16 +56,11 @@ fn an_agent_names_the_escaper_and_the_fallback_covers_for_it() {
         .into_iter()
         .map(SourceOrigin::start)
         .collect();
-    let bound = |name: &str, ip: &str| {
-        format!(
-            "  - {{name: {name}, type: direct_fixed, resolver: none, bind_ip: {ip}, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\n"
-        )
-    };
     let text = format!(
         "escaper:\n{}{}{}  - name: ask\n    type: route_query\n    query_allowed_next: [two, three]\n    fallback_node: fallback\n    query_peer_addr: 127.0.0.1:{}\n    query_pass_client_ip: true\n    cache_request_timeout: 500ms\nserver:\n  - {{name: http, type: http_proxy, escaper: ask, listen: \"127.0.0.1:{{{{http_port}}}}\"}}\n",
-        bound("two", "127.0.0.2"),
-        bound("three", "127.0.0.3"),
-        bound("fallback", "127.0.0.4"),
+        bound_escaper("two", "127.0.0.2"),
+        bound_escaper("three", "127.0.0.3"),
+        bound_escaper("fallback", "127.0.0.4"),
         agent.0.port,
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);

@@ -14,7 +14,9 @@
 
 use std::collections::BTreeSet;
 
-use g3proxy_tests::{Certs, Group, RecordingOrigin, SourceOrigin, Unbound, curl, curl_status};
+use g3proxy_tests::{
+    Certs, Group, RecordingOrigin, SourceOrigin, Unbound, bound_escaper, curl, curl_status,
+};
 
 #[test]
 fn routes_choose_by_client_address_pick_policy_and_chance() {
@@ -111,16 +113,11 @@ fn route_mapping_follows_the_path_number_of_each_request() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
         false,
     );
-    let bound = |name: &str, ip: &str| {
-        format!(
-            "  - {{name: {name}, type: direct_fixed, resolver: none, bind_ip: {ip}, egress_network_filter: {{default: forbid, permit: 127.0.0.0/8}}}}\n"
-        )
-    };
     let text = format!(
         "escaper:\n{}{}{}  - {{name: mapped, type: route_mapping, next: [one, two, three]}}\nserver:\n  - {{name: http, type: http_proxy, escaper: mapped, egress_path_selection_header: X-Path, listen: \"127.0.0.1:{{{{http_port}}}}\"}}\n",
-        bound("one", "127.0.0.2"),
-        bound("two", "127.0.0.3"),
-        bound("three", "127.0.0.4"),
+        bound_escaper("one", "127.0.0.2"),
+        bound_escaper("two", "127.0.0.3"),
+        bound_escaper("three", "127.0.0.4"),
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
     group.start();

@@ -287,22 +287,7 @@ impl TaskContext {
             self.notes.connected_logged = true;
         }
         let mut event = match request {
-            Some((request, head)) => {
-                let bytes = (
-                    self.notes.bytes_up - request.bytes.0,
-                    self.notes.bytes_down - request.bytes.1,
-                );
-                let id = self.log_id();
-                let mut event = self.event(
-                    "HttpForward",
-                    &id,
-                    request.started,
-                    request.started_at,
-                    bytes,
-                );
-                http_fields(&mut event, head, None, self.uri_max_chars());
-                event
-            }
+            Some((request, head)) => self.request_event(&self.log_id(), request, head, None),
             _ => self.task_event(),
         };
         event.str("task_event", task_event);
@@ -394,25 +379,32 @@ impl TaskContext {
         let Some(log) = self.task_log().cloned() else {
             return;
         };
+        let id = request_uuid(self.id, self.notes.requests_logged);
+        log.log(self.request_event(&id, &request, head, self.notes.rsp_status));
+    }
+
+    /// A forwarded request's event under task id `id`: the connection's fields with the
+    /// request's times, bytes so far and HTTP fields.
+    fn request_event(
+        &self,
+        id: &[u8; 16],
+        request: &RequestLog,
+        head: &RequestHead,
+        rsp_status: Option<u16>,
+    ) -> Event {
         let bytes = (
             self.notes.bytes_up - request.bytes.0,
             self.notes.bytes_down - request.bytes.1,
         );
-        let id = request_uuid(self.id, self.notes.requests_logged);
         let mut event = self.event(
             "HttpForward",
-            &id,
+            id,
             request.started,
             request.started_at,
             bytes,
         );
-        http_fields(
-            &mut event,
-            head,
-            self.notes.rsp_status,
-            self.uri_max_chars(),
-        );
-        log.log(event);
+        http_fields(&mut event, head, rsp_status, self.uri_max_chars());
+        event
     }
 
     /// A `Periodic` event of a tunnel that has relayed `in_flight` (up, down) so far.
