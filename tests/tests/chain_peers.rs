@@ -6,7 +6,8 @@
 //! wants a login (`open` with any password, through Basic and RFC 1929), which only the
 //! escapers have; its own egress reaches the origin. Checked: forwarded requests and `CONNECT`
 //! tunnels arrive, a target name travels to the next hop to be resolved there, and a next hop
-//! that refuses our login is the client's 502. And `divert_tcp`'s PROXY v2 header with g3's
+//! that refuses our login is the client's 502. UDP through both SOCKS5 escapers, in both
+//! relay modes. And `divert_tcp`'s PROXY v2 header with g3's
 //! TLVs, as a next hop reads it.
 
 use g3proxy_tests::{Certs, Group, Origin, curl, curl_status};
@@ -34,7 +35,12 @@ server:
     user_group: hops
     listen: \"127.0.0.1:{{https_port}}\"
     tls_server: {certificate: server.pem, private_key: server.key}
-  - {name: socks, type: socks_proxy, escaper: default, user_group: hops, listen: \"127.0.0.1:{{socks_port}}\"}
+  - name: socks
+    type: socks_proxy
+    escaper: default
+    user_group: hops
+    use_udp_associate: true
+    listen: \"127.0.0.1:{{socks_port}}\"
   - name: socks_tls
     type: plain_tls_port
     listen: \"127.0.0.1:{{socks_tls_port}}\"
@@ -124,6 +130,83 @@ server:
     }
     let wrong = format!("http://127.0.0.1:{}", front.port("wrong"));
     assert_eq!(curl_status(&["-x", &wrong, &by_address]), "502");
+}
+
+/// UDP through `proxy_socks5` and `proxy_socks5s`: the front's SOCKS servers associate
+/// with the next group's SOCKS proxy (with the login) and relay each datagram there in a
+/// SOCKS header, in "udp connect" and in "udp associate" mode; the answers come back
+/// labelled with the echo server that sent them. The next hop's end is the session's.
+#[test]
+fn udp_goes_through_socks5_next_hops() {
+    use g3proxy_tests::UdpEcho;
+    use g3proxy_tests::socks_udp::{associate, client_socket, exchange};
+    use std::net::SocketAddr;
+
+    let (one, two) = (UdpEcho::start(), UdpEcho::start());
+    let mut next = Group::from_text(NEXT, &std::env::temp_dir(), &[]);
+    let certs = Certs::make(&next.dir);
+    next.start();
+    let front_text = format!(
+        "escaper:
+  - name: via_socks5
+    type: proxy_socks5
+    proxy_addr: 127.0.0.1:{socks}
+    proxy_username: hop
+    proxy_password: toor
+  - name: via_socks5s
+    type: proxy_socks5s
+    proxy_addr: 127.0.0.1:{socks_tls}
+    proxy_username: hop
+    proxy_password: toor
+    tls_client: {{ca_certificate: ca.pem}}
+    tls_name: localhost
+    # The relay announced as 127.0.0.1 is reached at 127.0.0.1 all the same.
+    transmute_udp_peer_ip: {{\"127.0.0.1\": \"127.0.0.1\"}}
+    end_on_control_closed: true
+server:
+  - {{name: connect, type: socks_proxy, escaper: via_socks5, listen: \"127.0.0.1:{{{{connect_port}}}}\"}}
+  - name: associate
+    type: socks_proxy
+    escaper: via_socks5s
+    use_udp_associate: true
+    listen: \"127.0.0.1:{{{{associate_port}}}}\"
+",
+        socks = next.port("socks"),
+        socks_tls = next.port("socks_tls"),
+    );
+    let mut front = Group::from_text(&front_text, &std::env::temp_dir(), &[]);
+    std::fs::copy(certs.path("ca.pem"), front.dir.join("ca.pem")).expect("copy the CA");
+    front.start();
+    let at = |name: &str| SocketAddr::from(([127, 0, 0, 1], front.port(name)));
+
+    let client = client_socket();
+    let (_control, relay) = associate(at("connect"), &client);
+    for payload in [&b"first"[..], b"second"] {
+        let answer = exchange(&client, relay, one.addr, payload);
+        assert_eq!(answer, Some((one.addr, payload.to_vec())), "udp connect");
+    }
+
+    let client = client_socket();
+    let (mut control, relay) = associate(at("associate"), &client);
+    for (echo, payload) in [(&one, &b"to one"[..]), (&two, b"to two"), (&one, b"again")] {
+        let answer = exchange(&client, relay, echo.addr, payload);
+        assert_eq!(answer, Some((echo.addr, payload.to_vec())), "udp associate");
+    }
+    // The next hop going away ends its association, and so our session: the control
+    // connection closes.
+    drop(next);
+    let mut byte = [0u8; 1];
+    let read = std::io::Read::read(&mut control, &mut byte);
+    let timed_out = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    };
+    assert!(
+        matches!(&read, Ok(0)) || read.as_ref().is_err_and(|e| !timed_out(e)),
+        "{read:?}"
+    );
 }
 
 /// `divert_tcp`: the next hop reads a PROXY v2 header first, with the client, the address it

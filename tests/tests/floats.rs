@@ -3,13 +3,14 @@
 //!   connections leave from (the origin sees it: 127.0.0.2, 127.0.0.3 on `lo`); an expired
 //!   one is not used; the cache file keeps the last value;
 //! - `proxy_float`: published peers of every type (a second group of ours) carry the tasks;
-//!   a peer within its expiry guard is not used;
+//!   UDP goes through a socks5 peer; a peer within its expiry guard is not used;
 //! - a publish that is no JSON, of the wrong form, to an unknown escaper or to one that takes
 //!   no publish is the ctl's error, and nothing changes;
 //! - what was published holds across a reload and a supervisor replacement.
 
 use std::time::Duration;
 
+use g3proxy_tests::socks_udp;
 use g3proxy_tests::{Group, Origin, SourceOrigin, curl, curl_status, wait_until};
 
 /// `escaper NAME publish DATA`: whether it succeeded, and what it said.
@@ -34,6 +35,7 @@ const FRONT: &str = "escaper:
 server:
   - {name: direct, type: http_proxy, escaper: float, listen: \"127.0.0.1:{{direct_port}}\"}
   - {name: chained, type: http_proxy, escaper: peers, listen: \"127.0.0.1:{{chained_port}}\"}
+  - {name: chained_udp, type: socks_proxy, escaper: peers, listen: \"127.0.0.1:{{chained_udp_port}}\"}
 ";
 
 const NEXT: &str = "escaper:
@@ -128,6 +130,17 @@ fn published_binds_and_peers_carry_tasks_and_outlive_the_supervisor() {
             "{peer_type} CONNECT"
         );
     }
+    // UDP through the socks5 peer, published last.
+    let echo = g3proxy_tests::UdpEcho::start();
+    let client = socks_udp::client_socket();
+    let front_udp = std::net::SocketAddr::from(([127, 0, 0, 1], group.port("chained_udp")));
+    let (control, relay) = socks_udp::associate(front_udp, &client);
+    assert_eq!(
+        socks_udp::exchange(&client, relay, echo.addr, b"ping"),
+        Some((echo.addr, b"ping".to_vec()))
+    );
+    // A live session would hold the generation below through the replacement.
+    drop(control);
     // A peer that expires within the guard (60 s) is not used; the other one is.
     let soon = format!(
         r#"[{{"type": "http", "addr": "127.0.0.1:1", "expire": "{}"}}, {{"type": "socks5", "addr": "127.0.0.1:{socks}", "expire": "2100-01-01T00:00:00Z"}}]"#,

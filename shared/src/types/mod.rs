@@ -12,6 +12,7 @@ mod rate;
 mod sockopt;
 mod speed;
 mod token;
+mod transmute;
 mod upstream;
 
 pub use expire::{Expire, rfc3164_stamp, rfc3339_micros};
@@ -22,6 +23,7 @@ pub use rate::RateQuota;
 pub use sockopt::{TcpKeepalive, TcpMiscOpts};
 pub use speed::{GlobalSpeedLimit, SpeedLimit};
 pub use token::{Token, constant_time_eq, hex, password_digest};
+pub use transmute::TransmuteIp;
 pub use upstream::{PickPolicy, Secret, UpstreamAddr, WeightedAddr};
 
 /// Seconds since the Unix epoch: how deadlines travel between processes.

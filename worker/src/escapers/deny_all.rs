@@ -4,11 +4,9 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::UdpSocket;
-
 use g3proxy_shared::config::escapers::DummyDenyConfig;
 
-use super::{Connected, Dependencies, EscaperOps, Forward, Leg};
+use super::{Connected, Dependencies, EscaperOps, Forward, Leg, LimitedSocket};
 use crate::error::{Forbidden, TaskError};
 
 pub struct DenyAll {
@@ -49,7 +47,7 @@ impl EscaperOps for DenyAll {
         Err(self.denied())
     }
 
-    fn udp_bind(&self, _target: SocketAddr) -> Result<UdpSocket, TaskError> {
+    fn udp_bind(&self, _target: SocketAddr) -> Result<LimitedSocket, TaskError> {
         Err(self.denied())
     }
 }

@@ -17,7 +17,7 @@ use g3proxy_shared::types::NetworkAcl;
 use tokio::net::UdpSocket;
 
 use super::connect::{Racing, SocketOptions, happy_eyeballs};
-use super::{Connected, Dependencies, Leg};
+use super::{Connected, Dependencies, Leg, LimitedSocket};
 use crate::error::TaskError;
 use crate::pick::random_index;
 use crate::resolvers::Resolver;
@@ -180,7 +180,7 @@ impl Direct {
         &self,
         target: SocketAddr,
         binds: &(dyn Binds + Sync),
-    ) -> Result<UdpSocket, TaskError> {
+    ) -> Result<LimitedSocket, TaskError> {
         let bind = binds
             .bind_for(target.ip(), None)?
             .unwrap_or(super::connect::any_address_for(target).ip());
@@ -188,6 +188,9 @@ impl Direct {
             .and_then(|s| s.set_nonblocking(true).map(|_| s))
             .and_then(UdpSocket::from_std)
             .map_err(|e| TaskError::Internal(format!("udp bind {bind}: {e}")))?;
-        Ok(socket)
+        Ok(LimitedSocket::new(
+            socket,
+            self.config.udp_sock_speed_limit.as_ref(),
+        ))
     }
 }

@@ -6,10 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use g3proxy_shared::config::escapers::DirectFixedConfig;
 use g3proxy_shared::config::servers::ProxyProtocol;
-use tokio::net::UdpSocket;
 
 use super::direct::{Binds, Direct};
-use super::{Connected, Dependencies, EscaperOps, Leg};
+use super::{Connected, Dependencies, EscaperOps, Leg, LimitedSocket};
 use crate::error::TaskError;
 use crate::pick::random_index;
 
@@ -56,7 +55,7 @@ impl EscaperOps for DirectFixedEscaper {
         self.direct.udp_target(leg, self).await
     }
 
-    fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
+    fn udp_bind(&self, target: SocketAddr) -> Result<LimitedSocket, TaskError> {
         self.direct.udp_bind(target, self)
     }
 }

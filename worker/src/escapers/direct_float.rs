@@ -10,10 +10,9 @@ use std::sync::{Arc, RwLock};
 use g3proxy_shared::config::escapers::{DirectFloatConfig, FloatBinds};
 use g3proxy_shared::config::servers::ProxyProtocol;
 use g3proxy_shared::ipc::worker::Published;
-use tokio::net::UdpSocket;
 
 use super::direct::{Binds, Direct};
-use super::{Connected, Dependencies, EscaperOps, Latest, Leg};
+use super::{Connected, Dependencies, EscaperOps, Latest, Leg, LimitedSocket};
 use crate::error::TaskError;
 use crate::pick::random_index;
 
@@ -88,7 +87,7 @@ impl EscaperOps for DirectFloatEscaper {
         self.direct.udp_target(leg, self).await
     }
 
-    fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
+    fn udp_bind(&self, target: SocketAddr) -> Result<LimitedSocket, TaskError> {
         self.direct.udp_bind(target, self)
     }
 }

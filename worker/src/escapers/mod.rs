@@ -3,7 +3,8 @@
 //! and bound address, noted on the task), [`Escaper::tls_connect`] on top of it,
 //! [`Escaper::http_forward`] (a connection for a forwarded HTTP request and the form the
 //! request takes on it: origin form to an origin, absolute form to a next-hop proxy), and for
-//! UDP [`Escaper::udp_connect`] (one target) and [`UdpRelay`] (a target per datagram).
+//! UDP [`Escaper::udp_connect`] (one target) and [`UdpRelay`] (a target per datagram), in
+//! `udp.rs`.
 //! Route escapers answer none of these themselves: [`Escaper::route`] follows them to the
 //! escaper that serves the target, before every operation.
 //!
@@ -32,6 +33,8 @@ mod route_select;
 mod route_upstream;
 mod rules;
 mod trick_float;
+mod udp;
+pub use udp::{LimitedSocket, PeerAssociation, UdpConnected, UdpRelay};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -48,7 +51,6 @@ use g3proxy_shared::config::user_groups::UserConfig;
 use g3proxy_shared::ipc::worker::Published;
 use g3proxy_shared::types::SpeedLimit;
 use rustls::pki_types::ServerName;
-use tokio::net::UdpSocket;
 
 use crate::auth::{Permit, Site, User};
 use crate::conn::Stream;
@@ -216,8 +218,14 @@ trait EscaperOps {
     }
 
     /// A socket to send datagrams to `target` from.
-    fn udp_bind(&self, _target: SocketAddr) -> Result<UdpSocket, TaskError> {
+    fn udp_bind(&self, _target: SocketAddr) -> Result<LimitedSocket, TaskError> {
         Err(TaskError::Unsupported("udp".into()))
+    }
+
+    /// An association with a next hop that relays the datagrams itself; `None`: the
+    /// escaper sends them from its own sockets ([`EscaperOps::udp_target`]).
+    async fn udp_associate(&self, _leg: &Leg<'_>) -> Option<Result<PeerAssociation, TaskError>> {
+        None
     }
 }
 
@@ -295,10 +303,20 @@ macro_rules! escaper_runtimes {
                 }
             }
 
-            fn udp_bind(&self, target: SocketAddr) -> Result<UdpSocket, TaskError> {
+            fn udp_bind(&self, target: SocketAddr) -> Result<LimitedSocket, TaskError> {
                 match self {
                     $(EscaperRuntime::$variant(e) => e.udp_bind(target),)*
                     EscaperRuntime::$standin(e) => e.udp_bind(target),
+                }
+            }
+
+            async fn udp_associate(
+                &self,
+                leg: &Leg<'_>,
+            ) -> Option<Result<PeerAssociation, TaskError>> {
+                match self {
+                    $(EscaperRuntime::$variant(e) => e.udp_associate(leg).await,)*
+                    EscaperRuntime::$standin(e) => e.udp_associate(leg).await,
                 }
             }
         }
@@ -655,41 +673,6 @@ impl Escaper {
             form: RequestForm::Origin,
         })
     }
-
-    /// The escaper a datagram for the permit's target goes through, and the address it
-    /// goes to.
-    async fn udp_route(&self, permit: &Permit<'_>) -> Result<(&Escaper, SocketAddr), TaskError> {
-        let escaper = self.route(&self.leg(permit)).await?;
-        let address = escaper
-            .runtime
-            .udp_target(&escaper.connect_leg(permit))
-            .await
-            .map_err(|e| escaper.explain(e))?;
-        Ok((escaper, address))
-    }
-
-    fn udp_bind(&self, address: SocketAddr) -> Result<UdpSocket, TaskError> {
-        self.runtime.udp_bind(address).map_err(|e| self.explain(e))
-    }
-
-    /// A UDP socket connected to the permit's target, checked and resolved once (g3's "udp
-    /// connect").
-    pub async fn udp_connect(
-        &self,
-        task: &mut TaskContext,
-        permit: &Permit<'_>,
-    ) -> Result<UdpSocket, TaskError> {
-        let (escaper, address) = self.udp_route(permit).await?;
-        let socket = escaper.udp_bind(address)?;
-        socket
-            .connect(address)
-            .await
-            .map_err(TaskError::from_connect)?;
-        task.notes.escaper = Some(escaper.name.clone());
-        task.notes.next_hop = Some(address);
-        task.notes.bound = socket.local_addr().ok();
-        Ok(socket)
-    }
 }
 
 /// The value of the latest publish, by sequence: a publish that arrives after a later one
@@ -726,63 +709,3 @@ async fn send_proxy_header(
 
 /// A fresh connection takes a PROXY header at once; a peer that does not is not there.
 pub(crate) const HEADER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Datagrams to a target each (g3's "udp associate"): one socket per address family, made
-/// when the first datagram of that family goes out, by the escaper that datagram is routed
-/// to (later datagrams of that family leave from the same socket, wherever they route).
-pub struct UdpRelay {
-    escaper: Arc<Escaper>,
-    v4: Option<UdpSocket>,
-    v6: Option<UdpSocket>,
-}
-
-impl UdpRelay {
-    pub fn new(escaper: Arc<Escaper>) -> UdpRelay {
-        UdpRelay {
-            escaper,
-            v4: None,
-            v6: None,
-        }
-    }
-
-    pub async fn send_to(&mut self, permit: &Permit<'_>, payload: &[u8]) -> Result<(), TaskError> {
-        let (escaper, address) = self.escaper.udp_route(permit).await?;
-        let slot = if address.is_ipv4() {
-            &mut self.v4
-        } else {
-            &mut self.v6
-        };
-        if slot.is_none() {
-            *slot = Some(escaper.udp_bind(address)?);
-        }
-        let socket = slot
-            .as_ref()
-            .ok_or_else(|| TaskError::Internal("no socket".into()))?;
-        socket
-            .send_to(payload, address)
-            .await
-            .map(|_| ())
-            .map_err(TaskError::UpstreamIo)
-    }
-
-    /// The next datagram from any target, and where it came from.
-    pub async fn recv_from(&self, buffer: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-        loop {
-            let socket = match (&self.v4, &self.v6) {
-                (Some(v4), Some(v6)) => tokio::select! {
-                    ready = v4.readable() => { ready?; v4 }
-                    ready = v6.readable() => { ready?; v6 }
-                },
-                (Some(socket), None) | (None, Some(socket)) => {
-                    socket.readable().await?;
-                    socket
-                }
-                (None, None) => std::future::pending().await,
-            };
-            match socket.try_recv_from(buffer) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                result => return result,
-            }
-        }
-    }
-}

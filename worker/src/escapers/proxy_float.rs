@@ -1,8 +1,9 @@
 //! `type: proxy_float`: through next-hop proxies published at run time (`escaper NAME
 //! publish`), each of its own type (`http`, `https`, `socks5`, `socks5s`), address, login and
 //! expiry. A publish is turned once into ready next hops, each the runtime of the fixed type
-//! it is (`proxy_http.rs`, `proxy_socks5.rs`) over one address; a task takes one at random
-//! among those not within `expire_guard_duration` of their expiry.
+//! it is (`proxy_http.rs`, `proxy_socks5.rs`) over one address (UDP through the SOCKS5 ones
+//! only); a task takes one at random among those not within `expire_guard_duration` of
+//! their expiry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,7 +16,7 @@ use g3proxy_shared::ipc::worker::Published;
 
 use super::proxy_http::ProxyHttpEscaper;
 use super::proxy_socks5::ProxySocks5Escaper;
-use super::{Connected, Dependencies, EscaperOps, Forward, Latest, Leg};
+use super::{Connected, Dependencies, EscaperOps, Forward, Latest, Leg, PeerAssociation};
 use crate::error::TaskError;
 use crate::pick::random_index;
 
@@ -152,6 +153,19 @@ impl EscaperOps for ProxyFloatEscaper {
             PeerRuntime::Http(peer) => peer.http_forward(leg, tls).await,
             // Over a SOCKS5 tunnel, in origin form: `tcp_connect` picks again.
             PeerRuntime::Socks5(peer) => peer.http_forward(leg, tls).await,
+        }
+    }
+
+    async fn udp_associate(&self, leg: &Leg<'_>) -> Option<Result<PeerAssociation, TaskError>> {
+        let (peers, index) = match self.pick() {
+            Ok(picked) => picked,
+            Err(error) => return Some(Err(error)),
+        };
+        match &peers[index].runtime {
+            PeerRuntime::Http(_) => Some(Err(TaskError::Unsupported(
+                "udp through an http peer".into(),
+            ))),
+            PeerRuntime::Socks5(peer) => peer.udp_associate(leg).await,
         }
     }
 }

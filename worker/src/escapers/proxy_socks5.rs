@@ -3,14 +3,22 @@
 //! username and password (RFC 1929) when `proxy_username` is set; target names go to the next
 //! hop as names, for it to resolve. Every answer is read to its exact length, so what the
 //! target sends right after the reply stays for the relay. HTTP requests are forwarded over
-//! such a connection in origin form. UDP through a SOCKS5 next hop is not relayed yet.
+//! such a connection in origin form. UDP goes through the next hop's UDP ASSOCIATE (see
+//! `udp.rs`): our socket is bound to the address our TCP connection to it came from, and
+//! that address is what the request announces, so the next hop can admit only us.
 
-use g3proxy_proto::HostPort;
+use std::net::SocketAddr;
+
 use g3proxy_proto::socks5::{self, Command};
-use g3proxy_shared::config::escapers::{DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config};
+use g3proxy_proto::{Host, HostPort};
+use g3proxy_shared::config::escapers::{
+    DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config, Socks5PeerKeys,
+};
+
+use tokio::net::UdpSocket;
 
 use super::next_hop::NextHop;
-use super::{Connected, Dependencies, EscaperOps, Leg};
+use super::{Connected, Dependencies, EscaperOps, Leg, LimitedSocket, PeerAssociation};
 use crate::conn::{Stream, read_exact, write_all_within};
 use crate::error::TaskError;
 
@@ -18,6 +26,7 @@ pub struct ProxySocks5Escaper {
     next_hop: NextHop,
     /// RFC 1929's request with our credentials, when we have them.
     login: Option<Vec<u8>>,
+    udp: Socks5PeerKeys,
 }
 
 impl ProxySocks5Escaper {
@@ -47,11 +56,18 @@ impl ProxySocks5Escaper {
                 deps,
             )?,
             login,
+            udp: config.socks.clone(),
         })
     }
 
-    /// The SOCKS5 exchange for a connection to `target` over `peer`.
-    async fn negotiate(&self, peer: &Stream, target: &HostPort) -> Result<(), TaskError> {
+    /// The SOCKS5 exchange for `command` to `target` over `peer`; answers the address the
+    /// next hop bound.
+    async fn negotiate(
+        &self,
+        peer: &Stream,
+        command: Command,
+        target: &HostPort,
+    ) -> Result<HostPort, TaskError> {
         let timeout = self.next_hop.negotiation_timeout();
         let send = |data: Vec<u8>| async move {
             write_all_within(peer, &data, timeout)
@@ -83,7 +99,7 @@ impl ProxySocks5Escaper {
             }
             _ => return Err(TaskError::next_hop_wants_credentials()),
         }
-        let request = socks5::encode_request(Command::Connect, target).ok_or_else(|| {
+        let request = socks5::encode_request(command, target).ok_or_else(|| {
             TaskError::Client(format!("{}: a name too long for SOCKS5", target.host))
         })?;
         send(request).await?;
@@ -97,11 +113,47 @@ impl ProxySocks5Escaper {
         read_exact(peer, &mut reply[5..])
             .await
             .map_err(TaskError::UpstreamIo)?;
-        // The bound address is not ours to judge: only the code matters.
-        match reply[1] {
-            0 => Ok(()),
-            code => Err(refusal(code, target)),
+        match socks5::parse_reply(&reply).map_err(protocol)? {
+            (0, bound) => Ok(bound),
+            (code, _) => Err(refusal(code, target)),
         }
+    }
+
+    /// A UDP association with the next hop, over a fresh connection to it.
+    async fn associate(&self, leg: &Leg<'_>) -> Result<PeerAssociation, TaskError> {
+        let connected = self.next_hop.connect(leg).await?;
+        let socket = UdpSocket::bind(SocketAddr::new(connected.bound.ip(), 0))
+            .await
+            .map_err(|e| TaskError::Internal(format!("udp bind {}: {e}", connected.bound.ip())))?;
+        let ours = socket.local_addr().map_err(TaskError::UpstreamIo)?;
+        let ours = HostPort {
+            host: Host::Ip(ours.ip()),
+            port: ours.port(),
+        };
+        let bound = tokio::time::timeout(
+            self.next_hop.negotiation_timeout(),
+            self.negotiate(&connected.stream, Command::UdpAssociate, &ours),
+        )
+        .await
+        .map_err(|_| TaskError::UpstreamTimeout("SOCKS5 with the next-hop proxy"))??;
+        let relay = match bound.host {
+            Host::Ip(ip) => SocketAddr::new(
+                (self.udp.transmute_udp_peer_ip).relay_ip(ip, connected.next_hop.ip()),
+                bound.port,
+            ),
+            Host::Domain(name) => {
+                return Err(TaskError::UpstreamProtocol(format!(
+                    "the next-hop SOCKS5 proxy announced a name as its UDP relay: {name}"
+                )));
+            }
+        };
+        socket.connect(relay).await.map_err(TaskError::UpstreamIo)?;
+        Ok(PeerAssociation::new(
+            connected.stream,
+            LimitedSocket::new(socket, self.udp.udp_sock_speed_limit.as_ref()),
+            relay,
+            self.udp.end_on_control_closed,
+        ))
     }
 }
 
@@ -140,10 +192,14 @@ impl EscaperOps for ProxySocks5Escaper {
         let connected = self.next_hop.connect(leg).await?;
         tokio::time::timeout(
             self.next_hop.negotiation_timeout(),
-            self.negotiate(&connected.stream, leg.target),
+            self.negotiate(&connected.stream, Command::Connect, leg.target),
         )
         .await
         .map_err(|_| TaskError::UpstreamTimeout("SOCKS5 with the next-hop proxy"))??;
         Ok(connected)
+    }
+
+    async fn udp_associate(&self, leg: &Leg<'_>) -> Option<Result<PeerAssociation, TaskError>> {
+        Some(self.associate(leg).await)
     }
 }

@@ -26,7 +26,7 @@ use crate::auth::Gate;
 use crate::conn::{Stream, write_all};
 use crate::context::Phase;
 use crate::error::{Forbidden, TaskError};
-use crate::escapers::{Escaper, UdpRelay};
+use crate::escapers::{Escaper, UdpConnected, UdpRelay};
 use crate::pick::random_index;
 use crate::relay::{DatagramLimiter, RelayPolicy};
 use crate::task::TaskContext;
@@ -293,17 +293,17 @@ impl UdpSession<'_> {
         let first_allowed = upload.admit(first.len());
         // Either the server or the user asks for "udp associate" (as g3 decides).
         let mut upstream = if associate {
-            let mut relay = UdpRelay::new(self.escaper.clone());
+            let mut relay = Box::new(UdpRelay::new(self.escaper.clone()));
             if first_allowed {
                 relay.send_to(&permit, first).await?;
             }
             Upstream::Associate(relay)
         } else {
-            let socket = self.escaper.udp_connect(task, &permit).await?;
+            let mut connected = self.escaper.udp_connect(task, &permit).await?;
             if first_allowed {
-                socket.send(first).await.map_err(TaskError::UpstreamIo)?;
+                connected.send(first).await.map_err(TaskError::UpstreamIo)?;
             }
-            Upstream::Connect(socket)
+            Upstream::Connect(connected)
         };
         if first_allowed {
             task.notes.bytes_up += first.len() as u64;
@@ -328,13 +328,13 @@ impl UdpSession<'_> {
                         continue;
                     }
                     match &mut upstream {
-                        Upstream::Connect(socket) => {
+                        Upstream::Connect(connected) => {
                             if target != first_target {
                                 return Err(TaskError::Client(format!(
                                     "udp connect session to {first_target} got a datagram for {target}"
                                 )));
                             }
-                            socket.send(&buffer[start..length]).await.map_err(TaskError::UpstreamIo)?;
+                            connected.send(&buffer[start..length]).await.map_err(TaskError::UpstreamIo)?;
                         }
                         Upstream::Associate(relay) => {
                             // Each target passes the user's filters, as the first did.
@@ -352,10 +352,8 @@ impl UdpSession<'_> {
                         continue;
                     }
                     out.clear();
-                    match &upstream {
-                        Upstream::Connect(_) => socks5::encode_udp_header_for(&first_target, &mut out),
-                        Upstream::Associate(_) => socks5::encode_udp_header(source, &mut out),
-                    }
+                    // In "udp connect" mode the source is the target as the client named it.
+                    socks5::encode_udp_header_for(source.as_ref().unwrap_or(&first_target), &mut out);
                     out.extend_from_slice(&from_upstream[..length]);
                     client.send(&out).await.map_err(TaskError::ClientIo)?;
                     task.notes.bytes_down += length as u64;
@@ -382,19 +380,19 @@ impl UdpSession<'_> {
 }
 
 enum Upstream {
-    Connect(UdpSocket),
-    Associate(UdpRelay),
+    Connect(UdpConnected),
+    Associate(Box<UdpRelay>),
 }
 
 impl Upstream {
-    async fn recv(&self, buffer: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    /// A datagram's payload length, and its source in "udp associate" mode.
+    async fn recv(&mut self, buffer: &mut [u8]) -> std::io::Result<(usize, Option<HostPort>)> {
         match self {
-            Upstream::Connect(socket) => {
-                let length = socket.recv(buffer).await?;
-                let peer = socket.peer_addr()?;
-                Ok((length, peer))
+            Upstream::Connect(connected) => Ok((connected.recv(buffer).await?, None)),
+            Upstream::Associate(relay) => {
+                let (length, source) = relay.recv_from(buffer).await?;
+                Ok((length, Some(source)))
             }
-            Upstream::Associate(relay) => relay.recv_from(buffer).await,
         }
     }
 }

@@ -38,13 +38,9 @@ pub struct DirectConfig {
     /// A PROXY protocol header with the client's addresses, first on every connection.
     #[serde(default)]
     pub use_proxy_protocol: Option<ProxyProtocol>,
-    #[serde(
-        default,
-        alias = "udp_relay_speed_limit",
-        alias = "udp_relay_limit",
-        deserialize_with = "crate::config::de::not_yet"
-    )]
-    pub udp_sock_speed_limit: (),
+    /// Per socket toward targets: upload is what we send. A datagram over it is dropped.
+    #[serde(default, alias = "udp_relay_speed_limit", alias = "udp_relay_limit")]
+    pub udp_sock_speed_limit: Option<SpeedLimit>,
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub udp_misc_opts: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]

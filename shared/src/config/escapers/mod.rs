@@ -34,7 +34,7 @@ pub use proxy_float::{FloatPeer, FloatSource, PeerKind, ProxyFloatConfig};
 pub use proxy_http::{
     DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, HttpPeerKeys, ProxyHttpConfig,
 };
-pub use proxy_socks5::{DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config};
+pub use proxy_socks5::{DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config, Socks5PeerKeys};
 pub use route_client::RouteClientConfig;
 pub use route_failover::RouteFailoverConfig;
 pub use route_geoip::{GeoRules, IpLocateService, RouteGeoipConfig, country_alpha2};

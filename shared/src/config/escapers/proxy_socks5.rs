@@ -1,6 +1,7 @@
 //! Config of `type: proxy_socks5` and `type: proxy_socks5s`: chain to a next-hop SOCKS5
 //! proxy, in plain text or over TLS. TCP goes through SOCKS5 `CONNECT` (RFC 1928), with
-//! username and password (RFC 1929) when `proxy_username` is set.
+//! username and password (RFC 1929) when `proxy_username` is set; UDP through its UDP
+//! ASSOCIATE.
 
 use serde::Deserialize;
 
@@ -8,6 +9,7 @@ use super::EscaperKind;
 use super::next_hop::{NextHopConfig, PeerTlsConfig};
 use crate::config::de::Parts;
 use crate::config::error::ConfigError;
+use crate::types::{SpeedLimit, TransmuteIp};
 
 /// The next hop's port when `proxy_addr` names none.
 pub const DEFAULT_SOCKS_PROXY_PORT: u16 = 1080;
@@ -48,22 +50,23 @@ impl ProxySocks5Config {
     }
 }
 
-/// The keys of a SOCKS5 next hop: those of its UDP side, which this build does not relay
-/// through a next hop yet.
+/// The keys of a SOCKS5 next hop's UDP side.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct Socks5PeerKeys {
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub transmute_udp_peer_ip: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub end_on_control_closed: (),
+    /// Rewrites the relay address the next hop announces (see [`TransmuteIp::relay_ip`]).
+    #[serde(default)]
+    pub transmute_udp_peer_ip: TransmuteIp,
+    /// The control connection's end ends the association even before anything came back.
+    #[serde(default)]
+    pub end_on_control_closed: bool,
+    /// Per association: upload is what we send the relay. A datagram over it is dropped.
     #[serde(
         default,
         alias = "udp_relay_speed_limit",
         alias = "udp_relay_limit",
-        alias = "relay_limit",
-        deserialize_with = "crate::config::de::not_yet"
+        alias = "relay_limit"
     )]
-    pub udp_sock_speed_limit: (),
+    pub udp_sock_speed_limit: Option<SpeedLimit>,
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub udp_misc_opts: (),
 }

@@ -23,7 +23,7 @@ pub use http_session::HttpSessionConfig;
 pub use intelli_proxy::IntelliProxyConfig;
 pub use ports::{NativeTlsPortConfig, PlainTcpPortConfig, PlainTlsPortConfig, ProxyProtocol};
 pub use sni_proxy::{AllowedHost, SniProxyConfig};
-pub use socks_proxy::{PortRange, SocketBuffer, SocksProxyConfig, TransmuteEchoIp};
+pub use socks_proxy::{PortRange, SocketBuffer, SocksProxyConfig};
 pub use tcp_stream::{StreamConfig, TcpStreamConfig, TlsStreamConfig};
 pub use tcp_tproxy::TcpTproxyConfig;
 

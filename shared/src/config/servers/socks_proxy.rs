@@ -6,14 +6,13 @@
 //! client reached us on) within `udp_bind_port_range`; `transmute_udp_echo_ip` rewrites the
 //! address announced in the reply.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 use super::ServerKind;
-use crate::types::{HumanDuration, HumanSize};
+use crate::types::{HumanDuration, HumanSize, TransmuteIp};
 
 fn default_negotiation_timeout() -> HumanDuration {
     HumanDuration::secs(4)
@@ -50,7 +49,7 @@ pub struct SocksProxyConfig {
     #[serde(default)]
     pub udp_socket_buffer: Option<SocketBuffer>,
     #[serde(default, alias = "auto_reply_local_ip_map")]
-    pub transmute_udp_echo_ip: Option<TransmuteEchoIp>,
+    pub transmute_udp_echo_ip: Option<TransmuteIp>,
     /// How long the client has, after the reply, to send its first datagram.
     #[serde(
         default = "default_udp_client_initial_timeout",
@@ -164,54 +163,5 @@ impl<'de> Deserialize<'de> for SocketBuffer {
             }
         }
         deserializer.deserialize_any(BufferVisitor)
-    }
-}
-
-/// `transmute_udp_echo_ip`: a map from the bound IP to the IP to announce (an unmapped one is
-/// announced as the unspecified address), `true` (always unspecified), or `false` (off).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransmuteEchoIp(pub Option<BTreeMap<IpAddr, IpAddr>>);
-
-impl TransmuteEchoIp {
-    /// The IP to put in the reply for a socket bound to `bound`.
-    pub fn announce(&self, bound: IpAddr) -> IpAddr {
-        match &self.0 {
-            None => bound,
-            Some(map) => map.get(&bound).copied().unwrap_or(match bound {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            }),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for TransmuteEchoIp {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TransmuteVisitor;
-        impl<'de> de::Visitor<'de> for TransmuteVisitor {
-            type Value = TransmuteEchoIp;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("true, false, or a map of bound IP to announced IP")
-            }
-            fn visit_bool<E: de::Error>(self, on: bool) -> Result<TransmuteEchoIp, E> {
-                Ok(TransmuteEchoIp(on.then(BTreeMap::new)))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<TransmuteEchoIp, A::Error> {
-                let mut ips = BTreeMap::new();
-                while let Some((from, to)) = map.next_entry::<String, String>()? {
-                    let parse = |text: &str| {
-                        text.trim()
-                            .parse::<IpAddr>()
-                            .map_err(|_| de::Error::custom(format!("invalid IP {text:?}")))
-                    };
-                    ips.insert(parse(&from)?, parse(&to)?);
-                }
-                Ok(TransmuteEchoIp(Some(ips)))
-            }
-        }
-        deserializer.deserialize_any(TransmuteVisitor)
     }
 }
