@@ -36,8 +36,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Python packages for whichever python3 the tests will run: PyPI first, Debian's package as
 # a fallback. h11 parses HTTP/1 in the differential test; msgpack speaks g3proxy's agent
-# protocol in the route_query test's agent.
-for module in h11 msgpack; do
+# protocol in the route_query test's agent; aioquic serves DNS over QUIC and over HTTP/3 in
+# front of unbound in the resolver test.
+for module in h11 msgpack aioquic; do
     if ! python3 -c "import $module" 2>/dev/null; then
         python3 -m pip install -q "$module" 2>/dev/null \
             || python3 -m pip install -q --break-system-packages "$module" 2>/dev/null \

@@ -1,6 +1,6 @@
-//! A peer the tests write in Python (with PyPI's `msgpack`, which `ci/setup.sh` installs):
-//! a program that prints the port it listens on first, then a line for each thing it wants
-//! the test to see. Killed when dropped.
+//! A peer the tests write in Python (with PyPI's `msgpack` or `aioquic`, which
+//! `ci/setup.sh` installs): a program that prints the port it listens on first, then a line
+//! for each thing it wants the test to see. Killed when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

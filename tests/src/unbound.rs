@@ -81,3 +81,19 @@ impl Drop for Unbound {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// DNS over QUIC (`"doq"`) or over HTTP/3 (`"doh3"`) in front of `unbound`, which serves
+/// neither: `quic_dns.py` (on PyPI's aioquic) takes each query off QUIC, with the test CA's
+/// server certificate, and asks unbound over TCP. Its port is UDP.
+pub fn quic_front(protocol: &str, certs: &Certs, unbound: &Unbound) -> crate::PythonPeer {
+    let (pem, key) = (certs.path("server.pem"), certs.path("server.key"));
+    crate::PythonPeer::start(
+        include_str!("quic_dns.py"),
+        &[
+            protocol,
+            &pem.display().to_string(),
+            &key.display().to_string(),
+            &unbound.port.to_string(),
+        ],
+    )
+}

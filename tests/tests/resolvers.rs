@@ -1,6 +1,7 @@
 //! Scenario: resolvers against a real name server (Debian's unbound on loopback, serving a
-//! test zone over UDP, TCP, DNS over TLS and DNS over HTTPS with the test CA's certificate).
-//! - c-ares and hickory (plain, DoT, DoH) answer `resolver NAME query` with the zone's
+//! test zone over UDP, TCP, DNS over TLS and DNS over HTTPS with the test CA's certificate;
+//! DNS over QUIC and over HTTP/3 through a front of ours on aioquic, as unbound has neither).
+//! - c-ares and hickory (plain, DoT, DoH, DoQ, DoH3) answer `resolver NAME query` with the zone's
 //!   addresses, each family as the strategy asks, hickory through an alias too; a missing
 //!   name is the reason, exit 0;
 //! - an answer too big for UDP comes over TCP;
@@ -13,6 +14,7 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use g3proxy_tests::unbound::quic_front;
 use g3proxy_tests::{Certs, Group, Origin, StatsdReceiver, Unbound, curl_status, wait_until};
 
 /// `resolver NAME query ARGS…` through the group's ctl: its exit status and its lines.
@@ -49,6 +51,8 @@ fn every_resolver_type_answers_from_a_real_name_server() {
     ];
     records.extend(big.iter().map(String::as_str));
     let unbound = Unbound::start(&certs, &records);
+    let doq = quic_front("doq", &certs, &unbound);
+    let doh3 = quic_front("doh3", &certs, &unbound);
     let ca = certs.path("ca.pem");
     let tls = |protocol: &str| {
         format!(
@@ -57,17 +61,21 @@ fn every_resolver_type_answers_from_a_real_name_server() {
         )
     };
     let text = format!(
-        "resolver:\n  - name: cares\n    type: c-ares\n    server: 127.0.0.1:{port}\n  - name: plain\n    type: hickory\n    server: 127.0.0.1\n    server_port: {port}\n  - name: dot\n    type: hickory\n    server: [127.0.0.1]\n    server_port: {dot}\n    encryption: {dot_tls}\n  - name: doh\n    type: hickory\n    server: 127.0.0.1\n    server_port: {doh}\n    encryption: {doh_tls}\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: doh\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n",
+        "resolver:\n  - name: cares\n    type: c-ares\n    server: 127.0.0.1:{port}\n  - name: plain\n    type: hickory\n    server: 127.0.0.1\n    server_port: {port}\n  - name: dot\n    type: hickory\n    server: [127.0.0.1]\n    server_port: {dot}\n    encryption: {dot_tls}\n  - name: doh\n    type: hickory\n    server: 127.0.0.1\n    server_port: {doh}\n    encryption: {doh_tls}\n  - name: doq\n    type: hickory\n    server: 127.0.0.1\n    server_port: {doq}\n    encryption: {doq_tls}\n  - name: doh3\n    type: hickory\n    server: 127.0.0.1\n    server_port: {doh3}\n    encryption: {doh3_tls}\nescaper:\n  - name: default\n    type: direct_fixed\n    resolver: doh\n    egress_network_filter: {{default: forbid, permit: [127.0.0.0/8]}}\nserver:\n  - name: http\n    type: http_proxy\n    escaper: default\n    listen: \"127.0.0.1:{{{{http_port}}}}\"\n",
         port = unbound.port,
         dot = unbound.dot_port,
         doh = unbound.doh_port,
         dot_tls = tls("dot"),
         doh_tls = tls("doh"),
+        doq = doq.port,
+        doh3 = doh3.port,
+        doq_tls = tls("doq"),
+        doh3_tls = tls("doh3"),
     );
     let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
     group.start();
 
-    for resolver in ["cares", "plain", "dot", "doh"] {
+    for resolver in ["cares", "plain", "dot", "doh", "doq", "doh3"] {
         assert_eq!(
             query(&group, resolver, &["a.test"]),
             (true, vec!["127.0.0.2".to_string()]),
@@ -98,6 +106,10 @@ fn every_resolver_type_answers_from_a_real_name_server() {
             100,
             "{resolver}: every address of a big answer"
         );
+    }
+    // The QUIC resolvers' questions went through their fronts.
+    for front in [&doq, &doh3] {
+        assert!(front.lines.lock().unwrap().iter().any(|l| l == "query"));
     }
     let (success, lines) = query(&group, "nowhere", &["a.test"]);
     assert!(!success, "an unknown resolver is an error: {lines:?}");

@@ -1,5 +1,6 @@
 //! `type: hickory`: DNS through the hickory client, over UDP (TCP when an answer comes back
-//! truncated), DNS over TLS or DNS over HTTPS/2. One kept connection per name server, made
+//! truncated), DNS over TLS, over HTTPS (HTTP/2 or HTTP/3) or over QUIC (RFC 9250, on
+//! quinn). One kept connection per name server, made
 //! again after it fails. A lookup asks the first server, then the next one each second or
 //! as soon as the previous one failed, and takes the first answer any of them gives.
 
@@ -11,8 +12,10 @@ use g3proxy_shared::config::resolvers::{CacheTtl, DnsProtocol, HickoryConfig};
 use g3proxy_shared::config::tls::TlsClientConfig;
 use hickory_net::client::{Client, ClientHandle};
 use hickory_net::h2::HttpsClientStream;
+use hickory_net::h3::H3ClientStream;
 use hickory_net::proto::op::{Message, ResponseCode};
 use hickory_net::proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_net::quic::QuicClientStream;
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::tls::tls_client_connect_with_bind_addr;
@@ -320,6 +323,45 @@ impl NameServer {
                 }
                 let stream = builder
                     .build(self.address, tls_name.as_str().into(), DOH_PATH.into())
+                    .await
+                    .map_err(error_of)?;
+                let (client, background) = Client::from_sender(stream);
+                tokio::spawn(background);
+                client
+            }
+            // hickory sets the protocol's ALPN ("h3", "doq") on its copy of the config.
+            Some(Encryption {
+                protocol: DnsProtocol::H3,
+                tls_name,
+                tls,
+            }) => {
+                let mut builder = H3ClientStream::builder()
+                    .crypto_config((**tls).clone())
+                    .request_timeout(timeout);
+                if let Some(bind) = transport.bind {
+                    builder = builder.bind_addr(bind);
+                }
+                let stream = builder
+                    .build(self.address, tls_name.as_str().into(), DOH_PATH.into())
+                    .await
+                    .map_err(error_of)?;
+                let (client, background) = Client::from_sender(stream);
+                tokio::spawn(background);
+                client
+            }
+            Some(Encryption {
+                protocol: DnsProtocol::Quic,
+                tls_name,
+                tls,
+            }) => {
+                let mut builder = QuicClientStream::builder()
+                    .crypto_config((**tls).clone())
+                    .request_timeout(timeout);
+                if let Some(bind) = transport.bind {
+                    builder = builder.bind_addr(bind);
+                }
+                let stream = builder
+                    .build(self.address, tls_name.as_str().into())
                     .await
                     .map_err(error_of)?;
                 let (client, background) = Client::from_sender(stream);

@@ -519,6 +519,8 @@ fn log_fields(resolver_type: &ResolverType) -> Vec<(&'static str, String)> {
                 let protocol = match e.protocol {
                     DnsProtocol::Tls => "DnsOverTls",
                     DnsProtocol::Https => "DnsOverHttps",
+                    DnsProtocol::H3 => "DnsOverHttp/3",
+                    DnsProtocol::Quic => "DnsOverQuic",
                 };
                 ("encryption", format!("{protocol}({})", e.tls_name))
             }));

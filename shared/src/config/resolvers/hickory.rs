@@ -1,5 +1,5 @@
 //! Config of `type: hickory`: DNS through the hickory client, over UDP (TCP when an answer is
-//! truncated), DNS over TLS or DNS over HTTPS.
+//! truncated), DNS over TLS, over HTTPS (HTTP/2 or HTTP/3) or over QUIC.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -16,7 +16,7 @@ use crate::types::HumanDuration;
 pub struct HickoryConfig {
     /// Name server addresses, tried in order, a second apart, the first answer winning.
     pub server: IpList,
-    /// Defaults to the protocol's port: 53, 853 for DoT, 443 for DoH.
+    /// Defaults to the protocol's port: 53, 853 for DoT and DoQ, 443 for DoH and DoH3.
     #[serde(default)]
     pub server_port: Option<u16>,
     #[serde(default, alias = "encrypt")]
@@ -70,8 +70,8 @@ impl HickoryConfig {
         self.server_port
             .unwrap_or(match self.encryption.as_ref().map(|e| e.protocol) {
                 None => 53,
-                Some(DnsProtocol::Tls) => 853,
-                Some(DnsProtocol::Https) => 443,
+                Some(DnsProtocol::Tls | DnsProtocol::Quic) => 853,
+                Some(DnsProtocol::Https | DnsProtocol::H3) => 443,
             })
     }
 }
@@ -128,6 +128,10 @@ pub enum DnsProtocol {
     Tls,
     /// DNS over HTTPS (RFC 8484), on HTTP/2.
     Https,
+    /// DNS over HTTPS on HTTP/3.
+    H3,
+    /// DNS over QUIC (RFC 9250).
+    Quic,
 }
 
 impl<'de> Deserialize<'de> for DnsProtocol {
@@ -137,12 +141,10 @@ impl<'de> Deserialize<'de> for DnsProtocol {
         match text.to_ascii_lowercase().replace('-', "_").as_str() {
             "dot" | "tls" | "dns_over_tls" | "dnsovertls" => Ok(DnsProtocol::Tls),
             "doh" | "https" | "h2" | "dns_over_https" | "dnsoverhttps" => Ok(DnsProtocol::Https),
-            "doq" | "quic" | "dns_over_quic" | "dnsoverquic" | "doh3" | "h3" | "http/3"
-            | "dns_over_http/3" | "dnsoverhttp/3" | "dns_over_h3" => Err(de::Error::custom(
-                format!("protocol {text} is not supported by this build yet"),
-            )),
+            "h3" | "http/3" | "dns_over_http/3" | "dnsoverhttp/3" | "doh3" => Ok(DnsProtocol::H3),
+            "quic" | "dns_over_quic" | "dnsoverquic" | "doq" => Ok(DnsProtocol::Quic),
             other => Err(de::Error::custom(format!(
-                "unknown DNS encryption protocol {other}: dot or doh"
+                "unknown DNS encryption protocol {other}: dot, doh, doh3 or doq"
             ))),
         }
     }
