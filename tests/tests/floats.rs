@@ -6,7 +6,9 @@
 //!   UDP goes through a socks5 peer; a peer within its expiry guard is not used;
 //! - a publish that is no JSON, of the wrong form, to an unknown escaper or to one that takes
 //!   no publish is the ctl's error, and nothing changes;
-//! - what was published holds across a reload and a supervisor replacement.
+//! - what was published holds across a reload and a supervisor replacement;
+//! - a user's path picks a published bind or peer by id, or gives its own by value; a
+//!   request's path number picks a `direct_fixed` bind with `enable_path_selection`.
 
 use std::time::Duration;
 
@@ -203,15 +205,28 @@ fn a_users_path_ids_pick_the_bind_and_the_next_escaper() {
   - {name: a, type: direct_fixed, resolver: none, bind_ip: 127.0.0.4, egress_network_filter: {default: forbid, permit: [127.0.0.0/8]}}
   - {name: b, type: direct_fixed, resolver: none, bind_ip: 127.0.0.5, egress_network_filter: {default: forbid, permit: [127.0.0.0/8]}}
   - {name: sel, type: route_select, next_nodes: [a, b]}
+  - name: indexed
+    type: direct_fixed
+    resolver: none
+    bind_ip: [127.0.0.7, 127.0.0.8]
+    enable_path_selection: true
+    egress_network_filter: {default: forbid, permit: [127.0.0.0/8]}
 user_group:
   - name: g
     static_users:
       - {name: pinned, token: null, egress_path_id_map: {float: b, sel: b}}
       - {name: free, token: null}
       - {name: lost, token: null, egress_path_id_map: {float: nowhere}}
+      - {name: valued, token: null, egress_path_value_map: {float: {ip: 127.0.0.6}}}
+      - {name: stale, token: null, egress_path_value_map: {float: {ip: 127.0.0.6, expire: \"2000-01-01T00:00:00Z\"}}}
 server:
   - {name: direct, type: http_proxy, escaper: float, user_group: g, listen: \"127.0.0.1:{{direct_port}}\"}
   - {name: selected, type: http_proxy, escaper: sel, user_group: g, listen: \"127.0.0.1:{{selected_port}}\"}
+  - name: indexed
+    type: http_proxy
+    escaper: indexed
+    egress_path_selection_header: X-Egress-Path
+    listen: \"127.0.0.1:{{indexed_port}}\"
 ";
     let mut group = Group::from_text(text, &std::env::temp_dir(), &[]);
     group.start();
@@ -238,4 +253,66 @@ server:
         "200",
         "no bind with that id"
     );
+    // A value is the bind itself, published or not; an expired one is not used.
+    for _ in 0..5 {
+        assert_eq!(through("direct", "valued"), "127.0.0.6");
+    }
+    assert_ne!(curl_status(&["-x", &proxy, "-U", "stale:x", &url]), "200");
+
+    // direct_fixed with enable_path_selection: the request's number picks the bind.
+    let proxy = format!("http://127.0.0.1:{}", group.port("indexed"));
+    for (number, bind) in [
+        ("1", "127.0.0.7"),
+        ("2", "127.0.0.8"),
+        ("0", "127.0.0.8"),
+        ("3", "127.0.0.7"),
+    ] {
+        let header = format!("X-Egress-Path: {number}");
+        for _ in 0..3 {
+            assert_eq!(
+                curl(&["-x", &proxy, "-H", &header, &url]),
+                bind,
+                "path {number}"
+            );
+        }
+    }
+}
+
+/// A user's path picks a `proxy_float` peer: by the `id` it was published with (one of two
+/// peers, the other dead), or as a whole peer in `egress_path_value_map`.
+#[test]
+fn a_users_path_picks_the_peer() {
+    let origin = Origin::start("127.0.0.1");
+    let mut next = Group::from_text(NEXT, &std::env::temp_dir(), &[]);
+    next.start();
+    let live = format!("127.0.0.1:{}", next.port("http"));
+    let text = format!(
+        "escaper:
+  - {{name: peers, type: proxy_float, expire_guard_duration: 1s}}
+user_group:
+  - name: g
+    static_users:
+      - {{name: good, token: null, egress_path_id_map: {{peers: good}}}}
+      - {{name: bad, token: null, egress_path_id_map: {{peers: bad}}}}
+      - {{name: own, token: null, egress_path_value_map: {{peers: {{type: http, addr: \"{live}\"}}}}}}
+      - {{name: own_dead, token: null, egress_path_value_map: {{peers: {{type: http, addr: \"127.0.0.1:1\"}}}}}}
+server:
+  - {{name: chained, type: http_proxy, escaper: peers, user_group: g, listen: \"127.0.0.1:{{{{chained_port}}}}\"}}
+"
+    );
+    let mut group = Group::from_text(&text, &std::env::temp_dir(), &[]);
+    group.start();
+    let peers = format!(
+        r#"[{{"type": "http", "addr": "127.0.0.1:1", "id": "bad"}}, {{"type": "http", "addr": "{live}", "id": "good"}}]"#
+    );
+    assert!(publish(&group, "peers", &peers).0);
+    let proxy = format!("http://127.0.0.1:{}", group.port("chained"));
+    let status =
+        |user: &str| curl_status(&["-x", &proxy, "-U", &format!("{user}:x"), &origin.url("/")]);
+    for _ in 0..10 {
+        assert_eq!(status("good"), "200");
+        assert_eq!(status("own"), "200");
+    }
+    assert_ne!(status("bad"), "200");
+    assert_ne!(status("own_dead"), "200");
 }

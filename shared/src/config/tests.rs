@@ -847,8 +847,8 @@ fn resolver_entries() {
             "resolver[0] (line 2): missing field `server`",
         ),
         (
-            "{name: r, type: hickory, server: 1.1.1.1, encryption: {protocol: doq, tls_name: x}}",
-            "resolver[0].encryption.protocol (line 2): protocol doq is not supported by this build yet",
+            "{name: r, type: hickory, server: 1.1.1.1, encryption: {protocol: dox, tls_name: x}}",
+            "resolver[0].encryption.protocol (line 2): unknown DNS encryption protocol dox: dot, doh, doh3 or doq",
         ),
         (
             "{name: r, type: hickory, server: dns.example}",

@@ -106,6 +106,7 @@ impl<'t> Permit<'t> {
                     || user.tcp_remote_keepalive.is_some()
                     || user.tcp_remote_misc_opts.is_some()
                     || user.egress_path_id_map.is_some()
+                    || user.egress_path_value_map.is_some()
             })
     }
 

@@ -17,17 +17,17 @@ use g3proxy_shared::types::NetworkAcl;
 use tokio::net::UdpSocket;
 
 use super::connect::{Racing, SocketOptions, happy_eyeballs};
-use super::{Connected, Dependencies, Leg, LimitedSocket};
+use super::{Connected, Dependencies, Leg, LimitedSocket, PathChoice};
 use crate::error::TaskError;
 use crate::pick::random_index;
 use crate::resolvers::Resolver;
 
 /// Where a direct escaper's connections leave from.
 pub trait Binds {
-    /// The local address for a connection to `target`, on the path `path_id` names if the
-    /// task's user picked one: `None` for any; an error when the escaper has no address to
-    /// reach `target`'s family from.
-    fn bind_for(&self, target: IpAddr, path_id: Option<&str>) -> Result<Option<IpAddr>, TaskError>;
+    /// The local address for a connection to `target`, on the path the task picked if it
+    /// picked one: `None` for any; an error when the escaper has no address to reach
+    /// `target`'s family from (on that path).
+    fn bind_for(&self, target: IpAddr, path: &PathChoice<'_>) -> Result<Option<IpAddr>, TaskError>;
 }
 
 pub struct Direct {
@@ -98,7 +98,7 @@ impl Direct {
         binds: &(dyn Binds + Sync),
     ) -> Result<Connected, TaskError> {
         let strategy = self.strategy(leg);
-        let path_id = leg.path_id();
+        let path = leg.path_choice();
         // A user's `tcp_connect` may only make it shorter.
         let tcp_connect = match leg.user_config().and_then(|user| user.tcp_connect) {
             None => self.config.tcp_connect,
@@ -133,9 +133,9 @@ impl Direct {
             options,
             allowed: &|ip| {
                 self.allowed(ip)?;
-                binds.bind_for(ip, path_id).map(|_| ())
+                binds.bind_for(ip, &path).map(|_| ())
             },
-            bind: &|ip| binds.bind_for(ip, path_id),
+            bind: &|ip| binds.bind_for(ip, &path),
             order: &|addresses| Self::order(strategy.pick, addresses),
         };
         let mut connected = happy_eyeballs(&racing, leg.target).await?;
@@ -149,7 +149,7 @@ impl Direct {
         leg: &Leg<'_>,
         binds: &(dyn Binds + Sync),
     ) -> Result<SocketAddr, TaskError> {
-        // Path ids pick binds for TCP only: the UDP socket is bound without the leg.
+        // Paths pick binds for TCP only: the UDP socket is bound without the leg.
         let (target, strategy) = (leg.target, self.strategy(leg));
         let mut addresses = match &target.host {
             Host::Ip(ip) => vec![ip.to_canonical()],
@@ -163,7 +163,7 @@ impl Direct {
         };
         let usable = |ip: IpAddr| {
             self.allowed(ip)
-                .and_then(|()| binds.bind_for(ip, None).map(|_| ()))
+                .and_then(|()| binds.bind_for(ip, &PathChoice::default()).map(|_| ()))
         };
         addresses.retain(|ip| usable(*ip).is_ok());
         Self::order(strategy.pick, &mut addresses);
@@ -182,7 +182,7 @@ impl Direct {
         binds: &(dyn Binds + Sync),
     ) -> Result<LimitedSocket, TaskError> {
         let bind = binds
-            .bind_for(target.ip(), None)?
+            .bind_for(target.ip(), &PathChoice::default())?
             .unwrap_or(super::connect::any_address_for(target).ip());
         let socket = std::net::UdpSocket::bind(SocketAddr::new(bind, 0))
             .and_then(|s| s.set_nonblocking(true).map(|_| s))

@@ -8,13 +8,14 @@ use g3proxy_shared::config::escapers::DirectFixedConfig;
 use g3proxy_shared::config::servers::ProxyProtocol;
 
 use super::direct::{Binds, Direct};
-use super::{Connected, Dependencies, EscaperOps, Leg, LimitedSocket};
+use super::{Connected, Dependencies, EscaperOps, Leg, LimitedSocket, PathChoice};
 use crate::error::TaskError;
 use crate::pick::random_index;
 
 pub struct DirectFixedEscaper {
     direct: Direct,
     bind_ip: Vec<IpAddr>,
+    enable_path_selection: bool,
 }
 
 impl DirectFixedEscaper {
@@ -22,19 +23,29 @@ impl DirectFixedEscaper {
         Ok(DirectFixedEscaper {
             direct: Direct::build(&config.direct, deps),
             bind_ip: config.bind_ip.clone(),
+            enable_path_selection: config.enable_path_selection,
         })
     }
 }
 
 impl Binds for DirectFixedEscaper {
-    fn bind_for(&self, target: IpAddr, _: Option<&str>) -> Result<Option<IpAddr>, TaskError> {
+    fn bind_for(&self, target: IpAddr, path: &PathChoice<'_>) -> Result<Option<IpAddr>, TaskError> {
         let same_family: Vec<IpAddr> = self
             .bind_ip
             .iter()
             .copied()
             .filter(|ip| ip.is_ipv4() == target.is_ipv4())
             .collect();
-        Ok((!same_family.is_empty()).then(|| same_family[random_index(same_family.len())]))
+        if same_family.is_empty() {
+            return Ok(None);
+        }
+        let index = match self.enable_path_selection {
+            true => path.index(same_family.len()),
+            false => None,
+        };
+        Ok(Some(
+            same_family[index.unwrap_or_else(|| random_index(same_family.len()))],
+        ))
     }
 }
 

@@ -7,12 +7,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
-use g3proxy_shared::config::escapers::{DirectFloatConfig, FloatBinds};
+use g3proxy_shared::config::escapers::{DirectFloatConfig, FloatBinds, parse_bind};
 use g3proxy_shared::config::servers::ProxyProtocol;
 use g3proxy_shared::ipc::worker::Published;
 
 use super::direct::{Binds, Direct};
-use super::{Connected, Dependencies, EscaperOps, Latest, Leg, LimitedSocket};
+use super::{Connected, Dependencies, EscaperOps, Latest, Leg, LimitedSocket, PathChoice};
 use crate::error::TaskError;
 use crate::pick::random_index;
 
@@ -31,7 +31,30 @@ impl DirectFloatEscaper {
 }
 
 impl Binds for DirectFloatEscaper {
-    fn bind_for(&self, target: IpAddr, path_id: Option<&str>) -> Result<Option<IpAddr>, TaskError> {
+    /// The user's id picks among the published binds, the user's value is the bind itself
+    /// (g3's order); else one at random.
+    fn bind_for(&self, target: IpAddr, path: &PathChoice<'_>) -> Result<Option<IpAddr>, TaskError> {
+        let family_name = if target.is_ipv4() { "IPv4" } else { "IPv6" };
+        let unreachable =
+            |what: String| TaskError::UpstreamUnreachable(std::io::Error::other(what));
+        if path.id.is_none()
+            && let Some(value) = path.value
+        {
+            let bind = parse_bind(value)
+                .map_err(|e| unreachable(format!("the user's egress path value: {e}")))?;
+            if !bind.is_usable() {
+                return Err(unreachable(
+                    "the user's egress path bind has expired".into(),
+                ));
+            }
+            if bind.ip.is_ipv4() != target.is_ipv4() {
+                return Err(unreachable(format!(
+                    "the user's egress path bind {} is not an {family_name} address",
+                    bind.ip
+                )));
+            }
+            return Ok(Some(bind.ip));
+        }
         let binds = self
             .binds
             .read()
@@ -45,18 +68,15 @@ impl Binds for DirectFloatEscaper {
         let usable: Vec<IpAddr> = family
             .iter()
             .filter(|bind| bind.is_usable())
-            .filter(|bind| path_id.is_none_or(|id| bind.id.as_deref() == Some(id)))
+            .filter(|bind| path.id.is_none_or(|id| bind.id.as_deref() == Some(id)))
             .map(|bind| bind.ip)
             .collect();
         match usable.is_empty() {
-            true => Err(TaskError::UpstreamUnreachable(std::io::Error::other(
-                format!(
-                    "no bind address published for {}{}",
-                    if target.is_ipv4() { "IPv4" } else { "IPv6" },
-                    path_id
-                        .map(|id| format!(" with id {id}"))
-                        .unwrap_or_default()
-                ),
+            true => Err(unreachable(format!(
+                "no bind address published for {family_name}{}",
+                path.id
+                    .map(|id| format!(" with id {id}"))
+                    .unwrap_or_default()
             ))),
             false => Ok(Some(usable[random_index(usable.len())])),
         }

@@ -94,6 +94,31 @@ pub struct Leg<'a> {
     pub escaper: &'a str,
 }
 
+/// A task's path selection for one escaper (g3's egress path selection): the request's
+/// number (`egress_path_selection_header`), the user's id (`egress_path_id_map`) and value
+/// (`egress_path_value_map`). UDP takes none of them, as in g3.
+#[derive(Clone, Copy, Default)]
+pub struct PathChoice<'a> {
+    pub number: Option<usize>,
+    pub id: Option<&'a str>,
+    pub value: Option<&'a serde_json::Value>,
+}
+
+impl PathChoice<'_> {
+    /// Which of `len` paths the number picks, as g3 maps it: 1 to `len` are themselves, 0 is
+    /// the last, larger ones wrap around.
+    pub fn index(&self, len: usize) -> Option<usize> {
+        let number = self.number?;
+        if len == 0 {
+            return None;
+        }
+        Some(match number {
+            0 => len - 1,
+            number => (number - 1) % len,
+        })
+    }
+}
+
 impl<'a> Leg<'a> {
     /// The same task toward `target`.
     pub fn to<'b>(&self, target: &'b HostPort) -> Leg<'b>
@@ -107,24 +132,35 @@ impl<'a> Leg<'a> {
         self.client.ip()
     }
 
-    /// Which of `len` paths the request picks here, as g3 maps a number: 1 to `len` are
-    /// themselves, 0 is the last, larger ones wrap around.
+    /// Which of `len` paths the request picks here (see [`PathChoice::index`]).
     pub fn path_index(&self, len: usize) -> Option<usize> {
-        let (_, id) = self.egress_path.filter(|(name, _)| *name == self.escaper)?;
-        if len == 0 {
-            return None;
-        }
-        Some(match id {
-            0 => len - 1,
-            id => (id - 1) % len,
-        })
+        self.path_choice().index(len)
     }
 
     /// The path the user's `egress_path_id_map` names for this escaper (a published
-    /// bind's id, a next escaper's name).
+    /// bind's id, a peer's id, a next escaper's name).
     pub fn path_id(&self) -> Option<&'a str> {
         let map = self.user_config()?.egress_path_id_map.as_ref()?;
         map.get(self.escaper).map(String::as_str)
+    }
+
+    /// What the user's `egress_path_value_map` gives this escaper whole (a bind, a peer).
+    pub fn path_value(&self) -> Option<&'a serde_json::Value> {
+        let map = self.user_config()?.egress_path_value_map.as_ref()?;
+        map.get(self.escaper)
+    }
+
+    /// Every path selection the task makes for this escaper, in g3's order: the user's
+    /// (id, then value) before the request's number.
+    pub fn path_choice(&self) -> PathChoice<'a> {
+        PathChoice {
+            number: self
+                .egress_path
+                .filter(|(name, _)| *name == self.escaper)
+                .map(|(_, number)| number),
+            id: self.path_id(),
+            value: self.path_value(),
+        }
     }
 
     /// The same leg shown to `escaper`.

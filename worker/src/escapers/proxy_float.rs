@@ -3,14 +3,15 @@
 //! expiry. A publish is turned once into ready next hops, each the runtime of the fixed type
 //! it is (`proxy_http.rs`, `proxy_socks5.rs`) over one address (UDP through the SOCKS5 ones
 //! only); a task takes one at random among those not within `expire_guard_duration` of
-//! their expiry.
+//! their expiry, or the one its user's `egress_path_id_map` names by `id`, or the peer its
+//! user's `egress_path_value_map` gives whole.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use g3proxy_shared::config::escapers::{
     FloatPeer, HttpPeerKeys, NextHopConfig, PeerKind, PeerTlsConfig, ProxyFloatConfig,
-    ProxyHttpConfig, ProxySocks5Config,
+    ProxyHttpConfig, ProxySocks5Config, parse_peer,
 };
 use g3proxy_shared::ipc::worker::Published;
 
@@ -25,7 +26,7 @@ pub struct ProxyFloatEscaper {
     /// The TLS client of the `https` and `socks5s` peers: the config's, or the system's CAs,
     /// read once.
     tls_client: std::sync::OnceLock<Option<g3proxy_shared::config::tls::TlsClientConfig>>,
-    peers: RwLock<Latest<Arc<Vec<Peer>>>>,
+    peers: RwLock<Latest<Arc<Vec<Arc<Peer>>>>>,
 }
 
 /// A published peer, ready to connect through.
@@ -99,23 +100,49 @@ impl ProxyFloatEscaper {
         built.map_err(|e| format!("peer {}: {e}", peer.addr))
     }
 
-    /// A peer not about to expire, at random.
-    fn pick(&self) -> Result<(Arc<Vec<Peer>>, usize), TaskError> {
+    /// The peer for `leg`: the published one with the user's id, or the user's own value
+    /// (g3's order), else one at random; never one within `expire_guard_duration` of its
+    /// expiry.
+    fn pick(&self, leg: &Leg<'_>) -> Result<Arc<Peer>, TaskError> {
+        let unreachable =
+            |what: String| TaskError::UpstreamUnreachable(std::io::Error::other(what));
+        let guard = self.config.expire_guard_duration.0.as_secs();
+        let path = leg.path_choice();
+        if path.id.is_none()
+            && let Some(value) = path.value
+        {
+            let published = parse_peer(value)
+                .map_err(|e| unreachable(format!("the user's egress path value: {e}")))?;
+            if !published.is_usable(guard) {
+                return Err(unreachable(
+                    "the user's egress path peer has expired".into(),
+                ));
+            }
+            let runtime = self.runtime_of(&published).map_err(unreachable)?;
+            return Ok(Arc::new(Peer { published, runtime }));
+        }
         let peers = self
             .peers
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .value
             .clone();
-        let guard = self.config.expire_guard_duration.0.as_secs();
-        let usable: Vec<usize> = (0..peers.len())
-            .filter(|i| peers[*i].published.is_usable(guard))
+        let usable: Vec<&Arc<Peer>> = peers
+            .iter()
+            .filter(|peer| peer.published.is_usable(guard))
+            .filter(|peer| {
+                path.id
+                    .is_none_or(|id| peer.published.id.as_deref() == Some(id))
+            })
             .collect();
-        match usable.is_empty() {
-            true => Err(TaskError::UpstreamUnreachable(std::io::Error::other(
-                "no published next-hop proxy is usable (none, or all expired)",
+        match (usable.is_empty(), path.id) {
+            (true, None) => Err(unreachable(
+                "no published next-hop proxy is usable (none, or all expired)".into(),
+            )),
+            (true, Some(id)) => Err(unreachable(format!(
+                "no usable published next-hop proxy with id {id}"
             ))),
-            false => Ok((peers, usable[random_index(usable.len())])),
+            (false, _) => Ok(usable[random_index(usable.len())].clone()),
         }
     }
 }
@@ -125,31 +152,30 @@ impl EscaperOps for ProxyFloatEscaper {
         let peers = FloatPeer::parse_all(&published.text)?
             .into_iter()
             .map(|peer| {
-                Ok(Peer {
+                Ok(Arc::new(Peer {
                     runtime: self.runtime_of(&peer)?,
                     published: peer,
-                })
+                }))
             })
-            .collect::<Result<Vec<Peer>, String>>()?;
+            .collect::<Result<Vec<Arc<Peer>>, String>>()?;
         let mut latest = self.peers.write().unwrap_or_else(|e| e.into_inner());
         latest.replace(published.sequence, Arc::new(peers));
         Ok(())
     }
 
     async fn tcp_connect(&self, leg: &Leg<'_>) -> Result<Connected, TaskError> {
-        let (peers, index) = self.pick()?;
-        match &peers[index].runtime {
+        match &self.pick(leg)?.runtime {
             PeerRuntime::Http(peer) => peer.tcp_connect(leg).await,
             PeerRuntime::Socks5(peer) => peer.tcp_connect(leg).await,
         }
     }
 
     async fn http_forward(&self, leg: &Leg<'_>, tls: bool) -> Option<Result<Forward, TaskError>> {
-        let (peers, index) = match self.pick() {
+        let peer = match self.pick(leg) {
             Ok(picked) => picked,
             Err(error) => return Some(Err(error)),
         };
-        match &peers[index].runtime {
+        match &peer.runtime {
             PeerRuntime::Http(peer) => peer.http_forward(leg, tls).await,
             // Over a SOCKS5 tunnel, in origin form: `tcp_connect` picks again.
             PeerRuntime::Socks5(peer) => peer.http_forward(leg, tls).await,
@@ -157,11 +183,11 @@ impl EscaperOps for ProxyFloatEscaper {
     }
 
     async fn udp_associate(&self, leg: &Leg<'_>) -> Option<Result<PeerAssociation, TaskError>> {
-        let (peers, index) = match self.pick() {
+        let peer = match self.pick(leg) {
             Ok(picked) => picked,
             Err(error) => return Some(Err(error)),
         };
-        match &peers[index].runtime {
+        match &peer.runtime {
             PeerRuntime::Http(_) => Some(Err(TaskError::Unsupported(
                 "udp through an http peer".into(),
             ))),

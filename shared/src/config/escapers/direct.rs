@@ -46,8 +46,6 @@ pub struct DirectConfig {
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub resolve_redirection: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub enable_path_selection: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub bind_foreign: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub bind_foreign_port: (),

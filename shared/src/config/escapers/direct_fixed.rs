@@ -21,6 +21,9 @@ pub struct DirectFixedConfig {
     pub direct: DirectConfig,
     /// Local addresses to connect from; one is picked at random per connection.
     pub bind_ip: Vec<IpAddr>,
+    /// A request's path number (`egress_path_selection_header`) picks the bind address of
+    /// the target's family by its place, as g3 maps numbers.
+    pub enable_path_selection: bool,
 }
 
 impl DirectFixedConfig {
@@ -29,12 +32,15 @@ impl DirectFixedConfig {
         struct Own {
             #[serde(default)]
             bind_ip: Vec<IpAddr>,
+            #[serde(default)]
+            enable_path_selection: bool,
         }
         let direct = parts.decode()?;
         let own: Own = parts.decode()?;
         Ok(DirectFixedConfig {
             direct,
             bind_ip: own.bind_ip,
+            enable_path_selection: own.enable_path_selection,
         })
     }
 }

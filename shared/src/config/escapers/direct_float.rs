@@ -116,7 +116,8 @@ impl FloatBinds {
     }
 }
 
-fn parse_bind(value: &Value) -> Result<FloatBind, String> {
+/// One bind: an address, or `{ip, id, isp, eip, area, expire}`.
+pub fn parse_bind(value: &Value) -> Result<FloatBind, String> {
     let ip_of = |value: &Value| -> Result<IpAddr, String> {
         value
             .as_str()

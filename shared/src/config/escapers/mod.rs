@@ -26,11 +26,11 @@ pub use direct::{
     TcpConnectConfig,
 };
 pub use direct_fixed::DirectFixedConfig;
-pub use direct_float::{DirectFloatConfig, FloatBind, FloatBinds};
+pub use direct_float::{DirectFloatConfig, FloatBind, FloatBinds, parse_bind};
 pub use divert_tcp::{DEFAULT_DIVERT_PORT, DivertTcpConfig};
 pub use dummy_deny::DummyDenyConfig;
 pub use next_hop::{NextHopConfig, PeerTlsConfig};
-pub use proxy_float::{FloatPeer, FloatSource, PeerKind, ProxyFloatConfig};
+pub use proxy_float::{FloatPeer, FloatSource, PeerKind, ProxyFloatConfig, parse_peer};
 pub use proxy_http::{
     DEFAULT_HTTP_PROXY_PORT, HttpForwardCapability, HttpPeerKeys, ProxyHttpConfig,
 };

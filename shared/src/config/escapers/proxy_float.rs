@@ -123,8 +123,8 @@ pub enum PeerKind {
 
 /// One published peer: `{"type": "http|https|socks5|socks5s", "addr": "ip:port", "expire":
 /// …, "username", "password", "tls_name", "tcp_sock_speed_limit", "id", "isp", "eip",
-/// "area"}` (`id`, `isp`, `eip`, `area` describe the egress for g3's path selection and
-/// metrics and are not used here).
+/// "area"}` (`id` names the peer for a user's `egress_path_id_map`; `isp`, `eip`, `area`
+/// describe the egress for g3's metrics and are not used here).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FloatPeer {
     pub kind: PeerKind,
@@ -134,6 +134,7 @@ pub struct FloatPeer {
     pub password: Option<Secret>,
     pub tls_name: Option<String>,
     pub tcp_sock_speed_limit: Option<SpeedLimit>,
+    pub id: Option<String>,
 }
 
 impl FloatPeer {
@@ -158,7 +159,8 @@ impl FloatPeer {
     }
 }
 
-fn parse_peer(value: &Value) -> Result<FloatPeer, String> {
+/// One peer, as a publish or a user's `egress_path_value_map` gives it.
+pub fn parse_peer(value: &Value) -> Result<FloatPeer, String> {
     let Value::Object(map) = value else {
         return Err("a peer is a map".into());
     };
@@ -192,6 +194,7 @@ fn parse_peer(value: &Value) -> Result<FloatPeer, String> {
         password: None,
         tls_name: None,
         tcp_sock_speed_limit: None,
+        id: text("id")?,
     };
     for (key, value) in map {
         match crate::config::normalize_key(key).as_str() {

@@ -112,6 +112,10 @@ pub struct UserConfig {
     /// that name).
     #[serde(default)]
     pub egress_path_id_map: Option<std::collections::BTreeMap<String, String>>,
+    /// g3's path selection by value: escaper name → what it takes for the user, given
+    /// whole (a `direct_float`'s bind, a `proxy_float`'s peer, in their publish forms).
+    #[serde(default)]
+    pub egress_path_value_map: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     /// Targets with metrics and settings of their own (`site.rs`).
     #[serde(default)]
     pub explicit_sites: ExplicitSites,
@@ -125,8 +129,6 @@ pub struct UserConfig {
     // g3proxy keys this build refuses until they are enforced (see the module comment).
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub audit: (),
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub egress_path_value_map: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub udp_remote_misc_opts: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
