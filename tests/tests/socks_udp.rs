@@ -3,7 +3,8 @@
 //! relays each datagram to its own target and labels answers with their source; the reply
 //! announces the bound port in the configured range, or the transmuted address; closing the
 //! TCP control connection ends the session; the server's and the escaper's
-//! `udp_sock_speed_limit` drop what goes over them.
+//! `udp_sock_speed_limit` drop what goes over them; the escaper's `udp_misc_opts` set the
+//! TTL and TOS the target sees.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -94,4 +95,40 @@ fn answers_to_six(group: &Group, server: &str) -> usize {
         answers += 1;
     }
     answers
+}
+
+/// A UDP echo that answers with the TTL and TOS its datagram arrived with.
+const IP_REPORTING_ECHO: &str = r#"
+import socket, sys
+# Linux's values where this Python lacks the names.
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IP_RECVTOS = getattr(socket, "IP_RECVTOS", 13)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+s.setsockopt(socket.IPPROTO_IP, IP_RECVTOS, 1)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    data, ancillary, _, source = s.recvmsg(2048, 256)
+    seen = {}
+    for level, kind, value in ancillary:
+        if level == socket.IPPROTO_IP and kind == socket.IP_TTL:
+            seen["ttl"] = int.from_bytes(value[:4], sys.byteorder)
+        if level == socket.IPPROTO_IP and kind == socket.IP_TOS:
+            seen["tos"] = value[0]
+    s.sendto(("ttl=%s tos=%s" % (seen.get("ttl"), seen.get("tos"))).encode(), source)
+"#;
+
+#[test]
+fn the_escapers_udp_misc_opts_reach_the_target() {
+    let echo = g3proxy_tests::PythonPeer::start(IP_REPORTING_ECHO, &[]);
+    let target = SocketAddr::from(([127, 0, 0, 1], echo.port));
+    let mut group = Group::new("udp");
+    group.start();
+    for (server, seen) in [("marked", "ttl=7 tos=32"), ("associate", "ttl=64 tos=0")] {
+        let client = client_socket();
+        let (_control, relay) = associate(port(&group, server), &client);
+        let (_, answer) = exchange(&client, relay, target, b"how").expect("an answer");
+        assert_eq!(String::from_utf8_lossy(&answer), seen, "{server}");
+    }
 }

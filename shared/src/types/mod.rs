@@ -20,7 +20,7 @@ pub use humanize::{HumanDuration, HumanSize, MAX_DURATION};
 pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};
 pub use rate::RateQuota;
-pub use sockopt::{TcpKeepalive, TcpMiscOpts};
+pub use sockopt::{TcpKeepalive, TcpMiscOpts, UdpMiscOpts};
 pub use speed::{GlobalSpeedLimit, SpeedLimit};
 pub use token::{Token, constant_time_eq, hex, password_digest};
 pub use transmute::TransmuteIp;

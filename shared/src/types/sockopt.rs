@@ -1,7 +1,7 @@
-//! `tcp_misc_opts`: socket options g3proxy sets on a server's accepted connections: Nagle,
-//! MSS, TTL / hop limit, TOS / traffic class, the congestion control algorithm and the
-//! netfilter mark. Unset options are left as the kernel has them. (Escapers take the same
-//! key for their outgoing connections once they apply it.)
+//! `tcp_misc_opts`: socket options g3proxy sets on a server's accepted connections and an
+//! escaper's outgoing ones: Nagle, MSS, TTL / hop limit, TOS / traffic class, the congestion
+//! control algorithm and the netfilter mark; `udp_misc_opts`, the IP-level ones of those for
+//! an escaper's UDP sockets. Unset options are left as the kernel has them.
 
 use serde::Deserialize;
 
@@ -16,14 +16,42 @@ pub struct TcpMiscOpts {
     pub time_to_live: Option<u8>,
     #[serde(default, deserialize_with = "nonzero")]
     pub hop_limit: Option<u8>,
-    #[serde(default, alias = "tos")]
+    #[serde(default, alias = "tos", deserialize_with = "octet")]
     pub type_of_service: Option<u8>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "octet")]
     pub traffic_class: Option<u8>,
     #[serde(default)]
     pub congestion_control: Option<String>,
     #[serde(default, alias = "mark")]
     pub netfilter_mark: Option<u32>,
+}
+
+/// A TOS or traffic class byte: a number, or hex as operators write it (`0x20`; YAML 1.2
+/// reads that as a string).
+fn octet<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    struct OctetVisitor;
+    impl serde::de::Visitor<'_> for OctetVisitor {
+        type Value = u8;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("0 to 255, or 0x00 to 0xff")
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u8, E> {
+            u8::try_from(n).map_err(|_| E::custom(format!("{n} is out of range: 0 to 255")))
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u8, E> {
+            u8::try_from(n).map_err(|_| E::custom(format!("{n} is out of range: 0 to 255")))
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<u8, E> {
+            let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+                Some(digits) => u8::from_str_radix(digits, 16).ok(),
+                None => text.parse().ok(),
+            };
+            parsed.ok_or_else(|| {
+                E::custom(format!("invalid byte {text:?}: 0 to 255, or 0x00 to 0xff"))
+            })
+        }
+    }
+    deserializer.deserialize_any(OctetVisitor).map(Some)
 }
 
 /// A TTL or hop limit: 1 to 255 (0 would not leave the host).
@@ -34,6 +62,23 @@ fn nonzero<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u
         )),
         n => Ok(Some(n)),
     }
+}
+
+/// `udp_misc_opts`: TTL / hop limit, TOS / traffic class and the netfilter mark of an
+/// escaper's UDP sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpMiscOpts {
+    #[serde(default, alias = "ttl", deserialize_with = "nonzero")]
+    pub time_to_live: Option<u8>,
+    #[serde(default, deserialize_with = "nonzero")]
+    pub hop_limit: Option<u8>,
+    #[serde(default, alias = "tos", deserialize_with = "octet")]
+    pub type_of_service: Option<u8>,
+    #[serde(default, deserialize_with = "octet")]
+    pub traffic_class: Option<u8>,
+    #[serde(default, alias = "mark")]
+    pub netfilter_mark: Option<u32>,
 }
 
 /// The smaller of two optional settings, or the one given.
@@ -172,6 +217,23 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn tos_and_traffic_class_take_hex() {
+        let opts: UdpMiscOpts =
+            serde_json::from_str(r#"{"tos": "0x20", "traffic_class": 184, "ttl": 7}"#).unwrap();
+        assert_eq!(
+            (opts.type_of_service, opts.traffic_class, opts.time_to_live),
+            (Some(32), Some(184), Some(7))
+        );
+        for bad in [
+            r#"{"tos": 300}"#,
+            r#"{"tos": "0x1ff"}"#,
+            r#"{"tos": "high"}"#,
+        ] {
+            assert!(serde_json::from_str::<UdpMiscOpts>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_users_options_combine_as_g3_combines_them() {

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use g3proxy_shared::config::escapers::{
     FloatPeer, HttpPeerKeys, NextHopConfig, PeerKind, PeerTlsConfig, ProxyFloatConfig,
-    ProxyHttpConfig, ProxySocks5Config, parse_peer,
+    ProxyHttpConfig, ProxySocks5Config, Socks5PeerKeys, parse_peer,
 };
 use g3proxy_shared::ipc::worker::Published;
 
@@ -91,7 +91,10 @@ impl ProxyFloatEscaper {
             PeerKind::Socks5 | PeerKind::Socks5s => {
                 let socks = ProxySocks5Config {
                     next_hop,
-                    socks: Default::default(),
+                    socks: Socks5PeerKeys {
+                        udp_misc_opts: config.udp_misc_opts,
+                        ..Default::default()
+                    },
                     tls,
                 };
                 ProxySocks5Escaper::build(&socks, &deps).map(PeerRuntime::Socks5)

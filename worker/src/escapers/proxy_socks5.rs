@@ -14,12 +14,13 @@ use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::escapers::{
     DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config, Socks5PeerKeys,
 };
+use g3proxy_shared::types::UdpMiscOpts;
 
 use tokio::net::UdpSocket;
 
 use super::next_hop::NextHop;
 use super::{Connected, Dependencies, EscaperOps, Leg, LimitedSocket, PeerAssociation};
-use crate::conn::{Stream, read_exact, write_all_within};
+use crate::conn::{Stream, read_exact, sockopt, write_all_within};
 use crate::error::TaskError;
 
 pub struct ProxySocks5Escaper {
@@ -148,6 +149,12 @@ impl ProxySocks5Escaper {
             }
         };
         socket.connect(relay).await.map_err(TaskError::UpstreamIo)?;
+        let misc = &self.udp.udp_misc_opts;
+        if *misc != UdpMiscOpts::default()
+            && let Err(e) = sockopt::apply_udp(&socket, relay.is_ipv6(), misc)
+        {
+            tracing::debug!("udp_misc_opts toward {relay}: {e}");
+        }
         Ok(PeerAssociation::new(
             connected.stream,
             LimitedSocket::new(socket, self.udp.udp_sock_speed_limit.as_ref()),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::config::servers::ProxyProtocol;
-use crate::types::{HumanDuration, NetworkAcl, SpeedLimit, TcpKeepalive, TcpMiscOpts};
+use crate::types::{HumanDuration, NetworkAcl, SpeedLimit, TcpKeepalive, TcpMiscOpts, UdpMiscOpts};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DirectConfig {
@@ -41,8 +41,9 @@ pub struct DirectConfig {
     /// Per socket toward targets: upload is what we send. A datagram over it is dropped.
     #[serde(default, alias = "udp_relay_speed_limit", alias = "udp_relay_limit")]
     pub udp_sock_speed_limit: Option<SpeedLimit>,
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub udp_misc_opts: (),
+    /// IP-level options of the escaper's UDP sockets.
+    #[serde(default)]
+    pub udp_misc_opts: UdpMiscOpts,
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]
     pub resolve_redirection: (),
     #[serde(default, deserialize_with = "crate::config::de::not_yet")]

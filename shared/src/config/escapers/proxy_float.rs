@@ -14,7 +14,9 @@ use super::direct_float::parse_expire;
 use super::next_hop::check_login;
 use super::{EscaperKind, TcpConnectConfig};
 use crate::config::tls::TlsClientConfig;
-use crate::types::{Expire, HumanDuration, Secret, SpeedLimit, TcpKeepalive, TcpMiscOpts};
+use crate::types::{
+    Expire, HumanDuration, Secret, SpeedLimit, TcpKeepalive, TcpMiscOpts, UdpMiscOpts,
+};
 
 impl EscaperKind for ProxyFloatConfig {}
 
@@ -50,8 +52,9 @@ pub struct ProxyFloatConfig {
     /// How often a `redis` source is read; the passive source has nothing to read.
     #[serde(default)]
     pub refresh_interval: Option<HumanDuration>,
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub udp_misc_opts: (),
+    /// IP-level options of the escaper's UDP sockets.
+    #[serde(default)]
+    pub udp_misc_opts: UdpMiscOpts,
 }
 
 fn default_expire_guard() -> HumanDuration {

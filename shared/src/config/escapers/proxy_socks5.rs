@@ -9,7 +9,7 @@ use super::EscaperKind;
 use super::next_hop::{NextHopConfig, PeerTlsConfig};
 use crate::config::de::Parts;
 use crate::config::error::ConfigError;
-use crate::types::{SpeedLimit, TransmuteIp};
+use crate::types::{SpeedLimit, TransmuteIp, UdpMiscOpts};
 
 /// The next hop's port when `proxy_addr` names none.
 pub const DEFAULT_SOCKS_PROXY_PORT: u16 = 1080;
@@ -67,6 +67,7 @@ pub struct Socks5PeerKeys {
         alias = "relay_limit"
     )]
     pub udp_sock_speed_limit: Option<SpeedLimit>,
-    #[serde(default, deserialize_with = "crate::config::de::not_yet")]
-    pub udp_misc_opts: (),
+    /// IP-level options of the escaper's UDP sockets.
+    #[serde(default)]
+    pub udp_misc_opts: UdpMiscOpts,
 }
