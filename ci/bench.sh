@@ -16,8 +16,8 @@
 #     HAProxy in HTTP mode and nginx as a reverse proxy (each with X-Forwarded-For and kept
 #     upstream connections), in the default runtime and with a worker process per core
 #   - HTTP forward keep-alive small requests/s with StatsD metrics and task logs (syslog over
-#     UDP) on (a second group whose only difference is its stat and log sections), beside the
-#     same without
+#     UDP, and fluentd over TCP) on (groups whose only difference is their stat and log
+#     sections), beside the same without
 #   - HTTP forward keep-alive small requests/s with Basic auth (a user group of 100 static
 #     users and 10,000 dynamic ones from a file; a static and a dynamic user logging in),
 #     beside the same proxy without users
@@ -62,7 +62,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Every port at once, held together while they are picked: distinct from one another.
-read -r P_ORIGIN P_HTTP P_SOCKS P_SQUID P_ECHO P_TLSPORT P_HTTPS P_HAPROXY P_STREAM P_HAPROXY_TCP P_RPROXY P_HAPROXY_HTTP P_NGINX_PROXY P_RPROXY_W P_AUTH P_STAT P_STATSD P_DNS P_CHAIN P_NAMED P_NAMED_H P_G3_HTTP P_G3_CHAIN P_G3_NAMED < <(python3 - 24 <<'PY'
+read -r P_ORIGIN P_HTTP P_SOCKS P_SQUID P_ECHO P_TLSPORT P_HTTPS P_HAPROXY P_STREAM P_HAPROXY_TCP P_RPROXY P_HAPROXY_HTTP P_NGINX_PROXY P_RPROXY_W P_AUTH P_STAT P_STATSD P_DNS P_CHAIN P_NAMED P_NAMED_H P_G3_HTTP P_G3_CHAIN P_G3_NAMED P_FLUENT P_STAT_F < <(python3 - 26 <<'PY'
 import socket, sys
 held = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in held:
@@ -226,6 +226,31 @@ server:
 CONF
 target/release/g3proxy -c "$work/g3proxy-s.yml" -G bench-s -C "$work/run-s" 2>"$work/g3proxy-s.log" & pids+=($!)
 
+# The same with task logs to fluentd (the forward protocol over TCP, written in batches) into
+# a receiver that reads and drops the stream.
+python3 -c '
+import socket, sys, threading
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen(8)
+def drain(connection):
+    while connection.recv(1 << 20):
+        pass
+while True:
+    connection, _ = listener.accept()
+    threading.Thread(target=drain, args=(connection,), daemon=True).start()
+' "$P_FLUENT" & pids+=($!)
+mkdir -p "$work/run-f"
+cat > "$work/g3proxy-f.yml" <<CONF
+stat: {target: {udp: "127.0.0.1:$P_STATSD"}, emit_interval: 200ms}
+log: {task: {fluentd: {address: "127.0.0.1:$P_FLUENT"}}}
+$modules
+server:
+  - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_STAT_F"}
+CONF
+target/release/g3proxy -c "$work/g3proxy-f.yml" -G bench-f -C "$work/run-f" 2>"$work/g3proxy-f.log" & pids+=($!)
+
 # A name server for the resolver cases: unbound serving bench.test on loopback.
 mkdir -p "$work/unbound"
 cat > "$work/unbound/unbound.conf" <<CONF
@@ -351,7 +376,7 @@ wait_port() {
     tail -n 20 "$work"/*.log "$work"/squid/*.log >&2 || true
     exit 1
 }
-for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY" "$P_RPROXY_W" "$P_AUTH" "$P_STAT" "$P_DNS" "$P_CHAIN" "$P_NAMED" "$P_NAMED_H"; do wait_port "$p"; done
+for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY" "$P_RPROXY_W" "$P_AUTH" "$P_STAT" "$P_STAT_F" "$P_DNS" "$P_CHAIN" "$P_NAMED" "$P_NAMED_H"; do wait_port "$p"; done
 [ -n "${G3PROXY_BIN:-}" ] && for p in "$P_G3_HTTP" "$P_G3_CHAIN" "$P_G3_NAMED"; do wait_port "$p"; done
 
 small="http://127.0.0.1:$P_ORIGIN/small"
@@ -423,6 +448,7 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_auth_static "$(rps -s "$work/forward-static57.lua" "http://127.0.0.1:$P_AUTH/")"
     record rps_auth_dynamic "$(rps -s "$work/forward-dynamic5321.lua" "http://127.0.0.1:$P_AUTH/")"
     record rps_squid "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_SQUID/")"
+    record rps_stat_fluentd "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_STAT_F/")"
     record rps_stat "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_STAT/")"
     record hs_g3 "$(rps -s "$work/handshake.lua" "https://127.0.0.1:$P_TLSPORT/")"
     record hs_haproxy "$(rps -s "$work/handshake-direct.lua" "https://127.0.0.1:$P_HAPROXY/")"
@@ -524,7 +550,8 @@ echo "[7] Basic auth on every request, a group of 100 static and 10,000 dynamic 
 echo
 printf '%-44s %12s %12s %10s\n' "metrics and task logs" "with both" "without" "/without"
 printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, stat and log on [8]" "$(m rps_stat)" "$(m rps_forward)" "$(ratio "$(m rps_stat)" "$(m rps_forward)")"
-echo "[8] the same http_proxy in a group of its own with a stat section (200ms, UDP) and task logs to syslog (UDP): an event per request."
+printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, stat and fluentd [8]" "$(m rps_stat_fluentd)" "$(m rps_forward)" "$(ratio "$(m rps_stat_fluentd)" "$(m rps_forward)")"
+echo "[8] the same http_proxy in a group of its own with a stat section (200ms, UDP) and task logs to syslog (UDP: a datagram per event), or to fluentd (TCP, batched): an event per request."
 echo
 printf '%-44s %12s %12s %10s\n' "chaining and names" "ours" "beside" "/beside"
 printf '%-44s %12.0f %12.0f %10s\n' "forward req/s through two of ours [9]" "$(m rps_chain)" "$(m rps_forward)" "$(ratio "$(m rps_chain)" "$(m rps_forward)")"

@@ -193,48 +193,68 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
             out.push(0xcb);
             out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
-        Value::Str(text) => {
-            let len = text.len();
-            match len {
-                0..=31 => out.push(0xa0 | len as u8),
-                _ => length(len, [0xd9, 0xda, 0xdb], out),
-            }
-            out.extend_from_slice(text.as_bytes());
-        }
+        Value::Str(text) => encode_str(text, out),
         Value::Bin(bytes) => {
             length(bytes.len(), [0xc4, 0xc5, 0xc6], out);
             out.extend_from_slice(bytes);
         }
         Value::Array(items) => {
-            match items.len() {
-                len @ 0..=15 => out.push(0x90 | len as u8),
-                len => length(len, [0, 0xdc, 0xdd], out),
-            }
+            encode_array_len(items.len(), out);
             items.iter().for_each(|item| encode(item, out));
         }
         Value::Map(entries) => {
-            match entries.len() {
-                len @ 0..=15 => out.push(0x80 | len as u8),
-                len => length(len, [0, 0xde, 0xdf], out),
-            }
+            encode_map_len(entries.len(), out);
             for (key, value) in entries {
                 encode(key, out);
                 encode(value, out);
             }
         }
-        Value::Ext(kind, bytes) => {
-            match bytes.len() {
-                1 => out.push(0xd4),
-                2 => out.push(0xd5),
-                4 => out.push(0xd6),
-                8 => out.push(0xd7),
-                16 => out.push(0xd8),
-                len => length(len, [0xc7, 0xc8, 0xc9], out),
-            }
-            out.push(*kind as u8);
-            out.extend_from_slice(bytes);
-        }
+        Value::Ext(kind, bytes) => encode_ext(*kind, bytes, out),
     }
+}
+
+// The same piece by piece, for a writer that encodes straight from its own data.
+
+pub fn encode_str(text: &str, out: &mut Vec<u8>) {
+    let len = text.len();
+    match len {
+        0..=31 => out.push(0xa0 | len as u8),
+        _ => length(len, [0xd9, 0xda, 0xdb], out),
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+pub fn encode_uint(n: u64, out: &mut Vec<u8>) {
+    encode_int(i128::from(n), out);
+}
+
+/// The head of an array of `len` items (the items follow).
+pub fn encode_array_len(len: usize, out: &mut Vec<u8>) {
+    match len {
+        0..=15 => out.push(0x90 | len as u8),
+        _ => length(len, [0, 0xdc, 0xdd], out),
+    }
+}
+
+/// The head of a map of `len` entries (each key, then its value, follow).
+pub fn encode_map_len(len: usize, out: &mut Vec<u8>) {
+    match len {
+        0..=15 => out.push(0x80 | len as u8),
+        _ => length(len, [0, 0xde, 0xdf], out),
+    }
+}
+
+pub fn encode_ext(kind: i8, bytes: &[u8], out: &mut Vec<u8>) {
+    match bytes.len() {
+        1 => out.push(0xd4),
+        2 => out.push(0xd5),
+        4 => out.push(0xd6),
+        8 => out.push(0xd7),
+        16 => out.push(0xd8),
+        len => length(len, [0xc7, 0xc8, 0xc9], out),
+    }
+    out.push(kind as u8);
+    out.extend_from_slice(bytes);
 }
 
 /// A length after the marker of its width: 8, 16 or 32 bits (`markers[0]` unused for arrays

@@ -10,10 +10,10 @@ use std::time::{Instant, SystemTime};
 
 use crate::auth::User;
 use crate::conn::{ClientConn, TlsFacts};
-use g3proxy_shared::types::rfc3339_micros;
+use g3proxy_shared::types::Rfc3339Micros;
 
 use crate::context::{ServerCounters, TaskGuard, TaskKind, TaskRegistry};
-use crate::log::{Event, Hex};
+use crate::log::{Elapsed, Event, Hex};
 use g3proxy_proto::HostPort;
 use g3proxy_proto::http1::RequestHead;
 
@@ -445,7 +445,7 @@ impl TaskContext {
             .str("task_type", self.task_type())
             .str("task_id", Hex(&task_uuid(self.id)))
             .str("stage", "Created")
-            .str("start_at", rfc3339_micros(self.started_at))
+            .str("start_at", Rfc3339Micros(self.started_at))
             .opt("user", self.user.as_ref().map(|u| &u.name))
             .str("server_addr", self.local_addr)
             .str("client_addr", self.client_addr);
@@ -484,7 +484,7 @@ impl TaskContext {
             .str("task_type", task_type)
             .str("task_id", Hex(id))
             .str("stage", "Finished")
-            .str("start_at", rfc3339_micros(started_at))
+            .str("start_at", Rfc3339Micros(started_at))
             .opt("user", self.user.as_ref().map(|u| &u.name))
             .opt("escaper", notes.escaper.as_deref())
             .str("reason", notes.reason.get());
@@ -529,9 +529,9 @@ impl TaskContext {
                 "ready_time",
                 notes
                     .connected_at
-                    .map(|at| format!("{:.3?}", at.saturating_duration_since(started))),
+                    .map(|at| Elapsed(at.saturating_duration_since(started))),
             )
-            .str("total_time", format_args!("{:.3?}", started.elapsed()));
+            .str("total_time", Elapsed(started.elapsed()));
         event
     }
 }

@@ -122,17 +122,40 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// A time as g3's logs write it: RFC 3339 in UTC with microseconds
 /// (`2026-11-30T10:20:30.123456Z`).
 pub fn rfc3339_micros(at: std::time::SystemTime) -> String {
-    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
-    let rest = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_micros()
-    )
+    Rfc3339Micros(at).to_string()
+}
+
+/// The same written where it is displayed, without a string of its own: a log event's
+/// times are written into the event's buffer.
+pub struct Rfc3339Micros(pub std::time::SystemTime);
+
+impl std::fmt::Display for Rfc3339Micros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let since = self
+            .0
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = since.as_secs() as i64;
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        let rest = secs.rem_euclid(86_400);
+        // `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`, digit by digit (the formatting machinery costs
+        // more than the rest of an event's fields).
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut value: u64| {
+            for i in (at..at + width).rev() {
+                text[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year.clamp(0, 9999) as u64);
+        put(5, 2, month as u64);
+        put(8, 2, day as u64);
+        put(11, 2, (rest / 3600) as u64);
+        put(14, 2, (rest % 3600 / 60) as u64);
+        put(17, 2, (rest % 60) as u64);
+        put(20, 6, u64::from(since.subsec_micros()));
+        f.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
+    }
 }
 
 /// A time as RFC 3164 writes it, in UTC: `Dec  1 10:20:30`.

@@ -15,7 +15,7 @@ mod token;
 mod transmute;
 mod upstream;
 
-pub use expire::{Expire, rfc3164_stamp, rfc3339_micros};
+pub use expire::{Expire, Rfc3339Micros, rfc3164_stamp, rfc3339_micros};
 pub use humanize::{HumanDuration, HumanSize, MAX_DURATION};
 pub use listen::ListenSpec;
 pub use network_acl::{AclAction, IpNetwork, NetworkAcl};

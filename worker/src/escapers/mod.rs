@@ -55,7 +55,7 @@ use rustls::pki_types::ServerName;
 use crate::auth::{Permit, Site, User};
 use crate::conn::Stream;
 use crate::error::{Forbidden, TaskError};
-use crate::log::{Event, Hex, Logger};
+use crate::log::{Elapsed, Event, Hex, Logger};
 use crate::resolvers::Resolver;
 use crate::task::TaskContext;
 
@@ -544,10 +544,7 @@ impl Escaper {
         };
         let mut event = self.escape_event("TcpConnect", task, permit.target(), error);
         event
-            .str(
-                "tcp_connect_spend",
-                format_args!("{:.3?}", started.elapsed()),
-            )
+            .str("tcp_connect_spend", Elapsed(started.elapsed()))
             .str("reason", reason);
         log.log(event);
     }

@@ -1,6 +1,7 @@
-//! `fluentd`: the forward protocol over TCP or TLS, each event one message in MessagePack:
-//! `[tag, time, record]`, the tag `g3proxy.<log type>` (`g3proxy.Task`), the time an
-//! EventTime (seconds and nanoseconds), the record the event's fields. With `shared_key` the
+//! `fluentd`: the forward protocol over TCP or TLS, each event one message in MessagePack
+//! (a batch of them in one write): `[tag, time, record]`, the tag `g3proxy.<log type>`
+//! (`g3proxy.Task`), the time an EventTime (seconds and nanoseconds), the record the
+//! event's fields. With `shared_key` the
 //! connection first goes through the protocol's handshake (the server's `HELO`, our `PING`
 //! with the key's digest and, when the server asks, a user name and password digest, its
 //! `PONG` proving it knows the key too). A connection that fails is made again after
@@ -60,6 +61,9 @@ pub struct Fluentd {
     stream: Option<Connection>,
     /// No connecting before this, after a failure.
     next_try: Option<Instant>,
+    /// The messages of the batch, one after another, and how many.
+    batch: Vec<u8>,
+    pending: usize,
 }
 
 fn invalid(message: impl Into<String>) -> std::io::Error {
@@ -119,6 +123,8 @@ impl Fluentd {
             hostname,
             stream: None,
             next_try: None,
+            batch: Vec::new(),
+            pending: 0,
         }
     }
 
@@ -216,62 +222,75 @@ impl Fluentd {
         Ok(())
     }
 
-    fn message(&self, event: &Event) -> Vec<u8> {
+    /// Appends `[tag, time, record]` for `event` to the batch, encoded straight from its
+    /// fields.
+    fn encode(&mut self, event: &Event) -> usize {
+        let start = self.batch.len();
+        let out = &mut self.batch;
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
-        let mut time = Vec::with_capacity(8);
-        time.extend_from_slice(&(now.as_secs() as u32).to_be_bytes());
-        time.extend_from_slice(&now.subsec_nanos().to_be_bytes());
+        let mut time = [0u8; 8];
+        time[..4].copy_from_slice(&(now.as_secs() as u32).to_be_bytes());
+        time[4..].copy_from_slice(&now.subsec_nanos().to_be_bytes());
+        msgpack::encode_array_len(3, out);
+        msgpack::encode_str(&self.tag, out);
+        msgpack::encode_ext(0, &time, out);
         let message = (!event.message.is_empty()).then_some(("msg", Value::Str(&event.message)));
-        let record = event
-            .fields()
-            .chain(message)
-            .map(|(key, value)| {
-                let value = match value {
-                    Value::Str(text) => Pack::Str(text.to_string()),
-                    Value::Int(n) => Pack::Int(i128::from(n)),
-                };
-                (Pack::Str(key.to_string()), value)
-            })
-            .collect();
-        let message = Pack::Array(vec![
-            Pack::Str(self.tag.clone()),
-            Pack::Ext(0, time),
-            Pack::Map(record),
-        ]);
-        let mut out = Vec::with_capacity(512);
-        msgpack::encode(&message, &mut out);
-        out
+        msgpack::encode_map_len(event.fields().count() + usize::from(message.is_some()), out);
+        for (key, value) in event.fields().chain(message) {
+            msgpack::encode_str(key, out);
+            match value {
+                Value::Str(text) => msgpack::encode_str(text, out),
+                Value::Int(n) => msgpack::encode_uint(n, out),
+            }
+        }
+        self.batch.len() - start
     }
 }
 
 impl Write for Fluentd {
-    fn write(&mut self, event: &Event) -> Option<usize> {
+    fn write(&mut self, event: &Event) -> usize {
+        self.pending += 1;
+        self.encode(event)
+    }
+
+    fn flush(&mut self) -> usize {
+        let count = std::mem::take(&mut self.pending);
+        let sent = self.send();
+        self.batch.clear();
+        if sent { count } else { 0 }
+    }
+}
+
+impl Fluentd {
+    /// Writes the batch on the connection, made first if needed; whether it went.
+    fn send(&mut self) -> bool {
         if self.stream.is_none() {
             if self.next_try.is_some_and(|at| Instant::now() < at) {
-                return None;
+                return false;
             }
             match self.connect() {
                 Ok(stream) => self.stream = Some(stream),
                 Err(error) => {
                     tracing::warn!("fluentd {}: {error}", self.config.address);
                     self.next_try = Some(Instant::now() + self.config.connect_delay.0);
-                    return None;
+                    return false;
                 }
             }
         }
-        let message = self.message(event);
-        let stream = self.stream.as_mut()?;
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
         if stream
-            .write_all(&message)
+            .write_all(&self.batch)
             .and_then(|()| stream.flush())
             .is_err()
         {
             self.stream = None;
             self.next_try = Some(Instant::now() + self.config.connect_delay.0);
-            return None;
+            return false;
         }
-        Some(message.len())
+        true
     }
 }

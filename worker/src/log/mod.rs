@@ -5,6 +5,7 @@
 //!
 //! Every event carries g3's shared keys: `daemon_name` (the group), `pid`, `log_type`.
 
+mod datagrams;
 mod fluentd;
 mod journal;
 mod stdout;
@@ -70,13 +71,37 @@ pub struct Event {
     slots: Vec<(&'static str, Slot)>,
 }
 
+/// Events the logger threads have written, cleared for reuse: a task takes one rather than
+/// allocate, and a logger thread does not free what a task's thread allocated (glibc's
+/// arenas make that a locked, slow path: it cost a busy proxy more than the formatting).
+static SPARE: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+
+/// Spare events kept at most (about a queue's worth).
+const SPARE_MAX: usize = QUEUE;
+
+/// Gives written events back to [`SPARE`], cleared; beyond what is kept, and any grown
+/// unusually large, they are freed here.
+fn recycle(events: &mut Vec<Event>) {
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    for mut event in events.drain(..) {
+        if spare.len() >= SPARE_MAX || event.text.capacity() > 8192 {
+            continue;
+        }
+        event.message.clear();
+        event.text.clear();
+        event.slots.clear();
+        spare.push(event);
+    }
+}
+
 impl Event {
     pub fn new() -> Event {
-        Event {
+        let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        spare.unwrap_or_else(|| Event {
             message: String::new(),
             text: String::with_capacity(512),
             slots: Vec::with_capacity(24),
-        }
+        })
     }
 
     pub fn str(&mut self, key: &'static str, value: impl Display) -> &mut Event {
@@ -142,19 +167,45 @@ pub fn g3_type_name(type_name: &str) -> String {
         .collect()
 }
 
+/// A duration as g3's logs give times (`{:.3?}`: `1.234ms`), written without a string of
+/// its own.
+pub struct Elapsed(pub Duration);
+
+impl Display for Elapsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3?}", self.0)
+    }
+}
+
 /// Bytes as lowercase hex digits (task ids), written without a string of their own.
 pub struct Hex<'a>(pub &'a [u8]);
 
 impl Display for Hex<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        // A task id's 16 bytes in one write, not a formatted write per byte.
+        let mut text = [0u8; 64];
+        for chunk in self.0.chunks(text.len() / 2) {
+            for (i, b) in chunk.iter().enumerate() {
+                text[2 * i] = DIGITS[usize::from(b >> 4)];
+                text[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+            }
+            let hex = std::str::from_utf8(&text[..2 * chunk.len()]).map_err(|_| std::fmt::Error)?;
+            f.write_str(hex)?;
+        }
+        Ok(())
     }
 }
 
-/// How a driver writes one event; each runs on its logger's thread. The bytes it wrote, or
-/// `None` when the peer did not take them (the event is lost).
+/// How a driver writes events; each runs on its logger's thread. Events are encoded into a
+/// batch as they come and sent together, a system call per batch rather than per event.
 trait Write: Send {
-    fn write(&mut self, event: &Event) -> Option<usize>;
+    /// Adds `event` to the batch; answers its size in bytes.
+    fn write(&mut self, event: &Event) -> usize;
+
+    /// Sends the batch; answers how many of its events, in order, the peer took (the rest
+    /// are lost).
+    fn flush(&mut self) -> usize;
 }
 
 /// A logger's counts, for g3's `logger.*` metrics.
@@ -199,7 +250,7 @@ impl Logger {
         let ident = "g3proxy";
         let mut writer: Box<dyn Write> = match driver {
             LogDriver::Discard => return Ok(None),
-            LogDriver::Stdout => Box::new(stdout::Stdout),
+            LogDriver::Stdout => Box::new(stdout::Stdout::default()),
             LogDriver::Journal(config) => Box::new(journal::Journal::new(config, ident)?),
             LogDriver::Syslog(config) => Box::new(syslog::Syslog::new(config, ident)?),
             LogDriver::Fluentd(config) => Box::new(fluentd::Fluentd::new(config, kind)),
@@ -285,44 +336,89 @@ pub fn flush_all(timeout: Duration) {
     }
 }
 
-/// The logger thread: writes what is queued, then pauses while events keep coming (so tasks
-/// queue them without a wake-up), and waits for the next one only once a pause brought none.
-fn write_batches(receiver: &Receiver<Message>, writer: &mut dyn Write) {
-    let mut handle = |message: Message| match message {
-        Message::Event(event, stats) => match writer.write(&event) {
-            Some(bytes) => {
+/// Events in one batch at most: a batch is sent once this many are in, or once the queue
+/// is empty.
+const BATCH: usize = 256;
+
+/// The logger thread's batch: the events encoded and not sent yet, by the counts of the
+/// handle each came through and its size.
+struct Batcher<'w> {
+    writer: &'w mut dyn Write,
+    pending: Vec<(Arc<LoggerStats>, usize)>,
+    /// The events written, for [`recycle`].
+    written: Vec<Event>,
+}
+
+impl Batcher<'_> {
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Event(event, stats) => {
+                let bytes = self.writer.write(&event);
+                self.pending.push((stats, bytes));
+                self.written.push(event);
+                if self.pending.len() >= BATCH {
+                    self.flush();
+                }
+            }
+            Message::Flush(done) => {
+                self.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        recycle(&mut self.written);
+        let taken = self.writer.flush();
+        for (index, (stats, bytes)) in self.pending.drain(..).enumerate() {
+            if index < taken {
                 stats.passed.fetch_add(1, Ordering::Relaxed);
                 stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            }
-            None => {
+            } else {
                 stats.unreachable.fetch_add(1, Ordering::Relaxed);
             }
-        },
-        Message::Flush(done) => {
-            let _ = done.send(());
         }
+    }
+}
+
+/// The logger thread: writes what is queued as a batch, then pauses while events keep
+/// coming (so tasks queue them without a wake-up), and waits for the next one only once a
+/// pause brought none.
+fn write_batches(receiver: &Receiver<Message>, writer: &mut dyn Write) {
+    let mut batch = Batcher {
+        writer,
+        pending: Vec::with_capacity(BATCH),
+        written: Vec::with_capacity(BATCH),
     };
     loop {
         let Ok(message) = receiver.recv() else { return };
-        handle(message);
+        batch.handle(message);
         // Busy: a batch at a time, then a pause in which nobody needs to wake us (a
         // `recv_timeout` would be woken by every event); idle again once a pause brought
         // nothing.
         loop {
             while let Ok(message) = receiver.try_recv() {
-                handle(message);
+                batch.handle(message);
             }
+            batch.flush();
             #[expect(
                 clippy::disallowed_methods,
                 reason = "a pace between batches, not a wait for a condition"
             )]
             std::thread::sleep(BATCH_PAUSE);
             match receiver.try_recv() {
-                Ok(message) => handle(message),
+                Ok(message) => batch.handle(message),
                 Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Disconnected) => {
+                    batch.flush();
+                    return;
+                }
             }
         }
+        batch.flush();
     }
 }
 

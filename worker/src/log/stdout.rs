@@ -9,10 +9,15 @@ use g3proxy_shared::types::rfc3339_micros;
 
 use super::{Event, Value, Write};
 
-pub struct Stdout;
+/// The lines of the batch not written yet.
+#[derive(Default)]
+pub struct Stdout {
+    lines: String,
+    count: usize,
+}
 
 impl Write for Stdout {
-    fn write(&mut self, event: &Event) -> Option<usize> {
+    fn write(&mut self, event: &Event) -> usize {
         let mut fields: Vec<_> = event.fields().collect();
         fields.sort_by_key(|(key, _)| *key);
         let mut line = rfc3339_micros(std::time::SystemTime::now());
@@ -29,9 +34,20 @@ impl Write for Stdout {
             message => message,
         });
         // One event, one line: a line break inside a value would start a false one.
-        let mut line = line.replace(['\n', '\r'], " ");
-        line.push('\n');
-        let written = std::io::stdout().lock().write_all(line.as_bytes());
-        written.ok().map(|()| line.len())
+        let start = self.lines.len();
+        self.lines.extend(
+            line.chars()
+                .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
+        );
+        self.lines.push('\n');
+        self.count += 1;
+        self.lines.len() - start
+    }
+
+    fn flush(&mut self) -> usize {
+        let written = std::io::stdout().lock().write_all(self.lines.as_bytes());
+        self.lines.clear();
+        let count = std::mem::take(&mut self.count);
+        if written.is_ok() { count } else { 0 }
     }
 }

@@ -1,21 +1,25 @@
-//! `syslog`: one datagram per event, to a unix socket (`/dev/log` by default) or over UDP,
-//! framed as RFC 3164 (the default) or RFC 5424 (`format_rfc5424`), facility daemon at
-//! severity notice, as g3 sends task logs. The body is g3's text form: `key="value"` pairs,
+//! `syslog`: one datagram per event (sent in batches, see `datagrams.rs`), to a unix socket
+//! (`/dev/log` by default) or over UDP, framed as RFC 3164 (the default) or RFC 5424
+//! (`format_rfc5424`), facility daemon at severity notice, as g3 sends task logs. The body is g3's text form: `key="value"` pairs,
 //! `, ` between. Times are UTC (this build carries no time zone database).
 
+use std::fmt::Write as _;
 use std::net::UdpSocket;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 
 use g3proxy_shared::config::log::{SyslogConfig, SyslogTarget};
-use g3proxy_shared::types::{rfc3164_stamp, rfc3339_micros};
+use g3proxy_shared::types::{Rfc3339Micros, rfc3164_stamp};
 
+use super::datagrams::Datagrams;
 use super::{Event, Write, key_values};
 
 /// Facility daemon (3), severity notice (5): g3's priority for its info-level logs.
 const PRIORITY: u8 = 3 * 8 + 5;
 
 enum Socket {
-    Unix(UnixDatagram, std::path::PathBuf),
+    /// Connected to the path when a batch goes; made again after a failure.
+    Unix(Option<UnixDatagram>, std::path::PathBuf),
     Udp(UdpSocket),
 }
 
@@ -24,12 +28,15 @@ pub struct Syslog {
     config: SyslogConfig,
     ident: &'static str,
     hostname: Option<String>,
+    batch: Datagrams,
+    /// The line being formatted.
+    line: String,
 }
 
 impl Syslog {
     pub fn new(config: &SyslogConfig, ident: &'static str) -> anyhow::Result<Syslog> {
         let socket = match &config.target {
-            SyslogTarget::Unix(path) => Socket::Unix(UnixDatagram::unbound()?, path.clone()),
+            SyslogTarget::Unix(path) => Socket::Unix(None, path.clone()),
             SyslogTarget::Udp(address) => {
                 let socket = UdpSocket::bind(crate::escapers::any_address_for(*address))?;
                 socket.connect(address)?;
@@ -46,27 +53,33 @@ impl Syslog {
             config: config.clone(),
             ident,
             hostname,
+            batch: Datagrams::default(),
+            line: String::new(),
         })
     }
 
-    fn format(&self, event: &Event) -> String {
+    /// Writes the line for `event` at the end of `line`.
+    fn format(&self, event: &Event, line: &mut String) {
         let now = std::time::SystemTime::now();
         let pid = super::pid();
-        let mut line = match &self.config.rfc5424 {
+        let _ = match &self.config.rfc5424 {
             None => {
                 let host = match (&self.hostname, self.config.emit_hostname) {
-                    (Some(host), true) => format!(" {host}"),
-                    _ => String::new(),
+                    (Some(host), true) => host.as_str(),
+                    _ => "",
                 };
-                format!(
-                    "<{PRIORITY}>{}{host} {}[{pid}]: ",
+                let space = if host.is_empty() { "" } else { " " };
+                write!(
+                    line,
+                    "<{PRIORITY}>{}{space}{host} {}[{pid}]: ",
                     rfc3164_stamp(now),
                     self.ident
                 )
             }
-            Some(ids) => format!(
+            Some(ids) => write!(
+                line,
                 "<{PRIORITY}>1 {} {} {} {pid} {} - ",
-                rfc3339_micros(now),
+                Rfc3339Micros(now),
                 self.hostname.as_deref().unwrap_or("-"),
                 self.ident,
                 ids.message_id.as_deref().unwrap_or("-"),
@@ -74,26 +87,47 @@ impl Syslog {
         };
         // g3's content: the message, then the fields.
         if !event.message.is_empty() {
-            super::escaped(&event.message, &mut line);
+            super::escaped(&event.message, line);
             line.push_str(", ");
         }
-        key_values(event.fields(), "=", &mut line);
+        key_values(event.fields(), "=", line);
         if self.config.append_report_ts {
             let ts = g3proxy_shared::types::unix_secs(now);
-            line.push_str(&format!(", report_ts={ts}"));
+            let _ = write!(line, ", report_ts={ts}");
         }
-        line
     }
 }
 
 impl Write for Syslog {
-    fn write(&mut self, event: &Event) -> Option<usize> {
-        let line = self.format(event);
-        // A syslog that is not there loses the event; the proxy goes on.
-        match &self.socket {
-            Socket::Unix(socket, path) => socket.send_to(line.as_bytes(), path),
-            Socket::Udp(socket) => socket.send(line.as_bytes()),
+    fn write(&mut self, event: &Event) -> usize {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        self.format(event, &mut line);
+        self.batch.open().extend_from_slice(line.as_bytes());
+        self.line = line;
+        self.batch.end()
+    }
+
+    fn flush(&mut self) -> usize {
+        // A syslog that is not there loses the events; the proxy goes on.
+        match &mut self.socket {
+            Socket::Udp(socket) => self.batch.send(socket.as_fd()),
+            Socket::Unix(socket, path) => {
+                if socket.is_none() {
+                    *socket = UnixDatagram::unbound()
+                        .and_then(|s| s.connect(&*path).map(|()| s))
+                        .ok();
+                }
+                let Some(connected) = socket else {
+                    self.batch.clear();
+                    return 0;
+                };
+                let sent = self.batch.send(connected.as_fd());
+                if sent == 0 {
+                    *socket = None;
+                }
+                sent
+            }
         }
-        .ok()
     }
 }
