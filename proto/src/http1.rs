@@ -10,10 +10,62 @@ use crate::{HostPort, Parsed};
 /// The most header lines a head may carry; more is answered with 431.
 pub const MAX_HEADERS: usize = 128;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: Vec<u8>,
+/// A head's header lines: every name and value in one buffer, so a parsed head costs two
+/// allocations however many lines it has (a copy per name and value cost a busy proxy more
+/// than the parsing).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Headers {
+    text: Vec<u8>,
+    /// Where each line's name starts, where it ends and its value starts, and where the
+    /// value ends, in `text`.
+    lines: Vec<(u32, u32, u32)>,
+}
+
+/// One header line of a [`Headers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: &'a str,
+    pub value: &'a [u8],
+}
+
+impl Headers {
+    fn push(&mut self, name: &str, value: &[u8]) {
+        let start = self.text.len() as u32;
+        self.text.extend_from_slice(name.as_bytes());
+        let name_end = self.text.len() as u32;
+        self.text.extend_from_slice(value);
+        self.lines.push((start, name_end, self.text.len() as u32));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Header<'_>> + '_ {
+        self.lines.iter().map(|&(start, name_end, end)| {
+            let name = &self.text[start as usize..name_end as usize];
+            // Names were tokens when parsed: ASCII.
+            let name = std::str::from_utf8(name).unwrap_or_default();
+            Header {
+                name,
+                value: &self.text[name_end as usize..end as usize],
+            }
+        })
+    }
+}
+
+impl<'a> FromIterator<Header<'a>> for Headers {
+    fn from_iter<I: IntoIterator<Item = Header<'a>>>(lines: I) -> Headers {
+        let mut headers = Headers::default();
+        for line in lines {
+            headers.push(line.name, line.value);
+        }
+        headers
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +74,7 @@ pub struct RequestHead {
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    pub headers: Vec<Header>,
+    pub headers: Headers,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +82,7 @@ pub struct ResponseHead {
     pub minor_version: u8,
     pub code: u16,
     pub reason: String,
-    pub headers: Vec<Header>,
+    pub headers: Headers,
 }
 
 /// Where a message body ends.
@@ -90,14 +142,15 @@ fn map_httparse(error: httparse::Error) -> HeadError {
     }
 }
 
-fn copy_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
-    headers
-        .iter()
-        .map(|h| Header {
-            name: h.name.to_string(),
-            value: h.value.to_vec(),
-        })
-        .collect()
+fn copy_headers(headers: &[httparse::Header<'_>]) -> Headers {
+    let mut copy = Headers {
+        text: Vec::with_capacity(headers.iter().map(|h| h.name.len() + h.value.len()).sum()),
+        lines: Vec::with_capacity(headers.len()),
+    };
+    for h in headers {
+        copy.push(h.name, h.value);
+    }
+    copy
 }
 
 /// Parses a request head from the start of `buf`.
@@ -152,18 +205,18 @@ pub fn parse_response(buf: &[u8]) -> Result<Parsed<ResponseHead>, HeadError> {
 /// Every value of the header `name` (any case), with no allocation: this runs several
 /// times for every request.
 fn header_values<'a, 'n>(
-    headers: &'a [Header],
+    headers: &'a Headers,
     name: &'n str,
 ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
     headers
         .iter()
         .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_slice())
+        .map(|h| h.value)
 }
 
 /// Comma-separated tokens of every header line called `name`, trimmed.
 fn header_tokens<'a, 'n>(
-    headers: &'a [Header],
+    headers: &'a Headers,
     name: &'n str,
 ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
     header_values(headers, name)
@@ -172,13 +225,13 @@ fn header_tokens<'a, 'n>(
         .filter(|token| !token.is_empty())
 }
 
-fn has_token(headers: &[Header], name: &str, token: &str) -> bool {
+fn has_token(headers: &Headers, name: &str, token: &str) -> bool {
     header_tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Keep-alive as the peer asked for it: HTTP/1.1 unless `close`, HTTP/1.0 only with `keep-alive`.
 /// Proxy clients still send `Proxy-Connection`, so it counts as `Connection`.
-fn wants_keep_alive(minor_version: u8, headers: &[Header]) -> bool {
+fn wants_keep_alive(minor_version: u8, headers: &Headers) -> bool {
     let says = |token| {
         has_token(headers, "connection", token) || has_token(headers, "proxy-connection", token)
     };
@@ -189,7 +242,7 @@ fn wants_keep_alive(minor_version: u8, headers: &[Header]) -> bool {
     }
 }
 
-fn content_length(headers: &[Header]) -> Result<Option<u64>, HeadError> {
+fn content_length(headers: &Headers) -> Result<Option<u64>, HeadError> {
     let mut found = None;
     for value in header_values(headers, "content-length") {
         // A list such as `5, 5` is allowed when every member is equal (RFC 9110 8.6).
@@ -211,7 +264,7 @@ fn content_length(headers: &[Header]) -> Result<Option<u64>, HeadError> {
 
 /// Whether transfer-encoding ends in `chunked`; any other coding we cannot frame. A
 /// transfer-encoding header with no coding in it is refused: peers disagree on what it means.
-fn is_chunked(headers: &[Header]) -> Result<Option<bool>, HeadError> {
+fn is_chunked(headers: &Headers) -> Result<Option<bool>, HeadError> {
     let codings: Vec<&[u8]> = header_tokens(headers, "transfer-encoding").collect();
     if codings.is_empty() && header_values(headers, "transfer-encoding").next().is_some() {
         return Err(HeadError::UnsupportedTransferEncoding);
@@ -293,7 +346,6 @@ impl RequestHead {
             .headers
             .iter()
             .filter(|h| !h.name.eq_ignore_ascii_case("expect"))
-            .cloned()
             .collect();
         RequestHead {
             headers,
@@ -427,16 +479,16 @@ fn is_written_by_us(name: &str) -> bool {
 }
 
 /// `also_drop`: a header the proxy consumed itself (a gateway's `Authorization`).
-fn write_end_to_end_headers(headers: &[Header], also_drop: Option<&str>, out: &mut Vec<u8>) {
+fn write_end_to_end_headers(headers: &Headers, also_drop: Option<&str>, out: &mut Vec<u8>) {
     let listed: Vec<&[u8]> = header_tokens(headers, "connection").collect();
     for header in headers.iter().filter(|h| {
-        !is_written_by_us(&h.name)
-            && !is_hop_by_hop(&h.name, &listed)
+        !is_written_by_us(h.name)
+            && !is_hop_by_hop(h.name, &listed)
             && also_drop.is_none_or(|name| !h.name.eq_ignore_ascii_case(name))
     }) {
         out.extend_from_slice(header.name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(&header.value);
+        out.extend_from_slice(header.value);
         out.extend_from_slice(b"\r\n");
     }
 }
@@ -444,7 +496,7 @@ fn write_end_to_end_headers(headers: &[Header], also_drop: Option<&str>, out: &m
 /// Writes the framing header for `framing`: one `Content-Length`, or one `Transfer-Encoding`
 /// with the message's codings joined. An empty body keeps an explicit `Content-Length` the
 /// peer sent (`0`, or a HEAD response's size).
-fn write_framing(headers: &[Header], framing: BodyFraming, out: &mut Vec<u8>) {
+fn write_framing(headers: &Headers, framing: BodyFraming, out: &mut Vec<u8>) {
     let length = |n: u64, out: &mut Vec<u8>| {
         out.extend_from_slice(b"Content-Length: ");
         out.extend_from_slice(n.to_string().as_bytes());
@@ -1040,6 +1092,21 @@ mod tests {
                     .into()
             )
         );
+    }
+
+    #[test]
+    fn header_lines_share_one_buffer_and_keep_their_order() {
+        let head = request("GET http://a/ HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nAccept: */*\r\n\r\n");
+        let lines: Vec<(&str, &[u8])> = head.headers.iter().map(|h| (h.name, h.value)).collect();
+        assert_eq!(
+            lines,
+            [("Host", &b"a"[..]), ("X-Empty", b""), ("Accept", b"*/*")]
+        );
+        assert_eq!(
+            head.headers.iter().next_back().map(|h| h.name),
+            Some("Accept")
+        );
+        assert_eq!(head.header("accept"), Some(&b"*/*"[..]));
     }
 
     #[test]

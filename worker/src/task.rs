@@ -29,7 +29,7 @@ pub struct TaskNotes {
     /// The escaper's `tcp_sock_speed_limit` on that connection.
     pub upstream_limit: Option<g3proxy_shared::types::SpeedLimit>,
     /// The target, as the client named it.
-    pub upstream: Option<String>,
+    pub upstream: Option<HostPort>,
     /// When the upstream connection was made (the task log's `ready_time`).
     pub connected_at: Option<Instant>,
     /// The status the upstream answered the request being forwarded with.
@@ -518,7 +518,7 @@ impl TaskContext {
             }
         }
         event
-            .opt("upstream", notes.upstream.as_deref())
+            .opt("upstream", notes.upstream.as_ref())
             .opt("next_bound_addr", notes.bound)
             .opt("next_peer_addr", notes.next_hop)
             .int("c_rd_bytes", bytes_up)

@@ -574,7 +574,7 @@ impl Escaper {
     /// still logs its target and escaper.
     fn note_attempt(&self, task: &mut TaskContext, target: &HostPort) {
         task.notes.escaper = Some(self.name.clone());
-        task.notes.upstream = Some(target.to_string());
+        task.notes.upstream = Some(target.clone());
     }
 
     fn note(&self, task: &mut TaskContext, connected: &Connected) {

@@ -162,7 +162,7 @@ pub async fn forward(
     // The heads' scratch buffer goes back to the cache however the exchange ends.
     let mut out = env.context.buffers.take();
     let request_log = task.begin_request();
-    task.notes.upstream = Some(request.upstream.to_string());
+    task.notes.upstream = Some(request.upstream.clone());
     task.log_stage("Created", Some((&request_log, request.head)));
     let exchanged = exchange(client, task, request, &request_log, source, env, &mut out).await;
     env.context.buffers.give(out);

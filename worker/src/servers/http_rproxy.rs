@@ -12,12 +12,12 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use g3proxy_proto::http1::{RequestHead, RequestTarget};
 use g3proxy_proto::tls_hello;
-use g3proxy_proto::{HostPort, Parsed};
+use g3proxy_proto::{Host, HostPort, Parsed};
 use g3proxy_shared::config::servers::{ForwardedFor, HttpRproxyConfig, RproxyHost, ServerCommon};
 use g3proxy_shared::config::tls::{TlsClientConfig, TlsServerConfig};
 use g3proxy_shared::types::acl::ProxyRequestType;
@@ -235,7 +235,7 @@ struct Routed<'h> {
     /// The `Host` header as the client sent it.
     host_header: &'h [u8],
     /// The host part of it, as sites match it.
-    host: String,
+    host: Cow<'h, str>,
 }
 
 impl Session<'_> {
@@ -308,7 +308,17 @@ impl Session<'_> {
                 }
             }
         };
-        let host = host.to_string();
+        // The text sites match: an IPv4 address as the header has it (a parsed one is in its
+        // one form already), a name lower-cased, an IPv6 address in brackets.
+        let host: Cow<'h, str> = match host {
+            Host::Ip(IpAddr::V4(_)) => Cow::Borrowed(
+                authority
+                    .rsplit_once(':')
+                    .map_or(authority, |(host, _)| host),
+            ),
+            Host::Domain(name) => Cow::Owned(name),
+            ip @ Host::Ip(IpAddr::V6(_)) => Cow::Owned(ip.to_string()),
+        };
         let site = self
             .server
             .sites
