@@ -94,6 +94,17 @@ impl TcpMiscOpts {
         *self == TcpMiscOpts::default()
     }
 
+    /// Its IP-level options, which UDP sockets take too.
+    pub fn ip_level(&self) -> UdpMiscOpts {
+        UdpMiscOpts {
+            time_to_live: self.time_to_live,
+            hop_limit: self.hop_limit,
+            type_of_service: self.type_of_service,
+            traffic_class: self.traffic_class,
+            netfilter_mark: self.netfilter_mark,
+        }
+    }
+
     /// These options (an escaper's or a server's) with a user's over them, as g3 combines
     /// them: Nagle off if either says so, the smaller MSS, TTL and hop limit; TOS, traffic
     /// class, congestion control and mark from these unless they leave them unset.

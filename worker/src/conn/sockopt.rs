@@ -10,15 +10,6 @@ use g3proxy_shared::types::{TcpMiscOpts, UdpMiscOpts};
 use nix::sys::socket::{setsockopt, sockopt};
 use tokio::net::TcpStream;
 
-/// The IP-level options both protocols take.
-struct IpLevel {
-    time_to_live: Option<u8>,
-    hop_limit: Option<u8>,
-    type_of_service: Option<u8>,
-    traffic_class: Option<u8>,
-    netfilter_mark: Option<u32>,
-}
-
 /// Collects the first error while every option is still tried.
 #[derive(Default)]
 struct FirstError(Option<io::Error>);
@@ -37,9 +28,10 @@ impl FirstError {
     }
 }
 
-/// IPv4 options go to an IPv4 peer, IPv4-mapped ones on an IPv6 socket included (Linux
-/// takes them there); IPv6 ones to an IPv6 peer.
-fn apply_ip_level<F: AsFd>(socket: &F, ipv6: bool, opts: &IpLevel, errors: &mut FirstError) {
+/// The IP-level options (those `udp_misc_opts` has; TCP has them too). IPv4 options go to
+/// an IPv4 peer, IPv4-mapped ones on an IPv6 socket included (Linux takes them there); IPv6
+/// ones to an IPv6 peer.
+fn apply_ip_level<F: AsFd>(socket: &F, ipv6: bool, opts: &UdpMiscOpts, errors: &mut FirstError) {
     if let Some(ttl) = opts.time_to_live
         && !ipv6
     {
@@ -93,14 +85,7 @@ pub fn apply(tcp: &TcpStream, opts: &TcpMiscOpts) -> io::Result<()> {
             "max_segment_size",
         );
     }
-    let ip_level = IpLevel {
-        time_to_live: opts.time_to_live,
-        hop_limit: opts.hop_limit,
-        type_of_service: opts.type_of_service,
-        traffic_class: opts.traffic_class,
-        netfilter_mark: opts.netfilter_mark,
-    };
-    apply_ip_level(tcp, ipv6, &ip_level, &mut errors);
+    apply_ip_level(tcp, ipv6, &opts.ip_level(), &mut errors);
     if let Some(algorithm) = &opts.congestion_control {
         let name = OsString::from(algorithm);
         errors.keep(
@@ -114,13 +99,6 @@ pub fn apply(tcp: &TcpStream, opts: &TcpMiscOpts) -> io::Result<()> {
 /// Applies `opts` to a UDP socket that sends to `ipv6` (or IPv4) peers.
 pub fn apply_udp<F: AsFd>(socket: &F, ipv6: bool, opts: &UdpMiscOpts) -> io::Result<()> {
     let mut errors = FirstError::default();
-    let ip_level = IpLevel {
-        time_to_live: opts.time_to_live,
-        hop_limit: opts.hop_limit,
-        type_of_service: opts.type_of_service,
-        traffic_class: opts.traffic_class,
-        netfilter_mark: opts.netfilter_mark,
-    };
-    apply_ip_level(socket, ipv6, &ip_level, &mut errors);
+    apply_ip_level(socket, ipv6, opts, &mut errors);
     errors.into_result()
 }

@@ -20,6 +20,7 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::tls::tls_client_connect_with_bind_addr;
 use hickory_net::udp::UdpClientStream;
+use hickory_net::xfer::DnsRequestSender;
 use hickory_net::{DnsError, NetError};
 use rustls::pki_types::ServerName;
 use tokio::task::JoinSet;
@@ -288,9 +289,7 @@ impl NameServer {
                     .with_timeout(Some(timeout))
                     .with_bind_addr(transport.bind)
                     .build();
-                let (client, background) = Client::from_sender(stream);
-                tokio::spawn(background);
-                client
+                spawn_client(stream)
             }
             Some(Encryption {
                 protocol: DnsProtocol::Tls,
@@ -325,9 +324,7 @@ impl NameServer {
                     .build(self.address, tls_name.as_str().into(), DOH_PATH.into())
                     .await
                     .map_err(error_of)?;
-                let (client, background) = Client::from_sender(stream);
-                tokio::spawn(background);
-                client
+                spawn_client(stream)
             }
             // hickory sets the protocol's ALPN ("h3", "doq") on its copy of the config.
             Some(Encryption {
@@ -345,9 +342,7 @@ impl NameServer {
                     .build(self.address, tls_name.as_str().into(), DOH_PATH.into())
                     .await
                     .map_err(error_of)?;
-                let (client, background) = Client::from_sender(stream);
-                tokio::spawn(background);
-                client
+                spawn_client(stream)
             }
             Some(Encryption {
                 protocol: DnsProtocol::Quic,
@@ -364,13 +359,18 @@ impl NameServer {
                     .build(self.address, tls_name.as_str().into())
                     .await
                     .map_err(error_of)?;
-                let (client, background) = Client::from_sender(stream);
-                tokio::spawn(background);
-                client
+                spawn_client(stream)
             }
         };
         Ok(client)
     }
+}
+
+/// A client over `sender`, its exchange running in a task of its own.
+fn spawn_client<S: DnsRequestSender>(sender: S) -> Client<TokioRuntimeProvider> {
+    let (client, background) = Client::from_sender(sender);
+    tokio::spawn(background);
+    client
 }
 
 /// hickory reports some answers as errors: a negative answer is still the server's answer.
