@@ -8,7 +8,8 @@
 //! - an answer with keys as ids (g3's other form) reads the same;
 //! - an address the service does not know goes to `default_next`, and so does one it
 //!   places nowhere the rules name;
-//! - a second request to a located address is answered from the cache.
+//! - a second request to a located address is answered from the cache, and so is one to
+//!   another address of a network located before.
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ locations = {
     "127.0.0.12": {"network": "127.0.0.12/32", "country": "US", "continent": "NA", "ttl": 60},
     "127.0.0.13": {"network": "127.0.0.13/32", "country": "FR", "continent": "EU"},
     "127.0.0.15": {"network": "127.0.0.15/32", "country": "JP", "continent": "AS"},
+    # Holds for 127.0.0.17 too, which the service does not list.
+    "127.0.0.16": {"network": "127.0.0.16/31", "country": "FR", "continent": "EU"},
 }
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
@@ -71,6 +74,8 @@ fn the_service_locates_and_the_rules_pick_in_g3s_order() {
         "127.0.0.13",
         "127.0.0.14",
         "127.0.0.15",
+        "127.0.0.16",
+        "127.0.0.17",
     ]
     .into_iter()
     .map(SourceOrigin::start)
@@ -100,6 +105,9 @@ fn the_service_locates_and_the_rules_pick_in_g3s_order() {
     // Unknown to the service, and located where no rule goes.
     assert_eq!(through(&origins[4]), "127.0.0.6");
     assert_eq!(through(&origins[5]), "127.0.0.6");
+    // Located as part of a network: the other address of it is not asked about.
+    assert_eq!(through(&origins[6]), "127.0.0.5");
+    assert_eq!(through(&origins[7]), "127.0.0.5");
 
     wait_until(Duration::from_secs(10), "the service's log", || {
         (service.asked("127.0.0.15") == 1).then_some(())
@@ -113,5 +121,10 @@ fn the_service_locates_and_the_rules_pick_in_g3s_order() {
         service.asked("127.0.0.12"),
         1,
         "answered from the cache the second time"
+    );
+    assert_eq!(
+        service.asked("127.0.0.17"),
+        0,
+        "located by the network of 127.0.0.16"
     );
 }

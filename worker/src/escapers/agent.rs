@@ -54,6 +54,16 @@ pub struct Timings {
     pub vanish_wait: Duration,
 }
 
+impl Timings {
+    /// How long an answer is fresh, from the ttl it gives (seconds).
+    pub fn ttl(&self, given: Option<u64>) -> u32 {
+        match given {
+            None | Some(0) => self.default_ttl,
+            Some(ttl) => u32::try_from(ttl).unwrap_or(u32::MAX).min(self.maximum_ttl),
+        }
+    }
+}
+
 struct Slot<A> {
     /// What the peer said, until when it is fresh, until when it may still be used.
     answer: Option<(Option<A>, Instant, Instant)>,
@@ -229,13 +239,7 @@ impl<P: Protocol> Agent<P> {
         else {
             return;
         };
-        let ttl = match ttl {
-            None | Some(0) => self.timings.default_ttl,
-            Some(ttl) => u32::try_from(ttl)
-                .unwrap_or(u32::MAX)
-                .min(self.timings.maximum_ttl),
-        };
-        self.store(&question, answer, ttl);
+        self.store(&question, answer, self.timings.ttl(ttl));
         let _ = sender.send(true);
     }
 
