@@ -10,15 +10,16 @@ use crate::{HostPort, Parsed};
 /// The most header lines a head may carry; more is answered with 431.
 pub const MAX_HEADERS: usize = 128;
 
-/// A head's header lines: every name and value in one buffer, so a parsed head costs two
-/// allocations however many lines it has (a copy per name and value cost a busy proxy more
-/// than the parsing).
+/// A head's header lines: the names in one buffer and the values in another, so a parsed
+/// head costs three allocations however many lines it has (a copy per name and value cost
+/// a busy proxy more than the parsing).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Headers {
-    text: Vec<u8>,
-    /// Where each line's name starts, where it ends and its value starts, and where the
-    /// value ends, in `text`.
-    lines: Vec<(u32, u32, u32)>,
+    names: String,
+    values: Vec<u8>,
+    /// Where each line's name ends in `names` and its value ends in `values` (each starts
+    /// where the line before ended).
+    lines: Vec<(u32, u32)>,
 }
 
 /// One header line of a [`Headers`].
@@ -30,11 +31,10 @@ pub struct Header<'a> {
 
 impl Headers {
     fn push(&mut self, name: &str, value: &[u8]) {
-        let start = self.text.len() as u32;
-        self.text.extend_from_slice(name.as_bytes());
-        let name_end = self.text.len() as u32;
-        self.text.extend_from_slice(value);
-        self.lines.push((start, name_end, self.text.len() as u32));
+        self.names.push_str(name);
+        self.values.extend_from_slice(value);
+        self.lines
+            .push((self.names.len() as u32, self.values.len() as u32));
     }
 
     pub fn len(&self) -> usize {
@@ -46,13 +46,15 @@ impl Headers {
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = Header<'_>> + '_ {
-        self.lines.iter().map(|&(start, name_end, end)| {
-            let name = &self.text[start as usize..name_end as usize];
-            // Names were tokens when parsed: ASCII.
-            let name = std::str::from_utf8(name).unwrap_or_default();
+        (0..self.lines.len()).map(|i| {
+            let (name_start, value_start) = match i {
+                0 => (0, 0),
+                _ => self.lines[i - 1],
+            };
+            let (name_end, value_end) = self.lines[i];
             Header {
-                name,
-                value: &self.text[name_end as usize..end as usize],
+                name: &self.names[name_start as usize..name_end as usize],
+                value: &self.values[value_start as usize..value_end as usize],
             }
         })
     }
@@ -144,7 +146,8 @@ fn map_httparse(error: httparse::Error) -> HeadError {
 
 fn copy_headers(headers: &[httparse::Header<'_>]) -> Headers {
     let mut copy = Headers {
-        text: Vec::with_capacity(headers.iter().map(|h| h.name.len() + h.value.len()).sum()),
+        names: String::with_capacity(headers.iter().map(|h| h.name.len()).sum()),
+        values: Vec::with_capacity(headers.iter().map(|h| h.value.len()).sum()),
         lines: Vec::with_capacity(headers.len()),
     };
     for h in headers {

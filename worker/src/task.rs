@@ -447,8 +447,8 @@ impl TaskContext {
             .str("stage", "Created")
             .str("start_at", Rfc3339Micros(self.started_at))
             .opt("user", self.user.as_ref().map(|u| &u.name))
-            .str("server_addr", self.local_addr)
-            .str("client_addr", self.client_addr);
+            .addr("server_addr", self.local_addr)
+            .addr("client_addr", self.client_addr);
         event
     }
 
@@ -493,10 +493,10 @@ impl TaskContext {
             // datagrams' (ours, the client's), then where the first one went.
             Some(udp) => {
                 event
-                    .str("tcp_server_addr", self.local_addr)
-                    .str("tcp_client_addr", self.client_addr)
-                    .str("udp_listen_addr", udp.listen)
-                    .str("udp_client_addr", udp.client)
+                    .addr("tcp_server_addr", self.local_addr)
+                    .addr("tcp_client_addr", self.client_addr)
+                    .addr("udp_listen_addr", udp.listen)
+                    .addr("udp_client_addr", udp.client)
                     // g3: `udp connect` names its one target `upstream`.
                     .str(
                         if udp.connect {
@@ -513,14 +513,14 @@ impl TaskContext {
             }
             None => {
                 event
-                    .str("server_addr", self.local_addr)
-                    .str("client_addr", self.client_addr);
+                    .addr("server_addr", self.local_addr)
+                    .addr("client_addr", self.client_addr);
             }
         }
         event
             .opt("upstream", notes.upstream.as_ref())
-            .opt("next_bound_addr", notes.bound)
-            .opt("next_peer_addr", notes.next_hop)
+            .opt_addr("next_bound_addr", notes.bound)
+            .opt_addr("next_peer_addr", notes.next_hop)
             .int("c_rd_bytes", bytes_up)
             .int("c_wr_bytes", bytes_down)
             .int("r_rd_bytes", bytes_down)

@@ -564,8 +564,8 @@ impl Escaper {
             .str("escaper_name", &self.name)
             .str("task_id", Hex(&task.log_id()))
             .str("upstream", upstream)
-            .opt("next_bound_addr", task.notes.bound)
-            .opt("next_peer_addr", task.notes.next_hop);
+            .opt_addr("next_bound_addr", task.notes.bound)
+            .opt_addr("next_peer_addr", task.notes.next_hop);
         event.message = error.to_string();
         event
     }
