@@ -96,9 +96,15 @@ pub fn apply(tcp: &TcpStream, opts: &TcpMiscOpts) -> io::Result<()> {
     errors.into_result()
 }
 
-/// Applies `opts` to a UDP socket that sends to `ipv6` (or IPv4) peers.
-pub fn apply_udp<F: AsFd>(socket: &F, ipv6: bool, opts: &UdpMiscOpts) -> io::Result<()> {
+/// Applies `opts` (an escaper's `udp_misc_opts`) to a UDP socket that sends to `peer`; one
+/// the kernel refuses is logged and the socket used as it is.
+pub fn apply_udp<F: AsFd>(socket: &F, peer: std::net::SocketAddr, opts: &UdpMiscOpts) {
+    if *opts == UdpMiscOpts::default() {
+        return;
+    }
     let mut errors = FirstError::default();
-    apply_ip_level(socket, ipv6, opts, &mut errors);
-    errors.into_result()
+    apply_ip_level(socket, peer.is_ipv6(), opts, &mut errors);
+    if let Err(e) = errors.into_result() {
+        tracing::debug!("udp_misc_opts toward {peer}: {e}");
+    }
 }

@@ -13,7 +13,7 @@ use g3proxy_shared::config::escapers::{
     DirectConfig, PickStrategy, QueryStrategy, ResolveStrategy,
 };
 use g3proxy_shared::config::servers::ProxyProtocol;
-use g3proxy_shared::types::{NetworkAcl, UdpMiscOpts};
+use g3proxy_shared::types::NetworkAcl;
 use tokio::net::UdpSocket;
 
 use super::connect::{Racing, SocketOptions, happy_eyeballs};
@@ -189,12 +189,7 @@ impl Direct {
             .and_then(|s| s.set_nonblocking(true).map(|_| s))
             .and_then(UdpSocket::from_std)
             .map_err(|e| TaskError::Internal(format!("udp bind {bind}: {e}")))?;
-        let misc = &self.config.udp_misc_opts;
-        if *misc != UdpMiscOpts::default()
-            && let Err(e) = sockopt::apply_udp(&socket, target.is_ipv6(), misc)
-        {
-            tracing::debug!("udp_misc_opts toward {target}: {e}");
-        }
+        sockopt::apply_udp(&socket, target, &self.config.udp_misc_opts);
         Ok(LimitedSocket::new(
             socket,
             self.config.udp_sock_speed_limit.as_ref(),

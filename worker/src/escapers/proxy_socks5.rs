@@ -14,8 +14,6 @@ use g3proxy_proto::{Host, HostPort};
 use g3proxy_shared::config::escapers::{
     DEFAULT_SOCKS_PROXY_PORT, ProxySocks5Config, Socks5PeerKeys,
 };
-use g3proxy_shared::types::UdpMiscOpts;
-
 use tokio::net::UdpSocket;
 
 use super::next_hop::NextHop;
@@ -149,12 +147,7 @@ impl ProxySocks5Escaper {
             }
         };
         socket.connect(relay).await.map_err(TaskError::UpstreamIo)?;
-        let misc = &self.udp.udp_misc_opts;
-        if *misc != UdpMiscOpts::default()
-            && let Err(e) = sockopt::apply_udp(&socket, relay.is_ipv6(), misc)
-        {
-            tracing::debug!("udp_misc_opts toward {relay}: {e}");
-        }
+        sockopt::apply_udp(&socket, relay, &self.udp.udp_misc_opts);
         Ok(PeerAssociation::new(
             connected.stream,
             LimitedSocket::new(socket, self.udp.udp_sock_speed_limit.as_ref()),
