@@ -5,7 +5,8 @@
 //! refused; dynamic users follow their file while the proxy runs (a broken file keeps the last
 //! good set), and a user blocked there loses its live tunnel. No password or token reaches
 //! the process log. Users published with `g3proxy-ctl user-group NAME publish-user` reach
-//! every worker and outlive a reload and a supervisor handoff.
+//! every worker and outlive a reload and a supervisor handoff. A user's `resolve_redirection`
+//! holds directly, through SOCKS and through a `route_failover`.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -205,6 +206,14 @@ fn users_log_in_and_their_filters_hold() {
     let socks = format!("socks5h://redirected:x@127.0.0.1:{}", group.port("socks"));
     let by_socks = format!("http://origin.test:{recording_port}/s");
     assert_eq!(curl_status(&["-x", &socks, &by_socks]), ok);
+    recording.next_request();
+    // The same through a route_failover, whose legs connect themselves.
+    let failover = format!("http://127.0.0.1:{}", group.port("failover_http"));
+    let by_failover = format!("http://origin.test:{recording_port}/f");
+    assert_eq!(
+        curl_status(&["-x", &failover, "-U", "redirected:", &by_failover]),
+        ok
+    );
     recording.next_request();
 
     // A per-connection speed limit: 300 KB take three slices.

@@ -135,10 +135,10 @@ impl<'t> Permit<'t> {
         self.user.as_deref()
     }
 
-    /// What an escaper that resolves names itself connects to: the target, or where the
-    /// user's `resolve_redirection` sends its name.
-    pub fn resolve_target(&self) -> &HostPort {
-        self.resolve_as.as_ref().unwrap_or(self.target)
+    /// Where the user's `resolve_redirection` sends the target's name, if it does: what an
+    /// escaper that resolves names itself connects to instead.
+    pub fn redirected(&self) -> Option<&HostPort> {
+        self.resolve_as.as_ref()
     }
 }
 

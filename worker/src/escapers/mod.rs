@@ -92,6 +92,9 @@ pub struct Leg<'a> {
     pub egress_path: Option<(&'a str, usize)>,
     /// The escaper the leg is shown to: path selections are each for one escaper.
     pub escaper: &'a str,
+    /// The target as the user's `resolve_redirection` has it resolved, for the escapers
+    /// that resolve names themselves (see [`Leg::for_connect`]).
+    pub redirected: Option<&'a HostPort>,
 }
 
 /// A task's path selection for one escaper (g3's egress path selection): the request's
@@ -120,14 +123,6 @@ impl PathChoice<'_> {
 }
 
 impl<'a> Leg<'a> {
-    /// The same task toward `target`.
-    pub fn to<'b>(&self, target: &'b HostPort) -> Leg<'b>
-    where
-        'a: 'b,
-    {
-        Leg { target, ..*self }
-    }
-
     pub fn client_ip(&self) -> IpAddr {
         self.client.ip()
     }
@@ -160,6 +155,18 @@ impl<'a> Leg<'a> {
                 .map(|(_, number)| number),
             id: self.path_id(),
             value: self.path_value(),
+        }
+    }
+
+    /// The leg an escaper connects: toward the redirected target when it resolves names
+    /// itself (a next-hop proxy resolves them its own way).
+    pub fn for_connect(&self, resolves_names: bool) -> Leg<'a> {
+        match (resolves_names, self.redirected) {
+            (true, Some(redirected)) => Leg {
+                target: redirected,
+                ..*self
+            },
+            _ => *self,
         }
     }
 
@@ -500,17 +507,14 @@ impl Escaper {
             user: permit.user(),
             site: permit.site(),
             egress_path: permit.egress_path(),
+            redirected: permit.redirected(),
         }
     }
 
     /// The way out this escaper connects for `permit`: to the target redirected by the user
     /// when the escaper resolves names itself.
     fn connect_leg<'p>(&'p self, permit: &'p Permit<'_>) -> Leg<'p> {
-        let leg = self.leg(permit);
-        match self.runtime.resolves_names() {
-            true => leg.to(permit.resolve_target()),
-            false => leg,
-        }
+        self.leg(permit).for_connect(self.runtime.resolves_names())
     }
 
     /// Names this escaper in an error that did not say who could not do what.

@@ -64,13 +64,15 @@ async fn race<T>(
 /// and a failover's contains another escaper's, so unboxed it would contain itself.
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, TaskError>> + Send + 'a>>;
 
-/// `escaper`'s own connection for `leg`, after its routes.
+/// `escaper`'s own connection for `leg`, after its routes (toward the user's redirected
+/// target where the escaper it comes to resolves names itself, as without a failover).
 fn connect_through<'a>(escaper: &'a Escaper, leg: &'a Leg<'a>) -> Boxed<'a, Connected> {
     Box::pin(async move {
         let escaper = escaper.route(leg).await?;
+        let resolves_names = escaper.runtime.resolves_names();
         escaper
             .runtime
-            .tcp_connect(&leg.for_escaper(&escaper.name))
+            .tcp_connect(&leg.for_escaper(&escaper.name).for_connect(resolves_names))
             .await
             .map_err(|e| escaper.explain(e))
     })
