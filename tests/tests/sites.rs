@@ -316,8 +316,9 @@ server:
 }
 
 /// A SOCKS UDP association counts for the site of its first datagram's target, as g3
-/// counts its initial peer: the request, and its datagrams and bytes both ways, under the
-/// site and under the user, and the upstream traffic under `transport: udp`.
+/// counts its initial peer: the request (alive while it lasts), and its datagrams and bytes
+/// both ways, under the site and under the user, and the upstream traffic under
+/// `transport: udp`.
 #[test]
 fn a_udp_association_counts_for_its_first_targets_site() {
     use g3proxy_tests::socks_udp::{associate, client_socket, exchange};
@@ -352,13 +353,25 @@ server:
         let (_, payload) = exchange(&client, relay, echo.addr, b"ping").expect("echoed");
         assert_eq!(payload, b"ping");
     }
-    drop(control);
     let anon = [
         "user_group:g",
         "user:anon",
         "user_type:Anonymous",
         "request:socks_udp_associate",
     ];
+    let site_alive = || {
+        let alive = statsd.matching("g3proxy.user.site.loop-udp.request.alive", "g", &anon);
+        alive.last().map(|(value, _)| *value)
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the site's live association",
+        || (site_alive() == Some(1)).then_some(()),
+    );
+    drop(control);
+    wait_until(Duration::from_secs(10), "the association's end", || {
+        (site_alive() == Some(0)).then_some(())
+    });
     wait_until(Duration::from_secs(10), "the association's counts", || {
         let site = |name: &str| statsd.total(&format!("g3proxy.user.site.loop-udp.{name}"), &anon);
         let user = |name: &str| statsd.total(&format!("g3proxy.user.{name}"), &anon);

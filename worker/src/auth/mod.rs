@@ -492,23 +492,21 @@ impl Gate {
 
     /// A request counted before its target was known (a SOCKS UDP association): counted
     /// for the user's explicit site of `target` too, when it has one with `emit_stats`, and
-    /// its bytes and datagrams go there as it ends. (Its place in the site's
-    /// `request.alive` is not held: the request's hold was taken before.)
+    /// its bytes and datagrams go there as it ends. The answer holds its place in the site's
+    /// `request.alive` while the request lives.
     pub fn count_site(
         &self,
         task: &mut TaskContext,
         request: Option<ProxyRequestType>,
         target: &HostPort,
-    ) {
-        let (Some(user), Some(counters)) = (task.user.clone(), task.user_stats.clone()) else {
-            return;
-        };
-        let Some(site) = user.site_for(target).filter(|site| site.emit_stats) else {
-            return;
-        };
+    ) -> Option<stats::AliveCount> {
+        let (user, counters) = (task.user.clone()?, task.user_stats.clone()?);
+        let site = user.site_for(target).filter(|site| site.emit_stats)?;
         let site_counters = Self::site_counters(task, &counters, site);
-        site_counters.requests[stats::request_index(request)]
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(stats::AliveCount::site_only(
+            site_counters,
+            stats::request_index(request),
+        ))
     }
 
     /// Leave for one more target within a request already counted (the datagrams of a SOCKS

@@ -357,8 +357,8 @@ pub fn all() -> Vec<Arc<UserCounters>> {
 
 /// A request's place in `user.request.alive` (and its site's), given back when it drops.
 pub struct AliveCount {
-    counters: Arc<UserCounters>,
-    site: Option<Arc<UserCounters>>,
+    /// The user's counters and its site's, where each is counted.
+    held: [Option<Arc<UserCounters>>; 2],
     index: usize,
 }
 
@@ -369,21 +369,27 @@ impl AliveCount {
         site: Option<Arc<UserCounters>>,
         index: usize,
     ) -> AliveCount {
-        for counters in std::iter::once(counters).chain(&site) {
+        Self::hold([Some(counters.clone()), site], index)
+    }
+
+    /// The same for the site alone, of a request its user counted already (before its
+    /// target, and so its site, was known).
+    pub fn site_only(site: Arc<UserCounters>, index: usize) -> AliveCount {
+        Self::hold([None, Some(site)], index)
+    }
+
+    fn hold(held: [Option<Arc<UserCounters>>; 2], index: usize) -> AliveCount {
+        for counters in held.iter().flatten() {
             counters.requests[index].fetch_add(1, Ordering::Relaxed);
             counters.alive[index].fetch_add(1, Ordering::Relaxed);
         }
-        AliveCount {
-            counters: counters.clone(),
-            site,
-            index,
-        }
+        AliveCount { held, index }
     }
 }
 
 impl Drop for AliveCount {
     fn drop(&mut self) {
-        for counters in std::iter::once(&self.counters).chain(&self.site) {
+        for counters in self.held.iter().flatten() {
             counters.alive[self.index].fetch_sub(1, Ordering::Relaxed);
         }
     }

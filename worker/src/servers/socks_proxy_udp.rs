@@ -275,7 +275,7 @@ impl UdpSession<'_> {
         let request = Some(ProxyRequestType::SocksUdpAssociate);
         let permit = self.gate.permit_within(task, request, &first_target)?;
         // The association's site is its first datagram's target's (g3's initial peer).
-        self.gate.count_site(task, request, &first_target);
+        let _site_alive = self.gate.count_site(task, request, &first_target);
         let user = task.user.clone();
         let mut upload = DatagramLimiter::new(self.speed_limit, true).with_group(
             user.as_ref()
