@@ -54,14 +54,35 @@ enum Sink {
     Journal(std::os::unix::net::UnixDatagram, &'static str),
 }
 
-/// A process-log line as a journald native-protocol datagram (no field carries a newline:
-/// the line's own is taken off).
-fn journal_datagram(text: &str, severity: u8) -> String {
-    format!(
-        "MESSAGE={}\nPRIORITY={severity}\nSYSLOG_IDENTIFIER=g3proxy\nSYSLOG_PID={}\n",
-        text.trim_end().replace('\n', " "),
-        std::process::id()
-    )
+/// One field of a journald native-protocol datagram: `KEY=value` and a newline, or, for a
+/// value with a newline in it, the binary form (`KEY`, newline, the value's length as 64-bit
+/// little endian, the value, newline). Keys are upper-cased, other bytes than letters and
+/// digits made `_`, as journald wants them.
+pub fn journal_field(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.extend(key.bytes().map(|b| match b {
+        b'a'..=b'z' => b.to_ascii_uppercase(),
+        b'A'..=b'Z' | b'0'..=b'9' => b,
+        _ => b'_',
+    }));
+    if value.contains('\n') {
+        out.push(b'\n');
+        out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    } else {
+        out.push(b'=');
+    }
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'\n');
+}
+
+/// A process-log line as a journald native-protocol datagram (a message of several lines
+/// in the binary form, its own last newline taken off).
+fn journal_datagram(text: &str, severity: u8) -> Vec<u8> {
+    let mut datagram = Vec::with_capacity(text.len() + 80);
+    journal_field(&mut datagram, "MESSAGE", text.trim_end());
+    journal_field(&mut datagram, "PRIORITY", &severity.to_string());
+    journal_field(&mut datagram, "SYSLOG_IDENTIFIER", "g3proxy");
+    journal_field(&mut datagram, "SYSLOG_PID", &std::process::id().to_string());
+    datagram
 }
 
 enum Line {
@@ -131,7 +152,7 @@ fn write_lines(prefix: &str, receiver: Receiver<Line>, sink: Sink) {
         }
         Sink::Journal(socket, path) => {
             let datagram = journal_datagram(text, severity);
-            if socket.send_to(datagram.as_bytes(), path).is_err() {
+            if socket.send_to(&datagram, path).is_err() {
                 let _ = std::io::stderr().lock().write_all(text.as_bytes());
             }
         }
@@ -258,14 +279,18 @@ mod tests {
         writer.join().unwrap();
         let mut datagram = [0u8; 512];
         let length = journal.recv(&mut datagram).unwrap();
-        let text = std::str::from_utf8(&datagram[..length]).unwrap();
-        assert_eq!(
-            text,
+        // A message of two lines goes in the binary form, its length before it.
+        let mut want = b"MESSAGE\n".to_vec();
+        want.extend_from_slice(&11u64.to_le_bytes());
+        want.extend_from_slice(b"p warn: a\nb\n");
+        want.extend_from_slice(
             format!(
-                "MESSAGE=p warn: a b\nPRIORITY=4\nSYSLOG_IDENTIFIER=g3proxy\nSYSLOG_PID={}\n",
+                "PRIORITY=4\nSYSLOG_IDENTIFIER=g3proxy\nSYSLOG_PID={}\n",
                 std::process::id()
             )
+            .as_bytes(),
         );
+        assert_eq!(&datagram[..length], want.as_slice());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,6 +9,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 
 use g3proxy_shared::config::log::JournalConfig;
+use g3proxy_shared::logs::journal_field as field;
 
 use super::datagrams::Datagrams;
 use super::{Event, Value, Write};
@@ -30,22 +31,6 @@ impl Journal {
             batch: Datagrams::default(),
         })
     }
-}
-
-fn field(out: &mut Vec<u8>, key: &str, value: &str) {
-    out.extend(key.bytes().map(|b| match b {
-        b'a'..=b'z' => b.to_ascii_uppercase(),
-        b'A'..=b'Z' | b'0'..=b'9' => b,
-        _ => b'_',
-    }));
-    if value.contains('\n') {
-        out.push(b'\n');
-        out.extend_from_slice(&(value.len() as u64).to_le_bytes());
-    } else {
-        out.push(b'=');
-    }
-    out.extend_from_slice(value.as_bytes());
-    out.push(b'\n');
 }
 
 impl Write for Journal {
