@@ -208,7 +208,7 @@ server:
 /// A user's `http_upstream_keepalive: false` keeps each of its forwarded requests on an
 /// upstream connection of its own (another user's reuse one); a user's `log_rate_limit`
 /// drops its task log events past the quota and counts them as `log_skipped`; its
-/// `tcp_remote_keepalive` and `tcp_remote_misc_opts` load and leave its requests working.
+/// `tcp_remote_keepalive` and `tcp_remote_misc_opts` reach its upstream sockets (`ss`).
 #[test]
 fn per_user_upstream_reuse_and_log_quota() {
     let origin = Origin::start("127.0.0.1");
@@ -234,7 +234,7 @@ user_group:
         token: null
         http_upstream_keepalive: false
         tcp_remote_keepalive: {{idle_time: 30s, probe_count: 3}}
-        tcp_remote_misc_opts: {{no_delay: true, ttl: 16}}
+        tcp_remote_misc_opts: {{no_delay: true, ttl: 16, mss: 1200}}
       - name: quiet
         token: null
         log_rate_limit: 2/h
@@ -278,19 +278,7 @@ server:
     );
     // A tunnel's one event, as it ends, is over the quota too.
     let echo = Echo::start("127.0.0.1");
-    let mut tunnel = TcpStream::connect(("127.0.0.1", group.port("http"))).unwrap();
-    let connect = format!(
-        "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\nProxy-Authorization: Basic cXVpZXQ6eA==\r\n\r\n",
-        echo.addr
-    );
-    tunnel.write_all(connect.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(tunnel.read(&mut byte).unwrap(), 1, "{head:?}");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let mut tunnel = open_tunnel(group.port("http"), echo.addr, "cXVpZXQ6eA==");
     roundtrip(&mut tunnel, b"ping");
     drop(tunnel);
     wait_until(
@@ -313,6 +301,50 @@ server:
         (written("reuse") == 3).then_some(())
     });
     assert_eq!(written("quiet"), 2, "task events of user quiet written");
+
+    // `fresh`'s socket options on its upstream connection, as the kernel reports them:
+    // keepalive after its 30 s (shorter than the escaper's 120 s), its MSS.
+    let echo = Echo::start("127.0.0.1");
+    let mut tunnel = open_tunnel(group.port("http"), echo.addr, "ZnJlc2g6eA==");
+    roundtrip(&mut tunnel, b"ping");
+    let filter = format!("( dport = :{} )", echo.addr.port());
+    let ss = std::process::Command::new("ss")
+        .args(["-tino", "state", "established", &filter])
+        .output()
+        .expect("ss");
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    let keepalive = ss
+        .split("timer:(keepalive,")
+        .nth(1)
+        .and_then(|rest| rest.split_once("sec"))
+        .and_then(|(secs, _)| secs.parse::<u32>().ok());
+    assert!(keepalive.is_some_and(|secs| secs <= 30), "{ss}");
+    // The MSS it sent, less the timestamp option the kernel counts in.
+    let mss = ss
+        .split(" mss:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(mss.is_some_and(|mss| (1100..=1200).contains(&mss)), "{ss}");
+    drop(tunnel);
+}
+
+/// A `CONNECT` tunnel to `target` through the HTTP proxy at `port`, logged in with
+/// `basic` (base64 of `user:password`).
+fn open_tunnel(port: u16, target: std::net::SocketAddr, basic: &str) -> TcpStream {
+    let mut tunnel = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let connect = format!(
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {basic}\r\n\r\n"
+    );
+    tunnel.write_all(connect.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tunnel.read(&mut byte).unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    tunnel
 }
 
 /// A SOCKS UDP association counts for the site of its first datagram's target, as g3

@@ -75,6 +75,12 @@ pub fn apply(tcp: &TcpStream, opts: &TcpMiscOpts) -> io::Result<()> {
         .peer_addr()
         .map(|a| a.ip().to_canonical().is_ipv6())
         .unwrap_or(false);
+    apply_tcp(tcp, ipv6, opts)
+}
+
+/// The same on a socket toward an `ipv6` (or IPv4) peer, not connected yet: an escaper's
+/// options go on before its connect, where the MSS has to be to count.
+pub fn apply_tcp<F: AsFd>(tcp: &F, ipv6: bool, opts: &TcpMiscOpts) -> io::Result<()> {
     let mut errors = FirstError::default();
     if let Some(on) = opts.no_delay {
         errors.keep(setsockopt(tcp, sockopt::TcpNoDelay, &on), "no_delay");

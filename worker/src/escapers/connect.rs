@@ -62,14 +62,15 @@ pub async fn connect_tcp(
     if options.keepalive.enable {
         set_keepalive(&socket, &options.keepalive);
     }
+    let _ = socket.set_nodelay(true);
+    // Before the connect: the MSS goes out in the SYN.
+    if !options.misc.is_empty()
+        && let Err(e) = misc::apply_tcp(&socket, address.is_ipv6(), &options.misc)
+    {
+        tracing::debug!("tcp_misc_opts toward {address}: {e}");
+    }
     match tokio::time::timeout(timeout, socket.connect(address)).await {
         Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            if !options.misc.is_empty()
-                && let Err(e) = misc::apply(&stream, &options.misc)
-            {
-                tracing::debug!("tcp_misc_opts toward {address}: {e}");
-            }
             let bound = stream
                 .local_addr()
                 .map_err(|e| TaskError::Internal(e.to_string()))?;
