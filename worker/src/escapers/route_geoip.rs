@@ -17,21 +17,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use g3proxy_proto::msgpack::Value;
-use g3proxy_shared::config::escapers::{ResolveStrategy, RouteGeoipConfig, country_alpha2};
+use g3proxy_shared::config::escapers::{RouteGeoipConfig, country_alpha2};
 use g3proxy_shared::types::IpNetwork;
 use tokio::time::Instant;
 
 use super::agent::{self, Agent, Answered, Timings};
-use super::route_resolved::target_address;
+use super::route_resolved::TargetAddress;
 use super::rules::{IpRoutes, by_value};
 use super::{Dependencies, Escaper, EscaperOps, Leg};
 use crate::error::TaskError;
-use crate::resolvers::Resolver;
 
 pub struct RouteGeoipEscaper {
-    resolver: Arc<Resolver>,
-    strategy: ResolveStrategy,
-    resolution_delay: Duration,
+    resolution: TargetAddress,
     by_network: IpRoutes,
     by_as_number: HashMap<u32, Arc<Escaper>>,
     by_country: HashMap<String, Arc<Escaper>>,
@@ -196,9 +193,7 @@ impl RouteGeoipEscaper {
             true => Some(Agent::new(IpLocate, service.query_peer_addr, timings)?),
         };
         Ok(RouteGeoipEscaper {
-            resolver: deps.resolver(&config.resolver),
-            strategy: config.resolve_strategy,
-            resolution_delay: config.resolution_delay.0,
+            resolution: TargetAddress::build(&config.resolution, deps),
             by_network: IpRoutes::new(Vec::new(), by_value(&rules.networks, deps)),
             by_as_number: by_value(&rules.as_numbers, deps).into_iter().collect(),
             by_country: by_value(&rules.countries, deps).into_iter().collect(),
@@ -247,14 +242,7 @@ impl RouteGeoipEscaper {
 
 impl EscaperOps for RouteGeoipEscaper {
     async fn next_for(&self, leg: &Leg<'_>) -> Result<Option<&Escaper>, TaskError> {
-        let ip = target_address(
-            &leg.target.host,
-            &self.resolver,
-            self.strategy,
-            self.resolution_delay,
-        )
-        .await?;
-        let Some(ip) = ip else {
+        let Some(ip) = self.resolution.of(&leg.target.host).await? else {
             return Ok(Some(&self.default_next));
         };
         if let Some(next) = self.by_network.lookup(ip) {

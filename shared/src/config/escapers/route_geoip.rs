@@ -6,18 +6,20 @@
 //! its address alone).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::{EscaperKind, ResolveStrategy};
+use super::EscaperKind;
+use super::route_resolved::TargetResolution;
+use crate::config::de::Parts;
+use crate::config::error::ConfigError;
 use crate::types::acl::{AclItem, Items};
 use crate::types::{HumanDuration, IpNetwork};
 
 impl EscaperKind for RouteGeoipConfig {
     fn resolver(&self) -> Option<&str> {
-        Some(&self.resolver)
+        Some(&self.resolution.resolver)
     }
 
     fn next_escapers(&self) -> Vec<&str> {
@@ -35,12 +37,9 @@ impl EscaperKind for RouteGeoipConfig {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RouteGeoipConfig {
-    pub resolver: String,
-    #[serde(default)]
-    pub resolve_strategy: ResolveStrategy,
-    /// How long to wait for the preferred family once the other answered.
-    #[serde(default = "default_resolution_delay")]
-    pub resolution_delay: HumanDuration,
+    /// Its own keys (see [`TargetResolution::decode_with`]).
+    #[serde(skip)]
+    pub resolution: TargetResolution,
     pub default_next: String,
     #[serde(default)]
     pub geo_rules: GeoRules,
@@ -48,8 +47,10 @@ pub struct RouteGeoipConfig {
     pub ip_locate_service: IpLocateService,
 }
 
-fn default_resolution_delay() -> HumanDuration {
-    HumanDuration(Duration::from_millis(50))
+impl RouteGeoipConfig {
+    pub(super) fn decode(parts: &mut Parts) -> Result<Self, ConfigError> {
+        TargetResolution::decode_with(parts, |config: &mut Self| &mut config.resolution)
+    }
 }
 
 /// `geo_rules`, by kind: each value leads to one escaper at most.
