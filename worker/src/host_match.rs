@@ -1,8 +1,13 @@
 //! Matching a host against configured hosts as g3proxy's host-matched objects do: the exact
 //! host first, then the nearest listed parent domain (`child_match`, the domain itself
 //! included), then the default entry. Hosts compare in lower case without a trailing dot.
+//! Addresses match as g3's rules on them do ([`IpMatcher`]): the exact address, then the
+//! longest network holding it.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+
+use g3proxy_shared::types::IpNetwork;
 
 use g3proxy_shared::config::host_matched::{HostMatched, canonical_host};
 
@@ -19,6 +24,38 @@ pub fn nearest_ancestor<'a, T>(map: &'a HashMap<String, T>, domain: &str) -> Opt
 
 fn normalized(host: &str) -> String {
     canonical_host(host).unwrap_or_else(|| host.to_ascii_lowercase())
+}
+
+/// Exact addresses, then networks by longest prefix; IPv4-mapped addresses as IPv4.
+pub struct IpMatcher<T> {
+    exact: HashMap<IpAddr, T>,
+    /// Longest prefix first.
+    networks: Vec<(IpNetwork, T)>,
+}
+
+impl<T> IpMatcher<T> {
+    pub fn new(exact: Vec<(IpAddr, T)>, mut networks: Vec<(IpNetwork, T)>) -> IpMatcher<T> {
+        // An address is only held by networks of its family, so prefixes of the two
+        // families need no common order.
+        networks.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix));
+        IpMatcher {
+            exact: exact
+                .into_iter()
+                .map(|(ip, value)| (ip.to_canonical(), value))
+                .collect(),
+            networks,
+        }
+    }
+
+    pub fn lookup(&self, ip: IpAddr) -> Option<&T> {
+        let ip = ip.to_canonical();
+        self.exact.get(&ip).or_else(|| {
+            self.networks
+                .iter()
+                .find(|(net, _)| net.contains(ip))
+                .map(|(_, value)| value)
+        })
+    }
 }
 
 pub struct HostMatcher<T> {

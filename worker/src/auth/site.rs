@@ -4,7 +4,6 @@
 //! entry, else its nearest listed parent domain.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +11,9 @@ use g3proxy_proto::Host;
 use g3proxy_shared::config::escapers::ResolveStrategy;
 use g3proxy_shared::config::tls::TlsClientConfig;
 use g3proxy_shared::config::user_groups::{DurationStats, ExplicitSite};
-use g3proxy_shared::types::IpNetwork;
 use g3proxy_shared::types::acl::ExactHost;
+
+use crate::host_match::{IpMatcher, nearest_ancestor};
 
 /// One site of a user: what its tasks run with in place of the user's settings.
 pub struct Site {
@@ -29,11 +29,9 @@ pub struct Site {
 
 /// Every site of a user, indexed for the lookup of each request.
 pub struct Sites {
-    exact_ips: HashMap<IpAddr, Arc<Site>>,
+    ips: IpMatcher<Arc<Site>>,
     exact_domains: HashMap<String, Arc<Site>>,
     child_domains: HashMap<String, Arc<Site>>,
-    /// Longest prefix first, so that the first network holding an address is the answer.
-    subnets: Vec<(IpNetwork, Arc<Site>)>,
 }
 
 impl Sites {
@@ -42,12 +40,8 @@ impl Sites {
         if configs.is_empty() {
             return None;
         }
-        let mut sites = Sites {
-            exact_ips: HashMap::new(),
-            exact_domains: HashMap::new(),
-            child_domains: HashMap::new(),
-            subnets: Vec::new(),
-        };
+        let (mut exact_ips, mut subnets) = (Vec::new(), Vec::new());
+        let (mut exact_domains, mut child_domains) = (HashMap::new(), HashMap::new());
         for config in configs {
             let site = Arc::new(Site {
                 id: config.id.as_str().into(),
@@ -59,42 +53,30 @@ impl Sites {
             });
             for host in &config.exact_match {
                 match host {
-                    ExactHost::Ip(ip) => sites.exact_ips.insert(ip.to_canonical(), site.clone()),
+                    ExactHost::Ip(ip) => exact_ips.push((*ip, site.clone())),
                     ExactHost::Domain(domain) => {
-                        sites.exact_domains.insert(domain.clone(), site.clone())
+                        exact_domains.insert(domain.clone(), site.clone());
                     }
-                };
+                }
             }
             for child in &config.child_match {
-                sites.child_domains.insert(child.0.clone(), site.clone());
+                child_domains.insert(child.0.clone(), site.clone());
             }
             for network in &config.subnet_match {
-                sites.subnets.push((*network, site.clone()));
+                subnets.push((*network, site.clone()));
             }
         }
-        sites.subnets.sort_by_key(|(network, _)| {
-            // IPv4 prefixes compare with IPv6 ones as their mapped forms would.
-            let bits = match network.address {
-                IpAddr::V4(_) => network.prefix + 96,
-                IpAddr::V6(_) => network.prefix,
-            };
-            std::cmp::Reverse(bits)
-        });
-        Some(sites)
+        Some(Sites {
+            ips: IpMatcher::new(exact_ips, subnets),
+            exact_domains,
+            child_domains,
+        })
     }
 
     /// The site `host` belongs to.
     pub fn find(&self, host: &Host) -> Option<&Arc<Site>> {
         match host {
-            Host::Ip(ip) => {
-                let ip = ip.to_canonical();
-                self.exact_ips.get(&ip).or_else(|| {
-                    self.subnets
-                        .iter()
-                        .find(|(network, _)| network.contains(ip))
-                        .map(|(_, site)| site)
-                })
-            }
+            Host::Ip(ip) => self.ips.lookup(*ip),
             Host::Domain(domain) => {
                 let lowered;
                 let mut name = domain.trim_end_matches('.');
@@ -102,17 +84,9 @@ impl Sites {
                     lowered = name.to_ascii_lowercase();
                     name = &lowered;
                 }
-                if let Some(site) = self.exact_domains.get(name) {
-                    return Some(site);
-                }
-                // The name itself, then each parent, nearest first.
-                let mut rest = name;
-                loop {
-                    if let Some(site) = self.child_domains.get(rest) {
-                        return Some(site);
-                    }
-                    rest = rest.split_once('.')?.1;
-                }
+                self.exact_domains
+                    .get(name)
+                    .or_else(|| nearest_ancestor(&self.child_domains, name))
             }
         }
     }
@@ -128,7 +102,7 @@ mod tests {
     }
 
     fn id(sites: &Sites, host: &str) -> Option<String> {
-        let host = match host.parse::<IpAddr>() {
+        let host = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => Host::Ip(ip),
             Err(_) => Host::Domain(host.to_string()),
         };
