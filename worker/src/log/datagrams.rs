@@ -3,7 +3,9 @@
 //! The bytes of every datagram share one buffer.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 
 /// Datagrams handed to the kernel in one call at most.
 const PER_CALL: usize = 256;
@@ -39,6 +41,26 @@ impl Datagrams {
             }
         }
         self.clear();
+        sent
+    }
+
+    /// Sends every datagram on `socket`, connected to `path` first when it is not (and again
+    /// after a batch it took none of: the listener may have been restarted); a socket that
+    /// cannot connect loses the batch.
+    pub fn send_to_path(&mut self, socket: &mut Option<UnixDatagram>, path: &Path) -> usize {
+        if socket.is_none() {
+            *socket = UnixDatagram::unbound()
+                .and_then(|unbound| unbound.connect(path).map(|()| unbound))
+                .ok();
+        }
+        let Some(connected) = socket else {
+            self.clear();
+            return 0;
+        };
+        let sent = self.send(connected.as_fd());
+        if sent == 0 {
+            *socket = None;
+        }
         sent
     }
 
@@ -95,8 +117,6 @@ impl Datagrams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
-    use std::os::unix::net::UnixDatagram;
 
     #[test]
     fn a_batch_arrives_datagram_by_datagram() {

@@ -3,8 +3,6 @@
 //! form (`KEY`, newline, its length as 64-bit little endian, the value, newline). Keys as g3 writes them: upper case, `PRIORITY`,
 //! `SYSLOG_IDENTIFIER` and `MESSAGE` first.
 
-use std::fmt::Write as _;
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 
@@ -20,6 +18,8 @@ pub struct Journal {
     path: PathBuf,
     ident: &'static str,
     batch: Datagrams,
+    /// A number field's text.
+    number: String,
 }
 
 impl Journal {
@@ -29,6 +29,7 @@ impl Journal {
             path: config.socket_path.clone(),
             ident,
             batch: Datagrams::default(),
+            number: String::new(),
         })
     }
 }
@@ -39,14 +40,13 @@ impl Write for Journal {
         field(datagram, "PRIORITY", "6");
         field(datagram, "SYSLOG_IDENTIFIER", self.ident);
         field(datagram, "MESSAGE", &event.message);
-        let mut number = String::new();
         for (key, value) in event.fields() {
             match value {
                 Value::Str(text) => field(datagram, key, text),
                 Value::Int(n) => {
-                    number.clear();
-                    let _ = write!(number, "{n}");
-                    field(datagram, key, &number);
+                    self.number.clear();
+                    super::push_decimal(&mut self.number, n);
+                    field(datagram, key, &self.number);
                 }
             }
         }
@@ -55,19 +55,6 @@ impl Write for Journal {
 
     fn flush(&mut self) -> usize {
         // A journal that is not there (or an event too large for one datagram) loses them.
-        if self.socket.is_none() {
-            self.socket = UnixDatagram::unbound()
-                .and_then(|socket| socket.connect(&self.path).map(|()| socket))
-                .ok();
-        }
-        let Some(socket) = &self.socket else {
-            self.batch.clear();
-            return 0;
-        };
-        let sent = self.batch.send(socket.as_fd());
-        if sent == 0 {
-            self.socket = None;
-        }
-        sent
+        self.batch.send_to_path(&mut self.socket, &self.path)
     }
 }

@@ -177,7 +177,7 @@ impl Event {
 }
 
 /// `n` in decimal at the end of `out`.
-fn push_decimal(out: &mut String, mut n: u64) {
+pub(super) fn push_decimal(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {

@@ -112,22 +112,7 @@ impl Write for Syslog {
         // A syslog that is not there loses the events; the proxy goes on.
         match &mut self.socket {
             Socket::Udp(socket) => self.batch.send(socket.as_fd()),
-            Socket::Unix(socket, path) => {
-                if socket.is_none() {
-                    *socket = UnixDatagram::unbound()
-                        .and_then(|s| s.connect(&*path).map(|()| s))
-                        .ok();
-                }
-                let Some(connected) = socket else {
-                    self.batch.clear();
-                    return 0;
-                };
-                let sent = self.batch.send(connected.as_fd());
-                if sent == 0 {
-                    *socket = None;
-                }
-                sent
-            }
+            Socket::Unix(socket, path) => self.batch.send_to_path(socket, path),
         }
     }
 }
