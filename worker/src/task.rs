@@ -3,6 +3,7 @@
 //! once authenticated, and the notes a task log will print; it holds the task's place in the
 //! worker's registry, so draining knows when the worker is done.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -10,10 +11,9 @@ use std::time::{Instant, SystemTime};
 
 use crate::auth::User;
 use crate::conn::{ClientConn, TlsFacts};
-use g3proxy_shared::types::Rfc3339Micros;
 
 use crate::context::{ServerCounters, TaskGuard, TaskKind, TaskRegistry};
-use crate::log::{Elapsed, Event, Hex};
+use crate::log::Event;
 use g3proxy_proto::HostPort;
 use g3proxy_proto::http1::RequestHead;
 
@@ -125,9 +125,8 @@ impl TaskContext {
         };
         let mut event = self.fresh_event();
         event
-            .opt("upstream", target)
-            .str("task_event", "Created")
-            .set_str("stage", "Created");
+            .opt_host_port("upstream", target)
+            .text("task_event", "Created");
         log.log(event);
     }
 
@@ -290,8 +289,8 @@ impl TaskContext {
             Some((request, head)) => self.request_event(&self.log_id(), request, head, None),
             _ => self.task_event(),
         };
-        event.str("task_event", task_event);
-        event.set_str("stage", task_event);
+        event.text("task_event", task_event);
+        event.set_text("stage", task_event);
         log.log(event);
     }
 
@@ -414,8 +413,8 @@ impl TaskContext {
         };
         let bytes = (self.notes.bytes_up + up, self.notes.bytes_down + down);
         let mut event = self.task_event_with(bytes);
-        event.str("task_event", "Periodic");
-        event.set_str("stage", "Relaying");
+        event.text("task_event", "Periodic");
+        event.set_text("stage", "Relaying");
         log.log(event);
     }
 
@@ -440,13 +439,13 @@ impl TaskContext {
     fn fresh_event(&self) -> Event {
         let mut event = Event::new();
         event
-            .str("server_type", &self.server.server_type)
-            .str("server_name", &self.server.name)
-            .str("task_type", self.task_type())
-            .str("task_id", Hex(&task_uuid(self.id)))
-            .str("stage", "Created")
-            .str("start_at", Rfc3339Micros(self.started_at))
-            .opt("user", self.user.as_ref().map(|u| &u.name))
+            .text("server_type", &self.server.server_type)
+            .text("server_name", &self.server.name)
+            .text("task_type", self.task_type())
+            .id("task_id", task_uuid(self.id))
+            .text("stage", "Created")
+            .time("start_at", self.started_at)
+            .opt_text("user", self.user.as_ref().map(|u| &*u.name))
             .addr("server_addr", self.local_addr)
             .addr("client_addr", self.client_addr);
         event
@@ -479,15 +478,15 @@ impl TaskContext {
         let notes = &self.notes;
         let mut event = Event::new();
         event
-            .str("server_type", &self.server.server_type)
-            .str("server_name", &self.server.name)
-            .str("task_type", task_type)
-            .str("task_id", Hex(id))
-            .str("stage", "Finished")
-            .str("start_at", Rfc3339Micros(started_at))
-            .opt("user", self.user.as_ref().map(|u| &u.name))
-            .opt("escaper", notes.escaper.as_deref())
-            .str("reason", notes.reason.get());
+            .text("server_type", &self.server.server_type)
+            .text("server_name", &self.server.name)
+            .text("task_type", task_type)
+            .id("task_id", *id)
+            .text("stage", "Finished")
+            .time("start_at", started_at)
+            .opt_text("user", self.user.as_ref().map(|u| &*u.name))
+            .opt_text("escaper", notes.escaper.as_deref())
+            .text("reason", notes.reason.get());
         match &notes.udp {
             // g3's names for a UDP task's sockets: the control connection's ends, then the
             // datagrams' (ours, the client's), then where the first one went.
@@ -498,7 +497,7 @@ impl TaskContext {
                     .addr("udp_listen_addr", udp.listen)
                     .addr("udp_client_addr", udp.client)
                     // g3: `udp connect` names its one target `upstream`.
-                    .str(
+                    .text(
                         if udp.connect {
                             "upstream"
                         } else {
@@ -518,20 +517,20 @@ impl TaskContext {
             }
         }
         event
-            .opt("upstream", notes.upstream.as_ref())
+            .opt_host_port("upstream", notes.upstream.as_ref())
             .opt_addr("next_bound_addr", notes.bound)
             .opt_addr("next_peer_addr", notes.next_hop)
             .int("c_rd_bytes", bytes_up)
             .int("c_wr_bytes", bytes_down)
             .int("r_rd_bytes", bytes_down)
             .int("r_wr_bytes", bytes_up)
-            .opt(
+            .opt_elapsed(
                 "ready_time",
                 notes
                     .connected_at
-                    .map(|at| Elapsed(at.saturating_duration_since(started))),
+                    .map(|at| at.saturating_duration_since(started)),
             )
-            .str("total_time", Elapsed(started.elapsed()));
+            .elapsed("total_time", started.elapsed());
         event
     }
 }
@@ -543,33 +542,37 @@ fn http_fields(
     rsp_status: Option<u16>,
     uri_max_chars: usize,
 ) {
-    let user_agent = head
-        .header("user-agent")
-        .map(|v| String::from_utf8_lossy(v).into_owned());
     event
-        .str("method", &head.method)
-        .str("uri", masked_uri(&head.target, uri_max_chars))
-        .opt("user_agent", user_agent)
-        .opt("rsp_status", rsp_status);
+        .text("method", &head.method)
+        .text("uri", &masked_uri(&head.target, uri_max_chars));
+    if let Some(user_agent) = head.header("user-agent") {
+        event.lossy("user_agent", user_agent);
+    }
+    event.opt_int("rsp_status", rsp_status.map(u64::from));
 }
 
 /// A request target as task logs show it: a password in it masked, at most `max_chars`
-/// characters.
-fn masked_uri(target: &str, max_chars: usize) -> String {
-    let mut uri = target.to_string();
-    if let Some(scheme_end) = uri.find("://") {
+/// characters (borrowed when it needs neither, as nearly every one does).
+fn masked_uri(target: &str, max_chars: usize) -> Cow<'_, str> {
+    let mut uri = Cow::Borrowed(target);
+    if let Some(scheme_end) = target.find("://") {
         let authority_start = scheme_end + 3;
-        let authority_end = uri[authority_start..]
+        let authority_end = target[authority_start..]
             .find(['/', '?', '#'])
-            .map_or(uri.len(), |i| authority_start + i);
-        if let Some(at) = uri[authority_start..authority_end].rfind('@')
-            && let Some(colon) = uri[authority_start..authority_start + at].find(':')
+            .map_or(target.len(), |i| authority_start + i);
+        if let Some(at) = target[authority_start..authority_end].rfind('@')
+            && let Some(colon) = target[authority_start..authority_start + at].find(':')
         {
-            uri.replace_range(authority_start + colon + 1..authority_start + at, "***");
+            uri.to_mut()
+                .replace_range(authority_start + colon + 1..authority_start + at, "***");
         }
     }
+    // Characters, not bytes, are counted; no character is longer than 4 bytes.
+    if uri.len() <= max_chars {
+        return uri;
+    }
     match uri.char_indices().nth(max_chars) {
-        Some((cut, _)) => uri[..cut].to_string(),
+        Some((cut, _)) => Cow::Owned(uri[..cut].to_string()),
         None => uri,
     }
 }

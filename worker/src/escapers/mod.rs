@@ -55,7 +55,7 @@ use rustls::pki_types::ServerName;
 use crate::auth::{Permit, Site, User};
 use crate::conn::Stream;
 use crate::error::{Forbidden, TaskError};
-use crate::log::{Elapsed, Event, Hex, Logger};
+use crate::log::{Event, Logger};
 use crate::resolvers::Resolver;
 use crate::task::TaskContext;
 
@@ -548,8 +548,8 @@ impl Escaper {
         };
         let mut event = self.escape_event("TcpConnect", task, permit.target(), error);
         event
-            .str("tcp_connect_spend", Elapsed(started.elapsed()))
-            .str("reason", reason);
+            .elapsed("tcp_connect_spend", started.elapsed())
+            .text("reason", reason);
         log.log(event);
     }
 
@@ -563,11 +563,11 @@ impl Escaper {
     ) -> Event {
         let mut event = Event::new();
         event
-            .str("escape_type", escape_type)
-            .str("escaper_type", &self.type_name)
-            .str("escaper_name", &self.name)
-            .str("task_id", Hex(&task.log_id()))
-            .str("upstream", upstream)
+            .text("escape_type", escape_type)
+            .text("escaper_type", &self.type_name)
+            .text("escaper_name", &self.name)
+            .id("task_id", task.log_id())
+            .opt_host_port("upstream", Some(upstream))
             .opt_addr("next_bound_addr", task.notes.bound)
             .opt_addr("next_peer_addr", task.notes.next_hop);
         event.message = error.to_string();

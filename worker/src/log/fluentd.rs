@@ -18,7 +18,7 @@ use g3proxy_shared::config::log::FluentdConfig;
 use ring::digest::{SHA512, digest};
 use rustls::pki_types::ServerName;
 
-use super::{Event, Value, Write};
+use super::{Rendered, Value, Write};
 
 /// The most a handshake message may take (a HELO or PONG is a few dozen bytes).
 const HANDSHAKE_MAX: usize = 4096;
@@ -224,7 +224,7 @@ impl Fluentd {
 
     /// Appends `[tag, time, record]` for `event` to the batch, encoded straight from its
     /// fields.
-    fn encode(&mut self, event: &Event) -> usize {
+    fn encode(&mut self, event: Rendered<'_>) -> usize {
         let start = self.batch.len();
         let out = &mut self.batch;
         let now = SystemTime::now()
@@ -236,8 +236,8 @@ impl Fluentd {
         msgpack::encode_array_len(3, out);
         msgpack::encode_str(&self.tag, out);
         msgpack::encode_ext(0, &time, out);
-        let message = (!event.message.is_empty()).then_some(("msg", Value::Str(&event.message)));
-        msgpack::encode_map_len(event.fields().count() + usize::from(message.is_some()), out);
+        let message = (!event.message().is_empty()).then_some(("msg", Value::Str(event.message())));
+        msgpack::encode_map_len(event.field_count() + usize::from(message.is_some()), out);
         for (key, value) in event.fields().chain(message) {
             msgpack::encode_str(key, out);
             match value {
@@ -250,7 +250,7 @@ impl Fluentd {
 }
 
 impl Write for Fluentd {
-    fn write(&mut self, event: &Event) -> usize {
+    fn write(&mut self, event: Rendered<'_>) -> usize {
         self.pending += 1;
         self.encode(event)
     }

@@ -10,7 +10,7 @@ use g3proxy_shared::config::log::JournalConfig;
 use g3proxy_shared::logs::journal_field as field;
 
 use super::datagrams::Datagrams;
-use super::{Event, Value, Write};
+use super::{Rendered, Value, Write};
 
 pub struct Journal {
     /// Connected to journald's socket; made again after a failure.
@@ -35,11 +35,11 @@ impl Journal {
 }
 
 impl Write for Journal {
-    fn write(&mut self, event: &Event) -> usize {
+    fn write(&mut self, event: Rendered<'_>) -> usize {
         let datagram = self.batch.open();
         field(datagram, "PRIORITY", "6");
         field(datagram, "SYSLOG_IDENTIFIER", self.ident);
-        field(datagram, "MESSAGE", &event.message);
+        field(datagram, "MESSAGE", event.message());
         for (key, value) in event.fields() {
             match value {
                 Value::Str(text) => field(datagram, key, text),

@@ -1,41 +1,43 @@
 //! Structured logs (the `log` section): events with g3proxy's field names, written by a
 //! thread of their own per logger through the driver the config names (one file per
-//! driver). A proxy task never waits on a log: an event goes into a bounded queue, and when
-//! the queue is full it is dropped and counted (`dropped`), as g3's `ChannelOverflow`.
+//! driver). A proxy task never waits on a log, and hands its events over without touching
+//! anything another thread writes: each thread keeps an outbox per logger, which the
+//! logger thread empties every few milliseconds. An outbox holds a bounded number of
+//! events; beyond it they are dropped and counted, as g3's `ChannelOverflow`.
 //!
 //! Every event carries g3's shared keys: `daemon_name` (the group), `pid`, `log_type`.
 
 mod datagrams;
+mod event;
 mod fluentd;
 mod journal;
 mod stdout;
 mod syslog;
 
-use std::fmt::{Display, Write as _};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use g3proxy_shared::config::log::LogDriver;
 
-/// Events waiting for the writer; beyond this many, new ones are dropped.
-const QUEUE: usize = 4096;
+pub use event::{Event, Rendered, Value};
+use event::{Scratch, keep_spares, push_decimal};
 
-/// How long a busy writer sleeps between batches. While it sleeps a task queues an event
-/// without waking it (a wake-up per event cost a busy proxy a third of its requests).
+/// Events one thread may hold for one logger until the logger thread takes them; beyond
+/// this many, new ones are dropped.
+const OUTBOX_MAX: usize = 4096;
+
+/// How long a busy logger thread pauses between batches. While it pauses nothing wakes it:
+/// tasks add to their outboxes without a system call.
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
 
-/// Every logger's queue, for [`flush_all`] as the worker exits.
-static QUEUES: Mutex<Vec<SyncSender<Message>>> = Mutex::new(Vec::new());
+/// Events sent at most by one call of a driver's `flush`.
+const BATCH: usize = 256;
 
-enum Message {
-    /// An event, and the counts of the module's logger it came through.
-    Event(Event, Arc<LoggerStats>),
-    /// Answered once everything queued before it is written.
-    Flush(SyncSender<()>),
-}
+/// Every logger thread's channel, for [`flush_all`] as the worker exits.
+static LOGGERS: Mutex<Vec<Arc<Channel>>> = Mutex::new(Vec::new());
 
 /// `getpid` is a system call each time, and every event names the process.
 static PID: LazyLock<u64> = LazyLock::new(|| u64::from(std::process::id()));
@@ -44,151 +46,6 @@ static PID: LazyLock<u64> = LazyLock::new(|| u64::from(std::process::id()));
 /// carries it).
 pub fn pid() -> u32 {
     *PID as u32
-}
-
-/// One field's value, borrowed from its event: strings are quoted by the text formats,
-/// numbers are not.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value<'a> {
-    Str(&'a str),
-    Int(u64),
-}
-
-/// Where a field's value is kept: string values share one buffer, so an event is two
-/// allocations however many fields it has.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    Str(usize, usize),
-    Int(u64),
-}
-
-/// One log event: its fields in the order they are written (the text drivers that sort do
-/// so themselves).
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// g3's message: empty for task logs, the error in full for escape logs.
-    pub message: String,
-    text: String,
-    slots: Vec<(&'static str, Slot)>,
-}
-
-/// Events the logger threads have written, cleared for reuse: a task takes one rather than
-/// allocate, and a logger thread does not free what a task's thread allocated (glibc's
-/// arenas make that a locked, slow path: it cost a busy proxy more than the formatting).
-static SPARE: Mutex<Vec<Event>> = Mutex::new(Vec::new());
-
-/// Spare events kept at most (about a queue's worth).
-const SPARE_MAX: usize = QUEUE;
-
-/// Gives written events back to [`SPARE`], cleared; beyond what is kept, and any grown
-/// unusually large, they are freed here.
-fn recycle(events: &mut Vec<Event>) {
-    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-    for mut event in events.drain(..) {
-        if spare.len() >= SPARE_MAX || event.text.capacity() > 8192 {
-            continue;
-        }
-        event.message.clear();
-        event.text.clear();
-        event.slots.clear();
-        spare.push(event);
-    }
-}
-
-impl Event {
-    pub fn new() -> Event {
-        let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        spare.unwrap_or_else(|| Event {
-            message: String::new(),
-            text: String::with_capacity(512),
-            slots: Vec::with_capacity(24),
-        })
-    }
-
-    pub fn str(&mut self, key: &'static str, value: impl Display) -> &mut Event {
-        let start = self.text.len();
-        let _ = write!(self.text, "{value}");
-        self.slots.push((key, Slot::Str(start, self.text.len())));
-        self
-    }
-
-    /// Replaces the value of `key` (added if missing).
-    pub fn set_str(&mut self, key: &'static str, value: impl Display) -> &mut Event {
-        let start = self.text.len();
-        let _ = write!(self.text, "{value}");
-        let slot = Slot::Str(start, self.text.len());
-        match self.slots.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, old)) => *old = slot,
-            None => self.slots.push((key, slot)),
-        }
-        self
-    }
-
-    /// A socket address, an IPv4 one written digit by digit (an event has several, and
-    /// the formatting machinery costs more than the rest of the event).
-    pub fn addr(&mut self, key: &'static str, addr: SocketAddr) -> &mut Event {
-        let SocketAddr::V4(v4) = addr else {
-            return self.str(key, addr);
-        };
-        let start = self.text.len();
-        for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-            if i > 0 {
-                self.text.push('.');
-            }
-            push_decimal(&mut self.text, u64::from(octet));
-        }
-        self.text.push(':');
-        push_decimal(&mut self.text, u64::from(v4.port()));
-        self.slots.push((key, Slot::Str(start, self.text.len())));
-        self
-    }
-
-    /// [`Event::addr`] when there is one.
-    pub fn opt_addr(&mut self, key: &'static str, addr: Option<SocketAddr>) -> &mut Event {
-        if let Some(addr) = addr {
-            self.addr(key, addr);
-        }
-        self
-    }
-
-    pub fn int(&mut self, key: &'static str, value: u64) -> &mut Event {
-        self.slots.push((key, Slot::Int(value)));
-        self
-    }
-
-    /// A field present only when there is a value (g3 leaves absent ones out).
-    pub fn opt(&mut self, key: &'static str, value: Option<impl Display>) -> &mut Event {
-        if let Some(value) = value {
-            self.str(key, value);
-        }
-        self
-    }
-
-    /// The fields in the order they were added.
-    pub fn fields(&self) -> impl Iterator<Item = (&'static str, Value<'_>)> {
-        self.slots.iter().map(|(key, slot)| {
-            let value = match *slot {
-                Slot::Str(start, end) => Value::Str(&self.text[start..end]),
-                Slot::Int(n) => Value::Int(n),
-            };
-            (*key, value)
-        })
-    }
-}
-
-/// `n` in decimal at the end of `out`.
-pub(super) fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// A config type as g3 names it in logs: `direct_fixed` is DirectFixed, and g3's own
@@ -210,41 +67,11 @@ pub fn g3_type_name(type_name: &str) -> String {
         .collect()
 }
 
-/// A duration as g3's logs give times (`{:.3?}`: `1.234ms`), written without a string of
-/// its own.
-pub struct Elapsed(pub Duration);
-
-impl Display for Elapsed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.3?}", self.0)
-    }
-}
-
-/// Bytes as lowercase hex digits (task ids), written without a string of their own.
-pub struct Hex<'a>(pub &'a [u8]);
-
-impl Display for Hex<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        // A task id's 16 bytes in one write, not a formatted write per byte.
-        let mut text = [0u8; 64];
-        for chunk in self.0.chunks(text.len() / 2) {
-            for (i, b) in chunk.iter().enumerate() {
-                text[2 * i] = DIGITS[usize::from(b >> 4)];
-                text[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-            }
-            let hex = std::str::from_utf8(&text[..2 * chunk.len()]).map_err(|_| std::fmt::Error)?;
-            f.write_str(hex)?;
-        }
-        Ok(())
-    }
-}
-
 /// How a driver writes events; each runs on its logger's thread. Events are encoded into a
 /// batch as they come and sent together, a system call per batch rather than per event.
 trait Write: Send {
     /// Adds `event` to the batch; answers its size in bytes.
-    fn write(&mut self, event: &Event) -> usize;
+    fn write(&mut self, event: Rendered<'_>) -> usize;
 
     /// Sends the batch; answers how many of its events, in order, the peer took (the rest
     /// are lost).
@@ -259,19 +86,80 @@ pub struct LoggerStats {
     /// Events written, and their bytes (`logger.message.pass`, `logger.traffic.pass`).
     pub passed: AtomicU64,
     pub bytes: AtomicU64,
-    /// Events dropped because the queue was full (`drop_type: ChannelOverflow`), its
-    /// thread was gone (`ChannelClosed`), or the peer did not take them (`PeerUnreachable`).
+    /// Events dropped because the outbox was full (`drop_type: ChannelOverflow`), the
+    /// logger thread was gone (`ChannelClosed`), or the peer did not take them
+    /// (`PeerUnreachable`).
     pub overflow: AtomicU64,
     pub closed: AtomicU64,
     pub unreachable: AtomicU64,
 }
 
-/// A logger of one kind (`task`, ...): the queue to its thread. Each module logs through a
+/// One thread's events for one module's logger, waiting for the logger thread, and the
+/// events it wrote, given back for the thread to reuse. Only its thread and, every few
+/// milliseconds, the logger thread lock it.
+struct Outbox {
+    stats: Arc<LoggerStats>,
+    lists: Mutex<Lists>,
+}
+
+#[derive(Default)]
+struct Lists {
+    waiting: Vec<Event>,
+    written: Vec<Event>,
+}
+
+impl Outbox {
+    fn lists(&self) -> std::sync::MutexGuard<'_, Lists> {
+        self.lists.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the waiting events, leaving `empty` (a list the logger thread reuses).
+    fn take(&self, empty: &mut Vec<Event>) {
+        std::mem::swap(&mut self.lists().waiting, empty);
+    }
+
+    /// Gives back `events`, written and cleared, for the thread to reuse.
+    fn give_back(&self, events: &mut Vec<Event>) {
+        let mut lists = self.lists();
+        let room = OUTBOX_MAX.saturating_sub(lists.written.len());
+        lists.written.extend(events.drain(..).take(room));
+        events.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lists().waiting.is_empty()
+    }
+}
+
+/// What a logger thread shares with the threads that log.
+struct Channel {
+    /// Every outbox of every thread, for the logger thread to empty.
+    outboxes: Mutex<Vec<Arc<Outbox>>>,
+    /// Set by the logger thread before it waits with nothing to write; the next event wakes
+    /// it. While it is busy nobody does.
+    idle: AtomicBool,
+    wake: SyncSender<Control>,
+}
+
+enum Control {
+    /// An event came while the logger thread was idle.
+    Wake,
+    /// Answered once everything logged before it is written.
+    Flush(SyncSender<()>),
+}
+
+thread_local! {
+    /// This thread's outboxes, by the address of the counts of the handle they are for
+    /// (the outbox keeps those counts, so the address is not reused while it lives).
+    static OUTBOXES: RefCell<Vec<(usize, Arc<Outbox>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A logger of one kind (`task`, ...): its thread and driver. Each module logs through a
 /// handle of its own ([`Logger::named`]: `lt-<server>`, `le-<escaper>`, `lr-<resolver>`, as
-/// g3 names its loggers), which shares the queue and thread and keeps its own counts for
-/// the `logger.*` metrics.
+/// g3 names its loggers), which shares the thread and keeps its own counts for the
+/// `logger.*` metrics.
 pub struct Logger {
-    sender: SyncSender<Message>,
+    channel: Arc<Channel>,
     /// g3's `log_type` (`Task`, `Escape`, `Resolve`).
     pub kind: &'static str,
     /// g3's logger name, the `logger` tag of its metrics.
@@ -279,7 +167,7 @@ pub struct Logger {
     daemon_name: Arc<str>,
     pub stats: Arc<LoggerStats>,
     /// The handles made from this logger, for the metrics.
-    handles: std::sync::Mutex<Vec<Arc<Logger>>>,
+    handles: Mutex<Vec<Arc<Logger>>>,
 }
 
 impl Logger {
@@ -291,41 +179,56 @@ impl Logger {
         daemon_name: &str,
     ) -> anyhow::Result<Option<Arc<Logger>>> {
         let ident = "g3proxy";
-        let mut writer: Box<dyn Write> = match driver {
+        let writer: Box<dyn Write> = match driver {
             LogDriver::Discard => return Ok(None),
             LogDriver::Stdout => Box::new(stdout::Stdout::default()),
             LogDriver::Journal(config) => Box::new(journal::Journal::new(config, ident)?),
             LogDriver::Syslog(config) => Box::new(syslog::Syslog::new(config, ident)?),
             LogDriver::Fluentd(config) => Box::new(fluentd::Fluentd::new(config, kind)),
         };
-        let (sender, receiver) = mpsc::sync_channel::<Message>(QUEUE);
-        let stats = Arc::new(LoggerStats::default());
+        Logger::with_writer(writer, kind, daemon_name).map(Some)
+    }
+
+    /// A logger writing through `writer` on a thread of its own.
+    fn with_writer(
+        mut writer: Box<dyn Write>,
+        kind: &'static str,
+        daemon_name: &str,
+    ) -> anyhow::Result<Arc<Logger>> {
+        // Few messages ever wait here: a wake-up is sent once per idle spell.
+        let (wake, control) = mpsc::sync_channel(16);
+        let channel = Arc::new(Channel {
+            outboxes: Mutex::new(Vec::new()),
+            idle: AtomicBool::new(true),
+            wake,
+        });
+        let thread_channel = channel.clone();
         std::thread::Builder::new()
             .name(format!("log-{}", kind.to_ascii_lowercase()))
-            .spawn(move || write_batches(&receiver, writer.as_mut()))?;
-        QUEUES
+            .spawn(move || write_batches(&thread_channel, &control, writer.as_mut()))?;
+        LOGGERS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(sender.clone());
-        Ok(Some(Arc::new(Logger {
-            sender,
+            .push(channel.clone());
+        Ok(Arc::new(Logger {
+            channel,
             kind,
             name: kind.to_ascii_lowercase().into(),
             daemon_name: daemon_name.into(),
-            stats,
-            handles: std::sync::Mutex::new(Vec::new()),
-        })))
+            stats: Arc::default(),
+            handles: Mutex::new(Vec::new()),
+        }))
     }
 
     /// A handle for one module, named `name` in the metrics.
     pub fn named(&self, name: String) -> Arc<Logger> {
         let handle = Arc::new(Logger {
-            sender: self.sender.clone(),
+            channel: self.channel.clone(),
             kind: self.kind,
             name: name.into(),
             daemon_name: self.daemon_name.clone(),
-            stats: Arc::new(LoggerStats::default()),
-            handles: std::sync::Mutex::new(Vec::new()),
+            stats: Arc::default(),
+            handles: Mutex::new(Vec::new()),
         });
         self.handles
             .lock()
@@ -342,79 +245,159 @@ impl Logger {
             .clone()
     }
 
-    /// Queues `event` with the shared keys, or drops it when the queue is full.
+    /// Hands `event` with the shared keys to the logger thread, or drops it when this
+    /// thread's outbox is full.
     pub fn log(&self, mut event: Event) {
         event
-            .str("daemon_name", &self.daemon_name)
+            .text("daemon_name", &self.daemon_name)
             .int("pid", *PID)
-            .str("log_type", self.kind);
-        self.stats.total.fetch_add(1, Ordering::Relaxed);
-        match self
-            .sender
-            .try_send(Message::Event(event, self.stats.clone()))
+            .text("log_type", self.kind);
+        let mut event = Some(event);
+        let added = OUTBOXES
+            .try_with(|outboxes| match event.take() {
+                Some(event) => self.add(&mut outboxes.borrow_mut(), event),
+                None => Ok(()),
+            })
+            .unwrap_or_else(|_| match event.take() {
+                // This thread is ending: the event goes in an outbox of its own, which the
+                // logger thread lets go once it has emptied it.
+                Some(event) => self.add(&mut Vec::new(), event),
+                None => Ok(()),
+            });
+        if added.is_err() {
+            self.stats.total.fetch_add(1, Ordering::Relaxed);
+            self.stats.overflow.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Paired with the logger thread's fence between marking itself idle and looking
+        // at the outboxes: either it sees this event, or this sees it idle.
+        fence(Ordering::SeqCst);
+        if self.channel.idle.load(Ordering::Relaxed)
+            && self.channel.idle.swap(false, Ordering::AcqRel)
         {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.overflow.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.stats.closed.fetch_add(1, Ordering::Relaxed);
+            match self.channel.wake.try_send(Control::Wake) {
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => {
+                    self.stats.closed.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
+
+    /// Adds `event` to this handle's outbox among `outboxes` (made the first time);
+    /// answers the event back if the outbox is full.
+    fn add(&self, outboxes: &mut Vec<(usize, Arc<Outbox>)>, event: Event) -> Result<(), Event> {
+        let key = Arc::as_ptr(&self.stats) as usize;
+        let index = match outboxes.iter().position(|(k, _)| *k == key) {
+            Some(index) => index,
+            None => {
+                let outbox = Arc::new(Outbox {
+                    stats: self.stats.clone(),
+                    lists: Mutex::default(),
+                });
+                self.channel
+                    .outboxes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(outbox.clone());
+                outboxes.push((key, outbox));
+                outboxes.len() - 1
+            }
+        };
+        let mut lists = outboxes[index].1.lists();
+        if lists.waiting.len() >= OUTBOX_MAX {
+            return Err(event);
+        }
+        lists.waiting.push(event);
+        if !lists.written.is_empty() {
+            keep_spares(&mut lists.written);
+        }
+        Ok(())
+    }
 }
 
-/// Waits (up to `timeout` in all) until every logger has written what was queued: as the
+/// Waits (up to `timeout` in all) until every logger has written what was logged: as the
 /// worker exits, so that the last tasks' events are not lost with the process.
 pub fn flush_all(timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
-    let queues = QUEUES.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for queue in queues {
+    let channels = LOGGERS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for channel in channels {
+        channel.flush(deadline);
+    }
+}
+
+impl Channel {
+    /// Waits (until `deadline`) for the logger thread to write what was logged so far.
+    fn flush(&self, deadline: std::time::Instant) {
         let (done, wait) = mpsc::sync_channel(1);
-        // A full queue is a stuck writer: its events are lost either way.
-        if queue.try_send(Message::Flush(done)).is_ok() {
+        if self.wake.try_send(Control::Flush(done)).is_ok() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let _ = wait.recv_timeout(left);
         }
     }
 }
 
-/// Events in one batch at most: a batch is sent once this many are in, or once the queue
-/// is empty.
-const BATCH: usize = 256;
-
-/// The logger thread's batch: the events encoded and not sent yet, by the counts of the
-/// handle each came through and its size.
+/// The logger thread's state: the driver, and the events written into its batch and not
+/// sent yet, by the counts of the handle each came through and its size.
 struct Batcher<'w> {
     writer: &'w mut dyn Write,
+    scratch: Scratch,
     pending: Vec<(Arc<LoggerStats>, usize)>,
-    /// The events written, for [`recycle`].
+    /// An outbox's events as taken.
+    taken: Vec<Event>,
+    /// The same written and cleared, to give back.
     written: Vec<Event>,
 }
 
 impl Batcher<'_> {
-    fn handle(&mut self, message: Message) {
-        match message {
-            Message::Event(event, stats) => {
-                let bytes = self.writer.write(&event);
-                self.pending.push((stats, bytes));
-                self.written.push(event);
+    /// Writes what every outbox holds; answers how many events that was.
+    fn collect(&mut self, channel: &Channel) -> usize {
+        let outboxes = channel
+            .outboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut count = 0;
+        for outbox in &outboxes {
+            outbox.take(&mut self.taken);
+            count += self.taken.len();
+            outbox
+                .stats
+                .total
+                .fetch_add(self.taken.len() as u64, Ordering::Relaxed);
+            let mut taken = std::mem::take(&mut self.taken);
+            for mut event in taken.drain(..) {
+                let bytes = self.writer.write(event.render(&mut self.scratch));
+                self.pending.push((outbox.stats.clone(), bytes));
+                if event.clear() {
+                    self.written.push(event);
+                }
                 if self.pending.len() >= BATCH {
                     self.flush();
                 }
             }
-            Message::Flush(done) => {
-                self.flush();
-                let _ = done.send(());
-            }
+            self.taken = taken;
+            outbox.give_back(&mut self.written);
         }
+        self.flush();
+        // Outboxes of threads that ended (held here and by the channel only), once emptied:
+        // nobody adds to them any more.
+        let ended = outboxes.iter().any(|o| Arc::strong_count(o) == 2);
+        drop(outboxes);
+        if ended {
+            channel
+                .outboxes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|o| Arc::strong_count(o) > 1 || !o.is_empty());
+        }
+        count
     }
 
     fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        recycle(&mut self.written);
         let taken = self.writer.flush();
         for (index, (stats, bytes)) in self.pending.drain(..).enumerate() {
             if index < taken {
@@ -427,41 +410,52 @@ impl Batcher<'_> {
     }
 }
 
-/// The logger thread: writes what is queued as a batch, then pauses while events keep
-/// coming (so tasks queue them without a wake-up), and waits for the next one only once a
-/// pause brought none.
-fn write_batches(receiver: &Receiver<Message>, writer: &mut dyn Write) {
+/// The logger thread: empties the outboxes every [`BATCH_PAUSE`] while events keep coming,
+/// and once a round found none, waits to be woken by the next one.
+fn write_batches(channel: &Channel, control: &Receiver<Control>, writer: &mut dyn Write) {
     let mut batch = Batcher {
         writer,
+        scratch: Scratch::default(),
         pending: Vec::with_capacity(BATCH),
         written: Vec::with_capacity(BATCH),
+        taken: Vec::new(),
     };
+    let mut idle = true;
     loop {
-        let Ok(message) = receiver.recv() else { return };
-        batch.handle(message);
-        // Busy: a batch at a time, then a pause in which nobody needs to wake us (a
-        // `recv_timeout` would be woken by every event); idle again once a pause brought
-        // nothing.
-        loop {
-            while let Ok(message) = receiver.try_recv() {
-                batch.handle(message);
+        let message = if idle {
+            control.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            control.recv_timeout(BATCH_PAUSE)
+        };
+        let flushed = match message {
+            Ok(Control::Flush(done)) => Some(done),
+            Ok(Control::Wake) | Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                batch.collect(channel);
+                return;
             }
-            batch.flush();
-            #[expect(
-                clippy::disallowed_methods,
-                reason = "a pace between batches, not a wait for a condition"
-            )]
-            std::thread::sleep(BATCH_PAUSE);
-            match receiver.try_recv() {
-                Ok(message) => batch.handle(message),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    batch.flush();
-                    return;
-                }
+        };
+        idle = batch.collect(channel) == 0;
+        if let Some(done) = flushed {
+            let _ = done.send(());
+        }
+        if idle {
+            channel.idle.store(true, Ordering::Relaxed);
+            // Paired with the fence in `Logger::log`: an event added before this either
+            // is seen now or saw the flag, and sent a wake-up.
+            fence(Ordering::SeqCst);
+            let outboxes = channel
+                .outboxes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if outboxes.iter().any(|o| !o.is_empty()) {
+                // Somebody may have taken the flag and sent a wake-up already; it only
+                // makes the next pause shorter.
+                channel.idle.store(false, Ordering::Relaxed);
+                idle = false;
             }
         }
-        batch.flush();
     }
 }
 
@@ -479,9 +473,7 @@ pub fn key_values<'a>(
         out.push_str(key);
         out.push_str(separator);
         match value {
-            Value::Int(n) => {
-                let _ = write!(out, "{n}");
-            }
+            Value::Int(n) => push_decimal(out, n),
             Value::Str(text) => {
                 out.push('"');
                 escaped(text, out);
@@ -505,22 +497,119 @@ pub fn escaped(text: &str, out: &mut String) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn addresses_read_as_their_display() {
-        for text in [
-            "127.0.0.1:8080",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "[::1]:443",
-        ] {
-            let addr: SocketAddr = text.parse().unwrap();
-            let mut event = Event::new();
-            event
-                .addr("a", addr)
-                .opt_addr("b", Some(addr))
-                .opt_addr("c", None);
-            let fields: Vec<_> = event.fields().collect();
-            assert_eq!(fields, [("a", Value::Str(text)), ("b", Value::Str(text))]);
+    /// A driver that keeps what it is given, and can be held up.
+    #[derive(Clone, Default)]
+    struct Memory {
+        written: Arc<Mutex<Vec<String>>>,
+        /// While held, `write` waits.
+        gate: Arc<Mutex<()>>,
+    }
+
+    impl Write for Memory {
+        fn write(&mut self, event: Rendered<'_>) -> usize {
+            drop(self.gate.lock().unwrap());
+            let mut line = String::new();
+            key_values(event.fields(), "=", &mut line);
+            self.written.lock().unwrap().push(line);
+            1
         }
+
+        fn flush(&mut self) -> usize {
+            usize::MAX
+        }
+    }
+
+    fn settled(logger: &Logger) {
+        logger
+            .channel
+            .flush(std::time::Instant::now() + Duration::from_secs(10));
+    }
+
+    #[test]
+    fn events_of_threads_that_ended_all_arrive_in_order() {
+        let memory = Memory::default();
+        let logger = Logger::with_writer(Box::new(memory.clone()), "Task", "group").unwrap();
+        let handle = logger.named("lt-test".into());
+        std::thread::scope(|scope| {
+            for thread in 0..4u64 {
+                let handle = &handle;
+                scope.spawn(move || {
+                    for n in 0..1000 {
+                        let mut event = Event::new();
+                        event.int("thread", thread).int("n", n);
+                        handle.log(event);
+                    }
+                });
+            }
+        });
+        settled(&logger);
+        let written = memory.written.lock().unwrap().clone();
+        assert_eq!(written.len(), 4000);
+        for thread in 0..4 {
+            let ns: Vec<u64> = written
+                .iter()
+                .filter(|line| line.starts_with(&format!("thread={thread},")))
+                .map(|line| {
+                    line.split("n=")
+                        .nth(1)
+                        .unwrap()
+                        .split(',')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(ns, (0..1000).collect::<Vec<_>>());
+        }
+        assert!(
+            written[0].contains(r#"daemon_name="group", pid="#),
+            "{}",
+            written[0]
+        );
+        assert_eq!(handle.stats.total.load(Ordering::Relaxed), 4000);
+        assert_eq!(handle.stats.passed.load(Ordering::Relaxed), 4000);
+        // The ended threads' outboxes are let go once emptied.
+        settled(&logger);
+        assert!(logger.channel.outboxes.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_idle_logger_is_woken_by_the_next_event() {
+        let memory = Memory::default();
+        let logger = Logger::with_writer(Box::new(memory.clone()), "Task", "group").unwrap();
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::yield_now();
+            }
+        };
+        for round in 0..3 {
+            logger.log(Event::new());
+            until("written", &|| memory.written.lock().unwrap().len() > round);
+            // A round that finds nothing leaves the thread idle, for the next event to wake.
+            until("idle", &|| logger.channel.idle.load(Ordering::SeqCst));
+        }
+    }
+
+    #[test]
+    fn a_full_outbox_drops_and_counts() {
+        let memory = Memory::default();
+        let logger = Logger::with_writer(Box::new(memory.clone()), "Task", "group").unwrap();
+        let held = memory.gate.lock().unwrap();
+        let logged = OUTBOX_MAX * 2 + 10;
+        for _ in 0..logged {
+            logger.log(Event::new());
+        }
+        drop(held);
+        settled(&logger);
+        let stats = &logger.stats;
+        let passed = stats.passed.load(Ordering::Relaxed);
+        let overflow = stats.overflow.load(Ordering::Relaxed);
+        assert!(overflow >= 10, "{overflow}");
+        assert_eq!(passed + overflow, logged as u64);
+        assert_eq!(stats.total.load(Ordering::Relaxed), logged as u64);
+        assert_eq!(memory.written.lock().unwrap().len() as u64, passed);
     }
 }

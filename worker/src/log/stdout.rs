@@ -7,7 +7,7 @@ use std::io::Write as _;
 
 use g3proxy_shared::types::rfc3339_micros;
 
-use super::{Event, Value, Write};
+use super::{Rendered, Value, Write};
 
 /// The lines of the batch not written yet.
 #[derive(Default)]
@@ -17,7 +17,7 @@ pub struct Stdout {
 }
 
 impl Write for Stdout {
-    fn write(&mut self, event: &Event) -> usize {
+    fn write(&mut self, event: Rendered<'_>) -> usize {
         let mut fields: Vec<_> = event.fields().collect();
         fields.sort_by_key(|(key, _)| *key);
         let mut line = rfc3339_micros(std::time::SystemTime::now());
@@ -29,7 +29,7 @@ impl Write for Stdout {
             };
         }
         line.push(' ');
-        line.push_str(match event.message.as_str() {
+        line.push_str(match event.message() {
             "" => "()",
             message => message,
         });

@@ -12,7 +12,7 @@ use g3proxy_shared::config::log::{SyslogConfig, SyslogTarget};
 use g3proxy_shared::types::{Rfc3339Micros, rfc3164_stamp};
 
 use super::datagrams::Datagrams;
-use super::{Event, Write, key_values};
+use super::{Rendered, Write, key_values};
 
 /// Facility daemon (3), severity notice (5): g3's priority for its info-level logs.
 const PRIORITY: u8 = 3 * 8 + 5;
@@ -59,7 +59,7 @@ impl Syslog {
     }
 
     /// Writes the line for `event` at the end of `line`.
-    fn format(&self, event: &Event, line: &mut String) {
+    fn format(&self, event: Rendered<'_>, line: &mut String) {
         let now = std::time::SystemTime::now();
         let pid = super::pid();
         let _ = match &self.config.rfc5424 {
@@ -86,8 +86,8 @@ impl Syslog {
             ),
         };
         // g3's content: the message, then the fields.
-        if !event.message.is_empty() {
-            super::escaped(&event.message, line);
+        if !event.message().is_empty() {
+            super::escaped(event.message(), line);
             line.push_str(", ");
         }
         key_values(event.fields(), "=", line);
@@ -99,7 +99,7 @@ impl Syslog {
 }
 
 impl Write for Syslog {
-    fn write(&mut self, event: &Event) -> usize {
+    fn write(&mut self, event: Rendered<'_>) -> usize {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
         self.format(event, &mut line);

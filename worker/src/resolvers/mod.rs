@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::TaskError;
-use crate::log::{Elapsed, Event, Logger};
+use crate::log::{Event, Logger};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -378,7 +378,7 @@ impl Resolver {
         }
         event
             .str("query_type", family.rr_type())
-            .str("duration", Elapsed(started.elapsed()))
+            .elapsed("duration", started.elapsed())
             .str("rr_source", source.name())
             .str("error_type", error.error_type())
             .str("error_subtype", error.error_subtype())
