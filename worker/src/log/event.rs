@@ -301,20 +301,28 @@ impl<'a> Rendered<'a> {
     }
 }
 
-/// `n` in decimal at the end of `out`.
-pub(super) fn push_decimal(out: &mut String, mut n: u64) {
+/// `n` in decimal at the end of `out` (an address's octets and ports are most of them).
+pub(super) fn push_decimal(out: &mut String, n: u64) {
+    let digit = |d: u64| char::from(b'0' + (d % 10) as u8);
+    if n < 1000 {
+        if n >= 100 {
+            out.push(digit(n / 100));
+        }
+        if n >= 10 {
+            out.push(digit(n / 10));
+        }
+        out.push(digit(n));
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    let mut rest = n;
+    while rest > 0 {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// `duration` as its `{:.3?}` writes it (`1.234ms`, `12.000ns`: the unit that keeps the
@@ -435,6 +443,27 @@ mod tests {
             let mut out = String::new();
             push_elapsed(&mut out, duration);
             assert_eq!(out, format!("{duration:.3?}"), "{n} ns");
+        }
+    }
+
+    #[test]
+    fn numbers_read_as_their_display() {
+        for n in [
+            0,
+            9,
+            10,
+            99,
+            100,
+            255,
+            999,
+            1000,
+            65535,
+            123_456_789,
+            u64::MAX,
+        ] {
+            let mut out = String::from("x");
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}"));
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Fluentd {
     /// The messages of the batch, one after another, and how many.
     batch: Vec<u8>,
     pending: usize,
+    /// The batch's EventTime (seconds and nanoseconds, big-endian).
+    time: [u8; 8],
 }
 
 fn invalid(message: impl Into<String>) -> std::io::Error {
@@ -125,6 +127,7 @@ impl Fluentd {
             next_try: None,
             batch: Vec::new(),
             pending: 0,
+            time: [0; 8],
         }
     }
 
@@ -226,16 +229,19 @@ impl Fluentd {
     /// fields.
     fn encode(&mut self, event: Rendered<'_>) -> usize {
         let start = self.batch.len();
+        // The events of a batch (written within a few microseconds of each other) share
+        // one time: a clock read per batch, not per event.
+        if start == 0 {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO);
+            self.time[..4].copy_from_slice(&(now.as_secs() as u32).to_be_bytes());
+            self.time[4..].copy_from_slice(&now.subsec_nanos().to_be_bytes());
+        }
         let out = &mut self.batch;
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        let mut time = [0u8; 8];
-        time[..4].copy_from_slice(&(now.as_secs() as u32).to_be_bytes());
-        time[4..].copy_from_slice(&now.subsec_nanos().to_be_bytes());
         msgpack::encode_array_len(3, out);
         msgpack::encode_str(&self.tag, out);
-        msgpack::encode_ext(0, &time, out);
+        msgpack::encode_ext(0, &self.time, out);
         let message = (!event.message().is_empty()).then_some(("msg", Value::Str(event.message())));
         msgpack::encode_map_len(event.field_count() + usize::from(message.is_some()), out);
         for (key, value) in event.fields().chain(message) {
