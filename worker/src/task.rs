@@ -437,17 +437,36 @@ impl TaskContext {
     /// An event of the task with only what is known before it goes anywhere: who, where it
     /// came in, when (its `Created` event).
     fn fresh_event(&self) -> Event {
+        let mut event = self.event_head(
+            self.task_type(),
+            task_uuid(self.id),
+            "Created",
+            self.started_at,
+        );
+        event
+            .addr("server_addr", self.local_addr)
+            .addr("client_addr", self.client_addr);
+        event
+    }
+
+    /// The fields every event of a task begins with: its server, type, id, stage, start
+    /// and user.
+    fn event_head(
+        &self,
+        task_type: &str,
+        id: [u8; 16],
+        stage: &str,
+        started_at: SystemTime,
+    ) -> Event {
         let mut event = Event::new();
         event
             .text("server_type", &self.server.server_type)
             .text("server_name", &self.server.name)
-            .text("task_type", self.task_type())
-            .id("task_id", task_uuid(self.id))
-            .text("stage", "Created")
-            .time("start_at", self.started_at)
-            .opt_text("user", self.user.as_ref().map(|u| &*u.name))
-            .addr("server_addr", self.local_addr)
-            .addr("client_addr", self.client_addr);
+            .text("task_type", task_type)
+            .id("task_id", id)
+            .text("stage", stage)
+            .time("start_at", started_at)
+            .opt_text("user", self.user.as_ref().map(|u| &*u.name));
         event
     }
 
@@ -476,15 +495,8 @@ impl TaskContext {
         (bytes_up, bytes_down): (u64, u64),
     ) -> Event {
         let notes = &self.notes;
-        let mut event = Event::new();
+        let mut event = self.event_head(task_type, *id, "Finished", started_at);
         event
-            .text("server_type", &self.server.server_type)
-            .text("server_name", &self.server.name)
-            .text("task_type", task_type)
-            .id("task_id", *id)
-            .text("stage", "Finished")
-            .time("start_at", started_at)
-            .opt_text("user", self.user.as_ref().map(|u| &*u.name))
             .opt_text("escaper", notes.escaper.as_deref())
             .text("reason", notes.reason.get());
         match &notes.udp {

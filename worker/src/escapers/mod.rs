@@ -567,7 +567,7 @@ impl Escaper {
             .text("escaper_type", &self.type_name)
             .text("escaper_name", &self.name)
             .id("task_id", task.log_id())
-            .opt_host_port("upstream", Some(upstream))
+            .host_port("upstream", upstream)
             .opt_addr("next_bound_addr", task.notes.bound)
             .opt_addr("next_peer_addr", task.notes.next_hop);
         event.message = error.to_string();

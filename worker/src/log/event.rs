@@ -155,18 +155,25 @@ impl Event {
         }
     }
 
-    /// A host and port as its `Display` writes it (`[v6]:port` for IPv6).
+    /// [`Event::host_port`] when there is one.
     pub fn opt_host_port(&mut self, key: &'static str, value: Option<&HostPort>) -> &mut Event {
         match value {
+            Some(value) => self.host_port(key, value),
             None => self,
-            Some(HostPort {
+        }
+    }
+
+    /// A host and port as its `Display` writes it (`[v6]:port` for IPv6).
+    pub fn host_port(&mut self, key: &'static str, value: &HostPort) -> &mut Event {
+        match value {
+            HostPort {
                 host: Host::Ip(ip),
                 port,
-            }) => self.addr(key, SocketAddr::new(*ip, *port)),
-            Some(HostPort {
+            } => self.addr(key, SocketAddr::new(*ip, *port)),
+            HostPort {
                 host: Host::Domain(domain),
                 port,
-            }) => {
+            } => {
                 let start = self.text.len();
                 self.text.push_str(domain);
                 self.text.push(':');
@@ -472,7 +479,7 @@ mod tests {
         for text in ["example.net:80", "10.0.0.1:443", "[2001:db8::1]:8443"] {
             let target = HostPort::parse_authority(text, None).unwrap();
             let mut event = Event::new();
-            event.opt_host_port("upstream", Some(&target));
+            event.host_port("upstream", &target);
             let mut scratch = Scratch::default();
             let fields: Vec<_> = event.render(&mut scratch).fields().collect();
             assert_eq!(fields, [("upstream", Value::Str(text))]);
