@@ -454,6 +454,11 @@ mod tests {
     }
 
     #[test]
+    fn slots_stay_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+    }
+
+    #[test]
     fn numbers_read_as_their_display() {
         for n in [
             0,
