@@ -26,8 +26,8 @@
 #   - resolvers with a warm cache: keep-alive small requests/s to a name (each request a
 #     cached lookup: c-ares, and hickory, asking Debian's unbound on loopback), beside the
 #     same requests to the address
-#   Where G3PROXY_BIN names a g3proxy binary, it runs the same forward, chain and name cases
-#   in the same run, and its figures are printed beside ours.
+#   Where G3PROXY_BIN names a g3proxy binary, it runs the same forward, chain, name and logging
+#   cases in the same run, and its figures are printed beside ours.
 # Not part of the tests. Usage: ci/bench.sh [ROUNDS (default 5)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,7 +62,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Every port at once, held together while they are picked: distinct from one another.
-read -r P_ORIGIN P_HTTP P_SOCKS P_SQUID P_ECHO P_TLSPORT P_HTTPS P_HAPROXY P_STREAM P_HAPROXY_TCP P_RPROXY P_HAPROXY_HTTP P_NGINX_PROXY P_RPROXY_W P_AUTH P_STAT P_STATSD P_DNS P_CHAIN P_NAMED P_NAMED_H P_G3_HTTP P_G3_CHAIN P_G3_NAMED P_FLUENT P_STAT_F < <(python3 - 26 <<'PY'
+read -r P_ORIGIN P_HTTP P_SOCKS P_SQUID P_ECHO P_TLSPORT P_HTTPS P_HAPROXY P_STREAM P_HAPROXY_TCP P_RPROXY P_HAPROXY_HTTP P_NGINX_PROXY P_RPROXY_W P_AUTH P_STAT P_STATSD P_DNS P_CHAIN P_NAMED P_NAMED_H P_G3_HTTP P_G3_CHAIN P_G3_NAMED P_FLUENT P_STAT_F P_G3_STAT P_G3_STAT_F < <(python3 - 28 <<'PY'
 import socket, sys
 held = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in held:
@@ -301,6 +301,11 @@ echo $! > "$work/g3c.pid"
 if [ -n "${G3PROXY_BIN:-}" ]; then
     chain_config "$P_G3_CHAIN" "$P_G3_NAMED" "$P_G3_HTTP" "$P_G3_HTTP" > "$work/peer-g3proxy.yml"
     "$G3PROXY_BIN" -c "$work/peer-g3proxy.yml" 2>"$work/peer-g3proxy.log" & pids+=($!)
+    # g3proxy with the same stat and log sections as ours, each in a process of its own.
+    sed "s/127.0.0.1:$P_STAT\"/127.0.0.1:$P_G3_STAT\"/" "$work/g3proxy-s.yml" > "$work/peer-g3proxy-s.yml"
+    sed "s/127.0.0.1:$P_STAT_F\"/127.0.0.1:$P_G3_STAT_F\"/" "$work/g3proxy-f.yml" > "$work/peer-g3proxy-f.yml"
+    "$G3PROXY_BIN" -c "$work/peer-g3proxy-s.yml" -G peer-s 2>"$work/peer-g3proxy-s.log" & pids+=($!)
+    "$G3PROXY_BIN" -c "$work/peer-g3proxy-f.yml" -G peer-f 2>"$work/peer-g3proxy-f.log" & pids+=($!)
 fi
 
 # The same reverse proxy in the other layout: a single-threaded worker process per core.
@@ -377,7 +382,7 @@ wait_port() {
     exit 1
 }
 for p in "$P_ORIGIN" "$P_HTTP" "$P_SOCKS" "$P_SQUID" "$P_ECHO" "$P_TLSPORT" "$P_HTTPS" "$P_HAPROXY" "$P_STREAM" "$P_HAPROXY_TCP" "$P_RPROXY" "$P_HAPROXY_HTTP" "$P_NGINX_PROXY" "$P_RPROXY_W" "$P_AUTH" "$P_STAT" "$P_STAT_F" "$P_DNS" "$P_CHAIN" "$P_NAMED" "$P_NAMED_H"; do wait_port "$p"; done
-[ -n "${G3PROXY_BIN:-}" ] && for p in "$P_G3_HTTP" "$P_G3_CHAIN" "$P_G3_NAMED"; do wait_port "$p"; done
+[ -n "${G3PROXY_BIN:-}" ] && for p in "$P_G3_HTTP" "$P_G3_CHAIN" "$P_G3_NAMED" "$P_G3_STAT" "$P_G3_STAT_F"; do wait_port "$p"; done
 
 small="http://127.0.0.1:$P_ORIGIN/small"
 # One client for every path, reading with 1 MiB buffers, so the client is not what limits.
@@ -470,6 +475,8 @@ for round in $(seq 1 "$ROUNDS"); do
         record rps_g3_forward "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_HTTP/")"
         record rps_g3_chain "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_CHAIN/")"
         record rps_g3_named "$(rps -s "$work/named.lua" "http://127.0.0.1:$P_G3_NAMED/")"
+        record rps_g3_stat_fluentd "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT_F/")"
+        record rps_g3_stat "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT/")"
     fi
 done
 
@@ -565,4 +572,8 @@ if [ -n "${G3PROXY_BIN:-}" ]; then
     printf '%-44s %12.0f %12.0f %10s\n' "forward req/s" "$(m rps_forward)" "$(m rps_g3_forward)" "$(ratio "$(m rps_forward)" "$(m rps_g3_forward)")"
     printf '%-44s %12.0f %12.0f %10s\n' "forward req/s through two proxies" "$(m rps_chain)" "$(m rps_g3_chain)" "$(ratio "$(m rps_chain)" "$(m rps_g3_chain)")"
     printf '%-44s %12.0f %12.0f %10s\n' "forward req/s to a name (c-ares)" "$(m rps_named)" "$(m rps_g3_named)" "$(ratio "$(m rps_named)" "$(m rps_g3_named)")"
+    printf '%-44s %12.0f %12.0f %10s\n' "forward req/s, stat and syslog [8]" "$(m rps_stat)" "$(m rps_g3_stat)" "$(ratio "$(m rps_stat)" "$(m rps_g3_stat)")"
+    printf '%-44s %12.0f %12.0f %10s\n' "forward req/s, stat and fluentd [8]" "$(m rps_stat_fluentd)" "$(m rps_g3_stat_fluentd)" "$(ratio "$(m rps_stat_fluentd)" "$(m rps_g3_stat_fluentd)")"
+    printf '%-44s %12s %12s\n' "  with syslog / without" "$(ratio "$(m rps_stat)" "$(m rps_forward)")" "$(ratio "$(m rps_g3_stat)" "$(m rps_g3_forward)")"
+    printf '%-44s %12s %12s\n' "  with fluentd / without" "$(ratio "$(m rps_stat_fluentd)" "$(m rps_forward)")" "$(ratio "$(m rps_g3_stat_fluentd)" "$(m rps_g3_forward)")"
 fi
