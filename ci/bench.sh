@@ -216,14 +216,21 @@ s.bind(("127.0.0.1", int(sys.argv[1])))
 while True:
     s.recv(65536)
 ' "$P_STATSD" & pids+=($!)
-mkdir -p "$work/run-s"
-cat > "$work/g3proxy-s.yml" <<CONF
+# A forward proxy with metrics on and task logs through $3, listening on $2: the config
+# $work/$1.yml, for ours and (with G3PROXY_BIN) for g3proxy.
+logging_config() { # name port task_log_driver
+    cat > "$work/$1.yml" <<CONF
 stat: {target: {udp: "127.0.0.1:$P_STATSD"}, emit_interval: 200ms}
-log: {task: {syslog: {target_udp: "127.0.0.1:$P_STATSD"}}}
+log: {task: $3}
 $modules
 server:
-  - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_STAT"}
+  - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$2"}
 CONF
+}
+syslog_driver="{syslog: {target_udp: \"127.0.0.1:$P_STATSD\"}}"
+fluentd_driver="{fluentd: {address: \"127.0.0.1:$P_FLUENT\"}}"
+mkdir -p "$work/run-s"
+logging_config g3proxy-s "$P_STAT" "$syslog_driver"
 target/release/g3proxy -c "$work/g3proxy-s.yml" -G bench-s -C "$work/run-s" 2>"$work/g3proxy-s.log" & pids+=($!)
 
 # The same with task logs to fluentd (the forward protocol over TCP, written in batches) into
@@ -242,13 +249,7 @@ while True:
     threading.Thread(target=drain, args=(connection,), daemon=True).start()
 ' "$P_FLUENT" & pids+=($!)
 mkdir -p "$work/run-f"
-cat > "$work/g3proxy-f.yml" <<CONF
-stat: {target: {udp: "127.0.0.1:$P_STATSD"}, emit_interval: 200ms}
-log: {task: {fluentd: {address: "127.0.0.1:$P_FLUENT"}}}
-$modules
-server:
-  - {name: http, type: http_proxy, escaper: default, listen: "127.0.0.1:$P_STAT_F"}
-CONF
+logging_config g3proxy-f "$P_STAT_F" "$fluentd_driver"
 target/release/g3proxy -c "$work/g3proxy-f.yml" -G bench-f -C "$work/run-f" 2>"$work/g3proxy-f.log" & pids+=($!)
 
 # A name server for the resolver cases: unbound serving bench.test on loopback.
@@ -302,8 +303,8 @@ if [ -n "${G3PROXY_BIN:-}" ]; then
     chain_config "$P_G3_CHAIN" "$P_G3_NAMED" "$P_G3_HTTP" "$P_G3_HTTP" > "$work/peer-g3proxy.yml"
     "$G3PROXY_BIN" -c "$work/peer-g3proxy.yml" 2>"$work/peer-g3proxy.log" & pids+=($!)
     # g3proxy with the same stat and log sections as ours, each in a process of its own.
-    sed "s/127.0.0.1:$P_STAT\"/127.0.0.1:$P_G3_STAT\"/" "$work/g3proxy-s.yml" > "$work/peer-g3proxy-s.yml"
-    sed "s/127.0.0.1:$P_STAT_F\"/127.0.0.1:$P_G3_STAT_F\"/" "$work/g3proxy-f.yml" > "$work/peer-g3proxy-f.yml"
+    logging_config peer-g3proxy-s "$P_G3_STAT" "$syslog_driver"
+    logging_config peer-g3proxy-f "$P_G3_STAT_F" "$fluentd_driver"
     "$G3PROXY_BIN" -c "$work/peer-g3proxy-s.yml" -G peer-s 2>"$work/peer-g3proxy-s.log" & pids+=($!)
     "$G3PROXY_BIN" -c "$work/peer-g3proxy-f.yml" -G peer-f 2>"$work/peer-g3proxy-f.log" & pids+=($!)
 fi

@@ -295,11 +295,7 @@ impl Logger {
                     stats: self.stats.clone(),
                     lists: Mutex::default(),
                 });
-                self.channel
-                    .outboxes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(outbox.clone());
+                self.channel.outboxes().push(outbox.clone());
                 outboxes.push((key, outbox));
                 outboxes.len() - 1
             }
@@ -327,6 +323,10 @@ pub fn flush_all(timeout: Duration) {
 }
 
 impl Channel {
+    fn outboxes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Outbox>>> {
+        self.outboxes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Waits (until `deadline`) for the logger thread to write what was logged so far.
     fn flush(&self, deadline: std::time::Instant) {
         let (done, wait) = mpsc::sync_channel(1);
@@ -352,11 +352,7 @@ struct Batcher<'w> {
 impl Batcher<'_> {
     /// Writes what every outbox holds; answers how many events that was.
     fn collect(&mut self, channel: &Channel) -> usize {
-        let outboxes = channel
-            .outboxes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let outboxes = channel.outboxes().clone();
         let mut count = 0;
         for outbox in &outboxes {
             outbox.take(&mut self.taken);
@@ -386,9 +382,7 @@ impl Batcher<'_> {
         drop(outboxes);
         if ended {
             channel
-                .outboxes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .outboxes()
                 .retain(|o| Arc::strong_count(o) > 1 || !o.is_empty());
         }
         count
@@ -444,12 +438,7 @@ fn write_batches(channel: &Channel, control: &Receiver<Control>, writer: &mut dy
             // Paired with the fence in `Logger::log`: an event added before this either
             // is seen now or saw the flag, and sent a wake-up.
             fence(Ordering::SeqCst);
-            let outboxes = channel
-                .outboxes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if outboxes.iter().any(|o| !o.is_empty()) {
+            if channel.outboxes().iter().any(|o| !o.is_empty()) {
                 // Somebody may have taken the flag and sent a wake-up already; it only
                 // makes the next pause shorter.
                 channel.idle.store(false, Ordering::Relaxed);
