@@ -17,7 +17,7 @@
 #     upstream connections), in the default runtime and with a worker process per core
 #   - HTTP forward keep-alive small requests/s with StatsD metrics and task logs (syslog over
 #     UDP, and fluentd over TCP) on (groups whose only difference is their stat and log
-#     sections), beside the same without
+#     sections), beside the same without; and the worker's CPU time per request in each
 #   - HTTP forward keep-alive small requests/s with Basic auth (a user group of 100 static
 #     users and 10,000 dynamic ones from a file; a static and a dynamic user logging in),
 #     beside the same proxy without users
@@ -302,11 +302,14 @@ echo $! > "$work/g3c.pid"
 if [ -n "${G3PROXY_BIN:-}" ]; then
     chain_config "$P_G3_CHAIN" "$P_G3_NAMED" "$P_G3_HTTP" "$P_G3_HTTP" > "$work/peer-g3proxy.yml"
     "$G3PROXY_BIN" -c "$work/peer-g3proxy.yml" 2>"$work/peer-g3proxy.log" & pids+=($!)
+    peer_pid=$!
     # g3proxy with the same stat and log sections as ours, each in a process of its own.
     logging_config peer-g3proxy-s "$P_G3_STAT" "$syslog_driver"
     logging_config peer-g3proxy-f "$P_G3_STAT_F" "$fluentd_driver"
     "$G3PROXY_BIN" -c "$work/peer-g3proxy-s.yml" -G peer-s 2>"$work/peer-g3proxy-s.log" & pids+=($!)
+    peer_s=$!
     "$G3PROXY_BIN" -c "$work/peer-g3proxy-f.yml" -G peer-f 2>"$work/peer-g3proxy-f.log" & pids+=($!)
+    peer_f=$!
 fi
 
 # The same reverse proxy in the other layout: a single-threaded worker process per core.
@@ -438,6 +441,26 @@ wrk.path = "/small"
 wrk.headers["Connection"] = "close"
 LUA
 rps() { wrk -t1 -c32 -d5s "$@" | awk '/Requests\/sec/ {print $2}'; }
+# The same, and the CPU time (user and system) process $1 took per request meanwhile, in
+# microseconds: what the proxy pays for a request, whatever the machine's other load does to
+# the requests/s (wrk, nginx and the log readers share its cores).
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rps_cpu() { # pid wrk-args...
+    local pid=$1 before after r
+    shift
+    before=$(cpu_ticks "$pid")
+    r=$(rps "$@")
+    after=$(cpu_ticks "$pid")
+    echo "$r $(awk -v t="$((after - before))" -v hz="$HZ" -v r="$r" 'BEGIN {printf "%.2f", (r > 0) ? t / hz * 1e6 / (r * 5) : 0}')"
+}
+# The pid of the one worker of group $2 (control directory $1).
+worker_of() { # control_dir group
+    target/release/g3proxy-ctl -C "$1" -G "$2" --json fleet | python3 -c 'import json,sys; f=json.load(sys.stdin)["fleet"]; print(f["generations"][0]["workers"][0]["pid"])'
+}
+worker_pid=$(worker_of "$work/run" bench)
+worker_s=$(worker_of "$work/run-s" bench-s)
+worker_f=$(worker_of "$work/run-f" bench-f)
 
 declare -A results
 record() { results[$1]="${results[$1]:-} $2"; }
@@ -450,12 +473,18 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_direct "$(rps "$small")"
     # The cases compared with rps_forward run right after it, the logging one last: its
     # syslog reader is still draining when wrk stops, and the next case would pay for it.
-    record rps_forward "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_HTTP/")"
+    read -r r c < <(rps_cpu "$worker_pid" -s "$work/forward.lua" "http://127.0.0.1:$P_HTTP/")
+    record rps_forward "$r"
+    record cpu_forward "$c"
     record rps_auth_static "$(rps -s "$work/forward-static57.lua" "http://127.0.0.1:$P_AUTH/")"
     record rps_auth_dynamic "$(rps -s "$work/forward-dynamic5321.lua" "http://127.0.0.1:$P_AUTH/")"
     record rps_squid "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_SQUID/")"
-    record rps_stat_fluentd "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_STAT_F/")"
-    record rps_stat "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_STAT/")"
+    read -r r c < <(rps_cpu "$worker_f" -s "$work/forward.lua" "http://127.0.0.1:$P_STAT_F/")
+    record rps_stat_fluentd "$r"
+    record cpu_stat_fluentd "$c"
+    read -r r c < <(rps_cpu "$worker_s" -s "$work/forward.lua" "http://127.0.0.1:$P_STAT/")
+    record rps_stat "$r"
+    record cpu_stat "$c"
     record hs_g3 "$(rps -s "$work/handshake.lua" "https://127.0.0.1:$P_TLSPORT/")"
     record hs_haproxy "$(rps -s "$work/handshake-direct.lua" "https://127.0.0.1:$P_HAPROXY/")"
     record tput_https "$(speed tls-connect "$P_HTTPS")"
@@ -473,11 +502,17 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_named_h "$(rps -s "$work/named.lua" "http://127.0.0.1:$P_NAMED_H/")"
     record rps_by_address "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_NAMED/")"
     if [ -n "${G3PROXY_BIN:-}" ]; then
-        record rps_g3_forward "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_HTTP/")"
+        read -r r c < <(rps_cpu "$peer_pid" -s "$work/forward.lua" "http://127.0.0.1:$P_G3_HTTP/")
+        record rps_g3_forward "$r"
+        record cpu_g3_forward "$c"
         record rps_g3_chain "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_CHAIN/")"
         record rps_g3_named "$(rps -s "$work/named.lua" "http://127.0.0.1:$P_G3_NAMED/")"
-        record rps_g3_stat_fluentd "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT_F/")"
-        record rps_g3_stat "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT/")"
+        read -r r c < <(rps_cpu "$peer_f" -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT_F/")
+        record rps_g3_stat_fluentd "$r"
+        record cpu_g3_stat_fluentd "$c"
+        read -r r c < <(rps_cpu "$peer_s" -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT/")
+        record rps_g3_stat "$r"
+        record cpu_g3_stat "$c"
     fi
 done
 
@@ -487,7 +522,6 @@ mb() { awk -v a="$(m "$1")" 'BEGIN {printf "%.0f", a / 1e6}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-worker_pid=$(target/release/g3proxy-ctl -C "$work/run" -G bench --json fleet | python3 -c 'import json,sys; f=json.load(sys.stdin)["fleet"]; print(f["generations"][0]["workers"][0]["pid"])')
 supervisor_pid=$(cat "$work/g3.pid")
 
 # Idle tunnels: open them all, check each echoes, then hold them while RSS is read.
@@ -559,6 +593,8 @@ echo
 printf '%-44s %12s %12s %10s\n' "metrics and task logs" "with both" "without" "/without"
 printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, stat and log on [8]" "$(m rps_stat)" "$(m rps_forward)" "$(ratio "$(m rps_stat)" "$(m rps_forward)")"
 printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, stat and fluentd [8]" "$(m rps_stat_fluentd)" "$(m rps_forward)" "$(ratio "$(m rps_stat_fluentd)" "$(m rps_forward)")"
+printf '%-44s %12s %12s %10s\n' "worker CPU per request (µs), stat and log on [8]" "$(m cpu_stat)" "$(m cpu_forward)" "$(ratio "$(m cpu_stat)" "$(m cpu_forward)")"
+printf '%-44s %12s %12s %10s\n' "worker CPU per request (µs), stat and fluentd [8]" "$(m cpu_stat_fluentd)" "$(m cpu_forward)" "$(ratio "$(m cpu_stat_fluentd)" "$(m cpu_forward)")"
 echo "[8] the same http_proxy in a group of its own with a stat section (200ms, UDP) and task logs to syslog (UDP: a datagram per event), or to fluentd (TCP, batched): an event per request."
 echo
 printf '%-44s %12s %12s %10s\n' "chaining and names" "ours" "beside" "/beside"
@@ -577,4 +613,7 @@ if [ -n "${G3PROXY_BIN:-}" ]; then
     printf '%-44s %12.0f %12.0f %10s\n' "forward req/s, stat and fluentd [8]" "$(m rps_stat_fluentd)" "$(m rps_g3_stat_fluentd)" "$(ratio "$(m rps_stat_fluentd)" "$(m rps_g3_stat_fluentd)")"
     printf '%-44s %12s %12s\n' "  with syslog / without" "$(ratio "$(m rps_stat)" "$(m rps_forward)")" "$(ratio "$(m rps_g3_stat)" "$(m rps_g3_forward)")"
     printf '%-44s %12s %12s\n' "  with fluentd / without" "$(ratio "$(m rps_stat_fluentd)" "$(m rps_forward)")" "$(ratio "$(m rps_g3_stat_fluentd)" "$(m rps_g3_forward)")"
+    printf '%-44s %12s %12s\n' "CPU per request (µs), forward" "$(m cpu_forward)" "$(m cpu_g3_forward)"
+    printf '%-44s %12s %12s\n' "  with syslog / without" "$(ratio "$(m cpu_stat)" "$(m cpu_forward)")" "$(ratio "$(m cpu_g3_stat)" "$(m cpu_g3_forward)")"
+    printf '%-44s %12s %12s\n' "  with fluentd / without" "$(ratio "$(m cpu_stat_fluentd)" "$(m cpu_forward)")" "$(ratio "$(m cpu_g3_stat_fluentd)" "$(m cpu_g3_forward)")"
 fi

@@ -582,6 +582,55 @@ mod tests {
         }
     }
 
+    /// Logs an event as its thread ends, saying whether the thread's outboxes were gone
+    /// by then.
+    struct LogsAtExit(Arc<Logger>);
+
+    impl Drop for LogsAtExit {
+        fn drop(&mut self) {
+            let gone = OUTBOXES.try_with(|_| ()).is_err();
+            let mut event = Event::new();
+            event
+                .text("at", "exit")
+                .int("outboxes_gone", u64::from(gone));
+            self.0.log(event);
+        }
+    }
+
+    thread_local! {
+        static AT_EXIT: RefCell<Option<LogsAtExit>> = const { RefCell::new(None) };
+    }
+
+    #[test]
+    fn a_thread_that_is_ending_still_logs() {
+        let memory = Memory::default();
+        let logger = Logger::with_writer(Box::new(memory.clone()), "Task", "group").unwrap();
+        let handle = logger.clone();
+        std::thread::spawn(move || {
+            // Thread-locals are destroyed in the reverse order of their first use: this one
+            // after the outboxes, which the event below makes.
+            AT_EXIT.with(|at_exit| *at_exit.borrow_mut() = Some(LogsAtExit(handle.clone())));
+            let mut event = Event::new();
+            event.text("at", "body");
+            handle.log(event);
+        })
+        .join()
+        .unwrap();
+        settled(&logger);
+        let written = memory.written.lock().unwrap().clone();
+        assert_eq!(written.len(), 2, "{written:?}");
+        assert!(written[0].starts_with(r#"at="body""#), "{}", written[0]);
+        assert!(
+            written[1].starts_with(r#"at="exit", outboxes_gone=1,"#),
+            "{}",
+            written[1]
+        );
+        assert_eq!(logger.stats.passed.load(Ordering::Relaxed), 2);
+        // The outbox made for the ending thread's last event is let go too.
+        settled(&logger);
+        assert!(logger.channel.outboxes.lock().unwrap().is_empty());
+    }
+
     #[test]
     fn a_full_outbox_drops_and_counts() {
         let memory = Memory::default();
