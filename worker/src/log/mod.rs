@@ -5,7 +5,8 @@
 //! logger thread empties every few milliseconds. An outbox holds a bounded number of
 //! events; beyond it they are dropped and counted, as g3's `ChannelOverflow`.
 //!
-//! Every event carries g3's shared keys: `daemon_name` (the group), `pid`, `log_type`.
+//! Every event carries g3's shared keys: `daemon_name` (the group), `pid`, `log_type`, which
+//! the logger thread adds.
 
 mod datagrams;
 mod event;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use g3proxy_shared::config::log::LogDriver;
 
 pub use event::{Event, Rendered, Value};
-use event::{Scratch, keep_spares, push_decimal};
+use event::{Scratch, SharedKeys, keep_spares, push_decimal};
 
 /// Events one thread may hold for one logger until the logger thread takes them; beyond
 /// this many, new ones are dropped.
@@ -164,7 +165,6 @@ pub struct Logger {
     pub kind: &'static str,
     /// g3's logger name, the `logger` tag of its metrics.
     pub name: Arc<str>,
-    daemon_name: Arc<str>,
     pub stats: Arc<LoggerStats>,
     /// The handles made from this logger, for the metrics.
     handles: Mutex<Vec<Arc<Logger>>>,
@@ -203,9 +203,14 @@ impl Logger {
             wake,
         });
         let thread_channel = channel.clone();
+        let shared = SharedKeys {
+            daemon_name: daemon_name.to_string(),
+            pid: *PID,
+            log_type: kind,
+        };
         std::thread::Builder::new()
             .name(format!("log-{}", kind.to_ascii_lowercase()))
-            .spawn(move || write_batches(&thread_channel, &control, writer.as_mut()))?;
+            .spawn(move || write_batches(&thread_channel, &control, writer.as_mut(), shared))?;
         LOGGERS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -214,7 +219,6 @@ impl Logger {
             channel,
             kind,
             name: kind.to_ascii_lowercase().into(),
-            daemon_name: daemon_name.into(),
             stats: Arc::default(),
             handles: Mutex::new(Vec::new()),
         }))
@@ -226,7 +230,6 @@ impl Logger {
             channel: self.channel.clone(),
             kind: self.kind,
             name: name.into(),
-            daemon_name: self.daemon_name.clone(),
             stats: Arc::default(),
             handles: Mutex::new(Vec::new()),
         });
@@ -245,13 +248,9 @@ impl Logger {
             .clone()
     }
 
-    /// Hands `event` with the shared keys to the logger thread, or drops it when this
-    /// thread's outbox is full.
-    pub fn log(&self, mut event: Event) {
-        event
-            .text("daemon_name", &self.daemon_name)
-            .int("pid", *PID)
-            .text("log_type", self.kind);
+    /// Hands `event` to the logger thread (which adds the shared keys), or drops it when
+    /// this thread's outbox is full.
+    pub fn log(&self, event: Event) {
         let mut event = Some(event);
         let added = OUTBOXES
             .try_with(|outboxes| match event.take() {
@@ -338,11 +337,12 @@ impl Channel {
 }
 
 /// The logger thread's state: the driver, and the events written into its batch and not
-/// sent yet, by the counts of the handle each came through and its size.
+/// sent yet: the size of each, and in runs, the counts of the handle they came through.
 struct Batcher<'w> {
     writer: &'w mut dyn Write,
     scratch: Scratch,
-    pending: Vec<(Arc<LoggerStats>, usize)>,
+    pending: Vec<usize>,
+    runs: Vec<(Arc<LoggerStats>, usize)>,
     /// An outbox's events as taken.
     taken: Vec<Event>,
     /// The same written and cleared, to give back.
@@ -364,7 +364,11 @@ impl Batcher<'_> {
             let mut taken = std::mem::take(&mut self.taken);
             for mut event in taken.drain(..) {
                 let bytes = self.writer.write(event.render(&mut self.scratch));
-                self.pending.push((outbox.stats.clone(), bytes));
+                self.pending.push(bytes);
+                match self.runs.last_mut() {
+                    Some((stats, count)) if Arc::ptr_eq(stats, &outbox.stats) => *count += 1,
+                    _ => self.runs.push((outbox.stats.clone(), 1)),
+                }
                 if event.clear() {
                     self.written.push(event);
                 }
@@ -392,25 +396,36 @@ impl Batcher<'_> {
         if self.pending.is_empty() {
             return;
         }
-        let taken = self.writer.flush();
-        for (index, (stats, bytes)) in self.pending.drain(..).enumerate() {
-            if index < taken {
-                stats.passed.fetch_add(1, Ordering::Relaxed);
-                stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            } else {
-                stats.unreachable.fetch_add(1, Ordering::Relaxed);
-            }
+        // The peer took the first `taken` events of the batch.
+        let mut taken = self.writer.flush();
+        let mut sizes = self.pending.drain(..);
+        for (stats, count) in self.runs.drain(..) {
+            let passed = count.min(taken);
+            taken -= passed;
+            // A prefix passed: after a run cut short, the runs that follow pass none.
+            let bytes: usize = sizes.by_ref().take(passed).sum();
+            stats.passed.fetch_add(passed as u64, Ordering::Relaxed);
+            stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            stats
+                .unreachable
+                .fetch_add((count - passed) as u64, Ordering::Relaxed);
         }
     }
 }
 
 /// The logger thread: empties the outboxes every [`BATCH_PAUSE`] while events keep coming,
 /// and once a round found none, waits to be woken by the next one.
-fn write_batches(channel: &Channel, control: &Receiver<Control>, writer: &mut dyn Write) {
+fn write_batches(
+    channel: &Channel,
+    control: &Receiver<Control>,
+    writer: &mut dyn Write,
+    shared: SharedKeys,
+) {
     let mut batch = Batcher {
         writer,
-        scratch: Scratch::default(),
+        scratch: Scratch::with_shared_keys(shared),
         pending: Vec::with_capacity(BATCH),
+        runs: Vec::new(),
         written: Vec::with_capacity(BATCH),
         taken: Vec::new(),
     };
@@ -506,6 +521,69 @@ mod tests {
         fn flush(&mut self) -> usize {
             usize::MAX
         }
+    }
+
+    /// A driver whose peer takes only the first `TAKES` events of each batch; an event's
+    /// size is its `size` field.
+    #[derive(Clone, Default)]
+    struct Partial {
+        batch: usize,
+        /// Events given and taken, over all batches.
+        given: Arc<AtomicU64>,
+        taken: Arc<AtomicU64>,
+    }
+
+    impl Partial {
+        const TAKES: usize = 2;
+    }
+
+    impl Write for Partial {
+        fn write(&mut self, event: Rendered<'_>) -> usize {
+            self.batch += 1;
+            event
+                .fields()
+                .find_map(|(key, value)| match (key, value) {
+                    ("size", Value::Int(n)) => Some(n as usize),
+                    _ => None,
+                })
+                .unwrap_or(0)
+        }
+
+        fn flush(&mut self) -> usize {
+            let taken = self.batch.min(Self::TAKES);
+            self.given.fetch_add(self.batch as u64, Ordering::Relaxed);
+            self.taken.fetch_add(taken as u64, Ordering::Relaxed);
+            self.batch = 0;
+            taken
+        }
+    }
+
+    #[test]
+    fn what_the_peer_did_not_take_is_counted_by_handle() {
+        let peer = Partial::default();
+        let logger = Logger::with_writer(Box::new(peer.clone()), "Task", "group").unwrap();
+        let (small, large) = (logger.named("small".into()), logger.named("large".into()));
+        for _ in 0..100 {
+            for (handle, size) in [(&small, 10), (&large, 1000)] {
+                let mut event = Event::new();
+                event.int("size", size);
+                handle.log(event);
+            }
+        }
+        settled(&logger);
+        assert_eq!(peer.given.load(Ordering::Relaxed), 200);
+        let mut passed = 0;
+        for (handle, size) in [(&small, 10), (&large, 1000)] {
+            let stats = &handle.stats;
+            let handle_passed = stats.passed.load(Ordering::Relaxed);
+            assert_eq!(
+                handle_passed + stats.unreachable.load(Ordering::Relaxed),
+                100
+            );
+            assert_eq!(stats.bytes.load(Ordering::Relaxed), handle_passed * size);
+            passed += handle_passed;
+        }
+        assert_eq!(passed, peer.taken.load(Ordering::Relaxed));
     }
 
     fn settled(logger: &Logger) {
