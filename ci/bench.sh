@@ -441,18 +441,20 @@ wrk.path = "/small"
 wrk.headers["Connection"] = "close"
 LUA
 rps() { wrk -t1 -c32 -d5s "$@" | awk '/Requests\/sec/ {print $2}'; }
-# The same, and the CPU time (user and system) process $1 took per request meanwhile, in
-# microseconds: what the proxy pays for a request, whatever the machine's other load does to
-# the requests/s (wrk, nginx and the log readers share its cores).
+# A wrk run: its requests/s recorded as $1 (rps_NAME), and as cpu_NAME the CPU time (user and
+# system, all threads) process $2 took per request meanwhile, in microseconds. That is what the proxy pays for a request, which depends less than its
+# requests/s on what else the machine runs (wrk, nginx and the log readers share its cores).
 HZ=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rps_cpu() { # pid wrk-args...
-    local pid=$1 before after r
-    shift
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+record_cpu() { # key pid wrk-args...
+    local key=$1 pid=$2 before after out r n
+    shift 2
     before=$(cpu_ticks "$pid")
-    r=$(rps "$@")
+    out=$(wrk -t1 -c32 -d5s "$@" | awk '/ requests in / {n = $1} /Requests\/sec/ {r = $2} END {print r, n}') || out=""
     after=$(cpu_ticks "$pid")
-    echo "$r $(awk -v t="$((after - before))" -v hz="$HZ" -v r="$r" 'BEGIN {printf "%.2f", (r > 0) ? t / hz * 1e6 / (r * 5) : 0}')"
+    read -r r n <<<"$out" || true
+    record "$key" "${r:-}"
+    record "cpu_${key#rps_}" "$(awk -v t="$((after - before))" -v hz="$HZ" -v n="${n:-0}" 'BEGIN {if (n > 0) printf "%.2f", t / hz * 1e6 / n}')"
 }
 # The pid of the one worker of group $2 (control directory $1).
 worker_of() { # control_dir group
@@ -473,18 +475,12 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_direct "$(rps "$small")"
     # The cases compared with rps_forward run right after it, the logging one last: its
     # syslog reader is still draining when wrk stops, and the next case would pay for it.
-    read -r r c < <(rps_cpu "$worker_pid" -s "$work/forward.lua" "http://127.0.0.1:$P_HTTP/")
-    record rps_forward "$r"
-    record cpu_forward "$c"
+    record_cpu rps_forward "$worker_pid" -s "$work/forward.lua" "http://127.0.0.1:$P_HTTP/"
     record rps_auth_static "$(rps -s "$work/forward-static57.lua" "http://127.0.0.1:$P_AUTH/")"
     record rps_auth_dynamic "$(rps -s "$work/forward-dynamic5321.lua" "http://127.0.0.1:$P_AUTH/")"
     record rps_squid "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_SQUID/")"
-    read -r r c < <(rps_cpu "$worker_f" -s "$work/forward.lua" "http://127.0.0.1:$P_STAT_F/")
-    record rps_stat_fluentd "$r"
-    record cpu_stat_fluentd "$c"
-    read -r r c < <(rps_cpu "$worker_s" -s "$work/forward.lua" "http://127.0.0.1:$P_STAT/")
-    record rps_stat "$r"
-    record cpu_stat "$c"
+    record_cpu rps_stat_fluentd "$worker_f" -s "$work/forward.lua" "http://127.0.0.1:$P_STAT_F/"
+    record_cpu rps_stat "$worker_s" -s "$work/forward.lua" "http://127.0.0.1:$P_STAT/"
     record hs_g3 "$(rps -s "$work/handshake.lua" "https://127.0.0.1:$P_TLSPORT/")"
     record hs_haproxy "$(rps -s "$work/handshake-direct.lua" "https://127.0.0.1:$P_HAPROXY/")"
     record tput_https "$(speed tls-connect "$P_HTTPS")"
@@ -502,17 +498,11 @@ for round in $(seq 1 "$ROUNDS"); do
     record rps_named_h "$(rps -s "$work/named.lua" "http://127.0.0.1:$P_NAMED_H/")"
     record rps_by_address "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_NAMED/")"
     if [ -n "${G3PROXY_BIN:-}" ]; then
-        read -r r c < <(rps_cpu "$peer_pid" -s "$work/forward.lua" "http://127.0.0.1:$P_G3_HTTP/")
-        record rps_g3_forward "$r"
-        record cpu_g3_forward "$c"
+        record_cpu rps_g3_forward "$peer_pid" -s "$work/forward.lua" "http://127.0.0.1:$P_G3_HTTP/"
         record rps_g3_chain "$(rps -s "$work/forward.lua" "http://127.0.0.1:$P_G3_CHAIN/")"
         record rps_g3_named "$(rps -s "$work/named.lua" "http://127.0.0.1:$P_G3_NAMED/")"
-        read -r r c < <(rps_cpu "$peer_f" -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT_F/")
-        record rps_g3_stat_fluentd "$r"
-        record cpu_g3_stat_fluentd "$c"
-        read -r r c < <(rps_cpu "$peer_s" -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT/")
-        record rps_g3_stat "$r"
-        record cpu_g3_stat "$c"
+        record_cpu rps_g3_stat_fluentd "$peer_f" -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT_F/"
+        record_cpu rps_g3_stat "$peer_s" -s "$work/forward.lua" "http://127.0.0.1:$P_G3_STAT/"
     fi
 done
 
@@ -593,8 +583,8 @@ echo
 printf '%-44s %12s %12s %10s\n' "metrics and task logs" "with both" "without" "/without"
 printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, stat and log on [8]" "$(m rps_stat)" "$(m rps_forward)" "$(ratio "$(m rps_stat)" "$(m rps_forward)")"
 printf '%-44s %12.0f %12.0f %10s\n' "forward keep-alive req/s, stat and fluentd [8]" "$(m rps_stat_fluentd)" "$(m rps_forward)" "$(ratio "$(m rps_stat_fluentd)" "$(m rps_forward)")"
-printf '%-44s %12s %12s %10s\n' "worker CPU per request (µs), stat and log on [8]" "$(m cpu_stat)" "$(m cpu_forward)" "$(ratio "$(m cpu_stat)" "$(m cpu_forward)")"
-printf '%-44s %12s %12s %10s\n' "worker CPU per request (µs), stat and fluentd [8]" "$(m cpu_stat_fluentd)" "$(m cpu_forward)" "$(ratio "$(m cpu_stat_fluentd)" "$(m cpu_forward)")"
+printf '%-44s %12s %12s %10s\n' "worker CPU µs/request, stat and syslog [8]" "$(m cpu_stat)" "$(m cpu_forward)" "$(ratio "$(m cpu_stat)" "$(m cpu_forward)")"
+printf '%-44s %12s %12s %10s\n' "worker CPU µs/request, stat and fluentd [8]" "$(m cpu_stat_fluentd)" "$(m cpu_forward)" "$(ratio "$(m cpu_stat_fluentd)" "$(m cpu_forward)")"
 echo "[8] the same http_proxy in a group of its own with a stat section (200ms, UDP) and task logs to syslog (UDP: a datagram per event), or to fluentd (TCP, batched): an event per request."
 echo
 printf '%-44s %12s %12s %10s\n' "chaining and names" "ours" "beside" "/beside"

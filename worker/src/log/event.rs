@@ -226,11 +226,7 @@ impl Event {
     /// The event with every value written out, the ones kept as they are into `scratch`
     /// (the logger thread's, reused from event to event).
     pub(super) fn render<'a>(&'a self, scratch: &'a mut Scratch) -> Rendered<'a> {
-        let Scratch {
-            text,
-            spans,
-            shared,
-        } = scratch;
+        let Scratch { text, spans } = scratch;
         text.clear();
         spans.clear();
         for (_, slot) in &self.slots {
@@ -259,28 +255,7 @@ impl Event {
             event: self,
             scratch: text,
             spans,
-            shared: shared.as_ref(),
         }
-    }
-}
-
-/// The keys every event of a logger ends with, the same for all of them: added by the
-/// logger thread, not copied into each event by the task.
-pub(super) struct SharedKeys {
-    /// g3's `daemon_name`: the group.
-    pub daemon_name: String,
-    pub pid: u64,
-    /// g3's `log_type` (`Task`, `Escape`, `Resolve`).
-    pub log_type: &'static str,
-}
-
-impl SharedKeys {
-    fn fields(&self) -> [(&'static str, Value<'_>); 3] {
-        [
-            ("daemon_name", Value::Str(&self.daemon_name)),
-            ("pid", Value::Int(self.pid)),
-            ("log_type", Value::Str(self.log_type)),
-        ]
     }
 }
 
@@ -290,17 +265,6 @@ pub(super) struct Scratch {
     text: String,
     /// By slot, where its value stands in `text`.
     spans: Vec<(usize, usize)>,
-    /// The keys every event ends with.
-    shared: Option<SharedKeys>,
-}
-
-impl Scratch {
-    pub(super) fn with_shared_keys(shared: SharedKeys) -> Scratch {
-        Scratch {
-            shared: Some(shared),
-            ..Scratch::default()
-        }
-    }
 }
 
 /// An event with its values written out, as the drivers read it.
@@ -309,7 +273,6 @@ pub struct Rendered<'a> {
     event: &'a Event,
     scratch: &'a str,
     spans: &'a [(usize, usize)],
-    shared: Option<&'a SharedKeys>,
 }
 
 impl<'a> Rendered<'a> {
@@ -320,7 +283,7 @@ impl<'a> Rendered<'a> {
 
     /// How many fields [`Rendered::fields`] gives.
     pub fn field_count(&self) -> usize {
-        self.event.slots.len() + self.shared.map_or(0, |shared| shared.fields().len())
+        self.event.slots.len()
     }
 
     /// The fields in the order they were added.
@@ -329,7 +292,6 @@ impl<'a> Rendered<'a> {
             event,
             scratch,
             spans,
-            shared,
         } = *self;
         event
             .slots
@@ -343,7 +305,6 @@ impl<'a> Rendered<'a> {
                 };
                 (*key, value)
             })
-            .chain(shared.into_iter().flat_map(SharedKeys::fields))
     }
 }
 

@@ -5,8 +5,7 @@
 //! logger thread empties every few milliseconds. An outbox holds a bounded number of
 //! events; beyond it they are dropped and counted, as g3's `ChannelOverflow`.
 //!
-//! Every event carries g3's shared keys: `daemon_name` (the group), `pid`, `log_type`, which
-//! the logger thread adds.
+//! Every event carries g3's shared keys: `daemon_name` (the group), `pid`, `log_type`.
 
 mod datagrams;
 mod event;
@@ -24,7 +23,7 @@ use std::time::Duration;
 use g3proxy_shared::config::log::LogDriver;
 
 pub use event::{Event, Rendered, Value};
-use event::{Scratch, SharedKeys, keep_spares, push_decimal};
+use event::{Scratch, keep_spares, push_decimal};
 
 /// Events one thread may hold for one logger until the logger thread takes them; beyond
 /// this many, new ones are dropped.
@@ -165,6 +164,7 @@ pub struct Logger {
     pub kind: &'static str,
     /// g3's logger name, the `logger` tag of its metrics.
     pub name: Arc<str>,
+    daemon_name: Arc<str>,
     pub stats: Arc<LoggerStats>,
     /// The handles made from this logger, for the metrics.
     handles: Mutex<Vec<Arc<Logger>>>,
@@ -203,14 +203,9 @@ impl Logger {
             wake,
         });
         let thread_channel = channel.clone();
-        let shared = SharedKeys {
-            daemon_name: daemon_name.to_string(),
-            pid: *PID,
-            log_type: kind,
-        };
         std::thread::Builder::new()
             .name(format!("log-{}", kind.to_ascii_lowercase()))
-            .spawn(move || write_batches(&thread_channel, &control, writer.as_mut(), shared))?;
+            .spawn(move || write_batches(&thread_channel, &control, writer.as_mut()))?;
         LOGGERS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -219,6 +214,7 @@ impl Logger {
             channel,
             kind,
             name: kind.to_ascii_lowercase().into(),
+            daemon_name: daemon_name.into(),
             stats: Arc::default(),
             handles: Mutex::new(Vec::new()),
         }))
@@ -230,6 +226,7 @@ impl Logger {
             channel: self.channel.clone(),
             kind: self.kind,
             name: name.into(),
+            daemon_name: self.daemon_name.clone(),
             stats: Arc::default(),
             handles: Mutex::new(Vec::new()),
         });
@@ -248,9 +245,13 @@ impl Logger {
             .clone()
     }
 
-    /// Hands `event` to the logger thread (which adds the shared keys), or drops it when
-    /// this thread's outbox is full.
-    pub fn log(&self, event: Event) {
+    /// Hands `event` with the shared keys to the logger thread, or drops it when this
+    /// thread's outbox is full.
+    pub fn log(&self, mut event: Event) {
+        event
+            .text("daemon_name", &self.daemon_name)
+            .int("pid", *PID)
+            .text("log_type", self.kind);
         let mut event = Some(event);
         let added = OUTBOXES
             .try_with(|outboxes| match event.take() {
@@ -337,12 +338,11 @@ impl Channel {
 }
 
 /// The logger thread's state: the driver, and the events written into its batch and not
-/// sent yet: the size of each, and in runs, the counts of the handle they came through.
+/// sent yet, by the counts of the handle each came through and its size.
 struct Batcher<'w> {
     writer: &'w mut dyn Write,
     scratch: Scratch,
-    pending: Vec<usize>,
-    runs: Vec<(Arc<LoggerStats>, usize)>,
+    pending: Vec<(Arc<LoggerStats>, usize)>,
     /// An outbox's events as taken.
     taken: Vec<Event>,
     /// The same written and cleared, to give back.
@@ -364,11 +364,7 @@ impl Batcher<'_> {
             let mut taken = std::mem::take(&mut self.taken);
             for mut event in taken.drain(..) {
                 let bytes = self.writer.write(event.render(&mut self.scratch));
-                self.pending.push(bytes);
-                match self.runs.last_mut() {
-                    Some((stats, count)) if Arc::ptr_eq(stats, &outbox.stats) => *count += 1,
-                    _ => self.runs.push((outbox.stats.clone(), 1)),
-                }
+                self.pending.push((outbox.stats.clone(), bytes));
                 if event.clear() {
                     self.written.push(event);
                 }
@@ -396,36 +392,25 @@ impl Batcher<'_> {
         if self.pending.is_empty() {
             return;
         }
-        // The peer took the first `taken` events of the batch.
-        let mut taken = self.writer.flush();
-        let mut sizes = self.pending.drain(..);
-        for (stats, count) in self.runs.drain(..) {
-            let passed = count.min(taken);
-            taken -= passed;
-            // A prefix passed: after a run cut short, the runs that follow pass none.
-            let bytes: usize = sizes.by_ref().take(passed).sum();
-            stats.passed.fetch_add(passed as u64, Ordering::Relaxed);
-            stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            stats
-                .unreachable
-                .fetch_add((count - passed) as u64, Ordering::Relaxed);
+        let taken = self.writer.flush();
+        for (index, (stats, bytes)) in self.pending.drain(..).enumerate() {
+            if index < taken {
+                stats.passed.fetch_add(1, Ordering::Relaxed);
+                stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            } else {
+                stats.unreachable.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
 
 /// The logger thread: empties the outboxes every [`BATCH_PAUSE`] while events keep coming,
 /// and once a round found none, waits to be woken by the next one.
-fn write_batches(
-    channel: &Channel,
-    control: &Receiver<Control>,
-    writer: &mut dyn Write,
-    shared: SharedKeys,
-) {
+fn write_batches(channel: &Channel, control: &Receiver<Control>, writer: &mut dyn Write) {
     let mut batch = Batcher {
         writer,
-        scratch: Scratch::with_shared_keys(shared),
+        scratch: Scratch::default(),
         pending: Vec::with_capacity(BATCH),
-        runs: Vec::new(),
         written: Vec::with_capacity(BATCH),
         taken: Vec::new(),
     };
@@ -523,67 +508,51 @@ mod tests {
         }
     }
 
-    /// A driver whose peer takes only the first `TAKES` events of each batch; an event's
-    /// size is its `size` field.
-    #[derive(Clone, Default)]
-    struct Partial {
-        batch: usize,
-        /// Events given and taken, over all batches.
-        given: Arc<AtomicU64>,
-        taken: Arc<AtomicU64>,
-    }
+    /// A driver whose peer takes the first so many events of a batch.
+    struct Takes(usize);
 
-    impl Partial {
-        const TAKES: usize = 2;
-    }
-
-    impl Write for Partial {
-        fn write(&mut self, event: Rendered<'_>) -> usize {
-            self.batch += 1;
-            event
-                .fields()
-                .find_map(|(key, value)| match (key, value) {
-                    ("size", Value::Int(n)) => Some(n as usize),
-                    _ => None,
-                })
-                .unwrap_or(0)
+    impl Write for Takes {
+        fn write(&mut self, _: Rendered<'_>) -> usize {
+            0
         }
 
         fn flush(&mut self) -> usize {
-            let taken = self.batch.min(Self::TAKES);
-            self.given.fetch_add(self.batch as u64, Ordering::Relaxed);
-            self.taken.fetch_add(taken as u64, Ordering::Relaxed);
-            self.batch = 0;
-            taken
+            self.0
         }
     }
 
     #[test]
-    fn what_the_peer_did_not_take_is_counted_by_handle() {
-        let peer = Partial::default();
-        let logger = Logger::with_writer(Box::new(peer.clone()), "Task", "group").unwrap();
-        let (small, large) = (logger.named("small".into()), logger.named("large".into()));
-        for _ in 0..100 {
-            for (handle, size) in [(&small, 10), (&large, 1000)] {
-                let mut event = Event::new();
-                event.int("size", size);
-                handle.log(event);
+    fn a_batch_cut_short_counts_each_handle_up_to_the_cut() {
+        // A batch of 1 event of handle a (1 byte), 3 of b (10 bytes each), 2 more of a: what
+        // each handle passed (events, bytes) and lost, by how many the peer took.
+        for (takes, a_counts, b_counts) in [
+            (0, (0, 0, 3), (0, 0, 3)),
+            (2, (1, 1, 2), (1, 10, 2)),
+            (5, (2, 2, 1), (3, 30, 0)),
+            (usize::MAX, (3, 3, 0), (3, 30, 0)),
+        ] {
+            let (a, b) = (Arc::<LoggerStats>::default(), Arc::<LoggerStats>::default());
+            let mut writer = Takes(takes);
+            let mut batch = Batcher {
+                writer: &mut writer,
+                scratch: Scratch::default(),
+                pending: [(&a, 1), (&b, 10), (&b, 10), (&b, 10), (&a, 1), (&a, 1)]
+                    .map(|(stats, size)| (Arc::clone(stats), size))
+                    .to_vec(),
+                taken: Vec::new(),
+                written: Vec::new(),
+            };
+            batch.flush();
+            assert!(batch.pending.is_empty());
+            for (stats, counts) in [(&a, a_counts), (&b, b_counts)] {
+                let got = (
+                    stats.passed.load(Ordering::Relaxed),
+                    stats.bytes.load(Ordering::Relaxed),
+                    stats.unreachable.load(Ordering::Relaxed),
+                );
+                assert_eq!(got, counts, "the peer took {takes}");
             }
         }
-        settled(&logger);
-        assert_eq!(peer.given.load(Ordering::Relaxed), 200);
-        let mut passed = 0;
-        for (handle, size) in [(&small, 10), (&large, 1000)] {
-            let stats = &handle.stats;
-            let handle_passed = stats.passed.load(Ordering::Relaxed);
-            assert_eq!(
-                handle_passed + stats.unreachable.load(Ordering::Relaxed),
-                100
-            );
-            assert_eq!(stats.bytes.load(Ordering::Relaxed), handle_passed * size);
-            passed += handle_passed;
-        }
-        assert_eq!(passed, peer.taken.load(Ordering::Relaxed));
     }
 
     fn settled(logger: &Logger) {
