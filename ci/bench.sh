@@ -440,17 +440,20 @@ cat > "$work/handshake-direct.lua" <<LUA
 wrk.path = "/small"
 wrk.headers["Connection"] = "close"
 LUA
-rps() { wrk -t1 -c32 -d5s "$@" | awk '/Requests\/sec/ {print $2}'; }
-# A wrk run: its requests/s recorded as $1 (rps_NAME), and as cpu_NAME the CPU time (user and
-# system, all threads) process $2 took per request meanwhile, in microseconds. That is what the proxy pays for a request, which depends less than its
-# requests/s on what else the machine runs (wrk, nginx and the log readers share its cores).
+# Every requests/s case: one wrk thread, 32 connections, 5 seconds.
+load() { wrk -t1 -c32 -d5s "$@"; }
+rps() { load "$@" | awk '/Requests\/sec/ {print $2}'; }
+# A wrk run: its requests/s recorded as $1 (rps_NAME), and as cpu_NAME the CPU time (user
+# and system, all threads) process $2 took per request meanwhile, in microseconds. That is
+# what the proxy pays for a request, which depends less than its requests/s on what else the
+# machine runs (wrk, nginx and the log readers share its cores).
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 record_cpu() { # key pid wrk-args...
     local key=$1 pid=$2 before after out r n
     shift 2
     before=$(cpu_ticks "$pid")
-    out=$(wrk -t1 -c32 -d5s "$@" | awk '/ requests in / {n = $1} /Requests\/sec/ {r = $2} END {print r, n}') || out=""
+    out=$(load "$@" | awk '/ requests in / {n = $1} /Requests\/sec/ {r = $2} END {print r, n}') || out=""
     after=$(cpu_ticks "$pid")
     read -r r n <<<"$out" || true
     record "$key" "${r:-}"

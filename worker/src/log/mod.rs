@@ -555,6 +555,12 @@ mod tests {
         }
     }
 
+    /// Checks that the outboxes of threads that ended are let go once emptied.
+    fn outboxes_let_go(logger: &Logger) {
+        settled(logger);
+        assert!(logger.channel.outboxes.lock().unwrap().is_empty());
+    }
+
     fn settled(logger: &Logger) {
         logger
             .channel
@@ -605,9 +611,7 @@ mod tests {
         );
         assert_eq!(handle.stats.total.load(Ordering::Relaxed), 4000);
         assert_eq!(handle.stats.passed.load(Ordering::Relaxed), 4000);
-        // The ended threads' outboxes are let go once emptied.
-        settled(&logger);
-        assert!(logger.channel.outboxes.lock().unwrap().is_empty());
+        outboxes_let_go(&logger);
     }
 
     #[test]
@@ -674,8 +678,7 @@ mod tests {
         );
         assert_eq!(logger.stats.passed.load(Ordering::Relaxed), 2);
         // The outbox made for the ending thread's last event is let go too.
-        settled(&logger);
-        assert!(logger.channel.outboxes.lock().unwrap().is_empty());
+        outboxes_let_go(&logger);
     }
 
     #[test]

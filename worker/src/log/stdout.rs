@@ -15,6 +15,10 @@ use super::{Rendered, Value, Write, push_decimal};
 pub struct Stdout {
     lines: String,
     count: usize,
+    /// The event being written: its values as text, one after another, and where each
+    /// stands, in the event's order (reused from one event to the next).
+    values: String,
+    spans: Vec<(usize, usize)>,
     /// The keys of the last event, as it gave them.
     keys: Vec<&'static str>,
     /// Their positions, sorted by key: events of one kind come with the same keys in the
@@ -44,19 +48,25 @@ impl Stdout {
 impl Write for Stdout {
     fn write(&mut self, event: Rendered<'_>) -> usize {
         self.sort(&event);
-        let fields: Vec<_> = event.fields().collect();
+        self.values.clear();
+        self.spans.clear();
+        for (_, value) in event.fields() {
+            let start = self.values.len();
+            match value {
+                Value::Str(text) => push_on_one_line(&mut self.values, text),
+                Value::Int(n) => push_decimal(&mut self.values, n),
+            }
+            self.spans.push((start, self.values.len()));
+        }
         let start = self.lines.len();
         let line = &mut self.lines;
         let _ = write!(line, "{} INFO", Rfc3339Micros(std::time::SystemTime::now()));
         for &index in &self.order {
-            let (key, value) = fields[index];
+            let (start, end) = self.spans[index];
             line.push(' ');
-            line.push_str(key);
+            line.push_str(self.keys[index]);
             line.push_str(": ");
-            match value {
-                Value::Str(text) => push_on_one_line(line, text),
-                Value::Int(n) => push_decimal(line, n),
-            }
+            line.push_str(&self.values[start..end]);
             line.push(',');
         }
         line.push(' ');
